@@ -1,0 +1,339 @@
+"""The scheduler: where each wanted segment comes from, decided as a pure function.
+
+``decide(view, config, rng)`` looks at one moment (``view.now``): the playhead, the segments
+ahead, what is held and in flight, and what every neighbour has, is fetching and has delivered
+at what rate. It returns actions (fetch from the CDN, fetch from a peer, cancel a transfer) and
+deliberate waits, most urgent segment first, plus when to decide again. It keeps no state: the
+simulator and the agent feed it the same kind of view, so they behave alike. The rules are in
+docs/scheduling.md; docs/vectors/scheduler/ holds cases both implementations pass.
+
+Per segment, in playback order within the prefetch window:
+
+1. held, or being fetched from the CDN: nothing to do;
+2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s``, or if it is
+   projected to finish too late while the CDN can still make the deadline; the cancelled
+   segment is then planned again from the byte it reached (a Range resume);
+3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin): CDN;
+4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
+   throughput (untried peers count at ``untried_peer_bytes_per_s``), if it is projected to finish in
+   time;
+5. a usable neighbour is fetching it: fetch from it (cut-through relay) on the same terms;
+6. a neighbour has or fetches it but none is usable now (busy, slots full, too slow for now):
+   wait for it until the segment turns urgent;
+7. nobody near has it: the election (after waiting for neighbours still connecting, if it
+   has none yet). Rank 0 fetches from the CDN now; rank k once the segment
+   has been wanted for ``k * backup_delay_s``; until then, wait.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import SchedulerConfig
+from .election import election_rank
+from .ids import SegmentId
+
+
+class RandomSource(Protocol):
+    def random(self) -> float: ...
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """A segment of the playlist that playback will need."""
+
+    segment: SegmentId
+    start_s: float
+    duration_s: float
+    #: Exact size when known (byte range, peer announcement), else an estimate.
+    size_bytes: int
+    #: When this peer learned the segment exists (playlist refresh or announcement).
+    known_since: float
+    #: Bytes already held from an earlier, interrupted transfer: fetches resume there.
+    partial_bytes: int = 0
+    #: Peers not to ask for this segment (they failed it recently).
+    avoid: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """A download in flight. ``peer_id`` is ``None`` for the CDN."""
+
+    segment: SegmentId
+    peer_id: str | None
+    started_at: float
+    offset: int = 0
+    received_bytes: int = 0
+    total_bytes: int | None = None
+    last_data_at: float | None = None
+
+
+@dataclass(frozen=True)
+class PeerView:
+    peer_id: str
+    have: Set[SegmentId] = frozenset()
+    fetching: Set[SegmentId] = frozenset()
+    #: Measured download rate from this peer in bytes/s; ``None`` when untried.
+    throughput_bytes_per_s: float | None = None
+    #: The peer answered BUSY: do not ask it again before this time.
+    choked_until: float = 0.0
+    #: ``False`` for a leech-only peer, which never uploads.
+    uploads: bool = True
+
+
+@dataclass(frozen=True)
+class SchedulerView:
+    now: float
+    self_id: str
+    #: Media time of the playhead; segments wholly behind it are ignored.
+    playhead_s: float
+    segments: Sequence[SegmentView]
+    have: Set[SegmentId] = frozenset()
+    transfers: Sequence[TransferView] = ()
+    peers: Sequence[PeerView] = ()
+    #: Measured CDN throughput in bytes/s (``None``: use ``assumed_cdn_bytes_per_s``).
+    cdn_throughput_bytes_per_s: float | None = None
+    #: Playback rate; deadlines are media distance divided by it.
+    rate: float = 1.0
+    #: Neighbours offered by the tracker are still connecting until this time: the election
+    #: waits for them rather than electing a viewer that merely has not met its peers yet.
+    connecting_until: float = 0.0
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchFromCdn:
+    segment: SegmentId
+    offset: int
+    reason: str  # urgent | elected | backup
+
+
+@dataclass(frozen=True)
+class FetchFromPeer:
+    segment: SegmentId
+    peer_id: str
+    offset: int
+    reason: str  # have | cut_through
+
+
+@dataclass(frozen=True)
+class CancelTransfer:
+    segment: SegmentId
+    peer_id: str | None
+    reason: str  # stalled | too_slow
+
+
+@dataclass(frozen=True)
+class Wait:
+    segment: SegmentId
+    reason: str  # awaiting_peer | connecting | not_elected | cdn_busy
+    until: float
+
+
+Action = FetchFromCdn | FetchFromPeer | CancelTransfer | Wait
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...] = field(default=())
+    #: When to call ``decide`` again if nothing else happens first.
+    wake_at: float | None = None
+
+
+# -- the rules ----------------------------------------------------------------------------
+
+
+def cdn_time_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
+    """Time the CDN needs to deliver ``num_bytes``."""
+    bps = view.cdn_throughput_bytes_per_s or config.assumed_cdn_bytes_per_s
+    return config.cdn_latency_s + num_bytes / bps
+
+
+def urgent_window_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
+    return max(
+        config.min_urgent_window_s, cdn_time_s(num_bytes, view, config) + config.deadline_margin_s
+    )
+
+
+def _peer_rate(peer: PeerView, config: SchedulerConfig) -> float:
+    return (
+        peer.throughput_bytes_per_s
+        if peer.throughput_bytes_per_s
+        else config.untried_peer_bytes_per_s
+    )
+
+
+def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSource) -> PeerView:
+    """Pick one of ``peers`` with probability proportional to its rate.
+
+    Peers are ordered by id and one uniform draw ``u`` in [0, 1) picks the first peer whose
+    cumulative rate exceeds ``u * total``: the same draw picks the same peer in every
+    implementation.
+    """
+    ordered = sorted(peers, key=lambda p: p.peer_id)
+    if len(ordered) == 1:
+        return ordered[0]
+    weights = [_peer_rate(p, config) for p in ordered]
+    target = rng.random() * sum(weights)
+    cumulative = 0.0
+    for peer, weight in zip(ordered, weights, strict=True):
+        cumulative += weight
+        if target < cumulative:
+            return peer
+    return ordered[-1]
+
+
+def _usable(
+    peer: PeerView,
+    now: float,
+    remaining_bytes: int,
+    latest_finish: float,
+    avoid: frozenset[str],
+    peer_load: Counter[str],
+    config: SchedulerConfig,
+) -> bool:
+    """Whether ``peer`` may be asked now and is projected to deliver by ``latest_finish``."""
+    return (
+        peer.uploads
+        and peer.peer_id not in avoid
+        and peer.choked_until <= now
+        and peer_load[peer.peer_id] < config.max_downloads_per_peer
+        and now + remaining_bytes / _peer_rate(peer, config) <= latest_finish
+    )
+
+
+def _watching_close(peer: PeerView, segment: SegmentId, lookback: int) -> bool:
+    for k in range(1, lookback + 1):
+        if segment.sequence - k < 0:
+            break
+        earlier = SegmentId(segment.rendition, segment.sequence - k)
+        if earlier in peer.have or earlier in peer.fetching:
+            return True
+    return False
+
+
+def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> Decision:
+    now = view.now
+    rate = view.rate if view.rate > 0 else 1.0
+    in_flight = {t.segment: t for t in view.transfers}
+    peer_load: Counter[str] = Counter(t.peer_id for t in view.transfers if t.peer_id is not None)
+    peer_total = sum(peer_load.values())
+    cdn_total = sum(1 for t in view.transfers if t.peer_id is None)
+    peers = {p.peer_id: p for p in view.peers if p.peer_id != view.self_id}
+    actions: list[Action] = []
+    wakes: list[float] = [now + config.idle_recheck_s]
+
+    for seg in sorted(view.segments, key=lambda s: s.start_s):
+        sid = seg.segment
+        if sid in view.have or seg.start_s + seg.duration_s <= view.playhead_s:
+            continue
+        ahead_s = seg.start_s - view.playhead_s
+        if ahead_s > config.prefetch_window_s:
+            wakes.append(now + (ahead_s - config.prefetch_window_s) / rate)
+            break
+        deadline = now + max(0.0, ahead_s) / rate
+        offset = seg.partial_bytes
+        avoid = seg.avoid
+
+        transfer = in_flight.get(sid)
+        if transfer is not None:
+            if transfer.peer_id is None:
+                continue  # the CDN is on it: nothing can do better
+            total = transfer.total_bytes or seg.size_bytes
+            reached = transfer.offset + transfer.received_bytes
+            remaining = max(0, total - reached)
+            last_data = transfer.last_data_at or transfer.started_at
+            elapsed = now - transfer.started_at
+            peer = peers.get(transfer.peer_id)
+            if transfer.received_bytes > 0 and elapsed > 0:
+                rate_bytes_per_s = transfer.received_bytes / elapsed
+            elif peer is not None:
+                rate_bytes_per_s = _peer_rate(peer, config)
+            else:
+                rate_bytes_per_s = config.untried_peer_bytes_per_s
+            projected = now + remaining / rate_bytes_per_s
+            last_cdn_start = deadline - cdn_time_s(remaining, view, config)
+            last_cdn_start -= config.deadline_margin_s
+            stalled = now - last_data >= config.peer_stall_timeout_s
+            too_slow = projected > deadline - config.deadline_margin_s and now >= last_cdn_start
+            if not (stalled or too_slow):
+                wakes.append(last_data + config.peer_stall_timeout_s)
+                wakes.append(last_cdn_start)
+                continue
+            actions.append(
+                CancelTransfer(sid, transfer.peer_id, "stalled" if stalled else "too_slow")
+            )
+            peer_load[transfer.peer_id] -= 1
+            peer_total -= 1
+            offset = reached
+            avoid = avoid | {transfer.peer_id}
+
+        remaining = max(0, seg.size_bytes - offset)
+        time_left = deadline - now
+        window = urgent_window_s(remaining, view, config)
+        if time_left <= window:
+            actions.append(FetchFromCdn(sid, offset, "urgent"))
+            cdn_total += 1
+            continue
+        urgent_at = deadline - window
+        wakes.append(urgent_at)
+
+        latest_finish = deadline - config.deadline_margin_s
+
+        sources = [p for p in peers.values() if p.uploads and p.peer_id not in avoid]
+        holders = [p for p in sources if sid in p.have]
+        fetchers = [p for p in sources if sid in p.fetching]
+        if peer_total < config.max_downloads_from_peers:
+            reason = "have"
+            terms = (now, remaining, latest_finish, avoid, peer_load, config)
+            candidates = [p for p in holders if _usable(p, *terms)]
+            if not candidates and config.cut_through:
+                candidates = [p for p in fetchers if _usable(p, *terms)]
+                reason = "cut_through"
+            if candidates:
+                chosen = _weighted_pick(candidates, config, rng)
+                actions.append(FetchFromPeer(sid, chosen.peer_id, offset, reason))
+                peer_load[chosen.peer_id] += 1
+                peer_total += 1
+                continue
+        if holders or fetchers:
+            retry = [p.choked_until for p in holders + fetchers if p.choked_until > now]
+            until = min([urgent_at, *retry])
+            actions.append(Wait(sid, "awaiting_peer", until))
+            wakes.append(until)
+            continue
+
+        # Nobody near has it or is fetching it: elect one CDN fetcher among those watching.
+        candidates_ids = [view.self_id] + [
+            p.peer_id
+            for p in peers.values()
+            if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
+        ]
+        rank = election_rank(view.self_id, candidates_ids, sid)
+        entered_window_at = now - (config.prefetch_window_s - ahead_s) / rate
+        wanted_since = max(seg.known_since, entered_window_at)
+        fire_at = wanted_since + rank * config.backup_delay_s
+        if now < view.connecting_until and not peers:
+            until = min(view.connecting_until, urgent_at)
+            actions.append(Wait(sid, "connecting", until))
+            wakes.append(until)
+        elif now < fire_at:
+            until = min(fire_at, urgent_at)
+            actions.append(Wait(sid, "not_elected", until))
+            wakes.append(until)
+        elif cdn_total < config.max_cdn_downloads:
+            actions.append(FetchFromCdn(sid, offset, "elected" if rank == 0 else "backup"))
+            cdn_total += 1
+        else:
+            actions.append(Wait(sid, "cdn_busy", urgent_at))
+
+    wake_at = max(min(wakes), now + config.min_recheck_s)
+    return Decision(tuple(actions), wake_at)

@@ -1,0 +1,1 @@
+"""A discrete-time swarm simulator that drives the core scheduler and player model unchanged."""

@@ -1,0 +1,78 @@
+"""What a simulated (or load-tested) swarm looks like: one frozen dataclass of knobs."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scenario:
+    #: Viewers in the swarm (at once; churn replaces leavers with newcomers).
+    peers: int = 10
+    live: bool = True
+    segment_s: float = 4.0
+    #: Wall time simulated from the first join.
+    duration_s: float = 300.0
+    #: Viewers join evenly spread over this many seconds.
+    join_over_s: float = 20.0
+    #: Live: how many segment durations behind the live edge viewers start playing.
+    latency_segments: int = 3
+    #: ``False`` runs the same viewers from the CDN only (the baseline).
+    p2p: bool = True
+    seed: int = 1
+    #: Media bitrate; a segment is ``bitrate * segment_s / 8`` bytes, +-10 %.
+    bitrate_bits_per_s: float = 2_000_000.0
+    #: Each viewer's access link, bytes/s.
+    downlink_bytes_per_s: float = 3_000_000.0
+    uplink_bytes_per_s: float = 1_250_000.0
+    #: CDN egress for the whole swarm, bytes/s (0: unlimited).
+    cdn_bytes_per_s: float = 0.0
+    cdn_latency_s: float = 0.05
+    #: Round-trip time between two viewers.
+    peer_rtt_s: float = 0.05
+    #: Neighbours a viewer keeps (the tracker pairs up to this many).
+    max_peers: int = 20
+    #: Uploads one viewer serves at once; more requests are answered BUSY.
+    max_uploads: int = 4
+    busy_retry_s: float = 0.5
+    #: Time from join (or from losing a neighbour) to a working data channel.
+    connect_s: float = 1.0
+    #: Live playlist refresh period of each viewer (each with its own phase).
+    playlist_refresh_s: float = 1.0
+    #: Share of viewers that leave abruptly each minute (replaced by newcomers).
+    churn_per_min: float = 0.0
+    #: Share of viewers that never upload.
+    leech_fraction: float = 0.0
+    #: VOD stream length (media seconds); defaults to duration_s + join_over_s.
+    vod_length_s: float | None = None
+    #: Simulation step; smaller is more precise and slower.
+    tick_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.peers < 1:
+            raise ValueError("peers must be >= 1")
+        for name in ("segment_s", "duration_s", "tick_s", "bitrate_bits_per_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("churn_per_min", "leech_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
+        if self.latency_segments < 1:
+            raise ValueError("latency_segments must be >= 1")
+
+    def with_overrides(self, **overrides: Any) -> Scenario:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown scenario keys: {', '.join(unknown)}")
+        return replace(self, **overrides)
+
+
+def load_scenario(path: Path, base: Scenario | None = None) -> Scenario:
+    """A scenario from a TOML file whose top-level keys are :class:`Scenario` fields."""
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return (base or Scenario()).with_overrides(**data.get("scenario", data))
