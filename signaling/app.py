@@ -1,0 +1,126 @@
+"""FastAPI application: the tracker WebSocket plus /healthz, /metrics and /api/swarms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Query, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.routing import WebSocketRoute
+
+from signaling.api import Health, SwarmsResponse, swarm_info
+from signaling.config import SignalingConfig
+from signaling.metrics import SignalingMetrics
+from signaling.registry import InMemorySwarmRegistry, SwarmRegistry
+from signaling.router import Router
+from signaling.service import SignalingService, limits_from_config
+from signaling.ws import TrackerEndpoint
+
+logger = logging.getLogger(__name__)
+
+ANNOUNCE_PATH = "/announce"
+
+
+@dataclass
+class SignalingRuntime:
+    """Everything the app holds, reachable as ``app.state.signaling`` (tests and the server)."""
+
+    config: SignalingConfig
+    registry: SwarmRegistry
+    metrics: SignalingMetrics
+    service: SignalingService
+    router: Router
+    endpoint: TrackerEndpoint
+
+    async def shutdown(self, grace_s: float | None = None) -> None:
+        await self.endpoint.shutdown(self.config.shutdown_grace_s if grace_s is None else grace_s)
+
+
+async def _sweeper(runtime: SignalingRuntime, stop: asyncio.Event) -> None:
+    interval_s = runtime.config.sweep_interval_s
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+        now_s = time.monotonic()
+        try:
+            runtime.service.sweep(now_s)
+            runtime.endpoint.close_idle(now_s)
+        except Exception:  # keep sweeping whatever one pass hit
+            logger.exception("sweep failed")
+
+
+def create_app(
+    config: SignalingConfig,
+    *,
+    registry: SwarmRegistry | None = None,
+    rng: random.Random | None = None,
+    wall_clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the app. ``rng`` seeds pairing (tests pass a seeded one)."""
+    message_limits, registry_limits = limits_from_config(config)
+    del message_limits
+    if registry is None:
+        registry = InMemorySwarmRegistry(registry_limits, rng or random.Random())
+    metrics = SignalingMetrics()
+    service = SignalingService(config, registry, metrics)
+    router = Router()
+    endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock)
+    runtime = SignalingRuntime(config, registry, metrics, service, router, endpoint)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(_sweeper(runtime, stop))
+        try:
+            yield
+        finally:
+            if not endpoint.shutting_down:
+                await runtime.shutdown()
+            stop.set()
+            await task
+
+    app = FastAPI(
+        title="p2p-hls signaling",
+        version="0.1.0",
+        description="WebTorrent-tracker-compatible WebSocket signaling at "
+        f"`{ANNOUNCE_PATH}` (see docs/signaling.md).",
+        lifespan=lifespan,
+    )
+    app.state.signaling = runtime
+    app.router.routes.append(WebSocketRoute(ANNOUNCE_PATH, endpoint))
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Response:
+        body = Health(
+            status="shutting_down" if endpoint.shutting_down else "ok",
+            connections=len(router),
+            peers=registry.peer_count(),
+            swarms=registry.swarm_count(),
+        )
+        return JSONResponse(body.model_dump(), status_code=503 if endpoint.shutting_down else 200)
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/swarms", response_model=SwarmsResponse)
+    async def swarms(
+        limit: int = Query(100, ge=0, le=10000, description="most swarms listed"),
+        peers_limit: int = Query(100, ge=0, le=10000, description="most peers listed per swarm"),
+    ) -> SwarmsResponse:
+        now_s = time.monotonic()
+        snaps = registry.snapshot(now_s, limit, peers_limit)
+        return SwarmsResponse(
+            swarm_count=registry.swarm_count(),
+            peer_count=registry.peer_count(),
+            swarms=[swarm_info(s) for s in snaps],
+        )
+
+    return app

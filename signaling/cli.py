@@ -1,0 +1,146 @@
+"""``p2p-signaling``: run the server, or mint a join token.
+
+    p2p-signaling --host 0.0.0.0 --port 8000 [options]     # serve
+    p2p-signaling mint-token --info-hash HEX --ttl-s 3600  # print a join token
+
+Every serve option is also an environment variable: ``--rate-per-s`` is
+``P2P_SIGNALING_RATE_PER_S``. Flags win over the environment, which wins over defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from signaling.config import SignalingConfig, config_fields, env_name
+from signaling.errors import UsageError
+from signaling.tokens import mint_token
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(type_name: str, raw: str, name: str) -> Any:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "bool":
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(raw)
+        if type_name.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if type_name == "str | None":
+            return raw or None
+        return raw
+    except ValueError as exc:
+        raise UsageError(f"bad value for {name}: {raw!r}") from exc
+
+
+def _arg_type(type_name: str, name: str) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        return _convert(type_name, raw, name)
+
+    return convert
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2p-signaling",
+        description="WebTorrent-tracker-compatible signaling server for p2p-hls "
+        "(WebSocket at /announce; also /healthz, /metrics, /api/swarms). "
+        "Subcommand: 'p2p-signaling mint-token --help'.",
+    )
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        var = env_name(f.name)
+        type_name = str(f.type)
+        default = f.default
+        if var in env:
+            default = _convert(type_name, env[var], var)
+        help_text = f"{f.metadata.get('help', '')} [env {var}]"
+        if f.name != "token_secret":
+            help_text += f" (default: {f.default!r})"
+        if type_name == "bool":
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=default,
+                type=_arg_type(type_name, flag),
+                help=help_text,
+            )
+    return parser
+
+
+def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> SignalingConfig:
+    args = build_parser(env).parse_args(list(argv))
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SignalingConfig)}
+    return SignalingConfig(**values)
+
+
+def _mint(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="p2p-signaling mint-token",
+        description="Print an HMAC join token for the given swarms (see docs/signaling.md).",
+    )
+    parser.add_argument(
+        "--info-hash",
+        action="append",
+        required=True,
+        help="swarm as 40 hex characters (repeat for several)",
+    )
+    parser.add_argument("--ttl-s", type=float, default=3600.0, help="validity (default 3600)")
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help="HMAC secret (default: env P2P_SIGNALING_TOKEN_SECRET; prefer the environment)",
+    )
+    args = parser.parse_args(list(argv))
+    secret = args.secret or env.get(env_name("token_secret"))
+    if not secret:
+        parser.error("no secret: pass --secret or set P2P_SIGNALING_TOKEN_SECRET")
+    token = mint_token(secret, args.info_hash, int(time.time() + args.ttl_s))
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    try:
+        if argv[:1] == ["mint-token"]:
+            return _mint(argv[1:], env)
+        config = config_from_args(argv, env)
+    except UsageError as exc:
+        print(f"p2p-signaling: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from signaling.server import serve
+
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Server configuration: one frozen dataclass, every default documented in one place.
+
+Each field is also a CLI flag (``--announce-interval-s``) and an environment variable
+(``P2P_SIGNALING_ANNOUNCE_INTERVAL_S``); see :mod:`signaling.cli` and docs/signaling.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from signaling.errors import UsageError
+
+ENV_PREFIX = "P2P_SIGNALING_"
+
+
+def _opt(default: Any, help_text: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"help": help_text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    host: str = _opt("127.0.0.1", "interface to listen on")
+    port: int = _opt(8000, "TCP port to listen on")
+    announce_interval_s: float = _opt(
+        120.0, "re-announce interval sent to clients (the `interval` field)"
+    )
+    peer_ttl_s: float = _opt(300.0, "a peer that has not re-announced for this long is dropped")
+    offer_ttl_s: float = _opt(50.0, "how long a relayed offer accepts an answer")
+    sweep_interval_s: float = _opt(5.0, "how often expired peers and offers are swept")
+    idle_timeout_s: float = _opt(
+        300.0, "close a connection that sends nothing for this long (code 4000)"
+    )
+    max_message_bytes: int = _opt(65536, "largest accepted text frame (close code 1009 above)")
+    max_sdp_bytes: int = _opt(16384, "largest accepted SDP in an offer or answer")
+    max_offers_per_announce: int = _opt(5, "most offers in one announce")
+    max_swarms_per_connection: int = _opt(20, "most swarms (and peer_ids) on one socket")
+    max_peers_per_swarm: int = _opt(20000, "most peers in one swarm")
+    max_connections: int = _opt(50000, "most concurrent WebSocket connections (1013 above)")
+    max_scrape_hashes: int = _opt(50, "most info_hashes answered in one scrape")
+    rate_per_s: float = _opt(5.0, "token bucket refill: messages per second per connection")
+    rate_burst: int = _opt(40, "token bucket size: burst of messages per connection")
+    send_queue_max: int = _opt(256, "outgoing messages queued per connection (4008 above)")
+    origins: tuple[str, ...] = _opt(
+        (), "comma-separated Origin allowlist; empty allows every Origin"
+    )
+    allow_missing_origin: bool = _opt(
+        True, "with an allowlist, still accept clients that send no Origin (non-browsers)"
+    )
+    token_secret: str | None = _opt(
+        None, "HMAC secret for join tokens; when set, every connection needs ?token=", repr=False
+    )
+    shutdown_grace_s: float = _opt(5.0, "on shutdown, wait this long for sockets to close")
+    ws_per_message_deflate: bool = _opt(False, "negotiate permessage-deflate")
+    ws_ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
+    log_level: str = _opt("info", "logging level")
+
+    def __post_init__(self) -> None:
+        positive = (
+            "announce_interval_s",
+            "peer_ttl_s",
+            "offer_ttl_s",
+            "sweep_interval_s",
+            "idle_timeout_s",
+            "max_message_bytes",
+            "max_sdp_bytes",
+            "max_swarms_per_connection",
+            "max_peers_per_swarm",
+            "max_connections",
+            "max_scrape_hashes",
+            "rate_per_s",
+            "rate_burst",
+            "send_queue_max",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_offers_per_announce < 0:
+            raise UsageError("max_offers_per_announce must be >= 0")
+        if not 0 < self.port < 65536 and self.port != 0:
+            raise UsageError(f"port out of range: {self.port}")
+        if self.shutdown_grace_s < 0 or self.ws_ping_interval_s < 0:
+            raise UsageError("shutdown_grace_s and ws_ping_interval_s must be >= 0")
+        if self.token_secret is not None and len(self.token_secret) < 16:
+            raise UsageError("token_secret must be at least 16 characters")
+
+    def with_changes(self, **changes: Any) -> SignalingConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def config_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(SignalingConfig)

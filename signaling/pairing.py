@@ -1,0 +1,117 @@
+"""Choice of offer targets. Pure: the caller passes candidates and a ``random.Random``.
+
+Standard clients send no hints, so they are paired at random. Our own clients may send a playback
+position, a region, a peer limit and the peers they are already connected to; then targets are
+ranked by (same region, playback distance in buckets, spare capacity, random tie-break), and peers
+that are full or already connected to the offerer are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+POSITION_BUCKET_S = 10.0
+_UNKNOWN_DISTANCE = 1e12
+
+
+@dataclass(frozen=True)
+class PeerHints:
+    """Optional announce fields sent by p2p-hls clients (absent for standard clients)."""
+
+    position_s: float | None = None
+    region: str | None = None
+    max_peers: int | None = None
+    caps: tuple[str, ...] = ()
+    connected: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.position_s is None
+            and self.region is None
+            and self.max_peers is None
+            and not self.connected
+        )
+
+    def spare_slots(self) -> int | None:
+        if self.max_peers is None:
+            return None
+        return self.max_peers - len(self.connected)
+
+
+NO_HINTS = PeerHints()
+
+
+class Candidate(Protocol):
+    @property
+    def peer_id(self) -> str: ...
+
+    @property
+    def hints(self) -> PeerHints: ...
+
+    @property
+    def paired(self) -> Collection[str]: ...
+
+
+def _already_connected(
+    offerer_id: str, offerer_hints: PeerHints, offerer_paired: Collection[str], cand: Candidate
+) -> bool:
+    return (
+        cand.peer_id in offerer_hints.connected
+        or cand.peer_id in offerer_paired
+        or offerer_id in cand.hints.connected
+        or offerer_id in cand.paired
+    )
+
+
+def choose_targets(
+    offerer_id: str,
+    offerer_hints: PeerHints,
+    offerer_paired: Collection[str],
+    candidates: Sequence[Candidate],
+    count: int,
+    rng: random.Random,
+    *,
+    sample_limit: int = 256,
+) -> list[str]:
+    """Return up to ``count`` distinct peer_ids to relay the offerer's offers to."""
+    if count <= 0 or not candidates:
+        return []
+    pool: Sequence[Candidate] = candidates
+    if len(pool) > sample_limit:
+        pool = rng.sample(list(pool), sample_limit)
+    eligible: list[Candidate] = []
+    any_hints = not offerer_hints.empty
+    for cand in pool:
+        if cand.peer_id == offerer_id:
+            continue
+        if _already_connected(offerer_id, offerer_hints, offerer_paired, cand):
+            continue
+        spare = cand.hints.spare_slots()
+        if spare is not None and spare <= 0:
+            continue
+        any_hints = any_hints or not cand.hints.empty
+        eligible.append(cand)
+    if not eligible:
+        return []
+    if not any_hints:
+        picked = rng.sample(eligible, min(count, len(eligible)))
+        return [c.peer_id for c in picked]
+
+    def key(cand: Candidate) -> tuple[int, float, float, float]:
+        region_penalty = 0
+        if offerer_hints.region is not None and cand.hints.region != offerer_hints.region:
+            region_penalty = 1
+        if offerer_hints.position_s is not None and cand.hints.position_s is not None:
+            distance = abs(offerer_hints.position_s - cand.hints.position_s) // POSITION_BUCKET_S
+        else:
+            distance = _UNKNOWN_DISTANCE
+        spare = cand.hints.spare_slots()
+        spare_rank = -float(spare) if spare is not None else 0.0
+        return (region_penalty, distance, spare_rank, rng.random())
+
+    ranked = sorted(eligible, key=key)
+    return [c.peer_id for c in ranked[:count]]

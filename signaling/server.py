@@ -1,0 +1,68 @@
+"""Run the app under uvicorn with a graceful shutdown that closes WebSockets with 1001.
+
+uvicorn alone would close open WebSockets with 1012 and then wait; we first stop listening, send
+1001 (going away) to every socket, wait up to ``shutdown_grace_s`` and cancel what is left, then
+let uvicorn finish its own shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from signaling import logsafe
+from signaling.app import SignalingRuntime, create_app
+from signaling.config import SignalingConfig
+
+logger = logging.getLogger(__name__)
+
+
+def uvicorn_config(config: SignalingConfig, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        ws="websockets-sansio",
+        # uvicorn's own ceiling: frames above it are closed with 1009 by uvicorn; frames between
+        # max_message_bytes and it reach the app, which closes with 1009 and counts them.
+        ws_max_size=config.max_message_bytes * 4,
+        ws_ping_interval=config.ws_ping_interval_s or None,
+        ws_ping_timeout=config.ws_ping_interval_s or None,
+        ws_per_message_deflate=config.ws_per_message_deflate,
+        lifespan="on",
+        log_level=config.log_level,
+        timeout_graceful_shutdown=math.ceil(config.shutdown_grace_s) + 1,
+        server_header=False,
+    )
+
+
+class SignalingServer(uvicorn.Server):
+    def __init__(self, config: SignalingConfig, app: FastAPI | None = None) -> None:
+        self.app = app if app is not None else create_app(config)
+        self.runtime: SignalingRuntime = self.app.state.signaling
+        super().__init__(uvicorn_config(config, self.app))
+        logsafe.install()
+
+    @property
+    def bound_port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        for server in self.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("server is not listening")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self.runtime.shutdown()
+        await super().shutdown(sockets)
+
+
+def serve(config: SignalingConfig) -> None:
+    """Blocking: serve until SIGINT/SIGTERM."""
+    server = SignalingServer(config)
+    server.run()

@@ -1,0 +1,172 @@
+"""The tracker WebSocket endpoint as a raw ASGI app: checks before accept, then a read loop.
+
+Order of checks: Origin (before accept: the client sees HTTP 403), connection limit (1013),
+join token (4001/4002), then every frame goes to :class:`SignalingService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from signaling import closecodes
+from signaling.config import SignalingConfig
+from signaling.errors import FatalViolation, TokenError, TokenExpired
+from signaling.metrics import SignalingMetrics
+from signaling.router import Connection, Router
+from signaling.service import SignalingService
+from signaling.tokens import JoinGrant, verify_token
+
+logger = logging.getLogger(__name__)
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def origin_allowed(config: SignalingConfig, origin: str | None) -> bool:
+    if not config.origins:
+        return True
+    if origin is None:
+        return config.allow_missing_origin
+    return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in config.origins}
+
+
+class TrackerEndpoint:
+    """ASGI app mounted at /announce."""
+
+    def __init__(
+        self,
+        config: SignalingConfig,
+        service: SignalingService,
+        router: Router,
+        metrics: SignalingMetrics,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.router = router
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self.shutting_down = False
+        self._ids = itertools.count(1)
+        self._node = secrets.token_hex(4)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            return
+        event = await receive()
+        if event["type"] != "websocket.connect":
+            return
+        if self.shutting_down:
+            await send({"type": "websocket.close", "code": closecodes.GOING_AWAY})
+            return
+        if not origin_allowed(self.config, _header(scope, b"origin")):
+            self.metrics.reject("origin_forbidden")
+            logger.info("rejected a connection: Origin not allowed")
+            await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
+            return
+        grant: JoinGrant | None = None
+        close: tuple[int, str, str] | None = None
+        if len(self.router) >= self.config.max_connections:
+            close = (closecodes.TRY_AGAIN_LATER, "too many connections", "too_many_connections")
+        elif self.config.token_secret is not None:
+            grant, close = self._check_token(scope)
+        await send({"type": "websocket.accept"})
+        if close is not None:
+            code, detail, reason = close
+            self.metrics.reject(reason)
+            await send({"type": "websocket.close", "code": code, "reason": detail})
+            return
+        await self._session(receive, send, grant)
+
+    def _check_token(
+        self, scope: dict[str, Any]
+    ) -> tuple[JoinGrant | None, tuple[int, str, str] | None]:
+        query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        token = (query.get("token") or [""])[0]
+        assert self.config.token_secret is not None
+        try:
+            return verify_token(self.config.token_secret, token, self.wall_clock()), None
+        except TokenExpired as exc:
+            return None, (closecodes.TOKEN_EXPIRED, exc.detail, exc.reason)
+        except TokenError as exc:
+            return None, (closecodes.TOKEN_INVALID, exc.detail, exc.reason)
+
+    async def _session(self, receive: Receive, send: Send, grant: JoinGrant | None) -> None:
+        conn_id = f"{self._node}-{next(self._ids)}"
+        now_s = time.monotonic()
+        conn = Connection(conn_id, send, self.metrics, self.config.send_queue_max, now_s)
+        conn.session_task = asyncio.current_task()
+        ctx = self.service.new_connection(conn_id, now_s, grant)
+        self.router.add(conn)
+        self.metrics.connections.inc()
+        try:
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    if event.get("code") == closecodes.MESSAGE_TOO_BIG:
+                        self.metrics.reject("message_too_big")
+                    break
+                if event["type"] != "websocket.receive":
+                    continue
+                t0_s = time.monotonic()
+                conn.last_rx_s = t0_s
+                if conn.closing:
+                    continue
+                text = event.get("text")
+                frame: str | bytes = text if text is not None else event.get("bytes") or b""
+                try:
+                    sends = self.service.on_frame(ctx, frame, t0_s)
+                except FatalViolation as exc:
+                    logger.info("conn %s: closing (%s)", conn_id, exc.reason)
+                    conn.close(exc.close_code or closecodes.POLICY_VIOLATION, exc.detail)
+                    continue
+                self.router.deliver(sends, t0_s)
+        finally:
+            self.router.remove(conn_id)
+            self.service.on_close(ctx)
+            self.metrics.connections.dec()
+            if conn.closing:
+                await conn.wait_writer(1.0)
+            else:
+                conn.stop_writer()
+
+    def close_idle(self, now_s: float) -> int:
+        closed = 0
+        for conn in self.router.connections():
+            if not conn.closing and now_s - conn.last_rx_s > self.config.idle_timeout_s:
+                self.metrics.reject("idle_timeout")
+                conn.close(closecodes.IDLE_TIMEOUT, "idle timeout")
+                closed += 1
+        return closed
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop accepting, send 1001 to every socket, wait up to ``grace_s``, cancel the rest."""
+        self.shutting_down = True
+        conns = self.router.connections()
+        if conns:
+            logger.info("closing %d WebSocket connections (1001)", len(conns))
+        for conn in conns:
+            conn.close(closecodes.GOING_AWAY, "server shutting down")
+        try:
+            await asyncio.wait_for(self.router.all_closed.wait(), grace_s)
+        except TimeoutError:
+            left = self.router.connections()
+            logger.warning("cancelling %d connections after %.1f s", len(left), grace_s)
+            for conn in left:
+                conn.stop_writer()
+                if conn.session_task is not None:
+                    conn.session_task.cancel()

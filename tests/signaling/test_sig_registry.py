@@ -1,0 +1,257 @@
+"""Pure registry and pairing tests: synchronous, time passed in, seeded randomness."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from signaling.errors import (
+    NotInSwarm,
+    PeerIdTaken,
+    SwarmFull,
+    TooManySwarms,
+    UnknownOffer,
+)
+from signaling.pairing import NO_HINTS, PeerHints, choose_targets
+from signaling.registry import ByteTotals, InMemorySwarmRegistry, RegistryLimits
+
+H1 = "h" * 20
+H2 = "g" * 20
+
+
+def pid(n: int) -> str:
+    return f"peer{n:016d}"
+
+
+def make(**limits: float) -> InMemorySwarmRegistry:
+    return InMemorySwarmRegistry(RegistryLimits(**limits), random.Random(7))  # type: ignore[arg-type]
+
+
+def join(reg: InMemorySwarmRegistry, n: int, now_s: float = 0.0, info_hash: str = H1, **kw):
+    return reg.announce(
+        now_s,
+        f"c{n}",
+        info_hash,
+        pid(n),
+        event=kw.pop("event", "started"),
+        seeding=kw.pop("seeding", None),
+        hints=kw.pop("hints", NO_HINTS),
+        want_targets=kw.pop("want_targets", 0),
+    )
+
+
+def test_join_counts_and_targets() -> None:
+    reg = make()
+    r1 = join(reg, 1, want_targets=5)
+    assert (r1.counts.complete, r1.counts.incomplete, r1.targets, r1.joined) == (0, 1, (), True)
+    join(reg, 2, seeding=True)
+    r3 = join(reg, 3, want_targets=5)
+    assert r3.counts.complete == 1 and r3.counts.incomplete == 2
+    assert {t.peer_id for t in r3.targets} == {pid(1), pid(2)}
+    assert {t.conn_id for t in r3.targets} == {"c1", "c2"}
+    assert reg.peer_count() == 3 and reg.swarm_count() == 1
+
+
+def test_reannounce_is_not_a_new_join() -> None:
+    reg = make()
+    join(reg, 1)
+    again = join(reg, 1, now_s=5.0, event=None)
+    assert not again.joined and reg.peer_count() == 1
+
+
+def test_completed_counts_downloaded_once() -> None:
+    reg = make()
+    join(reg, 1)
+    join(reg, 1, event="completed")
+    r = join(reg, 1, event="completed")
+    assert r.counts.complete == 1 and r.counts.downloaded == 1
+
+
+def test_peer_id_bound_to_first_connection() -> None:
+    reg = make()
+    join(reg, 1)
+    with pytest.raises(PeerIdTaken):
+        reg.announce(
+            1.0, "other", H1, pid(1), event=None, seeding=None, hints=NO_HINTS, want_targets=0
+        )
+    with pytest.raises(PeerIdTaken):  # also in another swarm
+        reg.announce(
+            1.0, "other", H2, pid(1), event=None, seeding=None, hints=NO_HINTS, want_targets=0
+        )
+
+
+def test_binding_released_when_connection_drops() -> None:
+    reg = make()
+    join(reg, 1)
+    assert reg.drop_connection("c1") == 1
+    assert reg.peer_count() == 0 and reg.swarm_count() == 0
+    reg.announce(0.0, "new", H1, pid(1), event=None, seeding=None, hints=NO_HINTS, want_targets=0)
+    assert reg.owner_of(pid(1)) == "new"
+
+
+def test_stopped_leaves_swarm() -> None:
+    reg = make()
+    join(reg, 1)
+    join(reg, 2)
+    r = join(reg, 1, event="stopped")
+    assert r.left and r.counts.incomplete == 1
+    assert reg.peer_count() == 1
+    join(reg, 2, event="stopped")
+    assert reg.swarm_count() == 0
+
+
+def test_two_swarms_on_one_connection_and_limit() -> None:
+    reg = make(max_swarms_per_connection=2)
+    join(reg, 1, info_hash=H1)
+    join(reg, 1, info_hash=H2)
+    assert reg.swarm_count() == 2 and reg.peer_count() == 2
+    with pytest.raises(TooManySwarms):
+        join(reg, 1, info_hash="f" * 20)
+
+
+def test_swarm_full() -> None:
+    reg = make(max_peers_per_swarm=2)
+    join(reg, 1)
+    join(reg, 2)
+    with pytest.raises(SwarmFull):
+        join(reg, 3)
+
+
+def test_answer_only_for_relayed_offer() -> None:
+    reg = make(offer_ttl_s=10.0)
+    join(reg, 1)
+    join(reg, 2)
+    reg.record_offer(0.0, H1, "o1", pid(1), pid(2))
+    with pytest.raises(UnknownOffer):  # wrong offer id
+        reg.claim_answer(1.0, "c2", H1, pid(2), pid(1), "o2")
+    with pytest.raises(UnknownOffer):  # wrong offerer
+        reg.claim_answer(1.0, "c2", H1, pid(2), pid(3), "o1")
+    with pytest.raises(PeerIdTaken):  # answer sent by someone else's connection
+        reg.claim_answer(1.0, "c1", H1, pid(2), pid(1), "o1")
+    target = reg.claim_answer(1.0, "c2", H1, pid(2), pid(1), "o1")
+    assert (target.peer_id, target.conn_id) == (pid(1), "c1")
+    with pytest.raises(UnknownOffer):  # only once
+        reg.claim_answer(1.0, "c2", H1, pid(2), pid(1), "o1")
+
+
+def test_answer_after_offer_ttl_is_rejected_and_swept() -> None:
+    reg = make(offer_ttl_s=10.0)
+    join(reg, 1)
+    join(reg, 2)
+    reg.record_offer(0.0, H1, "o1", pid(1), pid(2))
+    with pytest.raises(UnknownOffer):
+        reg.claim_answer(10.0, "c2", H1, pid(2), pid(1), "o1")
+    reg.record_offer(0.0, H1, "o2", pid(1), pid(2))
+    assert reg.pending_offer_count() == 1
+    assert reg.expire(11.0).offers == 1
+    assert reg.pending_offer_count() == 0
+
+
+def test_peers_expire_without_reannounce() -> None:
+    reg = make(peer_ttl_s=30.0)
+    join(reg, 1, now_s=0.0)
+    join(reg, 2, now_s=0.0)
+    join(reg, 1, now_s=20.0, event=None)  # re-announce keeps peer 1
+    gone = reg.expire(31.0)
+    assert gone.peers == ((H1, pid(2)),)
+    assert reg.peer_count() == 1
+    assert reg.expire(49.0).peers == ()
+    assert reg.expire(50.5).peers == ((H1, pid(1)),)
+    assert reg.swarm_count() == 0
+
+
+def test_stats_sum_per_swarm_and_survive_departures() -> None:
+    reg = make()
+    join(reg, 1)
+    join(reg, 2)
+    reg.record_stats(0.0, "c1", H1, pid(1), ByteTotals(100, 10, 50))
+    reg.record_stats(0.0, "c2", H1, pid(2), ByteTotals(5, 95, 200))
+    reg.record_stats(1.0, "c1", H1, pid(1), ByteTotals(150, 20, 60))
+    (snap,) = reg.snapshot(1.0, 10, 10)
+    assert snap.bytes == ByteTotals(155, 115, 260)
+    join(reg, 2, event="stopped")
+    (snap,) = reg.snapshot(1.0, 10, 10)
+    assert snap.bytes == ByteTotals(155, 115, 260)
+    reg.record_stats(2.0, "c1", H1, pid(1), ByteTotals(1, 1, 1))  # client restarted counters
+    (snap,) = reg.snapshot(2.0, 10, 10)
+    assert snap.bytes == ByteTotals(156, 116, 261)
+    with pytest.raises(NotInSwarm):
+        reg.record_stats(2.0, "c1", H2, pid(1), ByteTotals(1, 1, 1))
+    with pytest.raises(PeerIdTaken):
+        reg.record_stats(2.0, "c9", H1, pid(1), ByteTotals(1, 1, 1))
+
+
+def test_targets_skip_own_connection_and_paired_peers() -> None:
+    reg = make()
+    join(reg, 1)
+    join(reg, 2)
+    reg.record_offer(0.0, H1, "o", pid(2), pid(1))
+    reg.claim_answer(0.0, "c1", H1, pid(1), pid(2), "o")
+    r = join(reg, 2, event=None, want_targets=5)
+    assert r.targets == ()  # already paired with peer 1, nobody else
+    join(reg, 3)
+    r = join(reg, 2, event=None, want_targets=5)
+    assert [t.peer_id for t in r.targets] == [pid(3)]
+
+
+def test_seeded_random_pairing_is_deterministic() -> None:
+    def run() -> list[str]:
+        reg = make()
+        for n in range(50):
+            join(reg, n)
+        return [t.peer_id for t in join(reg, 99, want_targets=5).targets]
+
+    first = run()
+    assert first == run() and len(set(first)) == 5
+
+
+class C:
+    def __init__(self, peer_id: str, hints: PeerHints = NO_HINTS) -> None:
+        self.peer_id = peer_id
+        self.hints = hints
+        self.paired: set[str] = set()
+
+
+def test_pairing_prefers_close_playback_positions() -> None:
+    cands = [C(pid(n), PeerHints(position_s=float(n * 10))) for n in range(20)]
+    me = PeerHints(position_s=101.0)
+    got = choose_targets("me", me, set(), cands, 3, random.Random(1))
+    assert set(got) == {pid(10)} | set(got) and pid(10) in got
+    assert all(abs(int(p[4:]) * 10 - 101) <= 30 for p in got)
+
+
+def test_pairing_prefers_region_then_skips_full_and_connected() -> None:
+    cands = [
+        C("eu-near", PeerHints(position_s=10.0, region="eu")),
+        C("us-near", PeerHints(position_s=10.0, region="us")),
+        C(
+            "eu-full",
+            PeerHints(position_s=10.0, region="eu", max_peers=1, connected=frozenset({"x"})),
+        ),
+        C("eu-linked", PeerHints(position_s=10.0, region="eu", connected=frozenset({"me"}))),
+        C("eu-far", PeerHints(position_s=500.0, region="eu")),
+        C("plain"),
+    ]
+    me = PeerHints(position_s=12.0, region="eu")
+    got = choose_targets("me", me, set(), cands, 10, random.Random(1))
+    assert got[0] == "eu-near"
+    assert "eu-full" not in got and "eu-linked" not in got
+    assert got.index("eu-far") < got.index("us-near")
+
+
+def test_pairing_prefers_spare_capacity() -> None:
+    cands = [
+        C("busy", PeerHints(position_s=10.0, max_peers=10, connected=frozenset({"a", "b"}))),
+        C("idle", PeerHints(position_s=10.0, max_peers=10)),
+    ]
+    got = choose_targets("me", PeerHints(position_s=10.0), set(), cands, 1, random.Random(3))
+    assert got == ["idle"]
+
+
+def test_pairing_random_for_standard_clients_and_sampling() -> None:
+    cands = [C(pid(n)) for n in range(1000)]
+    got = choose_targets("me", NO_HINTS, set(), cands, 5, random.Random(5), sample_limit=64)
+    assert len(set(got)) == 5
+    other = choose_targets("me", NO_HINTS, set(), cands, 5, random.Random(6), sample_limit=64)
+    assert got != other
