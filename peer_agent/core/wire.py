@@ -315,6 +315,12 @@ def _encode_hello(m: Hello) -> bytes:
     return b"".join(parts)
 
 
+def encode_data_header(request_id: int, offset: int) -> bytes:
+    """The 9 header bytes of a DATA message, unchecked: callers join them with the payload
+    pieces themselves (one copy) and guarantee the limits (1..65527 bytes, within 64 MiB)."""
+    return _DATA_HEADER.pack(MessageType.DATA, request_id, offset)
+
+
 def encode_data(request_id: int, offset: int, payload: bytes | bytearray | memoryview) -> bytes:
     """Encode a DATA message without building a :class:`Data` first (the hot path)."""
     size = len(payload)
