@@ -1,0 +1,208 @@
+"""End-to-end over loopback: a real uvicorn server and `websockets` clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import RunningServer, ServerFactory, connect, exchange_works, pid
+
+from signaling.messages import id_hex
+
+SWARM = pid("swarm-one")
+OTHER = pid("swarm-two")
+
+
+async def test_join_reply_has_interval_and_counts(start_server: ServerFactory) -> None:
+    server = await start_server(announce_interval_s=30)
+    a = await connect(server.url, "alice")
+    reply = await a.announce(SWARM)
+    assert reply == {
+        "action": "announce",
+        "interval": 30,
+        "info_hash": SWARM,
+        "complete": 0,
+        "incomplete": 1,
+    }
+    b = await connect(server.url, "bob")
+    reply = await b.announce(SWARM, left=0)
+    assert (reply["complete"], reply["incomplete"]) == (1, 1)
+
+
+async def test_offer_and_answer_relay(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    b = await connect(server.url, "bob")
+    await a.announce(SWARM)
+    await b.announce(SWARM, offers=3, sdp="v=0 bob-offer")
+    offer = await a.next_offer()
+    assert offer["peer_id"] == b.peer_id and offer["info_hash"] == SWARM
+    assert offer["offer"] == {"type": "offer", "sdp": "v=0 bob-offer"}
+    assert "to_peer_id" not in offer
+    await a.answer(offer, sdp="v=0 alice-answer")
+    answer = await b.next_answer()
+    assert answer == {
+        "action": "announce",
+        "info_hash": SWARM,
+        "peer_id": a.peer_id,
+        "offer_id": offer["offer_id"],
+        "answer": {"type": "answer", "sdp": "v=0 alice-answer"},
+    }
+    assert await server.metric("p2p_signaling_relays_total", kind="offer") == 1
+    assert await server.metric("p2p_signaling_relays_total", kind="answer") == 1
+    assert await server.metric("p2p_signaling_relay_latency_seconds_count", kind="offer") == 1
+
+
+async def test_stopped_leaves_the_swarm(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    b = await connect(server.url, "bob")
+    await a.announce(SWARM)
+    await b.announce(SWARM)
+    reply = await a.announce(SWARM, event="stopped")
+    assert reply["incomplete"] == 1
+    # bob's offers now find nobody
+    await b.announce(SWARM, offers=2)
+    body = (await server.get("/api/swarms")).json()
+    assert body["peer_count"] == 1
+    assert [p["peer_id"] for p in body["swarms"][0]["peers"]] == [id_hex(b.peer_id)]
+    assert await server.metric("p2p_signaling_relays_total", kind="offer") == 0
+
+
+async def test_two_swarms_on_one_socket(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    b = await connect(server.url, "bob")
+    c = await connect(server.url, "carol")
+    assert (await a.announce(SWARM))["info_hash"] == SWARM
+    assert (await a.announce(OTHER))["info_hash"] == OTHER
+    await b.announce(SWARM)
+    await c.announce(OTHER, offers=1, sdp="v=0 carol")
+    offer = await a.next_offer()
+    assert offer["info_hash"] == OTHER and offer["peer_id"] == c.peer_id
+    await a.answer(offer)
+    assert (await c.next_answer())["info_hash"] == OTHER
+    scrape = {"action": "scrape", "info_hash": [SWARM, OTHER]}
+    await a.send(scrape)
+    files = (await a.recv_where(lambda m: m.get("action") == "scrape"))["files"]
+    assert files[SWARM]["incomplete"] == 2 and files[OTHER]["incomplete"] == 2
+    # leaving one swarm keeps the other
+    await a.announce(SWARM, event="stopped")
+    body = (await server.get("/api/swarms")).json()
+    sizes = {s["info_hash"]: s["peer_count"] for s in body["swarms"]}
+    assert sizes == {id_hex(SWARM): 1, id_hex(OTHER): 2}
+
+
+async def test_reannounce_keeps_peers_and_silent_peers_expire(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server(peer_ttl_s=0.6, sweep_interval_s=0.1)
+    a = await connect(server.url, "alice")
+    b = await connect(server.url, "bob")
+    await a.announce(SWARM)
+    await b.announce(SWARM)
+    for _ in range(5):  # bob re-announces on interval; alice goes quiet
+        await asyncio.sleep(0.25)
+        reply = await b.announce(SWARM)
+    assert (reply["complete"], reply["incomplete"]) == (0, 1)
+    body = (await server.get("/api/swarms")).json()
+    assert [p["peer_id"] for p in body["swarms"][0]["peers"]] == [id_hex(b.peer_id)]
+    assert await server.metric("p2p_signaling_expired_peers_total") == 1
+    # alice's socket is still open: a re-announce brings her back
+    assert (await a.announce(SWARM))["incomplete"] == 2
+
+
+async def test_pairing_by_playback_position(server: RunningServer) -> None:
+    peers = []
+    for n in range(8):
+        c = await connect(server.url, f"viewer{n}")
+        await c.announce(SWARM, position_s=float(n * 60), region="eu")
+        peers.append(c)
+    late = await connect(server.url, "newcomer")
+    await late.announce(SWARM, offers=2, position_s=185.0, region="eu", max_peers=8)
+    # positions 180 and 240 are closest to 185 (120 is the next): they get the two offers
+    for n in (3, 4):
+        assert (await peers[n].next_offer())["peer_id"] == late.peer_id
+    for n in (0, 1, 2, 5, 6, 7):
+        await peers[n].announce(SWARM, position_s=float(n * 60), region="eu")
+        assert not any("offer" in m for m in peers[n].inbox)
+
+
+async def test_stats_are_summed_per_swarm(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    b = await connect(server.url, "bob")
+    await a.announce(SWARM)
+    await b.announce(SWARM)
+    for client, counters in ((a, (300, 100, 700)), (b, (100, 300, 0))):
+        await client.send(
+            {
+                "action": "stats",
+                "info_hash": SWARM,
+                "peer_id": client.peer_id,
+                "bytes_p2p_down": counters[0],
+                "bytes_p2p_up": counters[1],
+                "bytes_cdn": counters[2],
+            }
+        )
+    await a.announce(SWARM)  # round trip: both stats were handled before this reply
+    await b.announce(SWARM)
+    swarm = (await server.get("/api/swarms")).json()["swarms"][0]
+    assert (swarm["bytes_p2p_down"], swarm["bytes_p2p_up"], swarm["bytes_cdn"]) == (400, 400, 700)
+    assert swarm["p2p_ratio"] == 400 / 1100
+    assert await server.metric("p2p_signaling_messages_total", action="stats") == 2
+
+
+async def test_http_endpoints(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    await a.announce(SWARM)
+    health = (await server.get("/healthz")).json()
+    assert health == {"status": "ok", "connections": 1, "peers": 1, "swarms": 1}
+    schema = (await server.get("/openapi.json")).json()
+    assert "SwarmsResponse" in schema["components"]["schemas"]
+    ok = schema["paths"]["/api/swarms"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("SwarmsResponse")
+    text = (await server.get("/metrics")).text
+    for name in (
+        "p2p_signaling_peers 1.0",
+        "p2p_signaling_swarms 1.0",
+        "p2p_signaling_connections 1.0",
+        'p2p_signaling_messages_total{action="announce"} 1.0',
+    ):
+        assert name in text
+
+
+async def test_scrape_all_swarms(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    await a.announce(SWARM)
+    await a.announce(OTHER, event="completed")
+    await a.send({"action": "scrape"})
+    files = (await a.recv_where(lambda m: m.get("action") == "scrape"))["files"]
+    assert files == {
+        SWARM: {"complete": 0, "incomplete": 1, "downloaded": 0},
+        OTHER: {"complete": 1, "incomplete": 0, "downloaded": 1},
+    }
+
+
+async def test_disconnect_removes_peers(server: RunningServer) -> None:
+    a = await connect(server.url, "alice")
+    await a.announce(SWARM)
+    await a.announce(OTHER)
+    await a.close()
+    for _ in range(100):
+        if (await server.get("/healthz")).json()["peers"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert (await server.get("/healthz")).json() == {
+        "status": "ok",
+        "connections": 0,
+        "peers": 0,
+        "swarms": 0,
+    }
+    await exchange_works(server)
+
+
+async def test_graceful_shutdown_closes_sockets_with_1001(start_server: ServerFactory) -> None:
+    server = await start_server(shutdown_grace_s=2.0)
+    clients = [await connect(server.url, f"c{n}") for n in range(3)]
+    for c in clients:
+        await c.announce(SWARM)
+    server.server.should_exit = True
+    codes = await asyncio.gather(*(c.closed_with(5.0) for c in clients))
+    assert codes == [1001, 1001, 1001]
+    await asyncio.wait_for(server.task, 10.0)
