@@ -124,7 +124,7 @@ class _Viewer:
     fetching: dict[SegmentId, list[float]] = field(default_factory=dict)
     neighbours: dict[str, _Neighbour] = field(default_factory=dict)
     transfers: dict[SegmentId, _Flow] = field(default_factory=dict)
-    uploads: set[_Flow] = field(default_factory=set)
+    uploads: dict[_Flow, None] = field(default_factory=dict)  # ordered: deterministic
     partial: dict[SegmentId, int] = field(default_factory=dict)
     avoid: dict[SegmentId, frozenset[str]] = field(default_factory=dict)
     known: dict[int, float] = field(default_factory=dict)  # sequence -> known since
@@ -148,7 +148,8 @@ class _Viewer:
 @dataclass(frozen=True)
 class SimResult:
     scenario: Scenario
-    peers: int
+    #: Viewers that took part (more than ``scenario.peers`` when churn replaced some).
+    viewers_total: int
     offload_ratio: float
     cdn_fetches_per_segment: float
     cdn_fetches_per_segment_all: float
@@ -165,7 +166,8 @@ class SimResult:
 
     def summary(self) -> dict[str, object]:
         return {
-            "peers": self.peers,
+            "peers": self.scenario.peers,
+            "viewers_total": self.viewers_total,
             "live": self.scenario.live,
             "p2p": self.scenario.p2p,
             "offload_ratio": round(self.offload_ratio, 4),
@@ -211,7 +213,7 @@ class Simulation:
         self._ids = itertools.count()
         self.viewers: dict[str, _Viewer] = {}
         self.departed: list[_Viewer] = []
-        self.flows: set[_Flow] = set()
+        self.flows: dict[_Flow, None] = {}  # insertion-ordered, so runs are deterministic
         self.decisions = 0
         self.cdn_fetches: dict[int, int] = {}
         self.plays: dict[int, int] = {}
@@ -353,10 +355,14 @@ class Simulation:
                 + viewer.refresh_phase_s
             )
             seen = self.last_available(self.now if force else last_refresh)
+            first = int(viewer.player.playhead_s // sc.segment_s)
+            lowest = max(first, seen - 10)
         else:
-            seen = self.vod_segments - 1
-        first = int(viewer.player.playhead_s // sc.segment_s)
-        for seq in range(max(first, seen - 10), seen + 1):
+            # A VOD playlist lists everything; only what the prefetch window can reach matters.
+            lowest = int(viewer.player.playhead_s // sc.segment_s)
+            reach = int(self.sched_cfg.prefetch_window_s // sc.segment_s) + 2
+            seen = min(self.vod_segments - 1, lowest + reach)
+        for seq in range(lowest, seen + 1):
             viewer.known.setdefault(seq, self.now)
 
     def _decide(self, viewer: _Viewer) -> None:
@@ -456,7 +462,7 @@ class Simulation:
         viewer.transfers[segment] = flow
         viewer.cdn_fetches += 1
         self.cdn_fetches[segment.sequence] = self.cdn_fetches.get(segment.sequence, 0) + 1
-        self.flows.add(flow)
+        self.flows[flow] = None
         self._announce_fetching(viewer, segment)
 
     def _start_peer(self, viewer: _Viewer, segment: SegmentId, peer_id: str, offset: int) -> None:
@@ -473,8 +479,8 @@ class Simulation:
         total = self.size_of(segment.sequence)
         flow = _Flow(segment, src, viewer, offset, total, self.now, self.sc.peer_rtt_s)
         viewer.transfers[segment] = flow
-        src.uploads.add(flow)
-        self.flows.add(flow)
+        src.uploads[flow] = None
+        self.flows[flow] = None
         self._announce_fetching(viewer, segment)
 
     def _available_at_source(self, flow: _Flow) -> float:
@@ -550,11 +556,11 @@ class Simulation:
         self._touch_neighbours(viewer)
 
     def _detach(self, flow: _Flow) -> None:
-        self.flows.discard(flow)
+        self.flows.pop(flow, None)
         if flow.dst.transfers.get(flow.segment) is flow:
             del flow.dst.transfers[flow.segment]
         if flow.src is not None:
-            flow.src.uploads.discard(flow)
+            flow.src.uploads.pop(flow, None)
 
     def _drop_flow(self, flow: _Flow) -> None:
         """The receiver cancels: it keeps the bytes it has (a later fetch resumes there)."""
@@ -590,8 +596,8 @@ class Simulation:
         bytes_p2p = sum(v.bytes_p2p for v in everyone)
         total = bytes_cdn + bytes_p2p
         played = [seq for seq, n in self.plays.items() if n > 0]
-        full = max(self.plays.values(), default=0)
-        full_swarm = [seq for seq in played if self.plays[seq] == full]
+        # Segments the whole swarm played (past the join ramp): the steady-state cost.
+        full_swarm = [seq for seq in played if self.plays[seq] >= self.sc.peers]
         fetches = sum(self.cdn_fetches.values())
         startups = [v.player.startup_s for v in everyone if v.player.startup_s is not None]
         latencies = [statistics.median(v.latency_samples) for v in everyone if v.latency_samples]
@@ -613,7 +619,7 @@ class Simulation:
         ]
         return SimResult(
             scenario=self.sc,
-            peers=len(everyone),
+            viewers_total=len(everyone),
             offload_ratio=bytes_p2p / total if total else 0.0,
             cdn_fetches_per_segment=(
                 statistics.mean(self.cdn_fetches.get(s, 0) for s in full_swarm)

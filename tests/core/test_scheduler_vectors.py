@@ -6,7 +6,6 @@ import pytest
 
 from peer_agent.core.election import election_key, fnv1a32, rank_candidates
 from peer_agent.core.scheduler import decide
-
 from tests.core.vectors import (
     ScriptedRandom,
     action_json,
