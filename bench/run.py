@@ -1,0 +1,55 @@
+"""`make bench`: every benchmark in one run, written to bench/results/ and bench/README.md.
+
+Figures are measured side by side in one run on this (shared, noisy) machine; compare ratios
+within a run rather than absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SUITES = ["bench.sim_bench", "bench.signaling_bench"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", action="append", help="run only these suites (module names)")
+    args = parser.parse_args(argv)
+    out_dir = ROOT / "results"
+    sections: list[str] = []
+    failed = False
+    for name in args.only or SUITES:
+        print(f"bench: running {name} ...", flush=True)
+        try:
+            module = importlib.import_module(name)
+            sections.append(module.run(out_dir, quick=args.quick))
+        except Exception:  # one broken suite must not hide the others' figures
+            failed = True
+            sections.append(f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n")
+        print(sections[-1], flush=True)
+    header = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`"
+        + (" --quick" if args.quick else "")
+        + f") on {datetime.date.today().isoformat()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}.",
+        "JSON for every table is in `bench/results/`.",
+        "",
+    ]
+    (ROOT / "README.md").write_text("\n".join(header + sections))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
