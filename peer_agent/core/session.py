@@ -374,10 +374,10 @@ class PeerSession:
             self._close(exc.close_code, exc.message, by_remote=False, send=True)
 
     def _receive(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        if len(data) >= 2 and data[0] == wire.MessageType.HELLO:
+        if len(data) >= 1 and data[0] == wire.MessageType.HELLO:
             if self._state is SessionState.OPEN:
                 raise ProtocolViolation(CloseCode.STATE_VIOLATION, "second HELLO")
-            if data[1] not in (0, wire.PROTOCOL_VERSION):
+            if len(data) >= 2 and data[1] not in (0, wire.PROTOCOL_VERSION):
                 raise ProtocolViolation(
                     CloseCode.VERSION_MISMATCH,
                     f"version {data[1]}, expected {wire.PROTOCOL_VERSION}",

@@ -692,3 +692,47 @@ def test_recently_cancelled_memory_is_bounded() -> None:
     assert a.state is SessionState.OPEN  # still remembered
     a.receive_data(wire.encode(wire.Absent(ids[0])), 0.0)  # forgotten: unknown id
     assert drain(a)[-1].code == CloseCode.STATE_VIOLATION  # type: ignore[union-attr]
+
+
+_ids = st.integers(0, 4)
+_segs = st.builds(SegmentId, st.integers(0, 2), st.integers(0, 5))
+_valid_messages = st.one_of(
+    st.builds(wire.Have, st.lists(_segs, min_size=1, max_size=3).map(tuple)),
+    st.builds(wire.Lost, st.lists(_segs, min_size=1, max_size=3).map(tuple)),
+    st.builds(
+        wire.Fetching,
+        st.lists(st.builds(wire.FetchingEntry, _segs, st.integers(0, 500)), min_size=1).map(tuple),
+    ),
+    st.builds(wire.Request, _ids, _segs, st.integers(0, 300)),
+    st.builds(wire.Response, _ids, st.integers(1, 1200)),
+    st.builds(wire.Data, _ids, st.integers(0, 1200), st.binary(min_size=1, max_size=120)),
+    st.builds(wire.Cancel, _ids),
+    st.builds(wire.Absent, _ids),
+    st.builds(wire.Busy, _ids, st.integers(0, 3000)),
+    st.builds(wire.Abort, _ids, st.sampled_from(sorted(wire.AbortReason))),
+    st.builds(wire.Close, st.integers(0, 12), st.text(max_size=5)),
+    st.just(wire.Hello(SWARM, PEER_B)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_valid_messages, st.floats(0, 3)), max_size=12))
+def test_any_sequence_of_valid_messages_keeps_the_state_machine_consistent(
+    script: list[tuple[wire.Message, float]],
+) -> None:
+    a, _, first, second = _with_requests_in_flight()
+    now = 0.0
+    events: list[Event] = []
+    for message, step_s in script:
+        now += step_s
+        a.receive_data(wire.encode(message), now)
+        if (timer := a.get_timer()) is not None and timer <= now:
+            a.handle_timer(now)
+        events += drain(a)
+        a.data_to_send(max_bytes=1000)
+    closed = only(events, SessionClosed)
+    assert len(closed) == (1 if a.is_closed else 0)
+    if closed:
+        assert events[-1] is closed[0] and a.outbound_requests == 0
+    ended = [e.request_id for e in events if isinstance(e, RequestFailed | RequestCompleted)]
+    assert len(ended) == len(set(ended)) and set(ended) <= {first, second}
