@@ -199,7 +199,9 @@ class PeerSession:
         have: Iterable[SegmentId] = (),
         fetching: Iterable[wire.FetchingEntry] = (),
     ) -> None:
-        """Queue our HELLO with our full availability (have is compressed into ranges)."""
+        """Queue our HELLO with our full availability. ``have`` is compressed into ranges; it
+        must fit the HELLO limits (1024 ranges, 16384 segments, 256 fetching entries), else
+        :class:`UsageError`: advertise the most useful subset and announce the rest later."""
         if self._started:
             raise UsageError("start() called twice")
         if self._state is SessionState.CLOSED:
@@ -362,6 +364,10 @@ class PeerSession:
             return
         self.stats.messages_received += 1
         self.stats.bytes_received += len(data)
+        if isinstance(data, str):  # a text data-channel message: the adapter passed it on
+            self.stats.count_error("text_message")
+            self._close(CloseCode.PROTOCOL_ERROR, "text message", by_remote=False, send=True)
+            return
         try:
             self._receive(data, now)
         except WireError as exc:

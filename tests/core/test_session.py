@@ -480,6 +480,12 @@ def test_misbehaving_peer_closes_session_and_fails_requests(name: str) -> None:
     assert sum(a.stats.errors_by_code.values()) == 1
 
 
+def test_text_message_is_a_protocol_error() -> None:
+    a, _ = open_pair()
+    a.receive_data("hello", 0.0)  # type: ignore[arg-type]
+    assert drain(a) == [SessionClosed(CloseCode.PROTOCOL_ERROR, "text message", False)]
+
+
 def test_request_before_hello_is_a_state_violation() -> None:
     a, _ = make_pair()
     a.receive_data(wire.encode(wire.Request(1, SEG)), 0.0)
