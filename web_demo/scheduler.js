@@ -1,0 +1,248 @@
+// The scheduler rules of docs/scheduling.md, for the browser: a pure function of one view.
+// Same behaviour as peer_agent/core/scheduler.py; both pass docs/vectors/scheduler/.
+//
+// Segment ids are [rendition, sequence] pairs; sets of them are JS Sets of "r/s" keys (see
+// segmentKey). Time is an argument (seconds), randomness a function returning [0, 1).
+
+export const DEFAULT_SCHEDULER_CONFIG = Object.freeze({
+  prefetch_window_s: 30.0,
+  deadline_margin_s: 1.0,
+  min_urgent_window_s: 1.5,
+  cdn_latency_s: 0.1,
+  assumed_cdn_bytes_per_s: 1_000_000.0,
+  peer_stall_timeout_s: 1.5,
+  untried_peer_bytes_per_s: 500_000.0,
+  max_downloads_from_peers: 6,
+  max_downloads_per_peer: 2,
+  max_cdn_downloads: 2,
+  cut_through: true,
+  backup_delay_s: 2.0,
+  election_lookback_segments: 3,
+  idle_recheck_s: 0.5,
+  min_recheck_s: 0.05,
+});
+
+export function schedulerConfig(overrides = {}) {
+  for (const key of Object.keys(overrides)) {
+    if (!(key in DEFAULT_SCHEDULER_CONFIG)) throw new Error(`unknown scheduler option ${key}`);
+  }
+  return Object.freeze({ ...DEFAULT_SCHEDULER_CONFIG, ...overrides });
+}
+
+export const segmentKey = ([rendition, sequence]) => `${rendition}/${sequence}`;
+
+// -- election (FNV-1a 32-bit over UTF-8 "<peer_id>/<rendition>/<sequence>") ---------------
+
+const encoder = new TextEncoder();
+
+export function fnv1a32(bytes) {
+  let h = 0x811c9dc5;
+  for (const byte of bytes) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+export function electionKey(peerId, segment) {
+  return fnv1a32(encoder.encode(`${peerId}/${segment[0]}/${segment[1]}`));
+}
+
+function compareCandidates(a, b) {
+  if (a.key !== b.key) return a.key - b.key;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+export function rankCandidates(candidates, segment) {
+  return [...new Set(candidates)]
+    .map((id) => ({ id, key: electionKey(id, segment) }))
+    .sort(compareCandidates)
+    .map((c) => c.id);
+}
+
+export function electionRank(selfId, candidates, segment) {
+  const own = { id: selfId, key: electionKey(selfId, segment) };
+  let rank = 0;
+  for (const id of new Set(candidates)) {
+    if (id !== selfId && compareCandidates({ id, key: electionKey(id, segment) }, own) < 0) rank++;
+  }
+  return rank;
+}
+
+// -- the rules ----------------------------------------------------------------------------
+
+function cdnTime(bytes, view, cfg) {
+  const rate = view.cdn_throughput_bytes_per_s || cfg.assumed_cdn_bytes_per_s;
+  return cfg.cdn_latency_s + bytes / rate;
+}
+
+function urgentWindow(bytes, view, cfg) {
+  return Math.max(cfg.min_urgent_window_s, cdnTime(bytes, view, cfg) + cfg.deadline_margin_s);
+}
+
+const peerRate = (peer, cfg) => peer.throughput_bytes_per_s || cfg.untried_peer_bytes_per_s;
+
+function weightedPick(peers, cfg, random) {
+  const ordered = [...peers].sort((a, b) => (a.peer_id < b.peer_id ? -1 : a.peer_id > b.peer_id ? 1 : 0));
+  if (ordered.length === 1) return ordered[0];
+  const weights = ordered.map((p) => peerRate(p, cfg));
+  const target = random() * weights.reduce((a, b) => a + b, 0);
+  let cumulative = 0;
+  for (let i = 0; i < ordered.length; i++) {
+    cumulative += weights[i];
+    if (target < cumulative) return ordered[i];
+  }
+  return ordered[ordered.length - 1];
+}
+
+function watchingClose(peer, segment, lookback) {
+  const [rendition, sequence] = segment;
+  for (let k = 1; k <= lookback && sequence - k >= 0; k++) {
+    const key = `${rendition}/${sequence - k}`;
+    if (peer.have.has(key) || peer.fetching.has(key)) return true;
+  }
+  return false;
+}
+
+/**
+ * Decide what to fetch, from where, at view.now.
+ * view: { now, self_id, playhead_s, rate, segments: [{segment, start_s, duration_s, size_bytes,
+ *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
+ *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
+ *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
+ *   uploads}], cdn_throughput_bytes_per_s, connecting_until }
+ * Returns { actions: [...], wake_at }.
+ */
+export function decide(view, cfg, random) {
+  const now = view.now;
+  const rate = view.rate > 0 ? view.rate : 1.0;
+  const inFlight = new Map(view.transfers.map((t) => [segmentKey(t.segment), t]));
+  const peerLoad = new Map();
+  let peerTotal = 0;
+  let cdnTotal = 0;
+  for (const t of view.transfers) {
+    if (t.peer_id === null) cdnTotal++;
+    else {
+      peerLoad.set(t.peer_id, (peerLoad.get(t.peer_id) || 0) + 1);
+      peerTotal++;
+    }
+  }
+  const load = (id) => peerLoad.get(id) || 0;
+  const peers = view.peers.filter((p) => p.peer_id !== view.self_id);
+  const actions = [];
+  const wakes = [now + cfg.idle_recheck_s];
+
+  const segments = [...view.segments].sort((a, b) => a.start_s - b.start_s);
+  for (const seg of segments) {
+    const key = segmentKey(seg.segment);
+    if (view.have.has(key) || seg.start_s + seg.duration_s <= view.playhead_s) continue;
+    const ahead = seg.start_s - view.playhead_s;
+    if (ahead > cfg.prefetch_window_s) {
+      wakes.push(now + (ahead - cfg.prefetch_window_s) / rate);
+      break;
+    }
+    const deadline = now + Math.max(0, ahead) / rate;
+    let offset = seg.partial_bytes || 0;
+    let avoid = seg.avoid || new Set();
+
+    const transfer = inFlight.get(key);
+    if (transfer !== undefined) {
+      if (transfer.peer_id === null) continue;
+      const total = transfer.total_bytes || seg.size_bytes;
+      const reached = transfer.offset + transfer.received_bytes;
+      const remaining = Math.max(0, total - reached);
+      const lastData = transfer.last_data_at ?? transfer.started_at;
+      const elapsed = now - transfer.started_at;
+      const peer = peers.find((p) => p.peer_id === transfer.peer_id);
+      let transferRate;
+      if (transfer.received_bytes > 0 && elapsed > 0) transferRate = transfer.received_bytes / elapsed;
+      else if (peer) transferRate = peerRate(peer, cfg);
+      else transferRate = cfg.untried_peer_bytes_per_s;
+      const projected = now + remaining / transferRate;
+      const lastCdnStart = deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
+      const stalled = now - lastData >= cfg.peer_stall_timeout_s;
+      const tooSlow = projected > deadline - cfg.deadline_margin_s && now >= lastCdnStart;
+      if (!(stalled || tooSlow)) {
+        wakes.push(lastData + cfg.peer_stall_timeout_s, lastCdnStart);
+        continue;
+      }
+      actions.push({
+        action: "cancel",
+        segment: seg.segment,
+        peer_id: transfer.peer_id,
+        reason: stalled ? "stalled" : "too_slow",
+      });
+      peerLoad.set(transfer.peer_id, load(transfer.peer_id) - 1);
+      peerTotal--;
+      offset = reached;
+      avoid = new Set([...avoid, transfer.peer_id]);
+    }
+
+    const remaining = Math.max(0, seg.size_bytes - offset);
+    const window = urgentWindow(remaining, view, cfg);
+    if (deadline - now <= window) {
+      actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: "urgent" });
+      cdnTotal++;
+      continue;
+    }
+    const urgentAt = deadline - window;
+    wakes.push(urgentAt);
+    const latestFinish = deadline - cfg.deadline_margin_s;
+    const usable = (p) =>
+      p.choked_until <= now &&
+      load(p.peer_id) < cfg.max_downloads_per_peer &&
+      now + remaining / peerRate(p, cfg) <= latestFinish;
+
+    const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));
+    const holders = sources.filter((p) => p.have.has(key));
+    const fetchers = sources.filter((p) => p.fetching.has(key));
+    if (peerTotal < cfg.max_downloads_from_peers) {
+      let reason = "have";
+      let candidates = holders.filter(usable);
+      if (candidates.length === 0 && cfg.cut_through) {
+        candidates = fetchers.filter(usable);
+        reason = "cut_through";
+      }
+      if (candidates.length > 0) {
+        const chosen = weightedPick(candidates, cfg, random);
+        actions.push({ action: "fetch_peer", segment: seg.segment, peer_id: chosen.peer_id, offset, reason });
+        peerLoad.set(chosen.peer_id, load(chosen.peer_id) + 1);
+        peerTotal++;
+        continue;
+      }
+    }
+    if (holders.length > 0 || fetchers.length > 0) {
+      const retry = [...holders, ...fetchers].map((p) => p.choked_until).filter((t) => t > now);
+      const until = Math.min(urgentAt, ...retry);
+      actions.push({ action: "wait", segment: seg.segment, reason: "awaiting_peer", until });
+      wakes.push(until);
+      continue;
+    }
+
+    const candidateIds = [
+      view.self_id,
+      ...peers
+        .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
+        .map((p) => p.peer_id),
+    ];
+    const rank = electionRank(view.self_id, candidateIds, seg.segment);
+    const enteredWindowAt = now - (cfg.prefetch_window_s - ahead) / rate;
+    const wantedSince = Math.max(seg.known_since, enteredWindowAt);
+    const fireAt = wantedSince + rank * cfg.backup_delay_s;
+    if (now < (view.connecting_until || 0) && peers.length === 0) {
+      const until = Math.min(view.connecting_until, urgentAt);
+      actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });
+      wakes.push(until);
+    } else if (now < fireAt) {
+      const until = Math.min(fireAt, urgentAt);
+      actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
+      wakes.push(until);
+    } else if (cdnTotal < cfg.max_cdn_downloads) {
+      actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "elected" : "backup" });
+      cdnTotal++;
+    } else {
+      actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });
+    }
+  }
+  return { actions, wake_at: Math.max(Math.min(...wakes), now + cfg.min_recheck_s) };
+}
