@@ -117,7 +117,8 @@ class TrackerEndpoint:
             while True:
                 event = await receive()
                 if event["type"] == "websocket.disconnect":
-                    if event.get("code") == closecodes.MESSAGE_TOO_BIG:
+                    if event.get("code") == closecodes.MESSAGE_TOO_BIG and not conn.closing:
+                        # uvicorn's own ceiling (4x max_message_bytes) closed it
                         self.metrics.reject("message_too_big")
                     break
                 if event["type"] != "websocket.receive":
