@@ -1,0 +1,103 @@
+"""The console script: flags, environment variables, mint-token, and a real process that shuts
+down gracefully on SIGTERM (sockets closed with 1001)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import connect, pid
+
+from signaling.cli import config_from_args, main
+from signaling.tokens import verify_token
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_flags_override_environment_override_defaults() -> None:
+    env = {"P2P_SIGNALING_PORT": "9001", "P2P_SIGNALING_RATE_PER_S": "2.5",
+           "P2P_SIGNALING_ORIGINS": "https://a.example, https://b.example",
+           "P2P_SIGNALING_WS_PER_MESSAGE_DEFLATE": "yes"}  # fmt: skip
+    config = config_from_args(["--port", "9002"], env)
+    assert config.port == 9002
+    assert config.rate_per_s == 2.5
+    assert config.origins == ("https://a.example", "https://b.example")
+    assert config.ws_per_message_deflate is True
+    assert config.max_offers_per_announce == 5
+    config = config_from_args(
+        ["--max-offers-per-announce", "3", "--no-ws-per-message-deflate"], env
+    )
+    assert config.max_offers_per_announce == 3 and config.ws_per_message_deflate is False
+
+
+def test_secret_is_not_in_the_config_repr() -> None:
+    config = config_from_args([], {"P2P_SIGNALING_TOKEN_SECRET": "s" * 32})
+    assert config.token_secret == "s" * 32
+    assert "s" * 32 not in repr(config)
+
+
+def test_bad_values_exit_with_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], env={"P2P_SIGNALING_PORT": "eighty"}) == 2
+    assert "P2P_SIGNALING_PORT" in capsys.readouterr().err
+    assert main(["--rate-per-s", "0"], env={}) == 2
+    assert "rate_per_s" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--port", "x"], env={})
+
+
+def test_mint_token_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "a-secret-of-enough-length"
+    swarm = "ab" * 20
+    rc = main(["mint-token", "--info-hash", swarm, "--ttl-s", "60"],
+              env={"P2P_SIGNALING_TOKEN_SECRET": secret})  # fmt: skip
+    assert rc == 0
+    token = capsys.readouterr().out.strip()
+    grant = verify_token(secret, token, time.time())
+    assert grant.allows(swarm) and grant.expires_at_unix_s <= time.time() + 61
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_process_shuts_down_gracefully_on_sigterm() -> None:
+    port = free_port()
+    env = dict(os.environ, P2P_SIGNALING_PORT=str(port), P2P_SIGNALING_LOG_LEVEL="warning")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--shutdown-grace-s", "2",
+        cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        url = f"ws://127.0.0.1:{port}/announce"
+        clients = [await connect(url, f"c{n}") for n in range(3)]
+        for c in clients:
+            await c.announce(pid("sigterm"))
+        proc.send_signal(signal.SIGTERM)
+        codes = await asyncio.gather(*(c.closed_with(5.0) for c in clients))
+        assert codes == [1001, 1001, 1001]
+        _, err = await asyncio.wait_for(proc.communicate(), 10.0)
+        # uvicorn re-raises the captured signal once shut down, as a well-behaved server does
+        assert proc.returncode in (0, -signal.SIGTERM), err
+        assert b"Traceback" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
