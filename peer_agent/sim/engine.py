@@ -13,6 +13,7 @@ the same scenario and seed give the same result.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -292,7 +293,7 @@ class Simulation:
         if sc.p2p:
             if len(self.viewers) > 1:  # the tracker has peers to offer
                 viewer.connecting_until = self.now + sc.connect_s + sc.peer_rtt_s
-            self.at(self.now + sc.connect_s, lambda: self._connect(viewer))
+            self.at(self.now + sc.connect_s, functools.partial(self._connect, viewer))
 
     def _connect(self, viewer: _Viewer) -> None:
         """The tracker pairs ``viewer`` with others that have room, closest in playback first
@@ -334,7 +335,7 @@ class Simulation:
             other.neighbours.pop(viewer.peer_id, None)
             other.dirty = True
             if other.active:
-                self.at(self.now + self.sc.connect_s, lambda o=other: self._connect(o))
+                self.at(self.now + self.sc.connect_s, functools.partial(self._connect, other))
         viewer.neighbours.clear()
 
     def _churn(self, dt: float) -> None:
