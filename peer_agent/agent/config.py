@@ -1,0 +1,54 @@
+"""Every option of the agent, with its default, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.config import PlaybackConfig, SchedulerConfig
+from .cdn import CdnConfig
+from .integrity import IntegrityConfig
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    #: Master or media playlist URL.
+    playlist_url: str
+    #: Signaling (tracker) WebSocket URL; ``None``: no swarm, every byte from the CDN.
+    tracker_url: str | None = None
+    #: Stop after this long (seconds); ``None``: at the end of a VOD or ended live stream.
+    duration_s: float | None = None
+    #: SHA-256 manifest URL; ``None``: discover it from the origin layout (``discover``).
+    manifest_url: str | None = None
+    #: Look for ``manifest.json`` beside the media playlist when no manifest URL is given.
+    discover_manifest: bool = True
+    #: Rendition index in the master playlist; ``None``: the lowest bandwidth.
+    rendition: int | None = None
+    #: Live: start this many segments behind the newest listed one.
+    latency_segments: int = 3
+    #: Neighbours at most.
+    max_peers: int = 8
+    #: Upload cap in bytes/s (``None``: none) and concurrent uploads at most (BUSY beyond).
+    upload_cap_bytes_per_s: float | None = None
+    max_uploads: int = 4
+    #: Never upload (HELLO leech-only flag; every request answered BUSY).
+    leech_only: bool = False
+    #: ICE server URLs (``stun:``/``turn:``); none by default, so nothing leaves the host.
+    ice_servers: tuple[str, ...] = ()
+    #: Seed of the agent's random source (peer choice, peer id, jitter).
+    seed: int | None = None
+    #: Verified segments kept for peers and the player (oldest evicted first).
+    store_max_bytes: int = 256 * 1024 * 1024
+    #: Statistics are sent to the tracker this often (seconds).
+    stats_interval_s: float = 5.0
+    #: Neighbours the tracker offers are given this long to connect before this viewer
+    #: elects itself to fetch a segment from the CDN.
+    connect_grace_s: float = 1.0
+    #: A neighbour that answered BUSY without a hint, or could not take a request, is not
+    #: asked again for this long (seconds).
+    busy_backoff_s: float = 0.5
+    #: Times a segment is refetched from the CDN after failing its hash before giving up.
+    max_hash_retries: int = 3
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    playback: PlaybackConfig = field(default_factory=PlaybackConfig)
+    cdn: CdnConfig = field(default_factory=CdnConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
