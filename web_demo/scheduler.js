@@ -18,6 +18,7 @@ export const DEFAULT_SCHEDULER_CONFIG = Object.freeze({
   cut_through: true,
   backup_delay_s: 2.0,
   election_lookback_segments: 3,
+  seed_fetchers: 4.0,
   idle_recheck_s: 0.5,
   min_recheck_s: 0.05,
 });
@@ -110,7 +111,7 @@ function watchingClose(peer, segment, lookback) {
  *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
  *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
  *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
- *   uploads}], cdn_throughput_bytes_per_s, connecting_until }
+ *   uploads}], cdn_throughput_bytes_per_s, connecting_until, swarm_size }
  * Returns { actions: [...], wake_at }.
  */
 export function decide(view, cfg, random) {
@@ -228,7 +229,11 @@ export function decide(view, cfg, random) {
     const rank = electionRank(view.self_id, candidateIds, seg.segment);
     const enteredWindowAt = now - (cfg.prefetch_window_s - ahead) / rate;
     const wantedSince = Math.max(seg.known_since, enteredWindowAt);
-    const fireAt = wantedSince + rank * cfg.backup_delay_s;
+    let fireAt = wantedSince + rank * cfg.backup_delay_s;
+    if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
+      const share = cfg.seed_fetchers / view.swarm_size;
+      if (share < 1 && electionKey(view.self_id, seg.segment) >= share * 2 ** 32) fireAt += cfg.backup_delay_s;
+    }
     if (now < (view.connecting_until || 0) && peers.length === 0) {
       const until = Math.min(view.connecting_until, urgentAt);
       actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });

@@ -44,6 +44,10 @@ class SchedulerConfig:
     #: of the previous ``election_lookback_segments`` segments of that rendition (it is watching
     #: close by).
     election_lookback_segments: int = 3
+    #: In a swarm of known size S, a local election winner fetches at once only if its key is
+    #: within the lowest ``seed_fetchers / S`` share of the hash space; other winners wait one
+    #: ``backup_delay_s`` for a neighbour's copy (0 disables the threshold).
+    seed_fetchers: float = 4.0
     #: When nothing else asks for an earlier decision, decide again after this long; never
     #: sooner than ``min_recheck_s``.
     idle_recheck_s: float = 0.5

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .config import SchedulerConfig
-from .election import election_rank
+from .election import election_key, election_rank
 from .ids import SegmentId
 
 
@@ -104,6 +104,8 @@ class SchedulerView:
     #: Neighbours offered by the tracker are still connecting until this time: the election
     #: waits for them rather than electing a viewer that merely has not met its peers yet.
     connecting_until: float = 0.0
+    #: Viewers in the whole swarm as the tracker reports it (0: unknown).
+    swarm_size: int = 0
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -321,6 +323,10 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
         entered_window_at = now - (config.prefetch_window_s - ahead_s) / rate
         wanted_since = max(seg.known_since, entered_window_at)
         fire_at = wanted_since + rank * config.backup_delay_s
+        if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
+            share = config.seed_fetchers / view.swarm_size
+            if share < 1.0 and election_key(view.self_id, sid)[0] >= share * 2**32:
+                fire_at += config.backup_delay_s
         if now < view.connecting_until and not peers:
             until = min(view.connecting_until, urgent_at)
             actions.append(Wait(sid, "connecting", until))

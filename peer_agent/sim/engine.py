@@ -425,6 +425,7 @@ class Simulation:
             cdn_throughput_bytes_per_s=viewer.cdn.estimate_bytes_per_s,
             rate=1.0,
             connecting_until=viewer.connecting_until,
+            swarm_size=len(self.viewers),
         )
         decision = decide(view, self.sched_cfg, self.rng)
         self.decisions += 1

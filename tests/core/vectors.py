@@ -94,6 +94,7 @@ def scheduler_view(d: dict[str, Any]) -> SchedulerView:
         cdn_throughput_bytes_per_s=d["cdn_throughput_bytes_per_s"],
         rate=d["rate"],
         connecting_until=d["connecting_until"],
+        swarm_size=d["swarm_size"],
     )
 
 
