@@ -1,0 +1,503 @@
+"""WebSocket client of the WebTorrent tracker protocol, as ``signaling/`` speaks it.
+
+One :class:`TrackerClient` announces one ``peer_id`` in one swarm (``info_hash``) over one
+WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). It:
+
+- announces ``event: "started"`` on every (re)connection, then re-announces every ``interval``
+  seconds the server gives (or earlier, on :meth:`announce_now`, at most once per
+  ``min_announce_gap_s``); each announce carries the full SDP offers ``make_offers()`` returns
+  (at most 5, ``numwant`` = their number) and our extension fields (:class:`TrackerHints`:
+  ``position_s``, ``region``, ``max_peers``, ``caps``, ``connected``);
+- hands relayed offers (``{action, info_hash, peer_id: <offerer>, offer_id, offer}``) to
+  ``on_offer``, which returns an answer SDP (or None to refuse), and sends the answer
+  (``{action, info_hash, peer_id, to_peer_id, offer_id, answer}``);
+- hands answers to our offers to ``on_answer``;
+- counts and logs ``failure reason`` replies without stopping;
+- sends our cumulative byte counters in the server's ``stats`` message;
+- reconnects after the socket drops (server restart, network) with exponential backoff and
+  jitter from an injectable ``random.Random``;
+- announces ``event: "stopped"`` when stopped.
+
+Time comes from the event loop (``loop.time()``); nothing here sleeps to synchronise: waits are on
+``asyncio.Event``s with timeouts. SDP bodies and the token are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+logger = logging.getLogger(__name__)
+
+ID_CHARS = 20
+MAX_OFFERS_PER_ANNOUNCE = 5
+AnnounceEvent = Literal["started", "stopped", "completed", "update", "paused"]
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Options of a :class:`TrackerClient` (every default here, in one place)."""
+
+    # Reconnect delay: reconnect_initial_s * 2**(failures - 1), capped at reconnect_max_s, then
+    # multiplied by a uniform factor in [1 - reconnect_jitter, 1 + reconnect_jitter].
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    reconnect_jitter: float = 0.5
+    # Re-announce period until the server sends its `interval`, and the floor applied to it.
+    default_interval_s: float = 120.0
+    min_interval_s: float = 5.0
+    # Early announces (announce_now) are spaced by at least this.
+    min_announce_gap_s: float = 2.0
+    # WebSocket: opening handshake timeout, closing handshake timeout, largest frame accepted.
+    open_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+    max_message_bytes: int = 1 << 20
+    # Honour HTTP(S)_PROXY / ALL_PROXY from the environment (websockets' default).
+    use_env_proxy: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
+            raise ValueError("need 0 < reconnect_initial_s <= reconnect_max_s")
+        if not 0 <= self.reconnect_jitter < 1:
+            raise ValueError("reconnect_jitter must be in [0, 1)")
+        if self.min_interval_s <= 0 or self.default_interval_s < self.min_interval_s:
+            raise ValueError("need 0 < min_interval_s <= default_interval_s")
+        if self.min_announce_gap_s < 0:
+            raise ValueError("min_announce_gap_s must be >= 0")
+
+
+@dataclass
+class TrackerHints:
+    """Our optional announce fields (signaling/messages.py); None / empty fields are omitted."""
+
+    position_s: float | None = None  # playback position, for pairing close viewers
+    region: str | None = None  # 1..32 of [A-Za-z0-9._-]
+    max_peers: int | None = None  # our link limit (the server skips full peers)
+    caps: tuple[str, ...] = ()
+    connected: tuple[str, ...] = ()  # peer_ids we are linked to (never paired again)
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.position_s is not None:
+            out["position_s"] = max(0.0, float(self.position_s))
+        if self.region is not None:
+            out["region"] = self.region
+        if self.max_peers is not None:
+            out["max_peers"] = self.max_peers
+        if self.caps:
+            out["caps"] = list(self.caps)
+        if self.connected:
+            out["connected"] = list(self.connected[:256])
+        return out
+
+
+@dataclass(frozen=True)
+class RelayedOffer:
+    """An offer the server relayed to us from ``peer_id``."""
+
+    peer_id: str
+    offer_id: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class RelayedAnswer:
+    """An answer from ``peer_id`` to our offer ``offer_id``."""
+
+    peer_id: str
+    offer_id: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class AnnounceReply:
+    interval_s: float
+    complete: int
+    incomplete: int
+
+
+@dataclass
+class TrackerStats:
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    announces_sent: int = 0
+    announce_replies: int = 0
+    offers_sent: int = 0
+    offers_received: int = 0
+    answers_sent: int = 0
+    answers_received: int = 0
+    offers_refused: int = 0
+    stats_sent: int = 0
+    failures: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    ignored_messages: int = 0
+
+
+OfferCallback = Callable[[RelayedOffer], Awaitable[str | None]]
+AnswerCallback = Callable[[RelayedAnswer], Awaitable[None] | None]
+MakeOffers = Callable[[], Awaitable[Sequence[tuple[str, str]]]]
+
+
+def _check_id(name: str, value: str) -> None:
+    if len(value) != ID_CHARS or any(ord(ch) > 0xFF for ch in value):
+        raise ValueError(f"{name} must be {ID_CHARS} byte characters")
+
+
+class TrackerClient:
+    """Announce one peer in one swarm and relay its signalling (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        info_hash: str,
+        peer_id: str,
+        *,
+        config: TrackerConfig | None = None,
+        token: str | None = None,
+        rng: random.Random | None = None,
+        on_offer: OfferCallback | None = None,
+        on_answer: AnswerCallback | None = None,
+        make_offers: MakeOffers | None = None,
+        on_announce_reply: Callable[[AnnounceReply], None] | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
+        _check_id("info_hash", info_hash)
+        _check_id("peer_id", peer_id)
+        self.url = url
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.config = config if config is not None else TrackerConfig()
+        self.hints = TrackerHints()
+        self.stats = TrackerStats()
+        self.interval_s = self.config.default_interval_s
+        self.connected = asyncio.Event()  # set while a socket is open
+        self._token = token
+        self._rng = rng if rng is not None else random.Random()
+        self._on_offer = on_offer
+        self._on_answer = on_answer
+        self._make_offers = make_offers
+        self._on_announce_reply = on_announce_reply
+        self._on_failure = on_failure
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._counters: tuple[int, int, int] | None = None
+        self._counters_sent: tuple[int, int, int] | None = None
+        self._announced_on_socket = False
+        self._failures_in_a_row = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start connecting and announcing in the background (returns at once)."""
+        if self._task is not None:
+            raise RuntimeError("start() called twice")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="tracker")
+
+    async def stop(self) -> None:
+        """Announce ``stopped`` (if connected), close the socket, end the background task."""
+        if self._task is None or self._stopping.is_set():
+            return
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None and self._announced_on_socket:
+            with contextlib.suppress(Exception):
+                await self._send(ws, self._announce_body("stopped", []))
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        try:
+            await asyncio.wait_for(self._task, self.config.close_timeout_s + 1.0)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def announce_now(self) -> None:
+        """Re-announce soon (new offers), no earlier than ``min_announce_gap_s`` after the last."""
+        self._wake.set()
+
+    async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
+        """Report cumulative byte counters; sent now if announced, else after the next announce."""
+        self._counters = (bytes_p2p_down, bytes_p2p_up, bytes_cdn)
+        ws = self._ws
+        if ws is not None and self._announced_on_socket:
+            await self._flush_stats(ws)
+
+    # --- connection loop --------------------------------------------------------------------
+
+    def _connect_url(self) -> str:
+        if not self._token:
+            return self.url
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}token={quote(self._token, safe='')}"
+
+    def _backoff_s(self) -> float:
+        cfg = self.config
+        n = max(1, self._failures_in_a_row)
+        delay = min(cfg.reconnect_max_s, cfg.reconnect_initial_s * 2 ** min(n - 1, 30))
+        jitter = cfg.reconnect_jitter
+        return delay * self._rng.uniform(1 - jitter, 1 + jitter)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ws = await websockets.connect(
+                    self._connect_url(),
+                    open_timeout=self.config.open_timeout_s,
+                    close_timeout=self.config.close_timeout_s,
+                    max_size=self.config.max_message_bytes,
+                    proxy=True if self.config.use_env_proxy else None,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.connect_failures += 1
+                self._failures_in_a_row += 1
+                logger.info("tracker: cannot connect (%s)", type(exc).__name__)
+            else:
+                await self._serve(ws)
+            if self._stopping.is_set():
+                break
+            if self._failures_in_a_row == 0:  # the socket worked, then dropped
+                self._failures_in_a_row = 1
+            delay_s = self._backoff_s()
+            logger.debug("tracker: reconnecting in %.2f s", delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay_s)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._announced_on_socket = False
+        self._counters_sent = None
+        self.stats.connects += 1
+        self.connected.set()
+        announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
+        try:
+            async for raw in ws:
+                self._on_frame(ws, raw)
+        except websockets.ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("tracker: reading failed")
+        finally:
+            self._ws = None
+            self.connected.clear()
+            self.stats.disconnects += 1
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await announcer
+            code = ws.close_code
+            if not self._stopping.is_set():
+                logger.info("tracker: connection closed (code %s)", code)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _announce_loop(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        event: AnnounceEvent | None = "started"
+        last_s = -1e18
+        while not self._stopping.is_set():
+            gap_s = self.config.min_announce_gap_s - (loop.time() - last_s)
+            if gap_s > 0 and event is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), gap_s)
+                if self._stopping.is_set():
+                    return
+            self._wake.clear()
+            offers: Sequence[tuple[str, str]] = ()
+            if self._make_offers is not None:
+                try:
+                    offers = list(await self._make_offers())[:MAX_OFFERS_PER_ANNOUNCE]
+                except Exception:
+                    logger.exception("tracker: make_offers failed")
+            if self._stopping.is_set():
+                return
+            await self._send(ws, self._announce_body(event, offers))
+            self.stats.announces_sent += 1
+            self.stats.offers_sent += len(offers)
+            last_s = loop.time()
+            event = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    def _announce_body(
+        self, event: AnnounceEvent | None, offers: Sequence[tuple[str, str]]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "action": "announce",
+            "info_hash": self.info_hash,
+            "peer_id": self.peer_id,
+            "numwant": len(offers),
+        }
+        if event is not None:
+            body["event"] = event
+        if event != "stopped":
+            body["offers"] = [
+                {"offer_id": offer_id, "offer": {"type": "offer", "sdp": sdp}}
+                for offer_id, sdp in offers
+            ]
+            body.update(self.hints.fields())
+        return body
+
+    async def _send(self, ws: ClientConnection, body: dict[str, Any]) -> None:
+        await ws.send(json.dumps(body, separators=(",", ":")))
+
+    async def _flush_stats(self, ws: ClientConnection) -> None:
+        counters = self._counters
+        if counters is None or counters == self._counters_sent:
+            return
+        self._counters_sent = counters
+        down, up, cdn = counters
+        body = {
+            "action": "stats",
+            "info_hash": self.info_hash,
+            "peer_id": self.peer_id,
+            "bytes_p2p_down": down,
+            "bytes_p2p_up": up,
+            "bytes_cdn": cdn,
+        }
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._send(ws, body)
+            self.stats.stats_sent += 1
+
+    # --- incoming ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> None:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            self.stats.ignored_messages += 1
+            logger.info("tracker: ignored a non-JSON frame")
+            return
+        if not isinstance(msg, dict):
+            self.stats.ignored_messages += 1
+            return
+        if "failure reason" in msg:
+            reason = str(msg.get("reason", "unknown"))
+            self.stats.failures += 1
+            self.stats.failure_reasons[reason] = self.stats.failure_reasons.get(reason, 0) + 1
+            detail = str(msg["failure reason"])[:200]
+            logger.warning("tracker: failure reason %r (%s)", detail, reason)
+            if self._on_failure is not None:
+                self._on_failure(reason, detail)
+            return
+        if "warning message" in msg:
+            logger.info("tracker: warning %r", str(msg["warning message"])[:200])
+        action = msg.get("action")
+        if action != "announce" or msg.get("info_hash") != self.info_hash:
+            self.stats.ignored_messages += 1
+            return
+        if "offer" in msg:
+            self._on_relayed_offer(ws, msg)
+        elif "answer" in msg:
+            self._on_relayed_answer(msg)
+        elif "interval" in msg:
+            self._on_reply(ws, msg)
+        else:
+            self.stats.ignored_messages += 1
+
+    def _on_reply(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
+        interval = msg.get("interval")
+        if isinstance(interval, int | float) and not isinstance(interval, bool):
+            self.interval_s = max(self.config.min_interval_s, float(interval))
+        self.stats.announce_replies += 1
+        self._announced_on_socket = True
+        self._failures_in_a_row = 0
+        if self._counters is not None and self._counters != self._counters_sent:
+            self._spawn(self._flush_stats(ws))
+        if self._on_announce_reply is not None:
+            reply = AnnounceReply(
+                self.interval_s,
+                int(msg.get("complete", 0) or 0),
+                int(msg.get("incomplete", 0) or 0),
+            )
+            self._on_announce_reply(reply)
+
+    @staticmethod
+    def _sdp_of(msg: dict[str, Any], key: str) -> tuple[str, str, str] | None:
+        peer_id = msg.get("peer_id")
+        offer_id = msg.get("offer_id")
+        desc = msg.get(key)
+        if not (isinstance(peer_id, str) and isinstance(offer_id, str) and isinstance(desc, dict)):
+            return None
+        sdp = desc.get("sdp")
+        if desc.get("type") != key or not isinstance(sdp, str) or len(peer_id) != ID_CHARS:
+            return None
+        return peer_id, offer_id, sdp
+
+    def _on_relayed_offer(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
+        parsed = self._sdp_of(msg, "offer")
+        if parsed is None:
+            self.stats.ignored_messages += 1
+            return
+        self.stats.offers_received += 1
+        offer = RelayedOffer(*parsed)
+        if offer.peer_id == self.peer_id or self._on_offer is None:
+            self.stats.offers_refused += 1
+            return
+        self._spawn(self._answer(ws, offer))
+
+    async def _answer(self, ws: ClientConnection, offer: RelayedOffer) -> None:
+        assert self._on_offer is not None
+        try:
+            sdp = await self._on_offer(offer)
+        except Exception:
+            logger.exception("tracker: on_offer failed")
+            sdp = None
+        if sdp is None:
+            self.stats.offers_refused += 1
+            return
+        body = {
+            "action": "announce",
+            "info_hash": self.info_hash,
+            "peer_id": self.peer_id,
+            "to_peer_id": offer.peer_id,
+            "offer_id": offer.offer_id,
+            "answer": {"type": "answer", "sdp": sdp},
+        }
+        target = self._ws if self._ws is not None else ws
+        try:
+            await self._send(target, body)
+            self.stats.answers_sent += 1
+        except websockets.ConnectionClosed:
+            logger.info("tracker: socket closed before our answer went out")
+
+    def _on_relayed_answer(self, msg: dict[str, Any]) -> None:
+        parsed = self._sdp_of(msg, "answer")
+        if parsed is None:
+            self.stats.ignored_messages += 1
+            return
+        self.stats.answers_received += 1
+        if self._on_answer is None:
+            return
+        result = self._on_answer(RelayedAnswer(*parsed))
+        if inspect.isawaitable(result):
+            self._spawn(result)
