@@ -2,8 +2,10 @@
 
 Standard clients send no hints, so they are paired at random. Our own clients may send a playback
 position, a region, a peer limit and the peers they are already connected to; then targets are
-ranked by (same region, playback distance in buckets, spare capacity, random tie-break), and peers
-that are full or already connected to the offerer are skipped.
+ranked by (same region, playback distance in buckets, spare capacity, random tie-break). Peers
+that are full, or that either side reports as already connected, are skipped; peers the server
+recently paired with the offerer (it relayed an answer between them) come last, not never, since
+their connection may have failed and standard clients report nothing.
 """
 
 from __future__ import annotations
@@ -56,15 +58,14 @@ class Candidate(Protocol):
     def paired(self) -> Collection[str]: ...
 
 
-def _already_connected(
-    offerer_id: str, offerer_hints: PeerHints, offerer_paired: Collection[str], cand: Candidate
-) -> bool:
-    return (
-        cand.peer_id in offerer_hints.connected
-        or cand.peer_id in offerer_paired
-        or offerer_id in cand.hints.connected
-        or offerer_id in cand.paired
-    )
+def _reported_connected(offerer_id: str, offerer_hints: PeerHints, cand: Candidate) -> bool:
+    """Either side says (in its ``connected`` hint) that they are already connected."""
+    return cand.peer_id in offerer_hints.connected or offerer_id in cand.hints.connected
+
+
+def _recently_paired(offerer_id: str, offerer_paired: Collection[str], cand: Candidate) -> bool:
+    """The server relayed an answer between them: probably connected, but it may have failed."""
+    return cand.peer_id in offerer_paired or offerer_id in cand.paired
 
 
 def choose_targets(
@@ -83,25 +84,27 @@ def choose_targets(
     pool: Sequence[Candidate] = candidates
     if len(pool) > sample_limit:
         pool = rng.sample(list(pool), sample_limit)
-    eligible: list[Candidate] = []
+    fresh: list[Candidate] = []
+    paired: list[Candidate] = []
     any_hints = not offerer_hints.empty
     for cand in pool:
-        if cand.peer_id == offerer_id:
-            continue
-        if _already_connected(offerer_id, offerer_hints, offerer_paired, cand):
+        if cand.peer_id == offerer_id or _reported_connected(offerer_id, offerer_hints, cand):
             continue
         spare = cand.hints.spare_slots()
         if spare is not None and spare <= 0:
             continue
         any_hints = any_hints or not cand.hints.empty
-        eligible.append(cand)
-    if not eligible:
-        return []
+        if _recently_paired(offerer_id, offerer_paired, cand):
+            paired.append(cand)
+        else:
+            fresh.append(cand)
     if not any_hints:
-        picked = rng.sample(eligible, min(count, len(eligible)))
+        picked = rng.sample(fresh, min(count, len(fresh)))
+        if len(picked) < count and paired:
+            picked += rng.sample(paired, min(count - len(picked), len(paired)))
         return [c.peer_id for c in picked]
 
-    def key(cand: Candidate) -> tuple[int, float, float, float]:
+    def key(cand: Candidate) -> tuple[int, int, float, float, float]:
         region_penalty = 0
         if offerer_hints.region is not None and cand.hints.region != offerer_hints.region:
             region_penalty = 1
@@ -111,7 +114,8 @@ def choose_targets(
             distance = _UNKNOWN_DISTANCE
         spare = cand.hints.spare_slots()
         spare_rank = -float(spare) if spare is not None else 0.0
-        return (region_penalty, distance, spare_rank, rng.random())
+        paired_rank = 1 if _recently_paired(offerer_id, offerer_paired, cand) else 0
+        return (paired_rank, region_penalty, distance, spare_rank, rng.random())
 
-    ranked = sorted(eligible, key=key)
+    ranked = sorted(fresh + paired, key=key)
     return [c.peer_id for c in ranked[:count]]

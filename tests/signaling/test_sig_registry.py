@@ -182,17 +182,21 @@ def test_stats_sum_per_swarm_and_survive_departures() -> None:
         reg.record_stats(2.0, "c9", H1, pid(1), ByteTotals(1, 1, 1))
 
 
-def test_targets_skip_own_connection_and_paired_peers() -> None:
+def test_targets_skip_own_connection_and_put_paired_peers_last() -> None:
     reg = make()
     join(reg, 1)
     join(reg, 2)
+    reg.announce(0.0, "c2", H2, pid(5), event=None, seeding=None, hints=NO_HINTS, want_targets=0)
+    reg.announce(0.0, "c2", H1, pid(6), event=None, seeding=None, hints=NO_HINTS, want_targets=0)
     reg.record_offer(0.0, H1, "o", pid(2), pid(1))
     reg.claim_answer(0.0, "c1", H1, pid(1), pid(2), "o")
     r = join(reg, 2, event=None, want_targets=5)
-    assert r.targets == ()  # already paired with peer 1, nobody else
+    assert [t.peer_id for t in r.targets] == [pid(1)]  # paired, but nobody else (6 is on c2)
     join(reg, 3)
-    r = join(reg, 2, event=None, want_targets=5)
+    r = join(reg, 2, event=None, want_targets=1)
     assert [t.peer_id for t in r.targets] == [pid(3)]
+    r = join(reg, 2, event=None, want_targets=5)
+    assert [t.peer_id for t in r.targets] == [pid(3), pid(1)]
 
 
 def test_seeded_random_pairing_is_deterministic() -> None:
@@ -238,6 +242,8 @@ def test_pairing_prefers_region_then_skips_full_and_connected() -> None:
     assert got[0] == "eu-near"
     assert "eu-full" not in got and "eu-linked" not in got
     assert got.index("eu-far") < got.index("us-near")
+    paired_first = choose_targets("me", me, {"eu-near"}, cands, 10, random.Random(1))
+    assert paired_first[-1] == "eu-near"
 
 
 def test_pairing_prefers_spare_capacity() -> None:
