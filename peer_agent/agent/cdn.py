@@ -45,8 +45,6 @@ class CdnConfig:
     #: [0.5, 1.0).
     backoff_base_s: float = 0.2
     backoff_max_s: float = 2.0
-    #: Largest piece handed to ``on_chunk``.
-    chunk_bytes: int = 64 * 1024
 
 
 class CdnError(Exception):
@@ -187,7 +185,7 @@ class CdnFetcher:
                 if total is not None and on_total is not None:
                     on_total(total)
                 got = 0
-                async for chunk in response.aiter_bytes(self.config.chunk_bytes):
+                async for chunk in response.aiter_bytes():  # as received: keep every byte
                     got += len(chunk)
                     if skip:
                         cut = min(skip, len(chunk))
