@@ -64,7 +64,8 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        self._queue.put_nowait(_Close(code, reason))
+        # a close frame's reason is at most 123 bytes
+        self._queue.put_nowait(_Close(code, reason.encode()[:120].decode(errors="ignore")))
 
     async def _write_loop(self) -> None:
         try:
