@@ -41,7 +41,9 @@ def build_app(config: OriginConfig, media: MediaSet, *, clock: Clock = time.time
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket (``port`` 0 picks a free one); IPv6 when ``host`` has a colon."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP, and without it Nagle + delayed ACKs add ~40 ms to every keep-alive request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
