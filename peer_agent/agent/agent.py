@@ -111,16 +111,19 @@ class Neighbour:
 
 def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
     def make(info_hash: str, peer_id: str, on_event: Any, hello: Any) -> SwarmLike:
+        from aiortc import RTCIceServer
+
         from ..core.session import SessionConfig
-        from ..net import Swarm, SwarmConfig
+        from ..net.swarm import Swarm, SwarmConfig
 
         assert config.tracker_url is not None
         swarm_config = SwarmConfig(
             max_peers=config.max_peers,
-            ice_servers=tuple(config.ice_servers),
+            ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
+            host_addresses=config.host_addresses,
             session=SessionConfig(leech_only=config.leech_only),
         )
-        return Swarm(  # type: ignore[no-any-return]
+        swarm: SwarmLike = Swarm(
             config.tracker_url,
             info_hash,
             peer_id,
@@ -129,13 +132,14 @@ def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
             config=swarm_config,
             rng=random.Random(config.seed),
         )
+        return swarm
 
     return make
 
 
 def make_ids(playlist_url: str, rng: random.Random) -> tuple[str, str]:
     """(info_hash, peer_id) as the network layer derives them."""
-    from ..net import make_peer_id, swarm_id_for
+    from ..net.swarm import make_peer_id, swarm_id_for
 
     return swarm_id_for(playlist_url), make_peer_id(rng)
 

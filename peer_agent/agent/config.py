@@ -34,6 +34,9 @@ class AgentConfig:
     leech_only: bool = False
     #: ICE server URLs (``stun:``/``turn:``); none by default, so nothing leaves the host.
     ice_servers: tuple[str, ...] = ()
+    #: Host addresses to gather ICE candidates on (``None``: aioice's choice, which omits
+    #: 127.0.0.1; loopback-only tests pass ``("127.0.0.1",)``).
+    host_addresses: tuple[str, ...] | None = None
     #: Seed of the agent's random source (peer choice, peer id, jitter).
     seed: int | None = None
     #: Verified segments kept for peers and the player (oldest evicted first).

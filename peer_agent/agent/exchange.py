@@ -3,8 +3,10 @@
 :meth:`Exchange.on_event` is the ``on_event(link, event)`` callback of the swarm. It keeps the
 neighbours' availability (HELLO, HAVE, FETCHING, LOST), feeds our requests' bytes into the
 segment being assembled, and serves the peers' requests: from the store (verified segments),
-or cut-through from a fetch in progress (RESPONSE once the size is known, then DATA as bytes
-arrive), under the upload cap and the concurrent-upload limit (BUSY beyond).
+or cut-through from a CDN fetch in progress (RESPONSE once the size is known, then DATA as bytes
+arrive), under the upload cap and the concurrent-upload limit (BUSY beyond). Bytes that came
+from peers are relayed only after the segment's hash matched (from the store): a corrupting
+peer's bytes never leave this agent.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..core.wire import AbortReason
 from .uploads import TokenBucket, Upload, Uploads
 
 if TYPE_CHECKING:
-    from .agent import Agent, Transfer
+    from .agent import Agent, Held, Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +108,10 @@ class Exchange:
                     agent.sizes.setdefault(entry.segment, entry.expected_bytes)
             agent.wake()
         elif isinstance(event, PeerHave | PeerLost | PeerFetching):
-            nb = agent.neighbours.get(self._peer_id(link))
-            if nb is None:
+            known = agent.neighbours.get(self._peer_id(link))
+            if known is None:
                 return
+            nb = known
             if isinstance(event, PeerHave):
                 nb.have.update(event.segments)
                 nb.fetching.difference_update(event.segments)
@@ -229,7 +232,7 @@ class Exchange:
         request_id = link.request(segment, offset)
         transfer = Transfer(segment, peer_id, now, offset, link=link, request_id=request_id)
         agent.transfers[segment] = transfer
-        agent.announce_fetching(segment)
+        # No FETCHING announcement: bytes from a peer are relayed only once verified.
 
     # -- serving peers -------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class Exchange:
             upload.pinned = True
             upload.total_bytes = len(data)
             link.respond(rid, len(data))
-        elif segment in agent.transfers and segment in agent.held:
+        elif segment in agent.transfers and _cdn_only(agent.held.get(segment)):
             held = agent.held[segment]
             if held.total is not None:
                 if offset >= held.total:
@@ -274,9 +277,10 @@ class Exchange:
         if data is not None:
             return data, len(data)
         held = agent.held.get(upload.segment)
-        if held is not None:
+        if _cdn_only(held):
+            assert held is not None
             return held.buf, held.total
-        return None, None
+        return None, None  # unverified bytes from peers are never relayed: wait for the store
 
     def pump_segment(self, segment: SegmentId) -> None:
         if not len(self.uploads):
@@ -349,6 +353,12 @@ class Exchange:
                 self.uploads.remove(upload)
                 if not upload.link.is_closed:
                     upload.link.abort(upload.request_id, AbortReason.UPSTREAM_FAILED)
+
+
+def _cdn_only(held: Held | None) -> bool:
+    """Whether every byte held of a segment in progress came from the CDN (trusted), so it
+    may be relayed cut-through before the whole segment is verified."""
+    return held is not None and held.contributors <= {None}
 
 
 def _neighbour(peer_id: str) -> Any:

@@ -120,7 +120,7 @@ def parse_master(text: str, url: str) -> list[Rendition]:
                 index,
                 variant.absolute_uri,
                 info.bandwidth,
-                resolution,  # type: ignore[arg-type]
+                resolution,
             )
         )
     if not renditions:

@@ -7,6 +7,7 @@ flow control (``bufferedAmount``) does the rest.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class Uploads:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Upload]:
         return iter(list(self._by_key.values()))
 
     def add(self, upload: Upload) -> None:

@@ -161,3 +161,183 @@ async def serve(app: object) -> AsyncIterator[str]:
         server.should_exit = True
         server.force_exit = True
         await asyncio.wait_for(task, 10)
+
+
+# -- in-process swarm: real PeerSessions, bytes moved by hand ---------------------------------
+
+
+class FakeLink:
+    """One side of an in-process link: the PeerLink wrapper API over a real PeerSession."""
+
+    def __init__(self, hub: FakeHub, owner: FakeSwarm, remote_peer_id: str) -> None:
+        from peer_agent.core.session import PeerSession, SessionConfig
+
+        self.hub = hub
+        self.owner = owner
+        self.remote_peer_id = remote_peer_id
+        loop = asyncio.get_running_loop()
+        self.session = PeerSession(
+            SessionConfig(leech_only=owner.leech_only),
+            owner.info_hash.encode(),
+            owner.peer_id.encode(),
+            loop.time(),
+        )
+        self.other: FakeLink | None = None
+        self.is_closed = False
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def flush(self) -> None:
+        messages = self.session.data_to_send()
+        other = self.other
+        if not messages or other is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.hub.delay_s, other._deliver, messages)
+        if self.session.is_closed:
+            self._drain()
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        if self.is_closed:
+            return
+        for message in messages:
+            self.session.receive_data(message, self._now())
+        self._drain()
+        self.flush()
+
+    def _drain(self) -> None:
+        from peer_agent.core.events import SessionClosed
+
+        while (event := self.session.next_event()) is not None:
+            self.owner.on_event(self, event)
+            if isinstance(event, SessionClosed):
+                self.is_closed = True
+                self.owner.links.pop(self.remote_peer_id, None)
+
+    def tick(self) -> None:
+        self.session.handle_timer(self._now())
+        self._drain()
+        self.flush()
+
+    # the PeerLink wrappers
+    def request(self, segment, offset=0):  # type: ignore[no-untyped-def]
+        rid = self.session.request(segment, offset, self._now())
+        self.flush()
+        return rid
+
+    def cancel(self, request_id):  # type: ignore[no-untyped-def]
+        ok = self.session.cancel(request_id, self._now())
+        self.flush()
+        return ok
+
+    def respond(self, request_id, total_bytes):  # type: ignore[no-untyped-def]
+        ok = self.session.respond(request_id, total_bytes)
+        self.flush()
+        return ok
+
+    def send_data(self, request_id, offset, data):  # type: ignore[no-untyped-def]
+        ok = self.session.send_data(request_id, offset, data)
+        self.flush()
+        return ok
+
+    def reject_absent(self, request_id):  # type: ignore[no-untyped-def]
+        self.session.reject_absent(request_id)
+        self.flush()
+
+    def reject_busy(self, request_id, retry_after_ms=0):  # type: ignore[no-untyped-def]
+        self.session.reject_busy(request_id, retry_after_ms)
+        self.flush()
+
+    def abort(self, request_id, reason=4):  # type: ignore[no-untyped-def]
+        self.session.abort(request_id, reason)
+        self.flush()
+
+    async def close(self, code=0, reason=""):  # type: ignore[no-untyped-def]
+        self.session.close(code, reason)
+        self.flush()
+        self._drain()
+
+
+class FakeSwarm:
+    def __init__(self, hub: FakeHub, info_hash: str, peer_id: str, on_event, hello) -> None:  # type: ignore[no-untyped-def]
+        self.hub = hub
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.on_event = on_event
+        self.hello = hello
+        self.links: dict[str, FakeLink] = {}
+        self.leech_only = False
+        self.stats: list[tuple[int, int, int]] = []
+
+    async def start(self) -> None:
+        await self.hub.join(self)
+
+    async def stop(self) -> None:
+        self.hub.members.pop(self.peer_id, None)
+        for link in list(self.links.values()):
+            await link.close(8, "going away")
+
+    def _each(self, fn) -> None:  # type: ignore[no-untyped-def]
+        for link in list(self.links.values()):
+            if not link.is_closed:
+                fn(link.session)
+                link.flush()
+
+    def broadcast_have(self, segments) -> None:  # type: ignore[no-untyped-def]
+        segs = list(segments)
+        self._each(lambda s: s.announce_have(segs))
+
+    def broadcast_fetching(self, entries) -> None:  # type: ignore[no-untyped-def]
+        items = list(entries)
+        self._each(lambda s: s.announce_fetching(items))
+
+    def broadcast_lost(self, segments) -> None:  # type: ignore[no-untyped-def]
+        segs = list(segments)
+        self._each(lambda s: s.announce_lost(segs))
+
+    def set_position(self, position_s) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
+        self.stats.append((bytes_p2p_down, bytes_p2p_up, bytes_cdn))
+
+
+class FakeHub:
+    """Connects every member with every other (in-process, ``delay_s`` one way)."""
+
+    def __init__(self, delay_s: float = 0.005) -> None:
+        self.delay_s = delay_s
+        self.members: dict[str, FakeSwarm] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    def factory(self, *, leech_only: bool = False):  # type: ignore[no-untyped-def]
+        def make(info_hash, peer_id, on_event, hello):  # type: ignore[no-untyped-def]
+            swarm = FakeSwarm(self, info_hash, peer_id, on_event, hello)
+            swarm.leech_only = leech_only
+            return swarm
+
+        return make
+
+    async def join(self, swarm: FakeSwarm) -> None:
+        for other in list(self.members.values()):
+            a = FakeLink(self, swarm, other.peer_id)
+            b = FakeLink(self, other, swarm.peer_id)
+            a.other, b.other = b, a
+            swarm.links[other.peer_id] = a
+            other.links[swarm.peer_id] = b
+            for link, owner in ((a, swarm), (b, other)):
+                have, fetching = owner.hello()
+                link.session.start(now=link._now(), have=have, fetching=fetching)
+            a.flush()
+            b.flush()
+        self.members[swarm.peer_id] = swarm
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            for member in list(self.members.values()):
+                for link in list(member.links.values()):
+                    link.tick()
