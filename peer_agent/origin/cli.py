@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -144,6 +145,28 @@ def _generate(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 0
 
 
+class _Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn after its graceful shutdown."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _serve(config: OriginConfig, media: Any, sock: Any) -> None:
+    """Serve until SIGINT/SIGTERM. uvicorn shuts down gracefully, then re-raises the signal;
+    both end here as a normal exit."""
+    from peer_agent.origin.server import serve_forever
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        asyncio.run(serve_forever(config, media, sock=sock))
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _print_streams(base_url: str, description: dict[str, Any]) -> None:
     print(f"p2p-origin listening on {base_url}", flush=True)
     print(f"  streams: {base_url}/streams   stats: {base_url}/stats", flush=True)
@@ -165,7 +188,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from peer_agent.origin.server import base_url_of, bind_socket, build_app, serve_forever
+    from peer_agent.origin.server import base_url_of, bind_socket, build_app
     from peer_agent.origin.store import load_or_generate
 
     try:
@@ -187,7 +210,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
         base_url = base_url_of(sock)
         _print_streams(base_url, build_app(config, media).catalog.describe(base_url))
-        asyncio.run(serve_forever(config, media, sock=sock))
+        _serve(config, media, sock)
     except OriginError as exc:
         print(f"p2p-origin: error: {exc}", file=sys.stderr)
         return 1
