@@ -152,8 +152,8 @@ async def test_reconnects_and_reannounces_after_server_restart(
     try:
         await wait_until(lambda: pa.replies, pa.changed)
         await server.stop()  # closes our socket with 1001; the client retries with backoff
+        n = len(pa.replies)  # no server now: no reply can arrive until the restart
         restarted = await start_server(port=port)
-        n = len(pa.replies)
         await wait_until(lambda: len(pa.replies) > n, pa.changed)
         assert restarted.server.runtime.registry.peer_count() == 1
         assert a.stats.connects >= 2 and a.stats.disconnects >= 1

@@ -1,0 +1,310 @@
+"""One swarm: a tracker client and up to ``max_peers`` PeerLinks, with no playback policy.
+
+Swarm identity. Every viewer of one HLS stream must compute the same 20-character ``info_hash``
+(the tracker's swarm key, also the ``swarm_id`` of the wire HELLO, as its 20 ASCII bytes):
+
+    swarm_id_for(url) = sha1(b"p2p-hls/1 " + url.encode("utf-8")).hexdigest()[:20]
+
+where ``url`` is the master (or media) playlist URL exactly as the player loads it. The browser
+loader does the same (``crypto.subtle.digest("SHA-1", ...)``, the first 20 lowercase hex digits).
+
+What the swarm does:
+
+- announces with up to ``offers_per_announce`` fresh full-SDP offers, as many as free slots allow
+  (``max_peers`` minus links minus offers still waiting); an unanswered offer closes after
+  ``offer_ttl_s``;
+- answers relayed offers unless full or already linked to that peer;
+- when offers cross (both peers linked twice), keeps the link offered by the smaller peer_id, so
+  both sides keep the same one;
+- drops links whose session closed (the app gets their ``SessionClosed`` first) and asks the
+  tracker for an early re-announce to replace them;
+- sends the tracker our extension fields: ``max_peers``, ``connected`` and ``position_s``
+  (:meth:`Swarm.set_position`).
+
+Every event of an exposed link goes to ``on_event(link, event)``. A link is exposed from the
+moment its SDP exchange completes (it is then in :attr:`Swarm.links`) until its SessionClosed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiortc import RTCIceServer
+
+from peer_agent.core import wire
+from peer_agent.core.errors import CloseCode
+from peer_agent.core.events import Event, SessionClosed
+from peer_agent.core.ids import SegmentId
+from peer_agent.core.session import SessionConfig
+from peer_agent.net.rtc import MIB, HelloContent, LinkConfig, PeerLink
+from peer_agent.net.tracker import (
+    MAX_OFFERS_PER_ANNOUNCE,
+    RelayedAnswer,
+    RelayedOffer,
+    TrackerClient,
+    TrackerConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+SWARM_ID_PREFIX = b"p2p-hls/1 "
+PEER_ID_PREFIX = "-PH0001-"
+_PEER_ID_ALPHABET = string.digits + string.ascii_letters
+
+
+def swarm_id_for(url: str) -> str:
+    """The swarm's 20-character id: first 20 hex digits of sha1(b"p2p-hls/1 " + url)."""
+    return hashlib.sha1(SWARM_ID_PREFIX + url.encode("utf-8")).hexdigest()[:20]
+
+
+def make_peer_id(rng: random.Random) -> str:
+    """A fresh 20-character ASCII peer_id: ``-PH0001-`` + 12 random [0-9A-Za-z]."""
+    tail = "".join(rng.choice(_PEER_ID_ALPHABET) for _ in range(20 - len(PEER_ID_PREFIX)))
+    return PEER_ID_PREFIX + tail
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    """Options of a :class:`Swarm`; every default is documented here."""
+
+    max_peers: int = 8  # links kept at once (answered offers count, pending offers reserve)
+    offers_per_announce: int = 3  # fresh offers per announce (the tracker allows at most 5)
+    offer_ttl_s: float = 30.0  # an offer with no answer after this is closed
+    # ICE servers; empty = host candidates only. Give STUN/TURN servers for real networks.
+    ice_servers: tuple[RTCIceServer, ...] = ()
+    # Host addresses to gather on; None = aioice's default (no 127.0.0.1); tests: ("127.0.0.1",).
+    host_addresses: tuple[str, ...] | None = None
+    high_water_bytes: int = 1 * MIB  # DATA pulled from a session only under this bufferedAmount
+    low_water_bytes: int = 256 * 1024  # bufferedAmountLowThreshold: flushing resumes here
+    close_timeout_s: float = 2.0  # wait for the peer to read our CLOSE before tearing down
+    udp_receive_buffer_bytes: int = 4 * MIB  # aioice UDP receive buffer (capped by rmem_max)
+    stop_timeout_s: float = 5.0  # stop(): longest wait for links to close
+    session: SessionConfig = field(default_factory=SessionConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ValueError("max_peers must be >= 1")
+        if not 0 <= self.offers_per_announce <= MAX_OFFERS_PER_ANNOUNCE:
+            raise ValueError(f"offers_per_announce must be in 0..{MAX_OFFERS_PER_ANNOUNCE}")
+        self.link_config()  # validates the link options
+
+    def link_config(self) -> LinkConfig:
+        return LinkConfig(
+            ice_servers=self.ice_servers,
+            host_addresses=self.host_addresses,
+            high_water_bytes=self.high_water_bytes,
+            low_water_bytes=self.low_water_bytes,
+            offer_ttl_s=self.offer_ttl_s,
+            close_timeout_s=self.close_timeout_s,
+            udp_receive_buffer_bytes=self.udp_receive_buffer_bytes,
+            session=self.session,
+        )
+
+
+class Swarm:
+    """Links to the other members of one swarm, found through the tracker."""
+
+    def __init__(
+        self,
+        tracker_url: str,
+        info_hash: str,
+        peer_id: str,
+        *,
+        on_event: Callable[[PeerLink, Event], None],
+        hello: Callable[[], HelloContent] | None = None,
+        config: SwarmConfig | None = None,
+        token: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config if config is not None else SwarmConfig()
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.links: dict[str, PeerLink] = {}
+        self._swarm_id = info_hash.encode("latin-1")
+        self._local_peer_id = peer_id.encode("latin-1")
+        if len(self._swarm_id) != wire.SWARM_ID_BYTES or len(self._local_peer_id) != 20:
+            raise ValueError("info_hash and peer_id must be 20 byte characters")
+        self._on_event = on_event
+        self._hello = hello
+        self._rng = rng if rng is not None else random.Random()
+        self._link_config = self.config.link_config()
+        self._pending: dict[str, PeerLink] = {}  # offer_id -> link waiting for an answer
+        self._exposed: set[PeerLink] = set()
+        self._all: set[PeerLink] = set()
+        self._stopping = False
+        self.tracker = TrackerClient(
+            tracker_url,
+            info_hash,
+            peer_id,
+            config=self.config.tracker,
+            token=token,
+            rng=self._rng,
+            on_offer=self._on_offer,
+            on_answer=self._on_answer,
+            make_offers=self._make_offers,
+        )
+        self.tracker.hints.max_peers = self.config.max_peers
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.tracker.start()
+
+    async def stop(self) -> None:
+        """Announce ``stopped``, close every link (GOING_AWAY) and pending offer."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.tracker.stop()
+        links = list(self._all)
+        if links:
+            closing = [link.close(CloseCode.GOING_AWAY, "leaving the swarm") for link in links]
+            try:
+                async with asyncio.timeout(self.config.stop_timeout_s):
+                    await asyncio.gather(*closing, return_exceptions=True)
+            except TimeoutError:
+                logger.warning("swarm: %d links did not close in time", len(self._all))
+
+    # --- app inputs -------------------------------------------------------------------------
+
+    def broadcast_have(self, segments: Iterable[SegmentId]) -> None:
+        items = list(segments)
+        for link in list(self.links.values()):
+            link.announce_have(items)
+
+    def broadcast_fetching(self, entries: Iterable[wire.FetchingEntry]) -> None:
+        items = list(entries)
+        for link in list(self.links.values()):
+            link.announce_fetching(items)
+
+    def broadcast_lost(self, segments: Iterable[SegmentId]) -> None:
+        items = list(segments)
+        for link in list(self.links.values()):
+            link.announce_lost(items)
+
+    def set_position(self, position_s: float | None) -> None:
+        """Playback position sent to the tracker with the next announce (pairing hint)."""
+        self.tracker.hints.position_s = position_s
+
+    async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
+        await self.tracker.send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn)
+
+    def announce_now(self) -> None:
+        self.tracker.announce_now()
+
+    # --- links ------------------------------------------------------------------------------
+
+    def _new_link(self, remote_peer_id: str | None = None) -> PeerLink:
+        link = PeerLink(
+            swarm_id=self._swarm_id,
+            local_peer_id=self._local_peer_id,
+            on_event=self._on_link_event,
+            hello=self._hello,
+            config=self._link_config,
+            remote_peer_id=remote_peer_id,
+        )
+        self._all.add(link)
+        return link
+
+    def _expose(self, peer_id: str, link: PeerLink) -> None:
+        self.links[peer_id] = link
+        self._exposed.add(link)
+
+    def _on_link_event(self, link: PeerLink, event: Event) -> None:
+        exposed = link in self._exposed
+        if isinstance(event, SessionClosed):
+            self._all.discard(link)
+            self._exposed.discard(link)
+            for offer_id, pending in list(self._pending.items()):
+                if pending is link:
+                    del self._pending[offer_id]
+            peer_id = link.remote_peer_id
+            if peer_id is not None and self.links.get(peer_id) is link:
+                del self.links[peer_id]
+                if not self._stopping:
+                    self.tracker.announce_now()
+        if exposed:
+            self._on_event(link, event)
+
+    def _drop_duplicate(self, link: PeerLink) -> None:
+        # It stays exposed: the app, which may have seen its HELLO, gets its SessionClosed.
+        asyncio.ensure_future(link.close(CloseCode.NORMAL, "duplicate link"))
+
+    def _keep_new_link(self, new_offerer: str, old_offerer: str) -> bool:
+        """Both sides of a doubled pair keep the link offered by the smaller peer_id."""
+        return new_offerer < old_offerer
+
+    async def _make_offers(self) -> list[tuple[str, str]]:
+        self.tracker.hints.connected = tuple(self.links)
+        if self._stopping:
+            return []
+        free = self.config.max_peers - len(self.links) - len(self._pending)
+        count = max(0, min(self.config.offers_per_announce, free))
+        if count == 0:
+            return []
+        links = [self._new_link() for _ in range(count)]
+        sdps = await asyncio.gather(
+            *(link.create_offer() for link in links), return_exceptions=True
+        )
+        offers: list[tuple[str, str]] = []
+        for link, sdp in zip(links, sdps, strict=True):
+            if isinstance(sdp, BaseException) or link.is_closed:
+                if isinstance(sdp, BaseException):
+                    logger.warning("swarm: cannot create an offer: %s", type(sdp).__name__)
+                self._all.discard(link)
+                with contextlib.suppress(Exception):
+                    await link.close()
+                continue
+            offer_id = f"{self._rng.getrandbits(80):020x}"
+            self._pending[offer_id] = link
+            offers.append((offer_id, sdp))
+        return offers
+
+    async def _on_offer(self, offer: RelayedOffer) -> str | None:
+        peer_id = offer.peer_id
+        if self._stopping:
+            return None
+        existing = self.links.get(peer_id)
+        if existing is not None:
+            # A second link to the same peer: keep one (the same one on both sides).
+            if existing.role != "offerer" or not self._keep_new_link(peer_id, self.peer_id):
+                return None
+        elif len(self.links) >= self.config.max_peers:
+            return None
+        link = self._new_link(peer_id)
+        if existing is not None:
+            self._drop_duplicate(existing)
+        self._expose(peer_id, link)
+        answer = await link.accept_offer(offer.sdp, peer_id)
+        if answer is None or link.is_closed:
+            return None
+        return answer
+
+    async def _on_answer(self, answer: RelayedAnswer) -> None:
+        link = self._pending.pop(answer.offer_id, None)
+        if link is None or link.is_closed:
+            return  # expired, or already closed
+        peer_id = answer.peer_id
+        existing = self.links.get(peer_id)
+        if self._stopping:
+            await link.close(CloseCode.GOING_AWAY, "leaving the swarm")
+            return
+        if existing is not None:
+            if existing.role == "answerer" and self._keep_new_link(self.peer_id, peer_id):
+                self._drop_duplicate(existing)
+            else:
+                await link.close(CloseCode.NORMAL, "duplicate link")
+                return
+        elif len(self.links) >= self.config.max_peers:
+            await link.close(CloseCode.NORMAL, "no free slot")
+            return
+        self._expose(peer_id, link)
+        await link.accept_answer(answer.sdp, peer_id)

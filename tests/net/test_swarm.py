@@ -1,0 +1,116 @@
+"""Swarms through the real tracker with real aiortc links on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import pytest
+
+from peer_agent.core.errors import CloseCode
+from peer_agent.core.events import HelloReceived, PeerHave, SessionClosed
+from peer_agent.core.ids import SegmentId
+from peer_agent.core.session import SessionConfig
+from peer_agent.net.rtc import PeerLink
+from peer_agent.net.swarm import Swarm, SwarmConfig, make_peer_id, swarm_id_for
+from peer_agent.net.tracker import TrackerConfig
+from tests.net.conftest import LOOPBACK, Recorder, RunningServer
+
+SWARM_CONFIG = SwarmConfig(
+    max_peers=4,
+    offers_per_announce=3,
+    host_addresses=LOOPBACK,
+    close_timeout_s=1.0,
+    session=SessionConfig(),
+    tracker=TrackerConfig(reconnect_initial_s=0.05, reconnect_max_s=0.5, min_announce_gap_s=0.2),
+)
+
+
+def test_swarm_id_and_peer_id() -> None:
+    url = "https://cdn.example/live/master.m3u8"
+    expected = hashlib.sha1(b"p2p-hls/1 " + url.encode()).hexdigest()[:20]
+    assert swarm_id_for(url) == expected and len(expected) == 20
+    assert swarm_id_for(url + "?x") != expected
+    peer_id = make_peer_id(random.Random(1))
+    assert len(peer_id) == 20 and peer_id.startswith("-PH0001-") and peer_id.isascii()
+    assert make_peer_id(random.Random(1)) == peer_id
+    with pytest.raises(ValueError):
+        SwarmConfig(offers_per_announce=6)
+
+
+def members_linked(rec: Recorder, n: int) -> Any:
+    """Links of this member that received a HELLO and are still open, once there are n."""
+    closed = {id(lk) for lk, e in rec.items if isinstance(e, SessionClosed)}
+    live = {lk for lk, e in rec.items if isinstance(e, HelloReceived) and id(lk) not in closed}
+    return live if len(live) >= n else None
+
+
+def link_to(swarm: Swarm, other: Swarm) -> PeerLink:
+    return swarm.links[other.peer_id]
+
+
+@pytest.mark.slow
+async def test_three_members_link_pairwise_share_have_and_drop_bad_links(
+    server: RunningServer,
+) -> None:
+    info_hash = swarm_id_for("http://origin.test/stream.m3u8")
+    recs = [Recorder() for _ in range(3)]
+    swarms = [
+        Swarm(
+            server.url,
+            info_hash,
+            make_peer_id(random.Random(i)),
+            on_event=recs[i],
+            config=SWARM_CONFIG,
+            rng=random.Random(100 + i),
+            hello=(lambda: ([SegmentId(0, 1)], [])) if i == 0 else None,
+        )
+        for i in range(3)
+    ]
+    a, b, c = swarms
+    ra, rb, rc = recs
+    try:
+        for swarm in swarms:  # each newcomer offers to those already announced
+            await swarm.start()
+        for rec in recs:
+            await rec.wait_for(lambda rec=rec: members_linked(rec, 2))
+        for swarm in swarms:
+            others = {s.peer_id for s in swarms if s is not swarm}
+            assert set(swarm.links) == others
+        # the HELLO from a carried its availability
+        hello_from_a = [
+            e for lk, e in rb.items if isinstance(e, HelloReceived) and lk is link_to(b, a)
+        ]
+        assert hello_from_a[0].have == (SegmentId(0, 1),)
+
+        a.broadcast_have([SegmentId(0, 2)])
+        for rec, swarm in ((rb, b), (rc, c)):
+            have = await rec.wait_for(
+                lambda rec=rec, swarm=swarm: rec.of(PeerHave, link_to(swarm, a))
+            )
+            assert have[0].segments == (SegmentId(0, 2),)
+
+        # a hostile c sends garbage to a: only that link closes, with PROTOCOL_ERROR
+        a_to_c, a_to_b = link_to(a, c), link_to(a, b)
+        channel = link_to(c, a).channel
+        assert channel is not None
+        channel.send(b"\x7f not our protocol")
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, a_to_c))
+        assert closed == [SessionClosed(int(CloseCode.PROTOCOL_ERROR), closed[0].reason, False)]
+        assert c.peer_id not in a.links and a.links[b.peer_id] is a_to_b
+        assert a_to_b.is_open and link_to(b, c).is_open
+        await rc.wait_for(lambda: c.peer_id not in a.links and a.peer_id not in c.links)
+
+        # b closes its link to a: a sees SessionClosed from the remote and drops the link
+        await link_to(b, a).close(CloseCode.NORMAL, "bye")
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, a_to_b))
+        assert closed[0].by_remote and closed[0].code == CloseCode.NORMAL
+        assert b.peer_id not in a.links
+        assert len(ra.of(SessionClosed, a_to_b)) == 1
+    finally:
+        for swarm in swarms:
+            await swarm.stop()
+    assert server.server.runtime.registry.peer_count() == 0
+    for swarm in swarms:
+        assert swarm.links == {}
