@@ -160,7 +160,7 @@ class ShapingConfig:
         0.0, "probability that a request hangs with no answer until the client gives up"
     )
     timeout_hang_s: float = _opt(
-        120.0, "longest a 'timeout' request hangs before the connection is closed"
+        120.0, "longest a 'timeout' request hangs before it is answered 504"
     )
     faults_on_playlists: bool = _opt(
         False, "also apply latency, caps and faults to playlists and manifests (not only segments)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import math
+import random
 import sys
 
 # BT.601 limited-range (Y, U, V) of the classic bars: white, yellow, cyan, green, magenta, red,
@@ -43,15 +44,40 @@ _BOX_Y = 16
 _NEUTRAL_C = 128
 
 
-class FrameSynth:
-    """Makes the Y, U and V planes of frame ``index`` at a fixed size."""
+_NOISE_STEP = 7919  # a prime: successive frames take unrelated windows of the noise pool
+# Maps a random byte into limited-range luma 16..235.
+_TO_LIMITED = bytes(16 + (v * 219) // 255 for v in range(256))
 
-    def __init__(self, width: int, height: int, *, scroll_px_per_frame: int = 2) -> None:
+
+class FrameSynth:
+    """Makes the Y, U and V planes of frame ``index`` at a fixed size.
+
+    The bottom ``noise_fraction`` of the picture is fresh pseudo-random luma every frame (drawn
+    from a seeded pool): scrolling bars alone predict perfectly and would encode far below the
+    target bitrate, so renditions would not differ in size as real ones do.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        scroll_px_per_frame: int = 2,
+        noise_fraction: float = 0.25,
+        seed: int = 1,
+    ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"frame size must be even: {width}x{height}")
+        if not 0.0 <= noise_fraction <= 1.0:
+            raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
         self.width = width
         self.height = height
         self._scroll = scroll_px_per_frame - scroll_px_per_frame % 2
+        self._noise_rows = int(height * noise_fraction)
+        noise_bytes = self._noise_rows * width
+        pool = random.Random(seed).randbytes(noise_bytes + _NOISE_STEP * 64 + 1)
+        self._noise_pool = pool.translate(_TO_LIMITED)
+        self._noise_bytes = noise_bytes
         y_row = bytearray(width)
         u_row = bytearray(width // 2)
         v_row = bytearray(width // 2)
@@ -80,6 +106,11 @@ class FrameSynth:
         cw, ch = w // 2, h // 2
         u_plane = bytearray(self._u_row2[coff : coff + cw] * ch)
         v_plane = bytearray(self._v_row2[coff : coff + cw] * ch)
+        if self._noise_bytes:
+            start = (index * _NOISE_STEP) % (len(self._noise_pool) - self._noise_bytes)
+            y_plane[w * h - self._noise_bytes :] = self._noise_pool[
+                start : start + self._noise_bytes
+            ]
         self._draw_counter(y_plane, u_plane, v_plane, index)
         return bytes(y_plane), bytes(u_plane), bytes(v_plane)
 
