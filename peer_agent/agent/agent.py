@@ -40,7 +40,7 @@ from ..core.wire import FetchingEntry
 from .cdn import CdnError, CdnFetcher
 from .config import AgentConfig
 from .exchange import Exchange
-from .integrity import Manifest, Penalties, Verdict
+from .integrity import Manifest, Penalties, Verdict, sha256_hex
 from .playlist import (
     InitMap,
     Rendition,
@@ -186,6 +186,7 @@ class Agent:
         self.bytes_cdn = 0
         self.bytes_p2p = 0
         self.bytes_init = 0
+        self.inits_verified = 0
         self.hash_failures = 0
         self.unverifiable = 0
         self.cdn_failures = 0
@@ -295,9 +296,16 @@ class Agent:
             logger.warning("init section %s: %s", init.uri, exc)
             del self._inits[init.uri]
             return
-        self._inits[init.uri] = result.data
         self.bytes_init += len(result.data)
         self.bytes_cdn += len(result.data)
+        digest = self.manifest.expected_for(init.key, init.uri, init.byte_range)
+        if digest is not None and sha256_hex(result.data) != digest:
+            self.hash_failures += 1
+            logger.warning("init section %s failed its hash", init.uri)
+            del self._inits[init.uri]  # fetched again with the next segment that needs it
+            return
+        self._inits[init.uri] = result.data
+        self.inits_verified += digest is not None
 
     def _hello(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
         have = list(self.store)[-16384:]
@@ -701,6 +709,7 @@ class Agent:
             "offload_ratio": round(self.bytes_p2p / total, 4) if total else 0.0,
             "segments_played": played,
             "segments_verified": len(self.verified),
+            "init_sections_verified": self.inits_verified,
             "hash_failures": self.hash_failures,
             "unverifiable": self.unverifiable,
             "integrity": self.manifest.mode,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .playlist import SegmentInfo
+from .playlist import ByteRange, SegmentInfo
 
 
 class Verdict(enum.Enum):
@@ -35,9 +35,8 @@ def manifest_keys(key: str, uri: str) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k))
 
 
-def range_suffixes(info: SegmentInfo) -> list[str]:
+def range_suffixes(br: ByteRange | None) -> list[str]:
     """Extra key forms for a byte-range segment (several segments share one URI)."""
-    br = info.byte_range
     if br is None:
         return []
     return [f"{br.offset}-{br.offset + br.length - 1}", f"{br.length}@{br.offset}"]
@@ -86,8 +85,12 @@ class Manifest:
         self.loaded = True
 
     def expected(self, info: SegmentInfo) -> str | None:
-        keys = manifest_keys(info.key, info.uri)
-        for suffix in range_suffixes(info):
+        return self.expected_for(info.key, info.uri, info.byte_range)
+
+    def expected_for(self, key: str, uri: str, byte_range: ByteRange | None) -> str | None:
+        """The hash listed for a resource (or a byte range of it), if any."""
+        keys = manifest_keys(key, uri)
+        for suffix in range_suffixes(byte_range):
             for key in list(keys):
                 keys.insert(0, f"{key}#{suffix}")
                 keys.insert(0, f"{key}@{suffix}")
