@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import statistics
@@ -113,15 +114,16 @@ def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
     def make(info_hash: str, peer_id: str, on_event: Any, hello: Any) -> SwarmLike:
         from aiortc import RTCIceServer
 
-        from ..core.session import SessionConfig
         from ..net.swarm import Swarm, SwarmConfig
 
         assert config.tracker_url is not None
-        swarm_config = SwarmConfig(
+        base = config.swarm if config.swarm is not None else SwarmConfig()
+        swarm_config = dataclasses.replace(
+            base,
             max_peers=config.max_peers,
             ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
             host_addresses=config.host_addresses,
-            session=SessionConfig(leech_only=config.leech_only),
+            session=dataclasses.replace(base.session, leech_only=config.leech_only),
         )
         swarm: SwarmLike = Swarm(
             config.tracker_url,
@@ -190,6 +192,7 @@ class Agent:
         self.hash_failures = 0
         self.unverifiable = 0
         self.cdn_failures = 0
+        self.cdn_resumes = 0
         self.decisions = 0
         self.peers_seen: set[str] = set()
         self.latency_samples: list[float] = []
@@ -549,6 +552,7 @@ class Agent:
             return
         held = self.held_for(segment, offset)
         offset = len(held.buf)
+        self.cdn_resumes += offset > 0
         transfer = Transfer(segment, None, now, offset)
         self.transfers[segment] = transfer
         transfer.task = self.spawn(self._cdn_fetch(transfer, info, held))
@@ -727,8 +731,15 @@ class Agent:
             "cdn_requests": self.cdn.requests,
             "cdn_retries": self.cdn.retries,
             "cdn_failures": self.cdn_failures,
+            "cdn_resumes": self.cdn_resumes,
+            "tracker_connects": self._tracker_stat("connects"),
             "decisions": self.decisions,
         }
+
+    def _tracker_stat(self, name: str) -> int | None:
+        tracker = getattr(self.swarm, "tracker", None)
+        stats = getattr(tracker, "stats", None)
+        return None if stats is None else int(getattr(stats, name, 0))
 
     def _played_forgotten(self, head: float) -> int:
         """Verified segments dropped from the timeline (long behind the playhead)."""

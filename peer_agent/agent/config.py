@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.config import PlaybackConfig, SchedulerConfig
 from .cdn import CdnConfig
@@ -51,6 +52,9 @@ class AgentConfig:
     busy_backoff_s: float = 0.5
     #: Times a segment is refetched from the CDN after failing its hash before giving up.
     max_hash_retries: int = 3
+    #: Base :class:`peer_agent.net.swarm.SwarmConfig` (tracker timings, buffers...); the agent
+    #: sets ``max_peers``, ``ice_servers``, ``host_addresses`` and leech-only on top of it.
+    swarm: Any = None
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)
     cdn: CdnConfig = field(default_factory=CdnConfig)

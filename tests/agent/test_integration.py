@@ -1,0 +1,138 @@
+"""End to end: the real test origin, the real signaling server (a subprocess) and agents
+linked by real aiortc data channels on loopback (``iceServers=[]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer_agent.agent import Agent, AgentConfig
+from peer_agent.agent.cdn import CdnConfig
+from peer_agent.core.config import SchedulerConfig
+from peer_agent.core.session import SessionConfig
+from peer_agent.net.swarm import SwarmConfig
+from peer_agent.net.tracker import TrackerConfig
+from peer_agent.origin import MediaSet, run_origin
+from tests.agent.conftest import origin_config
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+# One-second segments: the scheduler's margins are scaled to the segment length.
+SCHED = SchedulerConfig(min_urgent_window_s=1.0, deadline_margin_s=0.5, backup_delay_s=1.0)
+SWARM = SwarmConfig(
+    max_peers=4,
+    close_timeout_s=0.5,
+    session=SessionConfig(),
+    tracker=TrackerConfig(reconnect_initial_s=0.1, reconnect_max_s=1.0, min_announce_gap_s=0.5),
+)
+FAST_CDN = CdnConfig(read_timeout_s=2.0, backoff_base_s=0.05, backoff_max_s=0.3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Signaling:
+    """``p2p-signaling`` in a subprocess (so it does not share the agents' CPU)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/announce"
+
+    async def start(self) -> None:
+        exe = Path(sys.executable).with_name("p2p-signaling")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "signaling.cli"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [*cmd, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("signaling server did not start")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            await asyncio.to_thread(self.proc.wait, 10)
+        self.proc = None
+
+
+@contextlib.asynccontextmanager
+async def signaling() -> AsyncIterator[Signaling]:
+    server = Signaling()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def agent_config(url: str, tracker: str, **kw: Any) -> AgentConfig:
+    kw.setdefault("scheduler", SCHED)
+    kw.setdefault("cdn", FAST_CDN)
+    kw.setdefault("latency_segments", 4)
+    return AgentConfig(
+        url, tracker_url=tracker, host_addresses=("127.0.0.1",), swarm=SWARM, max_peers=4, **kw
+    )
+
+
+async def run_agents(
+    configs: list[AgentConfig], stagger_s: float
+) -> tuple[list[Agent], list[dict[str, Any]]]:
+    agents: list[Agent] = []
+    tasks = []
+    for cfg in configs:
+        a = Agent(cfg)
+        agents.append(a)
+        tasks.append(asyncio.create_task(a.run()))
+        await asyncio.sleep(stagger_s)
+    return agents, list(await asyncio.gather(*tasks))
+
+
+def stream_bytes(agents: list[Agent]) -> int:
+    """Bytes of the distinct segments the swarm played (what one viewer would fetch)."""
+    sizes: dict[Any, int] = {}
+    for a in agents:
+        for segment in a.verified:
+            sizes[segment] = a.sizes[segment]
+    return sum(sizes.values())
+
+
+async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        total_s = 16.0
+        stagger_s = 1.5
+        configs = [
+            agent_config(url, sig.url, duration_s=total_s - i * stagger_s, seed=i) for i in range(4)
+        ]
+        agents, results = await run_agents(configs, stagger_s)
+        egress = origin.stats()["by_kind"]["segment"]["bytes_served"]
+    for r in results:
+        assert r["stall_count"] == 0, r
+        assert r["hash_failures"] == 0 and r["unverifiable"] == 0
+        assert r["segments_verified"] >= r["segments_played"] >= 6
+        assert r["peers_seen"] >= 1
+    for r in results[1:]:
+        assert r["bytes_p2p"] > r["bytes_cdn"], r
+    assert egress < 2.0 * stream_bytes(agents), (egress, stream_bytes(agents))
