@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import Any
@@ -14,8 +15,8 @@ from peer_agent.core.ids import SegmentId
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.rtc import PeerLink
 from peer_agent.net.swarm import Swarm, SwarmConfig, make_peer_id, swarm_id_for
-from peer_agent.net.tracker import TrackerConfig
-from tests.net.conftest import LOOPBACK, Recorder, RunningServer
+from peer_agent.net.tracker import RelayedAnswer, RelayedOffer, TrackerConfig
+from tests.net.conftest import LOOPBACK, Recorder, RunningServer, ident
 
 SWARM_CONFIG = SwarmConfig(
     max_peers=4,
@@ -114,3 +115,60 @@ async def test_three_members_link_pairwise_share_have_and_drop_bad_links(
     assert server.server.runtime.registry.peer_count() == 0
     for swarm in swarms:
         assert swarm.links == {}
+
+
+def manual_swarm(name: str, rec: Recorder, **overrides: Any) -> Swarm:
+    """A swarm whose signalling the test drives by hand (its tracker client is never started)."""
+    config = dataclasses.replace(SWARM_CONFIG, **overrides)
+    return Swarm(
+        "ws://127.0.0.1:9/announce", ident("manual"), ident(name), on_event=rec, config=config
+    )
+
+
+async def cross(offerer: Swarm, answerer: Swarm, offer: tuple[str, str]) -> str | None:
+    return await answerer._on_offer(RelayedOffer(offerer.peer_id, offer[0], offer[1]))
+
+
+async def test_crossed_offers_keep_the_link_offered_by_the_smaller_peer_id() -> None:
+    ra, rb = Recorder(), Recorder()
+    a, b = manual_swarm("aaa", ra), manual_swarm("bbb", rb)  # a < b
+    try:
+        offers_a, offers_b = await a._make_offers(), await b._make_offers()
+        assert len(offers_a) == SWARM_CONFIG.offers_per_announce
+        answer_b = await cross(a, b, offers_a[0])  # both offers are answered before either
+        answer_a = await cross(b, a, offers_b[0])  # answer arrives: the pair is linked twice
+        assert answer_a is not None and answer_b is not None
+        doomed = a.links[b.peer_id]
+        await a._on_answer(RelayedAnswer(b.peer_id, offers_a[0][0], answer_b))
+        await b._on_answer(RelayedAnswer(a.peer_id, offers_b[0][0], answer_a))
+        kept_a, kept_b = a.links[b.peer_id], b.links[a.peer_id]
+        assert kept_a.role == "offerer" and kept_b.role == "answerer"
+        await ra.wait_for(lambda: ra.of(HelloReceived, kept_a))
+        await rb.wait_for(lambda: rb.of(HelloReceived, kept_b))
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, doomed))
+        assert closed[0].reason == "duplicate link"
+        assert kept_a.is_open and kept_b.is_open
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_full_swarm_refuses_offers_and_makes_none() -> None:
+    ra, rb, rc = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("full-a", ra, max_peers=1)
+    b, c = manual_swarm("full-b", rb), manual_swarm("full-c", rc)
+    try:
+        offer_b = (await b._make_offers())[0]
+        answer = await cross(b, a, offer_b)
+        assert answer is not None
+        assert await cross(b, a, offer_b) is None  # already linked to b
+        offer_c = (await c._make_offers())[0]
+        assert await cross(c, a, offer_c) is None  # full
+        assert await a._make_offers() == []
+        assert a.tracker.hints.connected == (b.peer_id,)
+        await b._on_answer(RelayedAnswer(a.peer_id, offer_b[0], answer))
+        await ra.wait_for(lambda: ra.of(HelloReceived))
+        assert list(a.links) == [b.peer_id]
+    finally:
+        for swarm in (a, b, c):
+            await swarm.stop()
