@@ -39,6 +39,7 @@ _EXPECT_INCOMPLETE: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "p2p_origin_expect_incomplete", default=False
 )
 _INCOMPLETE_MSG = "ASGI callable returned without completing response"
+_UNSHAPED_CHUNK_BYTES = 65_536
 
 
 class _IntendedTruncationFilter(logging.Filter):
@@ -308,7 +309,7 @@ class OriginApp:
         shaping: ShapingConfig | None,
     ) -> int:
         loop = asyncio.get_running_loop()
-        chunk = pacing_chunk_bytes(shaping or self._shaping) if shaping else 65_536
+        chunk = pacing_chunk_bytes(shaping) if shaping is not None else _UNSHAPED_CHUNK_BYTES
         pacer = Pacer()
         sent = 0
         while sent < limit:
