@@ -186,8 +186,8 @@ class PeerLink:
         self.channel: RTCDataChannel | None = None
         raise_udp_receive_buffer(self.config.udp_receive_buffer_bytes)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.config.ice_servers)))
-        self.pc.on("connectionstatechange", self._on_connection_state)
-        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._guard(self._on_connection_state))
+        self.pc.on("datachannel", self._guard(self._on_datachannel))
 
     # --- state ------------------------------------------------------------------------------
 
@@ -288,13 +288,38 @@ class PeerLink:
 
     # --- channel and connection events ------------------------------------------------------
 
+    def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
+        """Wrap an aiortc event handler: a bug of ours closes this link, never aiortc's loop."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception:
+                logger.exception("link %r: %s failed", self, handler.__name__)
+                self._internal_error()
+
+        return guarded
+
+    def _internal_error(self) -> None:
+        session = self._session
+        try:
+            if session is not None and not session.is_closed:
+                session.close(CloseCode.GOING_AWAY, "internal error")
+                self._pump()
+            elif not self._closed_reported:
+                self._report_closed(
+                    SessionClosed(int(CloseCode.GOING_AWAY), "internal error", False)
+                )
+        except Exception:
+            logger.exception("link %r: closing after an internal error failed", self)
+
     def _wire_channel(self, channel: RTCDataChannel) -> None:
         self.channel = channel
         channel.bufferedAmountLowThreshold = self.config.low_water_bytes
-        channel.on("open", self._on_open)
-        channel.on("message", self._on_message)
-        channel.on("bufferedamountlow", self._pump)
-        channel.on("close", self._on_channel_close)
+        channel.on("open", self._guard(self._on_open))
+        channel.on("message", self._guard(self._on_message))
+        channel.on("bufferedamountlow", self._guard(self._pump))
+        channel.on("close", self._guard(self._on_channel_close))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self.channel is not None or channel.label != CHANNEL_LABEL:
@@ -409,7 +434,7 @@ class PeerLink:
             self._timer = None
         self._timer_when = when
         if when is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
+            self._timer = self._loop.call_at(when, self._guard(self._on_timer))
 
     def _on_timer(self) -> None:
         self._timer = None

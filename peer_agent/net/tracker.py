@@ -295,7 +295,11 @@ class TrackerClient:
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
         try:
             async for raw in ws:
-                self._on_frame(ws, raw)
+                try:
+                    self._on_frame(ws, raw)
+                except Exception:  # a frame we mishandle must not drop the connection
+                    self.stats.ignored_messages += 1
+                    logger.exception("tracker: handling a frame failed")
         except websockets.ConnectionClosed:
             pass
         except asyncio.CancelledError:

@@ -127,3 +127,33 @@ def test_config_validation() -> None:
 
     with pytest.raises(ValueError):
         LinkConfig(high_water_bytes=300_000, low_water_bytes=256 * 1024)
+
+
+async def test_a_failing_hello_provider_closes_only_that_link() -> None:
+    def broken_hello() -> tuple[list[SegmentId], list[FetchingEntry]]:
+        raise RuntimeError("store unavailable")
+
+    a_ev, b_ev = Recorder(), Recorder()
+    config = link_config(close_timeout_s=0.5)
+    a = PeerLink(
+        swarm_id=b"swarm-for-link-tests",
+        local_peer_id=ident("peer-a").encode(),
+        on_event=a_ev,
+        hello=broken_hello,
+        config=config,
+    )
+    b = PeerLink(
+        swarm_id=b"swarm-for-link-tests",
+        local_peer_id=ident("peer-b").encode(),
+        on_event=b_ev,
+        config=config,
+    )
+    answer = await b.accept_offer(await a.create_offer())
+    assert answer is not None
+    await a.accept_answer(answer)
+    closed = await a_ev.wait_for(lambda: a_ev.of(SessionClosed, a))
+    assert closed == [SessionClosed(int(CloseCode.GOING_AWAY), "internal error", False)]
+    closed_b = await b_ev.wait_for(lambda: b_ev.of(SessionClosed, b))
+    assert len(closed_b) == 1
+    await a.closed.wait()
+    await b.closed.wait()
