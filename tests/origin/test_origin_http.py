@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import httpx
@@ -231,3 +232,15 @@ async def test_stats_count_requests_and_bytes(
     assert reset.status_code == 200
     assert reset.json()["bytes_served"] == 0 and reset.json()["requests"] == 0
     assert (await client.get("/stats")).json()["by_status"] == {}
+
+
+async def test_concurrent_downloads_are_all_counted(
+    client: httpx.AsyncClient, origin: RunningOrigin, media: MediaSet
+) -> None:
+    paths = [f"/hls/vod-fmp4/{r}/seg-{i}.m4s" for r in ("lo", "hi") for i in range(3)] * 5
+    responses = await asyncio.gather(*(client.get(p) for p in paths))
+    assert all(r.status_code == 200 for r in responses)
+    stats = origin.stats()
+    assert stats["requests"] == len(paths)
+    assert stats["bytes_served"] == sum(len(r.content) for r in responses)
+    assert stats["streams"]["vod-fmp4"]["renditions"]["hi"]["requests"] == 15
