@@ -31,6 +31,8 @@ class AgentConfig:
     #: Upload cap in bytes/s (``None``: none) and concurrent uploads at most (BUSY beyond).
     upload_cap_bytes_per_s: float | None = None
     max_uploads: int = 4
+    #: Bytes the upload cap lets through at once (``None``: a quarter second, at least 16 KiB).
+    upload_burst_bytes: int | None = None
     #: Never upload (HELLO leech-only flag; every request answered BUSY).
     leech_only: bool = False
     #: ICE server URLs (``stun:``/``turn:``); none by default, so nothing leaves the host.

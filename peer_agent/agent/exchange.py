@@ -318,7 +318,10 @@ class Exchange:
         wanted = available - upload.sent_until
         if wanted > 0:
             if self.bucket is None:
-                self.bucket = TokenBucket(self.agent.config.upload_cap_bytes_per_s, now)
+                cfg = self.agent.config
+                self.bucket = TokenBucket(
+                    cfg.upload_cap_bytes_per_s, now, cfg.upload_burst_bytes or 0
+                )
             granted = self.bucket.take(wanted, now)
             if granted > 0:
                 start = upload.sent_until

@@ -17,6 +17,7 @@ import pytest
 
 from peer_agent.agent import Agent, AgentConfig
 from peer_agent.agent.cdn import CdnConfig
+from peer_agent.agent.integrity import IntegrityConfig, Verdict
 from peer_agent.core.config import SchedulerConfig
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.swarm import SwarmConfig
@@ -136,3 +137,95 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
     for r in results[1:]:
         assert r["bytes_p2p"] > r["bytes_cdn"], r
     assert egress < 2.0 * stream_bytes(agents), (egress, stream_bytes(agents))
+
+
+async def wait_for(pred: Any, timeout_s: float, poll_s: float = 0.02) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not pred():
+            await asyncio.sleep(poll_s)
+
+
+async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        # The uploader is slow (4 kB/s): its uploads are in flight for seconds.
+        slow = Agent(
+            agent_config(
+                url,
+                sig.url,
+                duration_s=30.0,
+                seed=1,
+                upload_cap_bytes_per_s=4000.0,
+                upload_burst_bytes=4096,
+                rendition=1,
+            )
+        )
+        viewer = Agent(agent_config(url, sig.url, duration_s=10.0, seed=2, rendition=1))
+        slow_task = asyncio.create_task(slow.run())
+        await asyncio.sleep(1.5)
+        viewer_task = asyncio.create_task(viewer.run())
+
+        def uploading() -> bool:
+            return any(0 < u.sent_until < (u.total_bytes or 0) for u in slow.exchange.uploads)
+
+        await wait_for(uploading, 8.0)
+        slow.stop()  # leaves the swarm with the upload half done
+        await slow_task
+        result = await viewer_task
+    assert result["stall_count"] == 0, result
+    assert result["bytes_p2p"] > 0 and result["cdn_resumes"] >= 1, result
+    assert result["hash_failures"] == 0
+
+
+async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
+    from tests.agent.test_agent_local import CorruptingStore
+
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        evil = Agent(agent_config(url, sig.url, duration_s=11.0, seed=1))
+        evil.store = CorruptingStore(1 << 26)
+        victim = Agent(
+            agent_config(
+                url,
+                sig.url,
+                duration_s=9.0,
+                seed=2,
+                integrity=IntegrityConfig(ban_after_failures=2, penalty_s=0.5),
+            )
+        )
+        tasks = [asyncio.create_task(evil.run())]
+        await asyncio.sleep(1.5)
+        tasks.append(asyncio.create_task(victim.run()))
+        _, result = await asyncio.gather(*tasks)
+    assert result["hash_failures"] >= 2 and evil.peer_id in result["peers_banned"], result
+    assert result["stall_count"] == 0
+    assert result["segments_verified"] >= result["segments_played"] > 0
+    for segment in victim.store:
+        data = victim.store.get(segment)
+        assert data is not None
+        info = victim.info(segment)
+        assert info is not None and victim.manifest.verify(info, data) is Verdict.OK
+    assert victim.manifest.mode == "sha256"
+
+
+async def test_signaling_restart_p2p_resumes(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        early = [
+            Agent(agent_config(url, sig.url, duration_s=14.0 - 1.5 * i, seed=i)) for i in range(2)
+        ]
+        tasks = []
+        for a in early:
+            tasks.append(asyncio.create_task(a.run()))
+            await asyncio.sleep(1.5)
+        await sig.stop()
+        await asyncio.sleep(2.0)
+        await sig.start()  # same port
+        late = Agent(agent_config(url, sig.url, duration_s=7.0, seed=9))
+        tasks.append(asyncio.create_task(late.run()))
+        results = await asyncio.gather(*tasks)
+    for r in results:
+        assert r["stall_count"] == 0, r
+        assert r["hash_failures"] == 0
+    assert all(r["tracker_connects"] >= 2 for r in results[:2]), results
+    assert results[2]["bytes_p2p"] > 0, results[2]
