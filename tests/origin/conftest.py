@@ -6,32 +6,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from origin_support import TEST_MEDIA, FakeClock, origin_config
 
-from peer_agent.origin import MediaConfig, MediaSet, OriginConfig, Rendition, generate_media
+from peer_agent.origin import MediaSet, generate_media
 from peer_agent.origin.server import RunningOrigin, run_origin
-
-# 3 segments of 1 s, two tiny renditions: generated once per session in well under a second.
-TEST_MEDIA = MediaConfig(
-    segment_duration_s=1.0,
-    content_duration_s=3.0,
-    renditions=(Rendition("lo", 160, 90, 100_000), Rendition("hi", 320, 180, 200_000)),
-)
-WINDOW = 4
-HISTORY = 2
-START_S = 1_800_000_000.0
-
-
-class FakeClock:
-    """A wall clock (UNIX seconds) that only moves when told to."""
-
-    def __init__(self, now_s: float = START_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
 
 
 @pytest.fixture(scope="session")
@@ -42,19 +20,6 @@ def media() -> MediaSet:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-def origin_config(**changes: object) -> OriginConfig:
-    base = OriginConfig(
-        port=0,
-        cache=False,
-        log_level="warning",
-        live_window_segments=WINDOW,
-        live_history_segments=HISTORY,
-        shutdown_grace_s=1.0,
-        media=TEST_MEDIA,
-    )
-    return base.with_changes(**changes)
 
 
 @pytest.fixture

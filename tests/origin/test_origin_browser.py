@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import origin_config
+from origin_support import origin_config
 
 from peer_agent.origin import MediaSet
 from peer_agent.origin.server import run_origin

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import FakeClock, origin_config
+from origin_support import FakeClock, origin_config
 
 from peer_agent.origin import MediaSet, ShapingConfig
 from peer_agent.origin.errors import ConfigError

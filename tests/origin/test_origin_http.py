@@ -8,7 +8,7 @@ import hashlib
 import httpx
 import m3u8
 import pytest
-from conftest import HISTORY, WINDOW, FakeClock
+from origin_support import HISTORY, WINDOW, FakeClock
 
 from peer_agent.origin import MediaSet, byterange_key
 from peer_agent.origin.errors import BadRange

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import TEST_MEDIA
+from origin_support import TEST_MEDIA
 
 from peer_agent.origin import (
     MediaConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import m3u8
 import pytest
-from conftest import HISTORY, START_S, TEST_MEDIA, WINDOW, FakeClock
+from origin_support import HISTORY, START_S, TEST_MEDIA, WINDOW, FakeClock
 
 from peer_agent.origin import MediaSet
 from peer_agent.origin.live import LiveTimeline
