@@ -102,7 +102,7 @@ async def test_bandwidth_cap_paces_the_body(
     # playlists are not paced
     started = time.perf_counter()
     await client.get("/hls/vod-byterange/hi/index.m3u8")
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1.0
 
 
 async def test_total_egress_cap_is_shared(client: httpx.AsyncClient, media: MediaSet) -> None:
@@ -119,15 +119,15 @@ async def test_total_egress_cap_is_shared(client: httpx.AsyncClient, media: Medi
 
 
 async def test_added_latency_delays_the_first_byte(client: httpx.AsyncClient) -> None:
-    await control(client, latency_s=0.3)
+    await control(client, latency_s=0.6)
     started = time.perf_counter()
     async with client.stream("GET", SEGMENT) as response:
         first = time.perf_counter() - started
         await response.aread()
-    assert first >= 0.28
+    assert first >= 0.58
     started = time.perf_counter()
     await client.get("/hls/vod-ts/lo/index.m3u8")
-    assert time.perf_counter() - started < 0.25
+    assert time.perf_counter() - started < 0.5  # playlists are not delayed
 
 
 async def test_control_validation(client: httpx.AsyncClient, origin: RunningOrigin) -> None:
