@@ -172,3 +172,17 @@ async def test_full_swarm_refuses_offers_and_makes_none() -> None:
     finally:
         for swarm in (a, b, c):
             await swarm.stop()
+
+
+async def test_unanswered_offers_expire_silently() -> None:
+    rec = Recorder()
+    swarm = manual_swarm("ttl", rec, offer_ttl_s=0.2, offers_per_announce=2)
+    offers = await swarm._make_offers()
+    assert len(offers) == 2 and len(swarm._pending) == 2
+    pending = list(swarm._pending.values())
+    for link in pending:
+        await link.closed.wait()
+    assert swarm._pending == {} and swarm.links == {}
+    assert rec.items == []  # offers never exposed: the app hears nothing
+    assert len(await swarm._make_offers()) == 2  # the slots are free again
+    await swarm.stop()

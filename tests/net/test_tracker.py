@@ -191,3 +191,22 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
         assert 0.5 * base <= delay <= 1.5 * base
     with pytest.raises(ValueError):
         TrackerClient("ws://x/announce", "short", ident("p"))
+
+
+async def test_stats_before_the_first_announce_are_sent_after_it(server: RunningServer) -> None:
+    pa = Probe()
+    a = pa.client(server, "early-stats")
+    await a.send_stats(1, 2, 3)  # not connected yet: kept for later
+    assert a.stats.stats_sent == 0
+    await a.start()
+    try:
+        await wait_until(lambda: pa.replies, pa.changed)
+        a.announce_now()  # the stats go out right after the first reply, before this announce
+        await wait_until(lambda: len(pa.replies) >= 2, pa.changed)
+        assert a.stats.stats_sent == 1
+        registry = server.server.runtime.registry
+        peers = [p for s in registry.snapshot(0.0, 10, 10) for p in s.peers]
+        assert [(p.bytes.p2p_down, p.bytes.p2p_up, p.bytes.cdn) for p in peers] == [(1, 2, 3)]
+        assert a.stats.failures == 0
+    finally:
+        await a.stop()
