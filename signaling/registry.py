@@ -125,10 +125,10 @@ class _Swarm:
         return total
 
 
-@dataclass
-class _PendingOffer:
-    from_peer: str
-    expires_s: float
+# A pending offer is a plain (from_peer, expires_s) tuple, not an object: tens of thousands live
+# for offer_ttl_s, and CPython's GC stops tracking tuples of strings and floats, so they do not
+# drive full collections (which pause the loop for ~1 s with 10k connections).
+_PendingOffer = tuple[str, float]
 
 
 class SwarmRegistry(Protocol):
@@ -292,7 +292,7 @@ class InMemorySwarmRegistry:
     ) -> None:
         key = (info_hash, to_peer, offer_id)
         self._pending.pop(key, None)
-        self._pending[key] = _PendingOffer(from_peer, now_s + self.limits.offer_ttl_s)
+        self._pending[key] = (from_peer, now_s + self.limits.offer_ttl_s)
 
     def claim_answer(
         self,
@@ -307,10 +307,10 @@ class InMemorySwarmRegistry:
             raise PeerIdTaken("answer from a peer_id not bound to this connection")
         key = (info_hash, answerer, offer_id)
         pending = self._pending.get(key)
-        if pending is None or pending.from_peer != to_peer:
+        if pending is None or pending[0] != to_peer:
             raise UnknownOffer("no offer with this offer_id was relayed to you from to_peer_id")
         del self._pending[key]
-        if pending.expires_s <= now_s:
+        if pending[1] <= now_s:
             raise UnknownOffer("the offer has expired")
         target_conn = self._owners.get(to_peer)
         if target_conn is None:
@@ -433,7 +433,7 @@ class InMemorySwarmRegistry:
         offers = 0
         while self._pending:
             key, pending = next(iter(self._pending.items()))
-            if pending.expires_s > now_s:
+            if pending[1] > now_s:
                 break
             del self._pending[key]
             offers += 1
