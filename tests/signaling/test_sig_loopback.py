@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
 from conftest import RunningServer, ServerFactory, connect, exchange_works, pid
 
+from signaling.app import create_app
+from signaling.config import SignalingConfig
 from signaling.messages import id_hex
 
 SWARM = pid("swarm-one")
@@ -206,3 +210,65 @@ async def test_graceful_shutdown_closes_sockets_with_1001(start_server: ServerFa
     codes = await asyncio.gather(*(c.closed_with(5.0) for c in clients))
     assert codes == [1001, 1001, 1001]
     await asyncio.wait_for(server.task, 10.0)
+
+
+async def test_shutdown_cancels_sockets_that_ignore_the_close(start_server: ServerFactory) -> None:
+    server = await start_server(shutdown_grace_s=0.3)
+    polite = await connect(server.url, "polite")
+    await polite.announce(SWARM)
+    # A raw client that completes the handshake and then never reads or answers a close frame.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /announce HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    assert (await server.get("/healthz")).json()["connections"] == 2
+    started = asyncio.get_running_loop().time()
+    server.server.should_exit = True
+    assert await polite.closed_with(5.0) == 1001
+    await asyncio.wait_for(server.task, 10.0)
+    assert asyncio.get_running_loop().time() - started < 5.0
+    assert server.runtime.router.all_closed.is_set()
+    # the raw client was sent a close frame too
+    assert b"\x88" in await asyncio.wait_for(reader.read(64), 2.0)
+    writer.close()
+
+
+async def test_shutdown_cancels_sessions_still_running_after_grace() -> None:
+    """ASGI level: a socket whose send blocks forever is cancelled once the grace period ends."""
+    app = create_app(SignalingConfig(shutdown_grace_s=0.2))
+    runtime = app.state.signaling
+    incoming: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    incoming.put_nowait({"type": "websocket.connect"})
+    blocked = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        return await incoming.get()
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "websocket.close":
+            blocked.set()
+            await asyncio.Event().wait()  # a transport that never drains
+
+    scope = {"type": "websocket", "path": "/announce", "headers": [], "query_string": b""}
+    session = asyncio.get_running_loop().create_task(runtime.endpoint(scope, receive, send))
+    for _ in range(100):
+        if len(runtime.router):
+            break
+        await asyncio.sleep(0.01)
+    assert len(runtime.router) == 1
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("signaling.ws").addHandler(handler)
+    try:
+        await asyncio.wait_for(runtime.shutdown(), 5.0)
+    finally:
+        logging.getLogger("signaling.ws").removeHandler(handler)
+    assert blocked.is_set()
+    assert any("cancelling 1 connections" in r for r in records), records
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(session, 2.0)
+    assert session.done() and len(runtime.router) == 0
