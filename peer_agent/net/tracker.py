@@ -40,6 +40,19 @@ from websockets.asyncio.client import ClientConnection
 
 logger = logging.getLogger(__name__)
 
+
+class _NoFrameDumps(logging.Filter):
+    """websockets logs frames (SDP) and the request line (``?token=``) at DEBUG: never emit
+    those, whatever level the application configures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+# The logger handed to websockets for our tracker sockets.
+ws_logger = logging.getLogger(__name__ + ".websocket")
+ws_logger.addFilter(_NoFrameDumps())
+
 ID_CHARS = 20
 MAX_OFFERS_PER_ANNOUNCE = 5
 AnnounceEvent = Literal["started", "stopped", "completed", "update", "paused"]
@@ -268,6 +281,7 @@ class TrackerClient:
                     close_timeout=self.config.close_timeout_s,
                     max_size=self.config.max_message_bytes,
                     proxy=True if self.config.use_env_proxy else None,
+                    logger=ws_logger,
                 )
             except asyncio.CancelledError:
                 raise

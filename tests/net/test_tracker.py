@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from typing import Any
@@ -210,3 +211,26 @@ async def test_stats_before_the_first_announce_are_sent_after_it(server: Running
         assert a.stats.failures == 0
     finally:
         await a.stop()
+
+
+async def test_no_sdp_or_token_in_debug_logs(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    pa, pb = Probe(answer="v=0 SECRET-ANSWER"), Probe(offers=[("o-1", "v=0 SECRET-OFFER")])
+    a = pa.client(server, "log-a", token="SECRET-TOKEN-123")
+    b = pb.client(server, "log-b")
+    await a.start()
+    try:
+        await wait_until(lambda: pa.replies, pa.changed)
+        await b.start()
+        await wait_until(lambda: pb.answers_in, pb.changed)
+    finally:
+        await b.stop()
+        await a.stop()
+    text = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("peer_agent", "websockets.client"))
+    )
+    assert "SECRET" not in text
