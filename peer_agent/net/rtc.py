@@ -263,6 +263,8 @@ class PeerLink:
         self._new_session()
         try:
             await self.pc.setRemoteDescription(_SDP(sdp=sdp, type="offer"))
+            if self.pc.sctp is None:
+                raise ValueError("the offer has no data channel (m=application) section")
             return await self._set_local(await self.pc.createAnswer())
         except Exception as exc:
             logger.info("link %r: cannot answer the offer: %s", self, type(exc).__name__)

@@ -157,3 +157,26 @@ async def test_a_failing_hello_provider_closes_only_that_link() -> None:
     assert len(closed_b) == 1
     await a.closed.wait()
     await b.closed.wait()
+
+
+async def test_garbage_sdp_closes_the_link_without_raising() -> None:
+    ev = Recorder()
+    offerer = PeerLink(
+        swarm_id=b"swarm-for-link-tests",
+        local_peer_id=ident("o").encode(),
+        on_event=ev,
+        config=link_config(),
+    )
+    await offerer.create_offer()
+    await offerer.accept_answer("v=0 this is not an answer", ident("x"))
+    await offerer.closed.wait()
+    answerer = PeerLink(
+        swarm_id=b"swarm-for-link-tests",
+        local_peer_id=ident("a").encode(),
+        on_event=ev,
+        config=link_config(),
+    )
+    assert await answerer.accept_offer("garbage", ident("y")) is None
+    await answerer.closed.wait()
+    closed = ev.of(SessionClosed)
+    assert [e.code for e in closed] == [CloseCode.PROTOCOL_ERROR, CloseCode.PROTOCOL_ERROR]
