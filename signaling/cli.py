@@ -39,6 +39,8 @@ def _convert(type_name: str, raw: str, name: str) -> Any:
             if low in _FALSE:
                 return False
             raise ValueError(raw)
+        if type_name.startswith("tuple[int"):
+            return tuple(int(part) for part in raw.split(",") if part.strip())
         if type_name.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         if type_name == "str | None":

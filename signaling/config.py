@@ -54,6 +54,11 @@ class SignalingConfig:
     shutdown_grace_s: float = _opt(5.0, "on shutdown, wait this long for sockets to close")
     ws_per_message_deflate: bool = _opt(False, "negotiate permessage-deflate")
     ws_ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
+    gc_thresholds: tuple[int, ...] = _opt(
+        (50000, 20, 100),
+        "CPython GC thresholds for the server process (CPython's default is 700,10,10, whose "
+        "full collections pause a 10k-connection server for ~1 s); empty keeps the default",
+    )
     log_level: str = _opt("info", "logging level")
 
     def __post_init__(self) -> None:
@@ -82,6 +87,10 @@ class SignalingConfig:
             raise UsageError(f"port out of range: {self.port}")
         if self.shutdown_grace_s < 0 or self.ws_ping_interval_s < 0:
             raise UsageError("shutdown_grace_s and ws_ping_interval_s must be >= 0")
+        if self.gc_thresholds and (
+            len(self.gc_thresholds) != 3 or any(t < 0 for t in self.gc_thresholds)
+        ):
+            raise UsageError("gc_thresholds takes three non-negative integers")
         if self.token_secret is not None and len(self.token_secret) < 16:
             raise UsageError("token_secret must be at least 16 characters")
 

@@ -101,3 +101,21 @@ async def test_process_shuts_down_gracefully_on_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_gc_thresholds_option() -> None:
+    import gc
+
+    from signaling.server import tune_gc
+
+    assert config_from_args([], {}).gc_thresholds == (50000, 20, 100)
+    assert config_from_args([], {"P2P_SIGNALING_GC_THRESHOLDS": ""}).gc_thresholds == ()
+    config = config_from_args(["--gc-thresholds", "1000,5,5"], {})
+    assert main(["--gc-thresholds", "1,2"], env={}) == 2
+    before = gc.get_threshold()
+    try:
+        tune_gc(config)
+        assert gc.get_threshold() == (1000, 5, 5)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
