@@ -6,8 +6,12 @@ Modules (one concern each):
 - :mod:`.cdn` -- httpx fetches with timeouts, retries with backoff and Range resume;
 - :mod:`.integrity` -- SHA-256 manifest, verdicts, penalties and bans;
 - :mod:`.uploads` -- upload token bucket and upload bookkeeping;
+- :mod:`.state` -- bookkeeping types (segments in progress, transfers, neighbours);
+- :mod:`.view` -- the scheduler's view, built as the simulator builds it;
+- :mod:`.intake` -- CDN fetches, verification, play/store/announce, hash-failure handling;
 - :mod:`.exchange` -- peer session events, our requests, serving peers (cut-through);
-- :mod:`.agent` -- :class:`Agent`: the loop around the core scheduler, and the summary;
+- :mod:`.report` -- the live status numbers and the final summary;
+- :mod:`.agent` -- :class:`Agent`: start-up, the loop around the core scheduler, shutdown;
 - :mod:`.cli` -- the ``p2p-agent`` console script.
 
 Public API::

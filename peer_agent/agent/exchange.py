@@ -32,10 +32,12 @@ from ..core.events import (
 from ..core.ids import SegmentId
 from ..core.throughput import ThroughputEstimator
 from ..core.wire import AbortReason
+from .state import Neighbour, Transfer
 from .uploads import TokenBucket, Upload, Uploads
 
 if TYPE_CHECKING:
-    from .agent import Agent, Held, Transfer
+    from .agent import Agent
+    from .state import Held, Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ class Exchange:
         if transfer.peer_id is not None:
             rate = agent.peer_rates.setdefault(transfer.peer_id, ThroughputEstimator())
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
-        agent.spawn(agent.complete(transfer, held))
+        agent.spawn(agent.intake.complete(transfer, held))
 
     def _on_failed(self, link: Any, event: RequestFailed, now: float) -> None:
         agent = self.agent
@@ -215,8 +217,6 @@ class Exchange:
     # -- our requests ------------------------------------------------------------------------
 
     def start_peer(self, segment: SegmentId, peer_id: str, offset: int, now: float) -> None:
-        from .agent import Transfer
-
         agent = self.agent
         if segment in agent.transfers or agent.swarm is None:
             return
@@ -364,7 +364,5 @@ def _cdn_only(held: Held | None) -> bool:
     return held is not None and held.contributors <= {None}
 
 
-def _neighbour(peer_id: str) -> Any:
-    from .agent import Neighbour
-
+def _neighbour(peer_id: str) -> Neighbour:
     return Neighbour(peer_id)
