@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import connect, pid
 
 from signaling.cli import config_from_args, main
 from signaling.tokens import verify_token
+from tests.signaling.sig_support import connect, pid
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ServerFactory
+
+from tests.signaling.sig_support import ServerFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "node" / "tracker_conformance.mjs"

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import websockets
-from conftest import RunningServer, ServerFactory, connect, exchange_works, pid
 
 from signaling.messages import id_hex
 from signaling.tokens import mint_token
+from tests.signaling.sig_support import RunningServer, ServerFactory, connect, exchange_works, pid
 
 SWARM = pid("hardened")
 SECRET = "correct horse battery staple"

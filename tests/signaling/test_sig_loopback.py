@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-from conftest import RunningServer, ServerFactory, connect, exchange_works, pid
-
 from signaling.app import create_app
 from signaling.config import SignalingConfig
 from signaling.messages import id_hex
+from tests.signaling.sig_support import RunningServer, ServerFactory, connect, exchange_works, pid
 
 SWARM = pid("swarm-one")
 OTHER = pid("swarm-two")

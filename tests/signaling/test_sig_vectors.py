@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client, ServerFactory, connect, exchange_works
 
 from signaling.errors import SignalingError
 from signaling.messages import (
@@ -19,6 +18,7 @@ from signaling.messages import (
     Stats,
     parse_message,
 )
+from tests.signaling.sig_support import Client, ServerFactory, connect, exchange_works
 
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "signaling"
 VALID = json.loads((VECTORS / "valid.json").read_text())
