@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install install-node demo test test-py test-js check fmt lint typecheck bench clean
+.PHONY: install install-node install-browser demo test test-py test-js check fmt lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -22,11 +22,17 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Debian's Chromium for the real-browser tests (Playwright drives it; never `playwright install`).
+install-browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "make: chromium missing; run as root or: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 demo: install
 	$(PY) -m peer_agent.sim.cli --live --peers 10 --segment-s 4 --duration-s 300 \
 		--join-over-s 20 --latency-segments 3
 
-test: install install-node
+test: install install-node install-browser
 	$(PY) -m pytest -q
 	node --test tests/js/
 
