@@ -354,6 +354,12 @@ class PeerSession:
         if self._state is not SessionState.CLOSED:
             self._close(code, reason, by_remote=False, send=True)
 
+    def transport_closed(self, reason: str = "transport closed") -> None:
+        """The channel or connection died without a CLOSE: report it as the remote's doing
+        (GOING_AWAY, ``by_remote=True``), fail our requests, and queue nothing."""
+        if self._state is not SessionState.CLOSED:
+            self._close(CloseCode.GOING_AWAY, reason, by_remote=True, send=False)
+
     # --- remote input -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:

@@ -368,10 +368,10 @@ class PeerLink:
     def _transport_lost(self, why: str) -> None:
         session = self._session
         if session is not None and not session.is_closed:
-            session.close(CloseCode.GOING_AWAY, why)
+            session.transport_closed(why)
             self._pump()
         elif session is None and not self._closed_reported:
-            self._report_closed(SessionClosed(int(CloseCode.GOING_AWAY), why, False))
+            self._report_closed(SessionClosed(int(CloseCode.GOING_AWAY), why, True))
 
     # --- the pump ---------------------------------------------------------------------------
 

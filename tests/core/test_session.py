@@ -540,6 +540,21 @@ def test_remote_close_fails_requests_and_reports_by_remote() -> None:
     assert drain(b) == []
 
 
+def test_lost_transport_is_reported_as_remote_going_away_and_sends_nothing() -> None:
+    a, _ = open_pair()
+    request_id = a.request(SEG, 0, 0.0)
+    a.data_to_send()
+    a.transport_closed("data channel closed")
+    assert drain(a) == [
+        RequestFailed(request_id, SEG, "closed"),
+        SessionClosed(CloseCode.GOING_AWAY, "data channel closed", True),
+    ]
+    assert a.data_to_send() == []  # no CLOSE queued for a channel that is gone
+    a.transport_closed()  # idempotent
+    a.close()
+    assert drain(a) == [] and a.data_to_send() == []
+
+
 def test_close_reason_is_truncated_to_123_bytes_at_a_character_boundary() -> None:
     a, _ = open_pair()
     a.close(CloseCode.BANNED, "é" * 100)
