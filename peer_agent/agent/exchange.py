@@ -172,6 +172,7 @@ class Exchange:
         if transfer is None or held is None:
             return
         held.total = event.total_bytes
+        transfer.verifying = True  # from now on the scheduler leaves it alone
         if transfer.peer_id is not None:
             rate = agent.peer_rates.setdefault(transfer.peer_id, ThroughputEstimator())
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))

@@ -122,11 +122,12 @@ async def test_corrupting_peer_is_detected_penalised_and_banned() -> None:
             integrity=IntegrityConfig(ban_after_failures=2, penalty_s=0.2),
         )
         cfgs = [
-            (config(base, duration_s=8.0, seed=1), {"store": evil_store}),
+            (config(base, duration_s=8.5, seed=1), {"store": evil_store}),
             (victim_cfg, {}),
+            (config(base, duration_s=5.5, seed=3), {}),  # a later viewer, served by both
         ]
         agents, results = await run_swarm(stream, cfgs, stagger_s=1.5)
-    evil, victim = agents
+    evil, victim, later = agents
     r = results[1]
     assert r["hash_failures"] >= 2
     assert evil.peer_id in r["peers_banned"]
@@ -138,6 +139,11 @@ async def test_corrupting_peer_is_detected_penalised_and_banned() -> None:
     assert evil.exchange.bytes_uploaded > 0
     hashes = {hashlib.sha256(victim.store.get(s) or b"").hexdigest() for s in victim.store}
     assert hashes <= set(stream.manifest().values())
+    # The victim never passed the bad bytes on: the later viewer blames only the corrupter.
+    assert victim.exchange.bytes_uploaded > 0
+    assert victim.peer_id not in later.penalties.failures
+    assert results[2]["stall_count"] == 0
+    assert_store_genuine(stream, later)
 
 
 async def test_leech_only_never_uploads() -> None:

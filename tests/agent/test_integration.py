@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from peer_agent.agent import Agent, AgentConfig
@@ -125,10 +126,22 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
         total_s = 16.0
         stagger_s = 1.5
         configs = [
-            agent_config(url, sig.url, duration_s=total_s - i * stagger_s, seed=i) for i in range(4)
+            agent_config(
+                url, sig.url, duration_s=total_s - i * stagger_s, seed=i, stats_interval_s=2.0
+            )
+            for i in range(4)
         ]
+
+        async def tracker_view() -> dict[str, Any]:
+            await asyncio.sleep(total_s - 2.0)  # everyone is still in the swarm
+            async with httpx.AsyncClient() as http:
+                response = await http.get(f"http://127.0.0.1:{sig.port}/api/swarms")
+                return dict(response.json())
+
+        seen = asyncio.create_task(tracker_view())
         agents, results = await run_agents(configs, stagger_s)
         egress = origin.stats()["by_kind"]["segment"]["bytes_served"]
+        swarms = await seen
     for r in results:
         assert r["stall_count"] == 0, r
         assert r["hash_failures"] == 0 and r["unverifiable"] == 0
@@ -137,6 +150,11 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
     for r in results[1:]:
         assert r["bytes_p2p"] > r["bytes_cdn"], r
     assert egress < 2.0 * stream_bytes(agents), (egress, stream_bytes(agents))
+    # Every agent reported its counters to the tracker.
+    (swarm,) = swarms["swarms"]
+    assert swarm["peer_count"] == 4
+    assert all(p["bytes_cdn"] > 0 for p in swarm["peers"]), swarm
+    assert swarm["bytes_p2p_down"] > 0 and swarm["p2p_ratio"] > 0.3, swarm
 
 
 async def wait_for(pred: Any, timeout_s: float, poll_s: float = 0.02) -> None:
@@ -198,8 +216,8 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
         tasks.append(asyncio.create_task(victim.run()))
         _, result = await asyncio.gather(*tasks)
     assert result["hash_failures"] >= 2 and evil.peer_id in result["peers_banned"], result
-    assert result["stall_count"] == 0
-    assert result["segments_verified"] >= result["segments_played"] > 0
+    assert result["stall_count"] == 0, result
+    assert result["segments_verified"] >= result["segments_played"] > 0, result
     for segment in victim.store:
         data = victim.store.get(segment)
         assert data is not None
