@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install install-node install-browser demo test test-py test-js check fmt lint typecheck bench clean
+.PHONY: install install-node install-browser install-system demo test test-py test-js check fmt lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -22,17 +22,24 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Debian's Chromium for the real-browser tests (Playwright drives it; never `playwright install`).
-install-browser:
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-		else echo "make: chromium missing; run as root or: sudo apt-get install chromium" >&2; exit 1; fi; }
+# Debian packages the tests need: Chromium for the real-browser tests (Playwright drives it;
+# never `playwright install`) and redis-server for the scale-out tests.
+DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server
+
+install-system:
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "make: missing Debian packages:$$missing (run as root)" >&2; exit 1; fi; fi
+
+install-browser: install-system
 
 demo: install
 	$(PY) -m peer_agent.sim.cli --live --peers 10 --segment-s 4 --duration-s 300 \
 		--join-over-s 20 --latency-segments 3
 
-test: install install-node install-browser
+test: install install-node install-system
 	$(PY) -m pytest -q
 	node --test tests/js/
 
