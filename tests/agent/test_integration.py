@@ -195,13 +195,25 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
     assert result["hash_failures"] == 0
 
 
-async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
-    from tests.agent.test_agent_local import CorruptingStore
+def corrupt_uploads(agent: Agent) -> None:
+    """Make ``agent`` malicious: every byte 0 it uploads (from its store or relayed
+    cut-through) is flipped."""
+    source = agent.exchange._source
 
+    def corrupted(upload: Any) -> tuple[bytes | None, int | None]:
+        data, total = source(upload)
+        if not data:
+            return None, total
+        return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
+
+    agent.exchange._source = corrupted  # type: ignore[method-assign]
+
+
+async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
         evil = Agent(agent_config(url, sig.url, duration_s=11.0, seed=1))
-        evil.store = CorruptingStore(1 << 26)
+        corrupt_uploads(evil)
         victim = Agent(
             agent_config(
                 url,
