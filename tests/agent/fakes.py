@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -341,3 +342,17 @@ class FakeHub:
             for member in list(self.members.values()):
                 for link in list(member.links.values()):
                     link.tick()
+
+
+def corrupt_uploads(agent: Any) -> None:
+    """Make ``agent`` malicious: every byte 0 it uploads (from its store or relayed
+    cut-through) is flipped."""
+    source = agent.exchange._source
+
+    def corrupted(upload: Any) -> tuple[bytes | None, int | None]:
+        data, total = source(upload)
+        if not data:
+            return None, total
+        return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
+
+    agent.exchange._source = corrupted  # type: ignore[method-assign]

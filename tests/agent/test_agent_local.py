@@ -12,8 +12,7 @@ from peer_agent.agent import Agent, AgentConfig
 from peer_agent.agent.cdn import CdnConfig
 from peer_agent.agent.integrity import IntegrityConfig
 from peer_agent.core.config import SchedulerConfig
-from peer_agent.core.store import SegmentStore
-from tests.agent.fakes import FakeHub, SynthStream, build_app, serve
+from tests.agent.fakes import FakeHub, SynthStream, build_app, corrupt_uploads, serve
 
 # One-second segments: margins scaled down so there is room for P2P 3 segments behind live.
 SCHED = SchedulerConfig(min_urgent_window_s=0.6, deadline_margin_s=0.3, backup_delay_s=0.5)
@@ -78,8 +77,8 @@ async def run_swarm(
     tasks = []
     for n, (cfg, kw) in enumerate(configs):
         a = agent(hub, n, cfg, **kw.get("swarm", {}))
-        if "store" in kw:
-            a.store = kw["store"]
+        if kw.get("evil"):
+            corrupt_uploads(a)
         agents.append(a)
         tasks.append(asyncio.create_task(a.run()))
         await asyncio.sleep(stagger_s)
@@ -101,19 +100,8 @@ async def test_later_viewers_get_most_bytes_from_peers() -> None:
     assert stream.bytes_served < 0.6 * played
 
 
-class CorruptingStore(SegmentStore):
-    """A malicious peer: serves every stored segment with one byte flipped."""
-
-    def get(self, segment):  # type: ignore[no-untyped-def]
-        data = super().get(segment)
-        if data is None:
-            return None
-        return bytes([data[0] ^ 0xFF]) + data[1:]
-
-
 async def test_corrupting_peer_is_detected_penalised_and_banned() -> None:
     stream = SynthStream(segment_s=1.0, segment_bytes=40_000)
-    evil_store = CorruptingStore(1 << 26)
     async with serve(build_app(stream)) as base:
         victim_cfg = config(
             base,
@@ -122,7 +110,7 @@ async def test_corrupting_peer_is_detected_penalised_and_banned() -> None:
             integrity=IntegrityConfig(ban_after_failures=2, penalty_s=0.2),
         )
         cfgs = [
-            (config(base, duration_s=8.5, seed=1), {"store": evil_store}),
+            (config(base, duration_s=8.5, seed=1), {"evil": True}),
             (victim_cfg, {}),
             (config(base, duration_s=5.5, seed=3), {}),  # a later viewer, served by both
         ]

@@ -25,6 +25,7 @@ from peer_agent.net.swarm import SwarmConfig
 from peer_agent.net.tracker import TrackerConfig
 from peer_agent.origin import MediaSet, run_origin
 from tests.agent.conftest import origin_config
+from tests.agent.fakes import corrupt_uploads
 
 pytestmark = pytest.mark.slow
 
@@ -193,20 +194,6 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
     assert result["stall_count"] == 0, result
     assert result["bytes_p2p"] > 0 and result["cdn_resumes"] >= 1, result
     assert result["hash_failures"] == 0
-
-
-def corrupt_uploads(agent: Agent) -> None:
-    """Make ``agent`` malicious: every byte 0 it uploads (from its store or relayed
-    cut-through) is flipped."""
-    source = agent.exchange._source
-
-    def corrupted(upload: Any) -> tuple[bytes | None, int | None]:
-        data, total = source(upload)
-        if not data:
-            return None, total
-        return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
-
-    agent.exchange._source = corrupted  # type: ignore[method-assign]
 
 
 async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
