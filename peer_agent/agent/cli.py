@@ -114,7 +114,8 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    return "\n".join(f"{key:>20}: {value}" for key, value in summary.items())
+    width = max((len(key) for key in summary), default=0)
+    return "\n".join(f"{key:>{width}}: {value}" for key, value in summary.items())
 
 
 async def _status_loop(agent: Agent, out: TextIO) -> None:
