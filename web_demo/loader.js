@@ -1,0 +1,146 @@
+// The hls.js fragment loader (config.fLoader) of P2PEngine.
+//
+// For a media fragment the engine knows, the bytes come from the engine (the store, a peer or
+// the engine's own CDN fetch, always hash-checked); anything else (init segments, unknown
+// renditions, an engine that gives up or takes longer than playerFallbackS) goes to hls.js's
+// own loader, whose bytes are then handed to the engine to be verified, stored and shared.
+//
+// hls.js reads stats.loading.{start, first, end} for its bandwidth estimate (ABR): we report the
+// real timing of the transfer that produced the bytes, ending now, so a segment prefetched from
+// a peer counts at the speed it really came, not as an instant download. hls.js hands the
+// ArrayBuffer to its transmux worker, which detaches it: it always gets a copy.
+
+function newStats() {
+  return {
+    aborted: false,
+    loaded: 0,
+    retry: 0,
+    total: 0,
+    chunkCount: 0,
+    bwEstimate: 0,
+    loading: { start: 0, first: 0, end: 0 },
+    parsing: { start: 0, end: 0 },
+    buffering: { start: 0, first: 0, end: 0 },
+  };
+}
+
+/** A loader class bound to `engine`, falling back to `DefaultLoader` (hls.js's). */
+export function makeFragmentLoader(engine, DefaultLoader) {
+  return class P2PFragmentLoader {
+    constructor(config) {
+      this.hlsConfig = config;
+      this.stats = newStats();
+      this.context = null;
+      this._callbacks = null;
+      this._loaderConfig = null;
+      this._fallback = null;
+      this._timer = null;
+      this._release = () => {};
+      this._done = false;
+    }
+
+    load(context, loaderConfig, callbacks) {
+      this.context = context;
+      this._loaderConfig = loaderConfig;
+      this._callbacks = callbacks;
+      this.stats.loading.start = performance.now();
+      const frag = context.frag;
+      const pending = context.rangeStart || context.rangeEnd ? null : engine.requestFragment(frag);
+      if (pending === null) {
+        this._useDefault();
+        return;
+      }
+      const limitMs = Math.min(
+        engine.options.playerFallbackS * 1000,
+        loaderConfig?.loadPolicy?.maxLoadTimeMs || Infinity,
+      );
+      this._release = pending.release;
+      this._timer = setTimeout(() => {
+        pending.release();
+        this._useDefault();
+      }, limitMs);
+      pending.promise.then(
+        (result) => this._succeed(result),
+        () => this._useDefault(),
+      );
+    }
+
+    _succeed({ data, timing }) {
+      if (this._done || this._fallback !== null) return;
+      this._done = true;
+      clearTimeout(this._timer);
+      const now = performance.now();
+      const stats = this.stats;
+      const durationMs = Math.max(1, (timing.doneAt - timing.startedAt) * 1000);
+      const ttfbMs = Math.min(durationMs, Math.max(0, (timing.firstAt - timing.startedAt) * 1000));
+      stats.loading.end = now;
+      stats.loading.start = Math.min(stats.loading.start, now - durationMs);
+      stats.loading.first = stats.loading.start + ttfbMs;
+      stats.loaded = stats.total = data.byteLength;
+      stats.chunkCount = 1;
+      const context = this.context;
+      const callbacks = this._callbacks;
+      // data is already a copy owned by this call (the engine keeps its own).
+      callbacks.onSuccess({ url: context.url, data: data.buffer }, stats, context, null);
+    }
+
+    _useDefault() {
+      if (this._done || this._fallback !== null) return;
+      clearTimeout(this._timer);
+      const loader = new DefaultLoader(this.hlsConfig);
+      this._fallback = loader;
+      const own = this.stats;
+      const copyStats = (s) => {
+        if (!s) return own;
+        own.loaded = s.loaded;
+        own.total = s.total;
+        own.chunkCount = s.chunkCount;
+        own.retry = s.retry;
+        own.aborted = s.aborted;
+        own.loading.start = s.loading.start;
+        own.loading.first = s.loading.first;
+        own.loading.end = s.loading.end;
+        return own;
+      };
+      const cb = this._callbacks;
+      const frag = this.context.frag;
+      loader.load(this.context, this._loaderConfig, {
+        onSuccess: (response, stats, context, details) => {
+          this._done = true;
+          const data = response.data;
+          if (data instanceof ArrayBuffer && data.byteLength > 0) {
+            engine.ingestFromCdn(frag, new Uint8Array(data.slice(0)));
+          }
+          cb.onSuccess(response, copyStats(stats), context, details);
+        },
+        onError: (error, context, details, stats) => cb.onError(error, context, details, copyStats(stats)),
+        onTimeout: (stats, context, details) => cb.onTimeout(stats ? copyStats(stats) : own, context, details),
+        onAbort: cb.onAbort ? (stats, context, details) => cb.onAbort(copyStats(stats), context, details) : undefined,
+        onProgress: cb.onProgress
+          ? (stats, context, data, details) => cb.onProgress(copyStats(stats), context, data, details)
+          : undefined,
+      });
+    }
+
+    abort() {
+      clearTimeout(this._timer);
+      if (this._fallback !== null) {
+        this._fallback.abort();
+        return;
+      }
+      if (this._done) return;
+      this._done = true;
+      this.stats.aborted = true;
+      this._release();
+      this._callbacks?.onAbort?.(this.stats, this.context, null);
+    }
+
+    destroy() {
+      clearTimeout(this._timer);
+      if (this._fallback !== null) this._fallback.destroy();
+      else if (!this._done) this._release();
+      this._done = true;
+      this._callbacks = null;
+    }
+  };
+}

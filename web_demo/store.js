@@ -1,0 +1,101 @@
+// Small pure helpers of the engine: a segment store bounded in bytes (oldest evicted first),
+// a growable byte buffer for segments being assembled, and the throughput estimator of
+// peer_agent/core/throughput.py (EWMA over transfer time, zero-factor corrected).
+
+export class SegmentStore {
+  constructor(maxBytes) {
+    if (!(maxBytes > 0)) throw new Error("maxBytes must be positive");
+    this.maxBytes = maxBytes;
+    this.usedBytes = 0;
+    this._items = new Map(); // key -> {segment, data}; insertion order = age
+  }
+
+  has(key) {
+    return this._items.has(key);
+  }
+
+  get(key) {
+    return this._items.get(key)?.data ?? null;
+  }
+
+  get size() {
+    return this._items.size;
+  }
+
+  segments() {
+    return [...this._items.values()].map((v) => v.segment);
+  }
+
+  /** Store `data`; returns the segments evicted to make room (maybe this one, if too big). */
+  put(key, segment, data) {
+    if (!data.length) throw new Error("a segment has at least one byte");
+    const old = this._items.get(key);
+    if (old) {
+      this.usedBytes -= old.data.length;
+      this._items.delete(key);
+    }
+    this._items.set(key, { segment, data });
+    this.usedBytes += data.length;
+    const evicted = [];
+    for (const [k, v] of this._items) {
+      if (this.usedBytes <= this.maxBytes) break;
+      this._items.delete(k);
+      this.usedBytes -= v.data.length;
+      evicted.push(v.segment);
+    }
+    return evicted;
+  }
+}
+
+export class GrowBuffer {
+  constructor(capacity = 256 * 1024) {
+    this.bytes = new Uint8Array(capacity);
+    this.length = 0;
+  }
+
+  append(chunk) {
+    const need = this.length + chunk.length;
+    if (need > this.bytes.length) {
+      const next = new Uint8Array(Math.max(need, this.bytes.length * 2));
+      next.set(this.bytes.subarray(0, this.length));
+      this.bytes = next;
+    }
+    this.bytes.set(chunk, this.length);
+    this.length = need;
+  }
+
+  truncate(length) {
+    this.length = Math.min(this.length, length);
+  }
+
+  view(start = 0, end = this.length) {
+    return this.bytes.subarray(start, Math.min(end, this.length));
+  }
+
+  /** A copy of the bytes held, owning its own ArrayBuffer. */
+  copy() {
+    return this.bytes.slice(0, this.length);
+  }
+}
+
+export class ThroughputEstimator {
+  constructor(halfLifeS = 3.0) {
+    this._alphaPerS = 0.5 ** (1 / halfLifeS);
+    this._estimate = 0;
+    this._totalWeight = 0;
+    this.samples = 0;
+  }
+
+  addSample(numBytes, durationS) {
+    if (!(durationS > 0)) return;
+    const rate = numBytes / durationS;
+    const alpha = this._alphaPerS ** durationS;
+    this._estimate = alpha * this._estimate + (1 - alpha) * rate;
+    this._totalWeight = alpha * this._totalWeight + (1 - alpha);
+    this.samples += 1;
+  }
+
+  get estimate() {
+    return this._totalWeight > 0 ? this._estimate / this._totalWeight : null;
+  }
+}

@@ -1,0 +1,195 @@
+// One swarm: a tracker client and up to max_peers PeerLinks, with no playback policy; the
+// same rules as peer_agent/net/swarm.py, so browsers and headless agents pair up:
+//
+// - announce with up to offers_per_announce fresh full-SDP offers, as many as free slots allow;
+// - answer relayed offers unless full or already linked to that peer;
+// - when offers cross (two links to one peer), keep the link offered by the smaller peer_id;
+// - drop links whose session closed (the app gets their SessionClosed first) and re-announce;
+// - send the tracker our extension fields: max_peers, connected and position_s.
+//
+// Every event of an exposed link goes to onEvent(link, event). A link is exposed from the end
+// of its SDP exchange (it is then in swarm.links) until its SessionClosed.
+
+import { asciiBytes } from "./ids.js";
+import { PeerLink } from "./rtc.js";
+import { TrackerClient } from "./tracker.js";
+import { CloseCode } from "./wire.js";
+
+export const DEFAULT_SWARM_CONFIG = Object.freeze({
+  max_peers: 8, // links kept at once (pending offers reserve slots)
+  offers_per_announce: 3, // fresh offers per announce (the tracker allows at most 5)
+});
+
+export class Swarm {
+  /**
+   * @param opts {trackerUrl, infoHash, peerId, token?, onEvent(link, event), hello(),
+   *   config?: {max_peers, offers_per_announce}, link?: link options (rtc.js),
+   *   sessionConfig, tracker?: tracker options, random?, onReply?}
+   */
+  constructor(opts) {
+    this.config = Object.freeze({ ...DEFAULT_SWARM_CONFIG, ...(opts.config || {}) });
+    this.infoHash = opts.infoHash;
+    this.peerId = opts.peerId;
+    this.links = new Map(); // remote peer_id -> PeerLink
+    this._swarmId = asciiBytes(opts.infoHash);
+    this._localPeerId = asciiBytes(opts.peerId);
+    this._onEvent = opts.onEvent;
+    this._hello = opts.hello;
+    this._linkOptions = opts.link || {};
+    this._sessionConfig = opts.sessionConfig;
+    this._pending = new Map(); // offer_id -> link waiting for an answer
+    this._exposed = new Set();
+    this._all = new Set();
+    this._stopping = false;
+    this._random = opts.random || Math.random;
+    this.tracker = new TrackerClient({
+      url: opts.trackerUrl,
+      infoHash: opts.infoHash,
+      peerId: opts.peerId,
+      token: opts.token,
+      config: opts.tracker,
+      random: this._random,
+      makeOffers: () => this._makeOffers(),
+      onOffer: (offer) => this._onOffer(offer),
+      onAnswer: (answer) => this._onAnswer(answer),
+      onReply: opts.onReply,
+    });
+    this.tracker.hints.max_peers = this.config.max_peers;
+  }
+
+  start() {
+    this.tracker.start();
+  }
+
+  stop() {
+    if (this._stopping) return;
+    this._stopping = true;
+    this.tracker.stop();
+    for (const link of [...this._all]) link.close(CloseCode.GOING_AWAY, "leaving the swarm");
+  }
+
+  broadcastHave(segments) {
+    for (const link of this.links.values()) link.announceHave(segments);
+  }
+
+  broadcastFetching(entries) {
+    for (const link of this.links.values()) link.announceFetching(entries);
+  }
+
+  broadcastLost(segments) {
+    for (const link of this.links.values()) link.announceLost(segments);
+  }
+
+  setPosition(positionS) {
+    this.tracker.hints.position_s = positionS;
+  }
+
+  sendStats(down, up, cdn) {
+    this.tracker.sendStats(down, up, cdn);
+  }
+
+  // --- links ----------------------------------------------------------------------------------
+
+  _newLink(remotePeerId = null) {
+    const link = new PeerLink({
+      swarmId: this._swarmId,
+      localPeerId: this._localPeerId,
+      sessionConfig: this._sessionConfig,
+      onEvent: (l, e) => this._onLinkEvent(l, e),
+      hello: this._hello,
+      config: this._linkOptions,
+      remotePeerId,
+    });
+    this._all.add(link);
+    return link;
+  }
+
+  _expose(peerId, link) {
+    this.links.set(peerId, link);
+    this._exposed.add(link);
+  }
+
+  _onLinkEvent(link, event) {
+    const exposed = this._exposed.has(link);
+    if (event.type === "SessionClosed") {
+      this._all.delete(link);
+      this._exposed.delete(link);
+      for (const [offerId, pending] of this._pending) if (pending === link) this._pending.delete(offerId);
+      const peerId = link.remotePeerId;
+      if (peerId !== null && this.links.get(peerId) === link) {
+        this.links.delete(peerId);
+        if (!this._stopping) this.tracker.announceNow();
+      }
+    }
+    if (exposed) this._onEvent(link, event);
+  }
+
+  /** Both sides of a doubled pair keep the link offered by the smaller peer_id. */
+  static _keepNewLink(newOfferer, oldOfferer) {
+    return newOfferer < oldOfferer;
+  }
+
+  async _makeOffers() {
+    this.tracker.hints.connected = [...this.links.keys()];
+    if (this._stopping) return [];
+    const free = this.config.max_peers - this.links.size - this._pending.size;
+    const count = Math.max(0, Math.min(this.config.offers_per_announce, free));
+    const links = Array.from({ length: count }, () => this._newLink());
+    const results = await Promise.allSettled(links.map((l) => l.createOffer()));
+    const offers = [];
+    results.forEach((r, i) => {
+      const link = links[i];
+      if (r.status !== "fulfilled" || link.isClosed) {
+        this._all.delete(link);
+        link.close();
+        return;
+      }
+      let offerId = "";
+      for (let k = 0; k < 20; k++) offerId += Math.floor(this._random() * 16).toString(16);
+      this._pending.set(offerId, link);
+      offers.push([offerId, r.value]);
+    });
+    return offers;
+  }
+
+  async _onOffer(offer) {
+    const peerId = offer.peer_id;
+    if (this._stopping) return null;
+    const existing = this.links.get(peerId);
+    if (existing !== undefined) {
+      if (existing.role !== "offerer" || !Swarm._keepNewLink(peerId, this.peerId)) return null;
+    } else if (this.links.size >= this.config.max_peers) {
+      return null;
+    }
+    const link = this._newLink(peerId);
+    if (existing !== undefined) existing.close(CloseCode.NORMAL, "duplicate link");
+    this._expose(peerId, link);
+    const answer = await link.acceptOffer(offer.sdp, peerId);
+    return answer === null || link.isClosed ? null : answer;
+  }
+
+  async _onAnswer(answer) {
+    const link = this._pending.get(answer.offer_id);
+    this._pending.delete(answer.offer_id);
+    if (link === undefined || link.isClosed) return;
+    const peerId = answer.peer_id;
+    if (this._stopping) {
+      link.close(CloseCode.GOING_AWAY, "leaving the swarm");
+      return;
+    }
+    const existing = this.links.get(peerId);
+    if (existing !== undefined) {
+      if (existing.role === "answerer" && Swarm._keepNewLink(this.peerId, peerId)) {
+        existing.close(CloseCode.NORMAL, "duplicate link");
+      } else {
+        link.close(CloseCode.NORMAL, "duplicate link");
+        return;
+      }
+    } else if (this.links.size >= this.config.max_peers) {
+      link.close(CloseCode.NORMAL, "no free slot");
+      return;
+    }
+    this._expose(peerId, link);
+    await link.acceptAnswer(answer.sdp, peerId);
+  }
+}

@@ -1,0 +1,362 @@
+// Browser WebSocket client of the WebTorrent tracker protocol as signaling/ speaks it
+// (docs/signaling.md); the same behaviour as peer_agent/net/tracker.py:
+//
+// - announces event "started" on every (re)connection, then every `interval` the server gives
+//   (or earlier on announceNow(), at most once per min_announce_gap_s), each with the full-SDP
+//   offers makeOffers() returns (at most 5, numwant = their number) and our extension fields
+//   (hints: position_s, region, max_peers, caps, connected);
+// - hands relayed offers to onOffer(offer) -> answer SDP or null, and sends the answer;
+// - hands answers to our offers to onAnswer(answer);
+// - counts `failure reason` replies without stopping;
+// - sends cumulative byte counters in our `stats` message;
+// - reconnects with exponential backoff and jitter (randomness injected);
+// - announces "stopped" on stop(). The join token goes in ?token= (browsers cannot set WS
+//   headers); neither the token nor SDP is ever logged.
+
+export const MAX_OFFERS_PER_ANNOUNCE = 5;
+
+export const DEFAULT_TRACKER_CONFIG = Object.freeze({
+  reconnect_initial_s: 0.5, // first reconnect delay; doubles per failure
+  reconnect_max_s: 30.0, // cap of the reconnect delay
+  reconnect_jitter: 0.5, // delay multiplied by a uniform factor in [1 - j, 1 + j]
+  default_interval_s: 120.0, // re-announce period until the server sends its interval
+  min_interval_s: 5.0, // floor of the server's interval
+  min_announce_gap_s: 2.0, // early announces are spaced by at least this
+});
+
+export class TrackerClient {
+  /**
+   * @param opts {url, infoHash, peerId, token?, config?, random?, WebSocket?,
+   *   makeOffers?: async () => [[offerId, sdp]], onOffer?: async ({peer_id, offer_id, sdp}) => sdp|null,
+   *   onAnswer?: ({peer_id, offer_id, sdp}) => void, onReply?: ({interval_s, complete, incomplete}) => void,
+   *   onFailure?: (reason, detail) => void}
+   */
+  constructor(opts) {
+    for (const name of ["infoHash", "peerId"]) {
+      if (typeof opts[name] !== "string" || opts[name].length !== 20) throw new Error(`${name} must be 20 characters`);
+    }
+    this.url = opts.url;
+    this.infoHash = opts.infoHash;
+    this.peerId = opts.peerId;
+    this.config = Object.freeze({ ...DEFAULT_TRACKER_CONFIG, ...(opts.config || {}) });
+    this.hints = { position_s: null, region: null, max_peers: null, caps: [], connected: [] };
+    this.stats = {
+      connects: 0,
+      disconnects: 0,
+      connect_failures: 0,
+      announces_sent: 0,
+      announce_replies: 0,
+      offers_sent: 0,
+      offers_received: 0,
+      answers_sent: 0,
+      answers_received: 0,
+      offers_refused: 0,
+      stats_sent: 0,
+      failures: 0,
+      failure_reasons: {},
+      ignored_messages: 0,
+      last_close_code: null,
+    };
+    this.intervalS = this.config.default_interval_s;
+    this.swarmSize = 0;
+    this._token = opts.token || null;
+    this._random = opts.random || Math.random;
+    this._WebSocket = opts.WebSocket || globalThis.WebSocket;
+    this._makeOffers = opts.makeOffers || null;
+    this._onOffer = opts.onOffer || null;
+    this._onAnswer = opts.onAnswer || null;
+    this._onReply = opts.onReply || null;
+    this._onFailure = opts.onFailure || null;
+    this._ws = null;
+    this._stopping = false;
+    this._announced = false;
+    this._failuresInARow = 0;
+    this._announceTimer = null;
+    this._reconnectTimer = null;
+    this._lastAnnounceAt = -Infinity;
+    this._announcing = false;
+    this._pendingEvent = "started";
+    this._counters = null;
+    this._countersSent = null;
+  }
+
+  get connected() {
+    return this._ws !== null && this._ws.readyState === 1;
+  }
+
+  start() {
+    this._connect();
+  }
+
+  stop() {
+    if (this._stopping) return;
+    this._stopping = true;
+    clearTimeout(this._announceTimer);
+    clearTimeout(this._reconnectTimer);
+    const ws = this._ws;
+    if (ws !== null) {
+      if (this._announced && ws.readyState === 1) this._send(ws, this._announceBody("stopped", []));
+      try {
+        ws.close(1000);
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  /** Re-announce soon (fresh offers), no earlier than min_announce_gap_s after the last. */
+  announceNow() {
+    if (this._stopping || !this.connected) return;
+    const wait = this.config.min_announce_gap_s - (now() - this._lastAnnounceAt);
+    this._scheduleAnnounce(Math.max(0, wait));
+  }
+
+  /** Report cumulative byte counters; sent now if announced, else after the next announce. */
+  sendStats(bytesP2pDown, bytesP2pUp, bytesCdn) {
+    this._counters = [bytesP2pDown, bytesP2pUp, bytesCdn].map((n) => Math.max(0, Math.floor(n)));
+    if (this._ws !== null && this._announced) this._flushStats(this._ws);
+  }
+
+  // --- connection -----------------------------------------------------------------------------
+
+  _connectUrl() {
+    if (!this._token) return this.url;
+    const sep = this.url.includes("?") ? "&" : "?";
+    return `${this.url}${sep}token=${encodeURIComponent(this._token)}`;
+  }
+
+  _connect() {
+    if (this._stopping) return;
+    let ws;
+    try {
+      ws = new this._WebSocket(this._connectUrl());
+    } catch {
+      this.stats.connect_failures += 1;
+      this._failuresInARow += 1;
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.stats.connects += 1;
+      this._announced = false;
+      this._countersSent = null;
+      this._pendingEvent = "started";
+      this._scheduleAnnounce(0);
+    };
+    ws.onmessage = (e) => {
+      try {
+        this._onFrame(ws, e.data);
+      } catch (exc) {
+        this.stats.ignored_messages += 1;
+        console.warn("tracker: handling a frame failed", exc);
+      }
+    };
+    ws.onclose = (e) => {
+      if (this._ws === ws) this._ws = null;
+      this.stats.last_close_code = e?.code ?? null;
+      clearTimeout(this._announceTimer);
+      if (opened) this.stats.disconnects += 1;
+      else {
+        this.stats.connect_failures += 1;
+        this._failuresInARow += 1;
+      }
+      if (this._failuresInARow === 0) this._failuresInARow = 1;
+      this._scheduleReconnect();
+    };
+    ws.onerror = () => {}; // onclose follows
+  }
+
+  _scheduleReconnect() {
+    if (this._stopping) return;
+    const c = this.config;
+    const n = Math.max(1, this._failuresInARow);
+    const delay = Math.min(c.reconnect_max_s, c.reconnect_initial_s * 2 ** Math.min(n - 1, 30));
+    const factor = 1 - c.reconnect_jitter + 2 * c.reconnect_jitter * this._random();
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = setTimeout(() => this._connect(), delay * factor * 1000);
+  }
+
+  _scheduleAnnounce(delayS) {
+    clearTimeout(this._announceTimer);
+    this._announceTimer = setTimeout(() => this._announce(), delayS * 1000);
+  }
+
+  async _announce() {
+    const ws = this._ws;
+    if (this._stopping || ws === null || ws.readyState !== 1) return;
+    if (this._announcing) return;
+    this._announcing = true;
+    try {
+      let offers = [];
+      if (this._makeOffers) {
+        try {
+          offers = (await this._makeOffers()).slice(0, MAX_OFFERS_PER_ANNOUNCE);
+        } catch (exc) {
+          console.warn("tracker: makeOffers failed", exc);
+        }
+      }
+      if (this._stopping || this._ws !== ws || ws.readyState !== 1) return;
+      const event = this._pendingEvent;
+      this._pendingEvent = null;
+      this._send(ws, this._announceBody(event, offers));
+      this.stats.announces_sent += 1;
+      this.stats.offers_sent += offers.length;
+      this._lastAnnounceAt = now();
+    } finally {
+      this._announcing = false;
+    }
+    this._scheduleAnnounce(this.intervalS);
+  }
+
+  _announceBody(event, offers) {
+    const body = { action: "announce", info_hash: this.infoHash, peer_id: this.peerId, numwant: offers.length };
+    if (event) body.event = event;
+    if (event !== "stopped") {
+      body.offers = offers.map(([offer_id, sdp]) => ({ offer_id, offer: { type: "offer", sdp } }));
+      const h = this.hints;
+      if (typeof h.position_s === "number" && Number.isFinite(h.position_s)) body.position_s = Math.max(0, h.position_s);
+      if (h.region) body.region = h.region;
+      if (Number.isInteger(h.max_peers)) body.max_peers = h.max_peers;
+      if (h.caps?.length) body.caps = h.caps;
+      if (h.connected?.length) body.connected = h.connected.slice(0, 256);
+    }
+    return body;
+  }
+
+  _send(ws, body) {
+    try {
+      ws.send(JSON.stringify(body));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _flushStats(ws) {
+    const c = this._counters;
+    if (c === null || (this._countersSent && c.every((v, i) => v === this._countersSent[i]))) return;
+    const [down, up, cdn] = c;
+    const body = {
+      action: "stats",
+      info_hash: this.infoHash,
+      peer_id: this.peerId,
+      bytes_p2p_down: down,
+      bytes_p2p_up: up,
+      bytes_cdn: cdn,
+    };
+    if (this._send(ws, body)) {
+      this._countersSent = c;
+      this.stats.stats_sent += 1;
+    }
+  }
+
+  // --- incoming -------------------------------------------------------------------------------
+
+  _onFrame(ws, raw) {
+    let msg;
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      this.stats.ignored_messages += 1;
+      return;
+    }
+    if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
+      this.stats.ignored_messages += 1;
+      return;
+    }
+    if ("failure reason" in msg) {
+      const reason = String(msg.reason ?? "unknown");
+      this.stats.failures += 1;
+      this.stats.failure_reasons[reason] = (this.stats.failure_reasons[reason] || 0) + 1;
+      const detail = String(msg["failure reason"]).slice(0, 200);
+      console.warn(`tracker: failure reason ${JSON.stringify(detail)} (${reason})`);
+      if (this._onFailure) this._onFailure(reason, detail);
+      return;
+    }
+    if (msg.action !== "announce" || msg.info_hash !== this.infoHash) {
+      this.stats.ignored_messages += 1;
+      return;
+    }
+    if ("offer" in msg) this._onRelayedOffer(ws, msg);
+    else if ("answer" in msg) this._onRelayedAnswer(msg);
+    else if ("interval" in msg) this._onReplyFrame(ws, msg);
+    else this.stats.ignored_messages += 1;
+  }
+
+  _onReplyFrame(ws, msg) {
+    if (typeof msg.interval === "number") this.intervalS = Math.max(this.config.min_interval_s, msg.interval);
+    this.stats.announce_replies += 1;
+    this._announced = true;
+    this._failuresInARow = 0;
+    const reply = {
+      interval_s: this.intervalS,
+      complete: Number(msg.complete) || 0,
+      incomplete: Number(msg.incomplete) || 0,
+    };
+    this.swarmSize = reply.complete + reply.incomplete;
+    this._flushStats(ws);
+    if (this._onReply) this._onReply(reply);
+  }
+
+  static _sdpOf(msg, key) {
+    const desc = msg[key];
+    if (typeof msg.peer_id !== "string" || msg.peer_id.length !== 20 || typeof msg.offer_id !== "string") return null;
+    if (desc === null || typeof desc !== "object" || desc.type !== key || typeof desc.sdp !== "string") return null;
+    return { peer_id: msg.peer_id, offer_id: msg.offer_id, sdp: desc.sdp };
+  }
+
+  _onRelayedOffer(ws, msg) {
+    const offer = TrackerClient._sdpOf(msg, "offer");
+    if (offer === null) {
+      this.stats.ignored_messages += 1;
+      return;
+    }
+    this.stats.offers_received += 1;
+    if (offer.peer_id === this.peerId || !this._onOffer) {
+      this.stats.offers_refused += 1;
+      return;
+    }
+    Promise.resolve()
+      .then(() => this._onOffer(offer))
+      .catch((exc) => {
+        console.warn("tracker: onOffer failed", exc);
+        return null;
+      })
+      .then((sdp) => {
+        if (!sdp) {
+          this.stats.offers_refused += 1;
+          return;
+        }
+        const body = {
+          action: "announce",
+          info_hash: this.infoHash,
+          peer_id: this.peerId,
+          to_peer_id: offer.peer_id,
+          offer_id: offer.offer_id,
+          answer: { type: "answer", sdp },
+        };
+        if (this._send(this._ws || ws, body)) this.stats.answers_sent += 1;
+      });
+  }
+
+  _onRelayedAnswer(msg) {
+    const answer = TrackerClient._sdpOf(msg, "answer");
+    if (answer === null) {
+      this.stats.ignored_messages += 1;
+      return;
+    }
+    this.stats.answers_received += 1;
+    if (this._onAnswer) {
+      Promise.resolve()
+        .then(() => this._onAnswer(answer))
+        .catch((exc) => console.warn("tracker: onAnswer failed", exc));
+    }
+  }
+}
+
+function now() {
+  return performance.now() / 1000;
+}
