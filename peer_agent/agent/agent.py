@@ -240,10 +240,9 @@ class Agent:
 
     def _hello(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
         have = list(self.store)[-16384:]
-        fetching = [
-            FetchingEntry(s, min(self.sizes.get(s, 0), 64 * 1024 * 1024))
-            for s in list(self.transfers)[-256:]
-        ]
+        # Only CDN fetches are announced: bytes from peers are passed on once verified.
+        cdn = [s for s, t in self.transfers.items() if t.peer_id is None][-256:]
+        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), 64 * 1024 * 1024)) for s in cdn]
         return have, fetching
 
     # -- the run -----------------------------------------------------------------------------
@@ -259,8 +258,9 @@ class Agent:
             start = self.timeline.live_start_s(self.config.latency_segments)
             if self.timeline.ended:
                 start = self.timeline.ordered()[0].start_s
+            # Startup time counts from run(): playlist and manifest loads included.
             self.player = PlaybackModel(
-                self.config.playback, start, self.now(), end_s=self.timeline.end_s
+                self.config.playback, start, self.started_at, end_s=self.timeline.end_s
             )
             for info in self.timeline.ordered():
                 if info.init is not None:
@@ -313,6 +313,11 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.swarm is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):  # the final counters, if the tracker is there
+                    await self.swarm.send_stats(
+                        self.bytes_p2p, self.exchange.bytes_uploaded, self.bytes_cdn
+                    )
             with contextlib.suppress(Exception):
                 await self.swarm.stop()
         await self.cdn.aclose()
