@@ -12,7 +12,7 @@
 // uploaded only after its hash matched. On a mismatch every contributing peer is penalised,
 // repeat offenders are banned (CLOSE BANNED) and the segment is fetched again from the CDN.
 
-import { swarmIdFor, makePeerId, bytesToAscii } from "./ids.js";
+import { bytesToAscii, makePeerId, swarmIdFor, toHex } from "./ids.js";
 import { Manifest, Penalties, Verdict } from "./integrity.js";
 import { makeFragmentLoader } from "./loader.js";
 import { decide, schedulerConfig, segmentKey } from "./scheduler.js";
@@ -42,6 +42,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   integrity: {}, // {ban_after_failures: 2, penalty_s: 10}
   trackerConfig: {}, // overrides of tracker.js DEFAULT_TRACKER_CONFIG
   swarmUrl: null, // URL the swarm id derives from (default: the URL given to hls.loadSource)
+  auditDeliveries: false, // hash every fragment handed to hls.js again (stats().deliveries)
   random: Math.random, // randomness (peer choice, ids, jitter)
   Hls: null, // the hls.js class (default: globalThis.Hls)
 });
@@ -96,9 +97,11 @@ export class P2PEngine {
       unverifiable: 0,
       decisions: 0,
       cdnFallbacks: 0,
+      bytesRejected: 0,
     };
     this.perPeer = new Map(); // peer id -> {bytesDown, bytesUp (closed links), link}
     this.history = [];
+    this.deliveries = []; // with auditDeliveries: {sn, relurl, url, source, sha256} per fragment
     this._timer = null;
     this._wakeQueued = false;
     this._intervals = [];
@@ -318,6 +321,15 @@ export class P2PEngine {
     const held = { buf: new GrowBuffer(data.length), total: data.length, contributors: new Set([null]) };
     held.buf.append(data);
     this._complete(info, held, { startedAt: nowS(), firstAt: nowS(), doneAt: nowS(), peer_id: null }, false);
+  }
+
+  /** Audit (auditDeliveries): record the SHA-256 of exactly the bytes handed to hls.js. The
+   * digest copies its input at once, so hls.js may detach the buffer right after this call. */
+  auditDelivery(frag, data, source) {
+    if (!this.options.auditDeliveries) return;
+    const entry = { sn: frag.sn, relurl: frag.relurl || null, url: frag.url, source, sha256: null };
+    this.deliveries.push(entry);
+    globalThis.crypto.subtle.digest("SHA-256", data).then((d) => (entry.sha256 = toHex(d)));
   }
 
   playhead() {
@@ -566,6 +578,7 @@ export class P2PEngine {
     }
     if (verdict === Verdict.MISMATCH) {
       this.counters.hashFailures += 1;
+      this.counters.bytesRejected += data.length;
       console.warn(`p2p: ${key} failed its hash (sources: ${peers.join(", ") || "CDN"})`);
       for (const pid of peers) {
         if (this.penalties.record(pid, nowS())) this._ban(pid);
@@ -930,6 +943,7 @@ export class P2PEngine {
       segmentsVerified: c.segmentsVerified,
       hashFailures: c.hashFailures,
       cdnFallbacks: c.cdnFallbacks,
+      bytesRejected: c.bytesRejected,
       integrity: anyManifest ? "sha256" : "size-only",
       peers,
       connectedPeers: peers.filter((p) => p.connected).length,
@@ -941,6 +955,7 @@ export class P2PEngine {
       swarmSize: this.swarm?.tracker.swarmSize || 0,
       storeBytes: this.store.usedBytes,
       history: this.history.slice(),
+      deliveries: this.deliveries.slice(),
     };
   }
 }

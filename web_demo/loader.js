@@ -65,7 +65,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       );
     }
 
-    _succeed({ data, timing }) {
+    _succeed({ data, timing, source }) {
       if (this._done || this._fallback !== null) return;
       this._done = true;
       clearTimeout(this._timer);
@@ -81,6 +81,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       const context = this.context;
       const callbacks = this._callbacks;
       // data is already a copy owned by this call (the engine keeps its own).
+      engine.auditDelivery(context.frag, data, source);
       callbacks.onSuccess({ url: context.url, data: data.buffer }, stats, context, null);
     }
 
@@ -110,6 +111,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
           const data = response.data;
           if (data instanceof ArrayBuffer && data.byteLength > 0) {
             engine.ingestFromCdn(frag, new Uint8Array(data.slice(0)));
+            engine.auditDelivery(frag, data, "fallback");
           }
           cb.onSuccess(response, copyStats(stats), context, details);
         },
