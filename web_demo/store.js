@@ -2,6 +2,10 @@
 // a growable byte buffer for segments being assembled, and the throughput estimator of
 // peer_agent/core/throughput.py (EWMA over transfer time, zero-factor corrected).
 
+/** Segment ids: [rendition, sequence] (scheduler) <-> {rendition, sequence} (wire). */
+export const wireSeg = ([rendition, sequence]) => ({ rendition, sequence });
+export const arrSeg = (s) => [s.rendition, s.sequence];
+
 export class SegmentStore {
   constructor(maxBytes) {
     if (!(maxBytes > 0)) throw new Error("maxBytes must be positive");
