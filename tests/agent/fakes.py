@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from peer_agent.core.errors import CloseCode
+from peer_agent.core.ids import SegmentId
+from peer_agent.core.wire import AbortReason
 
 
 @dataclass
@@ -148,7 +152,7 @@ def build_app(stream: SynthStream) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: object) -> AsyncIterator[str]:
+async def serve(app: Any) -> AsyncIterator[str]:
     """Run ``app`` on a free loopback port; yields its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -222,46 +226,48 @@ class FakeLink:
         self.flush()
 
     # the PeerLink wrappers
-    def request(self, segment, offset=0):  # type: ignore[no-untyped-def]
+    def request(self, segment: SegmentId, offset: int = 0) -> int:
         rid = self.session.request(segment, offset, self._now())
         self.flush()
         return rid
 
-    def cancel(self, request_id):  # type: ignore[no-untyped-def]
+    def cancel(self, request_id: int) -> bool:
         ok = self.session.cancel(request_id, self._now())
         self.flush()
         return ok
 
-    def respond(self, request_id, total_bytes):  # type: ignore[no-untyped-def]
+    def respond(self, request_id: int, total_bytes: int) -> bool:
         ok = self.session.respond(request_id, total_bytes)
         self.flush()
         return ok
 
-    def send_data(self, request_id, offset, data):  # type: ignore[no-untyped-def]
+    def send_data(self, request_id: int, offset: int, data: bytes) -> bool:
         ok = self.session.send_data(request_id, offset, data)
         self.flush()
         return ok
 
-    def reject_absent(self, request_id):  # type: ignore[no-untyped-def]
+    def reject_absent(self, request_id: int) -> None:
         self.session.reject_absent(request_id)
         self.flush()
 
-    def reject_busy(self, request_id, retry_after_ms=0):  # type: ignore[no-untyped-def]
+    def reject_busy(self, request_id: int, retry_after_ms: int = 0) -> None:
         self.session.reject_busy(request_id, retry_after_ms)
         self.flush()
 
-    def abort(self, request_id, reason=4):  # type: ignore[no-untyped-def]
+    def abort(self, request_id: int, reason: AbortReason = AbortReason.INTERNAL) -> None:
         self.session.abort(request_id, reason)
         self.flush()
 
-    async def close(self, code=0, reason=""):  # type: ignore[no-untyped-def]
+    async def close(self, code: CloseCode = CloseCode.NORMAL, reason: str = "") -> None:
         self.session.close(code, reason)
         self.flush()
         self._drain()
 
 
 class FakeSwarm:
-    def __init__(self, hub: FakeHub, info_hash: str, peer_id: str, on_event, hello) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, hub: FakeHub, info_hash: str, peer_id: str, on_event: Any, hello: Any
+    ) -> None:
         self.hub = hub
         self.info_hash = info_hash
         self.peer_id = peer_id
@@ -277,27 +283,27 @@ class FakeSwarm:
     async def stop(self) -> None:
         self.hub.members.pop(self.peer_id, None)
         for link in list(self.links.values()):
-            await link.close(8, "going away")
+            await link.close(CloseCode.GOING_AWAY, "going away")
 
-    def _each(self, fn) -> None:  # type: ignore[no-untyped-def]
+    def _each(self, fn: Callable[[Any], None]) -> None:
         for link in list(self.links.values()):
             if not link.is_closed:
                 fn(link.session)
                 link.flush()
 
-    def broadcast_have(self, segments) -> None:  # type: ignore[no-untyped-def]
+    def broadcast_have(self, segments: Iterable[SegmentId]) -> None:
         segs = list(segments)
         self._each(lambda s: s.announce_have(segs))
 
-    def broadcast_fetching(self, entries) -> None:  # type: ignore[no-untyped-def]
+    def broadcast_fetching(self, entries: Iterable[Any]) -> None:
         items = list(entries)
         self._each(lambda s: s.announce_fetching(items))
 
-    def broadcast_lost(self, segments) -> None:  # type: ignore[no-untyped-def]
+    def broadcast_lost(self, segments: Iterable[SegmentId]) -> None:
         segs = list(segments)
         self._each(lambda s: s.announce_lost(segs))
 
-    def set_position(self, position_s) -> None:  # type: ignore[no-untyped-def]
+    def set_position(self, position_s: float | None) -> None:
         pass
 
     async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
@@ -312,8 +318,8 @@ class FakeHub:
         self.members: dict[str, FakeSwarm] = {}
         self._ticker: asyncio.Task[None] | None = None
 
-    def factory(self, *, leech_only: bool = False):  # type: ignore[no-untyped-def]
-        def make(info_hash, peer_id, on_event, hello):  # type: ignore[no-untyped-def]
+    def factory(self, *, leech_only: bool = False) -> Any:
+        def make(info_hash: str, peer_id: str, on_event: Any, hello: Any) -> FakeSwarm:
             swarm = FakeSwarm(self, info_hash, peer_id, on_event, hello)
             swarm.leech_only = leech_only
             return swarm
@@ -355,4 +361,4 @@ def corrupt_uploads(agent: Any) -> None:
             return None, total
         return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
 
-    agent.exchange._source = corrupted  # type: ignore[method-assign]
+    agent.exchange._source = corrupted

@@ -88,7 +88,9 @@ async def run_swarm(
 async def test_later_viewers_get_most_bytes_from_peers() -> None:
     stream = SynthStream(segment_s=1.0, segment_bytes=40_000)
     async with serve(build_app(stream)) as base:
-        cfgs = [(config(base, duration_s=7.0 - i, seed=i), {}) for i in range(3)]
+        cfgs: list[tuple[AgentConfig, dict[str, Any]]] = [
+            (config(base, duration_s=7.0 - i, seed=i), {}) for i in range(3)
+        ]
         agents, results = await run_swarm(stream, cfgs, stagger_s=1.0)
     for a, r in zip(agents, results, strict=True):
         assert r["stall_count"] == 0 and r["hash_failures"] == 0
@@ -154,7 +156,7 @@ async def test_upload_cap_holds() -> None:
     stream = SynthStream(segment_s=1.0, segment_bytes=60_000)
     cap = 30_000.0
     async with serve(build_app(stream)) as base:
-        cfgs = [
+        cfgs: list[tuple[AgentConfig, dict[str, Any]]] = [
             (config(base, duration_s=6.0, seed=1, upload_cap_bytes_per_s=cap), {}),
             (config(base, duration_s=5.0, seed=2), {}),
         ]
