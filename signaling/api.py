@@ -42,10 +42,18 @@ class SwarmsResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
-    connections: int
-    peers: int
+    status: str = Field(description="ok, degraded (Redis unreachable: alone) or shutting_down")
+    connections: int = Field(description="WebSocket connections of this process")
+    peers: int = Field(description="peers in every swarm (with Redis: of every process)")
     swarms: int
+    backend: str | None = Field(default=None, description="redis with scale-out; absent in memory")
+    node_id: str | None = Field(default=None, description="this process's id in the cluster")
+    redis: str | None = Field(default=None, description="ok or unreachable")
+    nodes: int | None = Field(
+        default=None, description="live signaling processes, this one included"
+    )
+    local_peers: int | None = Field(default=None, description="peers connected to this process")
+    local_swarms: int | None = None
 
 
 def swarm_info(snap: SwarmSnapshot) -> SwarmInfo:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,11 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import WebSocketRoute
 
 from signaling.api import Health, SwarmsResponse, swarm_info
+from signaling.cluster import RedisCluster
 from signaling.config import SignalingConfig
+from signaling.errors import UsageError
 from signaling.metrics import SignalingMetrics
 from signaling.registry import InMemorySwarmRegistry, SwarmRegistry
+from signaling.replica import RemoteMembers
 from signaling.router import Router
-from signaling.service import SignalingService, limits_from_config
+from signaling.service import RelayInfo, SendKind, SignalingService, limits_from_config
 from signaling.ws import TrackerEndpoint
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ class SignalingRuntime:
     service: SignalingService
     router: Router
     endpoint: TrackerEndpoint
+    node_id: str = ""
+    cluster: RedisCluster | None = None
 
     async def shutdown(self, grace_s: float | None = None) -> None:
         await self.endpoint.shutdown(self.config.shutdown_grace_s if grace_s is None else grace_s)
@@ -66,23 +72,48 @@ def create_app(
     """Build the app. ``rng`` seeds pairing (tests pass a seeded one)."""
     message_limits, registry_limits = limits_from_config(config)
     del message_limits
+    node_id = secrets.token_hex(6)
+    scale_out = config.redis_url is not None
     if registry is None:
-        registry = InMemorySwarmRegistry(registry_limits, rng or random.Random())
+        remote = RemoteMembers(config.peer_ttl_s) if scale_out else None
+        registry = InMemorySwarmRegistry(
+            registry_limits, rng or random.Random(), remote=remote, track_changes=scale_out
+        )
     metrics = SignalingMetrics()
     service = SignalingService(config, registry, metrics)
-    router = Router()
-    endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock)
-    runtime = SignalingRuntime(config, registry, metrics, service, router, endpoint)
+    router = Router(node_id)
+    cluster: RedisCluster | None = None
+    if scale_out:
+        if not isinstance(registry, InMemorySwarmRegistry) or registry.remote is None:
+            raise UsageError("with redis_url, the registry must have a RemoteMembers replica")
+        metrics.enable_cluster(registry.peer_count, registry.swarm_count)
+
+        def on_relay(
+            kind: SendKind, conn_id: str, relay: RelayInfo, text: str, t0_s: float
+        ) -> None:
+            router.deliver(service.on_remote_relay(kind, conn_id, relay, text, t0_s), t0_s)
+
+        cluster = RedisCluster(config, node_id, registry, metrics, on_relay)
+        service.attach_cluster(cluster)
+        router.forward = cluster.forward
+    endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock, node_id=node_id)
+    runtime = SignalingRuntime(
+        config, registry, metrics, service, router, endpoint, node_id, cluster
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(_sweeper(runtime, stop))
+        if cluster is not None:
+            cluster.start()
         try:
             yield
         finally:
             if not endpoint.shutting_down:
                 await runtime.shutdown()
+            if cluster is not None:
+                await cluster.stop()
             stop.set()
             await task
 
@@ -98,13 +129,27 @@ def create_app(
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Response:
+        status = "ok"
+        if endpoint.shutting_down:
+            status = "shutting_down"
+        elif cluster is not None and cluster.degraded:
+            status = "degraded"
         body = Health(
-            status="shutting_down" if endpoint.shutting_down else "ok",
+            status=status,
             connections=len(router),
             peers=registry.peer_count(),
             swarms=registry.swarm_count(),
         )
-        return JSONResponse(body.model_dump(), status_code=503 if endpoint.shutting_down else 200)
+        if cluster is not None:
+            body.backend = "redis"
+            body.node_id = node_id
+            body.redis = "ok" if not cluster.degraded else "unreachable"
+            body.nodes = cluster.live_nodes
+            body.local_peers = registry.local_peer_count()
+            body.local_swarms = registry.local_swarm_count()
+        return JSONResponse(
+            body.model_dump(exclude_none=True), status_code=503 if endpoint.shutting_down else 200
+        )
 
     @app.get("/metrics", response_class=Response)
     async def metrics_endpoint() -> Response:

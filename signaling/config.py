@@ -60,6 +60,30 @@ class SignalingConfig:
         "full collections pause a 10k-connection server for ~1 s); empty keeps the default",
     )
     log_level: str = _opt("info", "logging level")
+    redis_url: str | None = _opt(
+        None,
+        "Redis URL (redis://HOST:PORT/DB) joining several processes into one cluster; unset: "
+        "this process runs alone, in memory",
+        repr=False,
+    )
+    redis_prefix: str = _opt(
+        "p2p-signaling:", "with Redis: prefix of every key and channel (clusters may share a Redis)"
+    )
+    heartbeat_interval_s: float = _opt(
+        1.0, "with Redis: how often this process refreshes its liveness key and checks the others'"
+    )
+    node_ttl_s: float = _opt(
+        5.0,
+        "with Redis: a process silent this long is dead: its peers leave pairing and their "
+        "peer_ids may bind on another process",
+    )
+    redis_timeout_s: float = _opt(
+        2.0, "with Redis: a command slower than this marks Redis unreachable (degraded mode)"
+    )
+    redis_retry_s: float = _opt(1.0, "with Redis: wait between reconnection attempts when degraded")
+    bus_queue_max: int = _opt(
+        100000, "with Redis: most writes waiting for Redis; more are dropped and counted"
+    )
 
     def __post_init__(self) -> None:
         positive = (
@@ -77,6 +101,11 @@ class SignalingConfig:
             "rate_per_s",
             "rate_burst",
             "send_queue_max",
+            "heartbeat_interval_s",
+            "node_ttl_s",
+            "redis_timeout_s",
+            "redis_retry_s",
+            "bus_queue_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -91,6 +120,12 @@ class SignalingConfig:
             len(self.gc_thresholds) != 3 or any(t < 0 for t in self.gc_thresholds)
         ):
             raise UsageError("gc_thresholds takes three non-negative integers")
+        if self.node_ttl_s <= self.heartbeat_interval_s:
+            raise UsageError("node_ttl_s must be longer than heartbeat_interval_s")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise UsageError("redis_url must start with redis://, rediss:// or unix://")
         if self.token_secret is not None and len(self.token_secret) < 16:
             raise UsageError("token_secret must be at least 16 characters")
 

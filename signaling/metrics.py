@@ -43,6 +43,49 @@ class SignalingMetrics:
             registry=r,
         )
 
+    def enable_cluster(
+        self, peer_count: Callable[[], float], swarm_count: Callable[[], float]
+    ) -> None:
+        """Scale-out metrics (only with Redis). Cluster-wide gauges are as this process sees the
+        cluster; counters are this process's own and add up across processes."""
+        r = self.registry
+        self.cluster_peers = Gauge(
+            "p2p_signaling_cluster_peers", "Peers across all processes, as seen here", registry=r
+        )
+        self.cluster_swarms = Gauge(
+            "p2p_signaling_cluster_swarms", "Swarms across all processes, as seen here", registry=r
+        )
+        self.cluster_peers.set_function(peer_count)
+        self.cluster_swarms.set_function(swarm_count)
+        self.cluster_nodes = Gauge(
+            "p2p_signaling_cluster_nodes", "Live signaling processes seen in Redis", registry=r
+        )
+        self.cluster_degraded = Gauge(
+            "p2p_signaling_cluster_degraded",
+            "1 while Redis is unreachable (this process pairs only its own peers)",
+            registry=r,
+        )
+        self.bus_messages = Counter(
+            "p2p_signaling_bus_messages",
+            "Messages over Redis pub/sub, by direction (out, in) and kind (offer, answer, member)",
+            ["direction", "kind"],
+            registry=r,
+        )
+        self.bus_dropped = Counter(
+            "p2p_signaling_bus_dropped",
+            "Writes to Redis dropped (Redis unreachable or queue full), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.redis_failures = Counter(
+            "p2p_signaling_redis_failures", "Times Redis became unreachable", registry=r
+        )
+        self.bind_conflicts = Counter(
+            "p2p_signaling_bind_conflicts",
+            "peer_ids found bound on another process when re-publishing after an outage",
+            registry=r,
+        )
+
     def bind_registry_gauges(
         self, peer_count: Callable[[], float], swarm_count: Callable[[], float]
     ) -> None:

@@ -23,7 +23,21 @@ from signaling.errors import (
     UnknownOffer,
     UsageError,
 )
-from signaling.pairing import NO_HINTS, PeerHints, choose_targets
+from signaling.pairing import NO_HINTS, Candidate, PeerHints, choose_targets
+from signaling.replica import ByteTotals, MemberChange, PeerRecord, RemoteMembers
+
+__all__ = [
+    "AnnounceResult",
+    "ByteTotals",
+    "ExpiryResult",
+    "InMemorySwarmRegistry",
+    "PeerRef",
+    "PeerSnapshot",
+    "RegistryLimits",
+    "SwarmCounts",
+    "SwarmRegistry",
+    "SwarmSnapshot",
+]
 
 Event = Literal["started", "stopped", "completed", "update", "paused"]
 
@@ -64,18 +78,6 @@ class AnnounceResult:
 class ExpiryResult:
     peers: tuple[tuple[str, str], ...]  # (info_hash, peer_id)
     offers: int
-
-
-@dataclass(frozen=True)
-class ByteTotals:
-    p2p_down: int = 0
-    p2p_up: int = 0
-    cdn: int = 0
-
-    def __add__(self, other: ByteTotals) -> ByteTotals:
-        return ByteTotals(
-            self.p2p_down + other.p2p_down, self.p2p_up + other.p2p_up, self.cdn + other.cdn
-        )
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ _PendingOffer = tuple[str, float]
 
 
 class SwarmRegistry(Protocol):
-    """What the service needs from swarm state; implemented in memory now, Redis later."""
+    """What the service needs from swarm state. One implementation holds this process's peers;
+    with scale-out it also reads the members other processes publish (``RemoteMembers``)."""
 
     def announce(
         self,
@@ -165,6 +168,10 @@ class SwarmRegistry(Protocol):
         self, now_s: float, conn_id: str, info_hash: str, peer_id: str, totals: ByteTotals
     ) -> None: ...
 
+    def note_paired(self, info_hash: str, a: str, b: str) -> None: ...
+
+    def owner_of(self, peer_id: str) -> str | None: ...
+
     def scrape(self, info_hashes: Iterable[str]) -> dict[str, SwarmCounts]: ...
 
     def swarm_ids(self, limit: int) -> list[str]: ...
@@ -179,13 +186,37 @@ class SwarmRegistry(Protocol):
 
     def swarm_count(self) -> int: ...
 
+    def local_peer_count(self) -> int: ...
+
+    def local_swarm_count(self) -> int: ...
+
+    def drain_changes(self) -> list[MemberChange]: ...
+
 
 class InMemorySwarmRegistry:
-    """Single-process registry. Every operation is O(1) except pairing (bounded by sampling)."""
+    """This process's swarm members. Every operation is O(1) except pairing (bounded by sampling).
 
-    def __init__(self, limits: RegistryLimits, rng: random.Random) -> None:
+    Alone, it is the whole truth. With ``remote`` (scale-out), members held by other processes
+    join pairing, counts, limits, peer_id bindings and listings, under the same rules; with
+    ``track_changes``, every change to this process's own members is logged for
+    :meth:`drain_changes`, so an adapter can publish it.
+    """
+
+    def __init__(
+        self,
+        limits: RegistryLimits,
+        rng: random.Random,
+        *,
+        remote: RemoteMembers | None = None,
+        track_changes: bool = False,
+    ) -> None:
         self.limits = limits
         self._rng = rng
+        self.remote = remote
+        self._changes: OrderedDict[tuple[str, str], tuple[str, str]] | None = (
+            OrderedDict() if track_changes else None
+        )
+        self._unbound: list[tuple[str, str]] = []
         self._swarms: dict[str, _Swarm] = {}
         self._owners: dict[str, str] = {}  # peer_id -> conn_id
         self._conn_peer_ids: dict[str, set[str]] = {}
@@ -201,8 +232,33 @@ class InMemorySwarmRegistry:
 
     def _check_owner(self, conn_id: str, peer_id: str) -> None:
         owner = self._owners.get(peer_id)
+        if owner is None and self.remote is not None:
+            owner = self.remote.owner_conn(peer_id)
         if owner is not None and owner != conn_id:
             raise PeerIdTaken("peer_id is bound to another connection")
+
+    def _note(self, kind: str, info_hash: str, peer_id: str, conn_id: str) -> None:
+        if self._changes is not None:
+            key = (info_hash, peer_id)
+            self._changes.pop(key, None)
+            self._changes[key] = (kind, conn_id)
+
+    def _remote_size(self, info_hash: str) -> int:
+        return self.remote.size(info_hash) if self.remote is not None else 0
+
+    def _counts(self, info_hash: str) -> SwarmCounts:
+        swarm = self._swarms.get(info_hash)
+        counts = swarm.counts() if swarm is not None else SwarmCounts(0, 0, 0)
+        if self.remote is None:
+            return counts
+        size = self.remote.size(info_hash)
+        complete = self.remote.complete(info_hash)
+        downloaded, _ = self.remote.aggregates(info_hash)
+        return SwarmCounts(
+            counts.complete + complete,
+            counts.incomplete + size - complete,
+            counts.downloaded + downloaded,
+        )
 
     def _bind(self, conn_id: str, peer_id: str) -> None:
         if self._owners.get(peer_id) == conn_id:
@@ -236,9 +292,8 @@ class InMemorySwarmRegistry:
             if swarm is not None and peer_id in swarm.peers:
                 self._remove_peer(swarm, peer_id)
                 left = True
-            counts = swarm.counts() if swarm is not None else SwarmCounts(0, 0, 0)
             self._drop_if_empty(info_hash)
-            return AnnounceResult(counts, (), joined=False, left=left)
+            return AnnounceResult(self._counts(info_hash), (), joined=False, left=left)
 
         joined = False
         peer = swarm.peers.get(peer_id) if swarm is not None else None
@@ -248,7 +303,8 @@ class InMemorySwarmRegistry:
                 raise TooManySwarms(
                     f"at most {self.limits.max_swarms_per_connection} swarms per connection"
                 )
-            if swarm is not None and len(swarm.peers) >= self.limits.max_peers_per_swarm:
+            size = (len(swarm.peers) if swarm is not None else 0) + self._remote_size(info_hash)
+            if size >= self.limits.max_peers_per_swarm:
                 raise SwarmFull(f"swarm holds {self.limits.max_peers_per_swarm} peers")
             self._bind(conn_id, peer_id)
             if swarm is None:
@@ -268,11 +324,21 @@ class InMemorySwarmRegistry:
             peer.seeding = True
         elif seeding is not None:
             peer.seeding = seeding
+        self._note("up", info_hash, peer_id, conn_id)
 
         targets: tuple[PeerRef, ...] = ()
-        if want_targets > 0 and len(swarm.peers) > 1:
+        remote_size = self._remote_size(info_hash)
+        if want_targets > 0 and len(swarm.peers) + remote_size > 1:
             exclude = self._conn_peer_ids.get(conn_id, set())
-            candidates = [p for p in swarm.peers.values() if p.peer_id not in exclude]
+            candidates: list[Candidate] = [
+                p for p in swarm.peers.values() if p.peer_id not in exclude
+            ]
+            conns = {p.peer_id: p.conn_id for p in swarm.peers.values()}
+            if remote_size and self.remote is not None:
+                for rp in self.remote.members(info_hash):
+                    if rp.peer_id not in conns:
+                        candidates.append(rp)
+                        conns[rp.peer_id] = rp.conn_id
             chosen = choose_targets(
                 peer_id,
                 hints,
@@ -282,8 +348,8 @@ class InMemorySwarmRegistry:
                 self._rng,
                 sample_limit=self.limits.pairing_sample_limit,
             )
-            targets = tuple(PeerRef(pid, swarm.peers[pid].conn_id) for pid in chosen)
-        return AnnounceResult(swarm.counts(), targets, joined=joined, left=False)
+            targets = tuple(PeerRef(pid, conns[pid]) for pid in chosen)
+        return AnnounceResult(self._counts(info_hash), targets, joined=joined, left=False)
 
     # -- offers and answers ----------------------------------------------------------------
 
@@ -313,18 +379,25 @@ class InMemorySwarmRegistry:
         if pending[1] <= now_s:
             raise UnknownOffer("the offer has expired")
         target_conn = self._owners.get(to_peer)
+        if target_conn is None and self.remote is not None:
+            target_conn = self.remote.owner_conn(to_peer)
         if target_conn is None:
             raise UnknownOffer("the offering peer has gone")
-        swarm = self._swarms.get(info_hash)
-        if swarm is not None:
-            for a, b in ((answerer, to_peer), (to_peer, answerer)):
-                peer = swarm.peers.get(a)
-                if peer is not None:
-                    peer.paired.pop(b, None)
-                    peer.paired[b] = None
-                    if len(peer.paired) > MAX_PAIRED_REMEMBERED:
-                        peer.paired.pop(next(iter(peer.paired)))
+        self.note_paired(info_hash, answerer, to_peer)
         return PeerRef(to_peer, target_conn)
+
+    def note_paired(self, info_hash: str, a: str, b: str) -> None:
+        """The server relayed an answer between ``a`` and ``b``: remember it on local peers."""
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return
+        for x, y in ((a, b), (b, a)):
+            peer = swarm.peers.get(x)
+            if peer is not None:
+                peer.paired.pop(y, None)
+                peer.paired[y] = None
+                if len(peer.paired) > MAX_PAIRED_REMEMBERED:
+                    peer.paired.pop(next(iter(peer.paired)))
 
     # -- stats ----------------------------------------------------------------------------
 
@@ -345,19 +418,26 @@ class InMemorySwarmRegistry:
             old.cdn if totals.cdn < old.cdn else 0,
         )
         peer.bytes = totals
+        self._note("up", info_hash, peer_id, conn_id)
 
     # -- queries --------------------------------------------------------------------------
 
     def scrape(self, info_hashes: Iterable[str]) -> dict[str, SwarmCounts]:
         out: dict[str, SwarmCounts] = {}
         for info_hash in info_hashes:
-            swarm = self._swarms.get(info_hash)
-            out[info_hash] = swarm.counts() if swarm is not None else SwarmCounts(0, 0, 0)
+            out[info_hash] = self._counts(info_hash)
         return out
+
+    def _all_swarm_ids(self) -> Iterable[str]:
+        yield from self._swarms
+        if self.remote is not None:
+            for info_hash in self.remote.swarm_ids():
+                if info_hash not in self._swarms:
+                    yield info_hash
 
     def swarm_ids(self, limit: int) -> list[str]:
         out: list[str] = []
-        for info_hash in self._swarms:
+        for info_hash in self._all_swarm_ids():
             if len(out) >= limit:
                 break
             out.append(info_hash)
@@ -367,21 +447,88 @@ class InMemorySwarmRegistry:
         if max_swarms < 0 or max_peers < 0:
             raise UsageError("limits must be >= 0")
         out: list[SwarmSnapshot] = []
-        for swarm in list(self._swarms.values())[:max_swarms]:
-            peers = tuple(
+        for info_hash in self.swarm_ids(max_swarms):
+            swarm = self._swarms.get(info_hash)
+            local = list(swarm.peers.values()) if swarm is not None else []
+            peers = [
                 PeerSnapshot(
                     p.peer_id, p.seeding, p.hints, max(0.0, now_s - p.last_seen_s), p.bytes
                 )
-                for p in list(swarm.peers.values())[:max_peers]
-            )
-            out.append(SwarmSnapshot(swarm.info_hash, swarm.counts(), swarm.byte_totals(), peers))
+                for p in local[:max_peers]
+            ]
+            totals = swarm.byte_totals() if swarm is not None else ByteTotals()
+            if self.remote is not None:
+                members = self.remote.members(info_hash)
+                _, retired = self.remote.aggregates(info_hash)
+                totals = totals + retired
+                for rp in members:
+                    totals = totals + rp.bytes
+                for rp in members[: max(0, max_peers - len(peers))]:
+                    idle_s = max(0.0, now_s - rp.seen_s)
+                    peers.append(PeerSnapshot(rp.peer_id, rp.seeding, rp.hints, idle_s, rp.bytes))
+            out.append(SwarmSnapshot(info_hash, self._counts(info_hash), totals, tuple(peers)))
         return out
 
     def peer_count(self) -> int:
-        return self._peer_total
+        """Members of every swarm, this process's and (with scale-out) the others'."""
+        return self._peer_total + (self.remote.peer_count() if self.remote is not None else 0)
 
     def swarm_count(self) -> int:
+        if self.remote is None:
+            return len(self._swarms)
+        return sum(1 for _ in self._all_swarm_ids())
+
+    def local_peer_count(self) -> int:
+        """Members connected to this process."""
+        return self._peer_total
+
+    def local_swarm_count(self) -> int:
         return len(self._swarms)
+
+    # -- change log (scale-out) ---------------------------------------------------------------
+
+    def _record(self, swarm: _Swarm, peer: _Peer) -> PeerRecord:
+        return PeerRecord(
+            swarm.info_hash,
+            peer.peer_id,
+            peer.conn_id,
+            peer.seeding,
+            peer.hints,
+            peer.bytes,
+            swarm.downloaded,
+            swarm.retired_bytes,
+        )
+
+    def drain_changes(self) -> list[MemberChange]:
+        """Changes to this process's members since the last call (latest state per member)."""
+        if self._changes is None:
+            return []
+        out: list[MemberChange] = []
+        for (info_hash, peer_id), (kind, conn_id) in self._changes.items():
+            swarm = self._swarms.get(info_hash)
+            peer = swarm.peers.get(peer_id) if swarm is not None else None
+            if kind == "up" and swarm is not None and peer is not None:
+                rec = self._record(swarm, peer)
+                out.append(MemberChange("up", info_hash, peer_id, peer.conn_id, rec))
+            else:
+                downloaded = swarm.downloaded if swarm is not None else 0
+                retired = swarm.retired_bytes if swarm is not None else ByteTotals()
+                out.append(
+                    MemberChange("down", info_hash, peer_id, conn_id, None, downloaded, retired)
+                )
+        self._changes.clear()
+        for peer_id, conn_id in self._unbound:
+            out.append(MemberChange("unbind", "", peer_id, conn_id))
+        self._unbound.clear()
+        return out
+
+    def local_records(self) -> list[PeerRecord]:
+        """Every member of this process (to publish in full after a reconnect)."""
+        return [self._record(s, p) for s in self._swarms.values() for p in s.peers.values()]
+
+    def local_bindings(self) -> list[tuple[str, str]]:
+        """(peer_id, conn_id) of every peer_id bound on this process."""
+        return list(self._owners.items())
 
     def pending_offer_count(self) -> int:
         return len(self._pending)
@@ -396,6 +543,7 @@ class InMemorySwarmRegistry:
         if members is not None:
             members.discard((swarm.info_hash, peer_id))
         self._peer_total -= 1
+        self._note("down", swarm.info_hash, peer_id, peer.conn_id)
 
     def _drop_if_empty(self, info_hash: str) -> None:
         swarm = self._swarms.get(info_hash)
@@ -413,6 +561,8 @@ class InMemorySwarmRegistry:
         for peer_id in self._conn_peer_ids.pop(conn_id, set()):
             if self._owners.get(peer_id) == conn_id:
                 del self._owners[peer_id]
+                if self._changes is not None:
+                    self._unbound.append((peer_id, conn_id))
         return removed
 
     def expire(self, now_s: float) -> ExpiryResult:
@@ -437,4 +587,6 @@ class InMemorySwarmRegistry:
                 break
             del self._pending[key]
             offers += 1
+        if self.remote is not None:
+            self.remote.expire(now_s)
         return ExpiryResult(tuple(gone), offers)

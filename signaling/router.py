@@ -1,7 +1,8 @@
 """Routing: which live socket a ``conn_id`` is, and handing it messages.
 
 Kept apart from the registry: the registry says *who* gets a message (a ``conn_id``); the router
-owns the sockets of this process. A scale-out backend would add a hop to other nodes here.
+owns the sockets of this process. With scale-out, a message for a connection of another process
+(``conn_id`` is ``<node_id>-<n>``) goes to ``forward``, which puts it on that process's channel.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from signaling import closecodes
 from signaling.metrics import SignalingMetrics
+from signaling.replica import node_of
 from signaling.service import Send, SendKind
 
 logger = logging.getLogger(__name__)
@@ -100,10 +102,14 @@ class Connection:
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(
+        self, node_id: str | None = None, forward: Callable[[Send], None] | None = None
+    ) -> None:
         self._conns: dict[str, Connection] = {}
         self.all_closed = asyncio.Event()
         self.all_closed.set()
+        self.node_id = node_id
+        self.forward = forward
 
     def add(self, conn: Connection) -> None:
         self._conns[conn.conn_id] = conn
@@ -124,6 +130,9 @@ class Router:
         for item in sends:
             conn = self._conns.get(item.conn_id)
             if conn is None:
+                if self.forward is not None and node_of(item.conn_id) != self.node_id:
+                    self.forward(item)
+                    continue
                 logger.debug("drop %s for gone conn %s", item.kind, item.conn_id)
                 continue
             conn.enqueue(item.text, item.kind, t0_s)

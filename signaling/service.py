@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from signaling import closecodes, messages
 from signaling.config import SignalingConfig
 from signaling.errors import FatalViolation, SignalingError, SwarmNotAllowed
-from signaling.messages import Announce, Answer, MessageLimits, Scrape, Stats
+from signaling.messages import Announce, Answer, Message, MessageLimits, Scrape, Stats
 from signaling.metrics import SignalingMetrics
 from signaling.ratelimit import TokenBucket
 from signaling.registry import ByteTotals, RegistryLimits, SwarmRegistry
+from signaling.replica import MemberChange
 from signaling.tokens import JoinGrant
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,24 @@ SendKind = Literal["reply", "offer", "answer"]
 
 
 @dataclass(frozen=True)
+class RelayInfo:
+    """Who a relayed offer or answer is from and to (what another process needs to record it).
+
+    For an offer ``from_peer`` is the offerer and ``to_peer`` the target; for an answer
+    ``from_peer`` is the answerer and ``to_peer`` the offerer it goes back to."""
+
+    info_hash: str
+    from_peer: str
+    to_peer: str
+    offer_id: str
+
+
+@dataclass(frozen=True)
 class Send:
     conn_id: str
     text: str
     kind: SendKind = "reply"
+    relay: RelayInfo | None = None
 
 
 @dataclass
@@ -38,6 +53,22 @@ class ConnContext:
     bucket: TokenBucket
     grant: JoinGrant | None = None
     failures: int = field(default=0)
+    closed: bool = False
+
+
+class ClusterHooks(Protocol):
+    """What the service needs from a scale-out backend (:class:`signaling.cluster.RedisCluster`).
+
+    ``claim`` binds a peer_id to a connection cluster-wide (raises ``PeerIdTaken``); it is the
+    only awaited call, made once per new peer_id on a connection. The rest never block."""
+
+    async def claim(self, conn_id: str, peer_id: str) -> None: ...
+
+    def release(self, conn_id: str, peer_id: str) -> None: ...
+
+    def publish(self, changes: list[MemberChange]) -> None: ...
+
+    def is_local(self, conn_id: str) -> bool: ...
 
 
 def limits_from_config(config: SignalingConfig) -> tuple[MessageLimits, RegistryLimits]:
@@ -65,38 +96,104 @@ class SignalingService:
         self.registry = registry
         self.metrics = metrics
         self.message_limits, _ = limits_from_config(config)
-        metrics.bind_registry_gauges(registry.peer_count, registry.swarm_count)
+        self.cluster: ClusterHooks | None = None
+        metrics.bind_registry_gauges(registry.local_peer_count, registry.local_swarm_count)
+
+    def attach_cluster(self, cluster: ClusterHooks) -> None:
+        self.cluster = cluster
 
     def new_connection(self, conn_id: str, now_s: float, grant: JoinGrant | None) -> ConnContext:
         bucket = TokenBucket(self.config.rate_per_s, self.config.rate_burst, now_s)
         return ConnContext(conn_id, bucket, grant)
 
+    def _admit(self, ctx: ConnContext, frame: str | bytes, now_s: float) -> Message:
+        if not ctx.bucket.try_take(now_s):
+            raise FatalViolation(
+                "too many messages", reason="rate_limited", close_code=closecodes.RATE_LIMITED
+            )
+        return messages.parse_message(frame, self.message_limits)
+
+    def _fail(self, ctx: ConnContext, exc: SignalingError, frame: str | bytes) -> list[Send]:
+        self.metrics.reject(exc.reason)
+        if exc.fatal:
+            raise exc
+        ctx.failures += 1
+        logger.debug("conn %s: rejected (%s): %s", ctx.conn_id, exc.reason, exc.detail)
+        reply = messages.failure_reply(exc.detail, exc.reason, messages.reply_context(frame))
+        return [Send(ctx.conn_id, reply)]
+
     def on_frame(self, ctx: ConnContext, frame: str | bytes, now_s: float) -> list[Send]:
         """Handle one frame. Raises :class:`FatalViolation` when the connection must close."""
         try:
-            if not ctx.bucket.try_take(now_s):
-                raise FatalViolation(
-                    "too many messages", reason="rate_limited", close_code=closecodes.RATE_LIMITED
-                )
-            msg = messages.parse_message(frame, self.message_limits)
+            return self._dispatch(ctx, self._admit(ctx, frame, now_s), now_s)
+        except SignalingError as exc:
+            return self._fail(ctx, exc, frame)
+        finally:
+            self._publish()
+
+    async def on_frame_async(
+        self, ctx: ConnContext, frame: str | bytes, now_s: float
+    ) -> list[Send]:
+        """:meth:`on_frame`, plus (scale-out) a cluster-wide claim of a peer_id new to this
+        connection before its first announce is applied."""
+        cluster = self.cluster
+        if cluster is None:
+            return self.on_frame(ctx, frame, now_s)
+        claimed: str | None = None
+        try:
+            msg = self._admit(ctx, frame, now_s)
+            if (
+                isinstance(msg, Announce)
+                and msg.event != "stopped"
+                and self.registry.owner_of(msg.peer_id) is None
+            ):
+                self._check_grant(ctx, msg.info_hash)
+                await cluster.claim(ctx.conn_id, msg.peer_id)
+                claimed = msg.peer_id
+                if ctx.closed:
+                    return []
             return self._dispatch(ctx, msg, now_s)
         except SignalingError as exc:
-            self.metrics.reject(exc.reason)
-            if exc.fatal:
-                raise
-            ctx.failures += 1
-            logger.debug("conn %s: rejected (%s): %s", ctx.conn_id, exc.reason, exc.detail)
-            reply = messages.failure_reply(exc.detail, exc.reason, messages.reply_context(frame))
-            return [Send(ctx.conn_id, reply)]
+            return self._fail(ctx, exc, frame)
+        finally:
+            if claimed is not None and self.registry.owner_of(claimed) != ctx.conn_id:
+                cluster.release(ctx.conn_id, claimed)
+            self._publish()
+
+    def _publish(self) -> None:
+        if self.cluster is not None:
+            changes = self.registry.drain_changes()
+            if changes:
+                self.cluster.publish(changes)
 
     def on_close(self, ctx: ConnContext) -> None:
+        ctx.closed = True
         self.registry.drop_connection(ctx.conn_id)
+        self._publish()
 
     def sweep(self, now_s: float) -> None:
         result = self.registry.expire(now_s)
+        self._publish()
         if result.peers:
             self.metrics.expired_peers.inc(len(result.peers))
             logger.debug("expired %d peers, %d offers", len(result.peers), result.offers)
+
+    def on_remote_relay(
+        self, kind: SendKind, conn_id: str, relay: RelayInfo, text: str, now_s: float
+    ) -> list[Send]:
+        """An offer or answer relayed by another process to a connection of ours. The target
+        must still hold the peer_id it was chosen as; an offer is recorded here, where its
+        answer will arrive, so answers are checked without asking Redis."""
+        if self.registry.owner_of(relay.to_peer) != conn_id:
+            logger.debug("drop a relayed %s: the target has gone", kind)
+            return []
+        if kind == "offer":
+            self.registry.record_offer(
+                now_s, relay.info_hash, relay.offer_id, relay.from_peer, relay.to_peer
+            )
+        else:
+            self.registry.note_paired(relay.info_hash, relay.from_peer, relay.to_peer)
+        return [Send(conn_id, text, kind)]
 
     def _check_grant(self, ctx: ConnContext, info_hash: str) -> None:
         if ctx.grant is not None and not ctx.grant.allows(messages.id_hex(info_hash)):
@@ -115,7 +212,8 @@ class SignalingService:
                 now_s, ctx.conn_id, msg.info_hash, msg.peer_id, msg.to_peer_id, msg.offer_id
             )
             self.metrics.relays.labels(kind="answer").inc()
-            return [Send(target.conn_id, messages.answer_relay(msg), "answer")]
+            relay = RelayInfo(msg.info_hash, msg.peer_id, msg.to_peer_id, msg.offer_id)
+            return [Send(target.conn_id, messages.answer_relay(msg), "answer", relay)]
         if isinstance(msg, Scrape):
             self.metrics.messages.labels(action="scrape").inc()
             hashes = msg.info_hashes or tuple(
@@ -154,13 +252,13 @@ class SignalingService:
             )
         ]
         for offer, target in zip(msg.offers, result.targets, strict=False):
-            self.registry.record_offer(
-                now_s, msg.info_hash, offer.offer_id, msg.peer_id, target.peer_id
-            )
-            out.append(
-                Send(
-                    target.conn_id, messages.offer_relay(msg.info_hash, msg.peer_id, offer), "offer"
+            # a target on another process records the offer there, where its answer arrives
+            if self.cluster is None or self.cluster.is_local(target.conn_id):
+                self.registry.record_offer(
+                    now_s, msg.info_hash, offer.offer_id, msg.peer_id, target.peer_id
                 )
-            )
+            relay = RelayInfo(msg.info_hash, msg.peer_id, target.peer_id, offer.offer_id)
+            text = messages.offer_relay(msg.info_hash, msg.peer_id, offer)
+            out.append(Send(target.conn_id, text, "offer", relay))
             self.metrics.relays.labels(kind="offer").inc()
         return out

@@ -54,6 +54,7 @@ class TrackerEndpoint:
         router: Router,
         metrics: SignalingMetrics,
         wall_clock: Callable[[], float] = time.time,
+        node_id: str | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -62,7 +63,7 @@ class TrackerEndpoint:
         self.wall_clock = wall_clock
         self.shutting_down = False
         self._ids = itertools.count(1)
-        self._node = secrets.token_hex(4)
+        self._node = node_id or secrets.token_hex(4)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -130,7 +131,7 @@ class TrackerEndpoint:
                 text = event.get("text")
                 frame: str | bytes = text if text is not None else event.get("bytes") or b""
                 try:
-                    sends = self.service.on_frame(ctx, frame, t0_s)
+                    sends = await self.service.on_frame_async(ctx, frame, t0_s)
                 except FatalViolation as exc:
                     logger.info("conn %s: closing (%s)", conn_id, exc.reason)
                     conn.close(exc.close_code or closecodes.POLICY_VIOLATION, exc.detail)
