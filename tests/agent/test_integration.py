@@ -210,10 +210,13 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
                 integrity=IntegrityConfig(ban_after_failures=2, penalty_s=0.5),
             )
         )
+        later = Agent(agent_config(url, sig.url, duration_s=6.0, seed=3))
         tasks = [asyncio.create_task(evil.run())]
         await asyncio.sleep(1.5)
         tasks.append(asyncio.create_task(victim.run()))
-        _, result = await asyncio.gather(*tasks)
+        await asyncio.sleep(1.5)
+        tasks.append(asyncio.create_task(later.run()))
+        _, result, later_result = await asyncio.gather(*tasks)
     assert result["hash_failures"] >= 2 and evil.peer_id in result["peers_banned"], result
     assert result["stall_count"] == 0, result
     assert result["segments_verified"] >= result["segments_played"] > 0, result
@@ -223,6 +226,10 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
         info = victim.info(segment)
         assert info is not None and victim.manifest.verify(info, data) is Verdict.OK
     assert victim.manifest.mode == "sha256"
+    # The victim never passed bad bytes on: a later viewer it served blames only the corrupter.
+    assert victim.exchange.bytes_uploaded > 0
+    assert victim.peer_id not in later.penalties.failures, later.penalties.failures
+    assert later_result["stall_count"] == 0, later_result
 
 
 async def test_signaling_restart_p2p_resumes(media: MediaSet) -> None:
@@ -246,3 +253,35 @@ async def test_signaling_restart_p2p_resumes(media: MediaSet) -> None:
         assert r["hash_failures"] == 0
     assert all(r["tracker_connects"] >= 2 for r in results[:2]), results
     assert results[2]["bytes_p2p"] > 0, results[2]
+
+
+async def test_leech_only_agent_never_uploads(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        configs = [
+            agent_config(url, sig.url, duration_s=8.0, seed=2),
+            # Further behind the edge: what it needs, its neighbour already has.
+            agent_config(url, sig.url, duration_s=6.5, seed=1, leech_only=True, latency_segments=5),
+        ]
+        agents, results = await run_agents(configs, stagger_s=1.5)
+    other, leech = results
+    assert leech["bytes_uploaded"] == 0 and leech["peers_seen"] >= 1, leech
+    assert leech["bytes_p2p"] > 0, leech  # it still downloads from its neighbour
+    assert other["bytes_p2p"] == 0, other  # its only neighbour never uploads
+    assert leech["stall_count"] == 0 and other["stall_count"] == 0
+
+
+async def test_upload_cap_holds_over_webrtc(media: MediaSet) -> None:
+    cap = 20_000.0
+    async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
+        url = origin.url("hls/live-ts/master.m3u8")
+        configs = [
+            agent_config(url, sig.url, duration_s=9.0, seed=1, upload_cap_bytes_per_s=cap),
+            agent_config(url, sig.url, duration_s=7.5, seed=2),
+            agent_config(url, sig.url, duration_s=6.0, seed=3),
+        ]
+        agents, results = await run_agents(configs, stagger_s=1.5)
+    capped = results[0]
+    burst = agents[0].exchange.bucket.burst_bytes if agents[0].exchange.bucket else 0
+    assert 0 < capped["bytes_uploaded"] <= cap * 9.0 + burst, capped
+    assert all(r["stall_count"] == 0 for r in results), results

@@ -98,3 +98,30 @@ async def test_origin_faults_are_retried_and_playback_continues(media: MediaSet)
     assert sum(faults.values()) > 0
     assert summary["cdn_retries"] > 0 and summary["ended"]
     assert summary["segments_verified"] == 6 and summary["hash_failures"] == 0
+
+
+async def test_without_a_manifest_only_sizes_are_checked(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin:
+        cfg = AgentConfig(
+            origin.url("hls/vod-byterange/master.m3u8"),
+            duration_s=15.0,
+            discover_manifest=False,
+            cdn=FAST_CDN,
+        )
+        summary = await Agent(cfg).run()
+    assert summary["integrity"] == "size-only"
+    assert summary["ended"] and summary["segments_verified"] == 6
+
+
+async def test_origin_hangs_time_out_and_are_retried(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin:
+        origin.set_shaping(timeout_rate=0.25, timeout_hang_s=5.0, seed=3)
+        cdn = CdnConfig(read_timeout_s=0.4, backoff_base_s=0.02, backoff_max_s=0.1)
+        cfg = AgentConfig(
+            origin.url("hls/live-ts/master.m3u8"), duration_s=5.0, latency_segments=4, cdn=cdn
+        )
+        summary = await Agent(cfg).run()
+        faults = origin.stats()["faults"]
+    assert faults.get("timeout", 0) > 0, faults
+    assert summary["cdn_retries"] > 0
+    assert summary["stall_count"] == 0 and summary["hash_failures"] == 0, summary
