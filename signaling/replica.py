@@ -125,7 +125,7 @@ def decode_record(text: str | bytes) -> PeerRecord:
             swarm_downloaded=int(obj.get("d", 0)),
             swarm_retired=_totals(obj.get("r", [0, 0, 0])),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadRecord(f"undecodable peer record: {type(exc).__name__}") from exc
     for name in ("info_hash", "peer_id", "conn_id"):
         if not isinstance(getattr(rec, name), str):
