@@ -285,3 +285,12 @@ async def test_upload_cap_holds_over_webrtc(media: MediaSet) -> None:
     burst = agents[0].exchange.bucket.burst_bytes if agents[0].exchange.bucket else 0
     assert 0 < capped["bytes_uploaded"] <= cap * 9.0 + burst, capped
     assert all(r["stall_count"] == 0 for r in results), results
+
+
+async def test_unreachable_tracker_plays_from_the_cdn(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin:
+        dead = f"ws://127.0.0.1:{free_port()}/announce"
+        cfg = agent_config(origin.url("hls/live-ts/master.m3u8"), dead, duration_s=4.0)
+        result = await Agent(cfg).run()
+    assert result["stall_count"] == 0 and result["segments_played"] >= 3, result
+    assert result["bytes_p2p"] == 0 and result["tracker_connects"] == 0
