@@ -1,0 +1,107 @@
+// Identity (docs/vectors/wire/identity.json), WebCrypto SHA-256 against manifests, the store.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+
+import { asciiBytes, bytesToAscii, makePeerId, swarmIdFor } from "../../web_demo/ids.js";
+import { Manifest, Penalties, Verdict, manifestKeys, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
+import { GrowBuffer, SegmentStore, ThroughputEstimator } from "../../web_demo/store.js";
+
+const IDENTITY = JSON.parse(readFileSync(new URL("../../docs/vectors/wire/identity.json", import.meta.url), "utf8"));
+
+test("swarm ids match docs/vectors/wire/identity.json", async () => {
+  assert.ok(IDENTITY.swarm_ids.length >= 1);
+  for (const { url, swarm_id } of IDENTITY.swarm_ids) assert.equal(await swarmIdFor(url), swarm_id);
+});
+
+test("peer ids are -PH0001- and 12 of [0-9A-Za-z]", () => {
+  let i = 0;
+  const draws = [0, 0.999, 0.5, 0.25];
+  const id = makePeerId(() => draws[i++ % draws.length]);
+  assert.match(id, /^-PH0001-[0-9A-Za-z]{12}$/);
+  assert.equal(id.slice(8, 10), "0Z");
+  assert.equal(bytesToAscii(asciiBytes(id)), id);
+  assert.throws(() => asciiBytes("\u0100"));
+});
+
+const bytes = new TextEncoder().encode("segment bytes");
+const digest = createHash("sha256").update(bytes).digest("hex");
+
+test("sha256Hex is SHA-256", async () => {
+  assert.equal(await sha256Hex(bytes), digest);
+});
+
+test("manifest keys: as written, absolute, path, name; byte ranges", () => {
+  assert.deepEqual(manifestKeys("seg-1.ts", "http://h/hls/s/lo/seg-1.ts"), [
+    "seg-1.ts",
+    "http://h/hls/s/lo/seg-1.ts",
+    "/hls/s/lo/seg-1.ts",
+    "hls/s/lo/seg-1.ts",
+  ]);
+  const keys = manifestKeys("stream.ts", "http://h/x/stream.ts", [100, 200]);
+  assert.ok(keys.includes("stream.ts#100-199"));
+  assert.ok(keys.indexOf("stream.ts#100-199") < keys.indexOf("stream.ts"));
+});
+
+test("manifest verdicts: ok, mismatch, unknown; size-only without a manifest", async () => {
+  const m = new Manifest("http://h/hls/s/lo/manifest.json");
+  m.update(JSON.stringify({ "seg-1.ts": digest.toUpperCase(), "seg-2.ts": "not a hash", n: 3 }));
+  assert.equal(m.hashes.get("seg-2.ts"), undefined);
+  const seg1 = { key: "seg-1.ts", uri: "http://h/hls/s/lo/seg-1.ts" };
+  assert.equal(await m.verify(seg1, bytes), Verdict.OK);
+  const bad = Uint8Array.from(bytes);
+  bad[0] ^= 0xff;
+  assert.equal(await m.verify(seg1, bad), Verdict.MISMATCH);
+  assert.equal(await m.verify({ key: "seg-9.ts", uri: "http://h/hls/s/lo/seg-9.ts" }, bytes), Verdict.UNKNOWN);
+  assert.equal(m.mode, "sha256");
+  const sizeOnly = new Manifest(null);
+  assert.equal(sizeOnly.mode, "size-only");
+  assert.equal(await sizeOnly.verify(seg1, bytes, bytes.length), Verdict.OK);
+  assert.equal(await sizeOnly.verify(seg1, bytes, 3), Verdict.MISMATCH);
+  assert.equal(await sizeOnly.verify(seg1, bytes), Verdict.UNKNOWN);
+  assert.throws(() => parseManifest("[]"));
+});
+
+test("penalties: a penalty window, then a ban at the second failure", () => {
+  const p = new Penalties({ ban_after_failures: 2, penalty_s: 5 });
+  assert.equal(p.record("x", 10), false);
+  assert.equal(p.blockedUntil("x"), 15);
+  assert.equal(p.record("x", 11), true);
+  assert.equal(p.isBanned("x"), true);
+  assert.equal(p.blockedUntil("x"), Infinity);
+  assert.equal(p.record("x", 12), false); // banned once
+});
+
+test("store evicts the oldest beyond its byte budget", () => {
+  const store = new SegmentStore(10);
+  assert.deepEqual(store.put("0/1", [0, 1], new Uint8Array(4)), []);
+  assert.deepEqual(store.put("0/2", [0, 2], new Uint8Array(4)), []);
+  assert.deepEqual(store.put("0/3", [0, 3], new Uint8Array(4)), [[0, 1]]);
+  assert.equal(store.usedBytes, 8);
+  assert.deepEqual(store.segments(), [
+    [0, 2],
+    [0, 3],
+  ]);
+  assert.deepEqual(store.put("0/4", [0, 4], new Uint8Array(20)), [
+    [0, 2],
+    [0, 3],
+    [0, 4],
+  ]);
+  assert.throws(() => store.put("0/5", [0, 5], new Uint8Array(0)));
+});
+
+test("grow buffer and throughput estimator", () => {
+  const b = new GrowBuffer(2);
+  b.append(Uint8Array.of(1, 2, 3));
+  b.append(Uint8Array.of(4));
+  assert.deepEqual([...b.copy()], [1, 2, 3, 4]);
+  b.truncate(2);
+  assert.deepEqual([...b.view()], [1, 2]);
+  const t = new ThroughputEstimator(3);
+  assert.equal(t.estimate, null);
+  t.addSample(1000, 1);
+  assert.ok(Math.abs(t.estimate - 1000) < 1e-9); // zero-factor corrected: the first sample is exact
+  t.addSample(3000, 1);
+  assert.ok(t.estimate > 1000 && t.estimate < 3000);
+});
