@@ -45,7 +45,10 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       this._callbacks = callbacks;
       this.stats.loading.start = performance.now();
       const frag = context.frag;
-      const pending = context.rangeStart || context.rangeEnd ? null : engine.requestFragment(frag);
+      // A partial load hls.js asks for on its own (a range of a fragment that is not a byte-range
+      // segment) is not ours to serve.
+      const partial = (context.rangeStart || context.rangeEnd) && !frag.byteRange?.length;
+      const pending = partial ? null : engine.requestFragment(frag);
       if (pending === null) {
         this._useDefault();
         return;

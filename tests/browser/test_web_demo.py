@@ -221,6 +221,27 @@ async def test_demo_panel_shows_p2p_figures_and_a_screenshot() -> None:
     print(f"panel: {shown} from peers, ratio {ratio}, {rows} peers; screenshot {shot}")
 
 
+WS_PROBE_JS = """async (url) => await new Promise((resolve) => {
+  let opened = false;
+  const ws = new WebSocket(url);
+  ws.onopen = () => { opened = true; setTimeout(() => ws.close(1000), 300); };
+  ws.onclose = (e) => resolve({opened, code: e.code});
+})"""
+
+
+async def test_tracker_checks_are_on_tokens_and_origin() -> None:
+    async with run_demo(demo_config()) as demo, browser_context() as context:
+        page = await context.new_page()
+        await page.goto(demo.page_url + "config.json")  # the page's own origin
+        with_token = demo.tracker_url + f"?token={demo.token}"
+        assert await page.evaluate(WS_PROBE_JS, with_token) == {"opened": True, "code": 1000}
+        no_token = await page.evaluate(WS_PROBE_JS, demo.tracker_url)
+        assert no_token["code"] == 4001, no_token  # token_invalid, after accept
+        await page.goto(demo.origin_url + "/healthz")  # another origin: refused before accept
+        elsewhere = await page.evaluate(WS_PROBE_JS, with_token)
+        assert elsewhere == {"opened": False, "code": 1006}, elsewhere
+
+
 def test_demo_cli_prints_the_url_and_stops_everything_on_sigint(tmp_path: Any) -> None:
     import os
     import signal
