@@ -16,6 +16,12 @@ Measured over a window after every peer has joined:
 
 This machine has 2 cores shared by the server and both load processes: the load generators
 compete with the server, so the figures are a floor for the server alone.
+
+Scale-out (a second table): the same load against 1 process in memory, 1 process on Redis, and
+2 processes joined by Redis (a real redis-server started here), peers spread over the processes
+so that about half of the relays cross the bus. Offer latency is split into relays within one
+process and relays across processes; CPU is summed over the signaling processes (and Redis is
+shown apart), and divided by the relayed messages (offers + answers) for the CPU cost per relay.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -143,8 +150,9 @@ def _http_get(port: int, path: str) -> str:
 
 class _Worker:
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.url: str = spec["url"]
-        self.peers: list[tuple[str, str]] = [(p, s) for p, s in spec["peers"]]
+        self.urls: list[str] = spec["urls"]
+        # (peer_id, info_hash, index of the server it connects to)
+        self.peers: list[tuple[str, str, int]] = [(p, s, u) for p, s, u in spec["peers"]]
         self.interval_s: float = spec["interval_s"]
         self.offers: int = spec["offers"]
         self.measuring = False
@@ -153,6 +161,7 @@ class _Worker:
         self.answers_in = 0
         self.errors: dict[str, int] = {}
         self.offer_latency_ms: list[float] = []
+        self.cross_latency_ms: list[float] = []  # offerer on another server process
         self.stop = asyncio.Event()
         self.go = asyncio.Event()
         self.handshakes = asyncio.Semaphore(64)
@@ -160,13 +169,19 @@ class _Worker:
     def _err(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
-    async def _peer(self, peer_id: str, info_hash: str, joined: asyncio.Queue[bool]) -> None:
+    async def _peer(
+        self, peer_id: str, info_hash: str, server: int, joined: asyncio.Queue[bool]
+    ) -> None:
         import websockets
 
         try:
             async with self.handshakes:  # a bounded connection storm, not a SYN flood
                 ws = await websockets.connect(
-                    self.url, max_size=None, open_timeout=60, ping_interval=None, compression=None
+                    self.urls[server],
+                    max_size=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                    compression=None,
                 )
         except Exception as exc:
             self._err(f"connect:{type(exc).__name__}")
@@ -193,7 +208,12 @@ class _Worker:
                     sent_ns = int(msg["offer"]["sdp"].split(" ", 2)[1])
                     if self.measuring:
                         self.offers_in += 1
-                        self.offer_latency_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
+                        latency_ms = (time.monotonic_ns() - sent_ns) / 1e6
+                        offerer_server = int(msg["peer_id"][-12:]) % len(self.urls)
+                        if offerer_server == server:
+                            self.offer_latency_ms.append(latency_ms)
+                        else:
+                            self.cross_latency_ms.append(latency_ms)
                     await ws.send(
                         json.dumps(
                             {
@@ -251,8 +271,8 @@ class _Worker:
         loop = asyncio.get_running_loop()
         joined: asyncio.Queue[bool] = asyncio.Queue()
         tasks = []
-        for peer_id, info_hash in self.peers:
-            tasks.append(loop.create_task(self._peer(peer_id, info_hash, joined)))
+        for peer_id, info_hash, server in self.peers:
+            tasks.append(loop.create_task(self._peer(peer_id, info_hash, server, joined)))
         ok = 0
         for _ in self.peers:
             ok += bool(await joined.get())
@@ -272,6 +292,9 @@ class _Worker:
         lat = self.offer_latency_ms
         if len(lat) > 50_000:
             lat = random.sample(lat, 50_000)
+        cross = self.cross_latency_ms
+        if len(cross) > 50_000:
+            cross = random.sample(cross, 50_000)
         print(
             json.dumps(
                 {
@@ -281,6 +304,7 @@ class _Worker:
                     "offers_in": self.offers_in,
                     "answers_in": self.answers_in,
                     "offer_latency_ms": lat,
+                    "cross_latency_ms": cross,
                     "errors": self.errors,
                 }
             ),
@@ -324,11 +348,61 @@ def _read_json_line(proc: subprocess.Popen[str], key: str, timeout_s: float) -> 
     raise TimeoutError(key)
 
 
+def _start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp), "--logfile", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return proc, port
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def _sum_metric(texts: list[str], name: str) -> float:
+    total = 0.0
+    for text in texts:
+        match = re.search("^" + re.escape(name) + r" (\S+)$", text, re.MULTILINE)
+        total += float(match.group(1)) if match else 0.0
+    return total
+
+
+def _merge_histograms(texts: list[str]) -> str:
+    """Add the relay-latency bucket counts of several processes into one exposition text."""
+    sums: dict[tuple[str, str], float] = {}
+    pattern = re.compile(
+        r'p2p_signaling_relay_latency_seconds_bucket\{kind="([^"]+)",le="([^"]+)"\} (\S+)'
+    )
+    for text in texts:
+        for kind, le, value in pattern.findall(text):
+            sums[(kind, le)] = sums.get((kind, le), 0.0) + float(value)
+    return "\n".join(
+        f'p2p_signaling_relay_latency_seconds_bucket{{kind="{k}",le="{le}"}} {v}'
+        for (k, le), v in sums.items()
+    )
+
+
 def run_size(
-    peers: int, *, interval_s: float, window_s: float, offers: int, workers: int, tmp: Path
+    peers: int,
+    *,
+    interval_s: float,
+    window_s: float,
+    offers: int,
+    workers: int,
+    tmp: Path,
+    servers: int = 1,
+    redis: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(peers)
-    port = _free_port()
+    ports = [_free_port() for _ in range(servers)]
     env = dict(
         os.environ,
         P2P_SIGNALING_LOG_LEVEL="warning",
@@ -340,29 +414,39 @@ def run_size(
         P2P_SIGNALING_SEND_QUEUE_MAX="4096",
         P2P_SIGNALING_WS_PING_INTERVAL_S="0",
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    redis_proc: subprocess.Popen[bytes] | None = None
+    if redis or servers > 1:
+        redis_proc, redis_port = _start_redis(tmp)
+        env["P2P_SIGNALING_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    server_procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
     procs: list[subprocess.Popen[str]] = []
     try:
-        for _ in range(200):
-            try:
-                _http_get(port, "/healthz")
-                break
-            except Exception:
+        for port in ports:
+            for _ in range(200):
+                try:
+                    health = json.loads(_http_get(port, "/healthz"))
+                    if health.get("nodes", 1) == servers:
+                        break
+                except Exception:
+                    pass
                 time.sleep(0.05)
-        rss_base_kib = _proc_rss_kib(server.pid)
+        rss_base_kib = sum(_proc_rss_kib(sp.pid) for sp in server_procs)
         swarm_of = _plan_swarms(peers, rng)
-        assignment = [(_peer_id(n), _swarm_id(swarm_of[n])) for n in range(peers)]
+        assignment = [(_peer_id(n), _swarm_id(swarm_of[n]), n % servers) for n in range(peers)]
         t_connect = time.monotonic()
         for w in range(workers):
             spec = {
-                "url": f"ws://127.0.0.1:{port}/announce",
+                "urls": [f"ws://127.0.0.1:{port}/announce" for port in ports],
                 "peers": assignment[w::workers],
                 "interval_s": interval_s,
                 "offers": offers,
@@ -386,37 +470,53 @@ def run_size(
             p.stdin.flush()
         for p in procs:
             _read_json_line(p, "measuring", interval_s + 30)
-        metrics_before = _http_get(port, "/metrics")
-        cpu0, wall0 = _proc_cpu_s(server.pid), time.monotonic()
-        rss_joined_kib = _proc_rss_kib(server.pid)
+        metrics_before = [_http_get(port, "/metrics") for port in ports]
+        watched = [sp.pid for sp in server_procs]
+        cpu0 = [_proc_cpu_s(pid) for pid in watched]
+        redis_cpu0 = _proc_cpu_s(redis_proc.pid) if redis_proc is not None else 0.0
+        wall0 = time.monotonic()
+        rss_joined_kib = sum(_proc_rss_kib(pid) for pid in watched)
         results = [_read_json_line(p, "elapsed_s", window_s + 60) for p in procs]
-        cpu1, wall1 = _proc_cpu_s(server.pid), time.monotonic()
-        metrics_after = _http_get(port, "/metrics")
-        rss_end_kib = _proc_rss_kib(server.pid)
-        health = json.loads(_http_get(port, "/healthz"))
+        cpu1 = [_proc_cpu_s(pid) for pid in watched]
+        redis_cpu1 = _proc_cpu_s(redis_proc.pid) if redis_proc is not None else 0.0
+        wall1 = time.monotonic()
+        metrics_after = [_http_get(port, "/metrics") for port in ports]
+        rss_end_kib = sum(_proc_rss_kib(pid) for pid in watched)
+        health = json.loads(_http_get(ports[0], "/healthz"))
         for p in procs:
             p.wait(timeout=30)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for sp in server_procs:
+            sp.terminate()
+        for sp in server_procs:
+            try:
+                sp.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                sp.kill()
+        if redis_proc is not None:
+            redis_proc.kill()
+            redis_proc.wait(10)
     elapsed = max(r["elapsed_s"] for r in results)
-    latencies = [x for r in results for x in r["offer_latency_ms"]]
+    same = [x for r in results for x in r["offer_latency_ms"]]
+    cross = [x for r in results for x in r["cross_latency_ms"]]
+    latencies = same + cross
     errors: dict[str, int] = {}
     for r in results:
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + v
-    offers_relayed = _histogram_counts(metrics_after, "offer") - _histogram_counts(
-        metrics_before, "offer"
+    merged_after = _merge_histograms(metrics_after)
+    merged_before = _merge_histograms(metrics_before)
+    offers_relayed = _histogram_counts(merged_after, "offer") - _histogram_counts(
+        merged_before, "offer"
     )
-    answers_relayed = _histogram_counts(metrics_after, "answer") - _histogram_counts(
-        metrics_before, "answer"
+    answers_relayed = _histogram_counts(merged_after, "answer") - _histogram_counts(
+        merged_before, "answer"
     )
+    wall_s = wall1 - wall0
+    server_cpu_s = sum(cpu1) - sum(cpu0)
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value, 2)
@@ -424,8 +524,11 @@ def run_size(
     def s_to_ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1000, 2)
 
+    relays = offers_relayed + answers_relayed
     return {
         "peers": peers,
+        "servers": servers,
+        "backend": "redis" if redis_proc is not None else "memory",
         "peers_joined": ready,
         "swarms": len(set(swarm_of)),
         "interval_s": interval_s,
@@ -433,20 +536,33 @@ def run_size(
         "window_s": round(elapsed, 2),
         "connect_s": round(connect_s, 2),
         "announces_per_s": round(sum(r["announces"] for r in results) / elapsed, 1),
-        "offers_relayed_per_s": round(offers_relayed / (wall1 - wall0), 1),
-        "answers_relayed_per_s": round(answers_relayed / (wall1 - wall0), 1),
+        "offers_relayed_per_s": round(offers_relayed / wall_s, 1),
+        "answers_relayed_per_s": round(answers_relayed / wall_s, 1),
         "offers_received": sum(r["offers_in"] for r in results),
         "answers_received": sum(r["answers_in"] for r in results),
         "offer_latency_ms_p50": ms(_percentile(latencies, 0.5)),
         "offer_latency_ms_p99": ms(_percentile(latencies, 0.99)),
         "offer_latency_ms_mean": ms(statistics.fmean(latencies)) if latencies else None,
-        "server_relay_ms_p50": s_to_ms(_histogram_quantile(metrics_after, "offer", 0.5)),
-        "server_relay_ms_p99": s_to_ms(_histogram_quantile(metrics_after, "offer", 0.99)),
+        "same_process_ms_p50": ms(_percentile(same, 0.5)),
+        "same_process_ms_p99": ms(_percentile(same, 0.99)),
+        "cross_process_ms_p50": ms(_percentile(cross, 0.5)),
+        "cross_process_ms_p99": ms(_percentile(cross, 0.99)),
+        "cross_share": round(len(cross) / len(latencies), 3) if latencies else None,
+        "server_relay_ms_p50": s_to_ms(_histogram_quantile(merged_after, "offer", 0.5)),
+        "server_relay_ms_p99": s_to_ms(_histogram_quantile(merged_after, "offer", 0.99)),
         "server_rss_kib_base": rss_base_kib,
         "server_rss_kib_joined": rss_joined_kib,
         "server_rss_kib_end": rss_end_kib,
         "server_rss_kib_per_peer": round((rss_end_kib - rss_base_kib) / max(1, ready), 1),
-        "server_cpu_cores": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+        "server_cpu_cores": round(server_cpu_s / wall_s, 3),
+        "server_cpu_us_per_relay": round(server_cpu_s / relays * 1e6, 1) if relays else None,
+        "redis_cpu_cores": round((redis_cpu1 - redis_cpu0) / wall_s, 3),
+        "bus_messages_out": _sum_metric(
+            metrics_after, 'p2p_signaling_bus_messages_total{direction="out",kind="offer"}'
+        )
+        + _sum_metric(
+            metrics_after, 'p2p_signaling_bus_messages_total{direction="out",kind="answer"}'
+        ),
         "load_cpu_cores": round(sum(r["cpu_s"] for r in results) / elapsed, 3),
         "server_peers_seen": health.get("peers"),
         "errors": sum(errors.values()),
@@ -454,19 +570,117 @@ def run_size(
     }
 
 
+SCALE_COLUMNS = [
+    "mode",
+    "peers",
+    "announces_per_s",
+    "offers_relayed_per_s",
+    "offer_latency_ms_p50",
+    "offer_latency_ms_p99",
+    "same_process_ms_p50",
+    "same_process_ms_p99",
+    "cross_process_ms_p50",
+    "cross_process_ms_p99",
+    "cross_share",
+    "server_cpu_cores",
+    "server_cpu_us_per_relay",
+    "redis_cpu_cores",
+    "load_cpu_cores",
+    "errors",
+]
+
+
+def run_scaleout(
+    out_dir: Path, *, peers: int, interval_s: float, window_s: float
+) -> tuple[list[dict[str, Any]], str]:
+    """The same load on 1 process (memory), 1 process (Redis) and 2 processes (Redis)."""
+    rows = []
+    for mode, servers, redis in (
+        ("1 process, memory", 1, False),
+        ("1 process, Redis", 1, True),
+        ("2 processes, Redis", 2, True),
+    ):
+        print(f"signaling bench: scale-out, {mode}, {peers} peers ...", file=sys.stderr, flush=True)
+        row = run_size(
+            peers, interval_s=interval_s, window_s=window_s, offers=2, workers=2, tmp=out_dir,
+            servers=servers, redis=redis,
+        )  # fmt: skip
+        row["mode"] = mode
+        rows.append(row)
+        for leftover in out_dir.glob(f"signaling-bench-{peers}-*.json"):
+            leftover.unlink()
+    base, two = rows[0], rows[2]
+
+    def ratio(a: Any, b: Any) -> str:
+        if isinstance(a, int | float) and isinstance(b, int | float) and b:
+            return f"{a / b:.2f}"
+        return "n/a"
+
+    lines = [
+        "## Signaling scale-out (Redis)",
+        "",
+        f"The same load ({peers} peers, swarms of 2..200, a re-announce every {interval_s:g} s "
+        "with 2 offers, each answered) against one process in memory, one process on Redis, "
+        "and two processes joined by one Redis (a local redis-server), peers spread evenly so "
+        "that about half of the relays cross processes. Latency is end to end (offerer send to "
+        "target receive); *same*/*cross* split it by whether offerer and target sit on the same "
+        "process. CPU is summed over the signaling processes; Redis's own CPU is apart. "
+        f"Measured over {window_s:g} s on 2 cores shared by everything (servers, Redis, 2 load "
+        "processes), so the 2-process figures show the cost of the bus, not added capacity.",
+        "",
+        "| " + " | ".join(SCALE_COLUMNS) + " |",
+        "|" + "---|" * len(SCALE_COLUMNS),
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c)) for c in SCALE_COLUMNS) + " |")
+    lines += [
+        "",
+        "2 processes / 1 process (memory): announces/s "
+        f"{ratio(two['announces_per_s'], base['announces_per_s'])}, offers relayed/s "
+        f"{ratio(two['offers_relayed_per_s'], base['offers_relayed_per_s'])}, server CPU per "
+        f"relay {ratio(two['server_cpu_us_per_relay'], base['server_cpu_us_per_relay'])}, "
+        f"offer latency p50 {ratio(two['offer_latency_ms_p50'], base['offer_latency_ms_p50'])}"
+        f", p99 {ratio(two['offer_latency_ms_p99'], base['offer_latency_ms_p99'])}.",
+        "",
+    ]
+    return rows, "\n".join(lines)
+
+
 def run(
     out_dir: Path,
     quick: bool = False,
     sizes: list[int] | None = None,
     interval_s: float | None = None,
+    scaleout_peers: int | None = None,
+    scaleout_only: bool = False,
 ) -> str:
     _raise_nofile()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scale = _scaleout_section(out_dir, quick, scaleout_peers)
+    if scaleout_only:
+        return scale
+    return _single_section(out_dir, quick, sizes, interval_s) + "\n" + scale
+
+
+def _scaleout_section(out_dir: Path, quick: bool, peers: int | None) -> str:
+    if shutil.which("redis-server") is None:
+        return "## Signaling scale-out (Redis)\n\nSkipped: redis-server is not installed.\n"
+    peers = peers or (1000 if quick else 2000)
+    rows, text = run_scaleout(
+        out_dir, peers=peers, interval_s=5.0, window_s=10.0 if quick else 20.0
+    )
+    (out_dir / "signaling_scaleout.json").write_text(json.dumps({"rows": rows}, indent=1))
+    return text
+
+
+def _single_section(
+    out_dir: Path, quick: bool, sizes: list[int] | None, interval_s: float | None
+) -> str:
     if sizes is None:
         sizes = [1000] if quick else [1000, 5000, 10000]
     window_s = 10.0 if quick else 20.0
     if interval_s is None:
         interval_s = 10.0 if quick else 20.0
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for peers in sizes:
         print(f"signaling bench: {peers} peers ...", file=sys.stderr, flush=True)
@@ -504,13 +718,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated peer counts, e.g. 1000,5000")
     parser.add_argument("--interval-s", type=float, help="re-announce interval (default 20)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--scaleout-peers", type=int, help="peers in the scale-out comparison (default 2000)"
+    )
+    parser.add_argument(
+        "--scaleout-only", action="store_true", help="only the 1-vs-2-process Redis comparison"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker_main(args.worker)
         return 0
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
-    print(run(args.out, quick=args.quick, sizes=sizes, interval_s=args.interval_s))
+    print(
+        run(
+            args.out,
+            quick=args.quick,
+            sizes=sizes,
+            interval_s=args.interval_s,
+            scaleout_peers=args.scaleout_peers,
+            scaleout_only=args.scaleout_only,
+        )
+    )
     return 0
 
 
