@@ -367,6 +367,19 @@ def _start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("redis-server did not start")
 
 
+def _redis_used_bytes(env: dict[str, str]) -> int:
+    url = env.get("P2P_SIGNALING_REDIS_URL")
+    if not url:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
 def _sum_metric(texts: list[str], name: str) -> float:
     total = 0.0
     for text in texts:
@@ -441,6 +454,7 @@ def run_size(
                     pass
                 time.sleep(0.05)
         rss_base_kib = sum(_proc_rss_kib(sp.pid) for sp in server_procs)
+        redis_mem0 = _redis_used_bytes(env)
         swarm_of = _plan_swarms(peers, rng)
         assignment = [(_peer_id(n), _swarm_id(swarm_of[n]), n % servers) for n in range(peers)]
         t_connect = time.monotonic()
@@ -476,6 +490,7 @@ def run_size(
         redis_cpu0 = _proc_cpu_s(redis_proc.pid) if redis_proc is not None else 0.0
         wall0 = time.monotonic()
         rss_joined_kib = sum(_proc_rss_kib(pid) for pid in watched)
+        redis_mem1 = _redis_used_bytes(env)
         results = [_read_json_line(p, "elapsed_s", window_s + 60) for p in procs]
         cpu1 = [_proc_cpu_s(pid) for pid in watched]
         redis_cpu1 = _proc_cpu_s(redis_proc.pid) if redis_proc is not None else 0.0
@@ -557,6 +572,9 @@ def run_size(
         "server_cpu_cores": round(server_cpu_s / wall_s, 3),
         "server_cpu_us_per_relay": round(server_cpu_s / relays * 1e6, 1) if relays else None,
         "redis_cpu_cores": round((redis_cpu1 - redis_cpu0) / wall_s, 3),
+        "redis_bytes_per_peer": round((redis_mem1 - redis_mem0) / max(1, ready))
+        if redis_proc is not None
+        else None,
         "bus_messages_out": _sum_metric(
             metrics_after, 'p2p_signaling_bus_messages_total{direction="out",kind="offer"}'
         )
@@ -585,6 +603,7 @@ SCALE_COLUMNS = [
     "server_cpu_cores",
     "server_cpu_us_per_relay",
     "redis_cpu_cores",
+    "redis_bytes_per_peer",
     "load_cpu_cores",
     "errors",
 ]

@@ -234,8 +234,9 @@ class RedisCluster:
         for peer_id, conn_id in bindings:
             self._claim_op(peer_id, conn_id)(pipe)
         results = await self._timed(pipe.execute(raise_on_error=False))
-        conflicts = sum(1 for r in results[-len(bindings) :] if isinstance(r, list) and not r[0])
-        if bindings and conflicts:
+        claims = results[len(results) - len(bindings) :]
+        conflicts = sum(1 for r in claims if isinstance(r, list) and r and not r[0])
+        if conflicts:
             self.metrics.bind_conflicts.inc(conflicts)
             logger.warning("cluster: %d peer_ids are bound on another process too", conflicts)
         await self._timed(cmd.publish(self._events, b"H" + self.node_id.encode()))

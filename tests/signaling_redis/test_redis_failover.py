@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
 from tests.signaling.sig_support import Client, connect, pid
 from tests.signaling_redis.conftest import NodeFactory
@@ -52,8 +53,11 @@ async def exchange(offerer: Client, answerers: list[Client], offers: int = 0) ->
 
 
 @pytest.mark.slow
-async def test_killed_process_peers_heal_on_another(start_nodes: NodeFactory, front: Front) -> None:
+async def test_killed_process_peers_heal_on_another(
+    start_nodes: NodeFactory, front: Front, redis_server: RedisServer
+) -> None:
     n1, n2 = await start_nodes(2)
+    dead_id, live_id = (await n1.health())["node_id"], (await n2.health())["node_id"]
     front.backends = [n1.port, n2.port]  # the front prefers n1 while it lives
     a = await connect(front.url, "heal-a")
     b = await connect(front.url, "heal-b")
@@ -77,6 +81,18 @@ async def test_killed_process_peers_heal_on_another(start_nodes: NodeFactory, fr
     await exchange(a2, [b2, c])
     body = (await n2.get("/api/swarms")).json()
     assert body["peer_count"] == 3
+    # nothing of the dead process lingers in Redis: its keys are gone, its bindings taken over
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        prefix = "p2p-signaling:"
+        assert client.smembers(prefix + "nodes") == {live_id.encode()}
+        assert not client.exists(prefix + "alive:" + dead_id, prefix + "members:" + dead_id)
+        assert client.hlen(prefix + "members:" + live_id) == 3
+        for peer in (a2, b2, c):
+            owner = client.get(prefix + "bind:" + peer.peer_id.encode("latin-1").hex())
+            assert owner is not None and owner.decode().startswith(live_id + "|")
+    finally:
+        client.close()
 
 
 @pytest.mark.slow
