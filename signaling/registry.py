@@ -333,12 +333,12 @@ class InMemorySwarmRegistry:
             candidates: list[Candidate] = [
                 p for p in swarm.peers.values() if p.peer_id not in exclude
             ]
-            conns = {p.peer_id: p.conn_id for p in swarm.peers.values()}
+            remote_conns: dict[str, str] = {}
             if remote_size and self.remote is not None:
                 for rp in self.remote.members(info_hash):
-                    if rp.peer_id not in conns:
+                    if rp.peer_id not in swarm.peers:
                         candidates.append(rp)
-                        conns[rp.peer_id] = rp.conn_id
+                        remote_conns[rp.peer_id] = rp.conn_id
             chosen = choose_targets(
                 peer_id,
                 hints,
@@ -348,7 +348,10 @@ class InMemorySwarmRegistry:
                 self._rng,
                 sample_limit=self.limits.pairing_sample_limit,
             )
-            targets = tuple(PeerRef(pid, conns[pid]) for pid in chosen)
+            targets = tuple(
+                PeerRef(pid, swarm.peers[pid].conn_id if pid in swarm.peers else remote_conns[pid])
+                for pid in chosen
+            )
         return AnnounceResult(self._counts(info_hash), targets, joined=joined, left=False)
 
     # -- offers and answers ----------------------------------------------------------------
