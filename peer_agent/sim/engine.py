@@ -5,7 +5,8 @@ uplink and the receiver's downlink (and the CDN's egress, when capped), never pa
 sender holds itself (cut-through relay), and every viewer whose situation changed, or whose
 scheduler asked to be woken, calls the core scheduler (:func:`peer_agent.core.scheduler.decide`)
 and carries out its actions. Players are the core's :class:`PlaybackModel`. Announcements
-(HAVE, FETCHING) reach neighbours after half a round trip.
+(HAVE, FETCHING) reach neighbours after half a round trip. Every fetch is announced as FETCHING
+and relayed cut-through, with the last frame withheld until the relay's copy is verified.
 
 The simulator reads no clock and draws every random number from one seeded ``random.Random``:
 the same scenario and seed give the same result.
@@ -39,6 +40,8 @@ from ..core.throughput import ThroughputEstimator
 from .scenario import Scenario
 
 RENDITION = 0
+#: What a relay withholds until its copy is verified: one DATA frame.
+RELAY_HOLDBACK_BYTES = 65_527
 _INF = math.inf
 
 
@@ -489,10 +492,13 @@ class Simulation:
         src = flow.src
         if src is None or flow.segment in src.have:
             return flow.total
+        # Cut-through: a relay passes bytes on as they arrive but withholds the last frame
+        # until its own copy has matched its hash (docs/protocol.md, "Relaying"), so nobody
+        # completes a segment its sender has not verified.
         upstream = src.transfers.get(flow.segment)
         if upstream is not None:
-            return upstream.reached
-        return src.partial.get(flow.segment, 0)
+            return min(upstream.reached, flow.total - RELAY_HOLDBACK_BYTES)
+        return 0.0
 
     def _move_bytes(self, dt: float) -> None:
         sc = self.sc
