@@ -68,7 +68,8 @@ class DemoConfig:
     agents: int = 3  # headless p2p-agent processes watching `stream`
     stream: str = "live-ts"  # the stream the page opens and the agents watch
     agent_rendition: int | None = 0  # variant the agents play (None: each agent's own choice)
-    latency_segments: int = 3  # agents start this many segments behind the live edge
+    latency_segments: int = 3  # agents start this many segments behind the live edge...
+    latency_spread_segments: int = 2  # ...plus (seed % (spread + 1)): some trail the page
     segment_duration_s: float = 2.0
     content_duration_s: float = 30.0
     renditions: str | None = None  # origin --renditions (None: the origin's default)
@@ -302,7 +303,7 @@ class Demo:
             self.agent_tracker_url(),
             "--quiet",
             "--latency-segments",
-            str(c.latency_segments),
+            str(c.latency_segments + seed % (c.latency_spread_segments + 1)),
             "--seed",
             str(seed),
         ]

@@ -100,6 +100,7 @@ export class P2PEngine {
     };
     this.perPeer = new Map(); // peer id -> {bytesDown, bytesUp (closed links), link}
     this.history = [];
+    this.actionCounts = {}; // "fetch_cdn:elected" -> how often the scheduler asked for it
     this.deliveries = []; // with auditDeliveries: {sn, relurl, url, source, sha256} per fragment
     this._timer = null;
     this._wakeQueued = false;
@@ -446,6 +447,10 @@ export class P2PEngine {
     this.counters.decisions += 1;
     for (const a of decision.actions) {
       const key = segmentKey(a.segment);
+      if (a.action === "cancel" || (a.action !== "wait" && !this.transfers.has(key))) {
+        const name = `${a.action}:${a.reason}`;
+        this.actionCounts[name] = (this.actionCounts[name] || 0) + 1;
+      }
       if (a.action === "cancel") this._cancelTransfer(key);
       else if (a.action === "fetch_cdn") this._startCdn(key, a.offset);
       else if (a.action === "fetch_peer") this._startPeer(key, a.peer_id, a.offset);
@@ -539,6 +544,7 @@ export class P2PEngine {
       storeBytes: this.store.usedBytes,
       history: this.history.slice(),
       deliveries: this.deliveries.slice(),
+      actions: { ...this.actionCounts },
     };
   }
 }

@@ -150,6 +150,14 @@ class FakeSocket {
 }
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+
+/** Wait (up to 5 s) until `cond()` holds: the client's timers run on the real clock. */
+async function until(cond) {
+  for (let waited = 0; !cond(); waited += 5) {
+    if (waited > 5000) throw new Error(`condition never held: ${cond}`);
+    await tick();
+  }
+}
 const IH = "eee9c7aa1c39e94f9cd3";
 const ME = "-PH0001-aaaaaaaaaaaa";
 const THEM = "-PH0001-bbbbbbbbbbbb";
@@ -169,8 +177,17 @@ test("tracker: token in the URL, started announce with offers and hints, answers
   });
   client.hints.position_s = 12.5;
   client.hints.connected = [THEM];
+  FakeSocket.last = null;
   client.start();
-  await tick();
+  try {
+    await trackerConversation(client, answers);
+  } finally {
+    client.stop();
+  }
+});
+
+async function trackerConversation(client, answers) {
+  await until(() => FakeSocket.last?.sent.length > 0);
   const ws = FakeSocket.last;
   assert.equal(ws.url, "ws://t/announce?token=v1.a%2Bb.c");
   const first = ws.sent[0];
@@ -188,7 +205,7 @@ test("tracker: token in the URL, started announce with offers and hints, answers
   assert.deepEqual(ws.sent[1], { action: "stats", info_hash: IH, peer_id: ME, bytes_p2p_down: 10, bytes_p2p_up: 20, bytes_cdn: 30 });
 
   ws.receive({ action: "announce", info_hash: IH, peer_id: THEM, offer_id: "x", offer: { type: "offer", sdp: "S" } });
-  await tick();
+  await until(() => ws.sent.length >= 3);
   assert.deepEqual(ws.sent[2], {
     action: "announce",
     info_hash: IH,
@@ -198,7 +215,7 @@ test("tracker: token in the URL, started announce with offers and hints, answers
     answer: { type: "answer", sdp: "answer-to-S" },
   });
   ws.receive({ action: "announce", info_hash: IH, peer_id: THEM, offer_id: "o1", answer: { type: "answer", sdp: "A" } });
-  await tick();
+  await until(() => answers.length > 0);
   assert.deepEqual(answers, [{ peer_id: THEM, offer_id: "o1", sdp: "A" }]);
 
   ws.receive({ "failure reason": "nope", reason: "bad_offer_id", action: "announce", info_hash: IH });
@@ -210,7 +227,7 @@ test("tracker: token in the URL, started announce with offers and hints, answers
 
   client.stop();
   assert.deepEqual(ws.sent.at(-1), { action: "announce", info_hash: IH, peer_id: ME, numwant: 0, event: "stopped" });
-});
+}
 
 test("tracker: reconnects with backoff after the socket drops, announcing started again", async () => {
   const client = new TrackerClient({
@@ -221,18 +238,22 @@ test("tracker: reconnects with backoff after the socket drops, announcing starte
     random: () => 0.5,
     config: { reconnect_initial_s: 0.01, reconnect_max_s: 0.02 },
   });
+  FakeSocket.last = null;
   client.start();
-  await tick();
-  const first = FakeSocket.last;
-  first.receive({ action: "announce", info_hash: IH, interval: 60, complete: 0, incomplete: 1 });
-  first.close(1001);
-  await tick(60);
-  const second = FakeSocket.last;
-  assert.notEqual(second, first);
-  assert.equal(second.sent[0].event, "started");
-  assert.equal(client.stats.connects, 2);
-  assert.equal(client.stats.disconnects, 1);
-  client.stop();
-  await tick(30);
-  assert.equal(FakeSocket.last, second); // no reconnect after stop
+  try {
+    await until(() => FakeSocket.last?.sent.length > 0);
+    const first = FakeSocket.last;
+    first.receive({ action: "announce", info_hash: IH, interval: 60, complete: 0, incomplete: 1 });
+    first.close(1001);
+    await until(() => FakeSocket.last !== first && FakeSocket.last.sent.length > 0);
+    const second = FakeSocket.last;
+    assert.equal(second.sent[0].event, "started");
+    assert.equal(client.stats.connects, 2);
+    assert.equal(client.stats.disconnects, 1);
+    client.stop();
+    await tick(50);
+    assert.equal(FakeSocket.last, second); // no reconnect after stop
+  } finally {
+    client.stop();
+  }
 });
