@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install install-node install-browser install-system demo test test-py test-js check fmt lint typecheck bench clean
+.PHONY: install install-node install-browser install-system demo sim test test-py test-js check fmt lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -35,7 +35,13 @@ install-system:
 
 install-browser: install-system
 
-demo: install
+# Origin, signaling (tokens and Origin checks on), the page and a few headless agents;
+# prints "Demo: http://..." and runs until Ctrl-C.
+demo: install install-node
+	$(PY) -m peer_agent.demo
+
+# The simulator on the reference scenario (10 viewers of a live stream).
+sim: install
 	$(PY) -m peer_agent.sim.cli --live --peers 10 --segment-s 4 --duration-s 300 \
 		--join-over-s 20 --latency-segments 3
 
