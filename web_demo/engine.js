@@ -1,16 +1,18 @@
 // P2PEngine: the browser peer. It follows hls.js (playlists, playhead), keeps a swarm of
 // neighbours (swarm.js), asks the pure scheduler (scheduler.js: decide) what to fetch from where,
 // exactly as peer_agent/agent does, verifies every segment with SHA-256 against the origin's
-// manifest (integrity.js), serves neighbours (from the store, or cut-through from a CDN fetch in
-// progress) and hands verified segments to the hls.js loader (loader.js).
+// manifest (integrity.js), serves neighbours (from the store, or cut-through from a download in
+// progress, the last byte held until our copy verifies) and hands verified segments to the
+// hls.js loader (loader.js).
 //
 //   const p2p = new P2PEngine({ tracker: "ws://host:8000/announce", token });
 //   const hls = new Hls({ ...p2p.hlsConfig() });   // hls.js finds the engine itself
 //   p2p.stats()  // {bytesFromPeers, bytesFromCdn, bytesUploaded, peers: [...], ...}
 //
-// Bytes from peers are untrusted: a segment is handed to the player, stored, announced or
-// uploaded only after its hash matched. On a mismatch every contributing peer is penalised,
-// repeat offenders are banned (CLOSE BANNED) and the segment is fetched again from the CDN.
+// Bytes from peers are untrusted: a segment is handed to the player, stored or announced (HAVE)
+// only after its hash matched, and a relay never sends a segment's last byte before that. On a
+// mismatch every contributing peer is penalised, repeat offenders are banned (CLOSE BANNED) and
+// the segment is fetched again from the CDN.
 
 import { makePeerId, swarmIdFor, toHex } from "./ids.js";
 import { Manifest, Penalties } from "./integrity.js";
@@ -250,8 +252,8 @@ export class P2PEngine {
 
   _hello() {
     const have = this.store.segments().slice(-16384).map(wireSeg);
+    // Every download in progress, from the CDN or a peer: both are relayed cut-through.
     const fetching = [...this.transfers.values()]
-      .filter((t) => t.peer_id === null)
       .slice(-256)
       .map((t) => ({ segment: wireSeg(t.segment), expected_bytes: Math.min(this.sizes.get(t.key) || 0, 64 << 20) }));
     return { have, fetching };

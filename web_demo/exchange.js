@@ -1,7 +1,8 @@
 // The engine's side of the peer protocol (P2PEngine methods, installed on its prototype; the same
 // split as peer_agent/agent/exchange.py): session events in, requests and uploads out. Uploads
-// come from the store (verified segments) or cut-through from a CDN fetch in progress; bytes
-// that came from peers are relayed only once verified, so a corrupting peer's bytes never leave.
+// come from the store (verified segments) or cut-through from a download in progress (from the
+// CDN or a peer), the last byte held back until our copy matched its hash: a corrupting peer's
+// segment is never completed downstream (ABORT instead), so an honest relay is never blamed.
 
 import { bytesToAscii } from "./ids.js";
 import { segmentKey } from "./scheduler.js";
@@ -74,6 +75,7 @@ export const exchangeMethods = {
         if (held) {
           held.total = e.total_bytes;
           if (!this.sizes.has(t.key)) this.sizes.set(t.key, e.total_bytes);
+          this._pumpSegment(t.key);
         }
         return;
       }
@@ -88,6 +90,7 @@ export const exchangeMethods = {
         t.last_data_at = now;
         this.counters.bytesFromPeers += e.data.length;
         this._peerStats(pid).bytesDown += e.data.length;
+        this._pumpSegment(t.key);
         return;
       }
       case "RequestCompleted": {
@@ -198,6 +201,8 @@ export const exchangeMethods = {
       link,
       request_id: requestId,
     });
+    // Others may take it from us as it arrives (the last byte waits for our hash check).
+    this.swarm.broadcastFetching([{ segment: wireSeg(info.segment), expected_bytes: this.sizes.get(key) || 0 }]);
   },
 
   // --- peers: serving -------------------------------------------------------------------------
@@ -219,7 +224,7 @@ export const exchangeMethods = {
         link.rejectAbsent(e.request_id);
         return;
       }
-    } else if (!(this.transfers.has(key) && this._cdnOnly(this.held.get(key)))) {
+    } else if (!(this.transfers.has(key) && this.held.has(key))) {
       link.rejectAbsent(e.request_id);
       return;
     }
@@ -227,16 +232,12 @@ export const exchangeMethods = {
     this._pump(upload);
   },
 
-  _cdnOnly(held) {
-    return held !== undefined && held !== null && [...held.contributors].every((c) => c === null);
-  },
-
   _source(key) {
     const data = this.store.get(key);
     if (data !== null) return { bytes: data, length: data.length, total: data.length };
     const held = this.held.get(key);
-    if (this._cdnOnly(held)) return { bytes: held.buf.bytes, length: held.buf.length, total: held.total };
-    return null; // bytes from peers are relayed only once verified (from the store)
+    if (held && this.transfers.has(key)) return { bytes: held.buf.bytes, length: held.buf.length, total: held.total };
+    return null;
   },
 
   _pumpSegment(key) {
@@ -263,7 +264,10 @@ export const exchangeMethods = {
         return;
       }
     }
-    const available = Math.min(src.length, u.total);
+    // Cut-through (docs/protocol.md, "Relaying before the segment is complete"): until our own
+    // copy has matched its hash, the last byte stays here; a copy that fails is ABORTed.
+    const verified = this.store.has(u.key);
+    const available = Math.min(src.length, verified ? u.total : u.total - 1);
     if (available > u.sent) {
       if (!u.link.sendData(u.request_id, u.sent, src.bytes.subarray(u.sent, available))) {
         this.uploads.delete(u);

@@ -130,3 +130,85 @@ test("hlsConfig hands hls.js our loader and the hook that attaches the engine", 
   assert.throws(() => new P2PEngine({ nope: 1 }), /unknown P2PEngine option/);
   engine.destroy();
 });
+
+class FakeLink {
+  constructor() {
+    this.calls = [];
+    this.isClosed = false;
+    this.remotePeerId = "-PH0001-downstream00";
+  }
+  respond(id, total) {
+    this.calls.push(["respond", id, total]);
+    return true;
+  }
+  sendData(id, offset, data) {
+    this.calls.push(["data", id, offset, data.length]);
+    return true;
+  }
+  rejectAbsent(id) {
+    this.calls.push(["absent", id]);
+    return true;
+  }
+  abort(id, reason) {
+    this.calls.push(["abort", id, reason]);
+    return true;
+  }
+  sent() {
+    return this.calls.filter((c) => c[0] === "data").reduce((n, c) => n + c[3], 0);
+  }
+}
+
+async function relayScenario(corrupt) {
+  const { engine } = await setUp({ corrupt: corrupt ? new Set([3]) : new Set() });
+  // The CDN body of segment 3 arrives in two parts we release by hand.
+  let controller;
+  const body = new ReadableStream({ start: (c) => (controller = c) });
+  const bytes = segment(3, corrupt);
+  const previous = globalThis.fetch;
+  let first = true;
+  globalThis.fetch = async (url) => {
+    if (!(first && String(url).endsWith("seg-3.ts"))) return previous(url);
+    first = false;
+    return new Response(body, { headers: { "Content-Length": String(bytes.length) } });
+  };
+  engine._startCdn("0/3", 0);
+  await new Promise((r) => setTimeout(r, 5));
+  const link = new FakeLink();
+  engine._onPeerEvent(link, { type: "SegmentRequested", request_id: 5, segment: { rendition: 0, sequence: 3 }, offset: 0 });
+  controller.enqueue(bytes.subarray(0, 30_000));
+  await new Promise((r) => setTimeout(r, 5));
+  const early = link.sent();
+  controller.enqueue(bytes.subarray(30_000));
+  controller.close();
+  await new Promise((r) => setTimeout(r, 5));
+  const beforeVerify = link.calls.slice();
+  for (let i = 0; i < 100 && !engine.store.has("0/3") && engine.stats().hashFailures === 0; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return { engine, link, early, beforeVerify, bytes };
+}
+
+test("cut-through relay: bytes flow as they arrive, the last byte only once our copy verified", async () => {
+  const { engine, link, early, bytes } = await relayScenario(false);
+  try {
+    assert.deepEqual(link.calls[0], ["respond", 5, bytes.length]);
+    assert.equal(early, 30_000); // relayed before the download finished
+    assert.ok(engine.store.has("0/3"));
+    assert.equal(link.sent(), bytes.length);
+    const last = link.calls.at(-1);
+    assert.equal(last[2] + last[3], bytes.length);
+  } finally {
+    engine.destroy();
+  }
+});
+
+test("cut-through relay of a copy that fails its hash: never the last byte, ABORT instead", async () => {
+  const { engine, link } = await relayScenario(true);
+  try {
+    assert.ok(engine.stats().hashFailures >= 1);
+    assert.ok(link.sent() < 40_000, `${link.sent()} bytes sent`);
+    assert.deepEqual(link.calls.find((c) => c[0] === "abort"), ["abort", 5, 1]); // upstream failed
+  } finally {
+    engine.destroy();
+  }
+});
