@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.signaling.sig_support import Client, connect, pid
 from tests.signaling_redis.conftest import NodeFactory
-from tests.signaling_redis.redis_support import Front, RedisServer, SignalingProcess
+from tests.signaling_redis.redis_support import (
+    Front,
+    RedisServer,
+    SignalingProcess,
+    free_port,
+    require_redis_server,
+)
 
 SWARM = pid("failover-swarm")
 ANNOUNCE_INTERVAL_S = 3.0  # FAST_ENV
@@ -151,8 +158,6 @@ async def test_redis_stopped_and_restarted(
 
 
 async def test_alone_without_redis_url_runs_in_memory() -> None:
-    from tests.signaling_redis.redis_support import free_port
-
     node = SignalingProcess(free_port(), None, {})
     await node.start()
     try:
@@ -161,3 +166,29 @@ async def test_alone_without_redis_url_runs_in_memory() -> None:
         assert "p2p_signaling_cluster" not in (await node.get("/metrics")).text
     finally:
         await node.stop()
+
+
+@pytest.mark.slow
+async def test_starts_alone_when_redis_is_down_and_joins_when_it_comes(tmp_path: Path) -> None:
+    redis_server = RedisServer(require_redis_server(), tmp_path)  # not started yet
+    node = SignalingProcess(free_port(), redis_server.url, {})
+    await node.start()
+    try:
+        health = await node.wait_health(lambda h: h["status"] == "degraded", 5.0)
+        assert health["redis"] == "unreachable"
+        a = await connect(node.url, "early-a")
+        b = await connect(node.url, "early-b")
+        await a.announce(SWARM)
+        await exchange(b, [a])  # alone, it pairs its own peers
+        redis_server.start()
+        await node.wait_health(lambda h: h["status"] == "ok" and h["peers"] == 2, 10.0)
+        assert await node.metric("p2p_signaling_bus_dropped_total", kind="member") >= 2
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            members = client.hlen("p2p-signaling:members:" + (await node.health())["node_id"])
+        finally:
+            client.close()
+        assert members == 2  # published once Redis answered
+    finally:
+        await node.stop()
+        redis_server.stop()
