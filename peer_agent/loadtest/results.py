@@ -1,0 +1,165 @@
+"""From a run's raw records to the summary the CLI prints (and its JSON), baseline ratios and
+the simulator's prediction for the same scenario. Pure: no I/O."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from typing import Any
+
+from ..sim.engine import simulate
+from ..sim.scenario import Scenario
+from .config import LoadTestConfig, scheduler_for
+from .plan import Kind, Leave
+from .runner import RunResult
+from .worker import MAX_AGENT_PEERS
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def _sum(rows: list[dict[str, Any]], key: str) -> int:
+    return sum(int(r.get(key) or 0) for r in rows)
+
+
+def media_bitrate(run: RunResult, segment_s: float) -> float | None:
+    """Average bits per second of the media the agents received (bytes per verified segment)."""
+    rows = run.agents
+    segments = _sum(rows, "segments_verified")
+    if not segments:
+        return None
+    received = _sum(rows, "bytes_cdn") + _sum(rows, "bytes_p2p")
+    return received / segments * 8 / segment_s
+
+
+def summarize(run: RunResult, scenario: Scenario) -> dict[str, Any]:
+    rows = run.agents
+    cdn, p2p = _sum(rows, "bytes_cdn"), _sum(rows, "bytes_p2p")
+    malicious = [r for r in rows if r["kind"] == Kind.MALICIOUS.value]
+    bad_ids = {r.get("peer_id") for r in malicious}
+    banned_by: dict[str, int] = {}
+    for r in rows:
+        for pid in r.get("peers_banned") or []:
+            banned_by[pid] = banned_by.get(pid, 0) + 1
+    honest_banned = sorted(pid for pid in banned_by if pid not in bad_ids)
+    worker_cpu = sum(float(w.get("cpu_s") or 0.0) for w in run.workers.values())
+    wall = max((float(w.get("wall_s") or 0.0) for w in run.workers.values()), default=0.0)
+    busiest = max(
+        (
+            float(w["cpu_s"]) / float(w["wall_s"])
+            for w in run.workers.values()
+            if w.get("cpu_s") and w.get("wall_s")
+        ),
+        default=0.0,
+    )
+    cores = worker_cpu / wall if wall else 0.0
+    kinds = {k.value: sum(1 for r in rows if r["kind"] == k.value) for k in Kind}
+    return {
+        "p2p": run.p2p,
+        "agents": scenario.peers,
+        "agents_total": len(rows),
+        "workers": len(run.workers),
+        "live": scenario.live,
+        "segment_s": scenario.segment_s,
+        "duration_s": scenario.duration_s,
+        "offload_ratio": round(p2p / (p2p + cdn), 4) if p2p + cdn else 0.0,
+        "cdn_bytes": cdn,
+        "p2p_bytes": p2p,
+        "uploaded_bytes": _sum(rows, "bytes_uploaded"),
+        "origin_bytes_served": run.origin_bytes_served,
+        "origin_segment_bytes": run.origin_segment_bytes,
+        "stall_count": _sum(rows, "stall_count"),
+        "stall_s": round(sum(float(r.get("stall_s") or 0.0) for r in rows), 3),
+        "agents_with_stalls": sum(1 for r in rows if (r.get("stall_count") or 0) > 0),
+        "startup_s_median": _median([r["startup_s"] for r in rows if r.get("startup_s")]),
+        "startup_s_p90": _quantile([r["startup_s"] for r in rows if r.get("startup_s")], 0.9),
+        "latency_s_median": _median(
+            [r["latency_s_median"] for r in rows if r.get("latency_s_median") is not None]
+        ),
+        "segments_played": _sum(rows, "segments_played"),
+        "segments_audited": _sum(rows, "segments_audited"),
+        "segments_unaudited": _sum(rows, "segments_unaudited"),
+        "corrupt_segments_played": _sum(rows, "corrupt_segments_played"),
+        "hash_failures": _sum(rows, "hash_failures"),
+        "kinds": kinds,
+        "malicious_agents": len(malicious),
+        "malicious_agents_banned": sum(1 for r in malicious if r.get("peer_id") in banned_by),
+        "bans_of_malicious": sum(banned_by.get(str(pid), 0) for pid in bad_ids),
+        "honest_peers_banned": len(honest_banned),
+        "churn_leaves_abrupt": sum(1 for r in rows if r["leave"] == Leave.ABRUPT.value),
+        "churn_leaves_graceful": sum(1 for r in rows if r["leave"] == Leave.GRACEFUL.value),
+        "agent_errors": sum(1 for r in rows if r.get("error")),
+        "errors": list(run.errors),
+        "media_bitrate_bits_per_s": _round0(media_bitrate(run, scenario.segment_s)),
+        "worker_cpu_s": round(worker_cpu, 2),
+        "worker_cores_used": round(cores, 3),
+        "busiest_worker_cpu_share": round(busiest, 3),
+        "agents_per_core": round(scenario.peers / cores, 1) if cores else None,
+        "p2p_mb_per_cpu_s": round(p2p / 1e6 / worker_cpu, 3) if worker_cpu else None,
+        "origin_and_harness_cpu_s": run.parent_cpu_s,
+        "signaling_cpu_s": run.signaling_cpu_s,
+        "wall_s": run.wall_s,
+    }
+
+
+def _round0(x: float | None) -> float | None:
+    return None if x is None else round(x)
+
+
+def add_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The P2P run's summary with the CDN-only run's figures and the ratios between them."""
+    out = dict(summary)
+    for key in (
+        "stall_count",
+        "stall_s",
+        "cdn_bytes",
+        "origin_bytes_served",
+        "origin_segment_bytes",
+        "startup_s_median",
+        "latency_s_median",
+        "corrupt_segments_played",
+    ):
+        out[f"baseline_{key}"] = baseline[key]
+    base_egress = baseline["origin_segment_bytes"]
+    out["cdn_egress_ratio_vs_baseline"] = (
+        round(summary["origin_segment_bytes"] / base_egress, 4) if base_egress else None
+    )
+    out["stalls_within_baseline"] = summary["stall_count"] <= baseline["stall_count"]
+    return out
+
+
+def sim_scenario(
+    scenario: Scenario, config: LoadTestConfig, bitrate_bits_per_s: float | None
+) -> Scenario:
+    """The scenario as the simulator should run it to predict this load test: the media's
+    measured bitrate and the agents' neighbour limit."""
+    max_peers = config.max_peers or min(MAX_AGENT_PEERS, scenario.max_peers)
+    changes: dict[str, Any] = {"max_peers": max_peers}
+    if bitrate_bits_per_s:
+        changes["bitrate_bits_per_s"] = bitrate_bits_per_s
+    return replace(scenario, **changes)
+
+
+def simulate_like(
+    scenario: Scenario, config: LoadTestConfig, bitrate: float | None
+) -> dict[str, Any]:
+    sim = simulate(sim_scenario(scenario, config, bitrate), scheduler_for(scenario)).summary()
+    return {
+        f"sim_{k}": sim[k]
+        for k in (
+            "offload_ratio",
+            "stall_count",
+            "startup_s_median",
+            "latency_s_median",
+            "bytes_cdn",
+            "bytes_p2p",
+        )
+    }
