@@ -73,7 +73,8 @@ return 0
 """
 
 RelaySink = Callable[[SendKind, str, RelayInfo, str, float], None]
-_Op = Callable[[Any], Any]
+# A queued Redis command: a pipeline method name and its arguments (data, not closures).
+_Op = tuple[str, tuple[Any, ...]]
 
 
 class _Rejoin(Exception):
@@ -113,7 +114,7 @@ class RedisCluster:
         self.live_nodes = 1
         self.ready = asyncio.Event()  # set whenever joined
         self._stop = asyncio.Event()
-        self._ops: list[tuple[str, _Op]] = []
+        self._ops: list[_Op] = []
         self._queueing = False
         self._wake = asyncio.Event()
         self._cmd: aioredis.Redis | None = None
@@ -232,7 +233,7 @@ class RedisCluster:
         pipe.set(self._alive_prefix + self.node_id, b"1", px=self._ttl_ms)
         pipe.sadd(self._nodes_key, self.node_id)
         for peer_id, conn_id in bindings:
-            self._claim_op(peer_id, conn_id)(pipe)
+            pipe.evalsha(*self._claim_args(peer_id, conn_id))
         results = await self._timed(pipe.execute(raise_on_error=False))
         claims = results[len(results) - len(bindings) :]
         conflicts = sum(1 for r in claims if isinstance(r, list) and r and not r[0])
@@ -296,8 +297,8 @@ class RedisCluster:
         if not ops or self._cmd is None:
             return
         pipe = self._cmd.pipeline(transaction=False)
-        for _, op in ops:
-            op(pipe)
+        for name, args in ops:
+            getattr(pipe, name)(*args)
         await self._timed(pipe.execute(raise_on_error=False))
 
     async def _writer(self) -> None:
@@ -440,24 +441,20 @@ class RedisCluster:
     def is_local(self, conn_id: str) -> bool:
         return node_of(conn_id) == self.node_id
 
-    def _enqueue(self, kind: str, op: _Op) -> None:
-        if not self._queueing:
+    def _enqueue(self, kind: str, *ops: _Op) -> None:
+        if not self._queueing or len(self._ops) + len(ops) > self.config.bus_queue_max:
             self.metrics.bus_dropped.labels(kind=kind).inc()
             return
-        if len(self._ops) >= self.config.bus_queue_max:
-            self.metrics.bus_dropped.labels(kind=kind).inc()
-            return
-        self._ops.append((kind, op))
+        self._ops.extend(ops)
         self._wake.set()
 
     def _bind_key(self, peer_id: str) -> str:
         return self._bind_prefix + peer_id.encode("latin-1").hex()
 
-    def _claim_op(self, peer_id: str, conn_id: str) -> _Op:
-        key = self._bind_key(peer_id)
+    def _claim_args(self, peer_id: str, conn_id: str) -> tuple[Any, ...]:
         owner = f"{self.node_id}|{conn_id}"
-        args = (self._bind_ttl_ms, self._alive_prefix, self.node_id)
-        return lambda p: p.evalsha(self._claim_sha, 1, key, owner, *args)
+        return (self._claim_sha, 1, self._bind_key(peer_id), owner, self._bind_ttl_ms,
+                self._alive_prefix, self.node_id)  # fmt: skip
 
     async def claim(self, conn_id: str, peer_id: str) -> None:
         """Bind ``peer_id`` to ``conn_id`` cluster-wide; raise :class:`PeerIdTaken` when another
@@ -465,7 +462,7 @@ class RedisCluster:
         if self.state != "ok" or self._cmd is None:
             return
         try:
-            ok, prev = await self._timed(self._claim_op(peer_id, conn_id)(self._cmd))
+            ok, prev = await self._timed(self._cmd.evalsha(*self._claim_args(peer_id, conn_id)))
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("cluster: claim failed (%s); allowed locally", type(exc).__name__)
             return
@@ -478,7 +475,7 @@ class RedisCluster:
     def release(self, conn_id: str, peer_id: str) -> None:
         key = self._bind_key(peer_id)
         owner = f"{self.node_id}|{conn_id}"
-        self._enqueue("unbind", lambda p: p.evalsha(self._release_sha, 1, key, owner))
+        self._enqueue("unbind", ("evalsha", (self._release_sha, 1, key, owner)))
 
     def publish(self, changes: list[MemberChange]) -> None:
         members_key = self._members_prefix + self.node_id
@@ -490,29 +487,24 @@ class RedisCluster:
             fld = record_field(change.info_hash, change.peer_id)
             if change.record is not None:
                 value = encode_record(change.record)
-                event = b"U" + tag + b"\n" + value.encode()
-                claim = self._claim_op(change.peer_id, change.conn_id)
-
-                def up(p: Any, fld: str = fld, value: str = value, event: bytes = event,
-                       claim: _Op = claim) -> None:  # fmt: skip
-                    p.hset(members_key, fld, value)
-                    claim(p)  # refreshes the binding's TTL
-                    p.publish(self._events, event)
-
-                self._enqueue("member", up)
+                self._enqueue(
+                    "member",
+                    ("hset", (members_key, fld, value)),
+                    # refreshes the binding's TTL (and re-binds it after an outage)
+                    ("evalsha", self._claim_args(change.peer_id, change.conn_id)),
+                    ("publish", (self._events, b"U" + tag + b"\n" + value.encode())),
+                )
             else:
                 r = change.swarm_retired
                 body = json.dumps(
                     [change.info_hash, change.peer_id, change.swarm_downloaded,
                      [r.p2p_down, r.p2p_up, r.cdn]]
                 )  # fmt: skip
-                event = b"D" + tag + b"\n" + body.encode()
-
-                def down(p: Any, fld: str = fld, event: bytes = event) -> None:
-                    p.hdel(members_key, fld)
-                    p.publish(self._events, event)
-
-                self._enqueue("member", down)
+                self._enqueue(
+                    "member",
+                    ("hdel", (members_key, fld)),
+                    ("publish", (self._events, b"D" + tag + b"\n" + body.encode())),
+                )
             self.metrics.bus_messages.labels(direction="out", kind="member").inc()
 
     def forward(self, item: Send) -> None:
@@ -526,5 +518,5 @@ class RedisCluster:
         )  # fmt: skip
         payload = head.encode() + b"\n" + item.text.encode()
         channel = self.config.redis_prefix + "node:" + node_of(item.conn_id)
-        self._enqueue(item.kind, lambda p: p.publish(channel, payload))
+        self._enqueue(item.kind, ("publish", (channel, payload)))
         self.metrics.bus_messages.labels(direction="out", kind=item.kind).inc()
