@@ -5,7 +5,9 @@ from a :class:`SchedulerView` built exactly as the simulator builds it, and carr
 actions: CDN fetches, peer requests, cancels. Every other input (playlist refreshes, peer
 events, finished fetches) only updates state and wakes the loop. Bytes become a segment only
 after their hash matches the manifest; only then are they played, stored, announced or
-uploaded in full (a fetch in progress is relayed cut-through, as the protocol allows).
+uploaded in full (a download in progress, from the CDN or a peer, is relayed cut-through but
+its last frame only once our copy verified: docs/protocol.md, "Relaying before the segment is
+complete").
 
 The parts: :mod:`.view` builds the scheduler's view, :mod:`.intake` turns fetched bytes into
 verified segments, :mod:`.exchange` handles peer sessions and uploads, :mod:`.report` the
@@ -240,9 +242,10 @@ class Agent:
 
     def _hello(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
         have = list(self.store)[-16384:]
-        # Only CDN fetches are announced: bytes from peers are passed on once verified.
-        cdn = [s for s, t in self.transfers.items() if t.peer_id is None][-256:]
-        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), 64 * 1024 * 1024)) for s in cdn]
+        # Every download in progress is announced, from the CDN or a peer: both are relayed
+        # cut-through, the last frame withheld until our copy verifies.
+        busy = list(self.transfers)[-256:]
+        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), 64 * 1024 * 1024)) for s in busy]
         return have, fetching
 
     # -- the run -----------------------------------------------------------------------------
@@ -353,7 +356,7 @@ class Agent:
         for segment in list(self.held):
             info = self.info(segment)
             if segment not in self.transfers and (info is None or info.end_s < playhead_s):
-                del self.held[segment]
+                self.drop_held(segment)
                 self.avoid.pop(segment, None)
 
     async def _sample_loop(self) -> None:
@@ -415,15 +418,34 @@ class Agent:
     def held_for(self, segment: SegmentId, offset: int) -> Held:
         held = self.held.setdefault(segment, Held())
         if len(held.buf) > offset:
-            del held.buf[offset:]
+            self.truncate_held(segment, offset)
         return held
+
+    def truncate_held(self, segment: SegmentId, length: int) -> None:
+        """Keep only bytes ``[0, length)`` of a segment in progress. Whoever we relayed more
+        to is aborted: the bytes that replace the rest may differ from what they got."""
+        held = self.held.get(segment)
+        if held is not None and len(held.buf) > length:
+            held.truncate(length)
+            self.exchange.abort_relays(segment, beyond=length)
+
+    def drop_held(self, segment: SegmentId) -> None:
+        """Give up a segment in progress without verifying it: relays of it are aborted."""
+        self.held.pop(segment, None)
+        self.exchange.abort_segment(segment)
+
+    def transfer_aborted(self, transfer: Transfer) -> None:
+        """The peer gave up our request (ABORT). If it was relaying cut-through and its own
+        copy failed (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are
+        dropped, so an honest relay of a bad upstream is never blamed for them. The event does
+        not carry the reason, so every ABORT is treated so (it is rare otherwise: eviction,
+        shutdown)."""
+        self.truncate_held(transfer.segment, transfer.offset)
 
     def announce_fetching(self, segment: SegmentId) -> None:
         if self.swarm is not None and not self.config.leech_only:
             size = self.sizes.get(segment, 0)
             self.swarm.broadcast_fetching([FetchingEntry(segment, size)])
-
-    # -- results ---------------------------------------------------------------------------------
 
     # -- results -------------------------------------------------------------------------------
 

@@ -3,10 +3,15 @@
 :meth:`Exchange.on_event` is the ``on_event(link, event)`` callback of the swarm. It keeps the
 neighbours' availability (HELLO, HAVE, FETCHING, LOST), feeds our requests' bytes into the
 segment being assembled, and serves the peers' requests: from the store (verified segments),
-or cut-through from a CDN fetch in progress (RESPONSE once the size is known, then DATA as bytes
-arrive), under the upload cap and the concurrent-upload limit (BUSY beyond). Bytes that came
-from peers are relayed only after the segment's hash matched (from the store): a corrupting
-peer's bytes never leave this agent.
+or cut-through from a download in progress, from the CDN or a peer (RESPONSE once the size is
+known, then DATA as bytes arrive), under the upload cap and the concurrent-upload limit (BUSY
+beyond).
+
+Cut-through follows docs/protocol.md, "Relaying before the segment is complete": the last
+:data:`RELAY_HOLDBACK_BYTES` (one DATA frame) of a segment leave only once our own copy matched
+its hash; if it does not, or we give the segment up, everyone we relayed it to gets ABORT
+(UPSTREAM_FAILED). A resumed or refetched upstream keeps feeding the same uploads. So a
+corrupting peer's bytes never complete a segment anywhere downstream of us.
 """
 
 from __future__ import annotations
@@ -31,17 +36,19 @@ from ..core.events import (
 )
 from ..core.ids import SegmentId
 from ..core.throughput import ThroughputEstimator
-from ..core.wire import AbortReason
+from ..core.wire import MAX_DATA_PAYLOAD_BYTES, AbortReason
 from .state import Neighbour, Transfer
 from .uploads import TokenBucket, Upload, Uploads
 
 if TYPE_CHECKING:
     from .agent import Agent
-    from .state import Held, Transfer
+    from .state import Transfer
 
 logger = logging.getLogger(__name__)
 
 BUSY_RETRY_MS = 500
+#: What a relay withholds of a segment until its own copy is verified: one whole DATA frame.
+RELAY_HOLDBACK_BYTES = MAX_DATA_PAYLOAD_BYTES
 
 
 class Exchange:
@@ -53,6 +60,11 @@ class Exchange:
         self.links_seen: dict[int, Any] = {}
         self._pump_handle: asyncio.TimerHandle | None = None
         self.busy_sent = 0
+        #: Verified segments still being relayed, kept whole until those uploads end (the
+        #: store may not keep them).
+        self.relay_copies: dict[SegmentId, bytes] = {}
+        #: Uploads aborted because our copy failed or was given up (UPSTREAM_FAILED).
+        self.relays_aborted = 0
 
     # -- accounting ------------------------------------------------------------------------
 
@@ -158,8 +170,7 @@ class Exchange:
         held = agent.held.get(event.segment)
         if transfer is None or held is None or event.offset != len(held.buf):
             return
-        held.buf += event.data
-        held.contributors.add(transfer.peer_id)
+        held.append(event.data, transfer.peer_id)
         transfer.received += len(event.data)
         transfer.last_data_at = now
         agent.bytes_p2p += len(event.data)
@@ -196,6 +207,8 @@ class Exchange:
             if event.reason == "absent" and nb is not None:
                 nb.have.discard(transfer.segment)
                 nb.fetching.discard(transfer.segment)
+        if event.reason == "aborted":
+            agent.transfer_aborted(transfer)
         agent.wake()
 
     def _on_closed(self, link: Any, event: SessionClosed) -> None:
@@ -233,7 +246,8 @@ class Exchange:
         request_id = link.request(segment, offset)
         transfer = Transfer(segment, peer_id, now, offset, link=link, request_id=request_id)
         agent.transfers[segment] = transfer
-        # No FETCHING announcement: bytes from a peer are relayed only once verified.
+        # Announced like a CDN fetch: we relay it cut-through, the last frame once verified.
+        agent.announce_fetching(segment)
 
     # -- serving peers -------------------------------------------------------------------------
 
@@ -248,17 +262,19 @@ class Exchange:
             self.busy_sent += 1
             link.reject_busy(rid, BUSY_RETRY_MS)
             return
-        data = agent.store.get(segment)
+        stored = agent.store.get(segment)
+        data = stored if stored is not None else self.relay_copies.get(segment)
         upload = Upload(link, pid, rid, segment, offset, offset)
         if data is not None:
             if offset >= len(data):
                 link.reject_absent(rid)
                 return
-            agent.store.pin(segment)
-            upload.pinned = True
+            if stored is not None:
+                agent.store.pin(segment)
+                upload.pinned = True
             upload.total_bytes = len(data)
             link.respond(rid, len(data))
-        elif segment in agent.transfers and _cdn_only(agent.held.get(segment)):
+        elif segment in agent.transfers and segment in agent.held:
             held = agent.held[segment]
             if held.total is not None:
                 if offset >= held.total:
@@ -272,16 +288,25 @@ class Exchange:
         self.uploads.add(upload)
         self._pump(upload, now)
 
+    def _verified_copy(self, segment: SegmentId) -> bytes | None:
+        data = self.agent.store.get(segment)
+        return data if data is not None else self.relay_copies.get(segment)
+
     def _source(self, upload: Upload) -> tuple[bytes | bytearray | None, int | None]:
-        agent = self.agent
-        data = agent.store.get(upload.segment)
+        """The bytes held of the upload's segment (verified or still arriving), and its size."""
+        data = self._verified_copy(upload.segment)
         if data is not None:
             return data, len(data)
-        held = agent.held.get(upload.segment)
-        if _cdn_only(held):
-            assert held is not None
+        held = self.agent.held.get(upload.segment)
+        if held is not None:
             return held.buf, held.total
-        return None, None  # unverified bytes from peers are never relayed: wait for the store
+        return None, None
+
+    def segment_verified(self, segment: SegmentId, data: bytes) -> None:
+        """Our copy of ``segment`` matched: keep it for the uploads relaying it (the rest,
+        the last frame included, goes out from it)."""
+        if self.uploads.for_segment(segment):
+            self.relay_copies[segment] = data
 
     def pump_segment(self, segment: SegmentId) -> None:
         if not len(self.uploads):
@@ -315,7 +340,10 @@ class Exchange:
             if not upload.link.respond(upload.request_id, total):
                 self.uploads.remove(upload)
                 return
-        available = min(len(source), upload.total_bytes)
+        limit = upload.total_bytes
+        if self._verified_copy(upload.segment) is None:
+            limit -= RELAY_HOLDBACK_BYTES  # the last frame waits for our copy to verify
+        available = min(len(source), limit)
         wanted = available - upload.sent_until
         if wanted > 0:
             if self.bucket is None:
@@ -344,6 +372,8 @@ class Exchange:
 
     def _end_upload(self, upload: Upload) -> None:
         self.uploads.remove(upload)
+        if upload.segment in self.relay_copies and not self.uploads.for_segment(upload.segment):
+            del self.relay_copies[upload.segment]
         if upload.pinned:
             upload.pinned = False
             evicted = self.agent.store.unpin(upload.segment)
@@ -351,18 +381,24 @@ class Exchange:
                 self.agent.swarm.broadcast_lost(evicted)
 
     def abort_segment(self, segment: SegmentId) -> None:
-        """The bytes relayed for ``segment`` were bad: give up every relay of it."""
+        """Our copy of ``segment`` failed or was given up: ABORT (UPSTREAM_FAILED) every relay
+        of it, so nobody downstream completes it."""
+        self.abort_relays(segment)
+
+    def abort_relays(self, segment: SegmentId, *, beyond: int | None = None) -> None:
+        """ABORT (UPSTREAM_FAILED) the relays of unverified ``segment``: all of them, or
+        those that were handed bytes past ``beyond``."""
+        if self._verified_copy(segment) is not None:
+            return
         for upload in self.uploads.for_segment(segment):
-            if not upload.pinned:
-                self.uploads.remove(upload)
-                if not upload.link.is_closed:
-                    upload.link.abort(upload.request_id, AbortReason.UPSTREAM_FAILED)
-
-
-def _cdn_only(held: Held | None) -> bool:
-    """Whether every byte held of a segment in progress came from the CDN (trusted), so it
-    may be relayed cut-through before the whole segment is verified."""
-    return held is not None and held.contributors <= {None}
+            if upload.pinned:
+                continue
+            if beyond is not None and upload.sent_until <= max(beyond, upload.offset):
+                continue
+            self._end_upload(upload)
+            self.relays_aborted += 1
+            if not upload.link.is_closed:
+                upload.link.abort(upload.request_id, AbortReason.UPSTREAM_FAILED)
 
 
 def _neighbour(peer_id: str) -> Neighbour:

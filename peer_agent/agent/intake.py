@@ -1,6 +1,7 @@
 """Where bytes become segments: CDN fetches (relayed cut-through as they arrive), then
-verification against the manifest, then play, store, announce; or, on a hash mismatch, discard,
-penalise every peer that contributed, ban repeat offenders and refetch from the CDN."""
+verification against the manifest, then play, store, announce and release the last frame to
+whoever we relay the segment to; or, on a hash mismatch, abort those relays (UPSTREAM_FAILED),
+discard, penalise every peer that contributed, ban repeat offenders and refetch from the CDN."""
 
 from __future__ import annotations
 
@@ -71,8 +72,7 @@ class Intake:
         def on_chunk(pos: int, data: bytes) -> None:
             if self.agent.transfers.get(segment) is not transfer or pos != len(held.buf):
                 return
-            held.buf += data
-            held.contributors.add(None)
+            held.append(data, None)
             transfer.received += len(data)
             transfer.last_data_at = self.agent.now()
             self.agent.bytes_cdn += len(data)
@@ -109,7 +109,7 @@ class Intake:
         data = bytes(held.buf)
         if info is None:  # fell out of the timeline meanwhile
             self.agent.transfers.pop(segment, None)
-            self.agent.held.pop(segment, None)
+            self.agent.drop_held(segment)
             return
         transfer.verifying = True
         verdict = self.agent.manifest.verify(info, data, held.total)
@@ -147,9 +147,9 @@ class Intake:
             await asyncio.shield(self.agent._manifest_refresh)
 
     def _discard_and_refetch(self, segment: SegmentId) -> None:
-        """Drop every byte of ``segment`` and fetch it again from the CDN."""
-        self.agent.held.pop(segment, None)
-        self.agent.exchange.abort_segment(segment)
+        """Drop every byte of ``segment`` (aborting whoever we relayed it to) and fetch it
+        again from the CDN."""
+        self.agent.drop_held(segment)
         count = self.agent.hash_retries.get(segment, 0) + 1
         self.agent.hash_retries[segment] = count
         if count <= self.agent.config.max_hash_retries:
@@ -168,6 +168,7 @@ class Intake:
         assert self.agent.player is not None
         self.agent.player.add_media(info.start_s, info.duration_s, now)
         evicted = self.agent.store.put(segment, data)
+        self.agent.exchange.segment_verified(segment, data)
         self.agent.held.pop(segment, None)
         if self.agent.swarm is not None and not self.agent.config.leech_only:
             if segment in self.agent.store:

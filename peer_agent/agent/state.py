@@ -36,6 +36,25 @@ class Held:
     total: int | None = None
     #: Peer ids that supplied bytes (``None``: the CDN).
     contributors: set[str | None] = field(default_factory=set)
+    #: ``(first byte, source)`` of each run of bytes from one source, in order.
+    spans: list[tuple[int, str | None]] = field(default_factory=list)
+
+    def append(self, data: bytes, source: str | None) -> None:
+        """Bytes from ``source`` (a peer id, ``None``: the CDN) at the end of ``buf``."""
+        if not data:
+            return
+        if not self.spans or self.spans[-1][1] != source:
+            self.spans.append((len(self.buf), source))
+        self.buf += data
+        self.contributors.add(source)
+
+    def truncate(self, length: int) -> None:
+        """Keep bytes ``[0, length)`` only; sources of nothing kept are no contributors."""
+        if length >= len(self.buf):
+            return
+        del self.buf[length:]
+        self.spans = [span for span in self.spans if span[0] < length]
+        self.contributors = {source for _, source in self.spans}
 
 
 @dataclass(eq=False)
