@@ -3,8 +3,9 @@
 Pure state: no asyncio, no sockets, no clock reads. Time comes in as ``now_s`` (monotonic
 seconds) and randomness from the ``random.Random`` given to the constructor. The registry names
 connections by opaque ``conn_id`` strings; which socket a ``conn_id`` is, and how a message gets
-there, is the router's business (:mod:`signaling.router`). :class:`SwarmRegistry` is the interface
-a future shared (Redis) backend implements; :class:`InMemorySwarmRegistry` is the one we have.
+there, is the router's business (:mod:`signaling.router`). :class:`SwarmRegistry` (in
+:mod:`signaling.registry_api`, re-exported here) is the interface; :class:`InMemorySwarmRegistry`
+implements it, alone or with a replica of other processes' members (scale-out).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 from signaling.errors import (
     NotInSwarm,
@@ -24,11 +24,23 @@ from signaling.errors import (
     UsageError,
 )
 from signaling.pairing import NO_HINTS, Candidate, PeerHints, choose_targets
+from signaling.registry_api import (
+    AnnounceResult,
+    Event,
+    ExpiryResult,
+    PeerRef,
+    PeerSnapshot,
+    RegistryLimits,
+    SwarmCounts,
+    SwarmRegistry,
+    SwarmSnapshot,
+)
 from signaling.replica import ByteTotals, MemberChange, PeerRecord, RemoteMembers
 
 __all__ = [
     "AnnounceResult",
     "ByteTotals",
+    "Event",
     "ExpiryResult",
     "InMemorySwarmRegistry",
     "PeerRef",
@@ -39,62 +51,7 @@ __all__ = [
     "SwarmSnapshot",
 ]
 
-Event = Literal["started", "stopped", "completed", "update", "paused"]
-
 MAX_PAIRED_REMEMBERED = 256
-
-
-@dataclass(frozen=True)
-class RegistryLimits:
-    peer_ttl_s: float = 300.0
-    offer_ttl_s: float = 50.0
-    max_swarms_per_connection: int = 20
-    max_peers_per_swarm: int = 20000
-    pairing_sample_limit: int = 256
-
-
-@dataclass(frozen=True)
-class PeerRef:
-    peer_id: str
-    conn_id: str
-
-
-@dataclass(frozen=True)
-class SwarmCounts:
-    complete: int
-    incomplete: int
-    downloaded: int
-
-
-@dataclass(frozen=True)
-class AnnounceResult:
-    counts: SwarmCounts
-    targets: tuple[PeerRef, ...]
-    joined: bool
-    left: bool
-
-
-@dataclass(frozen=True)
-class ExpiryResult:
-    peers: tuple[tuple[str, str], ...]  # (info_hash, peer_id)
-    offers: int
-
-
-@dataclass(frozen=True)
-class PeerSnapshot:
-    peer_id: str
-    seeding: bool
-    hints: PeerHints
-    idle_s: float
-    bytes: ByteTotals
-
-
-@dataclass(frozen=True)
-class SwarmSnapshot:
-    info_hash: str
-    counts: SwarmCounts
-    bytes: ByteTotals
-    peers: tuple[PeerSnapshot, ...]
 
 
 @dataclass
@@ -131,66 +88,6 @@ class _Swarm:
 # for offer_ttl_s, and CPython's GC stops tracking tuples of strings and floats, so they do not
 # drive full collections (which pause the loop for ~1 s with 10k connections).
 _PendingOffer = tuple[str, float]
-
-
-class SwarmRegistry(Protocol):
-    """What the service needs from swarm state. One implementation holds this process's peers;
-    with scale-out it also reads the members other processes publish (``RemoteMembers``)."""
-
-    def announce(
-        self,
-        now_s: float,
-        conn_id: str,
-        info_hash: str,
-        peer_id: str,
-        *,
-        event: Event | None,
-        seeding: bool | None,
-        hints: PeerHints,
-        want_targets: int,
-    ) -> AnnounceResult: ...
-
-    def record_offer(
-        self, now_s: float, info_hash: str, offer_id: str, from_peer: str, to_peer: str
-    ) -> None: ...
-
-    def claim_answer(
-        self,
-        now_s: float,
-        conn_id: str,
-        info_hash: str,
-        answerer: str,
-        to_peer: str,
-        offer_id: str,
-    ) -> PeerRef: ...
-
-    def record_stats(
-        self, now_s: float, conn_id: str, info_hash: str, peer_id: str, totals: ByteTotals
-    ) -> None: ...
-
-    def note_paired(self, info_hash: str, a: str, b: str) -> None: ...
-
-    def owner_of(self, peer_id: str) -> str | None: ...
-
-    def scrape(self, info_hashes: Iterable[str]) -> dict[str, SwarmCounts]: ...
-
-    def swarm_ids(self, limit: int) -> list[str]: ...
-
-    def drop_connection(self, conn_id: str) -> int: ...
-
-    def expire(self, now_s: float) -> ExpiryResult: ...
-
-    def snapshot(self, now_s: float, max_swarms: int, max_peers: int) -> list[SwarmSnapshot]: ...
-
-    def peer_count(self) -> int: ...
-
-    def swarm_count(self) -> int: ...
-
-    def local_peer_count(self) -> int: ...
-
-    def local_swarm_count(self) -> int: ...
-
-    def drain_changes(self) -> list[MemberChange]: ...
 
 
 class InMemorySwarmRegistry:
