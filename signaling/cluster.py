@@ -462,14 +462,15 @@ class RedisCluster:
         if self.state != "ok" or self._cmd is None:
             return
         try:
-            ok, prev = await self._timed(self._cmd.evalsha(*self._claim_args(peer_id, conn_id)))
+            ok, _owner = await self._timed(self._cmd.evalsha(*self._claim_args(peer_id, conn_id)))
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("cluster: claim failed (%s); allowed locally", type(exc).__name__)
             return
         if not ok:
             raise PeerIdTaken("peer_id is bound to a connection on another signaling process")
-        if prev and node_of(prev.decode().split("|", 1)[1]) != self.node_id:
-            # taken over from a process that died: forget its stale records of this peer
+        # The binding is ours now: any record of this peer_id from another process is stale
+        # (its process died, or its "left" event is still on the way).
+        if self.remote.owner_conn(peer_id) is not None:
             self.remote.forget_peer_id(peer_id)
 
     def release(self, conn_id: str, peer_id: str) -> None:

@@ -83,3 +83,31 @@ async def test_answer_after_offer_ttl_is_unsolicited_across_processes(
     await a.answer(offer)
     reply = await a.recv_where(lambda m: "failure reason" in m)
     assert reply["reason"] == "unsolicited_answer"
+
+
+async def test_a_peer_moving_to_another_process_keeps_its_peer_id(
+    start_nodes: NodeFactory,
+) -> None:
+    n1, n2 = await start_nodes(2)
+    a = await connect(n1.url, "mover")
+    other = await connect(n2.url, "stayer")
+    await a.announce(SWARM)
+    await other.announce(SWARM)
+    await n2.wait_health(lambda h: h["peers"] == 2)
+    await a.close()  # leaves n1 (alive), and comes back at once on n2
+    deadline = asyncio.get_running_loop().time() + 2.0
+    while True:
+        moved = await connect(n2.url, "mover")
+        reply = await moved.announce(SWARM)
+        if "interval" in reply:
+            break
+        assert reply["reason"] == "peer_id_spoofed"  # n1's release not through yet
+        await moved.close()
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert reply["incomplete"] == 2
+    await n1.wait_health(lambda h: h["peers"] == 2 and h["local_peers"] == 0)
+    await other.announce(SWARM, offers=1)
+    offer = await moved.next_offer()
+    await moved.answer(offer)
+    assert (await other.next_answer())["peer_id"] == moved.peer_id
