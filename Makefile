@@ -49,7 +49,7 @@ test: install install-node install-system
 	$(PY) -m pytest -q
 	node --test tests/js/
 
-test-py: install
+test-py: install install-system
 	$(PY) -m pytest -q
 
 test-js: install-node
@@ -67,7 +67,7 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: install
+bench: install install-node install-system
 	$(PY) -m bench.run
 
 clean:
