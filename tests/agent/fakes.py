@@ -37,6 +37,8 @@ class Faults:
     stall_s: float = 10.0
     #: Ignore Range headers (answer 200 with the whole body).
     ignore_range: bool = False
+    #: Pace every segment body at this rate (0: as fast as possible).
+    rate_bytes_per_s: float = 0.0
 
 
 @dataclass
@@ -136,6 +138,8 @@ def build_app(stream: SynthStream) -> Starlette:
             for i in range(0, len(body), 16384):
                 stream.bytes_served += len(body[i : i + 16384])
                 yield body[i : i + 16384]
+                if faults.rate_bytes_per_s:
+                    await asyncio.sleep(len(body[i : i + 16384]) / faults.rate_bytes_per_s)
 
         return StreamingResponse(chunks(), status_code=status, headers=headers)
 
