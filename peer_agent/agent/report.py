@@ -52,6 +52,8 @@ def summary(agent: Agent) -> dict[str, Any]:
         "hash_failures": agent.hash_failures,
         "segments_given_up": len(agent.given_up),
         "unverifiable": agent.unverifiable,
+        # Relays ended with ABORT(UPSTREAM_FAILED): our copy failed or was given up.
+        "relays_aborted": agent.exchange.relays_aborted,
         "integrity": agent.manifest.mode,
         "peers_banned": sorted(agent.penalties.banned),
         "peers_seen": len(agent.peers_seen),

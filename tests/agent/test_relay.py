@@ -257,6 +257,7 @@ async def test_corrupt_upstream_makes_the_relay_abort_and_nobody_blames_it() -> 
     assert relay.hash_failures == 1 and "up" in relay.penalties.failures
     assert SEGMENT not in relay.store and refetched == [SEGMENT]
     assert relay.exchange.relays_aborted == 1 and not relay.exchange.uploads
+    assert relay.summary()["relays_aborted"] == 1
     messages = chain.relay_down.session.data_to_send()
     assert [wire.decode(m) for m in messages] == [
         wire.Abort(chain.down.transfers[SEGMENT].request_id or 0, wire.AbortReason.UPSTREAM_FAILED)
