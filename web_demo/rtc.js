@@ -13,6 +13,7 @@
 // Signalling is full (non-trickle) SDP: we wait for ICE gathering to complete. The offerer
 // creates the channel (ordered, reliable); the answerer takes it from "datachannel".
 
+import { asciiBytes } from "./ids.js";
 import { PeerSession } from "./session.js";
 import { CHANNEL_LABEL, CloseCode } from "./wire.js";
 
@@ -136,7 +137,15 @@ export class PeerLink {
   }
 
   _newSession() {
-    this.session = new PeerSession(this.sessionConfig, this.swarmId, this.localPeerId, nowS());
+    let expected = null;
+    if (typeof this.remotePeerId === "string" && this.remotePeerId.length === 20) {
+      try {
+        expected = asciiBytes(this.remotePeerId);
+      } catch {
+        expected = null; // not a byte string: no identity to hold the remote to
+      }
+    }
+    this.session = new PeerSession(this.sessionConfig, this.swarmId, this.localPeerId, nowS(), expected);
     this._armTimer();
   }
 

@@ -148,10 +148,15 @@ export class PeerSession {
    * @param localPeerId Uint8Array(20)
    * @param now monotonic seconds
    */
-  constructor(config, swarmId, localPeerId, now) {
+  constructor(config, swarmId, localPeerId, now, expectedPeerId = null) {
     if (swarmId?.length !== SWARM_ID_BYTES || localPeerId?.length !== PEER_ID_BYTES) {
       throw new UsageError("swarmId and localPeerId must be 20 bytes each");
     }
+    if (expectedPeerId !== null && expectedPeerId?.length !== PEER_ID_BYTES) {
+      throw new UsageError("expectedPeerId must be 20 bytes");
+    }
+    // The peer_id signaling paired us with: a HELLO with another closes IDENTITY_MISMATCH.
+    this.expectedPeerId = expectedPeerId === null ? null : Uint8Array.from(expectedPeerId);
     this.config = config;
     this.swarmId = Uint8Array.from(swarmId);
     this.localPeerId = Uint8Array.from(localPeerId);
@@ -478,6 +483,9 @@ export class PeerSession {
   _onHello(hello) {
     const same = hello.swarm_id.every((b, i) => b === this.swarmId[i]);
     if (!same) throw new ProtocolViolation(CloseCode.SWARM_MISMATCH, "HELLO for another swarm");
+    if (this.expectedPeerId !== null && !hello.peer_id.every((b, i) => b === this.expectedPeerId[i])) {
+      throw new ProtocolViolation(CloseCode.IDENTITY_MISMATCH, "HELLO peer_id is not the one signaling paired");
+    }
     this._state = SessionState.OPEN;
     this.remotePeerId = Uint8Array.from(hello.peer_id);
     this.remoteFlags = hello.flags;

@@ -65,6 +65,7 @@ export const CloseCode = Object.freeze({
   TIMEOUT: 7,
   GOING_AWAY: 8,
   BANNED: 9,
+  IDENTITY_MISMATCH: 10,
 });
 
 export const WireErrorCode = Object.freeze({

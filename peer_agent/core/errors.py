@@ -26,6 +26,7 @@ class CloseCode(IntEnum):
     TIMEOUT = 7
     GOING_AWAY = 8
     BANNED = 9
+    IDENTITY_MISMATCH = 10
 
 
 class WireErrorCode(StrEnum):

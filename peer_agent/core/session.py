@@ -129,10 +129,20 @@ class PeerSession:
     """One peer wire session over one data channel (docs/protocol.md)."""
 
     def __init__(
-        self, config: SessionConfig, swarm_id: bytes, local_peer_id: bytes, now: float
+        self,
+        config: SessionConfig,
+        swarm_id: bytes,
+        local_peer_id: bytes,
+        now: float,
+        expected_peer_id: bytes | None = None,
     ) -> None:
+        """``expected_peer_id``: the peer_id signaling paired us with, when known; a HELLO
+        carrying another one closes the session with IDENTITY_MISMATCH."""
         if len(swarm_id) != wire.SWARM_ID_BYTES or len(local_peer_id) != wire.PEER_ID_BYTES:
             raise UsageError("swarm_id and local_peer_id must be 20 bytes each")
+        if expected_peer_id is not None and len(expected_peer_id) != wire.PEER_ID_BYTES:
+            raise UsageError("expected_peer_id must be 20 bytes")
+        self.expected_peer_id = None if expected_peer_id is None else bytes(expected_peer_id)
         self.config = config
         self.swarm_id = bytes(swarm_id)
         self.local_peer_id = bytes(local_peer_id)
@@ -426,6 +436,10 @@ class PeerSession:
     def _on_hello(self, hello: wire.Hello) -> None:
         if hello.swarm_id != self.swarm_id:
             raise ProtocolViolation(CloseCode.SWARM_MISMATCH, "HELLO for another swarm")
+        if self.expected_peer_id is not None and hello.peer_id != self.expected_peer_id:
+            raise ProtocolViolation(
+                CloseCode.IDENTITY_MISMATCH, "HELLO peer_id is not the one signaling paired"
+            )
         self._state = SessionState.OPEN
         self.remote_peer_id = hello.peer_id
         self.remote_flags = hello.flags

@@ -272,8 +272,15 @@ class PeerLink:
             return None
 
     def _new_session(self) -> None:
+        expected = None
+        if self.remote_peer_id is not None and len(self.remote_peer_id) == 20:
+            expected = self.remote_peer_id.encode("latin-1", errors="replace")
         self._session = PeerSession(
-            self.config.session, self.swarm_id, self.local_peer_id, self._loop.time()
+            self.config.session,
+            self.swarm_id,
+            self.local_peer_id,
+            self._loop.time(),
+            expected_peer_id=expected,
         )
         self._arm_timer()
 

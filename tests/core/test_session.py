@@ -178,6 +178,35 @@ def test_swarm_mismatch_closes_both() -> None:
         assert session.is_closed
 
 
+def test_hello_from_another_peer_than_signaling_paired_closes_identity_mismatch() -> None:
+    config = SessionConfig()
+    a = PeerSession(config, SWARM, PEER_A, 0.0, expected_peer_id=b"C" * 20)
+    b = PeerSession(config, SWARM, PEER_B, 0.0)
+    a.start(now=0.0)
+    b.start(now=0.0)
+    roundtrip(a, b, 0.0)
+    (closed,) = drain(a)
+    assert closed == SessionClosed(
+        CloseCode.IDENTITY_MISMATCH, "HELLO peer_id is not the one signaling paired", False
+    )
+    assert a.stats.errors_by_code.get("IDENTITY_MISMATCH") == 1  # counted
+    transfer(a, b, 0.0)
+    assert drain(b)[-1] == SessionClosed(
+        CloseCode.IDENTITY_MISMATCH, "HELLO peer_id is not the one signaling paired", True
+    )
+
+
+def test_hello_from_the_expected_peer_opens() -> None:
+    a = PeerSession(SessionConfig(), SWARM, PEER_A, 0.0, expected_peer_id=PEER_B)
+    b = PeerSession(SessionConfig(), SWARM, PEER_B, 0.0)
+    a.start(now=0.0)
+    b.start(now=0.0)
+    roundtrip(a, b, 0.0)
+    assert isinstance(drain(a)[0], HelloReceived) and a.state is SessionState.OPEN
+    with pytest.raises(UsageError):
+        PeerSession(SessionConfig(), SWARM, PEER_A, 0.0, expected_peer_id=b"short")
+
+
 # --- transfers -------------------------------------------------------------------------------
 
 

@@ -263,6 +263,25 @@ test("version and swarm mismatch close with their codes", () => {
   assert.equal(sent.at(-1)[0], 0x20); // CLOSE went out
 });
 
+test("a HELLO from another peer than signaling paired closes IDENTITY_MISMATCH", () => {
+  const a = new PeerSession(sessionConfig(), SWARM, A_ID, 0, ascii("-PH0001-cccccccccccc"));
+  const b = new PeerSession(sessionConfig(), SWARM, B_ID, 0);
+  a.start({ now: 0 });
+  b.start({ now: 0 });
+  for (const m of b.dataToSend()) a.receiveData(m, 0);
+  const closed = events(a).at(-1);
+  assert.equal(closed.type, "SessionClosed");
+  assert.equal(closed.code, CloseCode.IDENTITY_MISMATCH);
+  assert.equal(CloseCode.IDENTITY_MISMATCH, 10);
+  const ok = new PeerSession(sessionConfig(), SWARM, A_ID, 0, B_ID);
+  ok.start({ now: 0 });
+  const b2 = new PeerSession(sessionConfig(), SWARM, B_ID, 0);
+  b2.start({ now: 0 });
+  for (const m of b2.dataToSend()) ok.receiveData(m, 0);
+  assert.equal(events(ok)[0].type, "HelloReceived");
+  assert.throws(() => new PeerSession(sessionConfig(), SWARM, A_ID, 0, ascii("short")), /expectedPeerId/);
+});
+
 const GARBAGE = [
   ["undecodable bytes", new Uint8Array([0x7f]), CloseCode.PROTOCOL_ERROR],
   ["empty message", new Uint8Array(0), CloseCode.PROTOCOL_ERROR],
