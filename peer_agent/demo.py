@@ -15,9 +15,9 @@ Library use (the browser tests do this)::
         demo.master_url("live-ts")
 
 The join token follows docs/signaling.md ("Join tokens"); it is minted here from the spec so
-that ``peer_agent`` does not import ``signaling``. Agents get it inside their tracker URL
-(``?token=``), since ``p2p-agent`` has no token flag; the secret itself goes to the signaling
-server through its environment, never on a command line.
+that ``peer_agent`` does not import ``signaling``. Agents get it through their environment
+(``P2P_AGENT_TOKEN``); the secret itself goes to the signaling server through its environment;
+neither is ever on a command line.
 """
 
 from __future__ import annotations
@@ -290,9 +290,6 @@ class Demo:
         self._page_task = asyncio.create_task(self._page_server.serve())
         await self._wait_http(f"{self.page_url}config.json", None, "the page server")
 
-    def agent_tracker_url(self) -> str:
-        return self.tracker_url + (f"?token={self.token}" if self.token else "")
-
     async def start_agent(self, *, seed: int, extra: Sequence[str] = ()) -> Any:
         """One more ``p2p-agent`` on the demo stream (its output is discarded)."""
         c = self.config
@@ -300,7 +297,7 @@ class Demo:
             *_console("p2p-agent", "peer_agent.agent.cli"),
             self.master_url(c.stream),
             "--tracker",
-            self.agent_tracker_url(),
+            self.tracker_url,
             "--quiet",
             "--latency-segments",
             str(c.latency_segments + seed % (c.latency_spread_segments + 1)),
@@ -312,7 +309,8 @@ class Demo:
         for address in c.host_addresses or default_host_addresses():
             argv += ["--host-address", address]
         argv += [*c.agent_args, *extra]
-        proc = await self._spawn(argv)
+        # The token goes through the environment, never on a command line.
+        proc = await self._spawn(argv, {"P2P_AGENT_TOKEN": self.token} if self.token else None)
         self.agent_procs.append(proc)
         return proc
 

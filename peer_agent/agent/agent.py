@@ -80,6 +80,7 @@ def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
             on_event=on_event,
             hello=hello,
             config=swarm_config,
+            token=config.tracker_token,
             rng=random.Random(config.seed),
         )
         return swarm

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker",
         metavar="WS_URL",
         help="signaling server, e.g. ws://127.0.0.1:8000/announce (without it: CDN only)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("P2P_AGENT_TOKEN"),
+        help="join token for a tracker that requires one (default: $P2P_AGENT_TOKEN; prefer "
+        "the environment variable: a flag shows in the process list)",
     )
     p.add_argument("--duration-s", type=float, help="stop after this long (default: stream end)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
@@ -87,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     return AgentConfig(
         playlist_url=args.playlist_url,
         tracker_url=args.tracker,
+        tracker_token=args.token or None,
         duration_s=args.duration_s,
         manifest_url=args.manifest_url,
         discover_manifest=not args.no_manifest,

@@ -16,6 +16,8 @@ class AgentConfig:
     playlist_url: str
     #: Signaling (tracker) WebSocket URL; ``None``: no swarm, every byte from the CDN.
     tracker_url: str | None = None
+    #: Join token for a tracker that requires one (sent as ``?token=``); never logged.
+    tracker_token: str | None = field(default=None, repr=False)
     #: Stop after this long (seconds); ``None``: at the end of a VOD or ended live stream.
     duration_s: float | None = None
     #: SHA-256 manifest URL; ``None``: discover it from the origin layout (``discover``).

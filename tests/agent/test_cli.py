@@ -54,6 +54,18 @@ def test_flags_map_to_the_config() -> None:
     assert defaults.ice_servers == () and defaults.tracker_url is None
 
 
+def test_join_token_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("P2P_AGENT_TOKEN", raising=False)
+    args = build_parser().parse_args(["http://o/m.m3u8", "--token", "v1.flag.sig"])
+    assert config_from_args(args).tracker_token == "v1.flag.sig"
+    monkeypatch.setenv("P2P_AGENT_TOKEN", "v1.env.sig")
+    cfg = config_from_args(build_parser().parse_args(["http://o/m.m3u8"]))
+    assert cfg.tracker_token == "v1.env.sig"
+    assert "v1.env.sig" not in repr(cfg)  # never in logs or reprs
+    monkeypatch.setenv("P2P_AGENT_TOKEN", "")
+    assert config_from_args(build_parser().parse_args(["http://o/m.m3u8"])).tracker_token is None
+
+
 def test_status_line() -> None:
     line = format_status(
         {

@@ -152,7 +152,8 @@ async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
         evil = Agent(
             AgentConfig(
                 demo.master_url("live-ts"),
-                tracker_url=demo.agent_tracker_url(),
+                tracker_url=demo.tracker_url,
+                tracker_token=demo.token,
                 host_addresses=("127.0.0.1",),
                 rendition=0,
                 latency_segments=2,
