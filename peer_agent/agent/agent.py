@@ -41,7 +41,7 @@ from .cdn import CdnError, CdnFetcher
 from .config import AgentConfig
 from .exchange import Exchange
 from .intake import Intake
-from .integrity import Manifest, Penalties
+from .integrity import Manifest, Penalties, hash_service_manifest_url
 from .playlist import (
     Rendition,
     SegmentInfo,
@@ -217,6 +217,8 @@ class Agent:
     async def _load_manifest(self) -> None:
         assert self.rendition is not None
         url = self.config.manifest_url
+        if url is None and self.config.hash_service_url is not None:
+            url = hash_service_manifest_url(self.config.hash_service_url, self.rendition.uri)
         if url is None and self.config.discover_manifest:
             candidate = urljoin(self.rendition.uri, "manifest.json")
             try:

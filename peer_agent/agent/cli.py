@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="SHA-256 manifest (default: manifest.json beside the media playlist, if any)",
     )
     p.add_argument("--no-manifest", action="store_true", help="do not look for a manifest")
+    p.add_argument(
+        "--hash-service",
+        metavar="URL",
+        default=os.environ.get("P2P_AGENT_HASH_SERVICE") or None,
+        help="hash service (p2p-hashsvc) base URL: take the SHA-256 manifest from it "
+        "(default: $P2P_AGENT_HASH_SERVICE; --manifest-url wins)",
+    )
     p.add_argument("--max-peers", type=int, default=d.max_peers, help="(default: %(default)s)")
     p.add_argument(
         "--upload-cap-bytes-per-s", type=float, default=None, help="upload cap (default: none)"
@@ -98,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         duration_s=args.duration_s,
         manifest_url=args.manifest_url,
         discover_manifest=not args.no_manifest,
+        hash_service_url=args.hash_service or None,
         rendition=args.rendition,
         latency_segments=args.latency_segments,
         max_peers=args.max_peers,

@@ -24,6 +24,9 @@ class AgentConfig:
     manifest_url: str | None = None
     #: Look for ``manifest.json`` beside the media playlist when no manifest URL is given.
     discover_manifest: bool = True
+    #: Hash service base URL (``p2p-hashsvc``); when set and ``manifest_url`` is not, the
+    #: manifest is ``<URL>/manifest?playlist=<percent-encoded media playlist URL>``.
+    hash_service_url: str | None = None
     #: Rendition index in the master playlist; ``None``: the lowest bandwidth.
     rendition: int | None = None
     #: Live: start this many segments behind the newest listed one.

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from .playlist import ByteRange, SegmentInfo
 
@@ -40,6 +40,11 @@ def range_suffixes(br: ByteRange | None) -> list[str]:
     if br is None:
         return []
     return [f"{br.offset}-{br.offset + br.length - 1}", f"{br.length}@{br.offset}"]
+
+
+def hash_service_manifest_url(service_url: str, playlist_url: str) -> str:
+    """The manifest of the media playlist ``playlist_url`` at a hash service (``p2p-hashsvc``)."""
+    return f"{service_url.rstrip('/')}/manifest?playlist={quote(playlist_url, safe='')}"
 
 
 def parse_manifest(text: str) -> dict[str, str]:

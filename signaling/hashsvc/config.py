@@ -1,0 +1,92 @@
+"""Hash service configuration: one frozen dataclass, every default documented in one place.
+
+Each field is also a CLI flag (``--max-playlists``) and an environment variable
+(``P2P_HASHSVC_MAX_PLAYLISTS``); see :mod:`signaling.hashsvc.cli` and docs/hashsvc.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from signaling.hashsvc.errors import ConfigError
+
+ENV_PREFIX = "P2P_HASHSVC_"
+
+
+def _opt(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``http://host[:port]`` gains a trailing ``/`` so it cannot match ``http://host.evil``."""
+    parts = urlsplit(prefix)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"allow prefix must be an http(s) URL with a host: {prefix!r}")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(f"allow prefix must not carry a query, fragment or userinfo: {prefix!r}")
+    if not parts.path:
+        prefix += "/"
+    return prefix
+
+
+@dataclass(frozen=True)
+class HashServiceConfig:
+    #: Playlist (and segment) URLs must start with one of these; the service is no open
+    #: fetcher. A bare ``scheme://host[:port]`` is taken as ``scheme://host[:port]/``.
+    allow_prefixes: tuple[str, ...] = field(
+        metadata={"help": "URL prefix a playlist must start with (repeatable; required)"}
+    )
+    host: str = _opt("127.0.0.1", "interface to listen on")
+    port: int = _opt(8090, "TCP port to listen on (0: any free port)")
+    max_playlists: int = _opt(64, "most playlists tracked at once (503 above)")
+    history_segments: int = _opt(
+        30, "live: hashes kept per playlist for segments that left the live window"
+    )
+    min_refresh_s: float = _opt(
+        1.0, "live playlists are refreshed every max(this, target duration / 2) seconds"
+    )
+    idle_expiry_s: float = _opt(300.0, "stop tracking a playlist nobody asked for in this long")
+    max_segment_bytes: int = _opt(64 * 1024 * 1024, "larger segments are refused (not hashed)")
+    max_playlist_bytes: int = _opt(4 * 1024 * 1024, "larger playlists are refused")
+    fetch_timeout_s: float = _opt(10.0, "timeout of each HTTP fetch (connect, read, pool)")
+    max_concurrent_fetches: int = _opt(4, "segment fetches in flight at once, all playlists")
+    retries: int = _opt(2, "extra attempts after a failed fetch")
+    retry_backoff_s: float = _opt(0.25, "wait before retry n: this times 2**(n-1)")
+    cache_max_age_s: int = _opt(1, "Cache-Control max-age of manifest answers")
+    shutdown_grace_s: float = _opt(3.0, "on shutdown, wait this long for requests to finish")
+    log_level: str = _opt("info", "logging level")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.allow_prefixes, str):
+            raise ConfigError("allow_prefixes is a tuple of URL prefixes, not a string")
+        prefixes = tuple(normalise_prefix(p) for p in self.allow_prefixes if p)
+        if not prefixes:
+            raise ConfigError("at least one allow prefix is required")
+        object.__setattr__(self, "allow_prefixes", prefixes)
+        for name in ("max_playlists", "max_segment_bytes", "max_playlist_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.max_concurrent_fetches < 1:
+            raise ConfigError("max_concurrent_fetches must be at least 1")
+        for name in ("history_segments", "retries", "cache_max_age_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        for name in ("min_refresh_s", "idle_expiry_s", "fetch_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.retry_backoff_s < 0 or self.shutdown_grace_s < 0:
+            raise ConfigError("retry_backoff_s and shutdown_grace_s must not be negative")
+
+    def with_changes(self, **changes: Any) -> HashServiceConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def config_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(HashServiceConfig)

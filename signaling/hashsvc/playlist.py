@@ -1,0 +1,119 @@
+"""Pure helpers: URL checks against the allowlist, and the hashable entries of a media playlist.
+
+Keys are exactly those of the test origin's ``manifest.json``: the URI as written in the
+playlist; ``uri#first-last`` (inclusive byte positions) for byte ranges; init sections (EXT-X-MAP)
+by their URI (with ``#first-last`` when the map has a byte range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urljoin, urlsplit
+
+import m3u8
+
+from signaling.hashsvc.errors import BadPlaylistUrl, NotAllowed, NotMediaPlaylist, UpstreamError
+
+MAX_URL_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One resource to hash: its manifest key, absolute URL and byte range (inclusive)."""
+
+    key: str
+    url: str
+    first_byte: int | None = None
+    last_byte: int | None = None
+
+    @property
+    def range_header(self) -> str | None:
+        if self.first_byte is None:
+            return None
+        return f"bytes={self.first_byte}-{self.last_byte}"
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    """What the service needs of a parsed media playlist."""
+
+    entries: tuple[Entry, ...]
+    live: bool
+    target_duration_s: float
+
+
+def check_url(url: str | None, allow_prefixes: tuple[str, ...]) -> str:
+    """``url`` if it is a plain absolute http(s) URL under an allowed prefix; else raise."""
+    if not url:
+        raise BadPlaylistUrl("missing 'playlist' query parameter")
+    if len(url) > MAX_URL_CHARS or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise BadPlaylistUrl("malformed playlist URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise BadPlaylistUrl("malformed playlist URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise BadPlaylistUrl("the playlist must be an absolute http(s) URL without a fragment")
+    if "@" in parts.netloc:
+        raise BadPlaylistUrl("URLs with user info are not accepted")
+    if any(seg in (".", "..") for seg in unquote(parts.path).split("/")):
+        raise BadPlaylistUrl("URLs with dot segments are not accepted")
+    if not url.startswith(allow_prefixes):
+        raise NotAllowed("the playlist URL is under none of the allowed prefixes")
+    return url
+
+
+def _byte_range(spec: str, previous_end: int | None) -> tuple[int, int]:
+    """``(first, last)`` of ``EXT-X-BYTERANGE:<len>[@<offset>]``; offset continues from the
+    previous range of the same resource when absent."""
+    length_text, _, offset_text = spec.partition("@")
+    length = int(length_text)
+    if offset_text:
+        offset = int(offset_text)
+    elif previous_end is not None:
+        offset = previous_end
+    else:
+        raise ValueError("byte range without offset and no previous range")
+    if length < 1 or offset < 0:
+        raise ValueError(f"bad byte range {spec!r}")
+    return offset, offset + length - 1
+
+
+def parse_media_playlist(text: str, url: str) -> MediaPlaylist:
+    """Parse ``text`` (fetched from ``url``); raises NotMediaPlaylist or UpstreamError."""
+    if not text.lstrip().startswith("#EXTM3U"):
+        raise NotMediaPlaylist("the URL does not serve an HLS playlist")
+    try:
+        playlist = m3u8.loads(text, uri=url)
+    except Exception as exc:  # m3u8 raises assorted errors on bad input
+        raise UpstreamError(f"unparsable playlist: {exc}") from exc
+    if playlist.is_variant:
+        raise NotMediaPlaylist("a master playlist; ask for one of its media playlists")
+    entries: dict[str, Entry] = {}
+    next_offset: dict[str, int] = {}
+    try:
+        for segment in playlist.segments:
+            init = segment.init_section
+            if init is not None and init.uri:
+                key, first, last = init.uri, None, None
+                if init.byterange:
+                    first, last = _byte_range(init.byterange, None)
+                    key = f"{init.uri}#{first}-{last}"
+                entries.setdefault(key, Entry(key, urljoin(url, init.uri), first, last))
+            if not segment.uri:
+                continue
+            if segment.byterange:
+                first, last = _byte_range(segment.byterange, next_offset.get(segment.uri))
+                next_offset[segment.uri] = last + 1
+                key = f"{segment.uri}#{first}-{last}"
+                entries.setdefault(key, Entry(key, urljoin(url, segment.uri), first, last))
+            else:
+                entries.setdefault(segment.uri, Entry(segment.uri, urljoin(url, segment.uri)))
+    except ValueError as exc:
+        raise UpstreamError(f"bad playlist: {exc}") from exc
+    return MediaPlaylist(
+        entries=tuple(entries.values()),
+        live=not playlist.is_endlist,
+        target_duration_s=float(playlist.target_duration or 0.0),
+    )
