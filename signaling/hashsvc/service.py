@@ -206,6 +206,8 @@ class HashService:
                     await self._hash_entries(tracked, tracked.entries)
             except HashServiceError as exc:
                 logger.warning("refresh of %s failed: %s", tracked.url, exc.detail)
+            except Exception:  # a bug must not leave a stale playlist tracked forever
+                logger.exception("refresh of %s failed", tracked.url)
             tracked.refreshes += 1
 
     async def _update(self, tracked: _Tracked) -> None:
