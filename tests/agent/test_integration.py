@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +17,7 @@ from peer_agent.agent.integrity import IntegrityConfig, Verdict
 from peer_agent.core.config import SchedulerConfig
 from peer_agent.core.events import DataReceived
 from peer_agent.core.session import SessionConfig
+from peer_agent.loadtest.services import Signaling, free_port
 from peer_agent.net.swarm import SwarmConfig
 from peer_agent.net.tracker import TrackerConfig
 from peer_agent.origin import MediaSet, run_origin
@@ -30,7 +26,6 @@ from tests.agent.fakes import Faults, SynthStream, build_app, corrupt_uploads, s
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 # One-second segments: the scheduler's margins are scaled to the segment length.
 SCHED = SchedulerConfig(min_urgent_window_s=1.0, deadline_margin_s=0.5, backup_delay_s=1.0)
 SWARM = SwarmConfig(
@@ -40,45 +35,6 @@ SWARM = SwarmConfig(
     tracker=TrackerConfig(reconnect_initial_s=0.1, reconnect_max_s=1.0, min_announce_gap_s=0.5),
 )
 FAST_CDN = CdnConfig(read_timeout_s=2.0, backoff_base_s=0.05, backoff_max_s=0.3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Signaling:
-    """``p2p-signaling`` in a subprocess (so it does not share the agents' CPU)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/announce"
-
-    async def start(self) -> None:
-        exe = Path(sys.executable).with_name("p2p-signaling")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "signaling.cli"]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            [*cmd, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            await asyncio.sleep(0.05)
-        raise RuntimeError("signaling server did not start")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            await asyncio.to_thread(self.proc.wait, 10)
-        self.proc = None
 
 
 @contextlib.asynccontextmanager
