@@ -15,46 +15,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
+from signaling.cliutil import arg_type, convert
 from signaling.config import SignalingConfig, config_fields, env_name
 from signaling.errors import UsageError
 from signaling.tokens import mint_token
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _convert(type_name: str, raw: str, name: str) -> Any:
-    try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name == "bool":
-            low = raw.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(raw)
-        if type_name.startswith("tuple[int"):
-            return tuple(int(part) for part in raw.split(",") if part.strip())
-        if type_name.startswith("tuple"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if type_name == "str | None":
-            return raw or None
-        return raw
-    except ValueError as exc:
-        raise UsageError(f"bad value for {name}: {raw!r}") from exc
-
-
-def _arg_type(type_name: str, name: str) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        return _convert(type_name, raw, name)
-
-    return convert
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -70,7 +36,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type_name = str(f.type)
         default = f.default
         if var in env:
-            default = _convert(type_name, env[var], var)
+            default = convert(type_name, env[var], var)
         help_text = f"{f.metadata.get('help', '')} [env {var}]"
         if f.name != "token_secret":
             help_text += f" (default: {f.default!r})"
@@ -87,7 +53,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                 flag,
                 dest=f.name,
                 default=default,
-                type=_arg_type(type_name, flag),
+                type=arg_type(type_name, flag),
                 help=help_text,
             )
     return parser

@@ -15,33 +15,15 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
+from signaling.cliutil import arg_type, convert
 from signaling.hashsvc.config import HashServiceConfig, config_fields, env_name
 from signaling.hashsvc.errors import ConfigError
 
 
 class UsageError(Exception):
-    """Bad flags or environment values."""
-
-
-def _convert(type_name: str, raw: str, name: str) -> Any:
-    try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        return raw
-    except ValueError as exc:
-        raise UsageError(f"bad value for {name}: {raw!r}") from exc
-
-
-def _arg_type(type_name: str, name: str) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        return _convert(type_name, raw, name)
-
-    return convert
+    """Bad flags or environment values (not a ValueError: argparse must not swallow it)."""
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -66,12 +48,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type_name = str(f.type)
         default = f.default
         if var in env:
-            default = _convert(type_name, env[var], var)
+            default = convert(type_name, env[var], var, UsageError)
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=default,
-            type=_arg_type(type_name, "--" + f.name.replace("_", "-")),
+            type=arg_type(type_name, "--" + f.name.replace("_", "-"), UsageError),
             help=f"{help_text} (default: {f.default!r})",
         )
     return parser
