@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from peer_agent.origin import MediaConfig, OriginConfig, Rendition
 from signaling.hashsvc import HashServiceConfig
+from tests.origin.origin_support import FakeClock  # noqa: F401 (re-exported)
 
 # 3 segments of 1 s, two tiny renditions: generated once per session in well under a second.
 TEST_MEDIA = MediaConfig(
@@ -17,20 +18,6 @@ TEST_MEDIA = MediaConfig(
 )
 WINDOW = 4
 HISTORY = 2
-START_S = 1_800_000_000.0
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now_s: float = START_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
 
 
 def origin_config() -> OriginConfig:
