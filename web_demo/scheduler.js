@@ -105,8 +105,143 @@ function watchingClose(peer, segment, lookback) {
   return false;
 }
 
+// Downloads in flight during one decide() call, updated as actions are planned.
+function inFlightLoad(transfers) {
+  const perPeer = new Map();
+  let fromPeers = 0;
+  let fromCdn = 0;
+  for (const t of transfers) {
+    if (t.peer_id === null) fromCdn++;
+    else {
+      perPeer.set(t.peer_id, (perPeer.get(t.peer_id) || 0) + 1);
+      fromPeers++;
+    }
+  }
+  return { perPeer, fromPeers, fromCdn, of: (id) => perPeer.get(id) || 0 };
+}
+
+// Phase 1, a peer transfer in flight: keep it (null) or cancel it and return the slot to plan
+// again from the byte it reached, without that peer.
+function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes) {
+  const now = view.now;
+  const total = transfer.total_bytes || slot.seg.size_bytes;
+  const reached = transfer.offset + transfer.received_bytes;
+  const remaining = Math.max(0, total - reached);
+  const lastData = transfer.last_data_at ?? transfer.started_at;
+  const elapsed = now - transfer.started_at;
+  const peer = peers.find((p) => p.peer_id === transfer.peer_id);
+  let transferRate;
+  if (transfer.received_bytes > 0 && elapsed > 0) transferRate = transfer.received_bytes / elapsed;
+  else if (peer) transferRate = peerRate(peer, cfg);
+  else transferRate = cfg.untried_peer_bytes_per_s;
+  const projected = now + remaining / transferRate;
+  const lastCdnStart = slot.deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
+  const stalled = now - lastData >= cfg.peer_stall_timeout_s;
+  const tooSlow = projected > slot.deadline - cfg.deadline_margin_s && now >= lastCdnStart;
+  if (!(stalled || tooSlow)) {
+    wakes.push(lastData + cfg.peer_stall_timeout_s, lastCdnStart);
+    return null;
+  }
+  actions.push({
+    action: "cancel",
+    segment: slot.seg.segment,
+    peer_id: transfer.peer_id,
+    reason: stalled ? "stalled" : "too_slow",
+  });
+  load.perPeer.set(transfer.peer_id, load.of(transfer.peer_id) - 1);
+  load.fromPeers--;
+  return { ...slot, offset: reached, avoid: new Set([...slot.avoid, transfer.peer_id]) };
+}
+
+// Phase 2: an urgent segment goes to the CDN; otherwise a usable neighbour that has it (or is
+// fetching it) serves it, or we wait for one. Returns null when an action was planned, else the
+// time the segment turns urgent (the election decides).
+function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes) {
+  const now = view.now;
+  const { seg, offset, avoid } = slot;
+  const key = segmentKey(seg.segment);
+  const remaining = Math.max(0, seg.size_bytes - offset);
+  const window = urgentWindow(remaining, view, cfg);
+  if (slot.deadline - now <= window) {
+    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: "urgent" });
+    load.fromCdn++;
+    return null;
+  }
+  const urgentAt = slot.deadline - window;
+  wakes.push(urgentAt);
+  const latestFinish = slot.deadline - cfg.deadline_margin_s;
+  const usable = (p) =>
+    p.choked_until <= now &&
+    load.of(p.peer_id) < cfg.max_downloads_per_peer &&
+    now + remaining / peerRate(p, cfg) <= latestFinish;
+
+  const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));
+  const holders = sources.filter((p) => p.have.has(key));
+  const fetchers = sources.filter((p) => p.fetching.has(key));
+  if (load.fromPeers < cfg.max_downloads_from_peers) {
+    let reason = "have";
+    let candidates = holders.filter(usable);
+    if (candidates.length === 0 && cfg.cut_through) {
+      candidates = fetchers.filter(usable);
+      reason = "cut_through";
+    }
+    if (candidates.length > 0) {
+      const chosen = weightedPick(candidates, cfg, random);
+      actions.push({ action: "fetch_peer", segment: seg.segment, peer_id: chosen.peer_id, offset, reason });
+      load.perPeer.set(chosen.peer_id, load.of(chosen.peer_id) + 1);
+      load.fromPeers++;
+      return null;
+    }
+  }
+  if (holders.length > 0 || fetchers.length > 0) {
+    const retry = [...holders, ...fetchers].map((p) => p.choked_until).filter((t) => t > now);
+    const until = Math.min(urgentAt, ...retry);
+    actions.push({ action: "wait", segment: seg.segment, reason: "awaiting_peer", until });
+    wakes.push(until);
+    return null;
+  }
+  return urgentAt;
+}
+
+// Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those watching
+// close by; rank k backs up after k * backup_delay_s.
+function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
+  const now = view.now;
+  const rate = view.rate > 0 ? view.rate : 1.0;
+  const { seg, offset } = slot;
+  const candidateIds = [
+    view.self_id,
+    ...peers
+      .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
+      .map((p) => p.peer_id),
+  ];
+  const rank = electionRank(view.self_id, candidateIds, seg.segment);
+  const enteredWindowAt = now - (cfg.prefetch_window_s - slot.ahead) / rate;
+  const wantedSince = Math.max(seg.known_since, enteredWindowAt);
+  let fireAt = wantedSince + rank * cfg.backup_delay_s;
+  if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
+    const share = cfg.seed_fetchers / view.swarm_size;
+    if (share < 1 && electionKey(view.self_id, seg.segment) >= share * 2 ** 32) fireAt += cfg.backup_delay_s;
+  }
+  if (now < (view.connecting_until || 0) && peers.length === 0) {
+    const until = Math.min(view.connecting_until, urgentAt);
+    actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });
+    wakes.push(until);
+  } else if (now < fireAt) {
+    const until = Math.min(fireAt, urgentAt);
+    actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
+    wakes.push(until);
+  } else if (load.fromCdn < cfg.max_cdn_downloads) {
+    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "elected" : "backup" });
+    load.fromCdn++;
+  } else {
+    actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });
+  }
+}
+
 /**
- * Decide what to fetch, from where, at view.now.
+ * Decide what to fetch, from where, at view.now: every segment in the prefetch window, in
+ * playback order, through three phases (checkTransfer, fromUrgencyOrPeers, elect).
  * view: { now, self_id, playhead_s, rate, segments: [{segment, start_s, duration_s, size_bytes,
  *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
  *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
@@ -118,17 +253,7 @@ export function decide(view, cfg, random) {
   const now = view.now;
   const rate = view.rate > 0 ? view.rate : 1.0;
   const inFlight = new Map(view.transfers.map((t) => [segmentKey(t.segment), t]));
-  const peerLoad = new Map();
-  let peerTotal = 0;
-  let cdnTotal = 0;
-  for (const t of view.transfers) {
-    if (t.peer_id === null) cdnTotal++;
-    else {
-      peerLoad.set(t.peer_id, (peerLoad.get(t.peer_id) || 0) + 1);
-      peerTotal++;
-    }
-  }
-  const load = (id) => peerLoad.get(id) || 0;
+  const load = inFlightLoad(view.transfers);
   const peers = view.peers.filter((p) => p.peer_id !== view.self_id);
   const actions = [];
   const wakes = [now + cfg.idle_recheck_s];
@@ -143,111 +268,15 @@ export function decide(view, cfg, random) {
       break;
     }
     const deadline = now + Math.max(0, ahead) / rate;
-    let offset = seg.partial_bytes || 0;
-    let avoid = seg.avoid || new Set();
-
+    let slot = { seg, ahead, deadline, offset: seg.partial_bytes || 0, avoid: seg.avoid || new Set() };
     const transfer = inFlight.get(key);
     if (transfer !== undefined) {
-      if (transfer.peer_id === null) continue;
-      const total = transfer.total_bytes || seg.size_bytes;
-      const reached = transfer.offset + transfer.received_bytes;
-      const remaining = Math.max(0, total - reached);
-      const lastData = transfer.last_data_at ?? transfer.started_at;
-      const elapsed = now - transfer.started_at;
-      const peer = peers.find((p) => p.peer_id === transfer.peer_id);
-      let transferRate;
-      if (transfer.received_bytes > 0 && elapsed > 0) transferRate = transfer.received_bytes / elapsed;
-      else if (peer) transferRate = peerRate(peer, cfg);
-      else transferRate = cfg.untried_peer_bytes_per_s;
-      const projected = now + remaining / transferRate;
-      const lastCdnStart = deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
-      const stalled = now - lastData >= cfg.peer_stall_timeout_s;
-      const tooSlow = projected > deadline - cfg.deadline_margin_s && now >= lastCdnStart;
-      if (!(stalled || tooSlow)) {
-        wakes.push(lastData + cfg.peer_stall_timeout_s, lastCdnStart);
-        continue;
-      }
-      actions.push({
-        action: "cancel",
-        segment: seg.segment,
-        peer_id: transfer.peer_id,
-        reason: stalled ? "stalled" : "too_slow",
-      });
-      peerLoad.set(transfer.peer_id, load(transfer.peer_id) - 1);
-      peerTotal--;
-      offset = reached;
-      avoid = new Set([...avoid, transfer.peer_id]);
+      if (transfer.peer_id === null) continue; // the CDN is on it: nothing can do better
+      slot = checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes);
+      if (slot === null) continue;
     }
-
-    const remaining = Math.max(0, seg.size_bytes - offset);
-    const window = urgentWindow(remaining, view, cfg);
-    if (deadline - now <= window) {
-      actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: "urgent" });
-      cdnTotal++;
-      continue;
-    }
-    const urgentAt = deadline - window;
-    wakes.push(urgentAt);
-    const latestFinish = deadline - cfg.deadline_margin_s;
-    const usable = (p) =>
-      p.choked_until <= now &&
-      load(p.peer_id) < cfg.max_downloads_per_peer &&
-      now + remaining / peerRate(p, cfg) <= latestFinish;
-
-    const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));
-    const holders = sources.filter((p) => p.have.has(key));
-    const fetchers = sources.filter((p) => p.fetching.has(key));
-    if (peerTotal < cfg.max_downloads_from_peers) {
-      let reason = "have";
-      let candidates = holders.filter(usable);
-      if (candidates.length === 0 && cfg.cut_through) {
-        candidates = fetchers.filter(usable);
-        reason = "cut_through";
-      }
-      if (candidates.length > 0) {
-        const chosen = weightedPick(candidates, cfg, random);
-        actions.push({ action: "fetch_peer", segment: seg.segment, peer_id: chosen.peer_id, offset, reason });
-        peerLoad.set(chosen.peer_id, load(chosen.peer_id) + 1);
-        peerTotal++;
-        continue;
-      }
-    }
-    if (holders.length > 0 || fetchers.length > 0) {
-      const retry = [...holders, ...fetchers].map((p) => p.choked_until).filter((t) => t > now);
-      const until = Math.min(urgentAt, ...retry);
-      actions.push({ action: "wait", segment: seg.segment, reason: "awaiting_peer", until });
-      wakes.push(until);
-      continue;
-    }
-
-    const candidateIds = [
-      view.self_id,
-      ...peers
-        .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
-        .map((p) => p.peer_id),
-    ];
-    const rank = electionRank(view.self_id, candidateIds, seg.segment);
-    const enteredWindowAt = now - (cfg.prefetch_window_s - ahead) / rate;
-    const wantedSince = Math.max(seg.known_since, enteredWindowAt);
-    let fireAt = wantedSince + rank * cfg.backup_delay_s;
-    if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
-      const share = cfg.seed_fetchers / view.swarm_size;
-      if (share < 1 && electionKey(view.self_id, seg.segment) >= share * 2 ** 32) fireAt += cfg.backup_delay_s;
-    }
-    if (now < (view.connecting_until || 0) && peers.length === 0) {
-      const until = Math.min(view.connecting_until, urgentAt);
-      actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });
-      wakes.push(until);
-    } else if (now < fireAt) {
-      const until = Math.min(fireAt, urgentAt);
-      actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
-      wakes.push(until);
-    } else if (cdnTotal < cfg.max_cdn_downloads) {
-      actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "elected" : "backup" });
-      cdnTotal++;
-    } else {
-      actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });
-    }
+    const urgentAt = fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes);
+    if (urgentAt !== null) elect(slot, urgentAt, view, peers, load, cfg, actions, wakes);
   }
   return { actions, wake_at: Math.max(Math.min(...wakes), now + cfg.min_recheck_s) };
 }

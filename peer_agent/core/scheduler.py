@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import SchedulerConfig
 from .election import election_key, election_rank
@@ -222,13 +222,171 @@ def _watching_close(peer: PeerView, segment: SegmentId, lookback: int) -> bool:
     return False
 
 
+class _Load:
+    """Downloads in flight during one ``decide`` call, updated as actions are planned."""
+
+    __slots__ = ("per_peer", "from_peers", "from_cdn")
+
+    def __init__(self, transfers: Sequence[TransferView]) -> None:
+        self.per_peer: Counter[str] = Counter(t.peer_id for t in transfers if t.peer_id is not None)
+        self.from_peers = sum(self.per_peer.values())
+        self.from_cdn = sum(1 for t in transfers if t.peer_id is None)
+
+
+class _Slot(NamedTuple):
+    """One segment being planned: its deadline, where a fetch starts and whom to avoid."""
+
+    seg: SegmentView
+    ahead_s: float
+    deadline: float
+    offset: int
+    avoid: frozenset[str]
+
+
+def _check_transfer(
+    slot: _Slot,
+    transfer: TransferView,
+    view: SchedulerView,
+    peers: dict[str, PeerView],
+    load: _Load,
+    config: SchedulerConfig,
+    actions: list[Action],
+    wakes: list[float],
+) -> _Slot | None:
+    """Phase 1, a peer transfer in flight: keep it (``None``) or cancel it and return the slot
+    to plan again from the byte it reached, without that peer."""
+    now = view.now
+    total = transfer.total_bytes or slot.seg.size_bytes
+    reached = transfer.offset + transfer.received_bytes
+    remaining = max(0, total - reached)
+    last_data = transfer.last_data_at or transfer.started_at
+    elapsed = now - transfer.started_at
+    peer = peers.get(transfer.peer_id) if transfer.peer_id is not None else None
+    if transfer.received_bytes > 0 and elapsed > 0:
+        rate_bytes_per_s = transfer.received_bytes / elapsed
+    elif peer is not None:
+        rate_bytes_per_s = _peer_rate(peer, config)
+    else:
+        rate_bytes_per_s = config.untried_peer_bytes_per_s
+    projected = now + remaining / rate_bytes_per_s
+    last_cdn_start = slot.deadline - cdn_time_s(remaining, view, config)
+    last_cdn_start -= config.deadline_margin_s
+    stalled = now - last_data >= config.peer_stall_timeout_s
+    too_slow = projected > slot.deadline - config.deadline_margin_s and now >= last_cdn_start
+    if not (stalled or too_slow):
+        wakes.append(last_data + config.peer_stall_timeout_s)
+        wakes.append(last_cdn_start)
+        return None
+    assert transfer.peer_id is not None
+    sid = slot.seg.segment
+    actions.append(CancelTransfer(sid, transfer.peer_id, "stalled" if stalled else "too_slow"))
+    load.per_peer[transfer.peer_id] -= 1
+    load.from_peers -= 1
+    return _Slot(slot.seg, slot.ahead_s, slot.deadline, reached, slot.avoid | {transfer.peer_id})
+
+
+def _from_urgency_or_peers(
+    slot: _Slot,
+    view: SchedulerView,
+    peers: dict[str, PeerView],
+    load: _Load,
+    config: SchedulerConfig,
+    rng: RandomSource,
+    actions: list[Action],
+    wakes: list[float],
+) -> float | None:
+    """Phase 2: an urgent segment goes to the CDN; otherwise a usable neighbour that has it
+    (or is fetching it) serves it, or we wait for one. Returns ``None`` when an action was
+    planned, else the time the segment turns urgent (the election decides)."""
+    now = view.now
+    sid = slot.seg.segment
+    remaining = max(0, slot.seg.size_bytes - slot.offset)
+    window = urgent_window_s(remaining, view, config)
+    if slot.deadline - now <= window:
+        actions.append(FetchFromCdn(sid, slot.offset, "urgent"))
+        load.from_cdn += 1
+        return None
+    urgent_at = slot.deadline - window
+    wakes.append(urgent_at)
+
+    latest_finish = slot.deadline - config.deadline_margin_s
+    avoid = slot.avoid
+    sources = [p for p in peers.values() if p.uploads and p.peer_id not in avoid]
+    holders = [p for p in sources if sid in p.have]
+    fetchers = [p for p in sources if sid in p.fetching]
+    if load.from_peers < config.max_downloads_from_peers:
+        reason = "have"
+        terms = (now, remaining, latest_finish, avoid, load.per_peer, config)
+        candidates = [p for p in holders if _usable(p, *terms)]
+        if not candidates and config.cut_through:
+            candidates = [p for p in fetchers if _usable(p, *terms)]
+            reason = "cut_through"
+        if candidates:
+            chosen = _weighted_pick(candidates, config, rng)
+            actions.append(FetchFromPeer(sid, chosen.peer_id, slot.offset, reason))
+            load.per_peer[chosen.peer_id] += 1
+            load.from_peers += 1
+            return None
+    if holders or fetchers:
+        retry = [p.choked_until for p in holders + fetchers if p.choked_until > now]
+        until = min([urgent_at, *retry])
+        actions.append(Wait(sid, "awaiting_peer", until))
+        wakes.append(until)
+        return None
+    return urgent_at
+
+
+def _elect(
+    slot: _Slot,
+    urgent_at: float,
+    view: SchedulerView,
+    peers: dict[str, PeerView],
+    load: _Load,
+    config: SchedulerConfig,
+    actions: list[Action],
+    wakes: list[float],
+) -> None:
+    """Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those
+    watching close by; rank k backs up after ``k * backup_delay_s``."""
+    now = view.now
+    sid = slot.seg.segment
+    rate = view.rate if view.rate > 0 else 1.0
+    candidates_ids = [view.self_id] + [
+        p.peer_id
+        for p in peers.values()
+        if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
+    ]
+    rank = election_rank(view.self_id, candidates_ids, sid)
+    entered_window_at = now - (config.prefetch_window_s - slot.ahead_s) / rate
+    wanted_since = max(slot.seg.known_since, entered_window_at)
+    fire_at = wanted_since + rank * config.backup_delay_s
+    if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
+        share = config.seed_fetchers / view.swarm_size
+        if share < 1.0 and election_key(view.self_id, sid)[0] >= share * 2**32:
+            fire_at += config.backup_delay_s
+    if now < view.connecting_until and not peers:
+        until = min(view.connecting_until, urgent_at)
+        actions.append(Wait(sid, "connecting", until))
+        wakes.append(until)
+    elif now < fire_at:
+        until = min(fire_at, urgent_at)
+        actions.append(Wait(sid, "not_elected", until))
+        wakes.append(until)
+    elif load.from_cdn < config.max_cdn_downloads:
+        actions.append(FetchFromCdn(sid, slot.offset, "elected" if rank == 0 else "backup"))
+        load.from_cdn += 1
+    else:
+        actions.append(Wait(sid, "cdn_busy", urgent_at))
+
+
 def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> Decision:
+    """Plan every segment in the prefetch window, in playback order, through three phases:
+    the transfer in flight (:func:`_check_transfer`), urgency and neighbours
+    (:func:`_from_urgency_or_peers`), and the election (:func:`_elect`)."""
     now = view.now
     rate = view.rate if view.rate > 0 else 1.0
     in_flight = {t.segment: t for t in view.transfers}
-    peer_load: Counter[str] = Counter(t.peer_id for t in view.transfers if t.peer_id is not None)
-    peer_total = sum(peer_load.values())
-    cdn_total = sum(1 for t in view.transfers if t.peer_id is None)
+    load = _Load(view.transfers)
     peers = {p.peer_id: p for p in view.peers if p.peer_id != view.self_id}
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
@@ -242,104 +400,18 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
             wakes.append(now + (ahead_s - config.prefetch_window_s) / rate)
             break
         deadline = now + max(0.0, ahead_s) / rate
-        offset = seg.partial_bytes
-        avoid = seg.avoid
-
+        slot = _Slot(seg, ahead_s, deadline, seg.partial_bytes, seg.avoid)
         transfer = in_flight.get(sid)
         if transfer is not None:
             if transfer.peer_id is None:
                 continue  # the CDN is on it: nothing can do better
-            total = transfer.total_bytes or seg.size_bytes
-            reached = transfer.offset + transfer.received_bytes
-            remaining = max(0, total - reached)
-            last_data = transfer.last_data_at or transfer.started_at
-            elapsed = now - transfer.started_at
-            peer = peers.get(transfer.peer_id)
-            if transfer.received_bytes > 0 and elapsed > 0:
-                rate_bytes_per_s = transfer.received_bytes / elapsed
-            elif peer is not None:
-                rate_bytes_per_s = _peer_rate(peer, config)
-            else:
-                rate_bytes_per_s = config.untried_peer_bytes_per_s
-            projected = now + remaining / rate_bytes_per_s
-            last_cdn_start = deadline - cdn_time_s(remaining, view, config)
-            last_cdn_start -= config.deadline_margin_s
-            stalled = now - last_data >= config.peer_stall_timeout_s
-            too_slow = projected > deadline - config.deadline_margin_s and now >= last_cdn_start
-            if not (stalled or too_slow):
-                wakes.append(last_data + config.peer_stall_timeout_s)
-                wakes.append(last_cdn_start)
+            replanned = _check_transfer(slot, transfer, view, peers, load, config, actions, wakes)
+            if replanned is None:
                 continue
-            actions.append(
-                CancelTransfer(sid, transfer.peer_id, "stalled" if stalled else "too_slow")
-            )
-            peer_load[transfer.peer_id] -= 1
-            peer_total -= 1
-            offset = reached
-            avoid = avoid | {transfer.peer_id}
-
-        remaining = max(0, seg.size_bytes - offset)
-        time_left = deadline - now
-        window = urgent_window_s(remaining, view, config)
-        if time_left <= window:
-            actions.append(FetchFromCdn(sid, offset, "urgent"))
-            cdn_total += 1
-            continue
-        urgent_at = deadline - window
-        wakes.append(urgent_at)
-
-        latest_finish = deadline - config.deadline_margin_s
-
-        sources = [p for p in peers.values() if p.uploads and p.peer_id not in avoid]
-        holders = [p for p in sources if sid in p.have]
-        fetchers = [p for p in sources if sid in p.fetching]
-        if peer_total < config.max_downloads_from_peers:
-            reason = "have"
-            terms = (now, remaining, latest_finish, avoid, peer_load, config)
-            candidates = [p for p in holders if _usable(p, *terms)]
-            if not candidates and config.cut_through:
-                candidates = [p for p in fetchers if _usable(p, *terms)]
-                reason = "cut_through"
-            if candidates:
-                chosen = _weighted_pick(candidates, config, rng)
-                actions.append(FetchFromPeer(sid, chosen.peer_id, offset, reason))
-                peer_load[chosen.peer_id] += 1
-                peer_total += 1
-                continue
-        if holders or fetchers:
-            retry = [p.choked_until for p in holders + fetchers if p.choked_until > now]
-            until = min([urgent_at, *retry])
-            actions.append(Wait(sid, "awaiting_peer", until))
-            wakes.append(until)
-            continue
-
-        # Nobody near has it or is fetching it: elect one CDN fetcher among those watching.
-        candidates_ids = [view.self_id] + [
-            p.peer_id
-            for p in peers.values()
-            if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
-        ]
-        rank = election_rank(view.self_id, candidates_ids, sid)
-        entered_window_at = now - (config.prefetch_window_s - ahead_s) / rate
-        wanted_since = max(seg.known_since, entered_window_at)
-        fire_at = wanted_since + rank * config.backup_delay_s
-        if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
-            share = config.seed_fetchers / view.swarm_size
-            if share < 1.0 and election_key(view.self_id, sid)[0] >= share * 2**32:
-                fire_at += config.backup_delay_s
-        if now < view.connecting_until and not peers:
-            until = min(view.connecting_until, urgent_at)
-            actions.append(Wait(sid, "connecting", until))
-            wakes.append(until)
-        elif now < fire_at:
-            until = min(fire_at, urgent_at)
-            actions.append(Wait(sid, "not_elected", until))
-            wakes.append(until)
-        elif cdn_total < config.max_cdn_downloads:
-            actions.append(FetchFromCdn(sid, offset, "elected" if rank == 0 else "backup"))
-            cdn_total += 1
-        else:
-            actions.append(Wait(sid, "cdn_busy", urgent_at))
+            slot = replanned
+        urgent_at = _from_urgency_or_peers(slot, view, peers, load, config, rng, actions, wakes)
+        if urgent_at is not None:
+            _elect(slot, urgent_at, view, peers, load, config, actions, wakes)
 
     wake_at = max(min(wakes), now + config.min_recheck_s)
     return Decision(tuple(actions), wake_at)
