@@ -24,7 +24,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 # Debian packages the tests need: Chromium for the real-browser tests (Playwright drives it;
 # never `playwright install`) and redis-server for the scale-out tests.
-DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server
+DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server turnserver:coturn nft:nftables
 
 install-system:
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
