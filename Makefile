@@ -56,14 +56,14 @@ test-js: install-node
 	node --test tests/js/
 
 fmt: install
-	$(PY) -m ruff format peer_agent signaling tests bench
+	$(PY) -m ruff format peer_agent signaling p2p_cli tests bench
 
 lint: install
-	$(PY) -m ruff check peer_agent signaling tests bench
-	$(PY) -m ruff format --check peer_agent signaling tests bench
+	$(PY) -m ruff check peer_agent signaling p2p_cli tests bench
+	$(PY) -m ruff format --check peer_agent signaling p2p_cli tests bench
 
 typecheck: install
-	$(PY) -m mypy peer_agent signaling
+	$(PY) -m mypy peer_agent signaling p2p_cli
 
 check: lint typecheck test
 

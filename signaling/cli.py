@@ -10,17 +10,23 @@ Every serve option is also an environment variable: ``--rate-per-s`` is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from signaling.cliutil import arg_type, convert
-from signaling.config import SignalingConfig, config_fields, env_name
+from p2p_cli.flags import ConfigFlags, Option
+from signaling.config import ENV_PREFIX, SignalingConfig, env_name
 from signaling.errors import UsageError
 from signaling.tokens import mint_token
+
+FLAGS = ConfigFlags(
+    SignalingConfig,
+    env_prefix=ENV_PREFIX,
+    options={"token_secret": Option(secret=True)},
+    error=UsageError,
+)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -30,39 +36,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "(WebSocket at /announce; also /healthz, /metrics, /api/swarms). "
         "Subcommand: 'p2p-signaling mint-token --help'.",
     )
-    for f in config_fields():
-        flag = "--" + f.name.replace("_", "-")
-        var = env_name(f.name)
-        type_name = str(f.type)
-        default = f.default
-        if var in env:
-            default = convert(type_name, env[var], var)
-        help_text = f"{f.metadata.get('help', '')} [env {var}]"
-        if f.name != "token_secret":
-            help_text += f" (default: {f.default!r})"
-        if type_name == "bool":
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=help_text,
-            )
-        else:
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=default,
-                type=arg_type(type_name, flag),
-                help=help_text,
-            )
+    FLAGS.add_to(parser, env)
     return parser
 
 
 def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> SignalingConfig:
     args = build_parser(env).parse_args(list(argv))
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SignalingConfig)}
-    return SignalingConfig(**values)
+    return SignalingConfig(**FLAGS.values(args))
 
 
 def _mint(argv: Sequence[str], env: Mapping[str, str]) -> int:

@@ -17,8 +17,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+from p2p_cli.flags import ConfigFlags, Option
 
 from .agent import Agent
 from .config import AgentConfig
@@ -26,96 +28,56 @@ from .config import AgentConfig
 STATUS_INTERVAL_S = 1.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = AgentConfig(playlist_url="")
+FLAGS = ConfigFlags(
+    AgentConfig,
+    env_prefix="P2P_AGENT_",
+    options={
+        "playlist_url": Option(
+            positional=True, metavar="PLAYLIST_URL", env="", help="master or media playlist URL"
+        ),
+        "tracker_url": Option(
+            flags=("--tracker", "--tracker-url"),
+            metavar="WS_URL",
+            help="signaling server, e.g. ws://127.0.0.1:8000/announce (without it: CDN only)",
+        ),
+        "tracker_token": Option(
+            flags=("--token",),
+            env="P2P_AGENT_TOKEN",
+            secret=True,
+            help="join token for a tracker that requires one (prefer the environment "
+            "variable: a flag shows in the process list)",
+        ),
+        "discover_manifest": Option(negative=("--no-discover-manifest", "--no-manifest")),
+        "hash_service_url": Option(
+            flags=("--hash-service", "--hash-service-url"),
+            env="P2P_AGENT_HASH_SERVICE",
+            metavar="URL",
+            help="hash service (p2p-hashsvc) base URL: take the SHA-256 manifest from it "
+            "(--manifest-url wins)",
+        ),
+        "ice_servers": Option(flags=("--ice-server",), repeat=True, metavar="URL"),
+        "host_addresses": Option(flags=("--host-address",), repeat=True, metavar="IP"),
+    },
+)
+
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Every scalar field of :class:`AgentConfig` is a flag and a ``P2P_AGENT_*`` variable."""
     p = argparse.ArgumentParser(
         prog="p2p-agent",
         description="Headless P2P-assisted HLS viewer: plays a stream with a virtual player, "
-        "sharing segments with other viewers over WebRTC.",
+        "sharing segments with other viewers over WebRTC. Every option is also an environment "
+        "variable (--max-peers is P2P_AGENT_MAX_PEERS); flags win over the environment.",
     )
-    p.add_argument("playlist_url", metavar="PLAYLIST_URL", help="master or media playlist URL")
-    p.add_argument(
-        "--tracker",
-        metavar="WS_URL",
-        help="signaling server, e.g. ws://127.0.0.1:8000/announce (without it: CDN only)",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("P2P_AGENT_TOKEN"),
-        help="join token for a tracker that requires one (default: $P2P_AGENT_TOKEN; prefer "
-        "the environment variable: a flag shows in the process list)",
-    )
-    p.add_argument("--duration-s", type=float, help="stop after this long (default: stream end)")
+    FLAGS.add_to(p, os.environ if env is None else env)
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no live status line")
-    p.add_argument(
-        "--manifest-url",
-        help="SHA-256 manifest (default: manifest.json beside the media playlist, if any)",
-    )
-    p.add_argument("--no-manifest", action="store_true", help="do not look for a manifest")
-    p.add_argument(
-        "--hash-service",
-        metavar="URL",
-        default=os.environ.get("P2P_AGENT_HASH_SERVICE") or None,
-        help="hash service (p2p-hashsvc) base URL: take the SHA-256 manifest from it "
-        "(default: $P2P_AGENT_HASH_SERVICE; --manifest-url wins)",
-    )
-    p.add_argument("--max-peers", type=int, default=d.max_peers, help="(default: %(default)s)")
-    p.add_argument(
-        "--upload-cap-bytes-per-s", type=float, default=None, help="upload cap (default: none)"
-    )
-    p.add_argument(
-        "--max-uploads",
-        type=int,
-        default=d.max_uploads,
-        help="concurrent uploads (default: %(default)s)",
-    )
-    p.add_argument("--leech-only", action="store_true", help="never upload")
-    p.add_argument(
-        "--ice-server",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="STUN/TURN server URL (repeatable; default: none)",
-    )
-    p.add_argument(
-        "--host-address",
-        action="append",
-        default=None,
-        metavar="IP",
-        help="gather ICE candidates on this address (repeatable; 127.0.0.1 for loopback tests)",
-    )
-    p.add_argument("--rendition", type=int, help="variant index (default: lowest bandwidth)")
-    p.add_argument(
-        "--latency-segments",
-        type=int,
-        default=d.latency_segments,
-        help="live: start this many segments behind the edge (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--log-level", default="WARNING", help="(default: %(default)s)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    return AgentConfig(
-        playlist_url=args.playlist_url,
-        tracker_url=args.tracker,
-        tracker_token=args.token or None,
-        duration_s=args.duration_s,
-        manifest_url=args.manifest_url,
-        discover_manifest=not args.no_manifest,
-        hash_service_url=args.hash_service or None,
-        rendition=args.rendition,
-        latency_segments=args.latency_segments,
-        max_peers=args.max_peers,
-        upload_cap_bytes_per_s=args.upload_cap_bytes_per_s,
-        max_uploads=args.max_uploads,
-        leech_only=args.leech_only,
-        ice_servers=tuple(args.ice_server),
-        host_addresses=tuple(args.host_address) if args.host_address else None,
-        seed=args.seed,
-    )
+    return AgentConfig(**FLAGS.values(args))
 
 
 def format_status(status: dict[str, Any]) -> str:

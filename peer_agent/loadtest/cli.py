@@ -18,9 +18,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from p2p_cli.flags import ConfigFlags, Option, add_all
 
 from ..sim.scenario import Scenario
 from .config import LoadTestConfig, load_files
@@ -29,32 +31,30 @@ from .progress import progress_line
 from .results import add_baseline, simulate_like, summarize
 from .runner import RunResult, run_once
 
-SCENARIO_FLAGS = {
-    "agents": "peers",
-    "live": "live",
-    "duration_s": "duration_s",
-    "segment_s": "segment_s",
-    "join_over_s": "join_over_s",
-    "latency_segments": "latency_segments",
-    "churn_per_min": "churn_per_min",
-    "leech_fraction": "leech_fraction",
-    "bitrate_bits_per_s": "bitrate_bits_per_s",
-    "cdn_bytes_per_s": "cdn_bytes_per_s",
-    "cdn_latency_s": "cdn_latency_s",
-    "seed": "seed",
-}
-LOADTEST_FLAGS = (
-    "workers",
-    "malicious_fraction",
-    "slow_fraction",
-    "slow_upload_bytes_per_s",
-    "abrupt_fraction",
-    "rendition",
-    "container",
-    "origin_url",
-    "tracker_url",
-    "cdn_rate_limit_bytes_per_s",
+#: Scenario fields only the simulator reads (access links, RTT, tick...): no flag here.
+SIM_ONLY = (
+    "p2p",
+    "tick_s",
+    "downlink_bytes_per_s",
+    "uplink_bytes_per_s",
+    "peer_rtt_s",
+    "connect_s",
+    "playlist_refresh_s",
+    "busy_retry_s",
+    "max_uploads",
+    "max_peers",
 )
+SCENARIO_FLAGS = ConfigFlags(
+    Scenario,
+    env_prefix="P2P_LOADTEST_",
+    overrides_only=True,
+    options={
+        "peers": Option(flags=("--agents",), env="P2P_LOADTEST_AGENTS", help="agents at once"),
+        "live": Option(negative=("--vod",), help="live stream (--vod: video on demand)"),
+        **{name: Option(skip=True) for name in SIM_ONLY},
+    },
+)
+LOADTEST_FLAGS = ConfigFlags(LoadTestConfig, env_prefix="P2P_LOADTEST_", overrides_only=True)
 SUMMARY_ROWS = (
     "agents",
     "agents_total",
@@ -88,38 +88,18 @@ SUMMARY_ROWS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d, c = Scenario(), LoadTestConfig()
-    p = argparse.ArgumentParser(prog="p2p-loadtest", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", type=Path, help="TOML file: [scenario] and [loadtest] tables")
-    p.add_argument("--agents", type=int, help=f"agents at once (default {d.peers})")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--live", dest="live", action="store_true", default=None, help="live")
-    mode.add_argument("--vod", dest="live", action="store_false", help="video on demand")
-    p.add_argument("--duration-s", type=float, help=f"run (watch) time (default {d.duration_s})")
-    p.add_argument("--segment-s", type=float, help=f"segment duration (default {d.segment_s})")
-    p.add_argument("--join-over-s", type=float, help=f"join ramp (default {d.join_over_s})")
-    p.add_argument("--latency-segments", type=int, help="live start depth, in segments")
-    p.add_argument("--churn-per-min", type=float, help="share of agents replaced each minute")
-    p.add_argument("--abrupt-fraction", type=float, help="share of churn leaves that are abrupt")
-    p.add_argument("--leech-fraction", type=float, help="share of agents that never upload")
-    p.add_argument("--slow-fraction", type=float, help="share of agents with a low upload cap")
-    p.add_argument(
-        "--slow-upload-bytes-per-s",
-        type=float,
-        help=f"slow agents' upload cap (default {c.slow_upload_bytes_per_s:g})",
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Flags for every :class:`Scenario` field the load test uses and every
+    :class:`LoadTestConfig` field; each is also a ``P2P_LOADTEST_*`` variable. Given ones
+    override the ``--scenario`` file."""
+    d = Scenario()
+    p = argparse.ArgumentParser(
+        prog="p2p-loadtest",
+        description=__doc__.split("\n\n")[0] + f" Defaults: the simulator's Scenario ({d.peers} "
+        "agents ...) and LoadTestConfig (peer_agent/loadtest/config.py).",
     )
-    p.add_argument("--malicious-fraction", type=float, help="share of agents corrupting uploads")
-    p.add_argument("--bitrate-bits-per-s", type=float, help="media bitrate (video + audio)")
-    p.add_argument("--rendition", type=int, help="rendition index (default 0)")
-    p.add_argument("--container", choices=("ts", "fmp4"), help="stream container (default ts)")
-    p.add_argument("--cdn-bytes-per-s", type=float, help="CDN egress cap, whole swarm (0: none)")
-    p.add_argument("--cdn-rate-limit-bytes-per-s", type=int, help="CDN cap per response")
-    p.add_argument("--cdn-latency-s", type=float, help="CDN first-byte delay")
-    p.add_argument("--origin-url", help="use this origin instead of starting one")
-    p.add_argument("--tracker-url", help="use this signaling server instead of starting one")
-    p.add_argument("--seed", type=int, help="plan seed (who joins, leaves, misbehaves)")
+    p.add_argument("--scenario", type=Path, help="TOML file: [scenario] and [loadtest] tables")
+    add_all(p, os.environ if env is None else env, (SCENARIO_FLAGS, LOADTEST_FLAGS))
     p.add_argument("--baseline", action="store_true", help="also run CDN only; report ratios")
     p.add_argument(
         "--compare-sim",
@@ -143,15 +123,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Scenario, LoadTestConfi
     scenario, config = (
         load_files(args.scenario) if args.scenario else (Scenario(), LoadTestConfig())
     )
-    overrides = {
-        field: getattr(args, flag)
-        for flag, field in SCENARIO_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-    scenario = scenario.with_overrides(**overrides, p2p=True)
-    config = config.with_overrides(
-        **{k: getattr(args, k) for k in LOADTEST_FLAGS if getattr(args, k) is not None}
-    )
+    scenario = scenario.with_overrides(**SCENARIO_FLAGS.values(args), p2p=True)
+    config = config.with_overrides(**LOADTEST_FLAGS.values(args))
     return scenario, config
 
 
@@ -231,7 +204,11 @@ async def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValueError as exc:
+        print(f"p2p-loadtest: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),

@@ -11,92 +11,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from p2p_cli.flags import ConfigFlags, Option, add_all
 from peer_agent.origin.config import (
+    ENV_PREFIX,
     MediaConfig,
     OriginConfig,
     ShapingConfig,
-    env_name,
-    flat_fields,
     parse_renditions,
 )
 from peer_agent.origin.errors import ConfigError, OriginError
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_MEDIA_GROUPS = (MediaConfig,)
+
+def _flags(cls: type, options: dict[str, Option] | None = None) -> ConfigFlags:
+    return ConfigFlags(cls, env_prefix=ENV_PREFIX, options=options, error=ConfigError)
 
 
-def _convert(type_name: str, raw: str, name: str) -> Any:
-    try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name == "bool":
-            low = raw.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(raw)
-        if type_name.startswith("tuple[Rendition"):
-            return parse_renditions(raw)
-        return raw
-    except ValueError as exc:
-        raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from exc
-
-
-def _arg_type(type_name: str, name: str) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        try:
-            return _convert(type_name, raw, name)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-
-    return convert
-
-
-def _default_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(getattr(v, "spec", lambda v=v: str(v))() for v in value)
-    return repr(value)
-
-
-def _add_options(
-    parser: argparse.ArgumentParser, env: Mapping[str, str], groups: tuple[type, ...]
-) -> None:
-    for cls, f in flat_fields():
-        if cls not in groups:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        var = env_name(f.name)
-        type_name = str(f.type)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        shown = _default_text(default)
-        if var in env:
-            default = _convert(type_name, env[var], var)
-        help_text = f"{f.metadata.get('help', '')} [env {var}] (default: {shown})"
-        if type_name == "bool":
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=help_text,
-            )
-        else:
-            parser.add_argument(
-                flag, dest=f.name, default=default, type=_arg_type(type_name, flag), help=help_text
-            )
+SERVER_FLAGS = _flags(OriginConfig)
+MEDIA_FLAGS = _flags(MediaConfig, {"renditions": Option(parse=parse_renditions)})
+SHAPING_FLAGS = _flags(ShapingConfig)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -107,20 +47,16 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "latency and faults. JSON at /streams, /stats (POST /stats/reset), /control. "
         "Subcommand: 'p2p-origin generate --help'.",
     )
-    _add_options(parser, env, (OriginConfig, MediaConfig, ShapingConfig))
+    add_all(parser, env, (SERVER_FLAGS, MEDIA_FLAGS, SHAPING_FLAGS))
     return parser
-
-
-def _group_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for c, f in flat_fields() if c is cls}
 
 
 def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> OriginConfig:
     args = build_parser(env).parse_args(list(argv))
     return OriginConfig(
-        **_group_values(args, OriginConfig),
-        media=MediaConfig(**_group_values(args, MediaConfig)),
-        shaping=ShapingConfig(**_group_values(args, ShapingConfig)),
+        **SERVER_FLAGS.values(args),
+        media=MediaConfig(**MEDIA_FLAGS.values(args)),
+        shaping=ShapingConfig(**SHAPING_FLAGS.values(args)),
     )
 
 
@@ -131,9 +67,9 @@ def _generate(argv: Sequence[str], env: Mapping[str, str]) -> int:
         "manifests into a directory, then exit.",
     )
     parser.add_argument("--out", required=True, help="output directory (replaced if it exists)")
-    _add_options(parser, env, _MEDIA_GROUPS)
+    MEDIA_FLAGS.add_to(parser, env)
     args = parser.parse_args(list(argv))
-    media_config = MediaConfig(**_group_values(args, MediaConfig))
+    media_config = MediaConfig(**MEDIA_FLAGS.values(args))
     from peer_agent.origin.store import generate_stream
 
     started = time.perf_counter()

@@ -236,14 +236,3 @@ class OriginConfig:
 
 def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
-
-
-def flat_fields() -> tuple[tuple[type, dataclasses.Field[Any]], ...]:
-    """Every CLI/env field as ``(owning dataclass, field)``; names are unique across groups."""
-    out: list[tuple[type, dataclasses.Field[Any]]] = []
-    for cls in (OriginConfig, MediaConfig, ShapingConfig):
-        for f in dataclasses.fields(cls):
-            if f.name in ("media", "shaping"):
-                continue
-            out.append((cls, f))
-    return tuple(out)

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+
+from p2p_cli.flags import ConfigFlags, Option
 
 from .engine import simulate
 from .scenario import Scenario, load_scenario
 
+FLAGS = ConfigFlags(
+    Scenario,
+    env_prefix="P2P_SIM_",
+    overrides_only=True,
+    options={
+        "live": Option(negative=("--vod",), help="live stream (--vod: video on demand)"),
+        "p2p": Option(negative=("--no-p2p",), help="P2P on (--no-p2p: CDN only, the baseline)"),
+    },
+)
 
-def build_parser() -> argparse.ArgumentParser:
-    d = Scenario()
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Every :class:`Scenario` field is a flag and a ``P2P_SIM_*`` variable; given ones
+    override the ``--scenario`` file, which overrides the defaults."""
     p = argparse.ArgumentParser(prog="p2p-sim", description=__doc__)
     p.add_argument("--scenario", type=Path, help="TOML file of Scenario fields (flags override)")
-    p.add_argument("--peers", type=int, help=f"viewers in the swarm (default {d.peers})")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--live", dest="live", action="store_true", default=None, help="live")
-    mode.add_argument("--vod", dest="live", action="store_false", help="video on demand")
-    p.add_argument("--segment-s", type=float, help=f"segment duration (default {d.segment_s})")
-    p.add_argument("--duration-s", type=float, help=f"time simulated (default {d.duration_s})")
-    p.add_argument("--join-over-s", type=float, help=f"join ramp (default {d.join_over_s})")
-    p.add_argument(
-        "--latency-segments", type=int, help=f"live start depth (default {d.latency_segments})"
-    )
-    p.add_argument("--no-p2p", action="store_true", help="CDN only: the baseline")
-    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
-    p.add_argument("--churn-per-min", type=float, help="share of viewers replaced each minute")
-    p.add_argument("--leech-fraction", type=float, help="share of viewers that never upload")
-    p.add_argument("--bitrate-bits-per-s", type=float, help="media bitrate")
-    p.add_argument("--tick-s", type=float, help=f"simulation step (default {d.tick_s})")
+    FLAGS.add_to(p, os.environ if env is None else env)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-peer", action="store_true", help="with --json: add per-peer rows")
     return p
@@ -39,30 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     base = load_scenario(args.scenario) if args.scenario else Scenario()
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "peers",
-            "live",
-            "segment_s",
-            "duration_s",
-            "join_over_s",
-            "latency_segments",
-            "seed",
-            "churn_per_min",
-            "leech_fraction",
-            "bitrate_bits_per_s",
-            "tick_s",
-        )
-        if getattr(args, name) is not None
-    }
-    if args.no_p2p:
-        overrides["p2p"] = False
-    return base.with_overrides(**overrides)
+    return base.with_overrides(**FLAGS.values(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValueError as exc:
+        print(f"p2p-sim: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         scenario = scenario_from_args(args)

@@ -17,13 +17,23 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from signaling.cliutil import arg_type, convert
-from signaling.hashsvc.config import HashServiceConfig, config_fields, env_name
+from p2p_cli.flags import ConfigFlags, Option
+from signaling.hashsvc.config import ENV_PREFIX, HashServiceConfig
 from signaling.hashsvc.errors import ConfigError
 
 
 class UsageError(Exception):
     """Bad flags or environment values (not a ValueError: argparse must not swallow it)."""
+
+
+FLAGS = ConfigFlags(
+    HashServiceConfig,
+    env_prefix=ENV_PREFIX,
+    options={
+        "allow_prefixes": Option(flags=("--allow-prefix",), repeat=True, metavar="URL"),
+    },
+    error=UsageError,
+)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -32,43 +42,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Hash service for p2p-hls: fetches each segment of a media playlist once, "
         "serves {uri: sha256} at GET /manifest?playlist=URL (also /healthz, /stats).",
     )
-    for f in config_fields():
-        var = env_name(f.name)
-        help_text = f"{f.metadata.get('help', '')} [env {var}]"
-        if f.name == "allow_prefixes":
-            parser.add_argument(
-                "--allow-prefix",
-                dest="allow_prefixes",
-                action="append",
-                default=None,
-                metavar="URL",
-                help=help_text + " (comma-separated in the environment)",
-            )
-            continue
-        type_name = str(f.type)
-        default = f.default
-        if var in env:
-            default = convert(type_name, env[var], var, UsageError)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            default=default,
-            type=arg_type(type_name, "--" + f.name.replace("_", "-"), UsageError),
-            help=f"{help_text} (default: {f.default!r})",
-        )
+    FLAGS.add_to(parser, env)
     return parser
 
 
 def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> HashServiceConfig:
     args = build_parser(env).parse_args(list(argv))
-    values = {f.name: getattr(args, f.name) for f in config_fields()}
-    prefixes = args.allow_prefixes
-    if prefixes is None:
-        raw = env.get(env_name("allow_prefixes"), "")
-        prefixes = [part.strip() for part in raw.split(",") if part.strip()]
-    if not prefixes:
+    values = FLAGS.values(args)
+    if not values["allow_prefixes"]:
         raise UsageError("at least one --allow-prefix (or P2P_HASHSVC_ALLOW_PREFIXES) is required")
-    values["allow_prefixes"] = tuple(prefixes)
     try:
         return HashServiceConfig(**values)
     except ConfigError as exc:
