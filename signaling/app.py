@@ -22,7 +22,7 @@ from signaling.config import SignalingConfig
 from signaling.errors import UsageError
 from signaling.metrics import SignalingMetrics
 from signaling.registry import InMemorySwarmRegistry, SwarmRegistry
-from signaling.replica import RemoteMembers
+from signaling.replica import PeerRecord, RemoteMembers
 from signaling.router import Router
 from signaling.service import RelayInfo, SendKind, SignalingService, limits_from_config
 from signaling.ws import TrackerEndpoint
@@ -94,6 +94,12 @@ def create_app(
             router.deliver(service.on_remote_relay(kind, conn_id, relay, text, t0_s), t0_s)
 
         cluster = RedisCluster(config, node_id, registry, metrics, on_relay)
+
+        def on_join(rec: PeerRecord) -> None:
+            t0_s = time.monotonic()
+            router.deliver(service.on_remote_join(rec, t0_s), t0_s)
+
+        cluster.on_join = on_join
         service.attach_cluster(cluster)
         router.forward = cluster.forward
     endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock, node_id=node_id)

@@ -43,6 +43,7 @@ from signaling.replica import (
     BadRecord,
     ByteTotals,
     MemberChange,
+    PeerRecord,
     RemoteMembers,
     decode_record,
     encode_record,
@@ -100,6 +101,8 @@ class RedisCluster:
         self.remote: RemoteMembers = registry.remote
         self.metrics = metrics
         self.on_relay = on_relay
+        # called with a new member of another process whose record says it parked offers
+        self.on_join: Callable[[PeerRecord], None] | None = None
         self.clock = clock
         p = config.redis_prefix
         self._nodes_key = p + "nodes"
@@ -341,8 +344,11 @@ class RedisCluster:
                     records.append(decode_record(value))
                 except BadRecord:
                     logger.warning("cluster: ignored a bad member record of %s", node)
+            fresh = [r for r in records if r.parked and not self.remote.has(r.info_hash, r.peer_id)]
             self.remote.replace_node(self.clock(), node, records)
             self._known.add(node)
+            for rec in fresh:
+                self._joined(rec)
             for data in queued:
                 self._apply_event(data)
             logger.info("cluster: loaded %d peers of %s", len(records), node)
@@ -422,10 +428,18 @@ class RedisCluster:
         head, _, body = data.partition(b"\n")
         node = head[1:].decode()
         if data[:1] == b"U":
-            self.remote.upsert(self.clock(), node, decode_record(body))
+            rec = decode_record(body)
+            new = not self.remote.has(rec.info_hash, rec.peer_id)
+            self.remote.upsert(self.clock(), node, rec)
+            if new and rec.parked:
+                self._joined(rec)
         else:
             info_hash, peer_id, downloaded, retired = json.loads(body)
             self.remote.remove(node, info_hash, peer_id, int(downloaded), ByteTotals(*retired))
+
+    def _joined(self, rec: PeerRecord) -> None:
+        if self.on_join is not None and self.remote.has(rec.info_hash, rec.peer_id):
+            self.on_join(rec)
 
     def _on_relay(self, data: bytes) -> None:
         head, _, body = data.partition(b"\n")

@@ -84,6 +84,14 @@ class SignalingConfig:
     bus_queue_max: int = _opt(
         100000, "with Redis: most writes waiting for Redis; more are dropped and counted"
     )
+    join_park_s: float = _opt(
+        10.0,
+        "with Redis: a peer whose joining announce found the swarm (nearly) empty parks its "
+        "unused offers this long for peers joining other processes at the same moment (0: off)",
+    )
+    max_parked_bytes: int = _opt(
+        8 * 1024 * 1024, "with Redis: most SDP bytes parked in total; the oldest go first"
+    )
 
     def __post_init__(self) -> None:
         positive = (
@@ -106,6 +114,7 @@ class SignalingConfig:
             "redis_timeout_s",
             "redis_retry_s",
             "bus_queue_max",
+            "max_parked_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -114,8 +123,8 @@ class SignalingConfig:
             raise UsageError("max_offers_per_announce must be >= 0")
         if not 0 < self.port < 65536 and self.port != 0:
             raise UsageError(f"port out of range: {self.port}")
-        if self.shutdown_grace_s < 0 or self.ws_ping_interval_s < 0:
-            raise UsageError("shutdown_grace_s and ws_ping_interval_s must be >= 0")
+        if self.shutdown_grace_s < 0 or self.ws_ping_interval_s < 0 or self.join_park_s < 0:
+            raise UsageError("shutdown_grace_s, ws_ping_interval_s and join_park_s must be >= 0")
         if self.gc_thresholds and (
             len(self.gc_thresholds) != 3 or any(t < 0 for t in self.gc_thresholds)
         ):

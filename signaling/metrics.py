@@ -80,6 +80,13 @@ class SignalingMetrics:
         self.redis_failures = Counter(
             "p2p_signaling_redis_failures", "Times Redis became unreachable", registry=r
         )
+        self.parked_offers = Counter(
+            "p2p_signaling_parked_offers",
+            "Offers of peers that joined an empty-looking swarm: parked, relayed to a peer "
+            "joining another process, or evicted (max_parked_bytes)",
+            ["event"],
+            registry=r,
+        )
         self.bind_conflicts = Counter(
             "p2p_signaling_bind_conflicts",
             "peer_ids found bound on another process when re-publishing after an outage",

@@ -47,6 +47,7 @@ class PeerRecord:
     bytes: ByteTotals
     swarm_downloaded: int = 0  # completions counted by the publishing process in this swarm
     swarm_retired: ByteTotals = ByteTotals()  # bytes of peers that left it on that process
+    parked: bool = False  # joined an empty-looking swarm and holds parked offers (parking.py)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ def encode_record(rec: PeerRecord) -> str:
         obj["caps"] = list(h.caps)
     if h.connected:
         obj["con"] = sorted(h.connected)
+    if rec.parked:
+        obj["pk"] = 1
     return json.dumps(obj, separators=(",", ":"))
 
 
@@ -124,6 +127,7 @@ def decode_record(text: str | bytes) -> PeerRecord:
             bytes=_totals(obj["b"]),
             swarm_downloaded=int(obj.get("d", 0)),
             swarm_retired=_totals(obj.get("r", [0, 0, 0])),
+            parked=obj.get("pk") == 1,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadRecord(f"undecodable peer record: {type(exc).__name__}") from exc
@@ -301,6 +305,9 @@ class RemoteMembers:
 
     def owner_conn(self, peer_id: str) -> str | None:
         return self._owners.get(peer_id)
+
+    def has(self, info_hash: str, peer_id: str) -> bool:
+        return peer_id in self._swarms.get(info_hash, {})
 
     def members(self, info_hash: str) -> list[RemotePeer]:
         swarm = self._swarms.get(info_hash)

@@ -7,6 +7,7 @@ which the adapter counts).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -16,9 +17,10 @@ from signaling.config import SignalingConfig
 from signaling.errors import FatalViolation, SignalingError, SwarmNotAllowed
 from signaling.messages import Announce, Answer, Message, MessageLimits, Scrape, Stats
 from signaling.metrics import SignalingMetrics
+from signaling.parking import ParkedOffers
 from signaling.ratelimit import TokenBucket
 from signaling.registry import ByteTotals, RegistryLimits, SwarmRegistry
-from signaling.replica import MemberChange
+from signaling.replica import MemberChange, PeerRecord
 from signaling.tokens import JoinGrant
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class SignalingService:
         self.metrics = metrics
         self.message_limits, _ = limits_from_config(config)
         self.cluster: ClusterHooks | None = None
+        self.parked = ParkedOffers(config.join_park_s, config.max_parked_bytes)
         metrics.bind_registry_gauges(registry.local_peer_count, registry.local_swarm_count)
 
     def attach_cluster(self, cluster: ClusterHooks) -> None:
@@ -164,14 +167,38 @@ class SignalingService:
         if self.cluster is not None:
             changes = self.registry.drain_changes()
             if changes:
+                if len(self.parked):
+                    changes = [self._mark_parked(c) for c in changes]
                 self.cluster.publish(changes)
+
+    def _mark_parked(self, change: MemberChange) -> MemberChange:
+        rec = change.record
+        if rec is None or not self.parked.is_parked(rec.info_hash, rec.peer_id):
+            return change
+        return dataclasses.replace(change, record=dataclasses.replace(rec, parked=True))
+
+    def on_remote_join(self, rec: PeerRecord, now_s: float) -> list[Send]:
+        """A member new to another process that parked its offers: hand it one parked offer of
+        each of our parked peers in that swarm with a smaller peer_id (see :mod:`parking`)."""
+        out: list[Send] = []
+        for po in self.parked.take_for(now_s, rec.info_hash, rec.peer_id):
+            if self.registry.owner_of(po.peer_id) != po.conn_id:
+                continue
+            relay = RelayInfo(rec.info_hash, po.peer_id, rec.peer_id, po.offer.offer_id)
+            text = messages.offer_relay(rec.info_hash, po.peer_id, po.offer)
+            out.append(Send(rec.conn_id, text, "offer", relay))
+            self.metrics.relays.labels(kind="offer").inc()
+            self.metrics.parked_offers.labels(event="relayed").inc()
+        return out
 
     def on_close(self, ctx: ConnContext) -> None:
         ctx.closed = True
+        self.parked.drop_connection(ctx.conn_id)
         self.registry.drop_connection(ctx.conn_id)
         self._publish()
 
     def sweep(self, now_s: float) -> None:
+        self.parked.expire(now_s)
         result = self.registry.expire(now_s)
         self._publish()
         if result.peers:
@@ -261,4 +288,18 @@ class SignalingService:
             text = messages.offer_relay(msg.info_hash, msg.peer_id, offer)
             out.append(Send(target.conn_id, text, "offer", relay))
             self.metrics.relays.labels(kind="offer").inc()
+        if self.cluster is not None:
+            self._park(msg, result.joined, len(result.targets), ctx.conn_id, now_s)
         return out
+
+    def _park(self, msg: Announce, joined: bool, used: int, conn_id: str, now_s: float) -> None:
+        if msg.event == "stopped":
+            self.parked.drop(msg.info_hash, msg.peer_id)
+            return
+        if not joined or used >= len(msg.offers):
+            return
+        evicted = self.parked.evicted
+        if self.parked.park(now_s, msg.info_hash, msg.peer_id, conn_id, msg.offers[used:]):
+            self.metrics.parked_offers.labels(event="parked").inc(len(msg.offers) - used)
+        if self.parked.evicted > evicted:
+            self.metrics.parked_offers.labels(event="evicted").inc(self.parked.evicted - evicted)
