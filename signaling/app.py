@@ -62,6 +62,18 @@ async def _sweeper(runtime: SignalingRuntime, stop: asyncio.Event) -> None:
             logger.exception("sweep failed")
 
 
+async def _write_watchdog(runtime: SignalingRuntime, stop: asyncio.Event) -> None:
+    """Checks the connections with pending output a few times per write timeout."""
+    interval_s = max(0.05, runtime.config.write_timeout_s / 4)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+        try:
+            runtime.endpoint.check_writes(time.monotonic())
+        except Exception:  # keep watching whatever one pass hit
+            logger.exception("write watchdog failed")
+
+
 def create_app(
     config: SignalingConfig,
     *,
@@ -111,6 +123,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(_sweeper(runtime, stop))
+        watchdog = asyncio.get_running_loop().create_task(_write_watchdog(runtime, stop))
         if cluster is not None:
             cluster.start()
         try:
@@ -122,6 +135,7 @@ def create_app(
                 await cluster.stop()
             stop.set()
             await task
+            await watchdog
 
     app = FastAPI(
         title="p2p-hls signaling",

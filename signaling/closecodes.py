@@ -11,3 +11,4 @@ TOKEN_INVALID = 4001
 TOKEN_EXPIRED = 4002
 SLOW_CONSUMER = 4008  # outgoing queue overflowed
 RATE_LIMITED = 4029
+WRITE_TIMEOUT = 4009  # pending writes made no progress for write_timeout_s

@@ -7,6 +7,7 @@ Each field is also a CLI flag (``--announce-interval-s``) and an environment var
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,32 @@ class SignalingConfig:
     rate_per_s: float = _opt(5.0, "token bucket refill: messages per second per connection")
     rate_burst: int = _opt(40, "token bucket size: burst of messages per connection")
     send_queue_max: int = _opt(256, "outgoing messages queued per connection (4008 above)")
+    send_queue_max_bytes: int = _opt(
+        262144,
+        "outgoing bytes held per connection, queued plus unsent in the transport (4008 above)",
+    )
+    write_timeout_s: float = _opt(
+        5.0,
+        "close a connection whose pending writes make no progress for this long (4009); a "
+        "closing socket that still cannot drain is dropped after the same time",
+    )
+    max_connections_per_address: int = _opt(
+        100, "most concurrent connections from one address (IPv4 /32, IPv6 /64; 1013 above)"
+    )
+    max_swarms_per_address: int = _opt(
+        200, "most swarm memberships held by the connections of one address (a failure reply)"
+    )
+    rate_per_address_s: float = _opt(
+        50.0, "token bucket refill: messages (and new connections) per second per address"
+    )
+    rate_burst_per_address: int = _opt(
+        200, "token bucket size per address; empty closes the connection that sent (4029)"
+    )
+    trusted_proxies: tuple[str, ...] = _opt(
+        (),
+        "comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For names the "
+        "client; empty trusts none",
+    )
     origins: tuple[str, ...] = _opt(
         (), "comma-separated Origin allowlist; empty allows every Origin"
     )
@@ -109,6 +136,12 @@ class SignalingConfig:
             "rate_per_s",
             "rate_burst",
             "send_queue_max",
+            "send_queue_max_bytes",
+            "write_timeout_s",
+            "max_connections_per_address",
+            "max_swarms_per_address",
+            "rate_per_address_s",
+            "rate_burst_per_address",
             "heartbeat_interval_s",
             "node_ttl_s",
             "redis_timeout_s",
@@ -135,6 +168,11 @@ class SignalingConfig:
             ("redis://", "rediss://", "unix://")
         ):
             raise UsageError("redis_url must start with redis://, rediss:// or unix://")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise UsageError(f"trusted_proxies: not an address or CIDR: {proxy!r}") from exc
         if self.token_secret is not None and len(self.token_secret) < 16:
             raise UsageError("token_secret must be at least 16 characters")
 

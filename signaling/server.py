@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from signaling import logsafe
 from signaling.app import SignalingRuntime, create_app
 from signaling.config import SignalingConfig
+from signaling.transport import TrackerWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def uvicorn_config(config: SignalingConfig, app: FastAPI) -> uvicorn.Config:
         app,
         host=config.host,
         port=config.port,
-        ws="websockets-sansio",
+        ws=TrackerWebSocketProtocol,  # websockets-sansio, exposing the transport's buffer
         # uvicorn's own ceiling: frames above it are closed with 1009 by uvicorn; frames between
         # max_message_bytes and it reach the app, which closes with 1009 and counts them.
         ws_max_size=config.max_message_bytes * 4,

@@ -20,8 +20,9 @@ from signaling.config import SignalingConfig
 from signaling.errors import FatalViolation, TokenError, TokenExpired
 from signaling.metrics import SignalingMetrics
 from signaling.router import Connection, Router
-from signaling.service import SignalingService
+from signaling.service import ConnContext, SignalingService
 from signaling.tokens import JoinGrant, verify_token
+from signaling.transport import TransportControl, transport_control
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def _no_bytes() -> int:
+    return 0
 
 
 def origin_allowed(config: SignalingConfig, origin: str | None) -> bool:
@@ -64,6 +69,9 @@ class TrackerEndpoint:
         self.shutting_down = False
         self._ids = itertools.count(1)
         self._node = node_id or secrets.token_hex(4)
+        self._contexts: dict[str, ConnContext] = {}
+        # connections with output pending (or closing): the write watchdog checks only these
+        self._watch: set[Connection] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -91,7 +99,7 @@ class TrackerEndpoint:
             self.metrics.reject(reason)
             await send({"type": "websocket.close", "code": code, "reason": detail})
             return
-        await self._session(receive, send, grant)
+        await self._session(receive, send, grant, transport_control(scope))
 
     def _check_token(
         self, scope: dict[str, Any]
@@ -106,12 +114,30 @@ class TrackerEndpoint:
         except TokenError as exc:
             return None, (closecodes.TOKEN_INVALID, exc.detail, exc.reason)
 
-    async def _session(self, receive: Receive, send: Send, grant: JoinGrant | None) -> None:
+    async def _session(
+        self,
+        receive: Receive,
+        send: Send,
+        grant: JoinGrant | None,
+        control: TransportControl | None,
+    ) -> None:
         conn_id = f"{self._node}-{next(self._ids)}"
         now_s = time.monotonic()
-        conn = Connection(conn_id, send, self.metrics, self.config.send_queue_max, now_s)
+        conn = Connection(
+            conn_id,
+            send,
+            self.metrics,
+            self.config.send_queue_max,
+            now_s,
+            max_bytes=self.config.send_queue_max_bytes,
+            transport_bytes=control.write_buffer_bytes if control is not None else _no_bytes,
+            on_evict=self._evicted,
+            watch=self._watch,
+            abort=control.abort if control is not None else None,
+        )
         conn.session_task = asyncio.current_task()
         ctx = self.service.new_connection(conn_id, now_s, grant)
+        self._contexts[conn_id] = ctx
         self.router.add(conn)
         self.metrics.connections.inc()
         try:
@@ -138,6 +164,7 @@ class TrackerEndpoint:
                     continue
                 self.router.deliver(sends, t0_s)
         finally:
+            self._contexts.pop(conn_id, None)
             self.router.remove(conn_id)
             self.service.on_close(ctx)
             self.metrics.connections.dec()
@@ -145,6 +172,41 @@ class TrackerEndpoint:
                 await conn.wait_writer(1.0)
             else:
                 conn.stop_writer()
+            if control is not None and control.write_buffer_bytes() > 0:
+                self._watch.add(conn)  # uvicorn's close waits for a drain: abort if it stalls
+
+    def _evicted(self, conn: Connection) -> None:
+        """A slow reader: no more offers for it, and out of its swarms now."""
+        self.router.remove(conn.conn_id)
+        ctx = self._contexts.get(conn.conn_id)
+        if ctx is not None:
+            self.service.on_close(ctx)
+
+    def check_writes(self, now_s: float) -> int:
+        """The write watchdog: evict connections whose pending output made no progress for
+        ``write_timeout_s`` (4009); abort sockets still stuck ``write_timeout_s`` after their
+        close began. Returns how many it evicted or aborted."""
+        timeout_s = self.config.write_timeout_s
+        acted = 0
+        for conn in list(self._watch):
+            stalled_s = conn.stalled_for(now_s)
+            if conn.idle_output or (conn.writer_done and conn.held_bytes() == 0):
+                self._watch.discard(conn)
+                continue
+            if stalled_s < timeout_s:
+                continue
+            if not conn.closing and not conn.evicted:
+                conn.evict(closecodes.WRITE_TIMEOUT, "write timeout", "write_timeout")
+                acted += 1
+            elif conn.closing_since_s is not None and now_s - conn.closing_since_s >= timeout_s:
+                self._watch.discard(conn)
+                if conn.abort is not None:
+                    self.metrics.reject("write_aborted")
+                    logger.info("conn %s: aborting a socket that does not drain", conn.conn_id)
+                    conn.abort()
+                    acted += 1
+                conn.stop_writer()
+        return acted
 
     def close_idle(self, now_s: float) -> int:
         closed = 0

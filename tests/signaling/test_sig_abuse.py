@@ -1,0 +1,124 @@
+"""Resource abuse against a real `p2p-signaling` process: slow readers, expired tokens,
+per-address limits. Each case gets a clear close code or error, is counted in /metrics, and an
+honest pair on the same server keeps working meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.signaling.abuse_support import RawClient
+from tests.signaling.sig_support import connect, exchange_works, pid
+from tests.signaling_redis.redis_support import SignalingProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+ProcessFactory = Callable[..., Awaitable[SignalingProcess]]
+SDP_PAD = "a=x-pad:" + "0" * 12000  # a big but legal offer (max_sdp_bytes is 16 KiB)
+
+
+@pytest.fixture
+async def start_process() -> AsyncIterator[ProcessFactory]:
+    started: list[SignalingProcess] = []
+
+    async def start(**env: str) -> SignalingProcess:
+        proc = SignalingProcess(free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()})
+        started.append(proc)
+        await proc.start()
+        return proc
+
+    yield start
+    await asyncio.gather(*(p.stop() for p in started), return_exceptions=True)
+
+
+async def wait_metric(
+    proc: SignalingProcess, reason: str, at_least: float = 1, timeout_s: float = 30.0
+) -> float:
+    deadline = time.monotonic() + timeout_s
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = await proc.metric("p2p_signaling_rejections_total", reason=reason)
+        if value >= at_least:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"rejections{{reason={reason}}} stayed at {value}")
+
+
+async def offer_until(proc: SignalingProcess, info_hash: str, done: Callable[[], Awaitable[bool]]) -> int:
+    """An honest offerer announcing with one big offer, a few per second, until ``done``;
+    returns how many announces it made."""
+    offerer = await connect(proc.url, "offerer")
+    n = 0
+    try:
+        while not await done():
+            await offerer.announce(info_hash, offers=1, sdp="v=0 " + SDP_PAD)
+            n += 1
+            await asyncio.sleep(0.05)
+    finally:
+        await offerer.close()
+    return n
+
+
+async def test_a_reader_that_stalls_is_evicted_with_4009(start_process: ProcessFactory) -> None:
+    proc = await start_process(
+        write_timeout_s="1.5", send_queue_max_bytes=str(64 << 20), rate_per_s="100"
+    )
+    swarm = pid("stalled-swarm")
+    late = await RawClient.connect(proc.url, rcvbuf_bytes=4096)  # reads once evicted
+    never = await RawClient.connect(proc.url, rcvbuf_bytes=4096)  # never reads
+    await late.send({"action": "announce", "info_hash": swarm, "peer_id": pid("late"), "numwant": 1})
+    await never.send({"action": "announce", "info_hash": swarm, "peer_id": pid("never"), "numwant": 1})
+    await exchange_works(proc)
+
+    async def both_evicted() -> bool:
+        await exchange_works(proc)  # an honest pair keeps working meanwhile
+        return await proc.metric("p2p_signaling_rejections_total", reason="write_timeout") >= 2
+
+    announces = await asyncio.wait_for(offer_until(proc, swarm, both_evicted), 60)
+    assert announces > 0
+    # out of the swarm at once: a new member is alone with nobody to offer to
+    solo = await connect(proc.url, "after")
+    reply = await solo.announce(swarm, offers=1)
+    assert reply["incomplete"] == 1, reply
+    # the reader that reads at last finds its close frame behind what was stuck
+    assert await late.read_until_closed(20.0) == 4009
+    assert any("offer" in m for m in late.messages)
+    # the one that never reads is dropped (reset) after another write timeout
+    await wait_metric(proc, "write_aborted")
+    for _ in range(200):
+        if never.tcp_state() != "established":
+            break
+        await asyncio.sleep(0.05)
+    assert never.tcp_state() in ("close", "close_wait")
+    health = await proc.health()
+    assert health["peers"] == 1 and health["connections"] == 1, health
+    await exchange_works(proc)
+    await solo.close()
+    late.close()
+    never.close()
+
+
+async def test_a_reader_over_its_byte_cap_is_evicted_with_4008(
+    start_process: ProcessFactory,
+) -> None:
+    proc = await start_process(
+        write_timeout_s="60", send_queue_max_bytes=str(96 * 1024), rate_per_s="100"
+    )
+    swarm = pid("capped-swarm")
+    slow = await RawClient.connect(proc.url, rcvbuf_bytes=4096)
+    await slow.send({"action": "announce", "info_hash": swarm, "peer_id": pid("slow"), "numwant": 1})
+
+    async def evicted() -> bool:
+        return await proc.metric("p2p_signaling_rejections_total", reason="send_queue_full") >= 1
+
+    await asyncio.wait_for(offer_until(proc, swarm, evicted), 60)
+    assert await proc.metric("p2p_signaling_rejections_total", reason="write_timeout") == 0
+    solo = await connect(proc.url, "after")
+    assert (await solo.announce(swarm, offers=1))["incomplete"] == 1
+    await exchange_works(proc)
+    assert await slow.read_until_closed(20.0) == 4008
+    await solo.close()
+    slow.close()
