@@ -25,7 +25,9 @@ async def start_process() -> AsyncIterator[ProcessFactory]:
     started: list[SignalingProcess] = []
 
     async def start(**env: str) -> SignalingProcess:
-        proc = SignalingProcess(free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()})
+        proc = SignalingProcess(
+            free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()}
+        )
         started.append(proc)
         await proc.start()
         return proc
@@ -47,7 +49,9 @@ async def wait_metric(
     raise AssertionError(f"rejections{{reason={reason}}} stayed at {value}")
 
 
-async def offer_until(proc: SignalingProcess, info_hash: str, done: Callable[[], Awaitable[bool]]) -> int:
+async def offer_until(
+    proc: SignalingProcess, info_hash: str, done: Callable[[], Awaitable[bool]]
+) -> int:
     """An honest offerer announcing with one big offer, a few per second, until ``done``;
     returns how many announces it made."""
     offerer = await connect(proc.url, "offerer")
@@ -69,8 +73,12 @@ async def test_a_reader_that_stalls_is_evicted_with_4009(start_process: ProcessF
     swarm = pid("stalled-swarm")
     late = await RawClient.connect(proc.url, rcvbuf_bytes=4096)  # reads once evicted
     never = await RawClient.connect(proc.url, rcvbuf_bytes=4096)  # never reads
-    await late.send({"action": "announce", "info_hash": swarm, "peer_id": pid("late"), "numwant": 1})
-    await never.send({"action": "announce", "info_hash": swarm, "peer_id": pid("never"), "numwant": 1})
+    await late.send(
+        {"action": "announce", "info_hash": swarm, "peer_id": pid("late"), "numwant": 1}
+    )
+    await never.send(
+        {"action": "announce", "info_hash": swarm, "peer_id": pid("never"), "numwant": 1}
+    )
     await exchange_works(proc)
 
     async def both_evicted() -> bool:
@@ -109,7 +117,9 @@ async def test_a_reader_over_its_byte_cap_is_evicted_with_4008(
     )
     swarm = pid("capped-swarm")
     slow = await RawClient.connect(proc.url, rcvbuf_bytes=4096)
-    await slow.send({"action": "announce", "info_hash": swarm, "peer_id": pid("slow"), "numwant": 1})
+    await slow.send(
+        {"action": "announce", "info_hash": swarm, "peer_id": pid("slow"), "numwant": 1}
+    )
 
     async def evicted() -> bool:
         return await proc.metric("p2p_signaling_rejections_total", reason="send_queue_full") >= 1
