@@ -37,7 +37,9 @@ class SignalingConfig:
     max_sdp_bytes: int = _opt(16384, "largest accepted SDP in an offer or answer")
     max_offers_per_announce: int = _opt(5, "most offers in one announce")
     max_swarms_per_connection: int = _opt(20, "most swarms (and peer_ids) on one socket")
-    max_peers_per_swarm: int = _opt(20000, "most peers in one swarm")
+    max_peers_per_swarm: int = _opt(
+        100_000, "most peers in one swarm (one more is refused with swarm_full)"
+    )
     max_connections: int = _opt(50000, "most concurrent WebSocket connections (1013 above)")
     max_scrape_hashes: int = _opt(50, "most info_hashes answered in one scrape")
     rate_per_s: float = _opt(5.0, "token bucket refill: messages per second per connection")

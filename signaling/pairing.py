@@ -6,6 +6,11 @@ ranked by (same region, playback distance in buckets, spare capacity, random tie
 that are full, or that either side reports as already connected, are skipped; peers the server
 recently paired with the offerer (it relayed an answer between them) come last, not never, since
 their connection may have failed and standard clients report nothing.
+
+The cost of one choice does not grow with the swarm: at most ``sample_limit`` candidates are
+read, drawn by index from a :class:`CandidatePool` (any object with ``len`` and indexing), so the
+caller never builds the list of every member. A large swarm is thus paired among a random sample
+of it, ranked by the same preferences.
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ class Candidate(Protocol):
     def paired(self) -> Collection[str]: ...
 
 
+class CandidatePool(Protocol):
+    """Swarm members readable by position: ``len`` and ``pool[i]`` in O(1)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Candidate: ...
+
+
 def _reported_connected(offerer_id: str, offerer_hints: PeerHints, cand: Candidate) -> bool:
     """Either side says (in its ``connected`` hint) that they are already connected."""
     return cand.peer_id in offerer_hints.connected or offerer_id in cand.hints.connected
@@ -72,18 +85,33 @@ def choose_targets(
     offerer_id: str,
     offerer_hints: PeerHints,
     offerer_paired: Collection[str],
-    candidates: Sequence[Candidate],
+    candidates: CandidatePool,
     count: int,
     rng: random.Random,
     *,
     sample_limit: int = 256,
+    exclude: Collection[str] = frozenset(),
 ) -> list[str]:
-    """Return up to ``count`` distinct peer_ids to relay the offerer's offers to."""
-    if count <= 0 or not candidates:
+    """Return up to ``count`` distinct peer_ids to relay the offerer's offers to.
+
+    Reads at most ``sample_limit`` entries of ``candidates`` (a uniform sample without
+    replacement when there are more); skips the offerer, ``exclude`` (e.g. the offerer
+    connection's other peer_ids) and repeated peer_ids.
+    """
+    size = len(candidates)
+    if count <= 0 or size == 0:
         return []
-    pool: Sequence[Candidate] = candidates
-    if len(pool) > sample_limit:
-        pool = rng.sample(list(pool), sample_limit)
+    indices: Sequence[int] = range(size)
+    if size > sample_limit:
+        indices = rng.sample(range(size), sample_limit)  # O(sample_limit), no copy of the pool
+    pool: list[Candidate] = []
+    seen: set[str] = set()
+    for i in indices:
+        cand = candidates[i]
+        if cand.peer_id in seen or cand.peer_id in exclude:
+            continue
+        seen.add(cand.peer_id)
+        pool.append(cand)
     fresh: list[Candidate] = []
     paired: list[Candidate] = []
     any_hints = not offerer_hints.empty

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from signaling.errors import (
@@ -54,7 +54,7 @@ __all__ = [
 MAX_PAIRED_REMEMBERED = 256
 
 
-@dataclass
+@dataclass(eq=False)
 class _Peer:
     peer_id: str
     info_hash: str
@@ -64,24 +64,72 @@ class _Peer:
     hints: PeerHints = NO_HINTS
     paired: dict[str, None] = field(default_factory=dict)
     bytes: ByteTotals = field(default_factory=ByteTotals)
+    slot: int = -1  # position in its swarm's ``members`` list
 
 
 @dataclass
 class _Swarm:
+    """One swarm's local members: by peer_id, and in a list for O(1) sampling by position
+    (removal swaps the last member into the hole). ``complete`` counts seeders as they change,
+    so counting a swarm of any size is O(1)."""
+
     info_hash: str
     peers: dict[str, _Peer] = field(default_factory=dict)
+    members: list[_Peer] = field(default_factory=list)
+    complete: int = 0
     downloaded: int = 0
     retired_bytes: ByteTotals = field(default_factory=ByteTotals)
 
+    def add(self, peer: _Peer) -> None:
+        peer.slot = len(self.members)
+        self.members.append(peer)
+        self.peers[peer.peer_id] = peer
+        if peer.seeding:
+            self.complete += 1
+
+    def remove(self, peer_id: str) -> _Peer:
+        peer = self.peers.pop(peer_id)
+        last = self.members.pop()
+        if last is not peer:
+            last.slot = peer.slot
+            self.members[peer.slot] = last
+        if peer.seeding:
+            self.complete -= 1
+        return peer
+
+    def set_seeding(self, peer: _Peer, seeding: bool) -> None:
+        if seeding != peer.seeding:
+            self.complete += 1 if seeding else -1
+            peer.seeding = seeding
+
     def counts(self) -> SwarmCounts:
-        complete = sum(1 for p in self.peers.values() if p.seeding)
-        return SwarmCounts(complete, len(self.peers) - complete, self.downloaded)
+        return SwarmCounts(self.complete, len(self.peers) - self.complete, self.downloaded)
 
     def byte_totals(self) -> ByteTotals:
         total = self.retired_bytes
         for peer in self.peers.values():
             total = total + peer.bytes
         return total
+
+
+class _CandidateView:
+    """This swarm's local members then the other processes' (scale-out), readable by position
+    without copying either: what pairing samples from. Counts the entries read."""
+
+    __slots__ = ("_local", "_remote", "read")
+
+    def __init__(self, local: list[_Peer], remote: Sequence[Candidate]) -> None:
+        self._local = local
+        self._remote = remote
+        self.read = 0
+
+    def __len__(self) -> int:
+        return len(self._local) + len(self._remote)
+
+    def __getitem__(self, index: int) -> Candidate:
+        self.read += 1
+        n = len(self._local)
+        return self._local[index] if index < n else self._remote[index - n]
 
 
 # A pending offer is a plain (from_peer, expires_s) tuple, not an object: tens of thousands live
@@ -121,6 +169,8 @@ class InMemorySwarmRegistry:
         self._by_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._pending: OrderedDict[tuple[str, str, str], _PendingOffer] = OrderedDict()
         self._peer_total = 0
+        #: Swarm members read by pairing, in total (bounded per announce by the sample limit).
+        self.pairing_candidates_read = 0
 
     # -- binding ---------------------------------------------------------------------------
 
@@ -202,12 +252,15 @@ class InMemorySwarmRegistry:
                 )
             size = (len(swarm.peers) if swarm is not None else 0) + self._remote_size(info_hash)
             if size >= self.limits.max_peers_per_swarm:
-                raise SwarmFull(f"swarm holds {self.limits.max_peers_per_swarm} peers")
+                raise SwarmFull(
+                    f"swarm is full: it holds max_peers_per_swarm = "
+                    f"{self.limits.max_peers_per_swarm} peers (a server limit)"
+                )
             self._bind(conn_id, peer_id)
             if swarm is None:
                 swarm = self._swarms[info_hash] = _Swarm(info_hash)
             peer = _Peer(peer_id, info_hash, conn_id, now_s)
-            swarm.peers[peer_id] = peer
+            swarm.add(peer)
             self._conn_members.setdefault(conn_id, set()).add((info_hash, peer_id))
             self._peer_total += 1
             joined = True
@@ -218,38 +271,42 @@ class InMemorySwarmRegistry:
         peer.hints = hints
         if event == "completed" and not peer.seeding:
             swarm.downloaded += 1
-            peer.seeding = True
+            swarm.set_seeding(peer, True)
         elif seeding is not None:
-            peer.seeding = seeding
+            swarm.set_seeding(peer, seeding)
         self._note("up", info_hash, peer_id, conn_id)
 
         targets: tuple[PeerRef, ...] = ()
         remote_size = self._remote_size(info_hash)
         if want_targets > 0 and len(swarm.peers) + remote_size > 1:
-            exclude = self._conn_peer_ids.get(conn_id, set())
-            candidates: list[Candidate] = [
-                p for p in swarm.peers.values() if p.peer_id not in exclude
-            ]
-            remote_conns: dict[str, str] = {}
+            remote: Sequence[Candidate] = ()
             if remote_size and self.remote is not None:
-                for rp in self.remote.members(info_hash):
-                    if rp.peer_id not in swarm.peers:
-                        candidates.append(rp)
-                        remote_conns[rp.peer_id] = rp.conn_id
+                remote = self.remote.sequence(info_hash)
+            view = _CandidateView(swarm.members, remote)
             chosen = choose_targets(
                 peer_id,
                 hints,
                 peer.paired,
-                candidates,
+                view,
                 want_targets,
                 self._rng,
                 sample_limit=self.limits.pairing_sample_limit,
+                exclude=self._conn_peer_ids.get(conn_id, frozenset()),
             )
-            targets = tuple(
-                PeerRef(pid, swarm.peers[pid].conn_id if pid in swarm.peers else remote_conns[pid])
-                for pid in chosen
-            )
+            self.pairing_candidates_read += view.read
+            targets = tuple(PeerRef(pid, self._conn_of(info_hash, pid)) for pid in chosen)
         return AnnounceResult(self._counts(info_hash), targets, joined=joined, left=False)
+
+    def _conn_of(self, info_hash: str, peer_id: str) -> str:
+        """The connection of a member just chosen by pairing (local first, then remote)."""
+        swarm = self._swarms.get(info_hash)
+        local = swarm.peers.get(peer_id) if swarm is not None else None
+        if local is not None:
+            return local.conn_id
+        assert self.remote is not None
+        remote = self.remote.get(info_hash, peer_id)
+        assert remote is not None
+        return remote.conn_id
 
     # -- offers and answers ----------------------------------------------------------------
 
@@ -436,7 +493,7 @@ class InMemorySwarmRegistry:
     # -- removal --------------------------------------------------------------------------
 
     def _remove_peer(self, swarm: _Swarm, peer_id: str) -> None:
-        peer = swarm.peers.pop(peer_id)
+        peer = swarm.remove(peer_id)
         swarm.retired_bytes = swarm.retired_bytes + peer.bytes
         self._by_seen.pop((swarm.info_hash, peer_id), None)
         members = self._conn_members.get(peer.conn_id)

@@ -22,7 +22,7 @@ class RegistryLimits:
     peer_ttl_s: float = 300.0
     offer_ttl_s: float = 50.0
     max_swarms_per_connection: int = 20
-    max_peers_per_swarm: int = 20000
+    max_peers_per_swarm: int = 100_000
     pairing_sample_limit: int = 256
 
 

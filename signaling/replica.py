@@ -14,7 +14,7 @@ stops its heartbeat.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,7 @@ class RemotePeer:
     seen_s: float
     expires_s: float
     paired: tuple[str, ...] = field(default=())  # kept by the peer's own process
+    slot: int = field(default=-1, compare=False)  # position in its swarm's sampling list
 
 
 class RemoteMembers:
@@ -165,6 +166,8 @@ class RemoteMembers:
     def __init__(self, peer_ttl_s: float) -> None:
         self.peer_ttl_s = peer_ttl_s
         self._swarms: dict[str, dict[str, RemotePeer]] = {}
+        # The same members per swarm in a list, for O(1) sampling by position (swap-remove).
+        self._order: dict[str, list[RemotePeer]] = {}
         self._owners: dict[str, str] = {}  # peer_id -> conn_id
         self._owner_refs: dict[str, int] = {}  # peer_id -> records holding it
         self._by_node: dict[str, set[tuple[str, str]]] = {}
@@ -195,7 +198,8 @@ class RemoteMembers:
         if rec.seeding:
             self._complete[rec.info_hash] = self._complete.get(rec.info_hash, 0) + 1
         self._owners[rec.peer_id] = rec.conn_id
-        swarm[rec.peer_id] = RemotePeer(
+        order = self._order.setdefault(rec.info_hash, [])
+        peer = swarm[rec.peer_id] = RemotePeer(
             rec.peer_id,
             rec.info_hash,
             node_id,
@@ -206,6 +210,12 @@ class RemoteMembers:
             now_s,
             now_s + self.peer_ttl_s,
         )
+        if old is None:
+            peer.slot = len(order)
+            order.append(peer)
+        else:
+            peer.slot = old.slot
+            order[old.slot] = peer
         self._aggs.setdefault(rec.info_hash, {})[node_id] = (
             rec.swarm_downloaded,
             rec.swarm_retired,
@@ -231,6 +241,11 @@ class RemoteMembers:
     def _remove(self, info_hash: str, peer_id: str) -> None:
         swarm = self._swarms[info_hash]
         peer = swarm.pop(peer_id)
+        order = self._order[info_hash]
+        last = order.pop()
+        if last is not peer:
+            last.slot = peer.slot
+            order[peer.slot] = last
         self._count -= 1
         if peer.seeding:
             self._complete[info_hash] -= 1
@@ -258,6 +273,7 @@ class RemoteMembers:
                     del self._aggs[info_hash]
         if not swarm:
             del self._swarms[info_hash]
+            del self._order[info_hash]
             self._complete.pop(info_hash, None)
 
     def forget_peer_id(self, peer_id: str) -> int:
@@ -312,6 +328,13 @@ class RemoteMembers:
     def members(self, info_hash: str) -> list[RemotePeer]:
         swarm = self._swarms.get(info_hash)
         return list(swarm.values()) if swarm else []
+
+    def sequence(self, info_hash: str) -> Sequence[RemotePeer]:
+        """The swarm's members readable by position, without a copy (for sampling)."""
+        return self._order.get(info_hash, ())
+
+    def get(self, info_hash: str, peer_id: str) -> RemotePeer | None:
+        return self._swarms.get(info_hash, {}).get(peer_id)
 
     def size(self, info_hash: str) -> int:
         swarm = self._swarms.get(info_hash)

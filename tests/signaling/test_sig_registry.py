@@ -261,3 +261,83 @@ def test_pairing_random_for_standard_clients_and_sampling() -> None:
     assert len(set(got)) == 5
     other = choose_targets("me", NO_HINTS, set(), cands, 5, random.Random(6), sample_limit=64)
     assert got != other
+
+
+class CountingPool:
+    """A pool of candidates that counts how many it was asked for (a pure-unit-test fake)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.read = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> C:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        self.read += 1
+        return C(pid(index), PeerHints(position_s=float(index % 600)))
+
+
+def test_pairing_reads_a_sample_not_the_swarm() -> None:
+    pool = CountingPool(100_000)
+    got = choose_targets(
+        "me", PeerHints(position_s=42.0), set(), pool, 5, random.Random(1), sample_limit=64
+    )
+    assert len(set(got)) == 5
+    assert pool.read == 64
+    # The preferences still rank the sample: the closest positions of the sample win.
+    assert all(abs(int(p[4:]) % 600 - 42) < 200 for p in got)
+
+
+def test_pairing_skips_excluded_and_repeated_peer_ids() -> None:
+    cands = [C(pid(1)), C(pid(2)), C(pid(2)), C(pid(3))]
+    got = choose_targets("me", NO_HINTS, set(), cands, 10, random.Random(1), exclude={pid(3)})
+    assert sorted(got) == [pid(1), pid(2)]
+
+
+def test_registry_pairing_cost_does_not_grow_with_the_swarm() -> None:
+    reg = make(pairing_sample_limit=32)
+    for n in range(3000):
+        join(reg, n)
+    before = reg.pairing_candidates_read
+    result = join(reg, 5000, want_targets=5)
+    assert len({t.peer_id for t in result.targets}) == 5
+    assert reg.pairing_candidates_read - before == 32
+    # Removal keeps the sampling list consistent: every member is still reachable.
+    for n in range(0, 3000, 2):
+        join(reg, n, event="stopped")
+    small = make()
+    for n in range(3):
+        join(small, n)
+    join(small, 1, event="stopped")
+    targets = {t.peer_id for t in join(small, 9, want_targets=5).targets}
+    assert targets == {pid(0), pid(2)}
+    assert {t.peer_id for t in join(reg, 7001, want_targets=40).targets} <= {
+        pid(n) for n in range(1, 3000, 2)
+    } | {pid(5000)}
+
+
+def test_counts_follow_seeding_changes_without_a_scan() -> None:
+    reg = make()
+    join(reg, 1, seeding=True)
+    join(reg, 2)
+    join(reg, 3, event="completed")
+    counts = reg.scrape([H1])[H1]
+    assert (counts.complete, counts.incomplete, counts.downloaded) == (2, 1, 1)
+    join(reg, 1, event=None, seeding=False)
+    join(reg, 3, event="stopped")
+    counts = reg.scrape([H1])[H1]
+    assert (counts.complete, counts.incomplete) == (0, 2)
+
+
+def test_swarm_full_refusal_names_the_limit() -> None:
+    reg = make(max_peers_per_swarm=2)
+    join(reg, 1)
+    join(reg, 2)
+    with pytest.raises(SwarmFull, match="max_peers_per_swarm = 2"):
+        join(reg, 3)
+    assert reg.peer_count() == 2
+    join(reg, 2, event="stopped")
+    join(reg, 3)  # room again

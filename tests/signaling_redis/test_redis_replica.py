@@ -163,3 +163,23 @@ def test_redis_url_flag_and_environment() -> None:
     assert "redis://" not in repr(config)  # may hold a password
     assert main(["--redis-url", "http://nope"], env={}) == 2
     assert main(["--node-ttl-s", "1", "--heartbeat-interval-s", "2"], env={}) == 2
+
+
+def test_pairing_samples_remote_members_by_position() -> None:
+    reg, remote = make(pairing_sample_limit=16)
+    for n in range(400):
+        remote.upsert(0.0, NODE_B, rec(f"remote-{n:013d}", conn=f"{NODE_B}-{n}"))
+    for n in range(0, 400, 3):  # swap-removal keeps the sampling list consistent
+        assert remote.remove(NODE_B, H, f"remote-{n:013d}")
+    remote.upsert(0.0, NODE_B, rec("remote-0000000000001", conn=f"{NODE_B}-1", seeding=True))
+    assert sorted(p.peer_id for p in remote.sequence(H)) == sorted(
+        p.peer_id for p in remote.members(H)
+    )
+    assert [p.slot for p in remote.sequence(H)] == list(range(remote.size(H)))
+    before = reg.pairing_candidates_read
+    result = announce(reg, "aaaaaaaaaaaa-1", "local-00000000000001", want=5)
+    assert reg.pairing_candidates_read - before == 16
+    assert len(result.targets) == 5
+    for target in result.targets:
+        n = int(target.peer_id.rsplit("-", 1)[1])
+        assert n % 3 != 0 and target.conn_id == f"{NODE_B}-{n}"
