@@ -34,10 +34,10 @@ def build_app(service: HashService) -> FastAPI:
         values = request.query_params.getlist("playlist")
         url = values[0] if len(values) == 1 else None
         try:
-            hashes = await service.manifest(url)
+            hashes = await service.manifest(url, request.client.host if request.client else None)
         except HashServiceError as exc:
             headers = {"Cache-Control": "no-store"}
-            if exc.status == 503:
+            if exc.status in (429, 503):
                 headers["Retry-After"] = "5"
             return JSONResponse(
                 {"error": exc.detail, "reason": exc.reason}, exc.status, headers=headers

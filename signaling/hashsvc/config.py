@@ -53,6 +53,39 @@ class HashServiceConfig:
     max_playlist_bytes: int = _opt(4 * 1024 * 1024, "larger playlists are refused")
     fetch_timeout_s: float = _opt(10.0, "timeout of each HTTP fetch (connect, read, pool)")
     max_concurrent_fetches: int = _opt(4, "segment fetches in flight at once, all playlists")
+    fetch_deadline_s: float = _opt(
+        30.0, "one fetch attempt (playlist or segment) not finished in this long is abandoned"
+    )
+    min_rate_bps: int = _opt(
+        16384,
+        "after min_rate_grace_s, a fetch averaging fewer bytes per second than this is "
+        "abandoned (0: no minimum)",
+    )
+    min_rate_grace_s: float = _opt(3.0, "how long a fetch may run before min_rate_bps applies")
+    max_fetches_per_upstream: int = _opt(
+        2, "segment fetches in flight to one upstream (scheme://host:port), all playlists"
+    )
+    max_requests_per_client: int = _opt(
+        8, "/manifest requests in flight from one client address (IPv4 /32, IPv6 /64); 429 above"
+    )
+    max_playlists_per_client: int = _opt(
+        16, "tracked playlists one client address started (and still tracked); 429 above"
+    )
+    identity_query_params: tuple[str, ...] = _opt(
+        (),
+        "comma-separated query parameters that make two playlist URLs different playlists; every "
+        "other parameter is ignored for identity (empty: the whole query is)",
+    )
+    evict_idle_s: float = _opt(
+        10.0,
+        "with max_playlists tracked, a new playlist evicts one nobody asked for in this long "
+        "(from the client holding the most, least recently asked first); none: 503",
+    )
+    max_range_overread_bytes: int = _opt(
+        1024 * 1024,
+        "a server that ignores Range: most bytes read before the requested range; above, the "
+        "fetch is refused (segment_range_ignored)",
+    )
     retries: int = _opt(2, "extra attempts after a failed fetch")
     retry_backoff_s: float = _opt(0.25, "wait before retry n: this times 2**(n-1)")
     cache_max_age_s: int = _opt(1, "Cache-Control max-age of manifest answers")
@@ -69,12 +102,28 @@ class HashServiceConfig:
         for name in ("max_playlists", "max_segment_bytes", "max_playlist_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        if self.max_concurrent_fetches < 1:
-            raise ConfigError("max_concurrent_fetches must be at least 1")
-        for name in ("history_segments", "retries", "cache_max_age_s"):
+        for name in (
+            "max_concurrent_fetches",
+            "max_fetches_per_upstream",
+            "max_requests_per_client",
+            "max_playlists_per_client",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if isinstance(self.identity_query_params, str):
+            raise ConfigError("identity_query_params is a tuple of names, not a string")
+        for name in (
+            "history_segments",
+            "retries",
+            "cache_max_age_s",
+            "min_rate_bps",
+            "min_rate_grace_s",
+            "evict_idle_s",
+            "max_range_overread_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
-        for name in ("min_refresh_s", "idle_expiry_s", "fetch_timeout_s"):
+        for name in ("min_refresh_s", "idle_expiry_s", "fetch_timeout_s", "fetch_deadline_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         if self.retry_backoff_s < 0 or self.shutdown_grace_s < 0:

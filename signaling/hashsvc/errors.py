@@ -53,3 +53,18 @@ class UpstreamError(HashServiceError):
 
     status = 502
     reason = "upstream"
+
+
+class ClientBusy(HashServiceError):
+    """The client's fault: ``max_requests_per_client`` requests of its address in flight (429)."""
+
+    status = 429
+    reason = "client_busy"
+
+
+class ClientPlaylistLimit(HashServiceError):
+    """The client's fault: its address started ``max_playlists_per_client`` tracked playlists
+    already (429)."""
+
+    status = 429
+    reason = "client_playlists"

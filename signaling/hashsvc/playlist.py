@@ -7,8 +7,9 @@ by their URI (with ``#first-last`` when the map has a byte range).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import m3u8
 
@@ -62,6 +63,39 @@ def check_url(url: str | None, allow_prefixes: tuple[str, ...]) -> str:
     if not url.startswith(allow_prefixes):
         raise NotAllowed("the playlist URL is under none of the allowed prefixes")
     return url
+
+
+def playlist_identity(url: str, keep_params: tuple[str, ...]) -> str:
+    """What makes two (checked) playlist URLs the same playlist: the URL without its query,
+    plus the ``keep_params`` it carries, sorted. Other query parameters (cache busters, session
+    ids, signed-URL tokens) are ignored, so variants of one playlist share one tracked slot."""
+    parts = urlsplit(url)
+    kept = sorted(
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in keep_params
+    )
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, urlencode(kept), ""))
+
+
+def upstream_of(url: str) -> str:
+    """``scheme://host:port`` of a URL: the unit of per-upstream fetch concurrency."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def client_key(address: str | None) -> str:
+    """The unit of per-client limits: an IPv4 address, or the /64 of an IPv6 address."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _byte_range(spec: str, previous_end: int | None) -> tuple[int, int]:

@@ -21,12 +21,21 @@ import httpx
 
 from signaling.hashsvc.config import HashServiceConfig
 from signaling.hashsvc.errors import (
+    ClientBusy,
+    ClientPlaylistLimit,
     HashServiceError,
     HashServiceUnavailable,
     NotAllowed,
     UpstreamError,
 )
-from signaling.hashsvc.playlist import Entry, check_url, parse_media_playlist
+from signaling.hashsvc.playlist import (
+    Entry,
+    check_url,
+    client_key,
+    parse_media_playlist,
+    playlist_identity,
+    upstream_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +56,31 @@ class Counters:
     requests: int = 0
     playlists_started: int = 0
     playlists_expired: int = 0
+    playlists_evicted: int = 0
     playlist_fetches: int = 0
     segments_hashed: int = 0
     bytes_fetched: int = 0
     retries: int = 0
     #: Failed fetch attempts by kind (``segment_status``, ``playlist_network``, ...).
     fetch_errors: dict[str, int] = field(default_factory=dict)
+    #: Refused /manifest requests by reason (``client_busy``, ``unavailable``, ...).
+    rejections: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
         self.fetch_errors[kind] = self.fetch_errors.get(kind, 0) + 1
+
+    def reject(self, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
 
 class _Tracked:
     """One tracked media playlist."""
 
-    def __init__(self, url: str, now_s: float) -> None:
-        self.url = url
+    def __init__(self, key: str, url: str, owner: str, now_s: float) -> None:
+        self.key = key  # playlist identity (playlist_identity)
+        self.url = url  # what is fetched: the URL of the first request
+        self.owner = owner  # client_key of the client that started tracking it
+        self.evicted = False
         self.last_request_s = now_s
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
@@ -99,42 +117,108 @@ class HashService:
             timeout=config.fetch_timeout_s, follow_redirects=False
         )
         self._fetch_slots = asyncio.Semaphore(config.max_concurrent_fetches)
+        # one per upstream: bounded by the allow prefixes, which name the hosts
+        self._upstream_slots: dict[str, asyncio.Semaphore] = {}
+        self._in_flight: dict[str, int] = {}  # client_key -> /manifest requests in flight
         self._playlists: dict[str, _Tracked] = {}
         self._closing = False
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def manifest(self, url: str | None) -> dict[str, str]:
+    async def manifest(self, url: str | None, client: str | None = None) -> dict[str, str]:
         """The manifest of the media playlist at ``url``; starts tracking it on first use.
 
-        Raises BadPlaylistUrl, NotAllowed, NotMediaPlaylist, HashServiceUnavailable or
-        UpstreamError. Concurrent first requests share one fetch of everything.
+        ``client`` is the requester's address (per-client limits). Raises BadPlaylistUrl,
+        NotAllowed, NotMediaPlaylist, ClientBusy, ClientPlaylistLimit, HashServiceUnavailable
+        or UpstreamError (each counted). Concurrent first requests share one fetch of everything.
         """
         self.counters.requests += 1
+        try:
+            return await self._manifest(url, client_key(client))
+        except HashServiceError as exc:
+            self.counters.reject(exc.reason)
+            raise
+
+    async def _manifest(self, url: str | None, who: str) -> dict[str, str]:
         url = check_url(url, self.config.allow_prefixes)
         if self._closing:
             raise HashServiceUnavailable("shutting down")
-        tracked = self._playlists.get(url)
+        busy = self._in_flight.get(who, 0)
+        if busy >= self.config.max_requests_per_client:
+            raise ClientBusy(
+                f"{self.config.max_requests_per_client} requests from your address in flight"
+            )
+        key = playlist_identity(url, self.config.identity_query_params)
+        tracked = self._playlists.get(key)
         if tracked is None:
-            if len(self._playlists) >= self.config.max_playlists:
-                raise HashServiceUnavailable(
-                    f"already tracking {self.config.max_playlists} playlists"
-                )
-            tracked = _Tracked(url, self.clock())
-            self._playlists[url] = tracked
-            self.counters.playlists_started += 1
-            tracked.task = asyncio.get_running_loop().create_task(self._run(tracked))
-            logger.info("tracking %s", url)
+            tracked = self._start(key, url, who)
         tracked.last_request_s = self.clock()
-        await asyncio.shield(tracked.ready)
+        self._in_flight[who] = busy + 1
+        try:
+            await asyncio.shield(tracked.ready)
+        finally:
+            left = self._in_flight[who] - 1
+            if left:
+                self._in_flight[who] = left
+            else:
+                del self._in_flight[who]
         return dict(tracked.hashes)
 
+    def _start(self, key: str, url: str, who: str) -> _Tracked:
+        owned = sum(1 for t in self._playlists.values() if t.owner == who)
+        if owned >= self.config.max_playlists_per_client:
+            raise ClientPlaylistLimit(
+                f"your address already has {owned} playlists tracked; ask for those"
+            )
+        if len(self._playlists) >= self.config.max_playlists:
+            victim = self._eviction_victim()
+            if victim is None:
+                raise HashServiceUnavailable(
+                    f"already tracking {self.config.max_playlists} playlists, all in use"
+                )
+            self._evict(victim)
+        tracked = _Tracked(key, url, who, self.clock())
+        self._playlists[key] = tracked
+        self.counters.playlists_started += 1
+        tracked.task = asyncio.get_running_loop().create_task(self._run(tracked))
+        logger.info("tracking %s", url)
+        return tracked
+
+    def _eviction_victim(self) -> _Tracked | None:
+        """A playlist nobody asked for in ``evict_idle_s``: of the client holding the most
+        playlists, the least recently asked for."""
+        now_s = self.clock()
+        idle = [
+            t
+            for t in self._playlists.values()
+            if now_s - t.last_request_s >= self.config.evict_idle_s
+        ]
+        if not idle:
+            return None
+        held: dict[str, int] = {}
+        for t in self._playlists.values():
+            held[t.owner] = held.get(t.owner, 0) + 1
+        return min(idle, key=lambda t: (-held[t.owner], t.last_request_s))
+
+    def _evict(self, tracked: _Tracked) -> None:
+        self._playlists.pop(tracked.key, None)
+        tracked.evicted = True
+        if tracked.task is not None:
+            tracked.task.cancel()
+        self.counters.playlists_evicted += 1
+        logger.info("evicted %s (idle, slots full)", tracked.url)
+
     def tracked(self) -> list[str]:
+        """Identities of the tracked playlists (:func:`playlist_identity`)."""
         return list(self._playlists)
+
+    def _forget(self, tracked: _Tracked) -> None:
+        if self._playlists.get(tracked.key) is tracked:
+            del self._playlists[tracked.key]
 
     def refreshes(self, url: str) -> int:
         """Completed refreshes of a tracked playlist (0 if untracked)."""
-        tracked = self._playlists.get(url)
+        tracked = self._playlists.get(playlist_identity(url, self.config.identity_query_params))
         return tracked.refreshes if tracked is not None else 0
 
     def stats(self) -> dict[str, Any]:
@@ -143,12 +227,14 @@ class HashService:
             "playlists_tracked": len(self._playlists),
             "playlists_started": c.playlists_started,
             "playlists_expired": c.playlists_expired,
+            "playlists_evicted": c.playlists_evicted,
             "requests": c.requests,
             "playlist_fetches": c.playlist_fetches,
             "segments_hashed": c.segments_hashed,
             "bytes_fetched": c.bytes_fetched,
             "retries": c.retries,
             "fetch_errors": dict(sorted(c.fetch_errors.items())),
+            "rejections": dict(sorted(c.rejections.items())),
         }
 
     async def close(self) -> None:
@@ -170,15 +256,16 @@ class HashService:
         try:
             await self._update(tracked)
         except HashServiceError as exc:
-            self._playlists.pop(tracked.url, None)
+            self._forget(tracked)
             tracked.ready.set_exception(exc)
             tracked.ready.exception()  # retrieved: waiters may all have gone
             logger.warning("cannot track %s: %s", tracked.url, exc.detail)
             return
         except BaseException as exc:
-            self._playlists.pop(tracked.url, None)
+            self._forget(tracked)
             if not tracked.ready.done():
-                tracked.ready.set_exception(HashServiceUnavailable("shutting down"))
+                why = "evicted (slots full)" if tracked.evicted else "shutting down"
+                tracked.ready.set_exception(HashServiceUnavailable(why))
                 tracked.ready.exception()
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -188,7 +275,7 @@ class HashService:
         while True:
             idle_left_s = self.config.idle_expiry_s - (self.clock() - tracked.last_request_s)
             if idle_left_s <= 0:
-                self._playlists.pop(tracked.url, None)
+                self._forget(tracked)
                 self.counters.playlists_expired += 1
                 logger.info("idle, no longer tracking %s", tracked.url)
                 return
@@ -280,7 +367,7 @@ class HashService:
 
         async def attempt() -> str:
             digest = hashlib.sha256()
-            async with self._fetch_slots:
+            async with self._upstream_slot(entry.url), self._fetch_slots:
                 await self._get(
                     entry.url, entry, "segment", self.config.max_segment_bytes, digest.update
                 )
@@ -293,6 +380,15 @@ class HashService:
         self.counters.segments_hashed += 1
         return result
 
+    def _upstream_slot(self, url: str) -> asyncio.Semaphore:
+        upstream = upstream_of(url)
+        slot = self._upstream_slots.get(upstream)
+        if slot is None:
+            slot = self._upstream_slots[upstream] = asyncio.Semaphore(
+                self.config.max_fetches_per_upstream
+            )
+        return slot
+
     async def _get(
         self,
         url: str,
@@ -300,6 +396,44 @@ class HashService:
         kind: str,
         max_bytes: int,
         sink: Callable[[bytes], object] | None,
+    ) -> bytes:
+        """:meth:`_get_body` within ``fetch_deadline_s`` and above ``min_rate_bps``."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        start_s = loop.time()
+        deadline_s = start_s + cfg.fetch_deadline_s
+        received = [0]
+
+        def rate_floor_s() -> float:
+            """When the average rate falls below ``min_rate_bps`` (bytes so far)."""
+            if cfg.min_rate_bps <= 0:
+                return deadline_s
+            return start_s + max(cfg.min_rate_grace_s, received[0] / cfg.min_rate_bps)
+
+        def on_bytes(n: int) -> None:
+            received[0] += n
+            timer.reschedule(min(deadline_s, rate_floor_s()))
+
+        try:
+            async with asyncio.timeout_at(min(deadline_s, rate_floor_s())) as timer:
+                return await self._get_body(url, entry, kind, max_bytes, sink, on_bytes)
+        except TimeoutError:
+            if loop.time() >= deadline_s:
+                raise _FetchFailed(
+                    f"{kind}_deadline", f"not done in {cfg.fetch_deadline_s} s", retry=False
+                ) from None
+            raise _FetchFailed(
+                f"{kind}_too_slow", f"slower than {cfg.min_rate_bps} bytes/s", retry=False
+            ) from None
+
+    async def _get_body(
+        self,
+        url: str,
+        entry: Entry | None,
+        kind: str,
+        max_bytes: int,
+        sink: Callable[[bytes], object] | None,
+        on_bytes: Callable[[int], None],
     ) -> bytes:
         """One GET (a Range request for a byte range). Body bytes go to ``sink`` (segments) or
         are returned (playlists). Raises _FetchFailed."""
@@ -321,7 +455,14 @@ class HashService:
                 if rng is not None and first is not None and last is not None:
                     want = last - first + 1
                     if resp.status_code == 200:
-                        skip = first  # the server ignored Range: cut the range out ourselves
+                        # the server ignored Range: cut the range out ourselves, if near
+                        if first > self.config.max_range_overread_bytes:
+                            raise _FetchFailed(
+                                f"{kind}_range_ignored",
+                                f"the server ignored Range and the range starts at byte {first}",
+                                retry=False,
+                            )
+                        skip = first
                     elif not resp.headers.get("content-range", "").startswith(
                         f"bytes {first}-{last}/"
                     ):
@@ -331,6 +472,7 @@ class HashService:
                 got = 0
                 async for chunk in resp.aiter_bytes():
                     self.counters.bytes_fetched += len(chunk)
+                    on_bytes(len(chunk))
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut
