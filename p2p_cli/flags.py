@@ -212,6 +212,22 @@ class ConfigFlags:
         option = self.options.get(name, Option())
         return option.flags or ("--" + name.replace("_", "-"),)
 
+    def shown_name(self, name: str) -> str:
+        """How the user gives field ``name``: its first flag, or its positional name."""
+        option = self.options.get(name, Option())
+        if option.positional:
+            return option.metavar or name.upper()
+        return self.flags_of(name)[0]
+
+    def explain(self, exc: BaseException) -> str:
+        """A config's validation message, prefixed with the flag of the field it names first
+        (``duration_s must be...`` -> ``--duration-s: duration_s must be...``)."""
+        message = str(exc)
+        first = message.split(" ", 1)[0].rstrip(":,")
+        if any(item.name == first for item in self.fields):
+            return f"{self.shown_name(first)}: {message}"
+        return message
+
     # -- parsing -------------------------------------------------------------------------
 
     def _parse(self, item: _Field, raw: str, source: str) -> Any:

@@ -49,6 +49,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from p2p_cli.serving import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, bind_tcp, error, listen_error
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +150,10 @@ def build_page_app(config_doc: dict[str, Any]) -> Starlette:
     )
 
 
+class DemoError(RuntimeError):
+    """The demo could not start (a port taken, a part that did not come up)."""
+
+
 class _PageServer(uvicorn.Server):
     """uvicorn inside our loop: signals stay ours (the launcher stops everything on Ctrl-C)."""
 
@@ -162,16 +168,12 @@ class Demo:
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
         host = config.host
-        self.page_port = config.page_port or free_port(host)
+        self.page_port = config.page_port  # the bound one once start() has run
         self.origin_port = config.origin_port or free_port(host)
         self.signaling_port = config.signaling_port or free_port(host)
-        self.page_url = f"http://{host}:{self.page_port}/"
         self.origin_url = f"http://{host}:{self.origin_port}"
         self.tracker_url = f"ws://{host}:{self.signaling_port}/announce"
-        self.page_origins = (
-            f"http://{host}:{self.page_port}",
-            f"http://localhost:{self.page_port}",
-        )
+        self._page_sock: socket.socket | None = None
         self.secret = secrets.token_urlsafe(32) if config.tokens else None
         self.token: str | None = None
         self.procs: list[asyncio.subprocess.Process] = []
@@ -179,12 +181,33 @@ class Demo:
         self._page_server: uvicorn.Server | None = None
         self._page_task: asyncio.Task[None] | None = None
 
+    @property
+    def page_url(self) -> str:
+        return f"http://{self.config.host}:{self.page_port}/"
+
+    @property
+    def page_origins(self) -> tuple[str, ...]:
+        """The page's Origins, the signaling server's allowlist."""
+        return (f"http://{self.config.host}:{self.page_port}", f"http://localhost:{self.page_port}")
+
     def master_url(self, stream: str) -> str:
         return f"{self.origin_url}/hls/{stream}/master.m3u8"
 
     # --- start ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start everything; on any failure stop what was started and raise.
+
+        The page's port is the one fixed port (8090 by default), so it is bound first: when it
+        is taken, :class:`DemoError` names it before anything else has started."""
+        try:
+            self._page_sock = bind_tcp(self.config.host, self.config.page_port)
+        except OSError as exc:
+            hint = " (--port N picks another, --port 0 any free one)"
+            raise DemoError(
+                "the page: " + listen_error(self.config.host, self.config.page_port, exc) + hint
+            ) from None
+        self.page_port = int(self._page_sock.getsockname()[1])
         try:
             await self._start_origin()
             await self._start_signaling()
@@ -280,14 +303,13 @@ class Demo:
         app = build_page_app(self.page_config())
         server_config = uvicorn.Config(
             app,
-            host=self.config.host,
-            port=self.page_port,
             log_level=self.config.log_level,
             access_log=False,
             lifespan="off",
         )
         self._page_server = _PageServer(server_config)
-        self._page_task = asyncio.create_task(self._page_server.serve())
+        assert self._page_sock is not None
+        self._page_task = asyncio.create_task(self._page_server.serve(sockets=[self._page_sock]))
         await self._wait_http(f"{self.page_url}config.json", None, "the page server")
 
     async def start_agent(self, *, seed: int, extra: Sequence[str] = ()) -> Any:
@@ -331,6 +353,9 @@ class Demo:
         await _terminate(others)
         self.procs.clear()
         self.agent_procs.clear()
+        if self._page_sock is not None:
+            self._page_sock.close()
+            self._page_sock = None
 
 
 async def _terminate(procs: Sequence[Any], timeout_s: float = 8.0) -> None:
@@ -365,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m peer_agent.demo",
         description="Run the p2p-hls demo: origin, signaling, the page and headless agents.",
+        epilog="Exit status: 0 after Ctrl-C/SIGTERM stopped everything it started; 1 when a "
+        "part could not start (e.g. the page port is taken: one line says which; everything "
+        "started so far is stopped); 2 on bad arguments.",
     )
     p.add_argument("--host", default=d.host, help="(default: %(default)s)")
     p.add_argument("--port", type=int, default=d.page_port, help="page port (default: %(default)s)")
@@ -411,11 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_main(config))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        error("demo", str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@ let uvicorn finish its own shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
+from p2p_cli.serving import bind_tcp, exit_signals
 from signaling import logsafe
 from signaling.app import SignalingRuntime, create_app
 from signaling.config import SignalingConfig
@@ -57,6 +60,13 @@ class SignalingServer(uvicorn.Server):
                 return int(sock.getsockname()[1])
         raise RuntimeError("server is not listening")
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM start the graceful shutdown, which then ends in a normal return
+        (uvicorn would re-raise the signal and die by it: tracebacks on Ctrl-C)."""
+        with exit_signals(self.handle_exit):
+            yield
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
@@ -76,8 +86,18 @@ def tune_gc(config: SignalingConfig) -> None:
     gc.freeze()
 
 
-def serve(config: SignalingConfig) -> None:
-    """Blocking: serve until SIGINT/SIGTERM."""
-    server = SignalingServer(config)
-    tune_gc(config)
-    server.run()
+def bind(config: SignalingConfig) -> socket.socket:
+    """The listening socket for ``config.host:config.port``; raises ``OSError`` (port in use)."""
+    return bind_tcp(config.host, config.port, backlog=2048)
+
+
+def serve(config: SignalingConfig, sock: socket.socket | None = None) -> None:
+    """Blocking: serve on ``sock`` (default: bind ``config.host:config.port``) until SIGINT or
+    SIGTERM, then shut down gracefully and return."""
+    sock = sock if sock is not None else bind(config)
+    try:
+        server = SignalingServer(config)
+        tune_gc(config)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

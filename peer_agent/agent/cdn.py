@@ -6,9 +6,10 @@ bytes of a segment (or of a byte range of a resource), from a given offset, call
 that asked for the segment while it is still downloading (cut-through).
 
 Failures that may pass are retried with exponential backoff and jitter: 5xx and 429 answers,
-timeouts, connection errors and bodies shorter than announced. A retry continues where the last
-attempt stopped (``Range: bytes=N-``), so bytes are never fetched twice. A server that ignores
-Range and answers 200 has the already-held prefix skipped.
+timeouts, connection errors and bodies shorter than announced. Those that cannot (a 4xx, a URL
+that is not http(s), a host name that does not resolve) fail at once. A retry continues where
+the last attempt stopped (``Range: bytes=N-``), so bytes are never fetched twice. A server that
+ignores Range and answers 200 has the already-held prefix skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import random
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +57,19 @@ class CdnError(Exception):
         self.status = status
         #: Bytes of the segment held when the fetch gave up (from its start, offset included).
         self.received = received
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    """True when a name lookup said the host does not exist (retrying cannot fix that; a
+    temporary resolver failure, EAI_AGAIN, is retried)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5))
+        seen = seen.__cause__ or seen.__context__
+    return "Name or service not known" in str(exc)
 
 
 class _Retry(Exception):
@@ -206,5 +221,10 @@ class CdnFetcher:
                 return total
         except httpx.TimeoutException as exc:
             raise _Retry(f"timeout ({type(exc).__name__})") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise CdnError(f"{url}: not an http(s) URL ({exc})", received=pos) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
+            if _unknown_host(exc):
+                message = f"{url}: unknown host (the name does not resolve)"
+                raise CdnError(message, received=pos) from None
             raise _Retry(f"{type(exc).__name__}: {exc}") from None

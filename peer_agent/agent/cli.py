@@ -3,8 +3,9 @@
     p2p-agent PLAYLIST_URL --tracker ws://H:P/announce [--duration-s S] [--json]
 
 Prints a one-line live status (unless ``--quiet`` or ``--json``) and a final summary: text, or
-one JSON object with ``--json``. Exit status: 0 when playback ran, 1 when the agent failed, 2 on
-bad arguments.
+one JSON object with ``--json``. Exit status: 0 when playback ran, 1 when the agent failed or,
+with a tracker, never joined the swarm (unreachable, refused token: a warning says why at once),
+2 on bad arguments, 130 when interrupted before playback started.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from p2p_cli.flags import ConfigFlags, Option
+from p2p_cli.serving import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    error,
+)
 
 from .agent import Agent
 from .config import AgentConfig
@@ -28,6 +37,7 @@ from .config import AgentConfig
 STATUS_INTERVAL_S = 1.0
 
 
+PROG = "p2p-agent"
 FLAGS = ConfigFlags(
     AgentConfig,
     env_prefix="P2P_AGENT_",
@@ -68,6 +78,9 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         description="Headless P2P-assisted HLS viewer: plays a stream with a virtual player, "
         "sharing segments with other viewers over WebRTC. Every option is also an environment "
         "variable (--max-peers is P2P_AGENT_MAX_PEERS); flags win over the environment.",
+        epilog=EXIT_STATUS_HELP + " With --tracker, 1 also when the agent never joined the "
+        "swarm (the tracker unreachable or refusing its token); it then plays from the CDN "
+        "and says why at once.",
     )
     FLAGS.add_to(p, os.environ if env is None else env)
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
@@ -120,7 +133,19 @@ async def run(config: AgentConfig, *, live_status: bool, out: TextIO) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the agent took over SIGINT
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a bad P2P_AGENT_* value
+        error(PROG, str(exc))
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -128,19 +153,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = config_from_args(args)
+    except ValueError as exc:
+        error(PROG, FLAGS.explain(exc))
+        return EXIT_USAGE
+    try:
         live = not (args.quiet or args.json) and sys.stderr.isatty()
         summary = asyncio.run(run(config, live_status=live, out=sys.stderr))
-    except KeyboardInterrupt:
-        return 130
     except Exception as exc:
         logging.getLogger(__name__).debug("agent failed", exc_info=True)
-        print(f"p2p-agent: {exc}", file=sys.stderr)
-        return 1
+        error(PROG, str(exc))
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(format_summary(summary))
-    return 0
+    if config.tracker_url is not None and not summary.get("tracker_announce_replies"):
+        reason = summary.get("tracker_error") or "it never answered an announce"
+        error(PROG, f"never joined the swarm at the tracker {config.tracker_url}: {reason}")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

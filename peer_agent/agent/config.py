@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..core.config import PlaybackConfig, SchedulerConfig
 from .cdn import CdnConfig
@@ -66,3 +68,46 @@ class AgentConfig:
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)
     cdn: CdnConfig = field(default_factory=CdnConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
+
+    def __post_init__(self) -> None:
+        _check_url("playlist_url", self.playlist_url, ("http", "https"))
+        if self.tracker_url is not None:
+            _check_url("tracker_url", self.tracker_url, ("ws", "wss"))
+        for name in ("manifest_url", "hash_service_url"):
+            if getattr(self, name) is not None:
+                _check_url(name, getattr(self, name), ("http", "https"))
+        _check_number("duration_s", self.duration_s, minimum=0.0, inclusive=False)
+        _check_number("upload_cap_bytes_per_s", self.upload_cap_bytes_per_s, minimum=0.0)
+        _check_number("stats_interval_s", self.stats_interval_s, minimum=0.0, inclusive=False)
+        _check_number("connect_grace_s", self.connect_grace_s, minimum=0.0)
+        _check_number("busy_backoff_s", self.busy_backoff_s, minimum=0.0)
+        for name in ("latency_segments", "max_peers", "max_uploads", "max_hash_retries"):
+            _check_number(name, getattr(self, name), minimum=0)
+        for name in ("rendition", "upload_burst_bytes"):
+            _check_number(name, getattr(self, name), minimum=0)
+        _check_number("store_max_bytes", self.store_max_bytes, minimum=1)
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+    """An absolute URL with one of ``schemes`` and a host; else ``ValueError`` saying so."""
+    parts = urlsplit(url)
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        hint = ""
+        if name == "tracker_url" and parts.scheme.lower() in ("http", "https"):
+            hint = " (the tracker is a WebSocket: ws://HOST:PORT/announce)"
+        raise ValueError(
+            f"{name} must be a URL starting with {wanted} (with a host), got {url!r}{hint}"
+        )
+
+
+def _check_number(
+    name: str, value: float | None, *, minimum: float, inclusive: bool = True
+) -> None:
+    """``None``, or a finite number >= ``minimum`` (> with ``inclusive=False``)."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+    if not ok:
+        relation = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a finite number {relation} {minimum:g}, got {value!r}")

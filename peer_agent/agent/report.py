@@ -71,6 +71,8 @@ def summary(agent: Agent) -> dict[str, Any]:
         "cdn_failures": agent.cdn_failures,
         "cdn_resumes": agent.cdn_resumes,
         "tracker_connects": _tracker_stat(agent, "connects"),
+        "tracker_announce_replies": _tracker_stat(agent, "announce_replies"),
+        "tracker_error": _tracker_error(agent),
         "decisions": agent.decisions,
     }
 
@@ -79,6 +81,13 @@ def _tracker_stat(agent: Agent, name: str) -> int | None:
     tracker = getattr(agent.swarm, "tracker", None)
     stats = getattr(tracker, "stats", None)
     return None if stats is None else int(getattr(stats, name, 0))
+
+
+def _tracker_error(agent: Agent) -> str | None:
+    """Why the tracker was last unreachable or closed us (``None``: no tracker, no error)."""
+    stats = getattr(getattr(agent.swarm, "tracker", None), "stats", None)
+    error = getattr(stats, "last_error", None)
+    return None if error is None else str(error)
 
 
 def _played_forgotten(agent: Agent, head: float) -> int:

@@ -6,8 +6,9 @@ signaling server (started here, or given by URL), with an optional CDN-only base
 
 The scenario (``[scenario]`` table, the simulator's :class:`Scenario`) and the load test's own
 knobs (``[loadtest]``) come from a TOML file, then flags override them. Writes
-``DIR/results.json`` and PNG plots; prints a summary table, or one JSON object with ``--json``.
-Exit status: 0 when the run completed, 1 when it failed, 2 on bad arguments.
+``DIR/results.json`` and PNG plots (matplotlib: the ``loadtest`` extra); prints a summary table,
+or one JSON object with ``--json``; progress goes to stderr (a bar on a terminal, plain lines
+otherwise). Exit status: 0 when the run completed, 1 when it failed, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from p2p_cli.flags import ConfigFlags, Option, add_all
+from p2p_cli.serving import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    error,
+)
 
 from ..sim.scenario import Scenario
 from .config import LoadTestConfig, load_files
@@ -31,6 +40,9 @@ from .progress import progress_line
 from .results import add_baseline, simulate_like, summarize
 from .runner import RunResult, run_once
 
+PROG = "p2p-loadtest"
+#: Without a terminal (CI logs), a plain progress line this often (seconds of the run).
+PROGRESS_LINE_EVERY_S = 10.0
 #: Scenario fields only the simulator reads (access links, RTT, tick...): no flag here.
 SIM_ONLY = (
     "p2p",
@@ -49,42 +61,45 @@ SCENARIO_FLAGS = ConfigFlags(
     env_prefix="P2P_LOADTEST_",
     overrides_only=True,
     options={
-        "peers": Option(flags=("--agents",), env="P2P_LOADTEST_AGENTS", help="agents at once"),
+        "peers": Option(
+            flags=("--agents",), env="P2P_LOADTEST_AGENTS", metavar="N", help="agents at once"
+        ),
         "live": Option(negative=("--vod",), help="live stream (--vod: video on demand)"),
         **{name: Option(skip=True) for name in SIM_ONLY},
     },
 )
 LOADTEST_FLAGS = ConfigFlags(LoadTestConfig, env_prefix="P2P_LOADTEST_", overrides_only=True)
-SUMMARY_ROWS = (
-    "agents",
-    "agents_total",
-    "workers",
-    "offload_ratio",
-    "cdn_bytes",
-    "p2p_bytes",
-    "uploaded_bytes",
-    "origin_segment_bytes",
-    "cdn_egress_ratio_vs_baseline",
-    "stall_count",
-    "baseline_stall_count",
-    "stall_s",
-    "startup_s_median",
-    "baseline_startup_s_median",
-    "latency_s_median",
-    "corrupt_segments_played",
-    "segments_audited",
-    "hash_failures",
-    "malicious_agents",
-    "malicious_agents_banned",
-    "honest_peers_banned",
-    "churn_leaves_abrupt",
-    "churn_leaves_graceful",
-    "media_bitrate_bits_per_s",
-    "sim_offload_ratio",
-    "busiest_worker_cpu_share",
-    "agents_per_core",
-    "p2p_mb_per_cpu_s",
-    "agent_errors",
+#: The summary table: (key, unit, what it is). Bytes are also shown in MB.
+SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("agents", "agents", "playing at once"),
+    ("agents_total", "agents", "started over the run (churn replaces leavers)"),
+    ("workers", "processes", "worker processes running the agents"),
+    ("offload_ratio", "0-1", "share of media bytes received from peers"),
+    ("cdn_bytes", "bytes", "media received from the CDN, all agents"),
+    ("p2p_bytes", "bytes", "media received from peers, all agents"),
+    ("uploaded_bytes", "bytes", "media sent to peers, all agents"),
+    ("origin_segment_bytes", "bytes", "segment bytes the origin sent (its /stats)"),
+    ("cdn_egress_ratio_vs_baseline", "ratio", "origin segment bytes / the CDN-only run's"),
+    ("stall_count", "stalls", "playback stalls, all agents"),
+    ("baseline_stall_count", "stalls", "the same in the CDN-only run"),
+    ("stall_s", "s", "time spent stalled, all agents"),
+    ("startup_s_median", "s", "median time from join to first frame"),
+    ("baseline_startup_s_median", "s", "the same in the CDN-only run"),
+    ("latency_s_median", "s", "median playback latency behind the live edge"),
+    ("corrupt_segments_played", "segments", "played with a wrong hash (must be 0)"),
+    ("segments_audited", "segments", "played segments checked against the manifest"),
+    ("hash_failures", "segments", "received from peers with a wrong hash (discarded)"),
+    ("malicious_agents", "agents", "agents corrupting what they upload"),
+    ("malicious_agents_banned", "agents", "of those, banned by at least one peer"),
+    ("honest_peers_banned", "agents", "honest agents banned by someone (should be 0)"),
+    ("churn_leaves_abrupt", "agents", "left without a goodbye"),
+    ("churn_leaves_graceful", "agents", "left with a goodbye"),
+    ("media_bitrate_bits_per_s", "bit/s", "measured media bitrate"),
+    ("sim_offload_ratio", "0-1", "the simulator's offload for this scenario"),
+    ("busiest_worker_cpu_share", "0-1", "CPU share of the busiest worker process"),
+    ("agents_per_core", "agents", "agents per CPU core used"),
+    ("p2p_mb_per_cpu_s", "MB/CPU-s", "peer bytes moved per CPU second"),
+    ("agent_errors", "agents", "agents that ended with an error"),
 )
 
 
@@ -97,6 +112,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         prog="p2p-loadtest",
         description=__doc__.split("\n\n")[0] + f" Defaults: the simulator's Scenario ({d.peers} "
         "agents ...) and LoadTestConfig (peer_agent/loadtest/config.py).",
+        epilog=EXIT_STATUS_HELP + " 1 also when any agent or worker reported an error.",
     )
     p.add_argument("--scenario", type=Path, help="TOML file: [scenario] and [loadtest] tables")
     add_all(p, os.environ if env is None else env, (SCENARIO_FLAGS, LOADTEST_FLAGS))
@@ -114,7 +130,12 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (a bar redrawn in place on a terminal, otherwise a plain "
+        f"line every {PROGRESS_LINE_EVERY_S:g} s of the run)",
+    )
     p.add_argument("--log-level", default="WARNING", help="(default: %(default)s)")
     return p
 
@@ -128,13 +149,40 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Scenario, LoadTestConfi
     return scenario, config
 
 
+def _value_text(value: Any, unit: str) -> str:
+    if unit == "bytes" and isinstance(value, int | float):
+        return f"{value / 1e6:,.1f} MB ({int(value):,} bytes)"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    keys = [k for k in SUMMARY_ROWS if k in summary]
-    width = max(len(k) for k in keys)
-    lines = [f"{'':<{width}}  value", f"{'-' * width}  -----"]
-    lines += [f"{k:<{width}}  {summary[k]}" for k in keys]
+    """The summary as a titled table: metric, value, unit and what it measures."""
+    rows = [
+        (key, _value_text(summary[key], unit), "MB" if unit == "bytes" else unit, what)
+        for key, unit, what in SUMMARY_ROWS
+        if key in summary
+    ]
+    mode = "live" if summary.get("live") else "VOD"
+    title = (
+        f"p2p-loadtest summary: {summary.get('agents', '?')} agents, {mode}, "
+        f"{summary.get('segment_s', '?')} s segments, {summary.get('duration_s', '?')} s"
+    )
+    if "baseline_stall_count" in summary:
+        title += " (with a CDN-only baseline run)"
+    head = ("metric", "value", "unit", "what")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = [title, "=" * len(title)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, [*widths, 0], strict=True)).rstrip())
+    lines.append("  ".join("-" * w for w in [*widths, len(head[3])]))
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].ljust(widths[2]), row[3]]
+        lines.append("  ".join(cells))
     if summary.get("errors"):
-        lines.append(f"{'errors':<{width}}  {summary['errors']}")
+        lines.append(f"errors: {summary['errors']}")
     return "\n".join(lines)
 
 
@@ -151,27 +199,38 @@ async def run(
     workers = config.workers or os.cpu_count() or 1
     workers = min(workers, scenario.peers)
 
+    tty = sys.stderr.isatty()
+
     def printer(label: str) -> Any:
         if not progress:
             return None
+        next_line_s = 0.0
 
         def show(row: dict[str, Any]) -> None:
+            nonlocal next_line_s
             line = progress_line(row, scenario.duration_s, scenario.peers, label)
-            sys.stderr.write("\r" + line[:200])
+            if tty:  # one line, redrawn in place
+                sys.stderr.write("\r" + line[:200])
+            else:  # a log (CI): a plain line every PROGRESS_LINE_EVERY_S of the run
+                t_s = float(row.get("t_s") or 0.0)
+                if t_s < next_line_s:
+                    return
+                next_line_s = t_s + PROGRESS_LINE_EVERY_S
+                sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
         return show
 
     runs: dict[str, RunResult] = {}
     runs["p2p"] = await run_once(scenario, config, workers, p2p=True, on_sample=printer("P2P"))
-    if progress:
+    if progress and tty:
         sys.stderr.write("\n")
     summary = summarize(runs["p2p"], scenario)
     if baseline:
         runs["baseline"] = await run_once(
             scenario, config, workers, p2p=False, on_sample=printer("CDN")
         )
-        if progress:
+        if progress and tty:
             sys.stderr.write("\n")
         summary = add_baseline(summary, summarize(runs["baseline"], scenario))
     if compare_sim:
@@ -203,23 +262,46 @@ async def run(
     return summary
 
 
+def _check_plotting() -> str | None:
+    """Why the plots cannot be drawn (matplotlib missing), or None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return (
+            "the plots need matplotlib, which is not installed: "
+            "pip install 'p2p-hls[loadtest]' (or pass --no-plots)"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         parser = build_parser()
-    except ValueError as exc:
-        print(f"p2p-loadtest: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a bad P2P_LOADTEST_* value
+        error(PROG, str(exc))
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.peers is not None and args.peers < 1:
+        parser.error(f"--agents must be at least 1 (agents playing at once), got {args.peers}")
     try:
         scenario, config = configs_from_args(args)
     except (ValueError, OSError) as exc:
-        parser.error(str(exc))
-    progress = not (args.quiet or args.json) and sys.stderr.isatty()
+        parser.error(SCENARIO_FLAGS.explain(exc).replace("peers must", "agents (peers) must"))
+    if not args.no_plots and (why := _check_plotting()) is not None:
+        error(PROG, why)
+        return EXIT_FAILED
     try:
         summary = asyncio.run(
             run(
@@ -229,20 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 compare_sim=args.compare_sim,
                 out=args.out,
                 plots=not args.no_plots,
-                progress=progress,
+                progress=not args.quiet,
             )
         )
-    except KeyboardInterrupt:
-        return 130
     except Exception as exc:
         logging.getLogger(__name__).debug("load test failed", exc_info=True)
-        print(f"p2p-loadtest: {exc}", file=sys.stderr)
-        return 1
+        error(PROG, str(exc))
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(format_summary(summary))
-    return 1 if summary.get("errors") else 0
+    return EXIT_FAILED if summary.get("errors") else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
 - counts and logs ``failure reason`` replies without stopping;
 - sends our cumulative byte counters in the server's ``stats`` message;
 - reconnects after the socket drops (server restart, network) with exponential backoff and
-  jitter from an injectable ``random.Random``;
+  jitter from an injectable ``random.Random``; the first failure is logged as a warning with
+  its reason, and errors that retrying cannot fix (no such host, not a WebSocket URL, HTTP
+  401/403/404, the join token refused: close 4001/4002) end the client at once
+  (``stats.gave_up``, ``stats.last_error``);
 - announces ``event: "stopped"`` when stopped.
 
 Time comes from the event loop (``loop.time()``); nothing here sleeps to synchronise: waits are on
@@ -30,6 +33,7 @@ import inspect
 import json
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +41,7 @@ from urllib.parse import quote
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus, InvalidURI
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +161,41 @@ class TrackerStats:
     failures: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     ignored_messages: int = 0
+    #: Why the last connection attempt failed or the server closed us (no token in it).
+    last_error: str | None = None
+    #: True once an error that retrying cannot fix stopped the client.
+    gave_up: bool = False
+
+
+# Close codes of docs/signaling.md that retrying with the same URL cannot fix.
+_PERMANENT_CLOSES = {4001: "the join token was refused", 4002: "the join token has expired"}
+_PERMANENT_STATUSES = {
+    401: "HTTP 401: the tracker wants a join token",
+    403: "HTTP 403: the tracker refused us (Origin or token)",
+    404: "HTTP 404: no WebSocket at this path (the tracker listens at /announce)",
+}
+
+
+def connect_error(exc: BaseException) -> tuple[str, bool]:
+    """``(reason, permanent)`` for a failed WebSocket connection attempt."""
+    if isinstance(exc, InvalidURI):
+        return "not a WebSocket URL (ws://HOST:PORT/announce)", True
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in _PERMANENT_STATUSES:
+            return _PERMANENT_STATUSES[status], True
+        return f"HTTP {status} instead of a WebSocket", False
+    if isinstance(exc, socket.gaierror):
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return "unknown host (the name does not resolve)", True
+        return f"name resolution failed ({exc.strerror})", False
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens at that address and port)", False
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)", False
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror, False
+    return type(exc).__name__, False
 
 
 OfferCallback = Callable[[RelayedOffer], Awaitable[str | None]]
@@ -288,10 +328,11 @@ class TrackerClient:
             except Exception as exc:
                 self.stats.connect_failures += 1
                 self._failures_in_a_row += 1
-                logger.info("tracker: cannot connect (%s)", type(exc).__name__)
+                reason, permanent = connect_error(exc)
+                self._failed(f"cannot connect: {reason}", permanent)
             else:
                 await self._serve(ws)
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self.stats.gave_up:
                 break
             if self._failures_in_a_row == 0:  # the socket worked, then dropped
                 self._failures_in_a_row = 1
@@ -299,6 +340,19 @@ class TrackerClient:
             logger.debug("tracker: reconnecting in %.2f s", delay_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay_s)
+
+    def _failed(self, reason: str, permanent: bool) -> None:
+        """Record why the tracker is not reachable; warn on the first failure and on one that
+        ends the client, then only at INFO (the backoff keeps trying)."""
+        first = self.stats.last_error is None
+        self.stats.last_error = reason
+        if permanent:
+            self.stats.gave_up = True
+            logger.error("tracker %s: %s; giving up (retrying cannot fix this)", self.url, reason)
+        elif first:
+            logger.warning("tracker %s: %s; retrying with backoff", self.url, reason)
+        else:
+            logger.info("tracker %s: %s", self.url, reason)
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -329,7 +383,12 @@ class TrackerClient:
                 await announcer
             code = ws.close_code
             if not self._stopping.is_set():
-                logger.info("tracker: connection closed (code %s)", code)
+                if code in _PERMANENT_CLOSES:
+                    detail = (ws.close_reason or "")[:100]
+                    reason = _PERMANENT_CLOSES[code] + (f" ({detail})" if detail else "")
+                    self._failed(f"closed with {code}: {reason}", True)
+                else:
+                    logger.info("tracker: connection closed (code %s)", code)
             with contextlib.suppress(Exception):
                 await ws.close()
 

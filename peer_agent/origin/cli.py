@@ -13,13 +13,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from p2p_cli.flags import ConfigFlags, Option, add_all
+from p2p_cli.serving import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_STATUS_HELP, error, listen_error
 from peer_agent.origin.config import (
     ENV_PREFIX,
     MediaConfig,
@@ -28,6 +28,8 @@ from peer_agent.origin.config import (
     parse_renditions,
 )
 from peer_agent.origin.errors import ConfigError, OriginError
+
+PROG = "p2p-origin"
 
 
 def _flags(cls: type, options: dict[str, Option] | None = None) -> ConfigFlags:
@@ -46,6 +48,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "(VOD and live, MPEG-TS and fMP4, byte-range) and serves them with bandwidth caps, "
         "latency and faults. JSON at /streams, /stats (POST /stats/reset), /control. "
         "Subcommand: 'p2p-origin generate --help'.",
+        epilog=EXIT_STATUS_HELP,
     )
     add_all(parser, env, (SERVER_FLAGS, MEDIA_FLAGS, SHAPING_FLAGS))
     return parser
@@ -81,26 +84,11 @@ def _generate(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 0
 
 
-class _Terminated(Exception):
-    """SIGTERM, re-raised by uvicorn after its graceful shutdown."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated(signum)
-
-
 def _serve(config: OriginConfig, media: Any, sock: Any) -> None:
-    """Serve until SIGINT/SIGTERM. uvicorn shuts down gracefully, then re-raises the signal;
-    both end here as a normal exit."""
+    """Serve until SIGINT/SIGTERM, then shut down gracefully and return."""
     from peer_agent.origin.server import serve_forever
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        asyncio.run(serve_forever(config, media, sock=sock))
-    except (KeyboardInterrupt, _Terminated):
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    asyncio.run(serve_forever(config, media, sock=sock))
 
 
 def _print_streams(base_url: str, description: dict[str, Any]) -> None:
@@ -111,6 +99,13 @@ def _print_streams(base_url: str, description: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    try:
+        return _main(argv, env)
+    except KeyboardInterrupt:  # Ctrl-C while generating media, before serving
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
     try:
@@ -130,11 +125,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         sock = bind_socket(config.host, config.port)
     except OSError as exc:
-        print(
-            f"p2p-origin: error: cannot listen on {config.host}:{config.port}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+        error(PROG, listen_error(config.host, config.port, exc))
+        return EXIT_FAILED
     try:
         started = time.perf_counter()
         media = load_or_generate(config)

@@ -8,16 +8,18 @@ not hold the shutdown up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
 
+from p2p_cli.serving import exit_signals
 from peer_agent.origin.app import Clock, OriginApp
 from peer_agent.origin.catalog import Catalog
 from peer_agent.origin.config import OriginConfig, ShapingConfig
@@ -74,6 +76,12 @@ class OriginServer(uvicorn.Server):
                 server_header=False,
             )
         )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM: graceful shutdown, then a normal return (exit status 0)."""
+        with exit_signals(self.handle_exit):
+            yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.origin.begin_shutdown()

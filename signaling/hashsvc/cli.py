@@ -18,6 +18,15 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from p2p_cli.flags import ConfigFlags, Option
+from p2p_cli.serving import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    error,
+    listen_error,
+)
 from signaling.hashsvc.config import ENV_PREFIX, HashServiceConfig
 from signaling.hashsvc.errors import ConfigError
 
@@ -26,6 +35,7 @@ class UsageError(Exception):
     """Bad flags or environment values (not a ValueError: argparse must not swallow it)."""
 
 
+PROG = "p2p-hashsvc"
 FLAGS = ConfigFlags(
     HashServiceConfig,
     env_prefix=ENV_PREFIX,
@@ -41,6 +51,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         prog="p2p-hashsvc",
         description="Hash service for p2p-hls: fetches each segment of a media playlist once, "
         "serves {uri: sha256} at GET /manifest?playlist=URL (also /healthz, /stats).",
+        epilog=EXIT_STATUS_HELP,
     )
     FLAGS.add_to(parser, env)
     return parser
@@ -58,20 +69,32 @@ def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> HashService
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    try:
+        return _main(argv, env)
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
     try:
         config = config_from_args(argv, env)
     except UsageError as exc:
-        print(f"p2p-hashsvc: error: {exc}", file=sys.stderr)
-        return 2
+        error(PROG, str(exc))
+        return EXIT_USAGE
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from signaling.hashsvc.server import serve_forever
+    from signaling.hashsvc.server import bind_socket, serve_forever
 
-    asyncio.run(serve_forever(config))
-    return 0
+    try:
+        sock = bind_socket(config.host, config.port)
+    except OSError as exc:
+        error(PROG, listen_error(config.host, config.port, exc))
+        return EXIT_FAILED
+    asyncio.run(serve_forever(config, sock))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from contextlib import asynccontextmanager
 import httpx
 import uvicorn
 
+from p2p_cli.serving import exit_signals
 from signaling.hashsvc.app import build_app
 from signaling.hashsvc.config import HashServiceConfig
 from signaling.hashsvc.service import Clock, HashService
@@ -53,15 +53,8 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        for sig in signals:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
+        with exit_signals(self.handle_exit):
             yield
-        finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
 
 
 def _uvicorn_server(config: HashServiceConfig, service: HashService) -> uvicorn.Server:
@@ -123,10 +116,11 @@ async def run_hash_service(
         await service.close()
 
 
-async def serve_forever(config: HashServiceConfig) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn installs the handlers), then shut down gracefully."""
+async def serve_forever(config: HashServiceConfig, sock: socket.socket | None = None) -> None:
+    """Serve on ``sock`` (default: bind ``config.host:config.port``) until SIGINT/SIGTERM
+    (uvicorn installs the handlers), then shut down gracefully."""
     service = HashService(config)
-    sock = bind_socket(config.host, config.port)
+    sock = sock if sock is not None else bind_socket(config.host, config.port)
     server = _uvicorn_server(config, service)
     base_url = base_url_of(sock)
     print(f"p2p-hashsvc listening on {base_url}", flush=True)

@@ -44,11 +44,14 @@ def test_agent_hash_service_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> Non
     args = agent_parser().parse_args(["http://o/m.m3u8", "--hash-service", "http://h:8090"])
     assert agent_config(args).hash_service_url == "http://h:8090"
     monkeypatch.setenv("P2P_AGENT_HASH_SERVICE", "http://env:1")
-    assert agent_config(agent_parser().parse_args(["u"])).hash_service_url == "http://env:1"
-    flag = agent_parser().parse_args(["u", "--hash-service", "http://flag:2"])
+    assert (
+        agent_config(agent_parser().parse_args(["http://o/m.m3u8"])).hash_service_url
+        == "http://env:1"
+    )
+    flag = agent_parser().parse_args(["http://o/m.m3u8", "--hash-service", "http://flag:2"])
     assert agent_config(flag).hash_service_url == "http://flag:2"
     monkeypatch.delenv("P2P_AGENT_HASH_SERVICE")
-    assert agent_config(agent_parser().parse_args(["u"])).hash_service_url is None
+    assert agent_config(agent_parser().parse_args(["http://o/m.m3u8"])).hash_service_url is None
 
 
 async def test_process_serves_and_stops_on_sigterm() -> None:

@@ -1,0 +1,88 @@
+"""How every console script starts, fails and stops (the same for all six).
+
+Exit status, documented in each script's ``--help``:
+
+- ``0``: done, or a server stopped by SIGINT (Ctrl-C) or SIGTERM after its graceful shutdown;
+- ``1``: it could not do its job: a port already in use, a tracker that never answered, a
+  failed run. One line on stderr says why (``p2p-x: error: ...``), never a traceback;
+- ``2``: bad arguments or environment values (argparse's convention);
+- ``130``: interrupted (Ctrl-C) before it had anything to report (128 + SIGINT, the shell's
+  convention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 when done (a server: after a graceful shutdown on SIGINT/SIGTERM); 1 when it "
+    "failed (one line on stderr says why, e.g. a port already in use); 2 on bad arguments; "
+    "130 when interrupted before it had a result."
+)
+
+
+def error(prog: str, message: str) -> None:
+    """The one line a script prints when it fails: ``prog: error: message``."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """A short reason for a failed bind, naming the address."""
+    shown = f"[{host}]" if ":" in host else host
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is already in use (another process listens on it; pick another --port)"
+    elif exc.errno == errno.EACCES:
+        why = "permission denied (ports below 1024 need privileges)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "this machine has no such address (check --host)"
+    else:
+        why = exc.strerror or str(exc)
+    return f"cannot listen on {shown}:{port}: {why}"
+
+
+def bind_tcp(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening, non-blocking TCP socket (``port`` 0: a free one); IPv6 when ``host`` has
+    a colon. Raises ``OSError`` (see :func:`listen_error`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.contextmanager
+def exit_signals(handle_exit: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``handle_exit(sig, None)`` in the running loop.
+
+    For ``uvicorn.Server.capture_signals``: uvicorn's own handling re-raises the signal after
+    its graceful shutdown, so the process dies by it (a KeyboardInterrupt traceback for
+    Ctrl-C); with this the shutdown ends in a normal return and exit status 0.
+    """
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, handle_exit, sig, None)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
