@@ -92,6 +92,9 @@ def create_app(
             registry_limits, rng or random.Random(), remote=remote, track_changes=scale_out
         )
     metrics = SignalingMetrics()
+    if config.metrics_max_swarms:
+        max_swarms = config.metrics_max_swarms
+        metrics.bind_swarm_bytes(lambda: registry.snapshot(time.monotonic(), max_swarms, 0))
     service = SignalingService(config, registry, metrics)
     router = Router(node_id)
     cluster: RedisCluster | None = None
@@ -143,6 +146,8 @@ def create_app(
         description="WebTorrent-tracker-compatible WebSocket signaling at "
         f"`{ANNOUNCE_PATH}` (see docs/signaling.md).",
         lifespan=lifespan,
+        docs_url="/docs" if config.api_docs else None,
+        redoc_url="/redoc" if config.api_docs else None,
     )
     app.state.signaling = runtime
     app.router.routes.append(WebSocketRoute(ANNOUNCE_PATH, endpoint))

@@ -89,6 +89,17 @@ class SignalingConfig:
         "full collections pause a 10k-connection server for ~1 s); empty keeps the default",
     )
     log_level: str = _opt("info", "logging level")
+    api_docs: bool = _opt(
+        False,
+        "serve the API docs pages /docs (Swagger UI) and /redoc; they load their scripts from "
+        "a public CDN (cdn.jsdelivr.net), so they are blank offline. /openapi.json is always "
+        "served",
+    )
+    metrics_max_swarms: int = _opt(
+        50,
+        "swarms exported with per-swarm byte counters on /metrics (3 series each; the first "
+        "ones listed, as /api/swarms lists them); 0: none",
+    )
     redis_url: str | None = _opt(
         None,
         "Redis URL (redis://HOST:PORT/DB) joining several processes into one cluster; unset: "
@@ -154,6 +165,8 @@ class SignalingConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.metrics_max_swarms < 0:
+            raise UsageError("metrics_max_swarms must be >= 0")
         if self.max_offers_per_announce < 0:
             raise UsageError("max_offers_per_announce must be >= 0")
         if not 0 < self.port < 65536 and self.port != 0:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from signaling.messages import id_hex
+from signaling.registry_api import SwarmSnapshot
+
+#: ``source`` label values of the byte counters: what peers received from peers, sent to
+#: peers, and received from the CDN.
+BYTE_SOURCES = ("p2p_down", "p2p_up", "cdn")
 
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
@@ -35,6 +44,16 @@ class SignalingMetrics:
         self.expired_peers = Counter(
             "p2p_signaling_expired_peers", "Peers dropped for not re-announcing", registry=r
         )
+        self.peer_bytes = Counter(
+            "p2p_signaling_peer_bytes",
+            "Media bytes reported by the peers of this process (stats messages), by source: "
+            "p2p_down received from peers, p2p_up sent to peers, cdn received from the CDN. "
+            "Offload = p2p_down / (p2p_down + cdn). Sums across processes.",
+            ["source"],
+            registry=r,
+        )
+        for source in BYTE_SOURCES:
+            self.peer_bytes.labels(source=source)
         self.relay_latency = Histogram(
             "p2p_signaling_relay_latency_seconds",
             "From receiving an offer/answer to handing it to the target's socket",
@@ -99,8 +118,50 @@ class SignalingMetrics:
         self.peers.set_function(peer_count)
         self.swarms.set_function(swarm_count)
 
+    def count_peer_bytes(self, *, p2p_down: int, p2p_up: int, cdn: int) -> None:
+        for source, value in (("p2p_down", p2p_down), ("p2p_up", p2p_up), ("cdn", cdn)):
+            if value > 0:
+                self.peer_bytes.labels(source=source).inc(value)
+
+    def bind_swarm_bytes(self, swarms: Callable[[], Iterable[SwarmSnapshot]]) -> None:
+        """Per-swarm byte counters read at scrape time from ``swarms()`` (which must bound how
+        many it returns: each swarm is three series)."""
+        self.registry.register(_SwarmBytes(swarms))
+
     def reject(self, reason: str) -> None:
         self.rejections.labels(reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _SwarmBytes(Collector):
+    """``p2p_signaling_swarm_bytes_total{info_hash, source}``: the bytes the members of a swarm
+    reported (departed members included while the swarm exists; the series goes when the
+    swarm does). ``info_hash`` is the hex of its 20 bytes, as /api/swarms shows it."""
+
+    def __init__(self, swarms: Callable[[], Iterable[SwarmSnapshot]]) -> None:
+        self._swarms = swarms
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for snap in self._swarms():
+            info_hash = id_hex(snap.info_hash)
+            totals = snap.bytes
+            for source, value in zip(
+                BYTE_SOURCES, (totals.p2p_down, totals.p2p_up, totals.cdn), strict=True
+            ):
+                family.add_metric([info_hash, source], value)
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "p2p_signaling_swarm_bytes",
+            "Media bytes reported by a swarm's peers, by source (p2p_down, p2p_up, cdn); "
+            "only the first metrics_max_swarms swarms are exported (label cardinality)",
+            labels=["info_hash", "source"],
+        )

@@ -56,6 +56,9 @@ class ConnContext:
     grant: JoinGrant | None = None
     failures: int = field(default=0)
     closed: bool = False
+    #: Last byte counters each (info_hash, peer_id) of this connection reported, so /metrics
+    #: counts only what is new (bounded: see ``_count_bytes``).
+    reported: dict[tuple[str, str], ByteTotals] = field(default_factory=dict)
 
 
 class ClusterHooks(Protocol):
@@ -253,7 +256,24 @@ class SignalingService:
         self._check_grant(ctx, msg.info_hash)
         totals = ByteTotals(msg.bytes_p2p_down, msg.bytes_p2p_up, msg.bytes_cdn)
         self.registry.record_stats(now_s, ctx.conn_id, msg.info_hash, msg.peer_id, totals)
+        self._count_bytes(ctx, (msg.info_hash, msg.peer_id), totals)
         return []
+
+    def _count_bytes(self, ctx: ConnContext, key: tuple[str, str], totals: ByteTotals) -> None:
+        """Add what a peer reports beyond its last report to the process-wide byte counters
+        (a counter that went down restarted from 0: all of it is new). At most
+        2 x max_swarms_per_connection entries per connection, the oldest dropped."""
+        old = ctx.reported.pop(key, ByteTotals())
+        ctx.reported[key] = totals
+        if len(ctx.reported) > 2 * self.config.max_swarms_per_connection:
+            del ctx.reported[next(iter(ctx.reported))]
+        self.metrics.count_peer_bytes(
+            p2p_down=totals.p2p_down - old.p2p_down
+            if totals.p2p_down >= old.p2p_down
+            else totals.p2p_down,
+            p2p_up=totals.p2p_up - old.p2p_up if totals.p2p_up >= old.p2p_up else totals.p2p_up,
+            cdn=totals.cdn - old.cdn if totals.cdn >= old.cdn else totals.cdn,
+        )
 
     def _announce(self, ctx: ConnContext, msg: Announce, now_s: float) -> list[Send]:
         self._check_grant(ctx, msg.info_hash)
