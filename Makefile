@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install install-node install-browser install-system demo sim test test-py test-js check fmt lint typecheck bench clean
+.PHONY: install install-node install-browser install-system demo sim test test-py test-js check fmt lint typecheck api-docs bench clean
 
 install: $(STAMP)
 
@@ -62,8 +62,13 @@ lint: install
 	$(PY) -m ruff check peer_agent signaling p2p_cli tests bench
 	$(PY) -m ruff format --check peer_agent signaling p2p_cli tests bench
 
-typecheck: install
+typecheck: install install-node
 	$(PY) -m mypy peer_agent signaling p2p_cli
+	node_modules/.bin/tsc -p tests/ts/tsconfig.json
+
+# docs/api.md from the engine's TypeScript declarations (web_demo/index.d.ts).
+api-docs: install-node
+	node tools/apidoc.mjs
 
 check: lint typecheck test
 

@@ -8,12 +8,16 @@
 //   const p2p = new P2PEngine({ tracker: "ws://host:8000/announce", token });
 //   const hls = new Hls({ ...p2p.hlsConfig() });   // hls.js finds the engine itself
 //   p2p.stats()  // {bytesFromPeers, bytesFromCdn, bytesUploaded, peers: [...], ...}
+//   p2p.on("error", (e) => ...)  // events (events.js): segment-loaded, peer-banned, error, ...
+//   p2p.setP2PEnabled(false); p2p.setUploadEnabled(false); P2PEngine.isSupported()
 //
 // Bytes from peers are untrusted: a segment is handed to the player, stored or announced (HAVE)
 // only after its hash matched, and a relay never sends a segment's last byte before that. On a
 // mismatch every contributing peer is penalised, repeat offenders are banned (CLOSE BANNED) and
 // the segment is fetched again from the CDN.
 
+import { checkEngineOptions, isSupported, manifestUrlFor, supportReport, swarmKeyFor } from "./controls.js";
+import { Emitter } from "./events.js";
 import { makePeerId, swarmIdFor, toHex } from "./ids.js";
 import { Manifest, Penalties } from "./integrity.js";
 import { makeFragmentLoader } from "./loader.js";
@@ -44,7 +48,12 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   session: {}, // overrides of session.js DEFAULT_SESSION_CONFIG
   integrity: {}, // {ban_after_failures: 2, penalty_s: 10}
   trackerConfig: {}, // overrides of tracker.js DEFAULT_TRACKER_CONFIG
-  swarmUrl: null, // URL the swarm id derives from (default: the URL given to hls.loadSource)
+  swarmId: null, // string the swarm id derives from (default: the URL given to hls.loadSource); see controls.js
+  swarmUrl: null, // older name of swarmId
+  hashService: null, // p2p-hashsvc base URL: manifests from <hashService>/manifest?playlist=<url>
+  manifestUrl: null, // (playlistUrl, rendition) => manifest URL (or one URL); wins over hashService
+  p2p: true, // start with P2P on (setP2PEnabled changes it at runtime)
+  upload: true, // serve other peers (setUploadEnabled changes it at runtime)
   auditDeliveries: false, // hash every fragment handed to hls.js again (stats().deliveries)
   random: Math.random, // randomness (peer choice, ids, jitter)
   Hls: null, // the hls.js class (default: globalThis.Hls)
@@ -58,6 +67,12 @@ export class P2PEngine {
       if (!(key in DEFAULT_ENGINE_OPTIONS)) throw new Error(`unknown P2PEngine option ${key}`);
     }
     this.options = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options });
+    checkEngineOptions(this.options);
+    this.events = new Emitter();
+    this.p2pEnabled = this.options.p2p;
+    this.uploadEnabled = this.options.upload;
+    this.token = this.options.token;
+    this.integrityMode = null;
     this.schedulerConfig = schedulerConfig(this.options.scheduler);
     this.sessionConfig = sessionConfig(this.options.session);
     this.random = this.options.random;
@@ -107,6 +122,62 @@ export class P2PEngine {
     this._timer = null;
     this._wakeQueued = false;
     this._intervals = [];
+  }
+
+  /** Can this browser run the engine? (WebRTC, WebCrypto, WebSocket, MediaSource) */
+  static isSupported() {
+    return isSupported(globalThis);
+  }
+
+  /** Which part is missing: {webrtc, webcrypto, websocket, mediaSource}. */
+  static supportReport() {
+    return supportReport(globalThis);
+  }
+
+  // --- events (events.js) -------------------------------------------------------------------
+
+  on(type, listener) {
+    return this.events.on(type, listener);
+  }
+
+  once(type, listener) {
+    return this.events.once(type, listener);
+  }
+
+  off(type, listener) {
+    this.events.off(type, listener);
+  }
+
+  // --- runtime controls -----------------------------------------------------------------------
+
+  /** P2P on or off: off leaves the swarm (links closed, tracker left) and takes every segment
+   * from the CDN; on joins again (with a fresh peer id, so the tracker never sees it twice). */
+  setP2PEnabled(on) {
+    on = Boolean(on);
+    if (on === this.p2pEnabled || this.destroyed) return;
+    this.p2pEnabled = on;
+    if (!on && this.swarm) {
+      this.swarm.stop();
+      this.swarm = null;
+    } else if (on && this.infoHash !== null) {
+      this.peerId = makePeerId(this.random);
+      this._joinSwarm();
+    }
+    this.events.emit("p2p-state", { p2p: this.p2pEnabled, upload: this.uploadEnabled });
+    this.wake();
+  }
+
+  /** Serve other peers or not; off: new requests are answered BUSY (transfers in flight finish). */
+  setUploadEnabled(on) {
+    this.uploadEnabled = Boolean(on);
+    this.swarm?.setUploadEnabled(this.uploadEnabled);
+    this.events.emit("p2p-state", { p2p: this.p2pEnabled, upload: this.uploadEnabled });
+  }
+
+  /** A new join token (after an "error" event with reason token_expired / token_invalid). */
+  setToken(token) {
+    this.token = token;
+    this.swarm?.tracker.setToken(token);
   }
 
   // --- hls.js integration ---------------------------------------------------------------------
@@ -170,7 +241,7 @@ export class P2PEngine {
     const last = details.fragments[details.fragments.length - 1];
     this.liveEdgeS = details.live && last ? last.start + last.duration : null;
     if (!this.manifests.has(rendition)) {
-      const manifest = new Manifest(new URL("manifest.json", url).href);
+      const manifest = new Manifest(manifestUrlFor(this.options, url, rendition));
       this.manifests.set(rendition, manifest);
       this._refreshManifest(manifest);
     }
@@ -209,15 +280,20 @@ export class P2PEngine {
   }
 
   async _refreshManifest(manifest) {
+    if (!manifest.url) return this._noteIntegrityMode();
     if (manifest._refreshing) return manifest._refreshing;
     manifest._refreshing = (async () => {
       try {
         const r = await fetch(manifest.url, { cache: "no-store" });
         if (r.ok) manifest.update(await r.text());
-        else if (r.status === 404 && !manifest.loaded) manifest.url = null; // size-only mode
+        else if (r.status === 404 && !manifest.loaded) {
+          this._warn("manifest", "no_manifest", `no integrity manifest at ${manifest.url} (404): peers' segments are checked by size only`);
+          manifest.url = null; // size-only mode
+        } else this._warn("manifest", `manifest_http_${r.status}`, `integrity manifest ${manifest.url}: HTTP ${r.status}`);
       } catch (exc) {
-        console.warn("p2p: manifest refresh failed", exc);
+        this._warn("manifest", "manifest_unavailable", `integrity manifest ${manifest.url}: ${exc?.message || exc}`);
       } finally {
+        this._noteIntegrityMode();
         manifest._refreshedAt = nowS();
         setTimeout(() => (manifest._refreshing = null), 250);
       }
@@ -225,18 +301,38 @@ export class P2PEngine {
     return manifest._refreshing;
   }
 
+  _warn(source, reason, message) {
+    console.warn(`p2p: ${message}`);
+    this.events.emit("warning", { source, reason, message, code: null });
+  }
+
+  _noteIntegrityMode() {
+    const withUrl = [...this.manifests.values()].filter((m) => m.url);
+    const mode = withUrl.length ? "sha256" : "size-only";
+    if (mode === this.integrityMode || this.destroyed) return;
+    this.integrityMode = mode;
+    this.events.emit("integrity-mode", { mode, manifestUrl: withUrl[0]?.url ?? null });
+  }
+
   // --- swarm ----------------------------------------------------------------------------------
 
   async _start(url) {
     if (this.infoHash !== null || this.destroyed) return;
-    this.infoHash = await swarmIdFor(url);
+    this.infoHash = await swarmIdFor(swarmKeyFor(this.options, url));
     this._intervals.push(setInterval(() => this._sample(), this.options.historyIntervalS * 1000));
+    this._intervals.push(setInterval(() => this._sendStats(), this.options.statsIntervalS * 1000));
+    if (this.p2pEnabled) this._joinSwarm();
+  }
+
+  _joinSwarm() {
     if (!this.options.tracker || this.destroyed) return;
     this.swarm = new Swarm({
       trackerUrl: this.options.tracker,
       infoHash: this.infoHash,
       peerId: this.peerId,
-      token: this.options.token,
+      token: this.token,
+      emit: (type, detail) => this.events.emit(type, detail),
+      upload: this.uploadEnabled,
       onEvent: (link, event) => this._onPeerEvent(link, event),
       hello: () => this._hello(),
       config: { max_peers: this.options.maxPeers, offers_per_announce: this.options.offersPerAnnounce },
@@ -247,7 +343,6 @@ export class P2PEngine {
     });
     this.swarm.start();
     this.connectingUntil = nowS() + this.options.connectGraceS;
-    this._intervals.push(setInterval(() => this._sendStats(), this.options.statsIntervalS * 1000));
   }
 
   _hello() {
@@ -314,6 +409,7 @@ export class P2PEngine {
   /** Bytes hls.js's own loader fetched (fallback): count them, verify, store and share. */
   ingestFromCdn(frag, data) {
     this.counters.bytesFromCdn += data.length;
+    this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: data.length });
     this.counters.cdnFallbacks += 1;
     if (typeof frag.sn !== "number") return;
     const rendition = this.renditionOfUrl(frag.baseurl);
@@ -377,6 +473,7 @@ export class P2PEngine {
       wakeAt = this.decideNow(nowS());
     } catch (exc) {
       console.error("p2p: scheduling failed", exc);
+      this.events.emit("error", { source: "engine", reason: "internal_error", message: `scheduling failed: ${exc?.message || exc}`, code: null, fatal: false });
     }
     this._timer = setTimeout(() => this._run(), Math.max(5, (wakeAt - nowS()) * 1000));
   }
@@ -542,6 +639,9 @@ export class P2PEngine {
       latencyS: this.latencyS(),
       playheadS: this.playhead(),
       trackerConnected: Boolean(this.swarm?.tracker.connected),
+      trackerRefused: this.swarm?.tracker.refused ?? null,
+      p2pEnabled: this.p2pEnabled,
+      uploadEnabled: this.uploadEnabled,
       swarmSize: this.swarm?.tracker.swarmSize || 0,
       storeBytes: this.store.usedBytes,
       history: this.history.slice(),

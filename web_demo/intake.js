@@ -64,6 +64,7 @@ export const intakeMethods = {
         t.received += value.length;
         t.last_data_at = now;
         this.counters.bytesFromCdn += value.length;
+        this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: value.length });
         this._pumpSegment(t.key);
       }
       if (!alive()) return;
@@ -75,6 +76,7 @@ export const intakeMethods = {
     } catch (exc) {
       if (t.abort.signal.aborted) return;
       console.warn(`p2p: CDN fetch of ${t.key} failed`, exc);
+      this.events.emit("warning", { source: "cdn", reason: "cdn_fetch_failed", message: `CDN fetch of ${info.url} failed: ${exc?.message || exc}`, code: null });
       if (this.transfers.get(t.key) === t) this.transfers.delete(t.key);
       this.wake();
     }

@@ -9,6 +9,18 @@
 // real timing of the transfer that produced the bytes, ending now, so a segment prefetched from
 // a peer counts at the speed it really came, not as an instant download. hls.js hands the
 // ArrayBuffer to its transmux worker, which detaches it: it always gets a copy.
+//
+// Page events (events.js, through engine.events): segment-loaded for every fragment handed to
+// hls.js (source peer, cdn or store; fallback: true when hls.js's own loader fetched it),
+// segment-error when the engine gave up on a fragment or hls.js's loader failed, segment-abort.
+
+function fragInfo(frag) {
+  return { url: frag.url, sn: frag.sn, level: typeof frag.level === "number" ? frag.level : null };
+}
+
+function emit(engine, type, detail) {
+  engine.events?.emit(type, detail);
+}
 
 function newStats() {
   return {
@@ -60,11 +72,18 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       this._release = pending.release;
       this._timer = setTimeout(() => {
         pending.release();
+        const message = `no bytes within ${Math.round(limitMs)} ms; hls.js's loader fetches it`;
+        emit(engine, "segment-error", { ...fragInfo(frag), message, fallback: true });
         this._useDefault();
       }, limitMs);
       pending.promise.then(
         (result) => this._succeed(result),
-        () => this._useDefault(),
+        (exc) => {
+          if (this._done || this._fallback !== null) return;
+          const message = `the engine could not deliver the fragment (${exc?.message || exc}); hls.js's loader fetches it`;
+          emit(engine, "segment-error", { ...fragInfo(frag), message, fallback: true });
+          this._useDefault();
+        },
       );
     }
 
@@ -85,6 +104,14 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       const callbacks = this._callbacks;
       // data is already a copy owned by this call (the engine keeps its own).
       engine.auditDelivery(context.frag, data, source);
+      emit(engine, "segment-loaded", {
+        ...fragInfo(context.frag),
+        source,
+        fallback: false,
+        bytes: data.byteLength,
+        peerId: source === "peer" ? (timing.peer_id ?? null) : null,
+        durationMs,
+      });
       callbacks.onSuccess({ url: context.url, data: data.buffer }, stats, context, null);
     }
 
@@ -116,10 +143,26 @@ export function makeFragmentLoader(engine, DefaultLoader) {
             engine.ingestFromCdn(frag, new Uint8Array(data.slice(0)));
             engine.auditDelivery(frag, data, "fallback");
           }
-          cb.onSuccess(response, copyStats(stats), context, details);
+          const s = copyStats(stats);
+          emit(engine, "segment-loaded", {
+            ...fragInfo(frag),
+            source: "cdn",
+            fallback: true,
+            bytes: data?.byteLength ?? 0,
+            peerId: null,
+            durationMs: Math.max(0, s.loading.end - s.loading.start),
+          });
+          cb.onSuccess(response, s, context, details);
         },
-        onError: (error, context, details, stats) => cb.onError(error, context, details, copyStats(stats)),
-        onTimeout: (stats, context, details) => cb.onTimeout(stats ? copyStats(stats) : own, context, details),
+        onError: (error, context, details, stats) => {
+          const message = `hls.js's loader failed: ${error?.text || error?.code || "error"}`;
+          emit(engine, "segment-error", { ...fragInfo(frag), message, fallback: false });
+          cb.onError(error, context, details, copyStats(stats));
+        },
+        onTimeout: (stats, context, details) => {
+          emit(engine, "segment-error", { ...fragInfo(frag), message: "hls.js's loader timed out", fallback: false });
+          cb.onTimeout(stats ? copyStats(stats) : own, context, details);
+        },
         onAbort: cb.onAbort ? (stats, context, details) => cb.onAbort(copyStats(stats), context, details) : undefined,
         onProgress: cb.onProgress
           ? (stats, context, data, details) => cb.onProgress(copyStats(stats), context, data, details)
@@ -130,6 +173,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
     abort() {
       clearTimeout(this._timer);
       if (this._fallback !== null) {
+        if (!this._done && this.context) emit(engine, "segment-abort", fragInfo(this.context.frag));
         this._fallback.abort();
         return;
       }
@@ -137,6 +181,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       this._done = true;
       this.stats.aborted = true;
       this._release();
+      if (this.context) emit(engine, "segment-abort", fragInfo(this.context.frag));
       this._callbacks?.onAbort?.(this.stats, this.context, null);
     }
 

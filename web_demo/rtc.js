@@ -47,7 +47,8 @@ function waitForGathering(pc, timeoutS) {
 export class PeerLink {
   /**
    * @param opts {swarmId: Uint8Array(20), localPeerId: Uint8Array(20), sessionConfig,
-   *   onEvent(link, event), hello: () => ({have, fetching}), config?, remotePeerId?}
+   *   onEvent(link, event), hello: () => ({have, fetching}), config?, remotePeerId?,
+   *   onSent?: (link, payloadBytes) => void}
    */
   constructor(opts) {
     this.config = Object.freeze({ ...DEFAULT_LINK_CONFIG, ...(opts.config || {}) });
@@ -61,6 +62,7 @@ export class PeerLink {
     this.maxBufferedBytes = 0;
     this.openedAt = null;
     this._onEvent = opts.onEvent;
+    this._onSent = opts.onSent || null;
     this._hello = opts.hello || (() => ({ have: [], fetching: [] }));
     this._started = false;
     this._closedReported = false;
@@ -239,7 +241,10 @@ export class PeerLink {
     try {
       if (ch === null || ch.readyState !== "open") return;
       const budget = Math.max(0, this.config.high_water_bytes - ch.bufferedAmount);
+      const sentBefore = session.stats.payload_bytes_sent;
       for (const message of session.dataToSend(budget)) ch.send(message);
+      const sent = session.stats.payload_bytes_sent - sentBefore;
+      if (sent > 0 && this._onSent !== null) this._onSent(this, sent);
       this.maxBufferedBytes = Math.max(this.maxBufferedBytes, ch.bufferedAmount);
     } catch (exc) {
       console.warn("p2p link: send failed", exc);

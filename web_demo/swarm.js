@@ -9,6 +9,10 @@
 //
 // Every event of an exposed link goes to onEvent(link, event). A link is exposed from the end
 // of its SDP exchange (it is then in swarm.links) until its SessionClosed.
+//
+// Page events (events.js) go to emit(type, detail): peer-connected / peer-closed / peer-banned,
+// bytes-downloaded (from peers) and bytes-uploaded, and the tracker's. With uploads off
+// (setUploadEnabled(false)) every request is answered BUSY 65535 here and never reaches onEvent.
 
 import { asciiBytes } from "./ids.js";
 import { PeerLink } from "./rtc.js";
@@ -24,7 +28,8 @@ export class Swarm {
   /**
    * @param opts {trackerUrl, infoHash, peerId, token?, onEvent(link, event), hello(),
    *   config?: {max_peers, offers_per_announce}, link?: link options (rtc.js),
-   *   sessionConfig, tracker?: tracker options, random?, onReply?}
+   *   sessionConfig, tracker?: tracker options, random?, onReply?, emit?: (type, detail) => void,
+   *   upload?: boolean (default true)}
    */
   constructor(opts) {
     this.config = Object.freeze({ ...DEFAULT_SWARM_CONFIG, ...(opts.config || {}) });
@@ -42,6 +47,9 @@ export class Swarm {
     this._all = new Set();
     this._stopping = false;
     this._random = opts.random || Math.random;
+    this._emit = opts.emit || (() => {});
+    this.uploadEnabled = opts.upload !== false;
+    this._greeted = new Set(); // links whose HELLO arrived (peer-connected sent)
     this.tracker = new TrackerClient({
       url: opts.trackerUrl,
       infoHash: opts.infoHash,
@@ -53,6 +61,7 @@ export class Swarm {
       onOffer: (offer) => this._onOffer(offer),
       onAnswer: (answer) => this._onAnswer(answer),
       onReply: opts.onReply,
+      emit: this._emit,
     });
     this.tracker.hints.max_peers = this.config.max_peers;
   }
@@ -80,6 +89,11 @@ export class Swarm {
     for (const link of this.links.values()) link.announceLost(segments);
   }
 
+  /** Uploads on or off at runtime; off: new requests get BUSY 65535 (transfers in flight finish). */
+  setUploadEnabled(on) {
+    this.uploadEnabled = Boolean(on);
+  }
+
   setPosition(positionS) {
     this.tracker.hints.position_s = positionS;
   }
@@ -99,6 +113,7 @@ export class Swarm {
       hello: this._hello,
       config: this._linkOptions,
       remotePeerId,
+      onSent: (l, bytes) => this._emit("bytes-uploaded", { peerId: l.remotePeerId, bytes }),
     });
     this._all.add(link);
     return link;
@@ -111,6 +126,11 @@ export class Swarm {
 
   _onLinkEvent(link, event) {
     const exposed = this._exposed.has(link);
+    if (exposed) this._report(link, event);
+    if (exposed && event.type === "SegmentRequested" && !this.uploadEnabled) {
+      link.rejectBusy(event.request_id, 0xffff);
+      return;
+    }
     if (event.type === "SessionClosed") {
       this._all.delete(link);
       this._exposed.delete(link);
@@ -122,6 +142,22 @@ export class Swarm {
       }
     }
     if (exposed) this._onEvent(link, event);
+  }
+
+  _report(link, e) {
+    const peerId = link.remotePeerId;
+    if (e.type === "HelloReceived") {
+      this._greeted.add(link);
+      this._emit("peer-connected", { peerId, role: link.role, leechOnly: Boolean(e.leech_only) });
+    } else if (e.type === "DataReceived") {
+      this._emit("bytes-downloaded", { source: "peer", peerId, bytes: e.data.length });
+    } else if (e.type === "SessionClosed" && this._greeted.delete(link)) {
+      this._emit("peer-closed", { peerId, code: e.code, reason: e.reason, byRemote: e.by_remote });
+      if (e.code === CloseCode.BANNED && !e.by_remote) this._emit("peer-banned", { peerId, reason: e.reason });
+      if (e.code === CloseCode.BANNED && e.by_remote) {
+        this._emit("warning", { source: "peer", reason: "banned_by_peer", message: `peer ${peerId} banned us: ${e.reason}`, code: e.code });
+      }
+    }
   }
 
   /** Both sides of a doubled pair keep the link offered by the smaller peer_id. */

@@ -15,6 +15,48 @@
 
 export const MAX_OFFERS_PER_ANNOUNCE = 5;
 
+// What the signaling server's close codes mean to a page (docs/signaling.md, "Close codes").
+// level "error": P2P cannot work until the page or the operator acts (fatal: the client stops
+// reconnecting until setToken()); "warning": transient, the client reconnects with backoff.
+const CLOSE_REASONS = new Map([
+  [1000, ["warning", "closed", "the server closed the connection"]],
+  [1001, ["warning", "server_going_away", "the signaling server is shutting down"]],
+  [1003, ["warning", "binary_frame", "the server refused a binary frame"]],
+  [1006, ["warning", "connection_lost", "the connection to the signaling server was lost"]],
+  [1008, ["warning", "policy_violation", "the server refused the connection (policy)"]],
+  [1009, ["warning", "message_too_big", "the server refused a frame over its size limit"]],
+  [1013, ["warning", "too_many_connections", "the signaling server is full; retrying"]],
+  [4000, ["warning", "idle_timeout", "closed after a silent period"]],
+  [4001, ["error", "token_invalid", "the join token was refused (malformed or badly signed)"]],
+  [4002, ["error", "token_expired", "the join token has expired: mint a new one and call setToken()"]],
+  [4003, ["error", "origin_forbidden", "this page's Origin is not allowed by the signaling server (p2p-signaling --origins)"]],
+  [4008, ["warning", "send_queue_full", "evicted as a slow reader"]],
+  [4009, ["warning", "write_timeout", "evicted as a slow reader"]],
+  [4029, ["warning", "rate_limited", "the signaling server rate-limited this client"]],
+]);
+
+// Failure replies (`{"failure reason", reason}`) that mean the same as a refused connection.
+const FATAL_FAILURES = new Set(["token_swarm_mismatch"]);
+
+/**
+ * A tracker close as the page sees it: {level, reason, message, fatal}. `opened`: the socket
+ * had opened (a handshake refused before accept gives the browser code 1006 and nothing else);
+ * `hadToken`: we sent a token (4001 without one is token_missing).
+ */
+export function classifyClose(code, serverReason = "", { opened = true, hadToken = false } = {}) {
+  if (!opened) {
+    return { level: "warning", reason: "tracker_unreachable", message: "cannot reach the signaling server (or it refused the handshake)", fatal: false };
+  }
+  const known = CLOSE_REASONS.get(code);
+  let [level, reason, message] = known || ["warning", "closed", `the server closed the connection (code ${code})`];
+  if (code === 4001 && !hadToken) {
+    reason = "token_missing";
+    message = "the signaling server requires a join token (P2PEngine option token)";
+  }
+  if (serverReason) message = `${message}: ${serverReason}`;
+  return { level, reason, message, fatal: level === "error" };
+}
+
 export const DEFAULT_TRACKER_CONFIG = Object.freeze({
   reconnect_initial_s: 0.5, // first reconnect delay; doubles per failure
   reconnect_max_s: 30.0, // cap of the reconnect delay
@@ -29,7 +71,7 @@ export class TrackerClient {
    * @param opts {url, infoHash, peerId, token?, config?, random?, WebSocket?,
    *   makeOffers?: async () => [[offerId, sdp]], onOffer?: async ({peer_id, offer_id, sdp}) => sdp|null,
    *   onAnswer?: ({peer_id, offer_id, sdp}) => void, onReply?: ({interval_s, complete, incomplete}) => void,
-   *   onFailure?: (reason, detail) => void}
+   *   onFailure?: (reason, detail) => void, emit?: (type, detail) => void (events.js)}
    */
   constructor(opts) {
     for (const name of ["infoHash", "peerId"]) {
@@ -67,6 +109,10 @@ export class TrackerClient {
     this._onAnswer = opts.onAnswer || null;
     this._onReply = opts.onReply || null;
     this._onFailure = opts.onFailure || null;
+    this._emit = opts.emit || (() => {});
+    this.refused = null; // the reason of a fatal refusal: no reconnects until setToken()
+    this._lastProblem = null; // the last warning/error reason emitted (no repeats in a streak)
+    this._connectedEmitted = false; // tracker-connected sent for this connection
     this._ws = null;
     this._stopping = false;
     this._announced = false;
@@ -111,6 +157,52 @@ export class TrackerClient {
     this._scheduleAnnounce(Math.max(0, wait));
   }
 
+  /** A new join token (e.g. after token_expired): reconnect with it now. */
+  setToken(token) {
+    this._token = token || null;
+    if (this._stopping) return;
+    this.refused = null;
+    this._lastProblem = null;
+    this._failuresInARow = 0;
+    clearTimeout(this._reconnectTimer);
+    const ws = this._ws;
+    if (ws !== null) {
+      this._ws = null;
+      ws.onclose = null;
+      try {
+        ws.close(1000);
+      } catch {
+        // already closing
+      }
+    }
+    this._connect();
+  }
+
+  /** Stop connecting after a refusal that retrying cannot fix (until setToken()). */
+  _refuse(reason) {
+    this.refused = reason;
+    clearTimeout(this._announceTimer);
+    clearTimeout(this._reconnectTimer);
+    try {
+      this._ws?.close(1000);
+    } catch {
+      // already closing
+    }
+  }
+
+  _problem(level, reason, message, code = null, fatal = false) {
+    if (this._lastProblem === reason) return;
+    this._lastProblem = reason;
+    const detail = { source: "tracker", reason, message, code };
+    if (level === "error") {
+      console.error(`tracker: ${message} (${reason})`);
+      this._emit("error", { ...detail, fatal });
+    } else {
+      console.warn(`tracker: ${message} (${reason})`);
+      this._emit("warning", detail);
+    }
+  }
+
   /** Report cumulative byte counters; sent now if announced, else after the next announce. */
   sendStats(bytesP2pDown, bytesP2pUp, bytesCdn) {
     this._counters = [bytesP2pDown, bytesP2pUp, bytesCdn].map((n) => Math.max(0, Math.floor(n)));
@@ -126,11 +218,12 @@ export class TrackerClient {
   }
 
   _connect() {
-    if (this._stopping) return;
+    if (this._stopping || this.refused !== null) return;
     let ws;
     try {
       ws = new this._WebSocket(this._connectUrl());
-    } catch {
+    } catch (exc) {
+      this._problem("error", "bad_tracker_url", `cannot open ${this.url}: ${exc?.message || exc}`, null, false);
       this.stats.connect_failures += 1;
       this._failuresInARow += 1;
       this._scheduleReconnect();
@@ -140,6 +233,7 @@ export class TrackerClient {
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      this._connectedEmitted = false;
       this.stats.connects += 1;
       this._announced = false;
       this._countersSent = null;
@@ -158,12 +252,23 @@ export class TrackerClient {
       if (this._ws === ws) this._ws = null;
       this.stats.last_close_code = e?.code ?? null;
       clearTimeout(this._announceTimer);
+      const wasAnnounced = this._announced;
+      this._announced = false;
       if (opened) this.stats.disconnects += 1;
       else {
         this.stats.connect_failures += 1;
         this._failuresInARow += 1;
       }
       if (this._failuresInARow === 0) this._failuresInARow = 1;
+      if (this._stopping || this.refused !== null) return;
+      const code = e?.code ?? 1006;
+      const c = classifyClose(code, String(e?.reason || "").slice(0, 200), { opened, hadToken: Boolean(this._token) });
+      if (wasAnnounced) this._emit("tracker-disconnected", { url: this.url, code, reason: c.reason });
+      this._problem(c.level, c.reason, c.message, code, c.fatal);
+      if (c.fatal) {
+        this.refused = c.reason;
+        return;
+      }
       this._scheduleReconnect();
     };
     ws.onerror = () => {}; // onclose follows
@@ -272,7 +377,12 @@ export class TrackerClient {
       this.stats.failures += 1;
       this.stats.failure_reasons[reason] = (this.stats.failure_reasons[reason] || 0) + 1;
       const detail = String(msg["failure reason"]).slice(0, 200);
-      console.warn(`tracker: failure reason ${JSON.stringify(detail)} (${reason})`);
+      if (FATAL_FAILURES.has(reason)) {
+        this._problem("error", reason, `the signaling server refused this swarm: ${detail}`, null, true);
+        this._refuse(reason);
+      } else {
+        this._problem("warning", reason, `the signaling server refused a message: ${detail}`);
+      }
       if (this._onFailure) this._onFailure(reason, detail);
       return;
     }
@@ -297,6 +407,11 @@ export class TrackerClient {
       incomplete: Number(msg.incomplete) || 0,
     };
     this.swarmSize = reply.complete + reply.incomplete;
+    if (!this._connectedEmitted) {
+      this._connectedEmitted = true;
+      this._lastProblem = null;
+      this._emit("tracker-connected", { url: this.url, swarmId: this.infoHash, swarmSize: this.swarmSize });
+    }
     this._flushStats(ws);
     if (this._onReply) this._onReply(reply);
   }
