@@ -1,7 +1,8 @@
 """The tracker WebSocket endpoint as a raw ASGI app: checks before accept, then a read loop.
 
-Order of checks: Origin (before accept: the client sees HTTP 403), connection limit (1013),
-join token (4001/4002), then every frame goes to :class:`SignalingService`.
+Order of checks: Origin (4003), connection limit (1013), join token (4001/4002), then every
+frame goes to :class:`SignalingService`. Refusals accept the handshake and close at once with
+the code and a reason: browsers learn nothing from a refused handshake.
 """
 
 from __future__ import annotations
@@ -82,14 +83,14 @@ class TrackerEndpoint:
         if self.shutting_down:
             await send({"type": "websocket.close", "code": closecodes.GOING_AWAY})
             return
-        if not origin_allowed(self.config, _header(scope, b"origin")):
-            self.metrics.reject("origin_forbidden")
-            logger.info("rejected a connection: Origin not allowed")
-            await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
-            return
         grant: JoinGrant | None = None
         close: tuple[int, str, str] | None = None
-        if len(self.router) >= self.config.max_connections:
+        if not origin_allowed(self.config, _header(scope, b"origin")):
+            # Accepted, then closed at once with 4003: a browser gets no status for a refused
+            # handshake, so a page could not tell this from an unreachable server.
+            logger.info("refused a connection: Origin not allowed")
+            close = (closecodes.ORIGIN_FORBIDDEN, "origin not allowed", "origin_forbidden")
+        elif len(self.router) >= self.config.max_connections:
             close = (closecodes.TRY_AGAIN_LATER, "too many connections", "too_many_connections")
         elif self.config.token_secret is not None:
             grant, close = self._check_token(scope)

@@ -106,12 +106,21 @@ async def test_idle_connections_are_closed_with_4000(start_server: ServerFactory
     await exchange_works(server)
 
 
-async def test_bad_origin_is_refused_before_accept(start_server: ServerFactory) -> None:
+async def origin_refusal(url: str, origin: str | None) -> tuple[int, str]:
+    """Connect with ``origin``; the server closes at once: (code, reason), nothing else sent."""
+    headers = {} if origin is None else {"origin": origin}
+    ws = await websockets.connect(url, **headers)  # type: ignore[arg-type]
+    with pytest.raises(websockets.ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 5.0)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def test_bad_origin_is_closed_with_4003_and_a_reason(start_server: ServerFactory) -> None:
     server = await start_server(origins=("https://player.example",))
-    with pytest.raises(websockets.InvalidStatus) as info:
-        await websockets.connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
-    assert info.value.response.status_code == 403
+    assert await origin_refusal(server.url, "https://evil.example") == (4003, "origin not allowed")
     assert await server.rejections("origin_forbidden") == 1
+    assert (await server.get("/healthz")).json()["connections"] == 0
     good = await websockets.connect(server.url, origin="https://player.example")  # type: ignore[arg-type]
     await good.close()
     await exchange_works(server)  # no Origin header (non-browser) is allowed by default
@@ -119,8 +128,7 @@ async def test_bad_origin_is_refused_before_accept(start_server: ServerFactory) 
 
 async def test_missing_origin_can_be_refused(start_server: ServerFactory) -> None:
     server = await start_server(origins=("https://player.example",), allow_missing_origin=False)
-    with pytest.raises(websockets.InvalidStatus):
-        await websockets.connect(server.url)
+    assert (await origin_refusal(server.url, None))[0] == 4003
     assert await server.rejections("origin_forbidden") == 1
 
 
