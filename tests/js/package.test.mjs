@@ -96,3 +96,24 @@ test("tsc --noEmit type-checks a TypeScript consumer against the declarations", 
     assert.fail(`tsc failed:\n${exc.stdout}${exc.stderr}`);
   }
 });
+
+test("the declarations name every option, event and stat the engine has; docs/api.md is up to date", async () => {
+  const ts = (await import("typescript")).default;
+  const sf = ts.createSourceFile("index.d.ts", readFileSync(join(ROOT, "web_demo/index.d.ts"), "utf8"), ts.ScriptTarget.Latest, true);
+  const fields = (name) => {
+    const decl = sf.statements.find((s) => ts.isInterfaceDeclaration(s) && s.name.text === name);
+    return decl.members.map((m) => m.name.getText(sf).replace(/^"|"$/g, "")).sort();
+  };
+  const { DEFAULT_ENGINE_OPTIONS, P2PEngine } = await import("../../web_demo/engine.js");
+  const { ENGINE_EVENTS } = await import("../../web_demo/events.js");
+  assert.deepEqual(fields("P2PEngineOptions"), Object.keys(DEFAULT_ENGINE_OPTIONS).sort());
+  assert.deepEqual(fields("P2PEngineEvents"), [...ENGINE_EVENTS].sort());
+  const engine = new P2PEngine({ p2p: false });
+  assert.deepEqual(fields("P2PEngineStats"), Object.keys(engine.stats()).sort());
+  engine.destroy();
+  try {
+    execFileSync(process.execPath, [join(ROOT, "tools/apidoc.mjs"), "--check"], { encoding: "utf8", stdio: "pipe" });
+  } catch (exc) {
+    assert.fail(exc.stderr);
+  }
+});
