@@ -27,28 +27,44 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = ROOT / "results"
     sections: list[str] = []
     failed = False
+    stamp = (
+        f"_Measured {datetime.date.today().isoformat()} by `python -m bench.run"
+        + (" --quick" if args.quick else "")
+        + f" --only {{name}}` on {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}._"
+    )
     for name in args.only or SUITES:
         print(f"bench: running {name} ...", flush=True)
         try:
             module = importlib.import_module(name)
-            sections.append(module.run(out_dir, quick=args.quick))
+            section = module.run(out_dir, quick=args.quick)
         except Exception:  # one broken suite must not hide the others' figures
             failed = True
-            sections.append(f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n")
-        print(sections[-1], flush=True)
+            section = f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n"
+        section = _with_stamp(section, stamp.format(name=name))
+        # Each suite keeps its own section, so `--only` reruns one without losing the others.
+        (out_dir / f"{name.rsplit('.', 1)[-1]}.md").write_text(section)
+        print(section, flush=True)
+    for name in SUITES:
+        saved = out_dir / f"{name.rsplit('.', 1)[-1]}.md"
+        if saved.exists():
+            sections.append(saved.read_text())
     header = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`python -m bench.run`"
-        + (" --quick" if args.quick else "")
-        + f") on {datetime.date.today().isoformat()}.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}.",
-        "JSON for every table is in `bench/results/`.",
+        "Written by `make bench` (`python -m bench.run`; `--only SUITE` reruns one suite and",
+        "keeps the others' last sections, from `bench/results/SUITE.md`). Each section says when",
+        "and where it was measured. JSON for every table is in `bench/results/`.",
         "",
     ]
     (ROOT / "README.md").write_text("\n".join(header + sections))
     return 1 if failed else 0
+
+
+def _with_stamp(section: str, stamp: str) -> str:
+    """The section with a line saying when and where it was measured, under its heading."""
+    heading, _, body = section.partition("\n")
+    return f"{heading}\n\n{stamp}\n\n{body.lstrip()}"
 
 
 if __name__ == "__main__":
