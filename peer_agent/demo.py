@@ -83,6 +83,7 @@ class DemoConfig:
     # ICE host addresses of the agents; None: 127.0.0.1 plus the machine's own addresses.
     host_addresses: tuple[str, ...] | None = None
     agent_args: tuple[str, ...] = ()  # extra p2p-agent flags
+    extra_origins: tuple[str, ...] = ()  # more Origins the signaling server accepts (other pages)
     # P2PEngine options and hls.js options handed to the page through config.json.
     engine: dict[str, Any] = field(default_factory=dict)
     hls: dict[str, Any] = field(default_factory=lambda: {"liveSyncDurationCount": 3})
@@ -188,7 +189,8 @@ class Demo:
     @property
     def page_origins(self) -> tuple[str, ...]:
         """The page's Origins, the signaling server's allowlist."""
-        return (f"http://{self.config.host}:{self.page_port}", f"http://localhost:{self.page_port}")
+        own = (f"http://{self.config.host}:{self.page_port}", f"http://localhost:{self.page_port}")
+        return own + tuple(self.config.extra_origins)
 
     def master_url(self, stream: str) -> str:
         return f"{self.origin_url}/hls/{stream}/master.m3u8"
