@@ -132,12 +132,27 @@ def _console(name: str, module: str) -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", module]
 
 
+class DemoError(RuntimeError):
+    """The demo could not start (a port taken, a part that did not come up)."""
+
+
+def check_page_assets() -> None:
+    """The page's files: web_demo/ and hls.js, both in a source checkout only (the wheel
+    carries the Python side alone: see the README, "What the Python package contains")."""
+    if not (WEB_DEMO / "index.html").exists():
+        raise DemoError(
+            f"the demo page is not here ({WEB_DEMO}): the installed package carries the Python "
+            "side only; run the demo from a source checkout (git clone, then make demo)"
+        )
+    if not (HLSJS_DIST / "hls.mjs").exists():
+        raise DemoError(f"hls.js is missing ({HLSJS_DIST}): run `npm ci` (make install-node)")
+
+
 def build_page_app(config_doc: dict[str, Any]) -> Starlette:
     """The page's static server: web_demo/, hls.js from node_modules, and config.json."""
     mimetypes.add_type("text/javascript", ".mjs")
     mimetypes.add_type("text/javascript", ".js")
-    if not (HLSJS_DIST / "hls.mjs").exists():
-        raise RuntimeError(f"hls.js is missing ({HLSJS_DIST}): run `npm ci` (make install-node)")
+    check_page_assets()
 
     async def config_json(_: Any) -> JSONResponse:
         return JSONResponse(config_doc, headers={"Cache-Control": "no-store"})
@@ -149,10 +164,6 @@ def build_page_app(config_doc: dict[str, Any]) -> Starlette:
             Mount("/", app=StaticFiles(directory=WEB_DEMO, html=True)),
         ]
     )
-
-
-class DemoError(RuntimeError):
-    """The demo could not start (a port taken, a part that did not come up)."""
 
 
 class _PageServer(uvicorn.Server):
@@ -202,6 +213,7 @@ class Demo:
 
         The page's port is the one fixed port (8090 by default), so it is bound first: when it
         is taken, :class:`DemoError` names it before anything else has started."""
+        check_page_assets()
         try:
             self._page_sock = bind_tcp(self.config.host, self.config.page_port)
         except OSError as exc:

@@ -1,4 +1,4 @@
-"""``p2p-sim``: run a swarm scenario in the simulator and print its summary."""
+"""p2p-sim: run a swarm scenario in the simulator and print its summary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from p2p_cli.flags import ConfigFlags, Option
+from p2p_cli.serving import EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE, error
 
 from .engine import simulate
 from .scenario import Scenario, load_scenario
@@ -29,7 +30,7 @@ FLAGS = ConfigFlags(
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """Every :class:`Scenario` field is a flag and a ``P2P_SIM_*`` variable; given ones
     override the ``--scenario`` file, which overrides the defaults."""
-    p = argparse.ArgumentParser(prog="p2p-sim", description=__doc__)
+    p = argparse.ArgumentParser(prog="p2p-sim", description=__doc__, epilog=EXIT_STATUS_HELP)
     p.add_argument("--scenario", type=Path, help="TOML file of Scenario fields (flags override)")
     FLAGS.add_to(p, os.environ if env is None else env)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -44,15 +45,22 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
         parser = build_parser()
-    except ValueError as exc:
-        print(f"p2p-sim: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a bad P2P_SIM_* value
+        error("p2p-sim", str(exc))
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     try:
         scenario = scenario_from_args(args)
     except (ValueError, OSError) as exc:
-        parser.error(str(exc))
+        parser.error(FLAGS.explain(exc))
     cpu_start = time.process_time()
     result = simulate(scenario)
     summary = result.summary()
