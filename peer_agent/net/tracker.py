@@ -17,7 +17,8 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
 - reconnects after the socket drops (server restart, network) with exponential backoff and
   jitter from an injectable ``random.Random``; the first failure is logged as a warning with
   its reason, and errors that retrying cannot fix (no such host, not a WebSocket URL, HTTP
-  401/403/404, the join token refused: close 4001/4002) end the client at once
+  401/403/404, the join token refused or the Origin not allowed: close 4001/4002/4003) end the
+  client at once
   (``stats.gave_up``, ``stats.last_error``);
 - announces ``event: "stopped"`` when stopped.
 
@@ -168,7 +169,11 @@ class TrackerStats:
 
 
 # Close codes of docs/signaling.md that retrying with the same URL cannot fix.
-_PERMANENT_CLOSES = {4001: "the join token was refused", 4002: "the join token has expired"}
+_PERMANENT_CLOSES = {
+    4001: "the join token was refused",
+    4002: "the join token has expired",
+    4003: "this Origin is not allowed",
+}
 _PERMANENT_STATUSES = {
     401: "HTTP 401: the tracker wants a join token",
     403: "HTTP 403: the tracker refused us (Origin or token)",
