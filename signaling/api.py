@@ -32,7 +32,11 @@ class SwarmInfo(BaseModel):
     p2p_ratio: float | None = Field(
         None, description="bytes_p2p_down / (bytes_p2p_down + bytes_cdn), null when both are 0"
     )
-    peers: list[PeerInfo]
+    peers: list[PeerInfo] | None = Field(
+        None,
+        description="only from /api/admin/swarms (admin credential): the public API lists "
+        "no peer_id",
+    )
 
 
 class SwarmsResponse(BaseModel):
@@ -56,7 +60,7 @@ class Health(BaseModel):
     local_swarms: int | None = None
 
 
-def swarm_info(snap: SwarmSnapshot) -> SwarmInfo:
+def swarm_info(snap: SwarmSnapshot, *, with_peers: bool = False) -> SwarmInfo:
     total = snap.bytes.p2p_down + snap.bytes.cdn
     return SwarmInfo(
         info_hash=id_hex(snap.info_hash),
@@ -68,7 +72,9 @@ def swarm_info(snap: SwarmSnapshot) -> SwarmInfo:
         bytes_p2p_up=snap.bytes.p2p_up,
         bytes_cdn=snap.bytes.cdn,
         p2p_ratio=(snap.bytes.p2p_down / total) if total else None,
-        peers=[
+        peers=None
+        if not with_peers
+        else [
             PeerInfo(
                 peer_id=id_hex(p.peer_id),
                 seeding=p.seeding,

@@ -11,11 +11,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import WebSocketRoute
 
+from signaling.admin import admin_verdict
 from signaling.api import Health, SwarmsResponse, swarm_info
 from signaling.cluster import RedisCluster
 from signaling.config import SignalingConfig
@@ -115,6 +116,7 @@ def create_app(
             router.deliver(service.on_remote_join(rec, t0_s), t0_s)
 
         cluster.on_join = on_join
+        cluster.on_takeover = lambda peer_id: service.release_peer_id(peer_id, "remote")
         service.attach_cluster(cluster)
         router.forward = cluster.forward
     endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock, node_id=node_id)
@@ -176,21 +178,56 @@ def create_app(
             body.model_dump(exclude_none=True), status_code=503 if endpoint.shutting_down else 200
         )
 
-    @app.get("/metrics", response_class=Response)
-    async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    def admin_refusal(request: Request) -> Response | None:
+        client = request.client.host if request.client is not None else None
+        verdict = admin_verdict(config.admin_token, request.headers, client)
+        if verdict == "ok":
+            return None
+        metrics.reject("admin_" + verdict)
+        if verdict == "unauthorized":
+            return JSONResponse(
+                {"detail": "admin credential required (Authorization: Bearer <admin_token>)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return JSONResponse(
+            {"detail": "admin endpoint: set --admin-token, or ask directly on loopback"},
+            status_code=403,
+        )
 
-    @app.get("/api/swarms", response_model=SwarmsResponse)
-    async def swarms(
-        limit: int = Query(100, ge=0, le=10000, description="most swarms listed"),
-        peers_limit: int = Query(100, ge=0, le=10000, description="most peers listed per swarm"),
-    ) -> SwarmsResponse:
-        now_s = time.monotonic()
-        snaps = registry.snapshot(now_s, limit, peers_limit)
+    def list_swarms(limit: int, peers_limit: int, with_peers: bool) -> SwarmsResponse:
+        snaps = registry.snapshot(time.monotonic(), limit, peers_limit if with_peers else 0)
         return SwarmsResponse(
             swarm_count=registry.swarm_count(),
             peer_count=registry.peer_count(),
-            swarms=[swarm_info(s) for s in snaps],
+            swarms=[swarm_info(s, with_peers=with_peers) for s in snaps],
         )
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus metrics (admin: see docs/deployment.md)."""
+        refusal = admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/swarms", response_model=SwarmsResponse, response_model_exclude_none=True)
+    async def swarms(
+        limit: int = Query(100, ge=0, le=10000, description="most swarms listed"),
+    ) -> SwarmsResponse:
+        """Public: counts and byte totals per swarm; no peer_id."""
+        return list_swarms(limit, 0, with_peers=False)
+
+    @app.get("/api/admin/swarms", response_model=SwarmsResponse)
+    async def admin_swarms(
+        request: Request,
+        limit: int = Query(100, ge=0, le=10000, description="most swarms listed"),
+        peers_limit: int = Query(100, ge=0, le=10000, description="most peers listed per swarm"),
+    ) -> Response | SwarmsResponse:
+        """Admin: the same with each swarm's peers (peer_id, hints, counters)."""
+        refusal = admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        return list_swarms(limit, peers_limit, with_peers=True)
 
     return app

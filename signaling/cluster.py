@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from signaling.config import SignalingConfig
 from signaling.errors import PeerIdTaken
 from signaling.metrics import SignalingMetrics
+from signaling.peerkey import is_keyed
 from signaling.registry import InMemorySwarmRegistry
 from signaling.replica import (
     BadRecord,
@@ -56,10 +57,11 @@ logger = logging.getLogger(__name__)
 
 # Bind KEYS[1] to ARGV[1] ("node|conn") for ARGV[2] ms unless it is bound to another connection
 # of a live process (ARGV[3] is the liveness key prefix, ARGV[4] this node: a stale binding of our
-# own is ours to replace). Returns {1, previous owner or ""} or {0, current owner}.
+# own is ours to replace; ARGV[5] "1" forces it: a proven keyed peer_id). Returns {1, previous
+# owner or ""} or {0, current owner}.
 _CLAIM_LUA = """
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then
+if cur and cur ~= ARGV[1] and ARGV[5] ~= '1' then
   local node = string.match(cur, '^([^|]*)|')
   if node and node ~= ARGV[4] and redis.call('EXISTS', ARGV[3] .. node) == 1 then
     return {0, cur}
@@ -103,6 +105,8 @@ class RedisCluster:
         self.on_relay = on_relay
         # called with a new member of another process whose record says it parked offers
         self.on_join: Callable[[PeerRecord], None] | None = None
+        # called with a keyed peer_id bound here that another process's member now holds
+        self.on_takeover: Callable[[str], None] | None = None
         self.clock = clock
         p = config.redis_prefix
         self._nodes_key = p + "nodes"
@@ -429,6 +433,13 @@ class RedisCluster:
         node = head[1:].decode()
         if data[:1] == b"U":
             rec = decode_record(body)
+            if (
+                is_keyed(rec.peer_id)
+                and self.registry.owner_of(rec.peer_id) is not None
+                and self.on_takeover is not None
+            ):
+                # only the key's holder binds a keyed peer_id: it moved to that process
+                self.on_takeover(rec.peer_id)
             new = not self.remote.has(rec.info_hash, rec.peer_id)
             self.remote.upsert(self.clock(), node, rec)
             if new and rec.parked:
@@ -465,18 +476,20 @@ class RedisCluster:
     def _bind_key(self, peer_id: str) -> str:
         return self._bind_prefix + peer_id.encode("latin-1").hex()
 
-    def _claim_args(self, peer_id: str, conn_id: str) -> tuple[Any, ...]:
+    def _claim_args(self, peer_id: str, conn_id: str, force: bool = False) -> tuple[Any, ...]:
         owner = f"{self.node_id}|{conn_id}"
         return (self._claim_sha, 1, self._bind_key(peer_id), owner, self._bind_ttl_ms,
-                self._alive_prefix, self.node_id)  # fmt: skip
+                self._alive_prefix, self.node_id, "1" if force else "0")  # fmt: skip
 
-    async def claim(self, conn_id: str, peer_id: str) -> None:
+    async def claim(self, conn_id: str, peer_id: str, *, force: bool = False) -> None:
         """Bind ``peer_id`` to ``conn_id`` cluster-wide; raise :class:`PeerIdTaken` when another
         live process holds it. Degraded: allowed (this process checks its own bindings)."""
         if self.state != "ok" or self._cmd is None:
             return
         try:
-            ok, _owner = await self._timed(self._cmd.evalsha(*self._claim_args(peer_id, conn_id)))
+            ok, _owner = await self._timed(
+                self._cmd.evalsha(*self._claim_args(peer_id, conn_id, force))
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("cluster: claim failed (%s); allowed locally", type(exc).__name__)
             return

@@ -80,6 +80,12 @@ class SignalingConfig:
     token_secret: str | None = _opt(
         None, "HMAC secret for join tokens; when set, every connection needs ?token=", repr=False
     )
+    admin_token: str | None = _opt(
+        None,
+        "bearer credential for /metrics and /api/admin/swarms (per-peer detail); unset: those "
+        "answer only direct requests on loopback",
+        repr=False,
+    )
     shutdown_grace_s: float = _opt(5.0, "on shutdown, wait this long for sockets to close")
     ws_per_message_deflate: bool = _opt(False, "negotiate permessage-deflate")
     ws_ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
@@ -190,6 +196,8 @@ class SignalingConfig:
                 raise UsageError(f"trusted_proxies: not an address or CIDR: {proxy!r}") from exc
         if self.token_secret is not None and len(self.token_secret) < 16:
             raise UsageError("token_secret must be at least 16 characters")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise UsageError("admin_token must be at least 16 characters")
 
     def with_changes(self, **changes: Any) -> SignalingConfig:
         return dataclasses.replace(self, **changes)

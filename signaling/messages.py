@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from signaling import closecodes
+from signaling import closecodes, peerkey
 from signaling.errors import FatalViolation, MalformedMessage, RuleViolation
 from signaling.pairing import NO_HINTS, PeerHints
 
@@ -52,6 +52,7 @@ class Announce:
     seeding: bool | None
     offers: tuple[Offer, ...]
     hints: PeerHints
+    peer_key: str | None = None  # proves a keyed peer_id (signaling/peerkey.py); never logged
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,28 @@ def _parse_announce(obj: dict[str, Any], limits: MessageLimits) -> Announce | An
                 raise MalformedMessage("duplicate offer_id", reason="bad_offer_id")
             seen.add(offer_id)
             offers.append(Offer(offer_id, _sdp(_require(item, "offer"), "offer", "offer", limits)))
-    return Announce(info_hash, peer_id, numwant, event, seeding, tuple(offers), _hints(obj))
+    peer_key = _peer_key(obj, peer_id)
+    return Announce(
+        info_hash, peer_id, numwant, event, seeding, tuple(offers), _hints(obj), peer_key
+    )
+
+
+def _peer_key(obj: dict[str, Any], peer_id: str) -> str | None:
+    """The announce's ``peer_key``: required for, and checked against, a keyed peer_id."""
+    raw = obj.get("peer_key")
+    if raw is None:
+        if peerkey.is_keyed(peer_id):
+            raise RuleViolation(
+                "this peer_id is keyed: announce it with its peer_key", reason="peer_id_unproven"
+            )
+        return None
+    if not isinstance(raw, str) or not peerkey.valid_peer_key(raw):
+        raise MalformedMessage(
+            "peer_key must be 16..64 characters of [0-9A-Za-z_-]", reason="bad_peer_key"
+        )
+    if not peerkey.proves(peer_id, raw):
+        raise RuleViolation("peer_key does not prove this peer_id", reason="peer_id_unproven")
+    return raw
 
 
 def _parse_scrape(obj: dict[str, Any], limits: MessageLimits) -> Scrape:

@@ -41,6 +41,13 @@ class SignalingMetrics:
             ["reason"],
             registry=r,
         )
+        self.peer_id_takeovers = Counter(
+            "p2p_signaling_peer_id_takeovers",
+            "Keyed peer_ids taken over by a connection proving their peer_key (the same client's "
+            "newer socket), by where the old binding was (local, remote)",
+            ["where"],
+            registry=r,
+        )
         self.expired_peers = Counter(
             "p2p_signaling_expired_peers", "Peers dropped for not re-announcing", registry=r
         )

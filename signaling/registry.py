@@ -522,6 +522,26 @@ class InMemorySwarmRegistry:
                     self._unbound.append((peer_id, conn_id))
         return removed
 
+    def release_peer_id(self, peer_id: str) -> str | None:
+        """Unbind ``peer_id`` from its connection here and drop it from that connection's
+        swarms (a keyed peer_id proven on another connection took it over). Returns the
+        connection it was bound to, or None."""
+        conn_id = self._owners.pop(peer_id, None)
+        if conn_id is None:
+            return None
+        ids = self._conn_peer_ids.get(conn_id)
+        if ids is not None:
+            ids.discard(peer_id)
+        mine = [m for m in self._conn_members.get(conn_id, ()) if m[1] == peer_id]
+        for info_hash, pid in mine:
+            swarm = self._swarms.get(info_hash)
+            if swarm is not None and pid in swarm.peers:
+                self._remove_peer(swarm, pid)
+                self._drop_if_empty(info_hash)
+        if self._changes is not None:
+            self._unbound.append((peer_id, conn_id))
+        return conn_id
+
     def expire(self, now_s: float) -> ExpiryResult:
         gone: list[tuple[str, str]] = []
         deadline_s = now_s - self.limits.peer_ttl_s

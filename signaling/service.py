@@ -67,7 +67,7 @@ class ClusterHooks(Protocol):
     ``claim`` binds a peer_id to a connection cluster-wide (raises ``PeerIdTaken``); it is the
     only awaited call, made once per new peer_id on a connection. The rest never block."""
 
-    async def claim(self, conn_id: str, peer_id: str) -> None: ...
+    async def claim(self, conn_id: str, peer_id: str, *, force: bool = False) -> None: ...
 
     def release(self, conn_id: str, peer_id: str) -> None: ...
 
@@ -154,7 +154,8 @@ class SignalingService:
                 and self.registry.owner_of(msg.peer_id) is None
             ):
                 self._check_grant(ctx, msg.info_hash)
-                await cluster.claim(ctx.conn_id, msg.peer_id)
+                # a proven keyed peer_id takes its binding over from its own older socket
+                await cluster.claim(ctx.conn_id, msg.peer_id, force=msg.peer_key is not None)
                 claimed = msg.peer_id
                 if ctx.closed:
                     return []
@@ -275,8 +276,23 @@ class SignalingService:
             cdn=totals.cdn - old.cdn if totals.cdn >= old.cdn else totals.cdn,
         )
 
+    def release_peer_id(self, peer_id: str, where: str) -> None:
+        """A keyed peer_id was proven on another connection: its old socket loses it."""
+        old = self.registry.release_peer_id(peer_id)
+        if old is None:
+            return
+        self.parked.drop_connection(old)
+        self.metrics.peer_id_takeovers.labels(where=where).inc()
+        logger.info("conn %s: keyed peer_id taken over by a newer connection", old)
+        self._publish()
+
     def _announce(self, ctx: ConnContext, msg: Announce, now_s: float) -> list[Send]:
         self._check_grant(ctx, msg.info_hash)
+        if msg.peer_key is not None and self.registry.owner_of(msg.peer_id) not in (
+            None,
+            ctx.conn_id,
+        ):
+            self.release_peer_id(msg.peer_id, "local")
         result = self.registry.announce(
             now_s,
             ctx.conn_id,

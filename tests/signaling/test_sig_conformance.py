@@ -53,7 +53,7 @@ async def test_bittorrent_tracker_client_conformance(start_server: ServerFactory
         assert json.loads(line) == {"phase": "paired"}, line
         # While paired: both swarms hold alice and bob; bob's extension fields (sent through
         # the client's standard getAnnounceOpts hook) reached the registry.
-        body = (await server.get("/api/swarms")).json()
+        body = (await server.get("/api/admin/swarms")).json()
         assert body["swarm_count"] == 2 and body["peer_count"] == 4
         bob_hex = b"b".hex() * 20
         bob = [p for s in body["swarms"] for p in s["peers"] if p["peer_id"] == bob_hex]

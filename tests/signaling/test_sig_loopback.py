@@ -63,7 +63,7 @@ async def test_stopped_leaves_the_swarm(server: RunningServer) -> None:
     assert reply["incomplete"] == 1
     # bob's offers now find nobody
     await b.announce(SWARM, offers=2)
-    body = (await server.get("/api/swarms")).json()
+    body = (await server.get("/api/admin/swarms")).json()
     assert body["peer_count"] == 1
     assert [p["peer_id"] for p in body["swarms"][0]["peers"]] == [id_hex(b.peer_id)]
     assert await server.metric("p2p_signaling_relays_total", kind="offer") == 0
@@ -104,7 +104,7 @@ async def test_reannounce_keeps_peers_and_silent_peers_expire(
         await asyncio.sleep(0.25)
         reply = await b.announce(SWARM)
     assert (reply["complete"], reply["incomplete"]) == (0, 1)
-    body = (await server.get("/api/swarms")).json()
+    body = (await server.get("/api/admin/swarms")).json()
     assert [p["peer_id"] for p in body["swarms"][0]["peers"]] == [id_hex(b.peer_id)]
     assert await server.metric("p2p_signaling_expired_peers_total") == 1
     # alice's socket is still open: a re-announce brings her back

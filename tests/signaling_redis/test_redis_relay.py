@@ -70,7 +70,7 @@ async def test_two_swarms_split_over_three_processes(start_nodes: NodeFactory) -
     await asyncio.sleep(0.2)  # the completion's record reaches every process
     # Every process answers /api/swarms for the whole cluster.
     for node in (n1, n2, n3):
-        body = (await node.get("/api/swarms")).json()
+        body = (await node.get("/api/admin/swarms")).json()
         assert body["peer_count"] == 4 and body["swarm_count"] == 2
         by_hash = {s["info_hash"]: s for s in body["swarms"]}
         one, two = by_hash[id_hex(SWARM)], by_hash[id_hex(OTHER)]
