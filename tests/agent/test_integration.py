@@ -93,7 +93,7 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
         async def tracker_view() -> dict[str, Any]:
             await asyncio.sleep(total_s - 2.0)  # everyone is still in the swarm
             async with httpx.AsyncClient() as http:
-                response = await http.get(f"http://127.0.0.1:{sig.port}/api/swarms")
+                response = await http.get(f"http://127.0.0.1:{sig.port}/api/admin/swarms")
                 return dict(response.json())
 
         seen = asyncio.create_task(tracker_view())
