@@ -40,6 +40,9 @@ def summary(agent: Agent) -> dict[str, Any]:
     total = agent.bytes_cdn + agent.bytes_p2p
     return {
         "peer_id": agent.peer_id,
+        # The 20-character swarm id (tracker info_hash) that `p2p-signaling mint-token
+        # --info-hash` takes; None without a tracker.
+        "swarm_id": agent.info_hash or None,
         "rendition": agent.rendition.index if agent.rendition else None,
         "duration_s": round(now - agent.started_at, 3),
         "bytes_cdn": agent.bytes_cdn,

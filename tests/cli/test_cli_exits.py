@@ -129,7 +129,7 @@ def test_mint_token_takes_the_swarm_id_as_the_page_and_agent_show_it() -> None:
     assert grant.allows(swarm.encode("latin-1").hex())
     # the 40-hex form /api/swarms shows is accepted too, and names the same swarm
     code, out, _ = run("signaling.cli", "mint-token", "--info-hash", swarm.encode().hex(), env=env)
-    assert code == 0 and verify_token(SECRET, out.strip(), time.time()) == grant
+    assert code == 0 and verify_token(SECRET, out.strip(), time.time()).swarms == grant.swarms
     code, out, _ = run("signaling.cli", "mint-token", "--help")
     assert code == 0 and "20-character" in " ".join(out.split())
 
@@ -241,7 +241,9 @@ def test_agent_with_an_unreachable_tracker_warns_and_exits_1(origin_url: str) ->
     assert code == 1, err
     assert f"tracker {tracker}: cannot connect: connection refused" in err  # the warning
     assert f"never joined the swarm at the tracker {tracker}" in err
-    assert json.loads(out)["bytes_cdn"] > 0  # it still played, from the CDN
+    summary = json.loads(out)
+    assert summary["bytes_cdn"] > 0  # it still played, from the CDN
+    assert summary["swarm_id"] == swarm_id_for(origin_url)  # what mint-token --info-hash takes
 
 
 @pytest.mark.slow
