@@ -2,7 +2,8 @@
 
 1. a page importing ``p2p-hls-engine`` through an import map (no bundler) and a page bundled by
    esbuild from the same source both play the demo's live stream, and the bundled page takes
-   segments from the import-map page (its ``segment-loaded`` events name that peer);
+   segments from the import-map page (its ``segment-loaded`` events name that peer); with P2P
+   switched off at runtime it plays on from the CDN alone, and rejoins when switched on;
 2. the same page served from an Origin the signaling server does not allow gets the ``error``
    event with reason ``origin_forbidden`` (close 4003), stops retrying, and plays from the CDN.
 """
@@ -196,6 +197,33 @@ async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_pa
             assert not await events(a, "error") and not await events(b, "error")
             sources_a = {e["source"] for e in await events(a, "segment-loaded")}
             assert sources_a & {"cdn", "peer", "store"}, sources_a
+            # P2P off at runtime: the bundled page leaves the swarm and plays on from the CDN
+            # alone; on again: it rejoins.
+            await b.evaluate("window.p2p.setP2PEnabled(false)")
+            off = await wait_for(
+                b,
+                lambda s: not s["p2pEnabled"] and s["connectedPeers"] == 0,
+                30,
+                "the bundled page to leave the swarm",
+                log_b,
+            )
+            cdn_then, t_then = off["bytesFromCdn"], off["currentTime"]
+            on_cdn = await wait_for(
+                b,
+                lambda s: s["bytesFromCdn"] > cdn_then and playing_past(t_then + 2.0)(s),
+                40,
+                "the bundled page to play on from the CDN",
+                log_b,
+            )
+            assert on_cdn["bytesFromPeers"] == off["bytesFromPeers"], (off, on_cdn)
+            await b.evaluate("window.p2p.setP2PEnabled(true)")
+            await wait_for(
+                b,
+                lambda s: s["trackerConnected"] and s["connectedPeers"] >= 1,
+                40,
+                "the bundled page to rejoin the swarm",
+                log_b,
+            )
     assert sb["hashFailures"] == 0 and sb["integrity"] == "sha256", sb
     print(
         f"bundled page: {sb['bytesFromPeers']} B from peers, {sb['bytesFromCdn']} B from the CDN; "
