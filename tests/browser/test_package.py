@@ -3,7 +3,8 @@
 1. a page importing ``p2p-hls-engine`` through an import map (no bundler) and a page bundled by
    esbuild from the same source both play the demo's live stream, and the bundled page takes
    segments from the import-map page (its ``segment-loaded`` events name that peer); with P2P
-   switched off at runtime it plays on from the CDN alone, and rejoins when switched on;
+   switched off at runtime it plays on from the CDN alone, and rejoins when switched on; both
+   verify segments against a hash service (``hashService``), as on an origin without manifests;
 2. the same page served from an Origin the signaling server does not allow gets the ``error``
    event with reason ``origin_forbidden`` (close 4003), stops retrying, and plays from the CDN.
 """
@@ -36,6 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from peer_agent.demo import DemoConfig, free_port, run_demo
+from signaling.hashsvc import HashServiceConfig, run_hash_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -46,8 +48,10 @@ import { P2PEngine } from "p2p-hls-engine";
 
 const config = await (await fetch("/config.json", { cache: "no-store" })).json();
 window.events = [];
-const p2p = new P2PEngine({ tracker: config.tracker, token: config.token, Hls });
-for (const name of ["error", "warning", "tracker-connected", "segment-loaded", "peer-connected"]) {
+const p2p = new P2PEngine({ ...config.engine, tracker: config.tracker, token: config.token, Hls });
+const names = ["error", "warning", "tracker-connected", "segment-loaded", "peer-connected",
+  "integrity-mode"];
+for (const name of names) {
   p2p.on(name, (e) => window.events.push({ ...e }));
 }
 window.p2p = p2p;
@@ -175,8 +179,15 @@ async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_pa
         page_port=0, agents=0, extra_origins=(f"http://127.0.0.1:{port}",), **DEMO_MEDIA
     )
     async with run_demo(config) as demo, browser_context() as context:
-        doc = {"tracker": demo.tracker_url, "token": demo.token, "url": demo.master_url("live-ts")}
-        async with serve(page_app(app, doc), port) as base:
+        hashsvc = HashServiceConfig(allow_prefixes=(f"{demo.origin_url}/hls/",), port=0)
+        doc: dict[str, Any] = {}  # config.json, read at request time
+        async with run_hash_service(hashsvc) as svc, serve(page_app(app, doc), port) as base:
+            doc.update(
+                tracker=demo.tracker_url,
+                token=demo.token,
+                url=demo.master_url("live-ts"),
+                engine={"hashService": svc.base_url},
+            )
             a = await open_demo_page(context, f"{base}/importmap.html", log_a)
             sa = await wait_for(a, playing_past(2.0), 60, "the import-map page to play", log_a)
             assert sa["trackerConnected"] and await a.evaluate("window.supported"), sa
@@ -197,6 +208,11 @@ async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_pa
             assert not await events(a, "error") and not await events(b, "error")
             sources_a = {e["source"] for e in await events(a, "segment-loaded")}
             assert sources_a & {"cdn", "peer", "store"}, sources_a
+            [mode] = await events(a, "integrity-mode")
+            assert mode["mode"] == "sha256", mode
+            assert mode["manifestUrl"].startswith(f"{svc.base_url}/manifest?playlist="), mode
+            hashed = svc.stats()
+            assert hashed["requests"] >= 2 and hashed["segments_hashed"] >= 3, hashed
             # P2P off at runtime: the bundled page leaves the swarm and plays on from the CDN
             # alone; on again: it rejoins.
             await b.evaluate("window.p2p.setP2PEnabled(false)")
