@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signaling.errors import UsageError
+from signaling.ice import MAX_ICE_URLS, check_ice_url
 
 ENV_PREFIX = "P2P_SIGNALING_"
 
@@ -85,6 +86,20 @@ class SignalingConfig:
         "bearer credential for /metrics and /api/admin/swarms (per-peer detail); unset: those "
         "answer only direct requests on loopback",
         repr=False,
+    )
+    ice_urls: tuple[str, ...] = _opt(
+        (),
+        "comma-separated STUN/TURN URLs (stun:H:P, turn:H:P?transport=udp) handed to clients "
+        "that ask (action ice_servers); empty: such requests fail with ice_unavailable",
+    )
+    turn_secret: str | None = _opt(
+        None,
+        "shared secret of the TURN server (coturn static-auth-secret): TURN URLs are handed out "
+        "with TURN REST API credentials (username expiry:user, HMAC-SHA1)",
+        repr=False,
+    )
+    turn_credential_ttl_s: float = _opt(
+        3600.0, "lifetime of the TURN credentials handed out (clients ask again before expiry)"
     )
     shutdown_grace_s: float = _opt(5.0, "on shutdown, wait this long for sockets to close")
     ws_per_message_deflate: bool = _opt(False, "negotiate permessage-deflate")
@@ -167,6 +182,7 @@ class SignalingConfig:
             "redis_retry_s",
             "bus_queue_max",
             "max_parked_bytes",
+            "turn_credential_ttl_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -198,6 +214,16 @@ class SignalingConfig:
             raise UsageError("token_secret must be at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise UsageError("admin_token must be at least 16 characters")
+        if self.turn_secret is not None and len(self.turn_secret) < 16:
+            raise UsageError("turn_secret must be at least 16 characters")
+        if len(self.ice_urls) > MAX_ICE_URLS:
+            raise UsageError(f"at most {MAX_ICE_URLS} ice_urls")
+        for url in self.ice_urls:
+            problem = check_ice_url(url)
+            if problem is not None:
+                raise UsageError(f"ice_urls: {problem}")
+        if self.turn_secret is None and any(not u.startswith("stun:") for u in self.ice_urls):
+            raise UsageError("TURN URLs in ice_urls need turn_secret (for their credentials)")
 
     def with_changes(self, **changes: Any) -> SignalingConfig:
         return dataclasses.replace(self, **changes)

@@ -73,6 +73,12 @@ class SwarmNotAllowed(RuleViolation):
     reason = "token_swarm_mismatch"
 
 
+class IceUnavailable(RuleViolation):
+    """An ``ice_servers`` request to a server configured with no ICE URLs."""
+
+    reason = "ice_unavailable"
+
+
 class FatalViolation(SignalingError):
     """A violation that closes the connection with ``close_code``."""
 

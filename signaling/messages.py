@@ -78,7 +78,12 @@ class Stats:
     bytes_cdn: int
 
 
-Message = Announce | Answer | Scrape | Stats
+@dataclass(frozen=True)
+class IceRequest:
+    """Our extension: the client asks for its ICE servers (STUN/TURN with credentials)."""
+
+
+Message = Announce | Answer | Scrape | Stats | IceRequest
 
 
 def _reject_constant(name: str) -> Any:
@@ -309,6 +314,8 @@ def parse_object(obj: dict[str, Any], limits: MessageLimits) -> Message:
         return _parse_scrape(obj, limits)
     if action == "stats":
         return _parse_stats(obj)
+    if action == "ice_servers":
+        return IceRequest()
     raise MalformedMessage(f"unknown action {action[:32]!r}", reason="unknown_action")
 
 
@@ -332,7 +339,7 @@ def reply_context(frame: str | bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(obj, dict):
         action = obj.get("action")
-        if action in ("announce", "scrape", "stats"):
+        if action in ("announce", "scrape", "stats", "ice_servers"):
             out["action"] = action
         info_hash = obj.get("info_hash")
         if isinstance(info_hash, str) and len(info_hash) == ID_CHARS:
@@ -361,6 +368,10 @@ def announce_reply(info_hash: str, interval_s: float, complete: int, incomplete:
             "incomplete": incomplete,
         }
     )
+
+
+def ice_servers_reply(body: dict[str, Any]) -> str:
+    return _dumps(body)
 
 
 def offer_relay(info_hash: str, from_peer: str, offer: Offer) -> str:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from signaling import closecodes, messages
 from signaling.config import SignalingConfig
-from signaling.errors import FatalViolation, SignalingError, SwarmNotAllowed
-from signaling.messages import Announce, Answer, Message, MessageLimits, Scrape, Stats
+from signaling.errors import FatalViolation, IceUnavailable, SignalingError, SwarmNotAllowed
+from signaling.ice import ice_servers_reply_body
+from signaling.messages import (
+    Announce,
+    Answer,
+    IceRequest,
+    Message,
+    MessageLimits,
+    Scrape,
+)
 from signaling.metrics import SignalingMetrics
 from signaling.parking import ParkedOffers
 from signaling.ratelimit import TokenBucket
@@ -95,9 +104,15 @@ def limits_from_config(config: SignalingConfig) -> tuple[MessageLimits, Registry
 
 class SignalingService:
     def __init__(
-        self, config: SignalingConfig, registry: SwarmRegistry, metrics: SignalingMetrics
+        self,
+        config: SignalingConfig,
+        registry: SwarmRegistry,
+        metrics: SignalingMetrics,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        # Unix time, only for the expiry of TURN credentials (injected: tests fix it).
+        self.wall_clock = wall_clock
         self.registry = registry
         self.metrics = metrics
         self.message_limits, _ = limits_from_config(config)
@@ -230,9 +245,10 @@ class SignalingService:
         if ctx.grant is not None and not ctx.grant.allows(messages.id_hex(info_hash)):
             raise SwarmNotAllowed("the join token does not cover this info_hash")
 
-    def _dispatch(
-        self, ctx: ConnContext, msg: Announce | Answer | Scrape | Stats, now_s: float
-    ) -> list[Send]:
+    def _dispatch(self, ctx: ConnContext, msg: Message, now_s: float) -> list[Send]:
+        if isinstance(msg, IceRequest):
+            self.metrics.messages.labels(action="ice_servers").inc()
+            return [Send(ctx.conn_id, self._ice_reply(ctx))]
         if isinstance(msg, Announce):
             self.metrics.messages.labels(action="announce").inc()
             return self._announce(ctx, msg, now_s)
@@ -285,6 +301,15 @@ class SignalingService:
         self.metrics.peer_id_takeovers.labels(where=where).inc()
         logger.info("conn %s: keyed peer_id taken over by a newer connection", old)
         self._publish()
+
+    def _ice_reply(self, ctx: ConnContext) -> str:
+        cfg = self.config
+        if not cfg.ice_urls or self.wall_clock is None:
+            raise IceUnavailable("this server hands out no ICE servers")
+        body = ice_servers_reply_body(
+            cfg.ice_urls, cfg.turn_secret, cfg.turn_credential_ttl_s, self.wall_clock(), "p2p"
+        )
+        return messages.ice_servers_reply(body)
 
     def _announce(self, ctx: ConnContext, msg: Announce, now_s: float) -> list[Send]:
         self._check_grant(ctx, msg.info_hash)

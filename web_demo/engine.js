@@ -33,6 +33,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   tracker: null, // signaling WebSocket URL (ws://H:P/announce); null: CDN only
   token: null, // join token (sent as ?token=)
   iceServers: [], // RTCPeerConnection iceServers; empty: host candidates only
+  iceFromTracker: false, // ask the tracker for ICE servers (STUN + TURN with short-lived credentials)
   maxPeers: 8, // neighbours at most
   offersPerAnnounce: 3, // fresh offers per announce
   maxUploads: 4, // concurrent uploads; BUSY beyond
@@ -338,7 +339,10 @@ export class P2PEngine {
       config: { max_peers: this.options.maxPeers, offers_per_announce: this.options.offersPerAnnounce },
       link: { ice_servers: this.options.iceServers },
       sessionConfig: this.sessionConfig,
-      tracker: this.options.trackerConfig,
+      tracker: {
+        ...(this.options.trackerConfig || {}),
+        request_ice_servers: Boolean(this.options.iceFromTracker || this.options.trackerConfig?.request_ice_servers),
+      },
       random: this.random,
     });
     this.swarm.start();

@@ -104,6 +104,14 @@ export class Swarm {
 
   // --- links ----------------------------------------------------------------------------------
 
+  /** Link options with the tracker's ICE servers (if any) ahead of the configured ones. */
+  _currentLinkOptions() {
+    const grant = this.tracker.ice;
+    if (!grant) return this._linkOptions;
+    const configured = this._linkOptions.ice_servers || [];
+    return { ...this._linkOptions, ice_servers: [...grant.servers, ...configured] };
+  }
+
   _newLink(remotePeerId = null) {
     const link = new PeerLink({
       swarmId: this._swarmId,
@@ -111,7 +119,7 @@ export class Swarm {
       sessionConfig: this._sessionConfig,
       onEvent: (l, e) => this._onLinkEvent(l, e),
       hello: this._hello,
-      config: this._linkOptions,
+      config: this._currentLinkOptions(),
       remotePeerId,
       onSent: (l, bytes) => this._emit("bytes-uploaded", { peerId: l.remotePeerId, bytes }),
     });

@@ -10,6 +10,12 @@
 // - counts `failure reason` replies without stopping;
 // - sends cumulative byte counters in our `stats` message;
 // - reconnects with exponential backoff and jitter (randomness injected);
+// - with request_ice_servers, asks the server for its ICE servers ({action:"ice_servers"}: STUN,
+//   and TURN with short-lived TURN REST credentials) before its first offers and again when less
+//   than ice_refresh_fraction of their lifetime is left; `ice` holds the latest grant
+//   ({servers, expires_unix_s}; credentials never logged). No reply within ice_timeout_s, a
+//   refusal or a malformed reply is counted (ice_failures) and warned about, and offers go out
+//   with the configured servers only;
 // - announces "stopped" on stop(). The join token goes in ?token= (browsers cannot set WS
 //   headers); neither the token nor SDP is ever logged.
 
@@ -64,7 +70,45 @@ export const DEFAULT_TRACKER_CONFIG = Object.freeze({
   default_interval_s: 120.0, // re-announce period until the server sends its interval
   min_interval_s: 5.0, // floor of the server's interval
   min_announce_gap_s: 2.0, // early announces are spaced by at least this
+  request_ice_servers: false, // ask the server for ICE servers (action ice_servers) before offering
+  ice_timeout_s: 10.0, // wait this long for the ice_servers reply
+  ice_refresh_fraction: 0.25, // ask again when less than this fraction of the lifetime is left
 });
+
+export const MAX_ICE_SERVERS = 8;
+const MAX_ICE_URL_CHARS = 256;
+const MAX_ICE_SECRET_CHARS = 512;
+const ICE_SCHEMES = ["stun:", "turn:", "turns:"];
+
+/**
+ * Validate an ice_servers reply (docs/signaling.md); throws an Error saying what is wrong.
+ * Returns {servers: [{urls: [...], username?, credential?}], expires_unix_s}.
+ */
+export function parseIceReply(msg, nowUnixS) {
+  const raw = msg.ice_servers;
+  const expires = msg.expires;
+  if (!Array.isArray(raw) || raw.length > MAX_ICE_SERVERS) throw new Error(`ice_servers must be a list of at most ${MAX_ICE_SERVERS}`);
+  if (typeof expires !== "number" || !Number.isFinite(expires)) throw new Error("expires must be a number");
+  if (expires <= nowUnixS) throw new Error("the ICE credentials have already expired (clock skew?)");
+  const servers = raw.map((entry) => {
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) throw new Error("each ice server must be an object");
+    const urls = typeof entry.urls === "string" ? [entry.urls] : entry.urls;
+    if (!Array.isArray(urls) || urls.length === 0 || urls.length > MAX_ICE_SERVERS) throw new Error("urls must be a string or a non-empty list");
+    for (const url of urls) {
+      if (typeof url !== "string" || !ICE_SCHEMES.some((s) => url.startsWith(s))) throw new Error("each url must be a stun:/turn:/turns: string");
+      if (url.length > MAX_ICE_URL_CHARS || url.includes("@")) throw new Error("url too long or with credentials in it");
+    }
+    const out = { urls: [...urls] };
+    for (const name of ["username", "credential"]) {
+      const value = entry[name];
+      if (value === undefined || value === null) continue;
+      if (typeof value !== "string" || value.length > MAX_ICE_SECRET_CHARS) throw new Error(`${name} must be a string of at most ${MAX_ICE_SECRET_CHARS}`);
+      out[name] = value;
+    }
+    return out;
+  });
+  return { servers, expires_unix_s: expires };
+}
 
 export class TrackerClient {
   /**
@@ -97,6 +141,9 @@ export class TrackerClient {
       failures: 0,
       failure_reasons: {},
       ignored_messages: 0,
+      ice_requests: 0,
+      ice_replies: 0,
+      ice_failures: 0,
       last_close_code: null,
     };
     this.intervalS = this.config.default_interval_s;
@@ -124,6 +171,9 @@ export class TrackerClient {
     this._pendingEvent = "started";
     this._counters = null;
     this._countersSent = null;
+    this.ice = null; // the latest ICE servers from the tracker
+    this._iceRefreshAt = -Infinity; // now() after which we ask again
+    this._iceWaiter = null; // resolves the pending ice_servers request
   }
 
   get connected() {
@@ -295,6 +345,8 @@ export class TrackerClient {
     if (this._announcing) return;
     this._announcing = true;
     try {
+      if (this.config.request_ice_servers && now() >= this._iceRefreshAt) await this._requestIce(ws);
+      if (this._stopping || this._ws !== ws || ws.readyState !== 1) return;
       let offers = [];
       if (this._makeOffers) {
         try {
@@ -314,6 +366,44 @@ export class TrackerClient {
       this._announcing = false;
     }
     this._scheduleAnnounce(this.intervalS);
+  }
+
+  _requestIce(ws) {
+    this.stats.ice_requests += 1;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this._iceWaiter = null;
+        this._iceFailed(`no ice_servers reply within ${this.config.ice_timeout_s} s`);
+        resolve();
+      }, this.config.ice_timeout_s * 1000);
+      this._iceWaiter = () => {
+        clearTimeout(timer);
+        this._iceWaiter = null;
+        resolve();
+      };
+      if (!this._send(ws, { action: "ice_servers" })) this._iceWaiter();
+    });
+  }
+
+  _iceFailed(why) {
+    this.stats.ice_failures += 1;
+    this._iceRefreshAt = -Infinity; // ask again at the next announce
+    console.warn(`tracker: no ICE servers from the tracker (${why})`);
+  }
+
+  _onIceReply(msg) {
+    const nowUnixS = Date.now() / 1000;
+    try {
+      const grant = parseIceReply(msg, nowUnixS);
+      this.ice = grant;
+      this.stats.ice_replies += 1;
+      const lifeS = grant.expires_unix_s - nowUnixS;
+      this._iceRefreshAt = now() + lifeS * (1 - this.config.ice_refresh_fraction);
+    } catch (exc) {
+      this.stats.ignored_messages += 1;
+      this._iceFailed(`bad ice_servers reply: ${exc.message}`);
+    }
+    this._iceWaiter?.();
   }
 
   _announceBody(event, offers) {
@@ -384,6 +474,14 @@ export class TrackerClient {
         this._problem("warning", reason, `the signaling server refused a message: ${detail}`);
       }
       if (this._onFailure) this._onFailure(reason, detail);
+      if (msg.action === "ice_servers") {
+        this._iceFailed(`refused: ${reason}`);
+        this._iceWaiter?.();
+      }
+      return;
+    }
+    if (msg.action === "ice_servers" && "ice_servers" in msg) {
+      this._onIceReply(msg);
       return;
     }
     if (msg.action !== "announce" || msg.info_hash !== this.infoHash) {

@@ -58,10 +58,36 @@ logger = logging.getLogger(__name__)
 DEFAULT_SEGMENT_BYTES = 500_000
 
 
+def ice_servers_of(config: AgentConfig) -> tuple[Any, ...]:
+    """``RTCIceServer``s of the agent's configured ICE URLs; ``turn:``/``turns:`` URLs carry
+    ``ice_username``/``ice_credential``. ValueError for a URL that is not STUN/TURN or carries
+    credentials itself, or credentials with no TURN URL to use them."""
+    from aiortc import RTCIceServer
+
+    servers = []
+    has_turn = False
+    for url in config.ice_servers:
+        if not url.startswith(("stun:", "turn:", "turns:")):
+            raise ValueError("an ICE server URL must start with stun:, turn: or turns:")
+        if "@" in url:
+            raise ValueError("put TURN credentials in --ice-username/--ice-credential, not the URL")
+        if url.startswith("stun:"):
+            servers.append(RTCIceServer(urls=url))
+        else:
+            has_turn = True
+            servers.append(
+                RTCIceServer(
+                    urls=url, username=config.ice_username, credential=config.ice_credential
+                )
+            )
+    has_creds = config.ice_username is not None or config.ice_credential is not None
+    if has_creds and not has_turn:
+        raise ValueError("ICE credentials given but no turn:/turns: URL to use them with")
+    return tuple(servers)
+
+
 def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
     def make(info_hash: str, peer_id: str, on_event: Any, hello: Any) -> SwarmLike:
-        from aiortc import RTCIceServer
-
         from ..net.swarm import Swarm, SwarmConfig
 
         assert config.tracker_url is not None
@@ -69,9 +95,10 @@ def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
         swarm_config = dataclasses.replace(
             base,
             max_peers=config.max_peers,
-            ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
+            ice_servers=ice_servers_of(config),
             host_addresses=config.host_addresses,
             session=dataclasses.replace(base.session, leech_only=config.leech_only),
+            tracker=dataclasses.replace(base.tracker, request_ice_servers=config.ice_from_tracker),
         )
         swarm: SwarmLike = Swarm(
             config.tracker_url,

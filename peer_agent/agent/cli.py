@@ -31,7 +31,7 @@ from p2p_cli.serving import (
     error,
 )
 
-from .agent import Agent
+from .agent import Agent, ice_servers_of
 from .config import AgentConfig
 
 STATUS_INTERVAL_S = 1.0
@@ -65,7 +65,19 @@ FLAGS = ConfigFlags(
             help="hash service (p2p-hashsvc) base URL: take the SHA-256 manifest from it "
             "(--manifest-url wins)",
         ),
-        "ice_servers": Option(flags=("--ice-server",), repeat=True, metavar="URL"),
+        "ice_servers": Option(
+            flags=("--ice-server",),
+            repeat=True,
+            metavar="URL",
+            help="STUN/TURN server URL, e.g. stun:H:3478 or turn:H:3478?transport=udp "
+            "(repeatable); TURN credentials go in --ice-username/--ice-credential, never the URL",
+        ),
+        "ice_username": Option(help="username for the turn:/turns: URLs of --ice-server"),
+        "ice_credential": Option(
+            secret=True,
+            help="credential for the turn:/turns: URLs of --ice-server (prefer the environment "
+            "variable: a flag shows in the process list)",
+        ),
         "host_addresses": Option(flags=("--host-address",), repeat=True, metavar="IP"),
     },
 )
@@ -153,6 +165,7 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     try:
         config = config_from_args(args)
+        ice_servers_of(config)  # a bad ICE option is a usage error, before anything starts
     except ValueError as exc:
         error(PROG, FLAGS.explain(exc))
         return EXIT_USAGE

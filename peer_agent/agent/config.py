@@ -44,6 +44,13 @@ class AgentConfig:
     leech_only: bool = False
     #: ICE server URLs (``stun:``/``turn:``); none by default, so nothing leaves the host.
     ice_servers: tuple[str, ...] = ()
+    #: Credentials for the ``turn:``/``turns:`` URLs of ``ice_servers`` (never in the URL, never
+    #: logged or shown in ``repr``).
+    ice_username: str | None = field(default=None, repr=False)
+    ice_credential: str | None = field(default=None, repr=False)
+    #: Ask the tracker for ICE servers (STUN + TURN with short-lived credentials) before
+    #: offering; they come ahead of ``ice_servers``.
+    ice_from_tracker: bool = False
     #: Host addresses to gather ICE candidates on (``None``: aioice's choice, which omits
     #: 127.0.0.1; loopback-only tests pass ``("127.0.0.1",)``).
     host_addresses: tuple[str, ...] | None = None

@@ -108,6 +108,25 @@ def raise_udp_receive_buffer(size_bytes: int) -> None:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = size_bytes
 
 
+def selected_candidate_types(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """(local, remote) candidate types of the pair aioice nominated on ``pc``'s data transport.
+
+    aiortc exposes no getStats() candidate pair for data channels; this reads aioice's
+    nominated pair (``Connection._nominated``) through the SCTP -> DTLS -> ICE transports. aioice
+    pairs only host and relay local candidates (a server-reflexive candidate's base is a host
+    candidate), so a hole-punched path shows as local ``host`` with a remote ``srflx``/``prflx``.
+    """
+    sctp = pc.sctp
+    if sctp is None:
+        return None
+    connection = getattr(sctp.transport.transport, "_connection", None)
+    nominated = getattr(connection, "_nominated", None)
+    if not nominated:
+        return None
+    pair = nominated.get(1) or next(iter(nominated.values()))
+    return (str(pair.local_candidate.type), str(pair.remote_candidate.type))
+
+
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -210,6 +229,11 @@ class PeerLink:
     @property
     def is_closed(self) -> bool:
         return self._closed_reported
+
+    def candidate_types(self) -> tuple[str, str] | None:
+        """(local, remote) ICE candidate types of the selected pair (``host``, ``srflx``,
+        ``prflx``, ``relay``), or None before ICE has nominated a pair."""
+        return selected_candidate_types(self.pc)
 
     def __repr__(self) -> str:
         state = self._session.state.value if self._session is not None else "signalling"

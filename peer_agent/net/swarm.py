@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random
@@ -208,11 +209,25 @@ class Swarm:
             local_peer_id=self._local_peer_id,
             on_event=self._on_link_event,
             hello=self._hello,
-            config=self._link_config,
+            config=self._current_link_config(),
             remote_peer_id=remote_peer_id,
         )
         self._all.add(link)
         return link
+
+    def _current_link_config(self) -> LinkConfig:
+        """The link options, with the tracker's ICE servers (if any) ahead of the configured
+        ones (aiortc uses the first STUN and the first TURN server it is given)."""
+        grant = self.tracker.ice
+        if grant is None:
+            return self._link_config
+        granted = tuple(
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in grant.servers
+        )
+        return dataclasses.replace(
+            self._link_config, ice_servers=granted + self._link_config.ice_servers
+        )
 
     def _expose(self, peer_id: str, link: PeerLink) -> None:
         self.links[peer_id] = link

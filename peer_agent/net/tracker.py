@@ -14,6 +14,12 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
 - hands answers to our offers to ``on_answer``;
 - counts and logs ``failure reason`` replies without stopping;
 - sends our cumulative byte counters in the server's ``stats`` message;
+- with ``request_ice_servers``, asks the server for its ICE servers (``{"action":
+  "ice_servers"}``: STUN, and TURN with short-lived TURN REST credentials) before its first
+  offers and again when less than ``ice_refresh_fraction`` of their lifetime is
+  left; :attr:`TrackerClient.ice` holds the latest grant (credentials never logged or shown in
+  ``repr``). A server that does not answer within ``ice_timeout_s`` or refuses is counted
+  (``ice_failures``) and logged as a warning, and offers go out with the configured servers only;
 - reconnects after the socket drops (server restart, network) with exponential backoff and
   jitter from an injectable ``random.Random``; the first failure is logged as a warning with
   its reason, and errors that retrying cannot fix (no such host, not a WebSocket URL, HTTP
@@ -35,6 +41,7 @@ import json
 import logging
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -84,6 +91,11 @@ class TrackerConfig:
     max_message_bytes: int = 1 << 20
     # Honour HTTP(S)_PROXY / ALL_PROXY from the environment (websockets' default).
     use_env_proxy: bool = True
+    # Ask the server for ICE servers (action ice_servers) before offering; wait this long for
+    # the reply; ask again when less than this fraction of the credentials' lifetime is left.
+    request_ice_servers: bool = False
+    ice_timeout_s: float = 10.0
+    ice_refresh_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
@@ -94,6 +106,66 @@ class TrackerConfig:
             raise ValueError("need 0 < min_interval_s <= default_interval_s")
         if self.min_announce_gap_s < 0:
             raise ValueError("min_announce_gap_s must be >= 0")
+        if self.ice_timeout_s <= 0 or not 0 < self.ice_refresh_fraction < 1:
+            raise ValueError("need ice_timeout_s > 0 and 0 < ice_refresh_fraction < 1")
+
+
+MAX_ICE_SERVERS = 8
+MAX_ICE_URL_CHARS = 256
+MAX_ICE_SECRET_CHARS = 512
+ICE_SCHEMES = ("stun:", "turn:", "turns:")
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One ``RTCIceServer``; the credentials stay out of ``repr`` (and so out of logs)."""
+
+    urls: tuple[str, ...]
+    username: str | None = field(default=None, repr=False)
+    credential: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class IceGrant:
+    """ICE servers handed out by the tracker, valid until ``expires_unix_s``."""
+
+    servers: tuple[IceServer, ...]
+    expires_unix_s: float
+
+
+def parse_ice_reply(msg: dict[str, Any], now_unix_s: float) -> IceGrant:
+    """Validate an ``ice_servers`` reply (ValueError with the reason when it is malformed)."""
+    raw = msg.get("ice_servers")
+    expires = msg.get("expires")
+    if not isinstance(raw, list) or len(raw) > MAX_ICE_SERVERS:
+        raise ValueError(f"ice_servers must be a list of at most {MAX_ICE_SERVERS}")
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        raise ValueError("expires must be a number")
+    if expires <= now_unix_s:
+        raise ValueError("the ICE credentials have already expired (clock skew?)")
+    servers = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise ValueError("each ice server must be an object")
+        urls = entry.get("urls")
+        url_list = [urls] if isinstance(urls, str) else urls
+        if not isinstance(url_list, list) or not 0 < len(url_list) <= MAX_ICE_SERVERS:
+            raise ValueError("urls must be a string or a non-empty list")
+        for url in url_list:
+            if not isinstance(url, str) or not url.startswith(ICE_SCHEMES):
+                raise ValueError("each url must be a stun:/turn:/turns: string")
+            if len(url) > MAX_ICE_URL_CHARS or "@" in url:
+                raise ValueError("url too long or with credentials in it")
+        creds = []
+        for name in ("username", "credential"):
+            value = entry.get(name)
+            if value is not None and (
+                not isinstance(value, str) or len(value) > MAX_ICE_SECRET_CHARS
+            ):
+                raise ValueError(f"{name} must be a string of at most {MAX_ICE_SECRET_CHARS}")
+            creds.append(value)
+        servers.append(IceServer(tuple(url_list), creds[0], creds[1]))
+    return IceGrant(tuple(servers), float(expires))
 
 
 @dataclass
@@ -166,6 +238,9 @@ class TrackerStats:
     last_error: str | None = None
     #: True once an error that retrying cannot fix stopped the client.
     gave_up: bool = False
+    ice_requests: int = 0
+    ice_replies: int = 0
+    ice_failures: int = 0
 
 
 # Close codes of docs/signaling.md that retrying with the same URL cannot fix.
@@ -257,6 +332,9 @@ class TrackerClient:
         self._counters_sent: tuple[int, int, int] | None = None
         self._announced_on_socket = False
         self._failures_in_a_row = 0
+        self.ice: IceGrant | None = None  # the latest ICE servers from the tracker
+        self._ice_refresh_at_s = -1.0  # loop time after which we ask again
+        self._ice_answered = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -409,6 +487,8 @@ class TrackerClient:
                 if self._stopping.is_set():
                     return
             self._wake.clear()
+            if self.config.request_ice_servers and loop.time() >= self._ice_refresh_at_s:
+                await self._request_ice(ws)
             offers: Sequence[tuple[str, str]] = ()
             if self._make_offers is not None:
                 try:
@@ -424,6 +504,37 @@ class TrackerClient:
             event = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    async def _request_ice(self, ws: ClientConnection) -> None:
+        self._ice_answered.clear()
+        self.stats.ice_requests += 1
+        await self._send(ws, {"action": "ice_servers"})
+        try:
+            await asyncio.wait_for(self._ice_answered.wait(), self.config.ice_timeout_s)
+        except TimeoutError:
+            self._ice_failed(f"no ice_servers reply within {self.config.ice_timeout_s} s")
+
+    def _ice_failed(self, why: str) -> None:
+        self.stats.ice_failures += 1
+        # retry at the next announce; offers meanwhile use the configured ICE servers only
+        self._ice_refresh_at_s = -1.0
+        logger.warning("tracker: no ICE servers from the tracker (%s)", why)
+
+    def _on_ice_reply(self, msg: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        now_unix_s = time.time()
+        try:
+            grant = parse_ice_reply(msg, now_unix_s)
+        except ValueError as exc:
+            self.stats.ignored_messages += 1
+            self._ice_failed(f"bad ice_servers reply: {exc}")
+        else:
+            self.ice = grant
+            self.stats.ice_replies += 1
+            life_s = grant.expires_unix_s - now_unix_s
+            self._ice_refresh_at_s = loop.time() + life_s * (1 - self.config.ice_refresh_fraction)
+            logger.debug("tracker: %d ICE servers, valid %.0f s", len(grant.servers), life_s)
+        self._ice_answered.set()
 
     def _announce_body(
         self, event: AnnounceEvent | None, offers: Sequence[tuple[str, str]]
@@ -490,10 +601,16 @@ class TrackerClient:
             logger.warning("tracker: failure reason %r (%s)", detail, reason)
             if self._on_failure is not None:
                 self._on_failure(reason, detail)
+            if msg.get("action") == "ice_servers":
+                self._ice_failed(f"refused: {reason}")
+                self._ice_answered.set()
             return
         if "warning message" in msg:
             logger.info("tracker: warning %r", str(msg["warning message"])[:200])
         action = msg.get("action")
+        if action == "ice_servers" and "ice_servers" in msg:
+            self._on_ice_reply(msg)
+            return
         if action != "announce" or msg.get("info_hash") != self.info_hash:
             self.stats.ignored_messages += 1
             return

@@ -1,10 +1,11 @@
 // The hls.js fragment loader against a fake engine and a fake default loader, and the tracker
 // client against a fake WebSocket (the browser tests run both for real).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { makeFragmentLoader } from "../../web_demo/loader.js";
-import { TrackerClient } from "../../web_demo/tracker.js";
+import { TrackerClient, parseIceReply } from "../../web_demo/tracker.js";
 
 const frag = { sn: 7, baseurl: "http://o/hls/s/lo/index.m3u8", relurl: "seg-7.ts", url: "http://o/hls/s/lo/seg-7.ts" };
 const context = () => ({ url: frag.url, frag, responseType: "arraybuffer" });
@@ -255,5 +256,81 @@ test("tracker: reconnects with backoff after the socket drops, announcing starte
     assert.equal(FakeSocket.last, second); // no reconnect after stop
   } finally {
     client.stop();
+  }
+});
+
+// --- ICE servers from the tracker (docs/signaling.md, docs/vectors/signaling/ice_servers.json) ---
+
+const ICE_VECTORS = JSON.parse(
+  readFileSync(new URL("../../docs/vectors/signaling/ice_servers.json", import.meta.url), "utf8"),
+);
+
+test("tracker: parseIceReply accepts every ice_servers vector reply", () => {
+  for (const c of ICE_VECTORS.cases) {
+    const grant = parseIceReply(c.reply, c.wall_s);
+    assert.equal(grant.expires_unix_s, c.reply.expires, c.name);
+    assert.deepEqual(grant.servers, c.reply.ice_servers, c.name);
+  }
+});
+
+test("tracker: parseIceReply rejects malformed or expired replies", () => {
+  const good = ICE_VECTORS.cases[0];
+  const bad = [
+    { ...good.reply, expires: good.wall_s - 1 },
+    { ...good.reply, expires: "soon" },
+    { ...good.reply, ice_servers: "stun:x" },
+    { ...good.reply, ice_servers: [{ urls: ["http://x"] }] },
+    { ...good.reply, ice_servers: [{ urls: ["turn:u:p@x:3478"] }] },
+    { ...good.reply, ice_servers: [{ urls: ["turn:x:3478"], credential: 5 }] },
+    { ...good.reply, ice_servers: new Array(9).fill({ urls: "stun:x:1" }) },
+  ];
+  for (const reply of bad) assert.throws(() => parseIceReply(reply, good.wall_s), Error, JSON.stringify(reply));
+});
+
+test("tracker: asks for ICE servers before its first offers; a refusal is counted, then offers go out", async () => {
+  const reply = { ...ICE_VECTORS.cases[0].reply, expires: Math.floor(Date.now() / 1000) + 600 };
+  const client = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    config: { request_ice_servers: true },
+    makeOffers: async () => [["o1", "sdp-offer"]],
+  });
+  FakeSocket.last = null;
+  client.start();
+  try {
+    await until(() => FakeSocket.last?.sent.length > 0);
+    const ws = FakeSocket.last;
+    assert.deepEqual(ws.sent, [{ action: "ice_servers" }]); // no offers before the reply
+    ws.receive(reply);
+    await until(() => ws.sent.length >= 2);
+    assert.equal(ws.sent[1].action, "announce");
+    assert.deepEqual(client.ice.servers, reply.ice_servers);
+    assert.equal(client.stats.ice_replies, 1);
+  } finally {
+    client.stop();
+  }
+  const refused = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    config: { request_ice_servers: true },
+  });
+  FakeSocket.last = null;
+  refused.start();
+  try {
+    await until(() => FakeSocket.last?.sent.length > 0);
+    const ws = FakeSocket.last;
+    ws.receive({ "failure reason": "no ICE servers here", reason: "ice_unavailable", action: "ice_servers" });
+    await until(() => ws.sent.length >= 2);
+    assert.equal(ws.sent[1].action, "announce");
+    assert.equal(refused.ice, null);
+    assert.equal(refused.stats.ice_failures, 1);
+  } finally {
+    refused.stop();
   }
 });

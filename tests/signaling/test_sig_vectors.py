@@ -13,6 +13,7 @@ from signaling.errors import SignalingError
 from signaling.messages import (
     Announce,
     Answer,
+    IceRequest,
     MessageLimits,
     Scrape,
     Stats,
@@ -37,7 +38,9 @@ def frame_of(case: dict[str, Any]) -> str | bytes:
     return json.dumps(message)
 
 
-def summary(msg: Announce | Answer | Scrape | Stats) -> dict[str, Any]:
+def summary(msg: Announce | Answer | Scrape | Stats | IceRequest) -> dict[str, Any]:
+    if isinstance(msg, IceRequest):
+        return {"kind": "ice_servers"}
     if isinstance(msg, Announce):
         return {
             "kind": "announce",
