@@ -7,7 +7,9 @@ Topology (every address is the bed's own; nothing has a route off the machine)::
      (tbf: uplink)   (impair.py)  (tbf: downlink)  (nftables NAT)          origin, signaling, TURN
 
 - ``p2pnb-pub`` holds a bridge with 10.241.0.1/24: the servers (origin, signaling, coturn) listen
-  on that address. It routes only to the no-NAT peers' subnets and has no default route.
+  on that address. It routes to the no-NAT peers' subnets; its default route is a TUN device
+  (``void``) whose reader discards everything, so nothing leaves and unroutable sends are
+  dropped silently, as on the internet.
 - each peer gets a home router namespace (``p2pnb-rI``) on the bridge, whose default route is
   10.241.0.1, and a peer namespace (``p2pnb-pI``) whose only link is a point-to-point TUN pair
   served by :mod:`peer_agent.netbed.impair` (delay, jitter, loss per direction), with ``tbf``
@@ -154,9 +156,18 @@ def check_prerequisites() -> None:
 
 
 def _nat_ruleset(nat: NatKind) -> str:
+    # The input chain drops unsolicited packets to the router itself before their conntrack
+    # entry is confirmed: otherwise a peer's hole-punching packet that arrives before our own
+    # first packet to it leaves an UNREPLIED entry holding the public port, and masquerade
+    # then maps our outgoing flow to another port (simultaneous open fails). Home routers drop
+    # unsolicited inbound packets too.
     flags = " fully-random" if nat == "symmetric" else ""
     return (
         "table ip p2pnb {\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        '    iifname "wan" ct state new drop\n'
+        "  }\n"
         "  chain postrouting {\n"
         "    type nat hook postrouting priority srcnat; policy accept;\n"
         f'    oifname "wan" masquerade{flags}\n'
@@ -264,6 +275,13 @@ class NetBed:
                 }
             )
         self._start_impair(links)
+        # Packets to addresses nobody routes (a peer's private address in an ICE candidate) are
+        # dropped silently, as on the internet, instead of failing sendto() with ENETUNREACH
+        # (coturn closes an allocation whose relay socket sees such an error): the default
+        # route of the public segment is a TUN device whose reader (the TUN router) discards
+        # and counts what it reads.
+        _run(["ip", "-n", PUB_NS, "link", "set", "void", "up"])
+        _run(["ip", "-n", PUB_NS, "route", "add", "default", "dev", "void"])
         for host, spec in zip(self.hosts, self.specs, strict=True):
             i = host.index
             inside, router_side = f"nb{i}p", f"nb{i}r"
@@ -286,7 +304,7 @@ class NetBed:
         self._spec_dir = tempfile.TemporaryDirectory(prefix="p2pnb-")
         path = os.path.join(self._spec_dir.name, "impair.json")
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"links": links, "seed": self.seed}, f)
+            json.dump({"links": links, "seed": self.seed, "sink": "void"}, f)
         proc = self.popen(
             PUB_NS,
             [sys.executable, "-m", "peer_agent.netbed.impair", path],

@@ -23,8 +23,9 @@ machine adds delay and jitter of its own); throughput through this process is bo
 (tens of thousands of packets per second in total); no duplication, corruption or MTU changes.
 
 Run: ``python -m peer_agent.netbed.impair SPEC.json``; SPEC lists the links
-(``{"links": [{"name", "peer_ns", "router_ns", "up": {...}, "down": {...}}], "seed"}``). It
-creates ``<name>p`` and ``<name>r`` TUN devices, moves them into their namespaces, prints
+(``{"links": [{"name", "peer_ns", "router_ns", "up": {...}, "down": {...}}], "seed", "sink"}``).
+It creates ``<name>p`` and ``<name>r`` TUN devices, moves them into their namespaces, and a
+``sink`` TUN device in its own namespace whose packets it discards (counted); it prints
 ``ready`` and forwards until SIGTERM/SIGINT, then prints one JSON line of counters.
 """
 
@@ -192,12 +193,29 @@ async def _serve(spec: dict[str, Any]) -> dict[str, Any]:
         up = DirectionModel(_impairment(link.get("up", {})), random.Random(rng.random()))
         down = DirectionModel(_impairment(link.get("down", {})), random.Random(rng.random()))
         pipes[name] = (_Pipe(loop, peer_fd, router_fd, up), _Pipe(loop, router_fd, peer_fd, down))
+    sink_packets = [0]
+    sink = spec.get("sink")
+    if sink:
+        sink_fd = open_tun(sink)
+        fds.append(sink_fd)
+
+        def discard() -> None:
+            for _ in range(READS_PER_WAKE):
+                try:
+                    os.read(sink_fd, MAX_PACKET_BYTES)
+                except OSError:
+                    return
+                sink_packets[0] += 1
+
+        loop.add_reader(sink_fd, discard)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
     await stop.wait()
-    out = {}
+    out: dict[str, Any] = {"sink_packets": sink_packets[0]}
+    if sink:
+        loop.remove_reader(sink_fd)
     for name, (up_pipe, down_pipe) in pipes.items():
         up_pipe.close()
         down_pipe.close()

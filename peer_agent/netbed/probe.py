@@ -9,6 +9,8 @@
     from one socket, asks each ``HOST:PORT`` for the mapped address, then asks the first port
     to answer from ``--other`` (a port this socket never sent to); prints
     ``{"mapped": {PORT: "a:p"}, "other_reply": bool}``.
+``python -m peer_agent.netbed.probe tcp-wait HOST PORT``
+    waits (bounded: 20 s) until a TCP connection to HOST:PORT succeeds (a server is up).
 ``python -m peer_agent.netbed.probe rtt HOST PORT --count N``
     sends N datagrams one after the other (0.5 s each to answer); prints
     ``{"sent": N, "replies": K, "min_rtt_s": x, "max_rtt_s": y}``.
@@ -20,6 +22,7 @@ import argparse
 import json
 import select
 import socket
+import sys
 import time
 
 TRIES = 3
@@ -93,9 +96,21 @@ def _rtt(host: str, port: int, count: int) -> int:
     return 0
 
 
+def _tcp_wait(host: str, port: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return 0
+        except OSError:
+            time.sleep(0.1)
+    print(f"nothing listens on {host}:{port} after {timeout_s} s", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m peer_agent.netbed.probe")
-    parser.add_argument("mode", choices=("echo", "map", "rtt"))
+    parser.add_argument("mode", choices=("echo", "map", "rtt", "tcp-wait"))
     parser.add_argument("host")
     parser.add_argument("ports", type=int, nargs="+")
     parser.add_argument("--timeout-s", type=float, default=60.0)
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "echo":
         return _echo(args.host, args.ports, args.timeout_s)
+    if args.mode == "tcp-wait":
+        return _tcp_wait(args.host, args.ports[0], min(args.timeout_s, 20.0))
     if args.mode == "rtt":
         return _rtt(args.host, args.ports[0], args.count)
     return _map(args.host, args.ports, args.other)
