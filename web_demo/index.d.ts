@@ -99,6 +99,12 @@ export interface P2PEngineOptions {
   token?: string | null;
   /** RTCPeerConnection iceServers (STUN/TURN); empty: host candidates only. Default []. */
   iceServers?: RTCIceServer[];
+  /**
+   * Ask the tracker for ICE servers (STUN, and TURN with short-lived TURN REST credentials:
+   * p2p-signaling --ice-urls/--turn-secret) before offering; they go ahead of iceServers.
+   * Default false.
+   */
+  iceFromTracker?: boolean;
   /** Neighbours at most. Default 8. */
   maxPeers?: number;
   /** Fresh offers per announce (the tracker allows at most 5). Default 3. */
