@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import socket
 import sys
@@ -36,6 +37,16 @@ EXIT_STATUS_HELP = (
 def error(prog: str, message: str) -> None:
     """The one line a script prints when it fails: ``prog: error: message``."""
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+
+
+def print_result(text: str) -> None:
+    """Print a script's result on stdout. A reader that went away (``p2p-sim --json | head``)
+    is not an error of ours: no ``BrokenPipeError`` traceback, at print or at exit."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail
 
 
 def listen_error(host: str, port: int, exc: OSError) -> str:

@@ -25,6 +25,7 @@ from p2p_cli.serving import (
     EXIT_USAGE,
     error,
     listen_error,
+    print_result,
 )
 from signaling.config import ENV_PREFIX, SignalingConfig, env_name
 from signaling.errors import UsageError
@@ -116,7 +117,7 @@ def _mint(argv: Sequence[str], env: Mapping[str, str]) -> int:
     if not secret:
         parser.error("no secret: pass --secret or set P2P_SIGNALING_TOKEN_SECRET")
     token = mint_token(secret, args.info_hash, int(time.time() + args.ttl_s))
-    print(token)
+    print_result(token)
     return EXIT_OK
 
 

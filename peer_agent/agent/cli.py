@@ -29,6 +29,7 @@ from p2p_cli.serving import (
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
+    print_result,
 )
 
 from .agent import Agent, ice_servers_of
@@ -177,9 +178,9 @@ def _main(argv: Sequence[str] | None) -> int:
         error(PROG, str(exc))
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print_result(json.dumps(summary, sort_keys=True))
     else:
-        print(format_summary(summary))
+        print_result(format_summary(summary))
     if config.tracker_url is not None and not summary.get("tracker_announce_replies"):
         reason = summary.get("tracker_error") or "it never answered an announce"
         error(PROG, f"never joined the swarm at the tracker {config.tracker_url}: {reason}")

@@ -31,6 +31,7 @@ from p2p_cli.serving import (
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
+    print_result,
 )
 
 from ..sim.scenario import Scenario
@@ -319,9 +320,9 @@ def _main(argv: Sequence[str] | None) -> int:
         error(PROG, str(exc))
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print_result(json.dumps(summary, sort_keys=True))
     else:
-        print(format_summary(summary))
+        print_result(format_summary(summary))
     return EXIT_FAILED if summary.get("errors") else EXIT_OK
 
 

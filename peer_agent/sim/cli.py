@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from p2p_cli.flags import ConfigFlags, Option
-from p2p_cli.serving import EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE, error
+from p2p_cli.serving import EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE, error, print_result
 
 from .engine import simulate
 from .scenario import Scenario, load_scenario
@@ -68,18 +67,17 @@ def _main(argv: list[str] | None) -> int:
     if args.json:
         if args.per_peer:
             summary["by_peer"] = result.by_peer
-        json.dump(summary, sys.stdout)
-        sys.stdout.write("\n")
+        print_result(json.dumps(summary))
     else:
         mode = "live" if scenario.live else "VOD"
-        print(
+        width = max(len(k) for k in summary)
+        lines = [
             f"p2p-sim: {summary['peers']} peers, {mode}, {scenario.segment_s:g} s segments, "
             f"{scenario.duration_s:g} s, P2P {'on' if scenario.p2p else 'off'}, "
             f"seed {scenario.seed}"
-        )
-        width = max(len(k) for k in summary)
-        for key, value in summary.items():
-            print(f"  {key:<{width}}  {value}")
+        ]
+        lines += [f"  {key:<{width}}  {value}" for key, value in summary.items()]
+        print_result("\n".join(lines))
     return 0
 
 

@@ -319,3 +319,30 @@ def test_loadtest_prints_plain_progress_lines_when_stderr_is_not_a_terminal(
     assert "\r" not in err
     assert out.startswith("p2p-loadtest summary: 2 agents, live")
     assert "offload_ratio" in out and "share of media bytes received from peers" in out
+
+
+# --- a reader that goes away ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("peer_agent.sim.cli", ["--peers", "3", "--duration-s", "10", "--json"]),
+        ("signaling.cli", ["mint-token", "--info-hash", "0123456789abcdef0123"]),
+    ],
+    ids=["p2p-sim", "mint-token"],
+)
+def test_a_closed_stdout_is_no_traceback(module: str, argv: list[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *argv],
+        cwd=ROOT,
+        env={**ENV, "P2P_SIGNALING_TOKEN_SECRET": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head -c 0`: the reader is gone before the result is written
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
