@@ -53,7 +53,12 @@ function play(config, stream) {
     $("message").textContent = "hls.js is not supported in this browser (no MediaSource): P2P is off.";
     return;
   }
-  const p2p = new P2PEngine({ ...(config.engine || {}), tracker: config.tracker, token: config.token, Hls });
+  const supported = P2PEngine.isSupported();
+  if (!supported) {
+    const missing = Object.entries(P2PEngine.supportReport()).filter(([, ok]) => !ok).map(([part]) => part);
+    $("message").textContent = `P2P is off in this browser (missing: ${missing.join(", ")}); playing from the CDN.`;
+  }
+  const p2p = new P2PEngine({ ...(config.engine || {}), tracker: config.tracker, token: config.token, Hls, p2p: supported });
   window.p2p = p2p;
   hls = new Hls({ ...(config.hls || {}), ...p2p.hlsConfig() });
   window.hls = hls;
@@ -156,7 +161,7 @@ function drawChart(history) {
   ctx.fillText("bytes received (cumulative)", 0, 0);
   ctx.restore();
   ctx.save();
-  ctx.translate(w - 6, (h - bottom) / 2);
+  ctx.translate(w - 14, (h - bottom) / 2);
   ctx.rotate(Math.PI / 2);
   ctx.fillStyle = "#2f5bd3";
   ctx.fillText("P2P share of bytes", 0, 0);
