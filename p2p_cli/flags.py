@@ -61,7 +61,8 @@ class Option:
     metavar: str | None = None
     #: Help text (default: the field's ``metadata["help"]`` or its ``#:`` comment).
     help: str | None = None
-    #: Never show the default or the environment's value (tokens, secrets).
+    #: Never show the default or the environment's value (tokens, secrets). A field declared
+    #: with ``field(repr=False)`` is secret without saying so here.
     secret: bool = False
     #: Text -> value for a field of a type this module does not know (e.g. renditions).
     parse: Callable[[str], Any] | None = None
@@ -197,6 +198,8 @@ class ConfigFlags:
                 default, required = f.default_factory(), False
             else:
                 default, required = None, True
+            if not f.repr and not option.secret:
+                option = dataclasses.replace(option, secret=True)
             text = option.help or f.metadata.get("help") or comments.get(f.name, "")
             self.fields.append(_Field(f.name, tp, default, required, option, text))
 

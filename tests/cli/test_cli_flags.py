@@ -72,6 +72,15 @@ def test_renamed_repeatable_and_secret_options() -> None:
     assert "s3cret" not in parser.format_help() and "MY_TOKEN" in parser.format_help()
 
 
+def test_a_field_hidden_from_repr_is_secret_in_help_and_errors() -> None:
+    flags = ConfigFlags(Sample, env_prefix="T_", options={"url": Option(positional=True)})
+    parser = argparse.ArgumentParser(prog="t")
+    flags.add_to(parser, {"T_TOKEN": "s3cret"})
+    text = " ".join(parser.format_help().split())
+    assert "s3cret" not in text and "[env T_TOKEN]" in text
+    assert "[env T_TOKEN] (default" not in text  # no default shown for a secret
+
+
 def test_required_field_missing_names_the_flag_and_the_variable() -> None:
     flags = ConfigFlags(Sample, env_prefix="T_")
     with pytest.raises(ValueError, match=r"--url \(or T_URL\) is required"):
