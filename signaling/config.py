@@ -67,6 +67,11 @@ class SignalingConfig:
     rate_burst_per_address: int = _opt(
         200, "token bucket size per address; empty closes the connection that sent (4029)"
     )
+    address_limits_exempt: tuple[str, ...] = _opt(
+        ("127.0.0.0/8", "::1/128"),
+        "comma-separated addresses/CIDRs whose clients skip the per-address limits (loopback: "
+        "local load tests, and a same-host proxy not listed in trusted_proxies); empty: none",
+    )
     trusted_proxies: tuple[str, ...] = _opt(
         (),
         "comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For names the "
@@ -205,7 +210,7 @@ class SignalingConfig:
             ("redis://", "rediss://", "unix://")
         ):
             raise UsageError("redis_url must start with redis://, rediss:// or unix://")
-        for proxy in self.trusted_proxies:
+        for proxy in self.trusted_proxies + self.address_limits_exempt:
             try:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError as exc:

@@ -19,6 +19,10 @@ class TokenBucket:
             return True
         return False
 
+    def level(self, now_s: float) -> float:
+        """Tokens there would be at ``now_s`` (without taking any)."""
+        return min(self.burst, self._tokens + max(0.0, now_s - self._updated_s) * self.rate_per_s)
+
     @property
     def tokens(self) -> float:
         return self._tokens

@@ -487,6 +487,13 @@ class InMemorySwarmRegistry:
         """(peer_id, conn_id) of every peer_id bound on this process."""
         return list(self._owners.items())
 
+    def membership_count(self, conn_id: str) -> int:
+        """Swarms the connection's peers are members of (per-address limits sum these)."""
+        return len(self._conn_members.get(conn_id, ()))
+
+    def is_member(self, conn_id: str, info_hash: str, peer_id: str) -> bool:
+        return (info_hash, peer_id) in self._conn_members.get(conn_id, ())
+
     def pending_offer_count(self) -> int:
         return len(self._pending)
 

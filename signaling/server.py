@@ -42,6 +42,9 @@ def uvicorn_config(config: SignalingConfig, app: FastAPI) -> uvicorn.Config:
         log_level=config.log_level,
         timeout_graceful_shutdown=math.ceil(config.shutdown_grace_s) + 1,
         server_header=False,
+        # the client address behind a proxy is --trusted-proxies' business (signaling.addresses);
+        # uvicorn's own default would trust X-Forwarded-For from 127.0.0.1
+        proxy_headers=False,
     )
 
 

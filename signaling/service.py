@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from signaling import closecodes, messages
+from signaling.addresses import AddressLimits, AddressTable
 from signaling.config import SignalingConfig
-from signaling.errors import FatalViolation, IceUnavailable, SignalingError, SwarmNotAllowed
+from signaling.errors import (
+    FatalViolation,
+    IceUnavailable,
+    SignalingError,
+    SwarmNotAllowed,
+    TooManySwarms,
+)
 from signaling.ice import ice_servers_reply_body
 from signaling.messages import (
     Announce,
@@ -68,6 +75,7 @@ class ConnContext:
     #: Last byte counters each (info_hash, peer_id) of this connection reported, so /metrics
     #: counts only what is new (bounded: see ``_count_bytes``).
     reported: dict[tuple[str, str], ByteTotals] = field(default_factory=dict)
+    address: str = ""  # the per-address limits' key ("" when none apply)
 
 
 class ClusterHooks(Protocol):
@@ -118,19 +126,36 @@ class SignalingService:
         self.message_limits, _ = limits_from_config(config)
         self.cluster: ClusterHooks | None = None
         self.parked = ParkedOffers(config.join_park_s, config.max_parked_bytes)
+        self.addresses = AddressTable(
+            AddressLimits(
+                max_connections=config.max_connections_per_address,
+                max_swarms=config.max_swarms_per_address,
+                rate_per_s=config.rate_per_address_s,
+                rate_burst=config.rate_burst_per_address,
+            )
+        )
         metrics.bind_registry_gauges(registry.local_peer_count, registry.local_swarm_count)
 
     def attach_cluster(self, cluster: ClusterHooks) -> None:
         self.cluster = cluster
 
-    def new_connection(self, conn_id: str, now_s: float, grant: JoinGrant | None) -> ConnContext:
+    def new_connection(
+        self, conn_id: str, now_s: float, grant: JoinGrant | None, address: str = ""
+    ) -> ConnContext:
+        """``address`` must have been admitted with ``self.addresses.open`` (or be "")."""
         bucket = TokenBucket(self.config.rate_per_s, self.config.rate_burst, now_s)
-        return ConnContext(conn_id, bucket, grant)
+        return ConnContext(conn_id, bucket, grant, address=address)
 
     def _admit(self, ctx: ConnContext, frame: str | bytes, now_s: float) -> Message:
         if not ctx.bucket.try_take(now_s):
             raise FatalViolation(
                 "too many messages", reason="rate_limited", close_code=closecodes.RATE_LIMITED
+            )
+        if ctx.address and not self.addresses.take(ctx.address, now_s):
+            raise FatalViolation(
+                "too many messages from this address",
+                reason="address_rate_limited",
+                close_code=closecodes.RATE_LIMITED,
             )
         return messages.parse_message(frame, self.message_limits)
 
@@ -214,9 +239,12 @@ class SignalingService:
         ctx.closed = True
         self.parked.drop_connection(ctx.conn_id)
         self.registry.drop_connection(ctx.conn_id)
+        if ctx.address:
+            self.addresses.close(ctx.address, ctx.conn_id)
         self._publish()
 
     def sweep(self, now_s: float) -> None:
+        self.addresses.prune(now_s)
         self.parked.expire(now_s)
         result = self.registry.expire(now_s)
         self._publish()
@@ -311,8 +339,25 @@ class SignalingService:
         )
         return messages.ice_servers_reply(body)
 
+    def _check_address_swarms(self, ctx: ConnContext, msg: Announce) -> None:
+        """A join (not a re-announce) must fit in the address's swarm memberships."""
+        if not ctx.address or msg.event == "stopped":
+            return
+        if self.registry.is_member(ctx.conn_id, msg.info_hash, msg.peer_id):
+            return
+        limit = self.addresses.limits.max_swarms
+        held = sum(
+            self.registry.membership_count(c) for c in self.addresses.connections(ctx.address)
+        )
+        if held >= limit:
+            raise TooManySwarms(
+                f"at most {limit} swarm memberships per address",
+                reason="too_many_swarms_per_address",
+            )
+
     def _announce(self, ctx: ConnContext, msg: Announce, now_s: float) -> list[Send]:
         self._check_grant(ctx, msg.info_hash)
+        self._check_address_swarms(ctx, msg)
         if msg.peer_key is not None and self.registry.owner_of(msg.peer_id) not in (
             None,
             ctx.conn_id,

@@ -17,6 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from signaling import closecodes
+from signaling.addresses import (
+    BadForwardedFor,
+    address_key,
+    client_ip,
+    is_exempt,
+    parse_networks,
+)
 from signaling.config import SignalingConfig
 from signaling.errors import FatalViolation, TokenError, TokenExpired
 from signaling.metrics import SignalingMetrics
@@ -36,6 +43,21 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def _client_host(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _forwarded_for(scope: dict[str, Any]) -> str | None:
+    """Every X-Forwarded-For header, joined in order (a proxy may send several)."""
+    values = [
+        bytes(value).decode("latin-1")
+        for key, value in scope.get("headers", ())
+        if key.lower() == b"x-forwarded-for"
+    ]
+    return ",".join(values) if values else None
 
 
 def _no_bytes() -> int:
@@ -71,6 +93,8 @@ class TrackerEndpoint:
         self._ids = itertools.count(1)
         self._node = node_id or secrets.token_hex(4)
         self._contexts: dict[str, ConnContext] = {}
+        self._proxies = parse_networks(config.trusted_proxies)
+        self._exempt = parse_networks(config.address_limits_exempt)
         # connections with output pending (or closing): the write watchdog checks only these
         self._watch: set[Connection] = set()
 
@@ -85,7 +109,18 @@ class TrackerEndpoint:
             return
         grant: JoinGrant | None = None
         close: tuple[int, str, str] | None = None
-        if not origin_allowed(self.config, _header(scope, b"origin")):
+        conn_id = f"{self._node}-{next(self._ids)}"
+        address = ""
+        try:
+            ip = client_ip(_client_host(scope), _forwarded_for(scope), self._proxies)
+            if not is_exempt(ip, self._exempt):
+                address = address_key(ip)
+        except BadForwardedFor as exc:
+            logger.warning("refused a connection from a trusted proxy: bad %s", exc)
+            close = (closecodes.POLICY_VIOLATION, "bad X-Forwarded-For", "bad_forwarded_for")
+        if close is not None:
+            pass
+        elif not origin_allowed(self.config, _header(scope, b"origin")):
             # Accepted, then closed at once with 4003: a browser gets no status for a refused
             # handshake, so a page could not tell this from an unreachable server.
             logger.info("refused a connection: Origin not allowed")
@@ -94,13 +129,23 @@ class TrackerEndpoint:
             close = (closecodes.TRY_AGAIN_LATER, "too many connections", "too_many_connections")
         elif self.config.token_secret is not None:
             grant, close = self._check_token(scope)
+        if close is None and address:
+            refused = self.service.addresses.open(address, conn_id, time.monotonic())
+            if refused == "too_many_connections_per_address":
+                close = (
+                    closecodes.TRY_AGAIN_LATER,
+                    "too many connections from this address",
+                    refused,
+                )
+            elif refused is not None:
+                close = (closecodes.RATE_LIMITED, "too many connections from this address", refused)
         await send({"type": "websocket.accept"})
         if close is not None:
             code, detail, reason = close
             self.metrics.reject(reason)
             await send({"type": "websocket.close", "code": code, "reason": detail})
             return
-        await self._session(receive, send, grant, transport_control(scope))
+        await self._session(receive, send, grant, transport_control(scope), conn_id, address)
 
     def _check_token(
         self, scope: dict[str, Any]
@@ -121,8 +166,9 @@ class TrackerEndpoint:
         send: Send,
         grant: JoinGrant | None,
         control: TransportControl | None,
+        conn_id: str,
+        address: str,
     ) -> None:
-        conn_id = f"{self._node}-{next(self._ids)}"
         now_s = time.monotonic()
         conn = Connection(
             conn_id,
@@ -137,7 +183,7 @@ class TrackerEndpoint:
             abort=control.abort if control is not None else None,
         )
         conn.session_task = asyncio.current_task()
-        ctx = self.service.new_connection(conn_id, now_s, grant)
+        ctx = self.service.new_connection(conn_id, now_s, grant, address)
         self._contexts[conn_id] = ctx
         self.router.add(conn)
         self.metrics.connections.inc()

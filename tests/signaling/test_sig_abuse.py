@@ -5,6 +5,7 @@ honest pair on the same server keeps working meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -25,6 +26,7 @@ async def start_process() -> AsyncIterator[ProcessFactory]:
     started: list[SignalingProcess] = []
 
     async def start(**env: str) -> SignalingProcess:
+        env.setdefault("address_limits_exempt", "")  # loopback addresses tell clients apart
         proc = SignalingProcess(
             free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()}
         )
@@ -132,3 +134,94 @@ async def test_a_reader_over_its_byte_cap_is_evicted_with_4008(
     assert await slow.read_until_closed(20.0) == 4008
     await solo.close()
     slow.close()
+
+
+def from_host(host: str) -> dict[str, object]:
+    """websockets.connect options binding the client to a loopback address of its own."""
+    return {"local_addr": (host, 0)}
+
+
+async def test_connections_per_address_are_capped(start_process: ProcessFactory) -> None:
+    proc = await start_process(max_connections_per_address="3")
+    held = [await connect(proc.url, f"crowd-{n}", **from_host("127.0.0.2")) for n in range(3)]
+    for n, client in enumerate(held):
+        assert (await client.announce(pid("crowd")))["incomplete"] == n + 1
+    extra = await connect(proc.url, "crowd-extra", **from_host("127.0.0.2"))
+    assert await extra.closed_with() == 1013
+    assert await wait_metric(proc, "too_many_connections_per_address") == 1
+    await exchange_works(proc)  # 127.0.0.1: another address, unaffected
+    other = await connect(proc.url, "neighbour", **from_host("127.0.0.3"))
+    assert (await other.announce(pid("crowd")))["incomplete"] == 4
+    await held[0].close()
+    await asyncio.sleep(0.2)
+    again = await connect(proc.url, "crowd-again", **from_host("127.0.0.2"))
+    assert (await again.announce(pid("crowd")))["incomplete"] == 4
+
+
+async def test_swarms_per_address_are_capped(start_process: ProcessFactory) -> None:
+    proc = await start_process(max_swarms_per_address="3")
+    a = await connect(proc.url, "multi-a", **from_host("127.0.0.2"))
+    b = await connect(proc.url, "multi-b", **from_host("127.0.0.2"))
+    await a.announce(pid("s1"))
+    await a.announce(pid("s2"))
+    await b.announce(pid("s3"))
+    reply = await b.announce(pid("s4"))
+    assert reply["reason"] == "too_many_swarms_per_address", reply
+    assert "at most 3 swarm memberships per address" in reply["failure reason"]
+    assert (await a.announce(pid("s1")))["incomplete"] == 1  # a re-announce is no new join
+    assert (
+        await proc.metric("p2p_signaling_rejections_total", reason="too_many_swarms_per_address")
+        == 1
+    )
+    await a.announce(pid("s2"), event="stopped")
+    assert (await b.announce(pid("s4")))["incomplete"] == 1  # room again
+    c = await connect(proc.url, "elsewhere", **from_host("127.0.0.3"))
+    for n in range(3):  # another address has its own 3
+        reply = await c.announce(pid(f"t{n}"))
+        assert reply.get("incomplete") == 1, reply
+    await exchange_works(proc)
+
+
+async def test_message_rate_per_address_is_capped(start_process: ProcessFactory) -> None:
+    proc = await start_process(
+        rate_per_address_s="10", rate_burst_per_address="30", rate_per_s="100", rate_burst="100"
+    )
+    flooders = [await connect(proc.url, f"flood-{n}", **from_host("127.0.0.2")) for n in range(6)]
+    honest = await connect(proc.url, "steady", **from_host("127.0.0.3"))
+    scrape = '{"action":"scrape"}'
+    closed: list[int | None] = []
+    for _ in range(20):  # 120 frames from one address, each connection well under its own cap
+        for f in flooders:
+            if f.ws.close_code is None:
+                with contextlib.suppress(Exception):
+                    await f.ws.send(scrape)
+        assert (await honest.announce(pid("calm")))["incomplete"] == 1
+    for f in flooders:
+        closed.append(await f.closed_with(5.0) if f.ws.close_code is None else f.ws.close_code)
+    assert 4029 in closed, closed
+    assert await wait_metric(proc, "address_rate_limited") >= 1
+    assert await proc.metric("p2p_signaling_rejections_total", reason="rate_limited") == 0
+    assert (await honest.announce(pid("calm")))["incomplete"] == 1
+    await exchange_works(proc)
+
+
+async def test_trusted_proxy_names_the_client(start_process: ProcessFactory) -> None:
+    proc = await start_process(trusted_proxies="127.0.0.1/32", max_connections_per_address="2")
+
+    def via_proxy(client_ip: str) -> dict[str, object]:
+        return {"additional_headers": {"X-Forwarded-For": f"198.51.100.9, {client_ip}"}}
+
+    one = await connect(proc.url, "px-1", **via_proxy("203.0.113.7"))
+    two = await connect(proc.url, "px-2", **via_proxy("203.0.113.7"))
+    for c in (one, two):
+        await c.announce(pid("proxied"))
+    third = await connect(proc.url, "px-3", **via_proxy("203.0.113.7"))
+    assert await third.closed_with() == 1013  # the client behind the proxy is at its cap
+    other = await connect(proc.url, "px-4", **via_proxy("203.0.113.8"))
+    assert (await other.announce(pid("proxied")))["incomplete"] == 3
+    # an untrusted peer cannot pick its address with the header
+    spoof = await connect(proc.url, "px-5", **from_host("127.0.0.2"), **via_proxy("203.0.113.7"))
+    assert (await spoof.announce(pid("proxied")))["incomplete"] == 4
+    bad = await connect(proc.url, "px-6", additional_headers={"X-Forwarded-For": "not-an-ip"})
+    assert await bad.closed_with() == 1008
+    assert await wait_metric(proc, "bad_forwarded_for") == 1

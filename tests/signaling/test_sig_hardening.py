@@ -236,3 +236,14 @@ async def test_tokens_and_sdp_never_reach_the_logs(start_server: ServerFactory) 
     assert "WebSocket /announce?token=[redacted]" in text  # uvicorn's access line, redacted
     assert token not in text
     assert "SECRET-SDP-BODY" not in text and "SECRET-ANSWER" not in text
+
+
+async def test_loopback_clients_skip_per_address_limits_by_default(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server(max_connections_per_address=1, max_swarms_per_address=1)
+    a = await connect(server.url, "local-a")
+    b = await connect(server.url, "local-b")
+    await a.announce(pid("x1"))
+    await a.announce(pid("x2"))
+    assert (await b.announce(pid("x1")))["incomplete"] == 2
