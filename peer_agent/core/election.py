@@ -19,18 +19,25 @@ _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 
 
-def fnv1a32(data: bytes) -> int:
-    h = _FNV_OFFSET
+def fnv1a32(data: bytes, h: int = _FNV_OFFSET) -> int:
+    """FNV-1a (32 bit) of ``data``; ``h`` continues from the hash of a prefix."""
     for byte in data:
         h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
     return h
 
 
+@lru_cache(maxsize=1 << 18)
+def _peer_prefix_hash(peer_id: str) -> int:
+    """FNV-1a state after ``"<peer_id>/"``: FNV-1a is sequential, so a key is this state
+    continued over ``"<rendition>/<sequence>"`` (the same hash, without rehashing the id)."""
+    return fnv1a32(f"{peer_id}/".encode())
+
+
 @lru_cache(maxsize=65536)
 def election_key(peer_id: str, segment: SegmentId) -> tuple[int, str]:
     """The sort key of ``peer_id`` in the election for ``segment``."""
-    key = f"{peer_id}/{segment.rendition}/{segment.sequence}".encode()
-    return fnv1a32(key), peer_id
+    suffix = f"{segment.rendition}/{segment.sequence}".encode()
+    return fnv1a32(suffix, _peer_prefix_hash(peer_id)), peer_id
 
 
 def rank_candidates(candidates: Iterable[str], segment: SegmentId) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,11 @@ FLAGS = ConfigFlags(
         "p2p": Option(negative=("--no-p2p",), help="P2P on (--no-p2p: CDN only, the baseline)"),
     },
 )
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -61,9 +67,10 @@ def _main(argv: list[str] | None) -> int:
     except (ValueError, OSError) as exc:
         parser.error(FLAGS.explain(exc))
     cpu_start = time.process_time()
-    result = simulate(scenario)
+    result = simulate(scenario, per_peer=args.per_peer)
     summary = result.summary()
     summary["cpu_s"] = round(time.process_time() - cpu_start, 3)
+    summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
     if args.json:
         if args.per_peer:
             summary["by_peer"] = result.by_peer

@@ -1,12 +1,27 @@
-"""The swarm simulator: virtual clock, links, a CDN, players, joins and leaves.
+"""The swarm simulator: virtual clock, links, a CDN, players, a tracker, joins and leaves.
 
 Time advances in fixed ticks. In each tick every flow moves bytes at its share of the sender's
 uplink and the receiver's downlink (and the CDN's egress, when capped), never past what the
-sender holds itself (cut-through relay), and every viewer whose situation changed, or whose
-scheduler asked to be woken, calls the core scheduler (:func:`peer_agent.core.scheduler.decide`)
-and carries out its actions. Players are the core's :class:`PlaybackModel`. Announcements
-(HAVE, FETCHING) reach neighbours after half a round trip. Every fetch is announced as FETCHING
-and relayed cut-through, with the last frame withheld until the relay's copy is verified.
+sender holds itself (cut-through relay); then every viewer that has something new to consider
+calls the core scheduler (:func:`peer_agent.core.scheduler.decide`) and carries out its actions.
+Players are the core's :class:`PlaybackModel`. Announcements (HAVE, FETCHING) reach neighbours
+after half a round trip. Every fetch is announced as FETCHING and relayed cut-through, with the
+last frame withheld until the relay's copy is verified.
+
+Built to reach 100,000 viewers (docs/simulator.md, "Scale"):
+
+- decisions are event-driven: a viewer decides when its own state changes (a transfer ends, a
+  peer answers BUSY, neighbours come or go), when an announcement it can act on becomes visible
+  to it (a neighbour has or fetches a segment it still wants and is not already fetching), when
+  its playlist refresh reveals a new segment, or at the time the scheduler asked to be woken
+  (``Decision.wake_at``). The scheduler's own idle recheck is a safety net here, set by
+  ``Scenario.idle_recheck_s``; nothing else in the core is changed or copied;
+- neighbour views are cached: what a viewer has announced, as visible after the one-way delay,
+  is one set per delay class shared by all its neighbours, updated by events rather than
+  rebuilt per decision; segment and peer views are rebuilt only when they change;
+- pairing samples: like the signaling server, the tracker ranks a uniform sample of at most
+  ``Scenario.pairing_sample`` viewers (region, then playback distance), not the whole swarm;
+- timed work sits in per-tick buckets and a heap, so a tick costs what happens in it.
 
 The simulator reads no clock and draws every random number from one seeded ``random.Random``:
 the same scenario and seed give the same result.
@@ -14,14 +29,14 @@ the same scenario and seed give the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
 import math
 import random
-import statistics
-from collections.abc import Callable, Iterator, Set
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable
 
 from ..core.config import PlaybackConfig, SchedulerConfig
 from ..core.ids import SegmentId
@@ -37,39 +52,18 @@ from ..core.scheduler import (
     decide,
 )
 from ..core.throughput import ThroughputEstimator
+from .results import SimResult, build_result
 from .scenario import Scenario
+
+__all__ = ["RELAY_HOLDBACK_BYTES", "SimResult", "Simulation", "simulate"]
 
 RENDITION = 0
 #: What a relay withholds until its copy is verified: one DATA frame.
 RELAY_HOLDBACK_BYTES = 65_527
 _INF = math.inf
-
-
-class _Visible(Set[SegmentId]):
-    """The part of a viewer's announcements that a neighbour has received by ``now``.
-
-    ``entries`` maps a segment to (announced_at, withdrawn_at); an entry is visible from
-    ``announced_at + delay`` until ``withdrawn_at + delay``.
-    """
-
-    __slots__ = ("_entries", "_now", "_delay")
-
-    def __init__(self, entries: dict[SegmentId, list[float]], now: float, delay: float) -> None:
-        self._entries = entries
-        self._now = now
-        self._delay = delay
-
-    def __contains__(self, item: object) -> bool:
-        span = self._entries.get(item)  # type: ignore[call-overload]
-        if span is None:
-            return False
-        return span[0] + self._delay <= self._now < span[1] + self._delay
-
-    def __iter__(self) -> Iterator[SegmentId]:
-        return (s for s in self._entries if s in self)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+_EMPTY: frozenset[str] = frozenset()
+# Kinds of visibility event: a FETCHING or a HAVE announcement reaches the neighbours.
+_FETCHING, _HAVE = 0, 1
 
 
 class _Flow:
@@ -83,6 +77,8 @@ class _Flow:
         "requested_at",
         "data_from",
         "last_data_at",
+        "live",
+        "attached",
     )
 
     def __init__(
@@ -104,93 +100,118 @@ class _Flow:
         self.requested_at = now
         self.data_from = now + latency_s
         self.last_data_at: float | None = None
+        self.live = False  # its first byte could have arrived: it shares the links
+        self.attached = True
 
     @property
     def reached(self) -> float:
         return self.offset + self.received
 
 
-@dataclass
 class _Neighbour:
-    viewer: _Viewer
-    estimator: ThroughputEstimator
-    choked_until: float = 0.0
+    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view")
+
+    def __init__(self, viewer: _Viewer, delay_class: int) -> None:
+        self.viewer = viewer
+        self.delay_class = delay_class
+        self.estimator: ThroughputEstimator | None = None  # created at the first sample
+        self.choked_until = 0.0
+        self.view: PeerView | None = None  # cached; None: rebuild
 
 
-@dataclass(eq=False)
 class _Viewer:
-    peer_id: str
-    joined_at: float
-    uploads_allowed: bool
-    player: PlaybackModel
-    refresh_phase_s: float
-    have: dict[SegmentId, list[float]] = field(default_factory=dict)
-    fetching: dict[SegmentId, list[float]] = field(default_factory=dict)
-    neighbours: dict[str, _Neighbour] = field(default_factory=dict)
-    transfers: dict[SegmentId, _Flow] = field(default_factory=dict)
-    uploads: dict[_Flow, None] = field(default_factory=dict)  # ordered: deterministic
-    partial: dict[SegmentId, int] = field(default_factory=dict)
-    avoid: dict[SegmentId, frozenset[str]] = field(default_factory=dict)
-    known: dict[int, float] = field(default_factory=dict)  # sequence -> known since
-    cdn: ThroughputEstimator = field(default_factory=ThroughputEstimator)
-    left_at: float | None = None
-    connecting_until: float = 0.0
-    dirty: bool = True
-    next_decide_at: float = 0.0
-    bytes_cdn: float = 0.0
-    bytes_p2p: float = 0.0
-    bytes_up: float = 0.0
-    cdn_fetches: int = 0
-    segments_played: int = 0
-    latency_samples: list[float] = field(default_factory=list)
+    """One simulated viewer. Slotted: a 100,000-viewer run holds 100,000 of these."""
+
+    __slots__ = (
+        "index",
+        "peer_id",
+        "joined_at",
+        "uploads_allowed",
+        "uplink_bytes_per_s",
+        "region",
+        "player",
+        "refresh_phase_s",
+        "seen",
+        "have",
+        "fetching",
+        "visible",
+        "neighbours",
+        "peer_views",
+        "transfers",
+        "uploads",
+        "partial",
+        "avoid",
+        "known",
+        "segment_views",
+        "cdn",
+        "left_at",
+        "connecting_until",
+        "dirty",
+        "wake_tick",
+        "slot",
+        "downs",
+        "ups",
+        "bytes_cdn",
+        "bytes_p2p",
+        "bytes_up",
+        "cdn_fetches",
+        "segments_played",
+        "latency_samples",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        peer_id: str,
+        joined_at: float,
+        uploads_allowed: bool,
+        uplink_bytes_per_s: float,
+        region: int,
+        player: PlaybackModel,
+        refresh_phase_s: float,
+        delay_classes: int,
+    ) -> None:
+        self.index = index  # join order: viewers decide in this order within a tick
+        self.peer_id = peer_id
+        self.joined_at = joined_at
+        self.uploads_allowed = uploads_allowed
+        self.uplink_bytes_per_s = uplink_bytes_per_s
+        self.region = region
+        self.player = player
+        self.refresh_phase_s = refresh_phase_s
+        self.seen = -1  # highest sequence its playlist has listed
+        self.have: dict[SegmentId, float] = {}  # segment -> completed at
+        self.fetching: set[SegmentId] = set()  # announced FETCHING, not yet withdrawn
+        # What neighbours see of its announcements, one (have, fetching) pair per delay class.
+        self.visible: list[tuple[set[SegmentId], set[SegmentId]]] = [
+            (set(), set()) for _ in range(delay_classes)
+        ]
+        self.neighbours: dict[str, _Neighbour] = {}
+        self.peer_views: list[PeerView] | None = None
+        self.transfers: dict[SegmentId, _Flow] = {}
+        self.uploads: dict[_Flow, None] = {}  # ordered: deterministic
+        self.partial: dict[SegmentId, int] = {}
+        self.avoid: dict[SegmentId, frozenset[str]] = {}
+        self.known: dict[int, float] = {}  # sequence -> known since
+        self.segment_views: dict[int, SegmentView] = {}
+        self.cdn = ThroughputEstimator()
+        self.left_at: float | None = None
+        self.connecting_until = 0.0
+        self.dirty = False
+        self.wake_tick = -1
+        self.slot = -1  # position in the simulation's list of active viewers
+        self.downs = 0  # live flows into it
+        self.ups = 0  # live flows out of it
+        self.bytes_cdn = 0.0
+        self.bytes_p2p = 0.0
+        self.bytes_up = 0.0
+        self.cdn_fetches = 0
+        self.segments_played = 0
+        self.latency_samples = array("f")
 
     @property
     def active(self) -> bool:
         return self.left_at is None
-
-
-@dataclass(frozen=True)
-class SimResult:
-    scenario: Scenario
-    #: Viewers that took part (more than ``scenario.peers`` when churn replaced some).
-    viewers_total: int
-    offload_ratio: float
-    cdn_fetches_per_segment: float
-    cdn_fetches_per_segment_all: float
-    cdn_fetches: int
-    bytes_cdn: int
-    bytes_p2p: int
-    stall_count: int
-    stall_s: float
-    startup_s_median: float | None
-    latency_s_median: float | None
-    segments_played: int
-    decisions: int
-    by_peer: list[dict[str, float | int | str | None]]
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "peers": self.scenario.peers,
-            "viewers_total": self.viewers_total,
-            "live": self.scenario.live,
-            "p2p": self.scenario.p2p,
-            "offload_ratio": round(self.offload_ratio, 4),
-            "cdn_fetches_per_segment": round(self.cdn_fetches_per_segment, 3),
-            "cdn_fetches_per_segment_all": round(self.cdn_fetches_per_segment_all, 3),
-            "cdn_fetches": self.cdn_fetches,
-            "bytes_cdn": self.bytes_cdn,
-            "bytes_p2p": self.bytes_p2p,
-            "stall_count": self.stall_count,
-            "stall_s": round(self.stall_s, 3),
-            "startup_s_median": _round(self.startup_s_median),
-            "latency_s_median": _round(self.latency_s_median),
-            "segments_played": self.segments_played,
-            "decisions": self.decisions,
-        }
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 3)
 
 
 class Simulation:
@@ -199,26 +220,46 @@ class Simulation:
         scenario: Scenario,
         scheduler_config: SchedulerConfig | None = None,
         playback_config: PlaybackConfig | None = None,
+        *,
+        per_peer: bool = True,
     ) -> None:
         self.sc = scenario
-        self.sched_cfg = scheduler_config or SchedulerConfig(cdn_latency_s=scenario.cdn_latency_s)
+        base = scheduler_config or SchedulerConfig(cdn_latency_s=scenario.cdn_latency_s)
+        # Every change reaches the viewers as an event, so the scheduler's idle recheck (the
+        # agent's safety net) is the scenario's; the rules are the core's, unchanged.
+        self.sched_cfg = dataclasses.replace(base, idle_recheck_s=scenario.idle_recheck_s)
         self.play_cfg = playback_config or PlaybackConfig()
+        self.per_peer = per_peer
         self.rng = random.Random(scenario.seed)
-        self.one_way_s = scenario.peer_rtt_s / 2
+        self.delays_s = [scenario.peer_rtt_s / 2]
+        if scenario.regions > 1:
+            self.delays_s.append(scenario.cross_region_rtt_s / 2)
         # Live: the clock starts once enough segments exist to start `latency_segments` back.
         self.t0 = (scenario.latency_segments + 2) * scenario.segment_s if scenario.live else 0.0
         self.now = self.t0
+        self.tick = 0
         self.end = self.t0 + scenario.duration_s
         vod_len = scenario.vod_length_s or (scenario.duration_s + scenario.join_over_s)
         self.vod_segments = math.ceil(vod_len / scenario.segment_s)
         self._sizes: dict[int, int] = {}
+        self._segment_ids: dict[int, SegmentId] = {}
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._ids = itertools.count()
+        # Per tick: announcements becoming visible, and viewers asking to be woken.
+        self._visibility: dict[int, list[tuple[int, _Viewer, SegmentId, int]]] = {}
+        self._wakes: dict[int, list[_Viewer]] = {}
+        self._dirty: list[_Viewer] = []
         self.viewers: dict[str, _Viewer] = {}
+        self.active: list[_Viewer] = []  # the same viewers, by position, for sampling
         self.departed: list[_Viewer] = []
         self.flows: dict[_Flow, None] = {}  # insertion-ordered, so runs are deterministic
+        self._pending_flows: list[_Flow] = []
+        self._cdn_live = 0
         self.decisions = 0
+        #: Tracker pairings done, and viewers they examined in total (a sample each).
+        self.pairings = 0
+        self.pairing_examined = 0
         self.cdn_fetches: dict[int, int] = {}
         self.plays: dict[int, int] = {}
 
@@ -234,6 +275,13 @@ class Simulation:
             self._sizes[sequence] = size
         return size
 
+    def segment_id(self, sequence: int) -> SegmentId:
+        """One shared ``SegmentId`` per sequence: every viewer's sets hold references to it."""
+        sid = self._segment_ids.get(sequence)
+        if sid is None:
+            sid = self._segment_ids[sequence] = SegmentId(RENDITION, sequence)
+        return sid
+
     def last_available(self, t: float) -> int:
         """Highest sequence the origin has published at time ``t`` (-1 if none)."""
         if not self.sc.live:
@@ -243,10 +291,34 @@ class Simulation:
     def live_edge_s(self, t: float) -> float:
         return (self.last_available(t) + 1) * self.sc.segment_s
 
-    # -- events ----------------------------------------------------------------------------
+    # -- clock -----------------------------------------------------------------------------
 
     def at(self, t: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._events, (t, next(self._seq), fn))
+
+    def _tick_of(self, t: float) -> int:
+        """The first tick whose time is at or after ``t`` (and after the current tick)."""
+        tick_s = self.sc.tick_s
+        k = math.ceil((t - self.t0) / tick_s)
+        if self.t0 + (k - 1) * tick_s >= t:
+            k -= 1
+        elif self.t0 + k * tick_s < t:
+            k += 1
+        return max(k, self.tick + 1)
+
+    def _mark(self, viewer: _Viewer) -> None:
+        if not viewer.dirty:
+            viewer.dirty = True
+            self._dirty.append(viewer)
+
+    def _wake(self, viewer: _Viewer, t: float) -> None:
+        if t == _INF:
+            viewer.wake_tick = -1
+            return
+        k = self._tick_of(t)
+        if viewer.wake_tick != k:
+            viewer.wake_tick = k
+            self._wakes.setdefault(k, []).append(viewer)
 
     def run(self) -> SimResult:
         sc = self.sc
@@ -254,6 +326,7 @@ class Simulation:
             offset = sc.join_over_s * i / sc.peers if sc.peers > 1 else 0.0
             self.at(self.t0 + offset, self.join)
         ticks = int(round(sc.duration_s / sc.tick_s))
+        sample_every = max(1, int(round(1.0 / sc.tick_s)))
         for k in range(1, ticks + 1):
             now = self.t0 + k * sc.tick_s
             while self._events and self._events[0][0] <= now:
@@ -261,14 +334,11 @@ class Simulation:
                 self.now = t
                 fn()
             self.now = now
+            self.tick = k
+            self._show_announcements(k)
             self._move_bytes(sc.tick_s)
-            if sc.churn_per_min > 0:
-                self._churn(sc.tick_s)
-            for viewer in list(self.viewers.values()):
-                if viewer.active and (viewer.dirty or now >= viewer.next_decide_at):
-                    self._refresh_playlist(viewer)
-                    self._decide(viewer)
-            if k % max(1, int(round(1.0 / sc.tick_s))) == 0:
+            self._decide_due(k)
+            if k % sample_every == 0:
                 self._sample_latency()
         return self._result()
 
@@ -284,50 +354,87 @@ class Simulation:
             end = None
         else:
             start, end = 0.0, self.vod_segments * sc.segment_s
+        uploads = self.rng.random() >= sc.leech_fraction
+        uplink = sc.uplink_bytes_per_s
+        if sc.low_uplink_fraction > 0 and self.rng.random() < sc.low_uplink_fraction:
+            uplink = sc.low_uplink_bytes_per_s
+        region = self.rng.randrange(sc.regions) if sc.regions > 1 else 0
         viewer = _Viewer(
+            index=n,
             peer_id=peer_id,
             joined_at=self.now,
-            uploads_allowed=self.rng.random() >= sc.leech_fraction,
+            uploads_allowed=uploads,
+            uplink_bytes_per_s=uplink,
+            region=region,
             player=PlaybackModel(self.play_cfg, start, self.now, end_s=end),
             refresh_phase_s=self.rng.uniform(0, sc.playlist_refresh_s),
+            delay_classes=len(self.delays_s),
         )
         self.viewers[peer_id] = viewer
+        viewer.slot = len(self.active)
+        self.active.append(viewer)
         self._refresh_playlist(viewer, force=True)
+        self._mark(viewer)
         if sc.p2p:
             if len(self.viewers) > 1:  # the tracker has peers to offer
                 viewer.connecting_until = self.now + sc.connect_s + sc.peer_rtt_s
             self.at(self.now + sc.connect_s, functools.partial(self._connect, viewer))
+        if sc.churn_per_min > 0:
+            stay_s = self.rng.expovariate(sc.churn_per_min / 60.0)
+            self.at(self.now + stay_s, functools.partial(self._churn_leave, viewer))
 
     def _connect(self, viewer: _Viewer) -> None:
-        """The tracker pairs ``viewer`` with others that have room, closest in playback first
-        (ties broken at random): what our signaling server does with position hints."""
+        """The tracker pairs ``viewer`` with others that have room: a uniform sample of the
+        swarm (all of it when small), same region first, then closest in playback (ties broken
+        at random), as our signaling server does with region and position hints."""
         if not viewer.active:
             return
         sc = self.sc
         want = sc.max_peers - len(viewer.neighbours)
         if want <= 0:
             return
+        pool = self.active
+        if sc.pairing_sample and len(pool) > sc.pairing_sample:
+            sample = self.rng.sample(pool, sc.pairing_sample)
+        else:
+            sample = pool
         others = [
             v
-            for v in self.viewers.values()
+            for v in sample
             if v is not viewer
-            and v.active
             and v.peer_id not in viewer.neighbours
             and len(v.neighbours) < sc.max_peers
         ]
+        if sample is pool:
+            self.rng.shuffle(others)
+        self.pairings += 1
+        self.pairing_examined += len(sample)
         pos = viewer.player.playhead_s
-        self.rng.shuffle(others)
-        others.sort(key=lambda v: abs(v.player.playhead_s - pos) // sc.segment_s)
+        seg = sc.segment_s
+        region = viewer.region
+        others.sort(key=lambda v: (v.region != region, abs(v.player.playhead_s - pos) // seg))
         for other in others[:want]:
-            viewer.neighbours[other.peer_id] = _Neighbour(other, ThroughputEstimator())
-            other.neighbours[viewer.peer_id] = _Neighbour(viewer, ThroughputEstimator())
-            other.dirty = True
-        viewer.dirty = True
+            delay_class = 0 if other.region == region else 1
+            viewer.neighbours[other.peer_id] = _Neighbour(other, delay_class)
+            other.neighbours[viewer.peer_id] = _Neighbour(viewer, delay_class)
+            other.peer_views = None
+            self._mark(other)
+        viewer.peer_views = None
+        self._mark(viewer)
+
+    def _churn_leave(self, viewer: _Viewer) -> None:
+        if viewer.active:
+            self.leave(viewer)
+            self.join()
 
     def leave(self, viewer: _Viewer) -> None:
         """An abrupt close: transfers through it break, neighbours look for others."""
         viewer.left_at = self.now
         del self.viewers[viewer.peer_id]
+        last = self.active.pop()
+        if last is not viewer:
+            last.slot = viewer.slot
+            self.active[viewer.slot] = last
         self.departed.append(viewer)
         for flow in list(viewer.transfers.values()):
             self._drop_flow(flow)
@@ -336,17 +443,13 @@ class Simulation:
         for nb in viewer.neighbours.values():
             other = nb.viewer
             other.neighbours.pop(viewer.peer_id, None)
-            other.dirty = True
+            other.peer_views = None
+            self._mark(other)
             if other.active:
                 self.at(self.now + self.sc.connect_s, functools.partial(self._connect, other))
         viewer.neighbours.clear()
-
-    def _churn(self, dt: float) -> None:
-        p = self.sc.churn_per_min * dt / 60.0
-        for viewer in list(self.viewers.values()):
-            if self.rng.random() < p:
-                self.leave(viewer)
-                self.join()
+        viewer.peer_views = None
+        viewer.segment_views.clear()
 
     # -- playlists and decisions -------------------------------------------------------------
 
@@ -366,8 +469,89 @@ class Simulation:
             lowest = int(viewer.player.playhead_s // sc.segment_s)
             reach = int(self.sched_cfg.prefetch_window_s // sc.segment_s) + 2
             seen = min(self.vod_segments - 1, lowest + reach)
+        known = viewer.known
         for seq in range(lowest, seen + 1):
-            viewer.known.setdefault(seq, self.now)
+            if seq not in known:
+                known[seq] = self.now
+        viewer.seen = max(viewer.seen, seen)
+
+    def _next_listing_at(self, viewer: _Viewer) -> float:
+        """Live: the playlist refresh at which ``viewer`` first sees its next segment."""
+        sc = self.sc
+        if not sc.live:
+            return _INF
+        published_at = (viewer.seen + 2) * sc.segment_s
+        period = sc.playlist_refresh_s
+        m = math.ceil((published_at - viewer.refresh_phase_s) / period)
+        return m * period + viewer.refresh_phase_s
+
+    def _decide_due(self, k: int) -> None:
+        due = self._dirty
+        self._dirty = []
+        for viewer in self._wakes.pop(k, ()):
+            if viewer.wake_tick == k and not viewer.dirty:
+                due.append(viewer)
+                viewer.dirty = True
+        if len(due) > 1:
+            due.sort(key=lambda v: v.index)
+        for viewer in due:
+            if viewer.active:
+                self._refresh_playlist(viewer)
+                self._decide(viewer)
+            else:
+                viewer.dirty = False
+
+    def _segment_views(self, viewer: _Viewer, first: int) -> list[SegmentView]:
+        sc = self.sc
+        known = viewer.known
+        stale = [seq for seq in known if seq < first]
+        for seq in stale:
+            del known[seq]
+            viewer.segment_views.pop(seq, None)
+        out = []
+        cache = viewer.segment_views
+        have = viewer.have
+        for seq, since in known.items():
+            view = cache.get(seq)
+            if view is None:
+                sid = self.segment_id(seq)
+                if sid in have:
+                    continue
+                view = cache[seq] = SegmentView(
+                    segment=sid,
+                    start_s=seq * sc.segment_s,
+                    duration_s=sc.segment_s,
+                    size_bytes=self.size_of(seq),
+                    known_since=since,
+                    partial_bytes=viewer.partial.get(sid, 0),
+                    avoid=viewer.avoid.get(sid, _EMPTY),
+                )
+            elif view.segment in have:
+                continue
+            out.append(view)
+        return out
+
+    def _peer_views(self, viewer: _Viewer) -> list[PeerView]:
+        views = viewer.peer_views
+        if views is None:
+            views = []
+            for pid, nb in viewer.neighbours.items():
+                view = nb.view
+                if view is None:
+                    src = nb.viewer
+                    have, fetching = src.visible[nb.delay_class]
+                    est = nb.estimator
+                    view = nb.view = PeerView(
+                        peer_id=pid,
+                        have=have,
+                        fetching=fetching,
+                        throughput_bytes_per_s=None if est is None else est.estimate_bytes_per_s,
+                        choked_until=nb.choked_until,
+                        uploads=src.uploads_allowed,
+                    )
+                views.append(view)
+            viewer.peer_views = views
+        return views
 
     def _decide(self, viewer: _Viewer) -> None:
         sc = self.sc
@@ -376,35 +560,13 @@ class Simulation:
         viewer.dirty = False
         playhead = viewer.player.playhead_s
         first = int(playhead // sc.segment_s)
-        rid = RENDITION
-        segments = [
-            SegmentView(
-                segment=SegmentId(rid, seq),
-                start_s=seq * sc.segment_s,
-                duration_s=sc.segment_s,
-                size_bytes=self.size_of(seq),
-                known_since=since,
-                partial_bytes=viewer.partial.get(SegmentId(rid, seq), 0),
-                avoid=viewer.avoid.get(SegmentId(rid, seq), frozenset()),
-            )
-            for seq, since in viewer.known.items()
-            if seq >= first and SegmentId(rid, seq) not in viewer.have
-        ]
+        segments = self._segment_views(viewer, first)
         if not segments:
-            viewer.next_decide_at = now + self.sched_cfg.idle_recheck_s
+            if sc.live:
+                self._wake(viewer, self._next_listing_at(viewer))
+            else:
+                self._wake(viewer, now + self.sched_cfg.idle_recheck_s)
             return
-        delay = self.one_way_s
-        peers = [
-            PeerView(
-                peer_id=pid,
-                have=_Visible(nb.viewer.have, now, delay),
-                fetching=_Visible(nb.viewer.fetching, now, delay),
-                throughput_bytes_per_s=nb.estimator.estimate_bytes_per_s,
-                choked_until=nb.choked_until,
-                uploads=nb.viewer.uploads_allowed,
-            )
-            for pid, nb in viewer.neighbours.items()
-        ]
         transfers = [
             TransferView(
                 segment=f.segment,
@@ -424,7 +586,7 @@ class Simulation:
             segments=segments,
             have=viewer.have.keys(),
             transfers=transfers,
-            peers=peers,
+            peers=self._peer_views(viewer),
             cdn_throughput_bytes_per_s=viewer.cdn.estimate_bytes_per_s,
             rate=1.0,
             connecting_until=viewer.connecting_until,
@@ -438,26 +600,62 @@ class Simulation:
                 if flow is not None:
                     self._drop_flow(flow)
                     if action.peer_id is not None:
-                        viewer.avoid[action.segment] = viewer.avoid.get(
-                            action.segment, frozenset()
-                        ) | {action.peer_id}
+                        self._set_avoid(viewer, action.segment, action.peer_id)
             elif isinstance(action, FetchFromCdn):
                 self._start_cdn(viewer, action.segment, action.offset)
             elif isinstance(action, FetchFromPeer):
                 self._start_peer(viewer, action.segment, action.peer_id, action.offset)
-        viewer.next_decide_at = decision.wake_at if decision.wake_at is not None else _INF
+        wake_at = decision.wake_at if decision.wake_at is not None else _INF
+        self._wake(viewer, min(wake_at, self._next_listing_at(viewer)))
 
-    # -- transfers ---------------------------------------------------------------------------
+    def _set_avoid(self, viewer: _Viewer, segment: SegmentId, peer_id: str) -> None:
+        viewer.avoid[segment] = viewer.avoid.get(segment, _EMPTY) | {peer_id}
+        viewer.segment_views.pop(segment.sequence, None)
+
+    # -- announcements -----------------------------------------------------------------------
+
+    def _announce(self, viewer: _Viewer, kind: int, segment: SegmentId) -> None:
+        """HAVE or FETCHING leaves ``viewer`` now; each delay class sees it after its delay."""
+        for delay_class, delay_s in enumerate(self.delays_s):
+            item = (kind, viewer, segment, delay_class)
+            if delay_s <= 0:
+                self._show(item)
+            else:
+                self._visibility.setdefault(self._tick_of(self.now + delay_s), []).append(item)
+
+    def _show_announcements(self, k: int) -> None:
+        for item in self._visibility.pop(k, ()):
+            self._show(item)
+
+    def _show(self, item: tuple[int, _Viewer, SegmentId, int]) -> None:
+        kind, src, segment, delay_class = item
+        if not src.active:
+            return
+        have, fetching = src.visible[delay_class]
+        if kind == _HAVE:
+            have.add(segment)
+            fetching.discard(segment)
+        else:
+            fetching.add(segment)
+        # Wake the neighbours that can act on it: they want the segment and are not fetching it.
+        seq = segment.sequence
+        for nb in src.neighbours.values():
+            other = nb.viewer
+            if (
+                nb.delay_class == delay_class
+                and not other.dirty
+                and seq in other.known
+                and segment not in other.have
+                and segment not in other.transfers
+            ):
+                self._mark(other)
 
     def _announce_fetching(self, viewer: _Viewer, segment: SegmentId) -> None:
-        span = viewer.fetching.get(segment)
-        if span is None or span[1] != _INF:
-            viewer.fetching[segment] = [self.now, _INF]
-            self._touch_neighbours(viewer)
+        if segment not in viewer.fetching and segment not in viewer.have:
+            viewer.fetching.add(segment)
+            self._announce(viewer, _FETCHING, segment)
 
-    def _touch_neighbours(self, viewer: _Viewer) -> None:
-        for nb in viewer.neighbours.values():
-            nb.viewer.dirty = True
+    # -- transfers ---------------------------------------------------------------------------
 
     def _start_cdn(self, viewer: _Viewer, segment: SegmentId, offset: int) -> None:
         if segment in viewer.transfers:
@@ -468,6 +666,7 @@ class Simulation:
         viewer.cdn_fetches += 1
         self.cdn_fetches[segment.sequence] = self.cdn_fetches.get(segment.sequence, 0) + 1
         self.flows[flow] = None
+        self._pending_flows.append(flow)
         self._announce_fetching(viewer, segment)
 
     def _start_peer(self, viewer: _Viewer, segment: SegmentId, peer_id: str, offset: int) -> None:
@@ -479,62 +678,84 @@ class Simulation:
         if not src.uploads_allowed or len(src.uploads) >= self.sc.max_uploads or not holds:
             # BUSY (or ABSENT): the requester backs off from this peer for a while.
             nb.choked_until = self.now + self.sc.peer_rtt_s + self.sc.busy_retry_s
-            viewer.dirty = True
+            nb.view = None
+            viewer.peer_views = None
+            self._mark(viewer)
             return
         total = self.size_of(segment.sequence)
-        flow = _Flow(segment, src, viewer, offset, total, self.now, self.sc.peer_rtt_s)
+        rtt = self.delays_s[nb.delay_class] * 2
+        flow = _Flow(segment, src, viewer, offset, total, self.now, rtt)
         viewer.transfers[segment] = flow
         src.uploads[flow] = None
         self.flows[flow] = None
+        self._pending_flows.append(flow)
         self._announce_fetching(viewer, segment)
-
-    def _available_at_source(self, flow: _Flow) -> float:
-        src = flow.src
-        if src is None or flow.segment in src.have:
-            return flow.total
-        # Cut-through: a relay passes bytes on as they arrive but withholds the last frame
-        # until its own copy has matched its hash (docs/protocol.md, "Relaying"), so nobody
-        # completes a segment its sender has not verified.
-        upstream = src.transfers.get(flow.segment)
-        if upstream is not None:
-            return min(upstream.reached, flow.total - RELAY_HOLDBACK_BYTES)
-        return 0.0
 
     def _move_bytes(self, dt: float) -> None:
         sc = self.sc
         now = self.now
-        ups: dict[int, int] = {}
-        downs: dict[int, int] = {}
-        cdn_flows = 0
-        live = [f for f in self.flows if f.data_from <= now]
-        for f in live:
-            downs[id(f.dst)] = downs.get(id(f.dst), 0) + 1
-            if f.src is None:
-                cdn_flows += 1
+        still: list[_Flow] = []
+        for f in self._pending_flows:
+            if not f.attached:
+                continue
+            if f.data_from <= now:
+                f.live = True
+                f.dst.downs += 1
+                if f.src is None:
+                    self._cdn_live += 1
+                else:
+                    f.src.ups += 1
             else:
-                ups[id(f.src)] = ups.get(id(f.src), 0) + 1
-        cdn_share = sc.cdn_bytes_per_s / cdn_flows if sc.cdn_bytes_per_s > 0 and cdn_flows else _INF
+                still.append(f)
+        self._pending_flows = still
+        cdn_share = (
+            sc.cdn_bytes_per_s / self._cdn_live
+            if sc.cdn_bytes_per_s > 0 and self._cdn_live
+            else _INF
+        )
+        downlink = sc.downlink_bytes_per_s
+        holdback = RELAY_HOLDBACK_BYTES
         completed: list[_Flow] = []
-        for f in live:
-            rate = sc.downlink_bytes_per_s / downs[id(f.dst)]
-            if f.src is None:
-                rate = min(rate, cdn_share)
+        for f in self.flows:
+            if not f.live:
+                continue
+            dst = f.dst
+            src = f.src
+            rate = downlink / dst.downs
+            total = f.total
+            if src is None:
+                if cdn_share < rate:
+                    rate = cdn_share
+                available: float = total
             else:
-                rate = min(rate, sc.uplink_bytes_per_s / ups[id(f.src)])
+                up = src.uplink_bytes_per_s / src.ups
+                if up < rate:
+                    rate = up
+                if f.segment in src.have:
+                    available = total
+                else:
+                    # Cut-through: a relay passes bytes on as they arrive but withholds the last
+                    # frame until its own copy has matched its hash (docs/protocol.md,
+                    # "Relaying"), so nobody completes a segment its sender has not verified.
+                    upstream = src.transfers.get(f.segment)
+                    if upstream is not None:
+                        available = min(upstream.offset + upstream.received, total - holdback)
+                    else:
+                        available = 0.0
             # Data flows for the part of the tick after its first byte could arrive.
             step_s = min(dt, now - f.data_from) if f.last_data_at is None else dt
-            room = min(self._available_at_source(f), f.total) - f.reached
-            step = min(rate * step_s, room)
+            reached = f.offset + f.received
+            step = min(rate * step_s, available - reached)
             if step <= 0:
                 continue
             f.received += step
             f.last_data_at = now
-            if f.src is None:
-                f.dst.bytes_cdn += step
+            if src is None:
+                dst.bytes_cdn += step
             else:
-                f.dst.bytes_p2p += step
-                f.src.bytes_up += step
-            if f.reached >= f.total - 1e-6:
+                dst.bytes_p2p += step
+                src.bytes_up += step
+            if reached + step >= total - 1e-6:
                 completed.append(f)
         for f in completed:
             self._complete(f)
@@ -549,22 +770,34 @@ class Simulation:
         else:
             nb = viewer.neighbours.get(flow.src.peer_id)
             if nb is not None:
+                if nb.estimator is None:
+                    nb.estimator = ThroughputEstimator()
                 nb.estimator.add_sample(int(flow.received), duration)
+                nb.view = None
+                viewer.peer_views = None
         viewer.partial.pop(segment, None)
         viewer.avoid.pop(segment, None)
-        viewer.have[segment] = [self.now, _INF]
-        span = viewer.fetching.get(segment)
-        if span is not None:
-            span[1] = self.now
+        viewer.have[segment] = self.now
+        viewer.fetching.discard(segment)
+        viewer.segment_views.pop(segment.sequence, None)
+        self._announce(viewer, _HAVE, segment)
         seq = segment.sequence
         viewer.player.add_media(seq * self.sc.segment_s, self.sc.segment_s, self.now)
         viewer.segments_played += 1
         self.plays[seq] = self.plays.get(seq, 0) + 1
-        viewer.dirty = True
-        self._touch_neighbours(viewer)
+        self._mark(viewer)
 
     def _detach(self, flow: _Flow) -> None:
+        if not flow.attached:
+            return
+        flow.attached = False
         self.flows.pop(flow, None)
+        if flow.live:
+            flow.dst.downs -= 1
+            if flow.src is None:
+                self._cdn_live -= 1
+            else:
+                flow.src.ups -= 1
         if flow.dst.transfers.get(flow.segment) is flow:
             del flow.dst.transfers[flow.segment]
         if flow.src is not None:
@@ -574,79 +807,46 @@ class Simulation:
         """The receiver cancels: it keeps the bytes it has (a later fetch resumes there)."""
         self._detach(flow)
         reached = int(flow.reached)
+        dst = flow.dst
         if reached > 0:
-            flow.dst.partial[flow.segment] = max(flow.dst.partial.get(flow.segment, 0), reached)
-        flow.dst.dirty = True
+            dst.partial[flow.segment] = max(dst.partial.get(flow.segment, 0), reached)
+            dst.segment_views.pop(flow.segment.sequence, None)
+        self._mark(dst)
 
     def _fail_flow(self, flow: _Flow) -> None:
         """The sender went away mid-transfer."""
         self._drop_flow(flow)
         if flow.src is not None:
-            flow.dst.avoid[flow.segment] = flow.dst.avoid.get(flow.segment, frozenset()) | {
-                flow.src.peer_id
-            }
+            self._set_avoid(flow.dst, flow.segment, flow.src.peer_id)
 
     # -- results -----------------------------------------------------------------------------
 
     def _sample_latency(self) -> None:
         if not self.sc.live:
             return
-        edge = self.live_edge_s(self.now)
-        for viewer in self.viewers.values():
-            if viewer.player.started_at is not None:
-                viewer.latency_samples.append(edge - viewer.player.playhead_at(self.now))
+        now = self.now
+        edge = self.live_edge_s(now)
+        for viewer in self.active:
+            player = viewer.player
+            if player.started_at is not None:
+                viewer.latency_samples.append(edge - player.playhead_at(now))
 
     def _result(self) -> SimResult:
-        everyone = list(self.viewers.values()) + self.departed
-        for viewer in self.viewers.values():
+        for viewer in self.active:
             viewer.player.advance(self.now)
-        bytes_cdn = sum(v.bytes_cdn for v in everyone)
-        bytes_p2p = sum(v.bytes_p2p for v in everyone)
-        total = bytes_cdn + bytes_p2p
-        played = [seq for seq, n in self.plays.items() if n > 0]
-        # Segments the whole swarm played (past the join ramp): the steady-state cost.
-        full_swarm = [seq for seq in played if self.plays[seq] >= self.sc.peers]
-        fetches = sum(self.cdn_fetches.values())
-        startups = [v.player.startup_s for v in everyone if v.player.startup_s is not None]
-        latencies = [statistics.median(v.latency_samples) for v in everyone if v.latency_samples]
-        by_peer = [
-            {
-                "peer_id": v.peer_id,
-                "joined_at": round(v.joined_at - self.t0, 3),
-                "left_at": None if v.left_at is None else round(v.left_at - self.t0, 3),
-                "bytes_cdn": int(v.bytes_cdn),
-                "bytes_p2p": int(v.bytes_p2p),
-                "bytes_up": int(v.bytes_up),
-                "cdn_fetches": v.cdn_fetches,
-                "stall_count": v.player.stall_count,
-                "stall_s": round(v.player.stall_s(self.now), 3),
-                "startup_s": _round(v.player.startup_s),
-                "segments_played": v.segments_played,
-            }
-            for v in everyone
-        ]
-        return SimResult(
-            scenario=self.sc,
-            viewers_total=len(everyone),
-            offload_ratio=bytes_p2p / total if total else 0.0,
-            cdn_fetches_per_segment=(
-                statistics.mean(self.cdn_fetches.get(s, 0) for s in full_swarm)
-                if full_swarm
-                else 0.0
-            ),
-            cdn_fetches_per_segment_all=fetches / len(played) if played else 0.0,
-            cdn_fetches=fetches,
-            bytes_cdn=int(bytes_cdn),
-            bytes_p2p=int(bytes_p2p),
-            stall_count=sum(v.player.stall_count for v in everyone),
-            stall_s=sum(v.player.stall_s(self.now) for v in everyone),
-            startup_s_median=statistics.median(startups) if startups else None,
-            latency_s_median=statistics.median(latencies) if latencies else None,
-            segments_played=sum(v.segments_played for v in everyone),
+        return build_result(
+            self.sc,
+            list(self.viewers.values()) + self.departed,
+            now=self.now,
+            t0=self.t0,
+            plays=self.plays,
+            cdn_fetches=self.cdn_fetches,
             decisions=self.decisions,
-            by_peer=by_peer,
+            per_peer=self.per_peer,
         )
 
 
-def simulate(scenario: Scenario, scheduler_config: SchedulerConfig | None = None) -> SimResult:
-    return Simulation(scenario, scheduler_config).run()
+def simulate(
+    scenario: Scenario, scheduler_config: SchedulerConfig | None = None, *, per_peer: bool = True
+) -> SimResult:
+    return Simulation(scenario, scheduler_config, per_peer=per_peer).run()

@@ -44,24 +44,48 @@ class Scenario:
     playlist_refresh_s: float = 1.0
     #: Share of viewers that leave abruptly each minute (replaced by newcomers).
     churn_per_min: float = 0.0
-    #: Share of viewers that never upload.
+    #: Share of viewers that never upload (leech-only).
     leech_fraction: float = 0.0
+    #: Capacity mix: share of (uploading) viewers whose uplink is ``low_uplink_bytes_per_s``
+    #: instead of ``uplink_bytes_per_s``; the default low uplink is below the default bitrate.
+    low_uplink_fraction: float = 0.0
+    low_uplink_bytes_per_s: float = 125_000.0
+    #: Regions viewers are spread over evenly (at random). The tracker pairs within a region
+    #: first (as the signaling server does with region hints); two viewers of different regions
+    #: are ``cross_region_rtt_s`` apart instead of ``peer_rtt_s``.
+    regions: int = 1
+    cross_region_rtt_s: float = 0.15
+    #: Candidates the tracker examines per pairing: a uniform sample of the swarm of at most
+    #: this size (as the signaling server's ``pairing_sample_limit``), ranked by region then
+    #: playback distance. 0 examines every viewer.
+    pairing_sample: int = 256
     #: VOD stream length (media seconds); defaults to duration_s + join_over_s.
     vod_length_s: float | None = None
     #: Simulation step; smaller is more precise and slower.
     tick_s: float = 0.05
+    #: The scheduler's idle recheck in the simulator. Every change reaches a simulated viewer
+    #: as an event, so this is only a safety net (the agent's ``idle_recheck_s`` is 0.5 s);
+    #: 0.5 reproduces the agent's cadence at a higher CPU cost.
+    idle_recheck_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.peers < 1:
             raise ValueError("peers must be >= 1")
-        for name in ("segment_s", "duration_s", "tick_s", "bitrate_bits_per_s"):
+        for name in ("segment_s", "duration_s", "tick_s", "bitrate_bits_per_s", "idle_recheck_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("churn_per_min", "leech_fraction"):
+        for name in ("churn_per_min", "leech_fraction", "low_uplink_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.latency_segments < 1:
             raise ValueError("latency_segments must be >= 1")
+        if self.regions < 1:
+            raise ValueError("regions must be >= 1")
+        if self.pairing_sample < 0:
+            raise ValueError("pairing_sample must be >= 0")
+        for name in ("low_uplink_bytes_per_s", "cross_region_rtt_s", "uplink_bytes_per_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     def with_overrides(self, **overrides: Any) -> Scenario:
         known = {f.name for f in fields(self)}
