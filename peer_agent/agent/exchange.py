@@ -38,7 +38,7 @@ from ..core.ids import SegmentId
 from ..core.throughput import ThroughputEstimator
 from ..core.wire import MAX_DATA_PAYLOAD_BYTES, AbortReason
 from .state import Neighbour, Transfer
-from .uploads import TokenBucket, Upload, Uploads
+from ..core.exchange_uploads import TokenBucket, Upload, Uploads
 
 if TYPE_CHECKING:
     from .agent import Agent

@@ -18,9 +18,9 @@ from peer_agent.agent.integrity import (
 )
 from peer_agent.agent.playlist import ByteRange, SegmentInfo, Timeline, parse_media
 from peer_agent.agent.state import Held, Neighbour, Transfer
-from peer_agent.agent.uploads import TokenBucket
 from peer_agent.agent.view import build_view
 from peer_agent.core.config import PlaybackConfig
+from peer_agent.core.exchange_uploads import TokenBucket
 from peer_agent.core.ids import SegmentId
 from peer_agent.core.playback import PlaybackModel
 

@@ -61,3 +61,12 @@ def test_core_module_draws_no_module_level_randomness(path: Path) -> None:
 def test_there_is_a_core_to_check() -> None:
     names = {p.name for p in MODULES}
     assert {"scheduler.py", "playback.py", "store.py", "election.py"} <= names
+    exchange = {
+        "exchange.py",
+        "exchange_actions.py",
+        "exchange_serve.py",
+        "exchange_state.py",
+        "exchange_uploads.py",
+        "exchange_view.py",
+    }
+    assert exchange <= names, sorted(exchange - names)

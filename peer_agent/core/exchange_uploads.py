@@ -1,21 +1,23 @@
 """Serving peers: an upload-rate token bucket and the bookkeeping of uploads in progress.
 
-Pure: time is an argument. The agent feeds each upload's bytes into its peer session only as
-fast as the bucket allows, so the cap holds for what actually leaves, and the session's own
-flow control (``bufferedAmount``) does the rest.
+Pure: time is an argument. :class:`~peer_agent.core.exchange.SegmentExchange` hands each
+upload's bytes to its session only as fast as the bucket allows, so the cap holds for what
+actually leaves; the session's own flow control does the rest (docs/exchange.md, "Uploads").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from ..core.ids import SegmentId
+from .ids import SegmentId
 
 
 class TokenBucket:
-    """``rate_bytes_per_s`` sustained, bursts up to ``burst_bytes``; ``None`` rate: no cap."""
+    """``rate_bytes_per_s`` sustained, bursts up to ``burst_bytes``; ``None`` rate: no cap.
+
+    ``burst_bytes`` 0 means a quarter second of the rate, at least 16 KiB. The bucket starts
+    full."""
 
     def __init__(self, rate_bytes_per_s: float | None, now: float, burst_bytes: int = 0) -> None:
         if rate_bytes_per_s is not None and rate_bytes_per_s <= 0:
@@ -56,7 +58,7 @@ class TokenBucket:
 class Upload:
     """A peer's request we accepted (or will accept once the segment's size is known)."""
 
-    link: Any  # the PeerLink it came on
+    link: str  # the caller's name of the link it came on
     peer_id: str
     request_id: int
     segment: SegmentId
@@ -70,10 +72,10 @@ class Upload:
 
 
 class Uploads:
-    """Uploads in progress, by (link, request id) and by segment."""
+    """Uploads in progress, by (link, request id), in the order they were accepted."""
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[int, int], Upload] = {}
+        self._by_key: dict[tuple[str, int], Upload] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -82,16 +84,16 @@ class Uploads:
         return iter(list(self._by_key.values()))
 
     def add(self, upload: Upload) -> None:
-        self._by_key[(id(upload.link), upload.request_id)] = upload
+        self._by_key[(upload.link, upload.request_id)] = upload
 
-    def get(self, link: object, request_id: int) -> Upload | None:
-        return self._by_key.get((id(link), request_id))
+    def get(self, link: str, request_id: int) -> Upload | None:
+        return self._by_key.get((link, request_id))
 
     def remove(self, upload: Upload) -> None:
-        self._by_key.pop((id(upload.link), upload.request_id), None)
+        self._by_key.pop((upload.link, upload.request_id), None)
 
     def for_segment(self, segment: SegmentId) -> list[Upload]:
         return [u for u in self._by_key.values() if u.segment == segment]
 
-    def for_link(self, link: object) -> list[Upload]:
-        return [u for u in self._by_key.values() if u.link is link]
+    def for_link(self, link: str) -> list[Upload]:
+        return [u for u in self._by_key.values() if u.link == link]

@@ -1,0 +1,538 @@
+"""The segment exchange: the policy above the peer sessions, sans-I/O.
+
+:class:`SegmentExchange` decides what to do with bytes, requests and verdicts: downloads in
+flight (from the CDN or a peer), the bytes held of each segment, avoid lists and sizes,
+verification outcomes (penalties, bans, refetches), the store and what is announced, and the
+peers' requests (:mod:`.exchange_serve`). It is driven by method calls with an explicit ``now``
+(peer session events per link, CDN progress, verdicts, the timeline, the scheduler's decisions)
+and the caller pulls :mod:`.exchange_actions` with :meth:`next_action`, re-arms one timer from
+:meth:`get_timer`, and builds the scheduler's input with :meth:`scheduler_view`. It never does
+I/O, reads a clock or draws randomness. The rules are docs/exchange.md; the vectors in
+docs/vectors/exchange/ are their contract.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from .errors import CloseCode
+from .events import (
+    DataReceived,
+    Event,
+    HelloReceived,
+    PeerFetching,
+    PeerHave,
+    PeerLost,
+    RequestCancelled,
+    RequestCompleted,
+    RequestFailed,
+    ResponseStarted,
+    SegmentRequested,
+    SessionClosed,
+)
+from .exchange_actions import (
+    Action,
+    AnnounceFetching,
+    AnnounceHave,
+    AnnounceLost,
+    CancelCdn,
+    CancelRequest,
+    CloseLink,
+    Deliver,
+    ExchangeConfig,
+    FetchCdn,
+    GiveUp,
+    RequestPeer,
+    SegmentEntry,
+    Verify,
+)
+from .exchange_serve import UploadServer
+from .exchange_state import Held, IntegrityConfig, Neighbour, Penalties, Transfer, Verdict
+from .exchange_view import build_view
+from .ids import SegmentId
+from .scheduler import (
+    Action as SchedulerAction,
+)
+from .scheduler import CancelTransfer, FetchFromCdn, FetchFromPeer, SchedulerView
+from .store import SegmentStore
+from .throughput import ThroughputEstimator
+from .wire import FetchingEntry
+
+#: Limits of what HELLO can carry (docs/protocol.md §4).
+HELLO_MAX_HAVE = 16384
+HELLO_MAX_FETCHING = 256
+MAX_EXPECTED_BYTES = 64 * 1024 * 1024
+
+
+class SegmentExchange:
+    def __init__(self, config: ExchangeConfig | None = None) -> None:
+        self.config = cfg = config or ExchangeConfig()
+        self.store = SegmentStore(cfg.store_max_bytes)
+        self.penalties = Penalties(IntegrityConfig(cfg.ban_after_failures, cfg.penalty_s))
+        self._actions: deque[Action] = deque()
+        self.server = UploadServer(cfg, self.store, self, self._actions.append)
+        self._timeline: dict[SegmentId, SegmentEntry] = {}
+        self._bandwidth_bits_per_s: float | None = None
+        #: A manifest is in use: peer bytes with no listed hash are refetched, not trusted.
+        self.sha256 = False
+        self.transfers: dict[SegmentId, Transfer] = {}
+        self.held: dict[SegmentId, Held] = {}
+        self.avoid: dict[SegmentId, frozenset[str]] = {}
+        self.sizes: dict[SegmentId, int] = {}
+        self.verified: set[SegmentId] = set()
+        #: Segments that failed their hash more than ``max_hash_retries`` times.
+        self.given_up: set[SegmentId] = set()
+        self.hash_retries: dict[SegmentId, int] = {}
+        self.neighbours: dict[str, Neighbour] = {}
+        self.peer_rates: dict[str, ThroughputEstimator] = {}
+        self.cdn_rate = ThroughputEstimator()
+        self.peers_seen: set[str] = set()
+        self._next_fetch_id = 1
+        self.bytes_cdn = 0
+        self.bytes_p2p = 0
+        self.hash_failures = 0
+        self.unverifiable = 0
+        self.cdn_failures = 0
+        self.cdn_resumes = 0
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def next_action(self) -> Action | None:
+        return self._actions.popleft() if self._actions else None
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` is due (the upload cap's next refill), if ever."""
+        return self.server.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.server.handle_timer(now)
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return self.server.bytes_uploaded
+
+    def hello_state(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
+        """What a new session's HELLO announces: the store, and every download in progress
+        (relayed cut-through, the last frame withheld until our copy verifies)."""
+        have = list(self.store)[-HELLO_MAX_HAVE:]
+        busy = list(self.transfers)[-HELLO_MAX_FETCHING:]
+        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), MAX_EXPECTED_BYTES)) for s in busy]
+        return have, fetching
+
+    def in_progress(self, segment: SegmentId) -> tuple[bytearray, int | None] | None:
+        """Bytes held of a download in progress and its size once known (for relays)."""
+        held = self.held.get(segment)
+        if held is None or segment not in self.transfers:
+            return None
+        return held.buf, held.total
+
+    # -- the timeline -------------------------------------------------------------------------
+
+    def timeline(self) -> list[SegmentEntry]:
+        return list(self._timeline.values())
+
+    def set_timeline(
+        self, entries: Iterable[SegmentEntry], *, bandwidth_bits_per_s: float | None = None
+    ) -> None:
+        """The segments the playlist lists now, in order (replaces the previous list)."""
+        self._timeline = {e.segment: e for e in entries}
+        if bandwidth_bits_per_s is not None:
+            self._bandwidth_bits_per_s = bandwidth_bits_per_s
+
+    def set_sha256(self, enabled: bool) -> None:
+        """Whether a manifest is in use (else only sizes are checked: docs/exchange.md)."""
+        self.sha256 = enabled
+
+    def forget_before(self, playhead_s: float) -> None:
+        """Drop partial segments (and their avoid lists) wholly behind the playhead or gone
+        from the timeline and not being downloaded; relays of them are aborted."""
+        for segment in list(self.held):
+            entry = self._timeline.get(segment)
+            gone = entry is None or entry.start_s + entry.duration_s < playhead_s
+            if segment not in self.transfers and gone:
+                self._drop_held(segment)
+                self.avoid.pop(segment, None)
+
+    def size_estimate(self, segment: SegmentId) -> int:
+        known = self.sizes.get(segment)
+        if known is not None:
+            return known
+        entry = self._timeline.get(segment)
+        if entry is not None and entry.range_bytes is not None:
+            return entry.range_bytes
+        if self.sizes:
+            return int(statistics.fmean(list(self.sizes.values())[-20:]))
+        if self._bandwidth_bits_per_s and entry is not None:
+            return max(1, int(self._bandwidth_bits_per_s * entry.duration_s / 8))
+        return self.config.default_segment_bytes
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    def scheduler_view(
+        self,
+        now: float,
+        playhead_s: float,
+        *,
+        connecting_until: float = 0.0,
+        swarm_size: int = 0,
+    ) -> SchedulerView:
+        """The scheduler's input, built the way the simulator builds it (:mod:`.exchange_view`)."""
+        return build_view(
+            self, now, playhead_s, connecting_until=connecting_until, swarm_size=swarm_size
+        )
+
+    def apply(self, actions: Sequence[SchedulerAction], now: float) -> None:
+        """Carry out the scheduler's decision (waits need nothing)."""
+        for action in actions:
+            if isinstance(action, CancelTransfer):
+                self.cancel_transfer(action.segment, now)
+            elif isinstance(action, FetchFromCdn):
+                self.start_cdn(action.segment, action.offset, now)
+            elif isinstance(action, FetchFromPeer):
+                self.start_peer(action.segment, action.peer_id, action.offset, now)
+
+    # -- starting and cancelling downloads ----------------------------------------------------
+
+    def start_cdn(self, segment: SegmentId, offset: int, now: float) -> None:
+        if segment in self.transfers or segment not in self._timeline:
+            return
+        held = self._held_for(segment, offset)
+        offset = len(held.buf)
+        self.cdn_resumes += offset > 0
+        fetch_id = self._next_fetch_id
+        self._next_fetch_id += 1
+        self.transfers[segment] = Transfer(segment, None, now, offset, fetch_id=fetch_id)
+        self._actions.append(FetchCdn(fetch_id, segment, offset))
+        self._announce_fetching(segment)
+
+    def start_peer(self, segment: SegmentId, peer_id: str, offset: int, now: float) -> None:
+        if segment in self.transfers:
+            return
+        nb = self.neighbours.get(peer_id)
+        if nb is None or not nb.open or not nb.links:
+            if nb is not None:
+                nb.choked_until = now + self.config.busy_backoff_s
+            return
+        link = nb.links[-1]
+        held = self._held_for(segment, offset)
+        offset = len(held.buf)
+        self.transfers[segment] = Transfer(segment, peer_id, now, offset, link=link)
+        self._actions.append(RequestPeer(link, peer_id, segment, offset))
+
+    def request_sent(self, link: str, segment: SegmentId, request_id: int) -> None:
+        """The session took our REQUEST under ``request_id``: it is announced (we relay it
+        cut-through, the last frame once verified)."""
+        transfer = self.transfers.get(segment)
+        if transfer is None or transfer.link != link or transfer.request_id is not None:
+            return
+        transfer.request_id = request_id
+        self._announce_fetching(segment)
+
+    def request_not_sent(self, link: str, segment: SegmentId, now: float) -> None:
+        """The session could not take the REQUEST (closed, or too many in flight): the peer
+        is backed off like after a BUSY without a hint."""
+        transfer = self.transfers.get(segment)
+        if transfer is None or transfer.link != link or transfer.request_id is not None:
+            return
+        del self.transfers[segment]
+        assert transfer.peer_id is not None
+        nb = self.neighbours.get(transfer.peer_id)
+        if nb is not None:
+            nb.choked_until = now + self.config.busy_backoff_s
+
+    def cancel_transfer(self, segment: SegmentId, now: float) -> None:
+        transfer = self.transfers.get(segment)
+        if transfer is None or transfer.verifying:
+            return
+        del self.transfers[segment]
+        if transfer.peer_id is None:
+            assert transfer.fetch_id is not None
+            self._actions.append(CancelCdn(transfer.fetch_id, segment))
+            return
+        self._add_avoid(segment, transfer.peer_id)
+        if transfer.link is not None and transfer.request_id is not None:
+            self._actions.append(CancelRequest(transfer.link, transfer.request_id))
+
+    # -- the CDN ------------------------------------------------------------------------------
+
+    def _cdn_transfer(self, fetch_id: int) -> Transfer | None:
+        for transfer in self.transfers.values():
+            if transfer.fetch_id == fetch_id:
+                return transfer
+        return None
+
+    def cdn_total(self, fetch_id: int, total_bytes: int, now: float) -> None:
+        """The CDN told the segment's whole size."""
+        transfer = self._cdn_transfer(fetch_id)
+        held = self.held.get(transfer.segment) if transfer is not None else None
+        if transfer is None or held is None or transfer.verifying:
+            return
+        held.total = total_bytes
+        self.sizes[transfer.segment] = total_bytes
+        self.server.pump_segment(transfer.segment, now)
+
+    def cdn_data(self, fetch_id: int, offset: int, data: bytes, now: float) -> None:
+        """Bytes ``[offset, offset + len(data))`` of the segment arrived from the CDN."""
+        transfer = self._cdn_transfer(fetch_id)
+        held = self.held.get(transfer.segment) if transfer is not None else None
+        if transfer is None or held is None or transfer.verifying or offset != len(held.buf):
+            return
+        held.append(data, None)
+        transfer.received += len(data)
+        transfer.last_data_at = now
+        self.bytes_cdn += len(data)
+        self.server.pump_segment(transfer.segment, now)
+
+    def cdn_done(self, fetch_id: int, total_bytes: int, elapsed_s: float, now: float) -> None:
+        """The CDN fetch finished: every byte is held; the segment goes to verification."""
+        transfer = self._cdn_transfer(fetch_id)
+        held = self.held.get(transfer.segment) if transfer is not None else None
+        if transfer is None or held is None or transfer.verifying:
+            return
+        self.cdn_rate.add_sample(transfer.received, max(1e-6, elapsed_s))
+        held.total = total_bytes
+        self.sizes[transfer.segment] = total_bytes
+        self._complete(transfer, held)
+
+    def cdn_failed(self, fetch_id: int, now: float) -> None:
+        """The CDN fetch gave up (after its own retries): the bytes held are kept, and the
+        scheduler decides again."""
+        transfer = self._cdn_transfer(fetch_id)
+        if transfer is None or transfer.verifying:
+            return
+        self.cdn_failures += 1
+        del self.transfers[transfer.segment]
+
+    # -- verification -------------------------------------------------------------------------
+
+    def _complete(self, transfer: Transfer, held: Held) -> None:
+        segment = transfer.segment
+        if segment not in self._timeline:  # fell out of the timeline meanwhile
+            del self.transfers[segment]
+            self._drop_held(segment)
+            return
+        transfer.verifying = True
+        total = held.total if held.total is not None else len(held.buf)
+        self._actions.append(Verify(segment, bytes(held.buf), total))
+
+    def verdict(self, segment: SegmentId, verdict: Verdict, now: float) -> None:
+        """The caller checked the bytes of a :class:`Verify`."""
+        transfer = self.transfers.get(segment)
+        held = self.held.get(segment)
+        if transfer is None or not transfer.verifying or held is None:
+            return
+        del self.transfers[segment]
+        peers = sorted(p for p in held.contributors if p is not None)
+        if verdict is Verdict.UNKNOWN:
+            if not self.sha256 or not peers:
+                verdict = Verdict.OK  # size-only mode, or CDN bytes: trusted as they are
+            else:
+                self.unverifiable += 1
+                self._discard_and_refetch(segment, now)
+                return
+        if verdict is Verdict.MISMATCH:
+            self.hash_failures += 1
+            for pid in peers:
+                if self.penalties.record(pid, now):
+                    self._ban(pid)
+                self._add_avoid(segment, pid)
+            self._discard_and_refetch(segment, now)
+            return
+        self._accept(segment, bytes(held.buf), now)
+
+    def _discard_and_refetch(self, segment: SegmentId, now: float) -> None:
+        self._drop_held(segment)
+        count = self.hash_retries.get(segment, 0) + 1
+        self.hash_retries[segment] = count
+        if count <= self.config.max_hash_retries:
+            self.start_cdn(segment, 0, now)
+        else:  # even the CDN's bytes do not match: never play it
+            self.given_up.add(segment)
+            self._actions.append(GiveUp(segment))
+
+    def _accept(self, segment: SegmentId, data: bytes, now: float) -> None:
+        self.verified.add(segment)
+        self.avoid.pop(segment, None)
+        self.sizes[segment] = len(data)
+        self._actions.append(Deliver(segment, data))
+        evicted = self.store.put(segment, data)
+        self.server.segment_verified(segment, data)
+        self.held.pop(segment, None)
+        if not self.config.leech_only:
+            if segment in self.store:
+                self._actions.append(AnnounceHave((segment,)))
+            lost = tuple(s for s in evicted if s != segment)
+            if lost:
+                self._actions.append(AnnounceLost(lost))
+        self.server.pump_segment(segment, now)
+
+    def _ban(self, peer_id: str) -> None:
+        nb = self.neighbours.get(peer_id)
+        if nb is None:
+            return
+        nb.open = False
+        for link in nb.links:
+            self._actions.append(CloseLink(link, CloseCode.BANNED, "repeated integrity failures"))
+
+    # -- peer session events ------------------------------------------------------------------
+
+    def on_peer_event(self, link: str, peer_id: str, event: Event, now: float) -> None:
+        """An event of the session on ``link`` (the caller's name for it) with ``peer_id``."""
+        if isinstance(event, HelloReceived):
+            self._on_hello(link, peer_id, event)
+        elif isinstance(event, PeerHave | PeerLost | PeerFetching):
+            self._on_availability(peer_id, event)
+        elif isinstance(event, ResponseStarted):
+            transfer = self._peer_transfer(link, event.request_id)
+            held = self.held.get(event.segment)
+            if transfer is not None and held is not None:
+                held.total = event.total_bytes
+                self.sizes.setdefault(event.segment, event.total_bytes)
+                self.server.pump_segment(event.segment, now)
+        elif isinstance(event, DataReceived):
+            self._on_data(link, event, now)
+        elif isinstance(event, RequestCompleted):
+            self._on_completed(link, event, now)
+        elif isinstance(event, RequestFailed):
+            self._on_failed(link, event, now)
+        elif isinstance(event, SegmentRequested):
+            self.server.on_request(
+                link,
+                peer_id,
+                event.request_id,
+                event.segment,
+                event.offset,
+                now,
+                banned=self.penalties.is_banned(peer_id),
+            )
+        elif isinstance(event, RequestCancelled):
+            self.server.on_cancelled(link, event.request_id)
+        elif isinstance(event, SessionClosed):
+            self._on_closed(link, peer_id)
+
+    def _on_hello(self, link: str, peer_id: str, event: HelloReceived) -> None:
+        self.peers_seen.add(peer_id)
+        if self.penalties.is_banned(peer_id):
+            self._actions.append(CloseLink(link, CloseCode.BANNED, "banned"))
+            return
+        nb = self.neighbours.setdefault(peer_id, Neighbour(peer_id))
+        nb.open = True
+        nb.have = set(event.have)
+        nb.fetching = {e.segment for e in event.fetching}
+        nb.uploads = not event.leech_only
+        if link not in nb.links:
+            nb.links.append(link)
+        for entry in event.fetching:
+            if entry.expected_bytes:
+                self.sizes.setdefault(entry.segment, entry.expected_bytes)
+
+    def _on_availability(self, peer_id: str, event: PeerHave | PeerLost | PeerFetching) -> None:
+        nb = self.neighbours.get(peer_id)
+        if nb is None:
+            return
+        if isinstance(event, PeerHave):
+            nb.have.update(event.segments)
+            nb.fetching.difference_update(event.segments)
+        elif isinstance(event, PeerLost):
+            nb.have.difference_update(event.segments)
+            nb.fetching.difference_update(event.segments)
+        else:
+            for entry in event.entries:
+                nb.fetching.add(entry.segment)
+                if entry.expected_bytes:
+                    self.sizes.setdefault(entry.segment, entry.expected_bytes)
+
+    def _peer_transfer(self, link: str, request_id: int) -> Transfer | None:
+        for transfer in self.transfers.values():
+            if transfer.link == link and transfer.request_id == request_id:
+                return transfer
+        return None
+
+    def _on_data(self, link: str, event: DataReceived, now: float) -> None:
+        transfer = self._peer_transfer(link, event.request_id)
+        held = self.held.get(event.segment)
+        if transfer is None or held is None or event.offset != len(held.buf):
+            return
+        held.append(event.data, transfer.peer_id)
+        transfer.received += len(event.data)
+        transfer.last_data_at = now
+        self.bytes_p2p += len(event.data)
+        self.server.pump_segment(event.segment, now)
+
+    def _on_completed(self, link: str, event: RequestCompleted, now: float) -> None:
+        transfer = self._peer_transfer(link, event.request_id)
+        held = self.held.get(event.segment)
+        if transfer is None or held is None:
+            return
+        held.total = event.total_bytes
+        if transfer.peer_id is not None:
+            rate = self.peer_rates.setdefault(transfer.peer_id, ThroughputEstimator())
+            rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
+        self._complete(transfer, held)
+
+    def _on_failed(self, link: str, event: RequestFailed, now: float) -> None:
+        transfer = self._peer_transfer(link, event.request_id)
+        if transfer is None:
+            return
+        del self.transfers[transfer.segment]
+        pid = transfer.peer_id
+        assert pid is not None
+        nb = self.neighbours.get(pid)
+        if event.reason == "busy":
+            if nb is not None:
+                delay = event.retry_after_s or self.config.busy_backoff_s
+                nb.choked_until = now + min(delay, self.config.max_busy_backoff_s)
+        else:
+            self._add_avoid(transfer.segment, pid)
+            if event.reason == "absent" and nb is not None:
+                nb.have.discard(transfer.segment)
+                nb.fetching.discard(transfer.segment)
+        if event.reason == "aborted":
+            # The peer gave up our request. If it relayed cut-through and its copy failed
+            # (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are
+            # dropped, so an honest relay of a bad upstream is never blamed for them.
+            self._truncate_held(transfer.segment, transfer.offset)
+
+    def _on_closed(self, link: str, peer_id: str) -> None:
+        self.server.on_link_closed(link)
+        nb = self.neighbours.get(peer_id)
+        if nb is not None:
+            if link in nb.links:
+                nb.links.remove(link)
+            if not nb.links:
+                del self.neighbours[peer_id]
+        for transfer in list(self.transfers.values()):
+            if transfer.link == link and not transfer.verifying:
+                del self.transfers[transfer.segment]
+                self._add_avoid(transfer.segment, peer_id)
+
+    # -- held bytes ---------------------------------------------------------------------------
+
+    def _add_avoid(self, segment: SegmentId, peer_id: str) -> None:
+        self.avoid[segment] = self.avoid.get(segment, frozenset()) | {peer_id}
+
+    def _held_for(self, segment: SegmentId, offset: int) -> Held:
+        held = self.held.setdefault(segment, Held())
+        if len(held.buf) > offset:
+            self._truncate_held(segment, offset)
+        return held
+
+    def _truncate_held(self, segment: SegmentId, length: int) -> None:
+        """Keep only bytes ``[0, length)`` of a segment in progress. Whoever we relayed more
+        to is aborted: the bytes that replace the rest may differ from what they got."""
+        held = self.held.get(segment)
+        if held is not None and len(held.buf) > length:
+            held.truncate(length)
+            self.server.abort_relays(segment, beyond=length)
+
+    def _drop_held(self, segment: SegmentId) -> None:
+        """Give up a segment in progress without verifying it: relays of it are aborted."""
+        self.held.pop(segment, None)
+        self.server.abort_relays(segment)
+
+    def _announce_fetching(self, segment: SegmentId) -> None:
+        if not self.config.leech_only:
+            size = min(self.sizes.get(segment, 0), MAX_EXPECTED_BYTES)
+            self._actions.append(AnnounceFetching((FetchingEntry(segment, size),)))

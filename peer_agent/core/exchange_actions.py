@@ -1,0 +1,209 @@
+"""Inputs and outputs of :class:`~peer_agent.core.exchange.SegmentExchange`: its config, the
+timeline entries it is told about, and the actions the caller pulls (frozen dataclasses).
+
+Every action names links by the caller's own string for a link (``link``) and segments by
+:class:`SegmentId`. docs/exchange.md, "Actions", says what the caller does with each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ids import SegmentId
+from .wire import MAX_DATA_PAYLOAD_BYTES, FetchingEntry
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """Every option of the exchange; defaults as in docs/exchange.md, "Configuration"."""
+
+    #: Our peer id (the scheduler's ``self_id``).
+    self_id: str = ""
+    #: Peer requests served at once at most; one more is answered BUSY.
+    max_uploads: int = 4
+    #: Upload cap in bytes/s over all uploads (``None``: none).
+    upload_cap_bytes_per_s: float | None = None
+    #: Bytes the cap lets through at once (``None``: a quarter second, at least 16 KiB).
+    upload_burst_bytes: int | None = None
+    #: Never upload: every request is answered BUSY(0xFFFF); nothing is announced.
+    leech_only: bool = False
+    #: The retry hint of the BUSY sent beyond ``max_uploads``.
+    busy_retry_after_ms: int = 500
+    #: A peer that answered BUSY without a hint, or could not take a request, is not asked
+    #: again for this long; a hint is obeyed up to ``max_busy_backoff_s``.
+    busy_backoff_s: float = 0.5
+    max_busy_backoff_s: float = 30.0
+    #: Refetches from the CDN of a segment that failed its hash before it is given up.
+    max_hash_retries: int = 3
+    #: What a relay withholds of a segment until its own copy is verified: one whole DATA
+    #: frame at the largest message size.
+    relay_holdback_bytes: int = MAX_DATA_PAYLOAD_BYTES
+    #: Verified segments kept for peers and the player (oldest evicted first).
+    store_max_bytes: int = 256 * 1024 * 1024
+    #: Hash failures before a ban, and the penalty window after each.
+    ban_after_failures: int = 2
+    penalty_s: float = 10.0
+    #: Size guess for a segment of which nothing is known.
+    default_segment_bytes: int = 500_000
+
+    def __post_init__(self) -> None:
+        if self.max_uploads < 0:
+            raise ValueError("max_uploads must be >= 0")
+        if self.upload_cap_bytes_per_s is not None and self.upload_cap_bytes_per_s <= 0:
+            raise ValueError("upload_cap_bytes_per_s must be positive (None: no cap)")
+        if not 0 <= self.busy_retry_after_ms <= 0xFFFF:
+            raise ValueError("busy_retry_after_ms must be a u16")
+        if self.relay_holdback_bytes < 1:
+            raise ValueError("relay_holdback_bytes must be >= 1")
+        if self.max_hash_retries < 0:
+            raise ValueError("max_hash_retries must be >= 0")
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """A segment the media playlist lists (the caller's timeline, in order)."""
+
+    segment: SegmentId
+    start_s: float
+    duration_s: float
+    #: When the segment first appeared in a playlist (the caller's clock).
+    known_since: float
+    #: Its byte range's length, when the playlist gives one.
+    range_bytes: int | None = None
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchCdn:
+    """GET the segment from the CDN from byte ``offset`` of it (a Range request when > 0, on
+    top of the playlist's byte range); report with ``cdn_*(fetch_id, ...)``."""
+
+    fetch_id: int
+    segment: SegmentId
+    offset: int
+
+
+@dataclass(frozen=True)
+class CancelCdn:
+    fetch_id: int
+    segment: SegmentId
+
+
+@dataclass(frozen=True)
+class RequestPeer:
+    """``session.request(segment, offset)`` on ``link``; report the id with
+    ``request_sent`` (or ``request_not_sent``)."""
+
+    link: str
+    peer_id: str
+    segment: SegmentId
+    offset: int
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    link: str
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Respond:
+    link: str
+    request_id: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class SendData:
+    link: str
+    request_id: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RejectAbsent:
+    link: str
+    request_id: int
+
+
+@dataclass(frozen=True)
+class RejectBusy:
+    link: str
+    request_id: int
+    retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class AbortUpload:
+    link: str
+    request_id: int
+    reason: int  # an AbortReason value
+
+
+@dataclass(frozen=True)
+class CloseLink:
+    link: str
+    code: int  # a CloseCode value
+    reason: str
+
+
+@dataclass(frozen=True)
+class AnnounceHave:
+    segments: tuple[SegmentId, ...]
+
+
+@dataclass(frozen=True)
+class AnnounceFetching:
+    entries: tuple[FetchingEntry, ...]
+
+
+@dataclass(frozen=True)
+class AnnounceLost:
+    segments: tuple[SegmentId, ...]
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Check these bytes (the whole segment) and report with ``verdict(segment, ...)``."""
+
+    segment: SegmentId
+    data: bytes
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """The segment verified: hand it to the player."""
+
+    segment: SegmentId
+    data: bytes
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The segment failed its hash more than ``max_hash_retries`` times: it is never played."""
+
+    segment: SegmentId
+
+
+Action = (
+    FetchCdn
+    | CancelCdn
+    | RequestPeer
+    | CancelRequest
+    | Respond
+    | SendData
+    | RejectAbsent
+    | RejectBusy
+    | AbortUpload
+    | CloseLink
+    | AnnounceHave
+    | AnnounceFetching
+    | AnnounceLost
+    | Verify
+    | Deliver
+    | GiveUp
+)

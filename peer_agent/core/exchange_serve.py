@@ -1,0 +1,218 @@
+"""Serving peers' requests: from the store, from a verified copy kept for relays, or
+cut-through from a download in progress, under the upload cap and the upload slot limit.
+
+The rules are docs/exchange.md, "Serving" and "Cut-through relay": the last
+``relay_holdback_bytes`` of a segment leave only once our own copy verified; a copy that fails
+or is given up ABORTs (UPSTREAM_FAILED) every relay of it. Pure: time is an argument and every
+output is an action handed to ``emit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from .exchange_actions import (
+    AbortUpload,
+    Action,
+    AnnounceLost,
+    ExchangeConfig,
+    RejectAbsent,
+    RejectBusy,
+    Respond,
+    SendData,
+)
+from .exchange_uploads import TokenBucket, Upload, Uploads
+from .ids import SegmentId
+from .store import SegmentStore
+from .wire import AbortReason
+
+#: BUSY hint of a peer that never uploads (leech-only) or of a banned requester.
+NEVER_RETRY_MS = 0xFFFF
+
+
+class InProgress(Protocol):
+    """Where the server finds bytes of a segment still being downloaded."""
+
+    def in_progress(self, segment: SegmentId) -> tuple[bytearray, int | None] | None:
+        """Bytes held so far and the size once known; ``None``: no download in progress."""
+        ...
+
+
+class UploadServer:
+    def __init__(
+        self,
+        config: ExchangeConfig,
+        store: SegmentStore,
+        downloads: InProgress,
+        emit: Callable[[Action], None],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.downloads = downloads
+        self.emit = emit
+        self.uploads = Uploads()
+        self.bucket: TokenBucket | None = None
+        #: Verified segments still being relayed, kept whole until those uploads end (the
+        #: store may not keep them).
+        self.relay_copies: dict[SegmentId, bytes] = {}
+        self.pump_at: float | None = None
+        self.bytes_uploaded = 0
+        self.busy_sent = 0
+        self.relays_aborted = 0
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_request(
+        self,
+        link: str,
+        peer_id: str,
+        request_id: int,
+        segment: SegmentId,
+        offset: int,
+        now: float,
+        *,
+        banned: bool,
+    ) -> None:
+        cfg = self.config
+        if cfg.leech_only or banned:
+            self.emit(RejectBusy(link, request_id, NEVER_RETRY_MS))
+            return
+        if len(self.uploads) >= cfg.max_uploads:
+            self.busy_sent += 1
+            self.emit(RejectBusy(link, request_id, cfg.busy_retry_after_ms))
+            return
+        stored = self.store.get(segment)
+        data = stored if stored is not None else self.relay_copies.get(segment)
+        upload = Upload(link, peer_id, request_id, segment, offset, offset)
+        if data is not None:
+            if offset >= len(data):
+                self.emit(RejectAbsent(link, request_id))
+                return
+            if stored is not None:
+                self.store.pin(segment)
+                upload.pinned = True
+            upload.total_bytes = len(data)
+            self.emit(Respond(link, request_id, len(data)))
+        else:
+            progress = self.downloads.in_progress(segment)
+            if progress is None:
+                self.emit(RejectAbsent(link, request_id))
+                return
+            total = progress[1]
+            if total is not None:
+                if offset >= total:
+                    self.emit(RejectAbsent(link, request_id))
+                    return
+                upload.total_bytes = total
+                self.emit(Respond(link, request_id, total))
+        self.uploads.add(upload)
+        self._pump(upload, now)
+
+    def on_cancelled(self, link: str, request_id: int) -> None:
+        upload = self.uploads.get(link, request_id)
+        if upload is not None:
+            self._end(upload)
+
+    def on_link_closed(self, link: str) -> None:
+        for upload in self.uploads.for_link(link):
+            self._end(upload)
+
+    def segment_verified(self, segment: SegmentId, data: bytes) -> None:
+        """Our copy matched: keep it for the uploads relaying it (the rest, the last frame
+        included, goes out from it), whether or not the store keeps it."""
+        if self.uploads.for_segment(segment):
+            self.relay_copies[segment] = data
+
+    def pump_segment(self, segment: SegmentId, now: float) -> None:
+        for upload in self.uploads.for_segment(segment):
+            self._pump(upload, now)
+
+    def get_timer(self) -> float | None:
+        """When uploads held back by the cap may go on (``None`` while none waits)."""
+        return self.pump_at
+
+    def handle_timer(self, now: float) -> None:
+        if self.pump_at is None or now < self.pump_at:
+            return
+        self.pump_at = None
+        for upload in self.uploads:
+            self._pump(upload, now)
+
+    def abort_relays(self, segment: SegmentId, *, beyond: int | None = None) -> None:
+        """ABORT (UPSTREAM_FAILED) the relays of unverified ``segment``: all of them, or those
+        that were handed bytes past ``beyond``."""
+        if self._verified_copy(segment) is not None:
+            return
+        for upload in self.uploads.for_segment(segment):
+            if upload.pinned:
+                continue
+            if beyond is not None and upload.sent_until <= max(beyond, upload.offset):
+                continue
+            self._end(upload)
+            self.relays_aborted += 1
+            self.emit(AbortUpload(upload.link, upload.request_id, AbortReason.UPSTREAM_FAILED))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _verified_copy(self, segment: SegmentId) -> bytes | None:
+        data = self.store.get(segment)
+        return data if data is not None else self.relay_copies.get(segment)
+
+    def _source(self, segment: SegmentId) -> tuple[bytes | bytearray | None, int | None, bool]:
+        data = self._verified_copy(segment)
+        if data is not None:
+            return data, len(data), True
+        progress = self.downloads.in_progress(segment)
+        if progress is not None:
+            return progress[0], progress[1], False
+        return None, None, False
+
+    def _pump(self, upload: Upload, now: float) -> None:
+        """Hand the session what the source holds beyond what was sent, within the cap."""
+        source, total, verified = self._source(upload.segment)
+        if source is None:
+            return  # the upstream went away; bytes may come back with a new fetch
+        if upload.total_bytes is None:
+            if total is None:
+                return
+            if upload.offset >= total:
+                self.uploads.remove(upload)
+                self.emit(RejectAbsent(upload.link, upload.request_id))
+                return
+            upload.total_bytes = total
+            self.emit(Respond(upload.link, upload.request_id, total))
+        limit = upload.total_bytes
+        if not verified:
+            limit -= self.config.relay_holdback_bytes  # the last frame waits for our hash
+        wanted = min(len(source), limit) - upload.sent_until
+        if wanted > 0:
+            if self.bucket is None:
+                cfg = self.config
+                self.bucket = TokenBucket(
+                    cfg.upload_cap_bytes_per_s, now, cfg.upload_burst_bytes or 0
+                )
+            granted = self.bucket.take(wanted, now)
+            if granted > 0:
+                start = upload.sent_until
+                chunk = bytes(source[start : start + granted])
+                self.emit(SendData(upload.link, upload.request_id, start, chunk))
+                upload.sent_until += granted
+                self.bytes_uploaded += granted
+            if granted < wanted:
+                at = self.bucket.ready_at(wanted - granted, now)
+                self.pump_at = at if self.pump_at is None else min(self.pump_at, at)
+        if upload.sent_until >= upload.total_bytes:
+            self._end(upload)
+
+    def _end(self, upload: Upload) -> None:
+        self.uploads.remove(upload)
+        if not len(self.uploads):
+            self.pump_at = None  # nobody waits for the cap any more
+        if upload.segment in self.relay_copies and not self.uploads.for_segment(upload.segment):
+            del self.relay_copies[upload.segment]
+        if upload.pinned:
+            upload.pinned = False
+            evicted = self.store.unpin(upload.segment)
+            if evicted:
+                self.emit(AnnounceLost(tuple(evicted)))

@@ -1,0 +1,88 @@
+"""The scheduler's view of a :class:`~peer_agent.core.exchange.SegmentExchange`.
+
+Segments: every one the timeline lists that is not verified, not given up and not wholly behind
+the playhead, with its size estimate, when it became known, the bytes already held and the peers
+to avoid for it. Peers: every open neighbour with what it announced, its measured throughput,
+and BUSY/penalty back-offs. Transfers: every download in flight (one whose bytes are being
+verified counts as a CDN fetch: nothing is to be done about it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .scheduler import PeerView, SchedulerView, SegmentView, TransferView
+
+if TYPE_CHECKING:
+    from .exchange import SegmentExchange
+
+
+def build_view(
+    ex: SegmentExchange,
+    now: float,
+    playhead_s: float,
+    *,
+    connecting_until: float = 0.0,
+    swarm_size: int = 0,
+) -> SchedulerView:
+    segments = []
+    for entry in ex.timeline():
+        sid = entry.segment
+        if entry.start_s + entry.duration_s <= playhead_s:
+            continue
+        if sid in ex.verified or sid in ex.given_up:
+            continue
+        held = ex.held.get(sid)
+        segments.append(
+            SegmentView(
+                segment=sid,
+                start_s=entry.start_s,
+                duration_s=entry.duration_s,
+                size_bytes=ex.size_estimate(sid),
+                known_since=entry.known_since,
+                partial_bytes=len(held.buf) if held is not None else 0,
+                avoid=ex.avoid.get(sid, frozenset()),
+            )
+        )
+    peers = []
+    for pid, nb in ex.neighbours.items():
+        if not nb.open:
+            continue
+        rate = ex.peer_rates.get(pid)
+        peers.append(
+            PeerView(
+                peer_id=pid,
+                have=frozenset(nb.have),
+                fetching=frozenset(nb.fetching),
+                throughput_bytes_per_s=rate.estimate_bytes_per_s if rate else None,
+                choked_until=max(nb.choked_until, ex.penalties.blocked_until(pid)),
+                uploads=nb.uploads and not ex.penalties.is_banned(pid),
+            )
+        )
+    transfers = []
+    for t in ex.transfers.values():
+        held = ex.held.get(t.segment)
+        transfers.append(
+            TransferView(
+                segment=t.segment,
+                peer_id=None if t.verifying else t.peer_id,
+                started_at=t.started_at,
+                offset=t.offset,
+                received_bytes=t.received,
+                total_bytes=held.total if held is not None else None,
+                last_data_at=t.last_data_at,
+            )
+        )
+    return SchedulerView(
+        now=now,
+        self_id=ex.config.self_id,
+        playhead_s=playhead_s,
+        segments=segments,
+        have=frozenset(ex.verified),
+        transfers=transfers,
+        peers=peers,
+        cdn_throughput_bytes_per_s=ex.cdn_rate.estimate_bytes_per_s,
+        rate=1.0,
+        connecting_until=connecting_until,
+        swarm_size=swarm_size,
+    )
