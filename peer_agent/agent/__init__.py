@@ -4,14 +4,13 @@ Modules (one concern each):
 
 - :mod:`.playlist` -- m3u8 playlists to a segment model (master → renditions, live refresh);
 - :mod:`.cdn` -- httpx fetches with timeouts, retries with backoff and Range resume;
-- :mod:`.integrity` -- SHA-256 manifest, verdicts, penalties and bans;
-- :mod:`.uploads` -- upload token bucket and upload bookkeeping;
-- :mod:`.state` -- bookkeeping types (segments in progress, transfers, neighbours);
-- :mod:`.view` -- the scheduler's view, built as the simulator builds it;
-- :mod:`.intake` -- CDN fetches, verification, play/store/announce, hash-failure handling;
-- :mod:`.exchange` -- peer session events, our requests, serving peers (cut-through);
+- :mod:`.integrity` -- the SHA-256 manifest and its keys (verdicts and penalties: the core);
+- :mod:`.intake` -- hashing segments against the manifest, fetching init sections;
+- :mod:`.links` -- naming peer links and carrying out the exchange's session actions;
+- :mod:`.state` -- what the agent needs of its swarm;
 - :mod:`.report` -- the live status numbers and the final summary;
-- :mod:`.agent` -- :class:`Agent`: start-up, the loop around the core scheduler, shutdown;
+- :mod:`.agent` -- :class:`Agent`: the asyncio glue around the core's ``SegmentExchange`` and
+  scheduler (docs/exchange.md): start-up, inputs in, actions out, one timer, shutdown;
 - :mod:`.cli` -- the ``p2p-agent`` console script.
 
 Public API::

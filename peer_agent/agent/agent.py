@@ -1,17 +1,15 @@
 """The headless peer agent: playlists, CDN, swarm, integrity and a virtual player, composed.
 
-One asyncio loop asks the core scheduler (:func:`peer_agent.core.scheduler.decide`) what to do,
-from a :class:`SchedulerView` built exactly as the simulator builds it, and carries out its
-actions: CDN fetches, peer requests, cancels. Every other input (playlist refreshes, peer
-events, finished fetches) only updates state and wakes the loop. Bytes become a segment only
-after their hash matches the manifest; only then are they played, stored, announced or
-uploaded in full (a download in progress, from the CDN or a peer, is relayed cut-through but
-its last frame only once our copy verified: docs/protocol.md, "Relaying before the segment is
-complete").
+The policy is the core's :class:`~peer_agent.core.exchange.SegmentExchange` (docs/exchange.md)
+and scheduler (docs/scheduling.md); this is their asyncio glue, in the style of aioquic's: it
+feeds the exchange every input with ``loop.time()`` (peer session events, CDN progress, hash
+verdicts, the timeline), carries out the actions it pulls (CDN fetches, session calls,
+announcements, hashing, handing segments to the player), and re-arms one timer from
+``get_timer()``. One loop asks the scheduler what to do, from the exchange's view, and hands its
+decision back to the exchange.
 
-The parts: :mod:`.view` builds the scheduler's view, :mod:`.intake` turns fetched bytes into
-verified segments, :mod:`.exchange` handles peer sessions and uploads, :mod:`.report` the
-status and summary.
+The other modules: :mod:`.links` names the peer links and carries out session actions,
+:mod:`.intake` hashes segments and fetches init sections, :mod:`.report` the status and summary.
 """
 
 from __future__ import annotations
@@ -21,28 +19,38 @@ import contextlib
 import dataclasses
 import logging
 import random
-import statistics
 from typing import Any
 from urllib.parse import urljoin
 
+from ..core.events import DataReceived, ResponseStarted, SegmentRequested, SessionClosed
+from ..core.exchange import SegmentExchange
+from ..core.exchange_actions import (
+    Action,
+    AnnounceFetching,
+    AnnounceHave,
+    AnnounceLost,
+    CancelCdn,
+    Deliver,
+    ExchangeConfig,
+    FetchCdn,
+    GiveUp,
+    RequestPeer,
+    SegmentEntry,
+    Verify,
+)
+from ..core.exchange_state import Penalties, Transfer, Verdict
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
-from ..core.scheduler import (
-    CancelTransfer,
-    FetchFromCdn,
-    FetchFromPeer,
-    decide,
-)
+from ..core.scheduler import decide
 from ..core.store import SegmentStore
-from ..core.throughput import ThroughputEstimator
 from ..core.wire import FetchingEntry
-from . import report
+from . import intake, report
 from .cdn import CdnError, CdnFetcher
 from .config import AgentConfig
-from .exchange import Exchange
-from .intake import Intake
-from .integrity import Manifest, Penalties, hash_service_manifest_url
+from .integrity import Manifest, hash_service_manifest_url
+from .links import LinkTable, peer_id_of
 from .playlist import (
+    InitMap,
     Rendition,
     SegmentInfo,
     Timeline,
@@ -50,12 +58,9 @@ from .playlist import (
     parse_master,
     parse_media,
 )
-from .state import Held, Neighbour, SwarmFactory, SwarmLike, Transfer
-from .view import build_view
+from .state import SwarmFactory, SwarmLike
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SEGMENT_BYTES = 500_000
 
 
 def ice_servers_of(config: AgentConfig) -> tuple[Any, ...]:
@@ -122,6 +127,28 @@ def make_ids(playlist_url: str, rng: random.Random) -> tuple[str, str]:
     return swarm_id_for(playlist_url), make_peer_id(rng)
 
 
+def exchange_config(config: AgentConfig, peer_id: str) -> ExchangeConfig:
+    """The exchange's options, from the agent's."""
+    return ExchangeConfig(
+        self_id=peer_id,
+        max_uploads=config.max_uploads,
+        upload_cap_bytes_per_s=config.upload_cap_bytes_per_s,
+        upload_burst_bytes=config.upload_burst_bytes,
+        leech_only=config.leech_only,
+        busy_backoff_s=config.busy_backoff_s,
+        max_hash_retries=config.max_hash_retries,
+        store_max_bytes=config.store_max_bytes,
+        ban_after_failures=config.integrity.ban_after_failures,
+        penalty_s=config.integrity.penalty_s,
+    )
+
+
+#: Peer events after which the scheduler may have something new to do.
+_QUIET_EVENTS = (DataReceived, ResponseStarted, SegmentRequested)
+#: The timer is never re-armed closer than this (the upload cap's refills).
+_MIN_TIMER_S = 0.005
+
+
 class Agent:
     def __init__(
         self,
@@ -144,52 +171,84 @@ class Agent:
         )
         self.swarm: SwarmLike | None = None
         self.cdn = CdnFetcher(config.cdn, rng=random.Random(self.rng.random()))
-        self.store = SegmentStore(config.store_max_bytes)
-        self.penalties = Penalties(config.integrity)
+        self.exchange = SegmentExchange(exchange_config(config, self.peer_id))
+        self.links = LinkTable(self.spawn)
         self.manifest = Manifest(config.manifest_url)
         self.timeline: Timeline | None = None
         self.rendition: Rendition | None = None
         self.player: PlaybackModel | None = None
-        self.exchange = Exchange(self)
-        self.intake = Intake(self)
-        self.transfers: dict[SegmentId, Transfer] = {}
-        self.held: dict[SegmentId, Held] = {}
-        self.avoid: dict[SegmentId, frozenset[str]] = {}
-        self.sizes: dict[SegmentId, int] = {}
-        self.verified: set[SegmentId] = set()
-        self.neighbours: dict[str, Neighbour] = {}
-        self.peer_rates: dict[str, ThroughputEstimator] = {}
-        self.cdn_rate = ThroughputEstimator()
-        self.hash_retries: dict[SegmentId, int] = {}
-        #: Segments that failed their hash more than ``max_hash_retries`` times.
-        self.given_up: set[SegmentId] = set()
         self.connecting_until = 0.0
-        self.bytes_cdn = 0
-        self.bytes_p2p = 0
         self.bytes_init = 0
         self.inits_verified = 0
-        self.hash_failures = 0
-        self.unverifiable = 0
-        self.cdn_failures = 0
-        self.cdn_resumes = 0
+        self.init_hash_failures = 0
         self.decisions = 0
-        self.peers_seen: set[str] = set()
         self.latency_samples: list[float] = []
         self.started_at = 0.0
+        self.final_now: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._cdn_tasks: dict[int, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flushing = False
         self._inits: dict[str, bytes] = {}
         self._manifest_refresh: asyncio.Task[None] | None = None
         self._manifest_refreshed_at = -1e9
-        self._final_now: float | None = None
+        self._refresh_interval_s = 1.0
+
+    # -- the exchange's state, read-only views ------------------------------------------------
+
+    @property
+    def store(self) -> SegmentStore:
+        return self.exchange.store
+
+    @property
+    def verified(self) -> set[SegmentId]:
+        return self.exchange.verified
+
+    @property
+    def sizes(self) -> dict[SegmentId, int]:
+        return self.exchange.sizes
+
+    @property
+    def transfers(self) -> dict[SegmentId, Transfer]:
+        return self.exchange.transfers
+
+    @property
+    def penalties(self) -> Penalties:
+        return self.exchange.penalties
+
+    @property
+    def bytes_cdn(self) -> int:
+        return self.exchange.bytes_cdn + self.bytes_init
+
+    @property
+    def bytes_p2p(self) -> int:
+        return self.exchange.bytes_p2p
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return self.links.bytes_uploaded
+
+    @property
+    def hash_failures(self) -> int:
+        return self.exchange.hash_failures + self.init_hash_failures
 
     # -- clock and helpers -----------------------------------------------------------------
 
     def now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop``'s clock without :meth:`run`: an agent driven by hand (tests)."""
+        self._loop = loop
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
 
     def wake(self) -> None:
         self._wake.set()
@@ -213,20 +272,6 @@ class Agent:
     def info(self, segment: SegmentId) -> SegmentInfo | None:
         return None if self.timeline is None else self.timeline.get(segment.sequence)
 
-    def size_estimate(self, segment: SegmentId) -> int:
-        known = self.sizes.get(segment)
-        if known is not None:
-            return known
-        info = self.info(segment)
-        if info is not None and info.byte_range is not None:
-            return info.byte_range.length
-        if self.sizes:
-            return int(statistics.fmean(list(self.sizes.values())[-20:]))
-        rendition = self.rendition
-        if rendition is not None and rendition.bandwidth_bits_per_s and info is not None:
-            return max(1, int(rendition.bandwidth_bits_per_s * info.duration_s / 8))
-        return DEFAULT_SEGMENT_BYTES
-
     # -- start-up ----------------------------------------------------------------------------
 
     async def _load_playlists(self) -> None:
@@ -240,6 +285,7 @@ class Agent:
         self.timeline = Timeline(self.rendition.index)
         self.timeline.update(media, self.now())
         self._refresh_interval_s = media.refresh_interval_s
+        self.push_timeline()
 
     async def _load_manifest(self) -> None:
         assert self.rendition is not None
@@ -255,10 +301,10 @@ class Agent:
                 logger.info("integrity manifest found at %s", candidate)
             except (CdnError, ValueError) as exc:
                 logger.info("no integrity manifest (%s): size-only checks", exc)
-            return
-        if url is not None:
+        elif url is not None:
             self.manifest = Manifest(url)
             await self.refresh_manifest()
+        self.exchange.set_sha256(self.manifest.url is not None)
 
     async def refresh_manifest(self) -> None:
         if self.manifest.url is None:
@@ -270,13 +316,35 @@ class Agent:
             logger.warning("manifest refresh failed: %s", exc)
         self._manifest_refreshed_at = self.now()
 
+    async def _refresh_manifest_soon(self) -> None:
+        """One manifest refresh at a time, at most every quarter second; waits for it."""
+        if self._manifest_refresh is None or self._manifest_refresh.done():
+            if self.now() - self._manifest_refreshed_at < 0.25:
+                return
+            self._manifest_refresh = self.spawn(self.refresh_manifest())
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._manifest_refresh)
+
     def _hello(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
-        have = list(self.store)[-16384:]
-        # Every download in progress is announced, from the CDN or a peer: both are relayed
-        # cut-through, the last frame withheld until our copy verifies.
-        busy = list(self.transfers)[-256:]
-        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), 64 * 1024 * 1024)) for s in busy]
-        return have, fetching
+        return self.exchange.hello_state()
+
+    def push_timeline(self) -> None:
+        """Tell the exchange the timeline's segments (after a load, a refresh or a forget)."""
+        timeline, rendition = self.timeline, self.rendition
+        assert timeline is not None
+        now = self.now()
+        entries = [
+            SegmentEntry(
+                info.segment_id,
+                info.start_s,
+                info.duration_s,
+                timeline.known_since.get(info.segment_id.sequence, now),
+                info.byte_range.length if info.byte_range is not None else None,
+            )
+            for info in timeline.ordered()
+        ]
+        bandwidth = rendition.bandwidth_bits_per_s if rendition is not None else None
+        self.exchange.set_timeline(entries, bandwidth_bits_per_s=bandwidth or None)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -297,11 +365,11 @@ class Agent:
             )
             for info in self.timeline.ordered():
                 if info.init is not None:
-                    self.spawn(self.intake.fetch_init(info.init))
+                    self.spawn(self._fetch_init(info.init))
                     break
             if self._swarm_factory is not None:
                 self.swarm = self._swarm_factory(
-                    self.info_hash, self.peer_id, self.exchange.on_event, self._hello
+                    self.info_hash, self.peer_id, self.on_event, self._hello
                 )
                 self.swarm.set_position(start)
                 await self.swarm.start()
@@ -334,12 +402,11 @@ class Agent:
             timeout = max(0.0, wake_at - self.now())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-        self._final_now = self.now()
+        self.final_now = self.now()
 
     async def _shutdown(self) -> None:
-        for transfer in list(self.transfers.values()):
-            if transfer.task is not None:
-                transfer.task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -348,9 +415,7 @@ class Agent:
         if self.swarm is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):  # the final counters, if the tracker is there
-                    await self.swarm.send_stats(
-                        self.bytes_p2p, self.exchange.bytes_uploaded, self.bytes_cdn
-                    )
+                    await self.swarm.send_stats(self.bytes_p2p, self.bytes_uploaded, self.bytes_cdn)
             with contextlib.suppress(Exception):
                 await self.swarm.stop()
         await self.cdn.aclose()
@@ -371,23 +436,19 @@ class Agent:
                 self.player.end_s = self.timeline.end_s
             for info in added:
                 if info.init is not None and info.init.uri not in self._inits:
-                    self.spawn(self.intake.fetch_init(info.init))
+                    self.spawn(self._fetch_init(info.init))
             if self.player is not None:
-                self._forget_played(self.player.playhead_s)
+                playhead_s = self.player.playhead_s
+                self.timeline.forget_before(playhead_s - 60.0)
+                self.push_timeline()
+                self.exchange.forget_before(playhead_s)
+                self.flush()
                 if self.swarm is not None:
-                    self.swarm.set_position(self.player.playhead_s)
+                    self.swarm.set_position(playhead_s)
+            else:
+                self.push_timeline()
             if added or self.timeline.ended:
                 self.wake()
-
-    def _forget_played(self, playhead_s: float) -> None:
-        """Drop state about segments long behind the playhead (partials, avoid lists)."""
-        assert self.timeline is not None
-        self.timeline.forget_before(playhead_s - 60.0)
-        for segment in list(self.held):
-            info = self.info(segment)
-            if segment not in self.transfers and (info is None or info.end_s < playhead_s):
-                self.drop_held(segment)
-                self.avoid.pop(segment, None)
 
     async def _sample_loop(self) -> None:
         while True:
@@ -404,78 +465,168 @@ class Agent:
             await asyncio.sleep(self.config.stats_interval_s)
             if self.swarm is not None:
                 try:
-                    await self.swarm.send_stats(
-                        self.bytes_p2p, self.exchange.bytes_uploaded, self.bytes_cdn
-                    )
+                    await self.swarm.send_stats(self.bytes_p2p, self.bytes_uploaded, self.bytes_cdn)
                 except Exception as exc:  # the tracker may be away: keep playing
                     logger.debug("stats not sent: %s", exc)
+
+    async def _fetch_init(self, init: InitMap) -> None:
+        if init.uri in self._inits:
+            return
+        self._inits[init.uri] = b""
+        result = await intake.fetch_init(self.cdn, self.manifest, init)
+        self.bytes_init += result.fetched_bytes
+        self.init_hash_failures += result.hash_failed
+        self.inits_verified += result.verified
+        if result.data is None:
+            del self._inits[init.uri]  # fetched again with the next segment that needs it
+        else:
+            self._inits[init.uri] = result.data
 
     # -- deciding ------------------------------------------------------------------------------
 
     def decide(self, now: float) -> float:
-        """Ask the scheduler and carry out its actions; returns when to ask again."""
-        view = build_view(self, now)
+        """Ask the scheduler and hand its decision to the exchange; returns when to ask again."""
+        assert self.player is not None
+        view = self.exchange.scheduler_view(
+            now, self.player.playhead_s, connecting_until=self.connecting_until
+        )
         decision = decide(view, self.config.scheduler, self.rng)
         self.decisions += 1
-        for action in decision.actions:
-            if isinstance(action, CancelTransfer):
-                self.cancel_transfer(action.segment, now)
-            elif isinstance(action, FetchFromCdn):
-                self.intake.start_cdn(action.segment, action.offset, now)
-            elif isinstance(action, FetchFromPeer):
-                self.exchange.start_peer(action.segment, action.peer_id, action.offset, now)
+        self.exchange.apply(decision.actions, now)
+        self.flush()
         if decision.wake_at is None:
             return now + self.config.scheduler.idle_recheck_s
         return decision.wake_at
 
-    def add_avoid(self, segment: SegmentId, peer_id: str) -> None:
-        self.avoid[segment] = self.avoid.get(segment, frozenset()) | {peer_id}
+    # -- inputs to the exchange ----------------------------------------------------------------
 
-    def cancel_transfer(self, segment: SegmentId, now: float) -> None:
-        transfer = self.transfers.get(segment)
-        if transfer is None or transfer.verifying:
+    def on_event(self, link: Any, event: Any) -> None:
+        """The swarm's ``on_event(link, event)``: one peer session event."""
+        if self._loop is None:
             return
-        if transfer.peer_id is None:
-            if transfer.task is not None:
-                transfer.task.cancel()
-            del self.transfers[segment]
+        try:
+            name = self.links.name(link)
+            self.exchange.on_peer_event(name, peer_id_of(link), event, self.now())
+            if isinstance(event, SessionClosed):
+                self.links.closed(link, event)
+            self.flush()
+        except Exception:  # one bad event must not take the agent down
+            logger.exception("handling %s failed", type(event).__name__)
+        if not isinstance(event, _QUIET_EVENTS):
+            self.wake()
+
+    async def _cdn_fetch(self, action: FetchCdn, info: SegmentInfo) -> None:
+        fetch_id = action.fetch_id
+
+        def on_total(total: int) -> None:
+            self.exchange.cdn_total(fetch_id, total, self.now())
+            self.flush()
+
+        def on_chunk(pos: int, data: bytes) -> None:
+            self.exchange.cdn_data(fetch_id, pos, data, self.now())
+            self.flush()
+
+        try:
+            result = await self.cdn.fetch(
+                info.uri,
+                byte_range=info.byte_range,
+                offset=action.offset,
+                on_chunk=on_chunk,
+                on_total=on_total,
+            )
+        except CdnError as exc:
+            logger.warning("CDN fetch of %s failed: %s", action.segment, exc)
+            self.exchange.cdn_failed(fetch_id, self.now())
+        else:
+            self.exchange.cdn_done(fetch_id, result.total_bytes, result.elapsed_s, self.now())
+        finally:
+            self._cdn_tasks.pop(fetch_id, None)
+        self.flush()
+        self.wake()
+
+    async def _verify(self, action: Verify, info: SegmentInfo) -> None:
+        verdict = await intake.check(
+            self.manifest, info, action.data, action.total_bytes, self._refresh_manifest_soon
+        )
+        if verdict is Verdict.MISMATCH:
+            logger.warning("%s failed its hash", action.segment)
+        self.exchange.verdict(action.segment, verdict, self.now())
+        self.flush()
+        self.wake()
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.exchange.handle_timer(self.now())
+        self.flush()
+
+    # -- outputs of the exchange ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Carry out every action the exchange has, then re-arm its timer. A link call may
+        deliver an event at once (and so flush again): the outer call carries on in order."""
+        if self._flushing:
             return
-        del self.transfers[segment]
-        self.add_avoid(segment, transfer.peer_id)
-        if transfer.link is not None and transfer.request_id is not None:
-            transfer.link.cancel(transfer.request_id)
+        self._flushing = True
+        try:
+            while (action := self.exchange.next_action()) is not None:
+                self._perform(action)
+        finally:
+            self._flushing = False
+        at = self.exchange.get_timer()
+        if at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._timer_at = None
+            if at is not None and self._loop is not None:
+                self._timer_at = at
+                self._timer = self._loop.call_at(
+                    max(at, self._loop.time() + _MIN_TIMER_S), self._on_timer
+                )
 
-    def held_for(self, segment: SegmentId, offset: int) -> Held:
-        held = self.held.setdefault(segment, Held())
-        if len(held.buf) > offset:
-            self.truncate_held(segment, offset)
-        return held
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, FetchCdn | Verify):
+            info = self.info(action.segment)
+            if info is None:  # the exchange checked its timeline, which is this one
+                raise AssertionError(f"{action.segment} is not in the timeline")
+            if isinstance(action, FetchCdn):
+                self._cdn_tasks[action.fetch_id] = self.spawn(self._cdn_fetch(action, info))
+            else:
+                self.spawn(self._verify(action, info))
+        elif isinstance(action, CancelCdn):
+            task = self._cdn_tasks.pop(action.fetch_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(action, RequestPeer):
+            self._request(action)
+        elif isinstance(action, Deliver):
+            info = self.info(action.segment)
+            if info is not None and self.player is not None:
+                self.player.add_media(info.start_s, info.duration_s, self.now())
+        elif isinstance(action, GiveUp):
+            logger.error("%s failed its hash too often: giving up on it", action.segment)
+        elif isinstance(action, AnnounceHave | AnnounceFetching | AnnounceLost):
+            self._announce(action)
+        else:
+            self.links.perform(action)
 
-    def truncate_held(self, segment: SegmentId, length: int) -> None:
-        """Keep only bytes ``[0, length)`` of a segment in progress. Whoever we relayed more
-        to is aborted: the bytes that replace the rest may differ from what they got."""
-        held = self.held.get(segment)
-        if held is not None and len(held.buf) > length:
-            held.truncate(length)
-            self.exchange.abort_relays(segment, beyond=length)
+    def _request(self, action: RequestPeer) -> None:
+        link = self.links.get(action.link)
+        if link is None or not link.session.can_request:
+            self.exchange.request_not_sent(action.link, action.segment, self.now())
+            self.wake()
+            return
+        request_id = link.request(action.segment, action.offset)
+        self.exchange.request_sent(action.link, action.segment, request_id)
 
-    def drop_held(self, segment: SegmentId) -> None:
-        """Give up a segment in progress without verifying it: relays of it are aborted."""
-        self.held.pop(segment, None)
-        self.exchange.abort_segment(segment)
-
-    def transfer_aborted(self, transfer: Transfer) -> None:
-        """The peer gave up our request (ABORT). If it was relaying cut-through and its own
-        copy failed (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are
-        dropped, so an honest relay of a bad upstream is never blamed for them. The event does
-        not carry the reason, so every ABORT is treated so (it is rare otherwise: eviction,
-        shutdown)."""
-        self.truncate_held(transfer.segment, transfer.offset)
-
-    def announce_fetching(self, segment: SegmentId) -> None:
-        if self.swarm is not None and not self.config.leech_only:
-            size = self.sizes.get(segment, 0)
-            self.swarm.broadcast_fetching([FetchingEntry(segment, size)])
+    def _announce(self, action: AnnounceHave | AnnounceFetching | AnnounceLost) -> None:
+        if self.swarm is None:
+            return
+        if isinstance(action, AnnounceHave):
+            self.swarm.broadcast_have(list(action.segments))
+        elif isinstance(action, AnnounceLost):
+            self.swarm.broadcast_lost(list(action.segments))
+        else:
+            self.swarm.broadcast_fetching(list(action.entries))
 
     # -- results -------------------------------------------------------------------------------
 

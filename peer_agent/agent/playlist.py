@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import m3u8
 
 from ..core.ids import SegmentId
+from ..core.media_ranges import ByteRangeError, parse_byte_range
 
 #: Refresh a live playlist at least this often (seconds), or every half target duration.
 MAX_REFRESH_INTERVAL_S = 1.0
@@ -137,18 +138,17 @@ def choose_rendition(renditions: list[Rendition], wanted: int | None) -> Renditi
     return min(renditions, key=lambda r: (r.bandwidth_bits_per_s or 0, r.index))
 
 
-def _byte_range(spec: str | None, next_offset: int) -> ByteRange | None:
-    """``n[@o]``; without ``@o`` the range follows the previous one of the same resource."""
+def _byte_range(
+    spec: str | None, previous_end: int | None, *, map_tag: bool = False
+) -> ByteRange | None:
+    """The range of ``n[@o]`` (docs/exchange.md, section 11: without ``@o`` it follows the
+    previous range of the same resource, which must exist; a map's offset is required)."""
     if not spec:
         return None
-    length_s, _, offset_s = spec.partition("@")
     try:
-        length = int(length_s)
-        offset = int(offset_s) if offset_s else next_offset
-    except ValueError as exc:
-        raise PlaylistError(f"bad byte range {spec!r}") from exc
-    if length <= 0 or offset < 0:
-        raise PlaylistError(f"bad byte range {spec!r}")
+        offset, length = parse_byte_range(spec, previous_end, map_tag=map_tag)
+    except ByteRangeError as exc:
+        raise PlaylistError(str(exc)) from exc
     return ByteRange(offset, length)
 
 
@@ -163,7 +163,7 @@ def parse_media(text: str, url: str) -> MediaPlaylist:
     next_offset: dict[str, int] = {}
     for i, seg in enumerate(playlist.segments):
         uri = seg.absolute_uri
-        byte_range = _byte_range(seg.byterange, next_offset.get(uri, 0))
+        byte_range = _byte_range(seg.byterange, next_offset.get(uri))
         if byte_range is not None:
             next_offset[uri] = byte_range.offset + byte_range.length
         init = None
@@ -172,7 +172,7 @@ def parse_media(text: str, url: str) -> MediaPlaylist:
             init = InitMap(
                 section.absolute_uri,
                 section.uri,
-                _byte_range(section.byterange, 0),
+                _byte_range(section.byterange, None, map_tag=True),
             )
         if seg.duration is None or seg.duration <= 0:
             raise PlaylistError(f"segment {seg.uri!r} has no positive duration")

@@ -1,42 +1,81 @@
-"""What the agent reports: the live status line's numbers and the final summary."""
+"""What the agent reports: the live status line's numbers and the final summary.
+
+Read through :class:`Reported` (what :class:`~peer_agent.agent.agent.Agent` offers publicly), so
+this module imports nothing of the agent's.
+"""
 
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .agent import Agent
+from ..core.exchange import SegmentExchange
+from ..core.playback import PlaybackModel
+from .cdn import CdnFetcher
+from .integrity import Manifest
+from .playlist import Rendition, Timeline
 
 
-def status(agent: Agent) -> dict[str, Any]:
+class Reported(Protocol):
+    peer_id: str
+    info_hash: str
+    exchange: SegmentExchange
+    cdn: CdnFetcher
+    manifest: Manifest
+    player: PlaybackModel | None
+    timeline: Timeline | None
+    rendition: Rendition | None
+    swarm: Any
+    started_at: float
+    final_now: float | None
+    latency_samples: list[float]
+    inits_verified: int
+    decisions: int
+
+    @property
+    def running(self) -> bool: ...
+    @property
+    def bytes_cdn(self) -> int: ...
+    @property
+    def bytes_p2p(self) -> int: ...
+    @property
+    def bytes_uploaded(self) -> int: ...
+    @property
+    def hash_failures(self) -> int: ...
+    def now(self) -> float: ...
+
+
+def status(agent: Reported) -> dict[str, Any]:
     player = agent.player
-    now = agent.now() if agent._loop is not None else 0.0
+    now = agent.now() if agent.running else 0.0
     return {
         "t_s": round(now - agent.started_at, 1),
         "playhead_s": round(player.playhead_s, 2) if player else None,
         "buffer_s": round(player.buffer_s, 2) if player else 0.0,
-        "peers": sum(1 for nb in agent.neighbours.values() if nb.open),
+        "peers": sum(1 for nb in agent.exchange.neighbours.values() if nb.open),
         "bytes_cdn": agent.bytes_cdn,
         "bytes_p2p": agent.bytes_p2p,
-        "bytes_uploaded": agent.exchange.bytes_uploaded,
+        "bytes_uploaded": agent.bytes_uploaded,
         "stalls": player.stall_count if player else 0,
         "hash_failures": agent.hash_failures,
     }
 
 
-def summary(agent: Agent) -> dict[str, Any]:
+def summary(agent: Reported) -> dict[str, Any]:
     player = agent.player
-    now = agent._final_now if agent._final_now is not None else agent.now()
+    ex = agent.exchange
+    now = agent.final_now if agent.final_now is not None else agent.now()
     played = 0
     if player is not None and agent.timeline is not None:
         head = player.playhead_s
+        timeline = agent.timeline
         played = sum(
             1
-            for s in agent.verified
-            if (i := agent.timeline.get(s.sequence)) is not None and i.start_s < head - 1e-6
+            for s in ex.verified
+            if (i := timeline.get(s.sequence)) is not None and i.start_s < head - 1e-6
         )
-        played += _played_forgotten(agent, head)
+        # Verified segments dropped from the timeline were long behind the playhead.
+        played += sum(1 for s in ex.verified if timeline.get(s.sequence) is None)
     total = agent.bytes_cdn + agent.bytes_p2p
     return {
         "peer_id": agent.peer_id,
@@ -47,19 +86,19 @@ def summary(agent: Agent) -> dict[str, Any]:
         "duration_s": round(now - agent.started_at, 3),
         "bytes_cdn": agent.bytes_cdn,
         "bytes_p2p": agent.bytes_p2p,
-        "bytes_uploaded": agent.exchange.bytes_uploaded,
+        "bytes_uploaded": agent.bytes_uploaded,
         "offload_ratio": round(agent.bytes_p2p / total, 4) if total else 0.0,
         "segments_played": played,
-        "segments_verified": len(agent.verified),
+        "segments_verified": len(ex.verified),
         "init_sections_verified": agent.inits_verified,
         "hash_failures": agent.hash_failures,
-        "segments_given_up": len(agent.given_up),
-        "unverifiable": agent.unverifiable,
+        "segments_given_up": len(ex.given_up),
+        "unverifiable": ex.unverifiable,
         # Relays ended with ABORT(UPSTREAM_FAILED): our copy failed or was given up.
-        "relays_aborted": agent.exchange.relays_aborted,
+        "relays_aborted": ex.server.relays_aborted,
         "integrity": agent.manifest.mode,
-        "peers_banned": sorted(agent.penalties.banned),
-        "peers_seen": len(agent.peers_seen),
+        "peers_banned": sorted(ex.penalties.banned),
+        "peers_seen": len(ex.peers_seen),
         "stall_count": player.stall_count if player else 0,
         "stall_s": round(player.stall_s(now), 3) if player else 0.0,
         "startup_s": None
@@ -71,8 +110,8 @@ def summary(agent: Agent) -> dict[str, Any]:
         "ended": bool(player and player.ended),
         "cdn_requests": agent.cdn.requests,
         "cdn_retries": agent.cdn.retries,
-        "cdn_failures": agent.cdn_failures,
-        "cdn_resumes": agent.cdn_resumes,
+        "cdn_failures": ex.cdn_failures,
+        "cdn_resumes": ex.cdn_resumes,
         "tracker_connects": _tracker_stat(agent, "connects"),
         "tracker_announce_replies": _tracker_stat(agent, "announce_replies"),
         "tracker_error": _tracker_error(agent),
@@ -80,20 +119,14 @@ def summary(agent: Agent) -> dict[str, Any]:
     }
 
 
-def _tracker_stat(agent: Agent, name: str) -> int | None:
+def _tracker_stat(agent: Reported, name: str) -> int | None:
     tracker = getattr(agent.swarm, "tracker", None)
     stats = getattr(tracker, "stats", None)
     return None if stats is None else int(getattr(stats, name, 0))
 
 
-def _tracker_error(agent: Agent) -> str | None:
+def _tracker_error(agent: Reported) -> str | None:
     """Why the tracker was last unreachable or closed us (``None``: no tracker, no error)."""
     stats = getattr(getattr(agent.swarm, "tracker", None), "stats", None)
     error = getattr(stats, "last_error", None)
     return None if error is None else str(error)
-
-
-def _played_forgotten(agent: Agent, head: float) -> int:
-    """Verified segments dropped from the timeline (long behind the playhead)."""
-    assert agent.timeline is not None
-    return sum(1 for s in agent.verified if agent.timeline.get(s.sequence) is None)

@@ -98,20 +98,32 @@ def client_key(address: str | None) -> str:
     return str(ip)
 
 
-def _byte_range(spec: str, previous_end: int | None) -> tuple[int, int]:
-    """``(first, last)`` of ``EXT-X-BYTERANGE:<len>[@<offset>]``; offset continues from the
-    previous range of the same resource when absent."""
-    length_text, _, offset_text = spec.partition("@")
+def _byte_range(spec: str, previous_end: int | None, *, map_tag: bool = False) -> tuple[int, int]:
+    """``(first, last)`` of ``<n>[@<o>]`` (docs/exchange.md, section 11, the same rule as
+    ``peer_agent.core.media_ranges``, which this package may not import): without ``@<o>`` a
+    segment's range follows the previous range of the same resource, which must exist; an
+    EXT-X-MAP range must give its offset."""
+    length_text, at, offset_text = spec.strip().partition("@")
+    if not length_text.isdigit() or (at and not offset_text.isdigit()):
+        raise ValueError(f"bad byte range {spec!r}")
     length = int(length_text)
-    if offset_text:
+    if length < 1:
+        raise ValueError(f"byte range {spec!r} is empty")
+    if at:
         offset = int(offset_text)
+    elif map_tag:
+        raise ValueError(f"EXT-X-MAP byte range {spec!r} has no offset")
     elif previous_end is not None:
         offset = previous_end
     else:
-        raise ValueError("byte range without offset and no previous range")
-    if length < 1 or offset < 0:
-        raise ValueError(f"bad byte range {spec!r}")
+        raise ValueError(f"byte range {spec!r} has no offset and no previous range to follow")
     return offset, offset + length - 1
+
+
+def manifest_key(uri: str, first: int | None = None, last: int | None = None) -> str:
+    """The canonical manifest key: the URI as the playlist writes it, ``#first-last``
+    (inclusive) for a byte range."""
+    return uri if first is None else f"{uri}#{first}-{last}"
 
 
 def parse_media_playlist(text: str, url: str) -> MediaPlaylist:
@@ -130,17 +142,17 @@ def parse_media_playlist(text: str, url: str) -> MediaPlaylist:
         for segment in playlist.segments:
             init = segment.init_section
             if init is not None and init.uri:
-                key, first, last = init.uri, None, None
+                first = last = None
                 if init.byterange:
-                    first, last = _byte_range(init.byterange, None)
-                    key = f"{init.uri}#{first}-{last}"
+                    first, last = _byte_range(init.byterange, None, map_tag=True)
+                key = manifest_key(init.uri, first, last)
                 entries.setdefault(key, Entry(key, urljoin(url, init.uri), first, last))
             if not segment.uri:
                 continue
             if segment.byterange:
                 first, last = _byte_range(segment.byterange, next_offset.get(segment.uri))
                 next_offset[segment.uri] = last + 1
-                key = f"{segment.uri}#{first}-{last}"
+                key = manifest_key(segment.uri, first, last)
                 entries.setdefault(key, Entry(key, urljoin(url, segment.uri), first, last))
             else:
                 entries.setdefault(segment.uri, Entry(segment.uri, urljoin(url, segment.uri)))

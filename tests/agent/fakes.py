@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import random
 import time
@@ -22,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from peer_agent.core.exchange_actions import SendData
 
 
 @dataclass
@@ -170,14 +173,15 @@ async def serve(app: Any) -> AsyncIterator[str]:
 
 
 def corrupt_uploads(agent: Any) -> None:
-    """Make ``agent`` malicious: every byte 0 it uploads (from its store or relayed
-    cut-through) is flipped."""
-    source = agent.exchange._source
+    """Make ``agent`` malicious: byte 0 of every segment it uploads (from its store or relayed
+    cut-through) is flipped on its way to the session."""
+    perform = agent.links.perform
 
-    def corrupted(upload: Any) -> tuple[bytes | None, int | None]:
-        data, total = source(upload)
-        if not data:
-            return None, total
-        return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
+    def corrupted(action: Any) -> None:
+        if isinstance(action, SendData) and action.offset == 0 and action.data:
+            action = dataclasses.replace(
+                action, data=bytes([action.data[0] ^ 0xFF]) + action.data[1:]
+            )
+        perform(action)
 
-    agent.exchange._source = corrupted
+    agent.links.perform = corrupted

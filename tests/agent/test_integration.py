@@ -142,7 +142,9 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
         viewer_task = asyncio.create_task(viewer.run())
 
         def uploading() -> bool:
-            return any(0 < u.sent_until < (u.total_bytes or 0) for u in slow.exchange.uploads)
+            return any(
+                0 < u.sent_until < (u.total_bytes or 0) for u in slow.exchange.server.uploads
+            )
 
         await wait_for(uploading, 8.0)
         slow.stop()  # leaves the swarm with the upload half done
@@ -239,7 +241,8 @@ async def test_upload_cap_holds_over_webrtc(media: MediaSet) -> None:
         ]
         agents, results = await run_agents(configs, stagger_s=1.5)
     capped = results[0]
-    burst = agents[0].exchange.bucket.burst_bytes if agents[0].exchange.bucket else 0
+    bucket = agents[0].exchange.server.bucket
+    burst = bucket.burst_bytes if bucket is not None else 0
     assert 0 < capped["bytes_uploaded"] <= cap * 9.0 + burst, capped
     assert all(r["stall_count"] == 0 for r in results), results
 
@@ -270,7 +273,7 @@ async def test_a_segment_crosses_two_peer_hops_while_the_first_still_downloads()
         by_id = {a.peer_id: a for a in agents}
 
         def probe(agent: Agent) -> None:
-            on_event = agent.exchange.on_event
+            on_event = agent.on_event
 
             def watched(link: Any, event: Any) -> None:
                 if isinstance(event, DataReceived):
@@ -279,7 +282,7 @@ async def test_a_segment_crosses_two_peer_hops_while_the_first_still_downloads()
                         hops.append((event.segment, *chain, agent.peer_id))
                 on_event(link, event)
 
-            agent.exchange.on_event = watched  # type: ignore[method-assign]
+            agent.on_event = watched  # type: ignore[method-assign]
 
         for a in agents:
             probe(a)

@@ -128,16 +128,10 @@ async def test_two_pages_share_segments() -> None:
 
 
 def corrupt_uploads(agent: Any) -> None:
-    """Make ``agent`` malicious: byte 0 of everything it uploads is flipped."""
-    source = agent.exchange._source
+    """Make ``agent`` malicious: byte 0 of every segment it uploads is flipped."""
+    from tests.agent.fakes import corrupt_uploads as corrupt
 
-    def corrupted(upload: Any) -> tuple[bytes | None, int | None]:
-        data, total = source(upload)
-        if not data:
-            return None, total
-        return bytes([data[0] ^ 0xFF]) + bytes(data[1:]), total
-
-    agent.exchange._source = corrupted
+    corrupt(agent)
 
 
 async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
