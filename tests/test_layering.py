@@ -140,6 +140,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_checker_sees_relative_imports() -> None:
     """The check would catch what it is for: the old agent imported itself in a circle."""
-    path = ROOT / "peer_agent" / "agent" / "agent.py"
+    path = ROOT / "peer_agent" / "agent" / "glue.py"
     assert "peer_agent.core.exchange" in imports(path)
     assert "peer_agent.agent.links" in imports(path)
+    assert "peer_agent.agent.intake" in imports(ROOT / "peer_agent" / "agent" / "agent.py")

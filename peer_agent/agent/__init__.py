@@ -6,6 +6,7 @@ Modules (one concern each):
 - :mod:`.cdn` -- httpx fetches with timeouts, retries with backoff and Range resume;
 - :mod:`.integrity` -- the SHA-256 manifest and its keys (verdicts and penalties: the core);
 - :mod:`.intake` -- hashing segments against the manifest, fetching init sections;
+- :mod:`.glue` -- the asyncio glue of the core's ``SegmentExchange``: inputs, actions, one timer;
 - :mod:`.links` -- naming peer links and carrying out the exchange's session actions;
 - :mod:`.state` -- what the agent needs of its swarm;
 - :mod:`.report` -- the live status numbers and the final summary;

@@ -8,8 +8,9 @@ announcements, hashing, handing segments to the player), and re-arms one timer f
 ``get_timer()``. One loop asks the scheduler what to do, from the exchange's view, and hands its
 decision back to the exchange.
 
-The other modules: :mod:`.links` names the peer links and carries out session actions,
-:mod:`.intake` hashes segments and fetches init sections, :mod:`.report` the status and summary.
+The other modules: :mod:`.glue` drives the exchange (inputs in, actions out, its timer),
+:mod:`.links` names the peer links and carries out session actions, :mod:`.intake` hashes
+segments and fetches init sections, :mod:`.report` the status and summary.
 """
 
 from __future__ import annotations
@@ -22,21 +23,13 @@ import random
 from typing import Any
 from urllib.parse import urljoin
 
-from ..core.events import DataReceived, ResponseStarted, SegmentRequested, SessionClosed
 from ..core.exchange import SegmentExchange
 from ..core.exchange_actions import (
-    Action,
     AnnounceFetching,
     AnnounceHave,
     AnnounceLost,
-    CancelCdn,
-    Deliver,
     ExchangeConfig,
-    FetchCdn,
-    GiveUp,
-    RequestPeer,
     SegmentEntry,
-    Verify,
 )
 from ..core.exchange_state import Penalties, Transfer, Verdict
 from ..core.ids import SegmentId
@@ -47,8 +40,8 @@ from ..core.wire import FetchingEntry
 from . import intake, report
 from .cdn import CdnError, CdnFetcher
 from .config import AgentConfig
+from .glue import ExchangeGlue
 from .integrity import Manifest, hash_service_manifest_url
-from .links import LinkTable, peer_id_of
 from .playlist import (
     InitMap,
     Rendition,
@@ -143,12 +136,6 @@ def exchange_config(config: AgentConfig, peer_id: str) -> ExchangeConfig:
     )
 
 
-#: Peer events after which the scheduler may have something new to do.
-_QUIET_EVENTS = (DataReceived, ResponseStarted, SegmentRequested)
-#: The timer is never re-armed closer than this (the upload cap's refills).
-_MIN_TIMER_S = 0.005
-
-
 class Agent:
     def __init__(
         self,
@@ -172,7 +159,19 @@ class Agent:
         self.swarm: SwarmLike | None = None
         self.cdn = CdnFetcher(config.cdn, rng=random.Random(self.rng.random()))
         self.exchange = SegmentExchange(exchange_config(config, self.peer_id))
-        self.links = LinkTable(self.spawn)
+        self.glue = ExchangeGlue(
+            self.exchange,
+            self.cdn,
+            now=self.now,
+            spawn=self.spawn,
+            wake=self.wake,
+            info=self.info,
+            deliver=self._deliver,
+            announce=self._announce,
+            check=self._check,
+            current_link=self._current_link,
+        )
+        self.links = self.glue.links
         self.manifest = Manifest(config.manifest_url)
         self.timeline: Timeline | None = None
         self.rendition: Rendition | None = None
@@ -189,10 +188,6 @@ class Agent:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._cdn_tasks: dict[int, asyncio.Task[None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._flushing = False
         self._inits: dict[str, bytes] = {}
         self._manifest_refresh: asyncio.Task[None] | None = None
         self._manifest_refreshed_at = -1e9
@@ -405,8 +400,7 @@ class Agent:
         self.final_now = self.now()
 
     async def _shutdown(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.glue.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -498,125 +492,23 @@ class Agent:
             return now + self.config.scheduler.idle_recheck_s
         return decision.wake_at
 
-    # -- inputs to the exchange ----------------------------------------------------------------
+    # -- the exchange's outputs for the agent's other parts --------------------------------
 
     def on_event(self, link: Any, event: Any) -> None:
         """The swarm's ``on_event(link, event)``: one peer session event."""
-        if self._loop is None:
-            return
-        try:
-            name = self.links.name(link)
-            self.exchange.on_peer_event(name, peer_id_of(link), event, self.now())
-            if isinstance(event, SessionClosed):
-                self.links.closed(link, event)
-            self.flush()
-        except Exception:  # one bad event must not take the agent down
-            logger.exception("handling %s failed", type(event).__name__)
-        if not isinstance(event, _QUIET_EVENTS):
-            self.wake()
-
-    async def _cdn_fetch(self, action: FetchCdn, info: SegmentInfo) -> None:
-        fetch_id = action.fetch_id
-
-        def on_total(total: int) -> None:
-            self.exchange.cdn_total(fetch_id, total, self.now())
-            self.flush()
-
-        def on_chunk(pos: int, data: bytes) -> None:
-            self.exchange.cdn_data(fetch_id, pos, data, self.now())
-            self.flush()
-
-        try:
-            result = await self.cdn.fetch(
-                info.uri,
-                byte_range=info.byte_range,
-                offset=action.offset,
-                on_chunk=on_chunk,
-                on_total=on_total,
-            )
-        except CdnError as exc:
-            logger.warning("CDN fetch of %s failed: %s", action.segment, exc)
-            self.exchange.cdn_failed(fetch_id, self.now())
-        else:
-            self.exchange.cdn_done(fetch_id, result.total_bytes, result.elapsed_s, self.now())
-        finally:
-            self._cdn_tasks.pop(fetch_id, None)
-        self.flush()
-        self.wake()
-
-    async def _verify(self, action: Verify, info: SegmentInfo) -> None:
-        verdict = await intake.check(
-            self.manifest, info, action.data, action.total_bytes, self._refresh_manifest_soon
-        )
-        if verdict is Verdict.MISMATCH:
-            logger.warning("%s failed its hash", action.segment)
-        self.exchange.verdict(action.segment, verdict, self.now())
-        self.flush()
-        self.wake()
-
-    def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
-        self.exchange.handle_timer(self.now())
-        self.flush()
-
-    # -- outputs of the exchange ---------------------------------------------------------------
+        if self._loop is not None:
+            self.glue.on_event(link, event)
 
     def flush(self) -> None:
-        """Carry out every action the exchange has, then re-arm its timer. A link call may
-        deliver an event at once (and so flush again): the outer call carries on in order."""
-        if self._flushing:
-            return
-        self._flushing = True
-        try:
-            while (action := self.exchange.next_action()) is not None:
-                self._perform(action)
-        finally:
-            self._flushing = False
-        at = self.exchange.get_timer()
-        if at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._timer_at = None
-            if at is not None and self._loop is not None:
-                self._timer_at = at
-                self._timer = self._loop.call_at(
-                    max(at, self._loop.time() + _MIN_TIMER_S), self._on_timer
-                )
+        """Carry out the exchange's actions (after an input given to it directly)."""
+        self.glue.flush()
 
-    def _perform(self, action: Action) -> None:
-        if isinstance(action, FetchCdn | Verify):
-            info = self.info(action.segment)
-            if info is None:  # the exchange checked its timeline, which is this one
-                raise AssertionError(f"{action.segment} is not in the timeline")
-            if isinstance(action, FetchCdn):
-                self._cdn_tasks[action.fetch_id] = self.spawn(self._cdn_fetch(action, info))
-            else:
-                self.spawn(self._verify(action, info))
-        elif isinstance(action, CancelCdn):
-            task = self._cdn_tasks.pop(action.fetch_id, None)
-            if task is not None:
-                task.cancel()
-        elif isinstance(action, RequestPeer):
-            self._request(action)
-        elif isinstance(action, Deliver):
-            info = self.info(action.segment)
-            if info is not None and self.player is not None:
-                self.player.add_media(info.start_s, info.duration_s, self.now())
-        elif isinstance(action, GiveUp):
-            logger.error("%s failed its hash too often: giving up on it", action.segment)
-        elif isinstance(action, AnnounceHave | AnnounceFetching | AnnounceLost):
-            self._announce(action)
-        else:
-            self.links.perform(action)
+    def _current_link(self, peer_id: str) -> Any:
+        return None if self.swarm is None else self.swarm.links.get(peer_id)
 
-    def _request(self, action: RequestPeer) -> None:
-        link = self.links.get(action.link)
-        if link is None or not link.session.can_request:
-            self.exchange.request_not_sent(action.link, action.segment, self.now())
-            self.wake()
-            return
-        request_id = link.request(action.segment, action.offset)
-        self.exchange.request_sent(action.link, action.segment, request_id)
+    def _deliver(self, info: SegmentInfo) -> None:
+        if self.player is not None:
+            self.player.add_media(info.start_s, info.duration_s, self.now())
 
     def _announce(self, action: AnnounceHave | AnnounceFetching | AnnounceLost) -> None:
         if self.swarm is None:
@@ -627,6 +519,11 @@ class Agent:
             self.swarm.broadcast_lost(list(action.segments))
         else:
             self.swarm.broadcast_fetching(list(action.entries))
+
+    async def _check(self, info: SegmentInfo, data: bytes, total_bytes: int) -> Verdict:
+        return await intake.check(
+            self.manifest, info, data, total_bytes, self._refresh_manifest_soon
+        )
 
     # -- results -------------------------------------------------------------------------------
 

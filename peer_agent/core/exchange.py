@@ -13,25 +13,11 @@ docs/vectors/exchange/ are their contract.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+from . import events as ev
 from .errors import CloseCode
-from .events import (
-    DataReceived,
-    Event,
-    HelloReceived,
-    PeerFetching,
-    PeerHave,
-    PeerLost,
-    RequestCancelled,
-    RequestCompleted,
-    RequestFailed,
-    ResponseStarted,
-    SegmentRequested,
-    SessionClosed,
-)
 from .exchange_actions import (
     Action,
     AnnounceFetching,
@@ -50,7 +36,7 @@ from .exchange_actions import (
 )
 from .exchange_serve import UploadServer
 from .exchange_state import Held, IntegrityConfig, Neighbour, Penalties, Transfer, Verdict
-from .exchange_view import build_view
+from .exchange_view import MAX_EXPECTED_BYTES, build_view, hello_state, size_estimate
 from .ids import SegmentId
 from .scheduler import (
     Action as SchedulerAction,
@@ -59,11 +45,6 @@ from .scheduler import CancelTransfer, FetchFromCdn, FetchFromPeer, SchedulerVie
 from .store import SegmentStore
 from .throughput import ThroughputEstimator
 from .wire import FetchingEntry
-
-#: Limits of what HELLO can carry (docs/protocol.md §4).
-HELLO_MAX_HAVE = 16384
-HELLO_MAX_FETCHING = 256
-MAX_EXPECTED_BYTES = 64 * 1024 * 1024
 
 
 class SegmentExchange:
@@ -114,12 +95,8 @@ class SegmentExchange:
         return self.server.bytes_uploaded
 
     def hello_state(self) -> tuple[list[SegmentId], list[FetchingEntry]]:
-        """What a new session's HELLO announces: the store, and every download in progress
-        (relayed cut-through, the last frame withheld until our copy verifies)."""
-        have = list(self.store)[-HELLO_MAX_HAVE:]
-        busy = list(self.transfers)[-HELLO_MAX_FETCHING:]
-        fetching = [FetchingEntry(s, min(self.sizes.get(s, 0), MAX_EXPECTED_BYTES)) for s in busy]
-        return have, fetching
+        """What a new session's HELLO announces (:func:`.exchange_view.hello_state`)."""
+        return hello_state(self)
 
     def in_progress(self, segment: SegmentId) -> tuple[bytearray, int | None] | None:
         """Bytes held of a download in progress and its size once known (for relays)."""
@@ -156,17 +133,8 @@ class SegmentExchange:
                 self.avoid.pop(segment, None)
 
     def size_estimate(self, segment: SegmentId) -> int:
-        known = self.sizes.get(segment)
-        if known is not None:
-            return known
-        entry = self._timeline.get(segment)
-        if entry is not None and entry.range_bytes is not None:
-            return entry.range_bytes
-        if self.sizes:
-            return int(statistics.fmean(list(self.sizes.values())[-20:]))
-        if self._bandwidth_bits_per_s and entry is not None:
-            return max(1, int(self._bandwidth_bits_per_s * entry.duration_s / 8))
-        return self.config.default_segment_bytes
+        """The scheduler's size guess (:func:`.exchange_view.size_estimate`)."""
+        return size_estimate(self, segment, self._timeline.get(segment), self._bandwidth_bits_per_s)
 
     # -- the scheduler ------------------------------------------------------------------------
 
@@ -378,26 +346,26 @@ class SegmentExchange:
 
     # -- peer session events ------------------------------------------------------------------
 
-    def on_peer_event(self, link: str, peer_id: str, event: Event, now: float) -> None:
+    def on_peer_event(self, link: str, peer_id: str, event: ev.Event, now: float) -> None:
         """An event of the session on ``link`` (the caller's name for it) with ``peer_id``."""
-        if isinstance(event, HelloReceived):
+        if isinstance(event, ev.HelloReceived):
             self._on_hello(link, peer_id, event)
-        elif isinstance(event, PeerHave | PeerLost | PeerFetching):
+        elif isinstance(event, ev.PeerHave | ev.PeerLost | ev.PeerFetching):
             self._on_availability(peer_id, event)
-        elif isinstance(event, ResponseStarted):
+        elif isinstance(event, ev.ResponseStarted):
             transfer = self._peer_transfer(link, event.request_id)
             held = self.held.get(event.segment)
             if transfer is not None and held is not None:
                 held.total = event.total_bytes
                 self.sizes.setdefault(event.segment, event.total_bytes)
                 self.server.pump_segment(event.segment, now)
-        elif isinstance(event, DataReceived):
+        elif isinstance(event, ev.DataReceived):
             self._on_data(link, event, now)
-        elif isinstance(event, RequestCompleted):
+        elif isinstance(event, ev.RequestCompleted):
             self._on_completed(link, event, now)
-        elif isinstance(event, RequestFailed):
+        elif isinstance(event, ev.RequestFailed):
             self._on_failed(link, event, now)
-        elif isinstance(event, SegmentRequested):
+        elif isinstance(event, ev.SegmentRequested):
             self.server.on_request(
                 link,
                 peer_id,
@@ -407,12 +375,12 @@ class SegmentExchange:
                 now,
                 banned=self.penalties.is_banned(peer_id),
             )
-        elif isinstance(event, RequestCancelled):
+        elif isinstance(event, ev.RequestCancelled):
             self.server.on_cancelled(link, event.request_id)
-        elif isinstance(event, SessionClosed):
+        elif isinstance(event, ev.SessionClosed):
             self._on_closed(link, peer_id)
 
-    def _on_hello(self, link: str, peer_id: str, event: HelloReceived) -> None:
+    def _on_hello(self, link: str, peer_id: str, event: ev.HelloReceived) -> None:
         self.peers_seen.add(peer_id)
         if self.penalties.is_banned(peer_id):
             self._actions.append(CloseLink(link, CloseCode.BANNED, "banned"))
@@ -428,14 +396,16 @@ class SegmentExchange:
             if entry.expected_bytes:
                 self.sizes.setdefault(entry.segment, entry.expected_bytes)
 
-    def _on_availability(self, peer_id: str, event: PeerHave | PeerLost | PeerFetching) -> None:
+    def _on_availability(
+        self, peer_id: str, event: ev.PeerHave | ev.PeerLost | ev.PeerFetching
+    ) -> None:
         nb = self.neighbours.get(peer_id)
         if nb is None:
             return
-        if isinstance(event, PeerHave):
+        if isinstance(event, ev.PeerHave):
             nb.have.update(event.segments)
             nb.fetching.difference_update(event.segments)
-        elif isinstance(event, PeerLost):
+        elif isinstance(event, ev.PeerLost):
             nb.have.difference_update(event.segments)
             nb.fetching.difference_update(event.segments)
         else:
@@ -450,7 +420,7 @@ class SegmentExchange:
                 return transfer
         return None
 
-    def _on_data(self, link: str, event: DataReceived, now: float) -> None:
+    def _on_data(self, link: str, event: ev.DataReceived, now: float) -> None:
         transfer = self._peer_transfer(link, event.request_id)
         held = self.held.get(event.segment)
         if transfer is None or held is None or event.offset != len(held.buf):
@@ -461,7 +431,7 @@ class SegmentExchange:
         self.bytes_p2p += len(event.data)
         self.server.pump_segment(event.segment, now)
 
-    def _on_completed(self, link: str, event: RequestCompleted, now: float) -> None:
+    def _on_completed(self, link: str, event: ev.RequestCompleted, now: float) -> None:
         transfer = self._peer_transfer(link, event.request_id)
         held = self.held.get(event.segment)
         if transfer is None or held is None:
@@ -472,7 +442,7 @@ class SegmentExchange:
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
         self._complete(transfer, held)
 
-    def _on_failed(self, link: str, event: RequestFailed, now: float) -> None:
+    def _on_failed(self, link: str, event: ev.RequestFailed, now: float) -> None:
         transfer = self._peer_transfer(link, event.request_id)
         if transfer is None:
             return

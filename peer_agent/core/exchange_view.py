@@ -9,12 +9,49 @@ verified counts as a CDN fetch: nothing is to be done about it).
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING
 
+from .exchange_actions import SegmentEntry
+from .ids import SegmentId
 from .scheduler import PeerView, SchedulerView, SegmentView, TransferView
+from .wire import FetchingEntry
 
 if TYPE_CHECKING:
     from .exchange import SegmentExchange
+
+#: Limits of what HELLO can carry (docs/protocol.md §4).
+HELLO_MAX_HAVE = 16384
+HELLO_MAX_FETCHING = 256
+MAX_EXPECTED_BYTES = 64 * 1024 * 1024
+
+
+def hello_state(ex: SegmentExchange) -> tuple[list[SegmentId], list[FetchingEntry]]:
+    """What a new session's HELLO announces: the store (newest 16384), and every download in
+    progress (newest 256; relayed cut-through, the last frame once our copy verifies)."""
+    have = list(ex.store)[-HELLO_MAX_HAVE:]
+    busy = list(ex.transfers)[-HELLO_MAX_FETCHING:]
+    return have, [FetchingEntry(s, min(ex.sizes.get(s, 0), MAX_EXPECTED_BYTES)) for s in busy]
+
+
+def size_estimate(
+    ex: SegmentExchange,
+    segment: SegmentId,
+    entry: SegmentEntry | None,
+    bandwidth_bits_per_s: float | None,
+) -> int:
+    """The known size; else the byte range's length; else the mean of the last 20 known
+    sizes; else bandwidth x duration; else ``default_segment_bytes`` (docs/exchange.md §3)."""
+    known = ex.sizes.get(segment)
+    if known is not None:
+        return known
+    if entry is not None and entry.range_bytes is not None:
+        return entry.range_bytes
+    if ex.sizes:
+        return int(statistics.fmean(list(ex.sizes.values())[-20:]))
+    if bandwidth_bits_per_s and entry is not None:
+        return max(1, int(bandwidth_bits_per_s * entry.duration_s / 8))
+    return ex.config.default_segment_bytes
 
 
 def build_view(
