@@ -96,7 +96,7 @@ def create_app(
     if config.metrics_max_swarms:
         max_swarms = config.metrics_max_swarms
         metrics.bind_swarm_bytes(lambda: registry.snapshot(time.monotonic(), max_swarms, 0))
-    service = SignalingService(config, registry, metrics, wall_clock=time.time)
+    service = SignalingService(config, registry, metrics, wall_clock=wall_clock)
     router = Router(node_id)
     cluster: RedisCluster | None = None
     if scale_out:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from signaling import closecodes, peerkey
@@ -83,7 +83,16 @@ class IceRequest:
     """Our extension: the client asks for its ICE servers (STUN/TURN with credentials)."""
 
 
-Message = Announce | Answer | Scrape | Stats | IceRequest
+@dataclass(frozen=True)
+class TokenRefresh:
+    """Our extension: a new join token for this connection (never logged)."""
+
+    token: str = field(repr=False)
+
+
+Message = Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh
+
+MAX_TOKEN_CHARS = 4096
 
 
 def _reject_constant(name: str) -> Any:
@@ -316,6 +325,15 @@ def parse_object(obj: dict[str, Any], limits: MessageLimits) -> Message:
         return _parse_stats(obj)
     if action == "ice_servers":
         return IceRequest()
+    if action == "token":
+        token = _require(obj, "token")
+        if not isinstance(token, str):
+            raise _wrong_type("token", "a string")
+        if not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise MalformedMessage(
+                f"token must be 1..{MAX_TOKEN_CHARS} characters", reason="out_of_range"
+            )
+        return TokenRefresh(token)
     raise MalformedMessage(f"unknown action {action[:32]!r}", reason="unknown_action")
 
 
@@ -339,7 +357,7 @@ def reply_context(frame: str | bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(obj, dict):
         action = obj.get("action")
-        if action in ("announce", "scrape", "stats", "ice_servers"):
+        if action in ("announce", "scrape", "stats", "ice_servers", "token"):
             out["action"] = action
         info_hash = obj.get("info_hash")
         if isinstance(info_hash, str) and len(info_hash) == ID_CHARS:
@@ -368,6 +386,10 @@ def announce_reply(info_hash: str, interval_s: float, complete: int, incomplete:
             "incomplete": incomplete,
         }
     )
+
+
+def token_reply(expires_at_unix_s: int) -> str:
+    return _dumps({"action": "token", "expires_at": expires_at_unix_s})
 
 
 def ice_servers_reply(body: dict[str, Any]) -> str:

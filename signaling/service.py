@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -19,6 +20,7 @@ from signaling.config import SignalingConfig
 from signaling.errors import (
     FatalViolation,
     IceUnavailable,
+    RuleViolation,
     SignalingError,
     SwarmNotAllowed,
     TooManySwarms,
@@ -31,13 +33,14 @@ from signaling.messages import (
     Message,
     MessageLimits,
     Scrape,
+    TokenRefresh,
 )
 from signaling.metrics import SignalingMetrics
 from signaling.parking import ParkedOffers
 from signaling.ratelimit import TokenBucket
 from signaling.registry import ByteTotals, RegistryLimits, SwarmRegistry
 from signaling.replica import MemberChange, PeerRecord
-from signaling.tokens import JoinGrant
+from signaling.tokens import JoinGrant, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class ConnContext:
     #: counts only what is new (bounded: see ``_count_bytes``).
     reported: dict[tuple[str, str], ByteTotals] = field(default_factory=dict)
     address: str = ""  # the per-address limits' key ("" when none apply)
+    #: monotonic time at which the join token expires (None: no token)
+    grant_deadline_s: float | None = None
 
 
 class ClusterHooks(Protocol):
@@ -144,9 +149,36 @@ class SignalingService:
     ) -> ConnContext:
         """``address`` must have been admitted with ``self.addresses.open`` (or be "")."""
         bucket = TokenBucket(self.config.rate_per_s, self.config.rate_burst, now_s)
-        return ConnContext(conn_id, bucket, grant, address=address)
+        ctx = ConnContext(conn_id, bucket, grant, address=address)
+        if grant is not None:
+            ctx.grant_deadline_s = self._deadline_s(grant, now_s)
+        return ctx
+
+    def _deadline_s(self, grant: JoinGrant, now_s: float) -> float:
+        """The grant's wall-clock expiry on the monotonic clock ``now_s`` comes from."""
+        wall_s = self.wall_clock() if self.wall_clock is not None else time.time()
+        return now_s + (grant.expires_at_unix_s - wall_s)
+
+    def token_expired(self, ctx: ConnContext, now_s: float) -> bool:
+        return ctx.grant_deadline_s is not None and now_s >= ctx.grant_deadline_s
+
+    def _refresh_token(self, ctx: ConnContext, msg: TokenRefresh, now_s: float) -> list[Send]:
+        """A new join token on the same socket: it replaces the grant (its swarms and expiry).
+        A bad one is answered (token_invalid, token_expired) and the old grant stays."""
+        secret = self.config.token_secret
+        if secret is None:
+            raise RuleViolation("join tokens are not enabled here", reason="tokens_disabled")
+        wall_s = self.wall_clock() if self.wall_clock is not None else time.time()
+        grant = verify_token(secret, msg.token, wall_s)
+        ctx.grant = grant
+        ctx.grant_deadline_s = self._deadline_s(grant, now_s)
+        return [Send(ctx.conn_id, messages.token_reply(grant.expires_at_unix_s))]
 
     def _admit(self, ctx: ConnContext, frame: str | bytes, now_s: float) -> Message:
+        if self.token_expired(ctx, now_s):
+            raise FatalViolation(
+                "join token expired", reason="token_expired", close_code=closecodes.TOKEN_EXPIRED
+            )
         if not ctx.bucket.try_take(now_s):
             raise FatalViolation(
                 "too many messages", reason="rate_limited", close_code=closecodes.RATE_LIMITED
@@ -274,6 +306,9 @@ class SignalingService:
             raise SwarmNotAllowed("the join token does not cover this info_hash")
 
     def _dispatch(self, ctx: ConnContext, msg: Message, now_s: float) -> list[Send]:
+        if isinstance(msg, TokenRefresh):
+            self.metrics.messages.labels(action="token").inc()
+            return self._refresh_token(ctx, msg, now_s)
         if isinstance(msg, IceRequest):
             self.metrics.messages.labels(action="ice_servers").inc()
             return [Send(ctx.conn_id, self._ice_reply(ctx))]

@@ -256,9 +256,18 @@ class TrackerEndpoint:
         return acted
 
     def close_idle(self, now_s: float) -> int:
+        """Close connections silent for ``idle_timeout_s`` (4000) and those whose join token
+        has expired (4002), even if they send nothing that would be checked."""
         closed = 0
         for conn in self.router.connections():
-            if not conn.closing and now_s - conn.last_rx_s > self.config.idle_timeout_s:
+            if conn.closing:
+                continue
+            ctx = self._contexts.get(conn.conn_id)
+            if ctx is not None and self.service.token_expired(ctx, now_s):
+                self.metrics.reject("token_expired")
+                conn.close(closecodes.TOKEN_EXPIRED, "join token expired")
+                closed += 1
+            elif now_s - conn.last_rx_s > self.config.idle_timeout_s:
                 self.metrics.reject("idle_timeout")
                 conn.close(closecodes.IDLE_TIMEOUT, "idle timeout")
                 closed += 1

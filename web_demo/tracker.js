@@ -16,6 +16,10 @@
 //   ({servers, expires_unix_s}; credentials never logged). No reply within ice_timeout_s, a
 //   refusal or a malformed reply is counted (ice_failures) and warned about, and offers go out
 //   with the configured servers only;
+// - with tokenProvider (async () => a fresh join token), sends {action:"token", token} on the
+//   open socket when less than token_refresh_fraction of the token's lifetime (its exp) is
+//   left, so the server never closes it with 4002; a refused refresh is retried after
+//   token_retry_s; closed with 4002 anyway, it reconnects with a token from the provider;
 // - announces "stopped" on stop(). The join token goes in ?token= (browsers cannot set WS
 //   headers); neither the token nor SDP is ever logged.
 
@@ -73,7 +77,26 @@ export const DEFAULT_TRACKER_CONFIG = Object.freeze({
   request_ice_servers: false, // ask the server for ICE servers (action ice_servers) before offering
   ice_timeout_s: 10.0, // wait this long for the ice_servers reply
   ice_refresh_fraction: 0.25, // ask again when less than this fraction of the lifetime is left
+  token_refresh_fraction: 0.25, // with tokenProvider: refresh when less than this of the token's life is left
+  token_retry_s: 30.0, // retry a refused or failed refresh after this (or half the time left)
 });
+
+const MAX_TOKEN_CHARS = 4096;
+
+/** The exp of a join token (docs/signaling.md "Join tokens"), read without the secret; null if unreadable. */
+export function tokenExpiryUnixS(token) {
+  if (typeof token !== "string" || token.length > MAX_TOKEN_CHARS) return null;
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== "v1") return null;
+  try {
+    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (parts[1].length % 4)) % 4);
+    const body = JSON.parse(atob(b64));
+    const exp = body?.exp;
+    return Number.isInteger(exp) ? exp : null;
+  } catch {
+    return null;
+  }
+}
 
 export const MAX_ICE_SERVERS = 8;
 const MAX_ICE_URL_CHARS = 256;
@@ -144,11 +167,16 @@ export class TrackerClient {
       ice_requests: 0,
       ice_replies: 0,
       ice_failures: 0,
+      token_refreshes: 0,
+      token_refresh_failures: 0,
       last_close_code: null,
     };
     this.intervalS = this.config.default_interval_s;
     this.swarmSize = 0;
     this._token = opts.token || null;
+    this._tokenProvider = opts.tokenProvider || null;
+    this._tokenTimer = null;
+    this._pendingToken = null; // sent in a refresh, not yet acknowledged
     this._random = opts.random || Math.random;
     this._WebSocket = opts.WebSocket || globalThis.WebSocket;
     this._makeOffers = opts.makeOffers || null;
@@ -189,6 +217,7 @@ export class TrackerClient {
     this._stopping = true;
     clearTimeout(this._announceTimer);
     clearTimeout(this._reconnectTimer);
+    clearTimeout(this._tokenTimer);
     const ws = this._ws;
     if (ws !== null) {
       if (this._announced && ws.readyState === 1) this._send(ws, this._announceBody("stopped", []));
@@ -289,6 +318,7 @@ export class TrackerClient {
       this._countersSent = null;
       this._pendingEvent = "started";
       this._scheduleAnnounce(0);
+      this._scheduleTokenRefresh(ws);
     };
     ws.onmessage = (e) => {
       try {
@@ -310,8 +340,17 @@ export class TrackerClient {
         this._failuresInARow += 1;
       }
       if (this._failuresInARow === 0) this._failuresInARow = 1;
+      clearTimeout(this._tokenTimer);
       if (this._stopping || this.refused !== null) return;
       const code = e?.code ?? 1006;
+      if (code === 4002 && this._tokenProvider) {
+        // a fresh token at the reconnect loses nothing (keyed peer_ids survive reconnects)
+        this._tokenProvider().then(
+          (token) => this.setToken(token),
+          () => this._problem("error", "token_expired", "the join token expired and the token provider failed", code, true),
+        );
+        return;
+      }
       const c = classifyClose(code, String(e?.reason || "").slice(0, 200), { opened, hadToken: Boolean(this._token) });
       if (wasAnnounced) this._emit("tracker-disconnected", { url: this.url, code, reason: c.reason });
       this._problem(c.level, c.reason, c.message, code, c.fatal);
@@ -322,6 +361,32 @@ export class TrackerClient {
       this._scheduleReconnect();
     };
     ws.onerror = () => {}; // onclose follows
+  }
+
+  _scheduleTokenRefresh(ws, failed = false) {
+    clearTimeout(this._tokenTimer);
+    if (!this._tokenProvider || this._stopping) return;
+    const exp = tokenExpiryUnixS(this._token);
+    if (exp === null) return;
+    const leftS = exp - Date.now() / 1000;
+    let waitS = Math.max(0, leftS * (1 - this.config.token_refresh_fraction));
+    if (failed && leftS > 0) waitS = Math.min(waitS, this.config.token_retry_s, leftS / 2);
+    this._tokenTimer = setTimeout(() => this._refreshToken(ws), waitS * 1000);
+  }
+
+  async _refreshToken(ws) {
+    if (this._stopping || this._ws !== ws || ws.readyState !== 1) return;
+    let token;
+    try {
+      token = await this._tokenProvider();
+    } catch {
+      this.stats.token_refresh_failures += 1;
+      this._problem("warning", "token_refresh_failed", "the token provider failed; retrying");
+      this._scheduleTokenRefresh(ws, true);
+      return;
+    }
+    this._pendingToken = token;
+    if (!this._send(ws, { action: "token", token })) this._pendingToken = null;
   }
 
   _scheduleReconnect() {
@@ -478,6 +543,18 @@ export class TrackerClient {
         this._iceFailed(`refused: ${reason}`);
         this._iceWaiter?.();
       }
+      if (msg.action === "token") {
+        this.stats.token_refresh_failures += 1;
+        this._pendingToken = null;
+        this._scheduleTokenRefresh(ws, true);
+      }
+      return;
+    }
+    if (msg.action === "token" && "expires_at" in msg) {
+      if (this._pendingToken !== null) this._token = this._pendingToken; // also what a reconnect uses
+      this._pendingToken = null;
+      this.stats.token_refreshes += 1;
+      this._scheduleTokenRefresh(ws);
       return;
     }
     if (msg.action === "ice_servers" && "ice_servers" in msg) {

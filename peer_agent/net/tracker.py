@@ -20,6 +20,11 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
   left; :attr:`TrackerClient.ice` holds the latest grant (credentials never logged or shown in
   ``repr``). A server that does not answer within ``ice_timeout_s`` or refuses is counted
   (``ice_failures``) and logged as a warning, and offers go out with the configured servers only;
+- with a ``token_provider`` (an async callable returning a fresh join token), sends
+  ``{"action": "token", "token": ...}`` on the open socket when less than
+  ``token_refresh_fraction`` of the current token's lifetime (its ``exp``) is left, so the
+  server never closes it with 4002; a refused refresh is retried; if the socket is closed with
+  4002 anyway, it reconnects with a token from the provider instead of giving up;
 - reconnects after the socket drops (server restart, network) with exponential backoff and
   jitter from an injectable ``random.Random``; the first failure is logged as a warning with
   its reason, and errors that retrying cannot fix (no such host, not a WebSocket URL, HTTP
@@ -35,6 +40,8 @@ Time comes from the event loop (``loop.time()``); nothing here sleeps to synchro
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import inspect
 import json
@@ -96,6 +103,11 @@ class TrackerConfig:
     request_ice_servers: bool = False
     ice_timeout_s: float = 10.0
     ice_refresh_fraction: float = 0.25
+    # With a token_provider: send a new join token on the open socket (action token) when less
+    # than this fraction of the current token's lifetime is left; retry a refused one after
+    # token_retry_s (or sooner, at half the time left).
+    token_refresh_fraction: float = 0.25
+    token_retry_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
@@ -108,6 +120,27 @@ class TrackerConfig:
             raise ValueError("min_announce_gap_s must be >= 0")
         if self.ice_timeout_s <= 0 or not 0 < self.ice_refresh_fraction < 1:
             raise ValueError("need ice_timeout_s > 0 and 0 < ice_refresh_fraction < 1")
+        if not 0 < self.token_refresh_fraction < 1 or self.token_retry_s <= 0:
+            raise ValueError("need 0 < token_refresh_fraction < 1 and token_retry_s > 0")
+
+
+MAX_TOKEN_CHARS = 4096
+
+
+def token_expiry_unix_s(token: str) -> int | None:
+    """The ``exp`` of a join token (docs/signaling.md, "Join tokens"), read without the
+    secret: when to refresh it. None when it is not a v1 token with an integer ``exp``."""
+    parts = token.split(".")
+    if len(token) > MAX_TOKEN_CHARS or len(parts) != 3 or parts[0] != "v1":
+        return None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = body.get("exp") if isinstance(body, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int):
+        return None
+    return exp
 
 
 MAX_ICE_SERVERS = 8
@@ -241,6 +274,8 @@ class TrackerStats:
     ice_requests: int = 0
     ice_replies: int = 0
     ice_failures: int = 0
+    token_refreshes: int = 0
+    token_refresh_failures: int = 0
 
 
 # Close codes of docs/signaling.md that retrying with the same URL cannot fix.
@@ -281,6 +316,7 @@ def connect_error(exc: BaseException) -> tuple[str, bool]:
 OfferCallback = Callable[[RelayedOffer], Awaitable[str | None]]
 AnswerCallback = Callable[[RelayedAnswer], Awaitable[None] | None]
 MakeOffers = Callable[[], Awaitable[Sequence[tuple[str, str]]]]
+TokenProvider = Callable[[], Awaitable[str]]
 
 
 def _check_id(name: str, value: str) -> None:
@@ -305,6 +341,7 @@ class TrackerClient:
         make_offers: MakeOffers | None = None,
         on_announce_reply: Callable[[AnnounceReply], None] | None = None,
         on_failure: Callable[[str, str], None] | None = None,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         _check_id("info_hash", info_hash)
         _check_id("peer_id", peer_id)
@@ -317,6 +354,10 @@ class TrackerClient:
         self.interval_s = self.config.default_interval_s
         self.connected = asyncio.Event()  # set while a socket is open
         self._token = token
+        self._token_provider = token_provider
+        self._token_answered = asyncio.Event()
+        self._token_stale = False  # closed with 4002: ask the provider before reconnecting
+        self._last_token_ok = False
         self._rng = rng if rng is not None else random.Random()
         self._on_offer = on_offer
         self._on_answer = on_answer
@@ -398,6 +439,9 @@ class TrackerClient:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
+                if self._token_stale and self._token_provider is not None:
+                    self._token = await self._token_provider()
+                    self._token_stale = False
                 ws = await websockets.connect(
                     self._connect_url(),
                     open_timeout=self.config.open_timeout_s,
@@ -444,6 +488,7 @@ class TrackerClient:
         self.stats.connects += 1
         self.connected.set()
         announcer = asyncio.get_running_loop().create_task(self._announce_loop(ws))
+        refresher = asyncio.get_running_loop().create_task(self._token_loop(ws))
         try:
             async for raw in ws:
                 try:
@@ -462,11 +507,16 @@ class TrackerClient:
             self.connected.clear()
             self.stats.disconnects += 1
             announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await announcer
+            refresher.cancel()
+            for task in (announcer, refresher):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             code = ws.close_code
             if not self._stopping.is_set():
-                if code in _PERMANENT_CLOSES:
+                if code == 4002 and self._token_provider is not None:
+                    self._token_stale = True  # a fresh token at the reconnect loses nothing
+                    logger.info("tracker: join token expired; reconnecting with a new one")
+                elif code in _PERMANENT_CLOSES:
                     detail = (ws.close_reason or "")[:100]
                     reason = _PERMANENT_CLOSES[code] + (f" ({detail})" if detail else "")
                     self._failed(f"closed with {code}: {reason}", True)
@@ -504,6 +554,43 @@ class TrackerClient:
             event = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    async def _token_loop(self, ws: ClientConnection) -> None:
+        """Send a new join token on this socket before the current one expires."""
+        provider = self._token_provider
+        if provider is None:
+            return
+        cfg = self.config
+        while not self._stopping.is_set():
+            exp = token_expiry_unix_s(self._token or "")
+            if exp is None:
+                return  # no token, or not one we can read: nothing to schedule
+            left_s = exp - time.time()
+            wait_s = max(0.0, left_s * (1 - cfg.token_refresh_fraction))
+            if self.stats.token_refresh_failures and left_s > 0:
+                wait_s = min(wait_s, cfg.token_retry_s, left_s / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
+            if self._stopping.is_set():
+                return
+            try:
+                token = await provider()
+            except Exception as exc:
+                self.stats.token_refresh_failures += 1
+                logger.warning("tracker: the token provider failed (%s)", type(exc).__name__)
+                await asyncio.sleep(min(cfg.token_retry_s, max(0.5, left_s / 2)))
+                continue
+            self._token_answered.clear()
+            self._last_token_ok = False
+            await self._send(ws, {"action": "token", "token": token})
+            try:
+                await asyncio.wait_for(self._token_answered.wait(), cfg.open_timeout_s)
+            except TimeoutError:
+                self.stats.token_refresh_failures += 1
+                logger.warning("tracker: no reply to a token refresh")
+                continue
+            if self._last_token_ok:
+                self._token = token  # also what a reconnect uses
 
     async def _request_ice(self, ws: ClientConnection) -> None:
         self._ice_answered.clear()
@@ -604,12 +691,21 @@ class TrackerClient:
             if msg.get("action") == "ice_servers":
                 self._ice_failed(f"refused: {reason}")
                 self._ice_answered.set()
+            if msg.get("action") == "token":
+                self.stats.token_refresh_failures += 1
+                self._last_token_ok = False
+                self._token_answered.set()
             return
         if "warning message" in msg:
             logger.info("tracker: warning %r", str(msg["warning message"])[:200])
         action = msg.get("action")
         if action == "ice_servers" and "ice_servers" in msg:
             self._on_ice_reply(msg)
+            return
+        if action == "token" and "expires_at" in msg:
+            self.stats.token_refreshes += 1
+            self._last_token_ok = True
+            self._token_answered.set()
             return
         if action != "announce" or msg.get("info_hash") != self.info_hash:
             self.stats.ignored_messages += 1

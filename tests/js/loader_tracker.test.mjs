@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { makeFragmentLoader } from "../../web_demo/loader.js";
-import { TrackerClient, parseIceReply } from "../../web_demo/tracker.js";
+import { TrackerClient, parseIceReply, tokenExpiryUnixS } from "../../web_demo/tracker.js";
 
 const frag = { sn: 7, baseurl: "http://o/hls/s/lo/index.m3u8", relurl: "seg-7.ts", url: "http://o/hls/s/lo/seg-7.ts" };
 const context = () => ({ url: frag.url, frag, responseType: "arraybuffer" });
@@ -332,5 +332,58 @@ test("tracker: asks for ICE servers before its first offers; a refusal is counte
     assert.equal(refused.stats.ice_failures, 1);
   } finally {
     refused.stop();
+  }
+});
+
+// --- join-token refresh (docs/signaling.md "Join tokens", docs/vectors/signaling/token_refresh.json) ---
+const TOKEN_VECTORS = JSON.parse(
+  readFileSync(new URL("../../docs/vectors/signaling/token_refresh.json", import.meta.url), "utf8"),
+);
+
+test("tracker: tokenExpiryUnixS reads every token_refresh vector", () => {
+  for (const c of TOKEN_VECTORS.expiry_cases) assert.equal(tokenExpiryUnixS(c.token), c.exp, c.name);
+});
+
+function tokenWithExp(expUnixS) {
+  const body = Buffer.from(JSON.stringify({ swarms: ["61".repeat(20)], exp: expUnixS })).toString("base64url");
+  return `v1.${body}.sig`;
+}
+
+test("tracker: refreshes its token on the open socket; a refusal is retried; 4002 reconnects with a new one", async () => {
+  const nowS = () => Math.floor(Date.now() / 1000);
+  const first = tokenWithExp(nowS() + 2);
+  const fresh = [];
+  const client = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    token: first,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    config: { token_refresh_fraction: 0.9, token_retry_s: 0.05 },
+    tokenProvider: async () => {
+      fresh.push(tokenWithExp(nowS() + 3600));
+      return fresh.at(-1);
+    },
+  });
+  FakeSocket.last = null;
+  client.start();
+  try {
+    await until(() => FakeSocket.last?.sent.some((m) => m.action === "token"));
+    const ws = FakeSocket.last;
+    const req = ws.sent.find((m) => m.action === "token");
+    assert.equal(req.token, fresh[0]);
+    ws.receive({ "failure reason": "bad token signature", reason: "token_invalid", action: "token" });
+    assert.equal(client.stats.token_refresh_failures, 1);
+    await until(() => ws.sent.filter((m) => m.action === "token").length >= 2); // retried
+    ws.receive({ action: "token", expires_at: nowS() + 3600 });
+    assert.equal(client.stats.token_refreshes, 1);
+    assert.equal(client._token, fresh[1]); // what a reconnect would use
+    ws.close(4002); // expired anyway: a new token from the provider, and a reconnect
+    await until(() => FakeSocket.last !== ws);
+    assert.equal(client.refused, null);
+    assert.ok(FakeSocket.last.url.includes(encodeURIComponent(fresh.at(-1))));
+  } finally {
+    client.stop();
   }
 });

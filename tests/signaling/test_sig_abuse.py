@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from signaling.messages import id_hex
+from signaling.tokens import mint_token
 from tests.signaling.abuse_support import RawClient
 from tests.signaling.sig_support import connect, exchange_works, pid
 from tests.signaling_redis.redis_support import SignalingProcess, free_port
@@ -225,3 +227,37 @@ async def test_trusted_proxy_names_the_client(start_process: ProcessFactory) -> 
     bad = await connect(proc.url, "px-6", additional_headers={"X-Forwarded-For": "not-an-ip"})
     assert await bad.closed_with() == 1008
     assert await wait_metric(proc, "bad_forwarded_for") == 1
+
+
+TOKEN_SECRET = "abuse-token-secret-0123456789"
+
+
+async def test_a_token_is_checked_on_every_announce_and_can_be_refreshed(
+    start_process: ProcessFactory,
+) -> None:
+    # sweeps rarely: the announce itself must find the expiry
+    proc = await start_process(token_secret=TOKEN_SECRET, sweep_interval_s="60")
+    swarm = pid("tokened")
+
+    def token(ttl_s: float) -> str:
+        return mint_token(TOKEN_SECRET, [id_hex(swarm)], int(time.time() + ttl_s))
+
+    exp = int(time.time()) + 2
+    short = mint_token(TOKEN_SECRET, [id_hex(swarm)], exp)
+    stale = await connect(f"{proc.url}?token={short}", "stale")
+    fresh = await connect(f"{proc.url}?token={short}", "fresh")
+    assert (await stale.announce(swarm))["incomplete"] == 1
+    assert (await fresh.announce(swarm))["incomplete"] == 2
+    await fresh.send({"action": "token", "token": token(3600)})
+    reply = await fresh.recv_where(lambda m: m.get("action") == "token")
+    assert reply["expires_at"] > exp
+    while time.time() < exp + 0.5:
+        await asyncio.sleep(0.1)
+    await stale.send(
+        {"action": "announce", "info_hash": swarm, "peer_id": stale.peer_id, "numwant": 0}
+    )
+    assert await stale.closed_with() == 4002
+    assert await wait_metric(proc, "token_expired") == 1
+    assert (await fresh.announce(swarm))["incomplete"] >= 1  # refreshed: still served
+    honest = await connect(f"{proc.url}?token={token(3600)}", "honest")
+    assert (await honest.announce(swarm))["incomplete"] >= 2

@@ -17,6 +17,7 @@ from signaling.messages import (
     MessageLimits,
     Scrape,
     Stats,
+    TokenRefresh,
     parse_message,
 )
 from tests.signaling.sig_support import Client, ServerFactory, connect, exchange_works
@@ -38,7 +39,9 @@ def frame_of(case: dict[str, Any]) -> str | bytes:
     return json.dumps(message)
 
 
-def summary(msg: Announce | Answer | Scrape | Stats | IceRequest) -> dict[str, Any]:
+def summary(msg: Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh) -> dict[str, Any]:
+    if isinstance(msg, TokenRefresh):
+        return {"kind": "token"}
     if isinstance(msg, IceRequest):
         return {"kind": "ice_servers"}
     if isinstance(msg, Announce):
