@@ -678,7 +678,11 @@ def run(
     scale = _scaleout_section(out_dir, quick, scaleout_peers)
     if scaleout_only:
         return scale
-    return _single_section(out_dir, quick, sizes, interval_s) + "\n" + scale
+    single = _single_section(out_dir, quick, sizes, interval_s)
+    # One swarm of 1,000 / 10,000 / 100,000 members (issue 16): bench/signaling_swarm.py.
+    from bench import signaling_swarm
+
+    return single + "\n" + scale + "\n" + signaling_swarm.run(out_dir, quick=quick)
 
 
 def _scaleout_section(out_dir: Path, quick: bool, peers: int | None) -> str:

@@ -98,6 +98,7 @@ def _reference_module() -> types.ModuleType:
     spec = importlib.util.spec_from_loader("peer_agent_sim_engine_reference", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     exec(compile(source, f"engine.py@{REFERENCE_COMMIT}", "exec"), module.__dict__)  # noqa: S102
     return module
 
