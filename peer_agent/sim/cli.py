@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from p2p_cli.flags import ConfigFlags, Option
 from p2p_cli.serving import EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE, error, print_result
 
-from .engine import simulate
+from .engine import Simulation, simulate
 from .scenario import Scenario, load_scenario
 
 FLAGS = ConfigFlags(
@@ -40,6 +41,11 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     FLAGS.add_to(p, os.environ if env is None else env)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-peer", action="store_true", help="with --json: add per-peer rows")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="every 10 simulated seconds, print time, viewers, decisions, CPU s and RSS to stderr",
+    )
     return p
 
 
@@ -67,7 +73,17 @@ def _main(argv: list[str] | None) -> int:
     except (ValueError, OSError) as exc:
         parser.error(FLAGS.explain(exc))
     cpu_start = time.process_time()
-    result = simulate(scenario, per_peer=args.per_peer)
+
+    def report(sim: Simulation) -> None:
+        print(
+            f"p2p-sim: t={sim.now - sim.t0:.0f} s viewers={len(sim.viewers)} "
+            f"decisions={sim.decisions} cpu_s={time.process_time() - cpu_start:.1f} "
+            f"peak_rss_mib={peak_rss_mib():.0f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    result = simulate(scenario, per_peer=args.per_peer, progress=report if args.progress else None)
     summary = result.summary()
     summary["cpu_s"] = round(time.process_time() - cpu_start, 3)
     summary["peak_rss_mib"] = round(peak_rss_mib(), 1)

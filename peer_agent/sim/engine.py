@@ -320,8 +320,13 @@ class Simulation:
             viewer.wake_tick = k
             self._wakes.setdefault(k, []).append(viewer)
 
-    def run(self) -> SimResult:
+    def run(
+        self, progress: Callable[[Simulation], None] | None = None, progress_every_s: float = 10.0
+    ) -> SimResult:
+        """Run the scenario; ``progress`` (if given) is called every ``progress_every_s`` of
+        simulated time."""
         sc = self.sc
+        progress_every = max(1, int(round(progress_every_s / sc.tick_s)))
         for i in range(sc.peers):
             offset = sc.join_over_s * i / sc.peers if sc.peers > 1 else 0.0
             self.at(self.t0 + offset, self.join)
@@ -340,6 +345,8 @@ class Simulation:
             self._decide_due(k)
             if k % sample_every == 0:
                 self._sample_latency()
+            if progress is not None and k % progress_every == 0:
+                progress(self)
         return self._result()
 
     # -- membership ------------------------------------------------------------------------
@@ -847,6 +854,10 @@ class Simulation:
 
 
 def simulate(
-    scenario: Scenario, scheduler_config: SchedulerConfig | None = None, *, per_peer: bool = True
+    scenario: Scenario,
+    scheduler_config: SchedulerConfig | None = None,
+    *,
+    per_peer: bool = True,
+    progress: Callable[[Simulation], None] | None = None,
 ) -> SimResult:
-    return Simulation(scenario, scheduler_config, per_peer=per_peer).run()
+    return Simulation(scenario, scheduler_config, per_peer=per_peer).run(progress)

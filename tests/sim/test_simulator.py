@@ -197,3 +197,12 @@ def test_new_scenario_options_are_checked() -> None:
                 {"idle_recheck_s": 0.0}):  # fmt: skip
         with pytest.raises(ValueError):
             Scenario(**bad)  # type: ignore[arg-type]
+
+
+def test_cli_progress_and_peak_rss(capsys) -> None:
+    assert main(["--peers", "5", "--duration-s", "20", "--progress", "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["peak_rss_mib"] > 0 and "by_peer" not in summary
+    lines = [line for line in err.splitlines() if line.startswith("p2p-sim: t=")]
+    assert [line.split()[1] for line in lines] == ["t=10", "t=20"]
