@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 INFO_HASH = "bench-one-swarm-0001"
 MEMBERS_PER_CONNECTION = 500
-PROBES = 100
+PROBES = 50
 SDP_PAD = "a=x-pad:" + "0" * 600
 REGIONS = ("eu-west", "eu-east", "us-east", "us-west")
 COLUMNS = [
@@ -48,6 +48,7 @@ COLUMNS = [
     "pairing_candidates_per_announce",
     "registry_heap_bytes_per_member",
     "registry_rss_bytes_per_member",
+    "server_cpu_ms_per_announce",
     "server_announce_ms_p50",
     "server_announce_ms_p99",
     "offer_relay_ms_p50",
@@ -61,6 +62,11 @@ COLUMNS = [
 def _rss_kib(pid: int | str = "self") -> int:
     match = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) if match else 0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -135,6 +141,7 @@ class _Load:
         self.measuring = False
         self.relay_ms: list[float] = []
         self.announce_ms: list[float] = []
+        self.announces_sent = 0
         self.errors: dict[str, int] = {}
         self.stop = asyncio.Event()
 
@@ -200,6 +207,7 @@ class _Load:
                 ]  # fmt: skip
                 reply.clear()
                 sent_at.append(now_ns)
+                self.announces_sent += 1
                 await ws.send(
                     json.dumps(
                         {
@@ -354,9 +362,11 @@ def server_row(members: int, tmp: Path, *, interval_s: float, window_s: float) -
         ready = _read(load, "joined", 1800)
         rss1 = _rss_kib(server.pid)
         assert load.stdin is not None
+        cpu0 = _cpu_s(server.pid)
         load.stdin.write("go\n")
         load.stdin.flush()
         result = _read(load, "relay_ms", window_s + interval_s + 120)
+        server_cpu_s = _cpu_s(server.pid) - cpu0
         load.wait(timeout=60)
         spec_path.unlink()
     finally:
@@ -381,6 +391,9 @@ def server_row(members: int, tmp: Path, *, interval_s: float, window_s: float) -
         "offers_measured": len(result["relay_ms"]),
         "announces_measured": len(result["announce_ms"]),
         "server_rss_bytes_per_member": round((rss1 - rss0) * 1024 / members),
+        "server_cpu_ms_per_announce": round(
+            server_cpu_s / max(1, result["announces_sent"]) * 1000, 3
+        ),
         "errors": sum(result["errors"].values()),
         "error_kinds": result["errors"],
     }
@@ -397,7 +410,7 @@ def _registry_row(members: int, announces: int) -> dict[str, Any]:
 
 def run(out_dir: Path, quick: bool = False) -> str:
     sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000]
-    interval_s, window_s = 2.0, (6.0 if quick else 15.0)
+    interval_s, window_s = 4.0, (8.0 if quick else 20.0)
     rows = []
     for members in sizes:
         print(f"signaling bench: one swarm of {members} ...", file=sys.stderr, flush=True)
@@ -410,6 +423,7 @@ def run(out_dir: Path, quick: bool = False) -> str:
         for key in (
             "registry_announce_us_p50",
             "registry_announce_us_p99",
+            "server_cpu_ms_per_announce",
             "server_announce_ms_p99",
             "offer_relay_ms_p99",
         )
@@ -426,7 +440,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "targets by random members (pairing samples at most 256). *server*: a real "
         f"`p2p-signaling` process; N members over loopback WebSockets ({MEMBERS_PER_CONNECTION} "
         f"peer_ids per connection), {PROBES} of them re-announcing every {interval_s:g} s with "
-        "2 offers; latencies end to end (send to receive, client event loop included). RSS and "
+        "2 offers; latencies end to end (send to receive, client event loop included); server "
+        "CPU per announce is the server's process CPU over the window (its 2 offer relays "
+        "included) divided by the probes' announces, robust to a busy machine. RSS and "
         "heap per member are growth over the idle process divided by members. 2 cores shared "
         "by the server, its clients and other work on the machine.",
         "",
