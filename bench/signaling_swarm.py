@@ -411,6 +411,7 @@ def _registry_row(members: int, announces: int) -> dict[str, Any]:
 def run(out_dir: Path, quick: bool = False) -> str:
     sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000]
     interval_s, window_s = 4.0, (8.0 if quick else 20.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for members in sizes:
         print(f"signaling bench: one swarm of {members} ...", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ Players are the core's :class:`PlaybackModel`. Announcements (HAVE, FETCHING) re
 after half a round trip. Every fetch is announced as FETCHING and relayed cut-through, with the
 last frame withheld until the relay's copy is verified.
 
-Built to reach 100,000 viewers (docs/simulator.md, "Scale"):
+Built to reach 100,000 viewers (docs/simulator.md, "How it reaches 100,000 viewers"):
 
 - decisions are event-driven: a viewer decides when its own state changes (a transfer ends, a
   peer answers BUSY, neighbours come or go), when an announcement it can act on becomes visible
