@@ -6,6 +6,7 @@ what it reports); ``--no-plots`` skips them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,15 @@ def _windowed_offload(run: RunResult, window: int = 5) -> tuple[list[float], lis
     return ts, ys
 
 
-def write_plots(run: RunResult, baseline: RunResult | None, out_dir: Path) -> list[Path]:
+def write_plots(
+    run: RunResult,
+    baseline: RunResult | None,
+    out_dir: Path,
+    *,
+    inspect: Callable[[str, Any], None] | None = None,
+) -> list[Path]:
+    """Write every PNG of :data:`PLOTS`; ``inspect(name, figure)`` sees each figure before it is
+    closed (tests check titles, axis labels and legends there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,6 +62,8 @@ def write_plots(run: RunResult, baseline: RunResult | None, out_dir: Path) -> li
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
+        if inspect is not None:
+            inspect(name, fig)
         path = out_dir / name
         fig.savefig(path, dpi=90)
         plt.close(fig)

@@ -346,3 +346,58 @@ def test_a_closed_stdout_is_no_traceback(module: str, argv: list[str]) -> None:
     err = proc.stderr.read()
     assert proc.wait(60) == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+# --- p2p-loadtest plots and matplotlib --------------------------------------------------------
+
+
+def test_loadtest_plots_have_titles_unit_labels_and_legends_beside_the_axes(
+    tmp_path: Path,
+) -> None:
+    from peer_agent.loadtest.plots import PLOTS, write_plots
+    from peer_agent.loadtest.runner import RunResult
+
+    def run_result(p2p: bool) -> RunResult:
+        r = RunResult(p2p=p2p, specs=[])
+        for t in range(12):
+            r.samples.append(
+                {"t_s": float(t), "bytes_cdn": 1000 * (t + 1), "bytes_p2p": 3000 * t * p2p,
+                 "origin_segment_bytes": 1000 * (t + 1), "stall_count": 0,
+                 "latency_s_median": 6.0}
+            )  # fmt: skip
+        r.agents = [
+            {"index": i, "kind": "normal", "startup_s": 1.0 + i, "bytes_cdn": 10, "bytes_p2p": 20,
+             "bytes_uploaded": 5}
+            for i in range(3)
+        ]  # fmt: skip
+        return r
+
+    seen: dict[str, tuple[str, str, str, list[str], float]] = {}
+
+    def inspect(name: str, fig: object) -> None:
+        (ax,) = fig.axes  # type: ignore[attr-defined]
+        legend = ax.get_legend()
+        x0 = legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).x0
+        texts = [t.get_text() for t in legend.get_texts()]
+        seen[name] = (ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), texts, x0)
+
+    written = write_plots(run_result(True), run_result(False), tmp_path, inspect=inspect)
+    assert sorted(p.name for p in written) == sorted(PLOTS) == sorted(seen)
+    for name, (title, xlabel, ylabel, texts, x0) in seen.items():
+        assert title and texts, name
+        assert "(" in xlabel and "(" in ylabel, (name, xlabel, ylabel)  # units in brackets
+        assert x0 > 1.0, name  # the legend sits beside the axes, not over the data
+    assert "CDN only\n(baseline)" in seen["cdn_egress.png"][3]
+
+
+def test_loadtest_without_matplotlib_names_the_extra_before_running() -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from peer_agent.loadtest import cli\n"
+        "sys.exit(cli.main(['--agents', '1', '--duration-s', '1']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "pip install 'p2p-hls[loadtest]' (or pass --no-plots)" in proc.stderr
