@@ -12,6 +12,7 @@ export class SegmentStore {
     this.maxBytes = maxBytes;
     this.usedBytes = 0;
     this._items = new Map(); // key -> {segment, data}; insertion order = age
+    this._pins = new Map(); // key -> uploads serving it (never evicted while > 0)
   }
 
   has(key) {
@@ -30,7 +31,8 @@ export class SegmentStore {
     return [...this._items.values()].map((v) => v.segment);
   }
 
-  /** Store `data`; returns the segments evicted to make room (maybe this one, if too big). */
+  /** Store `data`; returns the segments evicted to make room (maybe this one, if too big or
+   * everything else is pinned). */
   put(key, segment, data) {
     if (!data.length) throw new Error("a segment has at least one byte");
     const old = this._items.get(key);
@@ -40,9 +42,27 @@ export class SegmentStore {
     }
     this._items.set(key, { segment, data });
     this.usedBytes += data.length;
+    return this._evict();
+  }
+
+  /** Protect `key` from eviction until a matching unpin. */
+  pin(key) {
+    this._pins.set(key, (this._pins.get(key) || 0) + 1);
+  }
+
+  /** Returns the segments evicted now that `key` may go. */
+  unpin(key) {
+    const count = this._pins.get(key) || 0;
+    if (count <= 1) this._pins.delete(key);
+    else this._pins.set(key, count - 1);
+    return this._evict();
+  }
+
+  _evict() {
     const evicted = [];
-    for (const [k, v] of this._items) {
+    for (const [k, v] of [...this._items]) {
       if (this.usedBytes <= this.maxBytes) break;
+      if (this._pins.has(k)) continue;
       this._items.delete(k);
       this.usedBytes -= v.data.length;
       evicted.push(v.segment);

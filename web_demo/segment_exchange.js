@@ -1,0 +1,647 @@
+// The segment exchange for the browser: the policy above the peer sessions, sans-I/O. The same
+// object as peer_agent/core/exchange.py, following docs/exchange.md; both pass the vectors of
+// docs/vectors/exchange/.
+//
+// SegmentExchange decides what to do with bytes, requests and verdicts: downloads in flight
+// (from the CDN or a peer), the bytes held of each segment, avoid lists and sizes, verification
+// outcomes (penalties, bans, refetches), the store and what is announced, and the peers'
+// requests (exchange_serve.js). Inputs are method calls with an explicit `now` (seconds on the
+// caller's monotonic clock); the caller pulls actions with nextAction(), re-arms one timer from
+// getTimer() and builds the scheduler's input with schedulerView(). It never does I/O, reads a
+// clock or draws randomness.
+//
+// Segments are [rendition, sequence] (Sets and Maps of them use segmentKey "r/s"); session
+// events are session.js's ({rendition, sequence} segments). Actions are frozen objects named by
+// `action`, with the fields of docs/vectors/exchange/README.md (segments as [r, s]; bytes as
+// Uint8Array copies; close_link also carries a `reason` text).
+
+import { segmentKey } from "./scheduler.js";
+import { SegmentStore, ThroughputEstimator } from "./store.js";
+import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_FETCHING_ENTRIES, MAX_HELLO_HAVE_SEGMENTS, MAX_SEGMENT_BYTES } from "./wire.js";
+import { UploadServer, act } from "./exchange_serve.js";
+import { Held, Penalties, Verdict } from "./exchange_state.js";
+
+export { Verdict };
+
+/** Every option with its default (docs/exchange.md §2). */
+export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
+  self_id: "", // our peer id (the scheduler's self_id)
+  max_uploads: 4, // peer requests served at once; one more is answered BUSY
+  upload_cap_bytes_per_s: null, // upload cap over all uploads (null: none)
+  upload_burst_bytes: null, // bucket size (null: a quarter second of the cap, at least 16384)
+  leech_only: false, // never upload, never announce
+  busy_retry_after_ms: 500, // hint of the BUSY sent beyond max_uploads
+  busy_backoff_s: 0.5, // back-off after a BUSY without hint, or a request the session refused
+  max_busy_backoff_s: 30.0, // a BUSY hint is obeyed up to this
+  max_hash_retries: 3, // CDN refetches of a segment that failed its hash before giving up
+  relay_holdback_bytes: MAX_DATA_PAYLOAD_BYTES, // withheld of an unverified segment: one DATA frame
+  store_max_bytes: 256 * 1024 * 1024, // verified segments kept (oldest out first, pinned never)
+  ban_after_failures: 2, // hash failures a peer contributes to before it is banned
+  penalty_s: 10.0, // a contributor to a failed segment is not asked for this long
+  default_segment_bytes: 500_000, // size guess when nothing is known
+});
+
+export function exchangeConfig(overrides = {}) {
+  for (const key of Object.keys(overrides)) {
+    if (!(key in DEFAULT_EXCHANGE_CONFIG)) throw new Error(`unknown exchange option ${key}`);
+  }
+  const c = { ...DEFAULT_EXCHANGE_CONFIG, ...overrides };
+  if (!(c.max_uploads >= 0)) throw new Error("max_uploads must be >= 0");
+  if (c.upload_cap_bytes_per_s !== null && !(c.upload_cap_bytes_per_s > 0)) {
+    throw new Error("upload_cap_bytes_per_s must be positive (null: no cap)");
+  }
+  if (!(c.busy_retry_after_ms >= 0 && c.busy_retry_after_ms <= 0xffff)) throw new Error("busy_retry_after_ms must be a u16");
+  if (!(c.relay_holdback_bytes >= 1)) throw new Error("relay_holdback_bytes must be >= 1");
+  if (!(c.max_hash_retries >= 0)) throw new Error("max_hash_retries must be >= 0");
+  if (!(c.store_max_bytes > 0)) throw new Error("store_max_bytes must be positive");
+  return Object.freeze(c);
+}
+
+const arr = (s) => [s.rendition, s.sequence];
+
+export class SegmentExchange {
+  constructor(config = exchangeConfig()) {
+    this.config = config;
+    this.store = new SegmentStore(config.store_max_bytes);
+    this.penalties = new Penalties({ ban_after_failures: config.ban_after_failures, penalty_s: config.penalty_s });
+    this._actions = [];
+    this.server = new UploadServer(config, this.store, (key) => this.inProgress(key), (a) => this._actions.push(a));
+    this._timeline = new Map(); // key -> {segment, start_s, duration_s, known_since, range_bytes}
+    this._bandwidthBitsPerS = null;
+    this.sha256 = false; // a manifest is in use: peer bytes with no listed hash are refetched
+    this.transfers = new Map(); // key -> transfer
+    this.held = new Map(); // key -> Held
+    this.avoid = new Map(); // key -> Set of peer ids
+    this.sizes = new Map(); // key -> bytes
+    this.verified = new Map(); // key -> segment
+    this.givenUp = new Map(); // key -> segment: failed its hash more than max_hash_retries times
+    this.hashRetries = new Map();
+    this.neighbours = new Map(); // peer id -> {peer_id, have, fetching, uploads, choked_until, open, links}
+    this.peerRates = new Map(); // peer id -> ThroughputEstimator
+    this.cdnRate = new ThroughputEstimator();
+    this._nextFetchId = 1;
+    this.bytesCdn = 0;
+    this.bytesP2p = 0;
+    this.hashFailures = 0;
+    this.unverifiable = 0;
+    this.cdnFailures = 0;
+    this.cdnResumes = 0;
+  }
+
+  // --- outputs --------------------------------------------------------------------------------
+
+  nextAction() {
+    return this._actions.length ? this._actions.shift() : null;
+  }
+
+  /** When handleTimer is due (the upload cap's next refill); null: never. */
+  getTimer() {
+    return this.server.getTimer();
+  }
+
+  handleTimer(now) {
+    this.server.handleTimer(now);
+  }
+
+  get bytesUploaded() {
+    return this.server.bytesUploaded;
+  }
+
+  /** What a new session's HELLO announces: the store and every download in progress. */
+  helloState() {
+    const have = this.store.segments().slice(-MAX_HELLO_HAVE_SEGMENTS);
+    const fetching = [...this.transfers.values()].slice(-MAX_FETCHING_ENTRIES).map((t) => ({
+      segment: t.segment,
+      expected_bytes: Math.min(this.sizes.get(t.key) || 0, MAX_SEGMENT_BYTES),
+    }));
+    return { have, fetching };
+  }
+
+  /** Bytes held of a download in progress and its size once known (for relays); or null. */
+  inProgress(key) {
+    const held = this.held.get(key);
+    if (held === undefined || !this.transfers.has(key)) return null;
+    return { buf: held.buf, total: held.total };
+  }
+
+  /** Peer ids (sorted) that contributed bytes to the segment held now, and whether the CDN did. */
+  contributors(segment) {
+    const held = this.held.get(segmentKey(segment));
+    if (held === undefined) return { peers: [], cdn: false };
+    return { peers: [...held.contributors].filter((p) => p !== null).sort(), cdn: held.contributors.has(null) };
+  }
+
+  // --- the timeline ---------------------------------------------------------------------------
+
+  timeline() {
+    return [...this._timeline.values()];
+  }
+
+  /** The segments the playlist lists now, in order (replaces the previous list). */
+  setTimeline(entries, { bandwidthBitsPerS = null } = {}) {
+    this._timeline = new Map(entries.map((e) => [segmentKey(e.segment), { range_bytes: null, ...e }]));
+    if (bandwidthBitsPerS !== null && bandwidthBitsPerS !== undefined) this._bandwidthBitsPerS = bandwidthBitsPerS;
+  }
+
+  /** Whether a manifest is in use (else only sizes are checked). */
+  setSha256(enabled) {
+    this.sha256 = Boolean(enabled);
+  }
+
+  /** Drop partial segments (and their avoid lists) wholly behind the playhead or gone from the
+   * timeline and not being downloaded; relays of them are aborted. */
+  forgetBefore(playheadS) {
+    for (const key of [...this.held.keys()]) {
+      const entry = this._timeline.get(key);
+      const gone = entry === undefined || entry.start_s + entry.duration_s < playheadS;
+      if (!this.transfers.has(key) && gone) {
+        this._dropHeld(key);
+        this.avoid.delete(key);
+      }
+    }
+  }
+
+  sizeEstimate(key) {
+    const known = this.sizes.get(key);
+    if (known !== undefined) return known;
+    const entry = this._timeline.get(key);
+    if (entry !== undefined && entry.range_bytes !== null) return entry.range_bytes;
+    if (this.sizes.size) {
+      const recent = [...this.sizes.values()].slice(-20);
+      return Math.trunc(recent.reduce((a, b) => a + b, 0) / recent.length);
+    }
+    if (this._bandwidthBitsPerS && entry !== undefined) {
+      return Math.max(1, Math.trunc((this._bandwidthBitsPerS * entry.duration_s) / 8));
+    }
+    return this.config.default_segment_bytes;
+  }
+
+  // --- the scheduler --------------------------------------------------------------------------
+
+  /** The scheduler's input (scheduler.js decide), built as peer_agent/core/exchange_view.py. */
+  schedulerView(now, playheadS, { connectingUntil = 0, swarmSize = 0, rate = 1.0 } = {}) {
+    const segments = [];
+    for (const entry of this._timeline.values()) {
+      const key = segmentKey(entry.segment);
+      if (entry.start_s + entry.duration_s <= playheadS) continue;
+      if (this.verified.has(key) || this.givenUp.has(key)) continue;
+      segments.push({
+        segment: entry.segment,
+        start_s: entry.start_s,
+        duration_s: entry.duration_s,
+        size_bytes: this.sizeEstimate(key),
+        known_since: entry.known_since,
+        partial_bytes: this.held.get(key)?.buf.length || 0,
+        avoid: this.avoid.get(key) || new Set(),
+      });
+    }
+    const peers = [];
+    for (const nb of this.neighbours.values()) {
+      if (!nb.open) continue;
+      peers.push({
+        peer_id: nb.peer_id,
+        have: new Set(nb.have),
+        fetching: new Set(nb.fetching),
+        throughput_bytes_per_s: this.peerRates.get(nb.peer_id)?.estimate ?? null,
+        choked_until: Math.max(nb.choked_until, this.penalties.blockedUntil(nb.peer_id)),
+        uploads: nb.uploads && !this.penalties.isBanned(nb.peer_id),
+      });
+    }
+    const transfers = [...this.transfers.values()].map((t) => ({
+      segment: t.segment,
+      peer_id: t.verifying ? null : t.peer_id,
+      started_at: t.started_at,
+      offset: t.offset,
+      received_bytes: t.received,
+      total_bytes: this.held.get(t.key)?.total ?? null,
+      last_data_at: t.last_data_at,
+    }));
+    return {
+      now,
+      self_id: this.config.self_id,
+      playhead_s: playheadS,
+      rate,
+      segments,
+      have: new Set(this.verified.keys()),
+      transfers,
+      peers,
+      cdn_throughput_bytes_per_s: this.cdnRate.estimate,
+      connecting_until: connectingUntil,
+      swarm_size: swarmSize,
+    };
+  }
+
+  /** Carry out the scheduler's decision (waits need nothing). */
+  apply(actions, now) {
+    for (const a of actions) {
+      if (a.action === "cancel") this.cancelTransfer(a.segment, now);
+      else if (a.action === "fetch_cdn") this.startCdn(a.segment, a.offset || 0, now);
+      else if (a.action === "fetch_peer") this.startPeer(a.segment, a.peer_id, a.offset || 0, now);
+    }
+  }
+
+  // --- starting and cancelling downloads ------------------------------------------------------
+
+  startCdn(segment, offset, now) {
+    const key = segmentKey(segment);
+    if (this.transfers.has(key) || !this._timeline.has(key)) return;
+    const held = this._heldFor(key, offset);
+    const from = held.buf.length;
+    if (from > 0) this.cdnResumes += 1;
+    const fetchId = this._nextFetchId++;
+    this.transfers.set(key, this._transfer(key, null, now, from, { fetch_id: fetchId }));
+    this._actions.push(act("fetch_cdn", { fetch_id: fetchId, segment: [...segment], offset: from }));
+    this._announceFetching(key);
+  }
+
+  startPeer(segment, peerId, offset, now) {
+    const key = segmentKey(segment);
+    if (this.transfers.has(key)) return;
+    const nb = this.neighbours.get(peerId);
+    if (nb === undefined || !nb.open || !nb.links.length) {
+      if (nb !== undefined) nb.choked_until = now + this.config.busy_backoff_s;
+      return;
+    }
+    const link = nb.links[nb.links.length - 1];
+    const held = this._heldFor(key, offset);
+    const from = held.buf.length;
+    this.transfers.set(key, this._transfer(key, peerId, now, from, { link }));
+    this._actions.push(act("request", { link, peer: peerId, segment: [...segment], offset: from }));
+  }
+
+  _transfer(key, peerId, now, offset, extra) {
+    const segment = key.split("/").map(Number);
+    return {
+      key,
+      segment,
+      peer_id: peerId,
+      started_at: now,
+      offset,
+      link: null,
+      request_id: null,
+      fetch_id: null,
+      last_data_at: null,
+      received: 0,
+      verifying: false, // every byte is held and being checked: the scheduler sees a CDN fetch
+      ...extra,
+    };
+  }
+
+  /** The session took our REQUEST under `requestId`: it is announced (we relay it cut-through). */
+  requestSent(link, segment, requestId) {
+    const key = segmentKey(segment);
+    const t = this.transfers.get(key);
+    if (t === undefined || t.link !== link || t.request_id !== null) return;
+    t.request_id = requestId;
+    this._announceFetching(key);
+  }
+
+  /** The session could not take the REQUEST (closed, too many in flight): back the peer off. */
+  requestNotSent(link, segment, now) {
+    const key = segmentKey(segment);
+    const t = this.transfers.get(key);
+    if (t === undefined || t.link !== link || t.request_id !== null) return;
+    this.transfers.delete(key);
+    const nb = this.neighbours.get(t.peer_id);
+    if (nb !== undefined) nb.choked_until = now + this.config.busy_backoff_s;
+  }
+
+  cancelTransfer(segment, now) {
+    void now;
+    const key = segmentKey(segment);
+    const t = this.transfers.get(key);
+    if (t === undefined || t.verifying) return;
+    this.transfers.delete(key);
+    if (t.peer_id === null) {
+      this._actions.push(act("cancel_cdn", { fetch_id: t.fetch_id, segment: t.segment }));
+      return;
+    }
+    this._addAvoid(key, t.peer_id);
+    if (t.link !== null && t.request_id !== null) {
+      this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
+    }
+  }
+
+  // --- the CDN --------------------------------------------------------------------------------
+
+  _cdnTransfer(fetchId) {
+    for (const t of this.transfers.values()) if (t.fetch_id === fetchId) return t;
+    return null;
+  }
+
+  /** The CDN told the segment's whole size. */
+  cdnTotal(fetchId, totalBytes, now) {
+    const t = this._cdnTransfer(fetchId);
+    const held = t && this.held.get(t.key);
+    if (!t || !held || t.verifying) return;
+    held.total = totalBytes;
+    this.sizes.set(t.key, totalBytes);
+    this.server.pumpSegment(t.key, now);
+  }
+
+  /** Bytes [offset, offset + data.length) of the segment arrived from the CDN. */
+  cdnData(fetchId, offset, data, now) {
+    const t = this._cdnTransfer(fetchId);
+    const held = t && this.held.get(t.key);
+    if (!t || !held || t.verifying || offset !== held.buf.length) return;
+    held.append(data, null);
+    t.received += data.length;
+    t.last_data_at = now;
+    this.bytesCdn += data.length;
+    this.server.pumpSegment(t.key, now);
+  }
+
+  /** The CDN fetch finished: every byte is held; the segment goes to verification. */
+  cdnDone(fetchId, totalBytes, elapsedS, now) {
+    void now;
+    const t = this._cdnTransfer(fetchId);
+    const held = t && this.held.get(t.key);
+    if (!t || !held || t.verifying) return;
+    this.cdnRate.addSample(t.received, Math.max(1e-6, elapsedS));
+    held.total = totalBytes;
+    this.sizes.set(t.key, totalBytes);
+    this._complete(t, held);
+  }
+
+  /** The CDN fetch gave up (after its own retries): the bytes held stay. */
+  cdnFailed(fetchId, now) {
+    void now;
+    const t = this._cdnTransfer(fetchId);
+    if (!t || t.verifying) return;
+    this.cdnFailures += 1;
+    this.transfers.delete(t.key);
+  }
+
+  // --- verification ---------------------------------------------------------------------------
+
+  _complete(t, held) {
+    if (!this._timeline.has(t.key)) {
+      // fell out of the timeline meanwhile
+      this.transfers.delete(t.key);
+      this._dropHeld(t.key);
+      return;
+    }
+    t.verifying = true;
+    const total = held.total !== null ? held.total : held.buf.length;
+    this._actions.push(act("verify", { segment: t.segment, data: held.buf.copy(), total_bytes: total }));
+  }
+
+  /** The caller checked the bytes of a verify action: "ok", "mismatch" or "unknown". */
+  verdict(segment, verdict, now) {
+    const key = segmentKey(segment);
+    const t = this.transfers.get(key);
+    const held = this.held.get(key);
+    if (t === undefined || !t.verifying || held === undefined) return;
+    if (!Object.values(Verdict).includes(verdict)) throw new Error(`unknown verdict ${verdict}`);
+    this.transfers.delete(key);
+    const peers = [...held.contributors].filter((p) => p !== null).sort();
+    if (verdict === Verdict.UNKNOWN) {
+      if (!this.sha256 || !peers.length) {
+        verdict = Verdict.OK; // size-only mode, or CDN bytes: trusted as they are
+      } else {
+        this.unverifiable += 1;
+        this._discardAndRefetch(key, now);
+        return;
+      }
+    }
+    if (verdict === Verdict.MISMATCH) {
+      this.hashFailures += 1;
+      for (const pid of peers) {
+        if (this.penalties.record(pid, now)) this._ban(pid);
+        this._addAvoid(key, pid);
+      }
+      this._discardAndRefetch(key, now);
+      return;
+    }
+    this._accept(key, t.segment, held.buf.copy(), now);
+  }
+
+  _discardAndRefetch(key, now) {
+    this._dropHeld(key);
+    const count = (this.hashRetries.get(key) || 0) + 1;
+    this.hashRetries.set(key, count);
+    const segment = key.split("/").map(Number);
+    if (count <= this.config.max_hash_retries) {
+      this.startCdn(segment, 0, now);
+    } else {
+      // even the CDN's bytes do not match: never play it
+      this.givenUp.set(key, segment);
+      this._actions.push(act("give_up", { segment }));
+    }
+  }
+
+  _accept(key, segment, data, now) {
+    this.verified.set(key, segment);
+    this.avoid.delete(key);
+    this.sizes.set(key, data.length);
+    this._actions.push(act("deliver", { segment, data }));
+    const evicted = this.store.put(key, segment, data);
+    this.server.segmentVerified(key, data);
+    this.held.delete(key);
+    if (!this.config.leech_only) {
+      if (this.store.has(key)) this._actions.push(act("announce_have", { segments: [segment] }));
+      const lost = evicted.filter((s) => segmentKey(s) !== key);
+      if (lost.length) this._actions.push(act("announce_lost", { segments: lost }));
+    }
+    this.server.pumpSegment(key, now);
+  }
+
+  _ban(peerId) {
+    const nb = this.neighbours.get(peerId);
+    if (nb === undefined) return;
+    nb.open = false;
+    for (const link of nb.links) {
+      this._actions.push(act("close_link", { link, code: CloseCode.BANNED, reason: "repeated integrity failures" }));
+    }
+  }
+
+  // --- peer session events --------------------------------------------------------------------
+
+  /** An event of the session on `link` (the caller's name for it) with `peerId`. */
+  onPeerEvent(link, peerId, e, now) {
+    switch (e.type) {
+      case "HelloReceived":
+        return this._onHello(link, peerId, e);
+      case "PeerHave":
+      case "PeerLost":
+      case "PeerFetching":
+        return this._onAvailability(peerId, e);
+      case "ResponseStarted": {
+        const key = segmentKey(arr(e.segment));
+        const t = this._peerTransfer(link, e.request_id);
+        const held = this.held.get(key);
+        if (t !== null && held !== undefined) {
+          held.total = e.total_bytes;
+          if (!this.sizes.has(key)) this.sizes.set(key, e.total_bytes);
+          this.server.pumpSegment(key, now);
+        }
+        return undefined;
+      }
+      case "DataReceived":
+        return this._onData(link, e, now);
+      case "RequestCompleted":
+        return this._onCompleted(link, e, now);
+      case "RequestFailed":
+        return this._onFailed(link, e, now);
+      case "SegmentRequested":
+        return this.server.onRequest(link, peerId, e.request_id, arr(e.segment), e.offset, now, this.penalties.isBanned(peerId));
+      case "RequestCancelled":
+        return this.server.onCancelled(link, e.request_id);
+      case "SessionClosed":
+        return this._onClosed(link, peerId);
+      default:
+        return undefined;
+    }
+  }
+
+  _onHello(link, peerId, e) {
+    if (this.penalties.isBanned(peerId)) {
+      this._actions.push(act("close_link", { link, code: CloseCode.BANNED, reason: "banned" }));
+      return;
+    }
+    let nb = this.neighbours.get(peerId);
+    if (nb === undefined) {
+      nb = { peer_id: peerId, have: new Set(), fetching: new Set(), uploads: true, choked_until: 0, open: false, links: [] };
+      this.neighbours.set(peerId, nb);
+    }
+    nb.open = true;
+    nb.have = new Set(e.have.map((s) => segmentKey(arr(s))));
+    nb.fetching = new Set(e.fetching.map((f) => segmentKey(arr(f.segment))));
+    nb.uploads = !e.leech_only;
+    if (!nb.links.includes(link)) nb.links.push(link);
+    for (const f of e.fetching) this._learnSize(segmentKey(arr(f.segment)), f.expected_bytes);
+  }
+
+  _learnSize(key, bytes) {
+    if (bytes && !this.sizes.has(key)) this.sizes.set(key, bytes);
+  }
+
+  _onAvailability(peerId, e) {
+    const nb = this.neighbours.get(peerId);
+    if (nb === undefined) return;
+    if (e.type === "PeerFetching") {
+      for (const f of e.entries) {
+        const key = segmentKey(arr(f.segment));
+        nb.fetching.add(key);
+        this._learnSize(key, f.expected_bytes);
+      }
+      return;
+    }
+    for (const s of e.segments) {
+      const key = segmentKey(arr(s));
+      if (e.type === "PeerHave") nb.have.add(key);
+      else nb.have.delete(key);
+      nb.fetching.delete(key);
+    }
+  }
+
+  _peerTransfer(link, requestId) {
+    for (const t of this.transfers.values()) if (t.link === link && t.request_id === requestId) return t;
+    return null;
+  }
+
+  _onData(link, e, now) {
+    const key = segmentKey(arr(e.segment));
+    const t = this._peerTransfer(link, e.request_id);
+    const held = this.held.get(key);
+    if (t === null || held === undefined || e.offset !== held.buf.length) return;
+    held.append(e.data, t.peer_id);
+    t.received += e.data.length;
+    t.last_data_at = now;
+    this.bytesP2p += e.data.length;
+    this.server.pumpSegment(key, now);
+  }
+
+  _onCompleted(link, e, now) {
+    const t = this._peerTransfer(link, e.request_id);
+    const held = this.held.get(segmentKey(arr(e.segment)));
+    if (t === null || held === undefined) return;
+    held.total = e.total_bytes;
+    let rate = this.peerRates.get(t.peer_id);
+    if (rate === undefined) {
+      rate = new ThroughputEstimator();
+      this.peerRates.set(t.peer_id, rate);
+    }
+    rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
+    this._complete(t, held);
+  }
+
+  _onFailed(link, e, now) {
+    const t = this._peerTransfer(link, e.request_id);
+    if (t === null) return;
+    this.transfers.delete(t.key);
+    const pid = t.peer_id;
+    const nb = this.neighbours.get(pid);
+    if (e.reason === "busy") {
+      if (nb !== undefined) {
+        const delay = e.retry_after_s || this.config.busy_backoff_s;
+        nb.choked_until = now + Math.min(delay, this.config.max_busy_backoff_s);
+      }
+    } else {
+      this._addAvoid(t.key, pid);
+      if (e.reason === "absent" && nb !== undefined) {
+        nb.have.delete(t.key);
+        nb.fetching.delete(t.key);
+      }
+    }
+    // The peer gave up our request. If it relayed cut-through and its copy failed
+    // (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are dropped, so an
+    // honest relay of a bad upstream is never blamed for them.
+    if (e.reason === "aborted") this._truncateHeld(t.key, t.offset);
+  }
+
+  _onClosed(link, peerId) {
+    this.server.onLinkClosed(link);
+    const nb = this.neighbours.get(peerId);
+    if (nb !== undefined) {
+      nb.links = nb.links.filter((l) => l !== link);
+      if (!nb.links.length) this.neighbours.delete(peerId);
+    }
+    for (const t of [...this.transfers.values()]) {
+      if (t.link === link && !t.verifying) {
+        this.transfers.delete(t.key);
+        this._addAvoid(t.key, peerId);
+      }
+    }
+  }
+
+  // --- held bytes -----------------------------------------------------------------------------
+
+  _addAvoid(key, peerId) {
+    const set = new Set(this.avoid.get(key) || []);
+    set.add(peerId);
+    this.avoid.set(key, set);
+  }
+
+  _heldFor(key, offset) {
+    let held = this.held.get(key);
+    if (held === undefined) {
+      held = new Held();
+      this.held.set(key, held);
+    }
+    if (held.buf.length > offset) this._truncateHeld(key, offset);
+    return held;
+  }
+
+  /** Keep only bytes [0, length) of a segment in progress; whoever we relayed more to is
+   * aborted: the bytes that replace the rest may differ from what they got. */
+  _truncateHeld(key, length) {
+    const held = this.held.get(key);
+    if (held !== undefined && held.buf.length > length) {
+      held.truncate(length);
+      this.server.abortRelays(key, length);
+    }
+  }
+
+  /** Give up a segment in progress without verifying it: relays of it are aborted. */
+  _dropHeld(key) {
+    this.held.delete(key);
+    this.server.abortRelays(key);
+  }
+
+  _announceFetching(key) {
+    if (this.config.leech_only) return;
+    const size = Math.min(this.sizes.get(key) || 0, MAX_SEGMENT_BYTES);
+    this._actions.push(act("announce_fetching", { entries: [{ segment: key.split("/").map(Number), expected_bytes: size }] }));
+  }
+}
