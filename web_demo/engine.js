@@ -1,9 +1,10 @@
-// P2PEngine: the browser peer. It follows hls.js (playlists, playhead), keeps a swarm of
-// neighbours (swarm.js), asks the pure scheduler (scheduler.js: decide) what to fetch from where,
-// exactly as peer_agent/agent does, verifies every segment with SHA-256 against the origin's
-// manifest (integrity.js), serves neighbours (from the store, or cut-through from a download in
-// progress, the last byte held until our copy verifies) and hands verified segments to the
-// hls.js loader (loader.js).
+// P2PEngine: the browser peer, glue around two pure parts, like peer_agent/agent does: the
+// segment exchange (segment_exchange.js: what to do with bytes, requests and verdicts,
+// docs/exchange.md) and the scheduler (scheduler.js: decide what to fetch from where,
+// docs/scheduling.md). The engine follows hls.js (playlists, playhead), runs what the exchange
+// asks for (CDN fetches, SHA-256 checks with WebCrypto against the origin's manifest, session
+// calls on the swarm's links, announcements), hands verified segments to the hls.js loader
+// (loader.js), re-arms one timer and keeps the stats.
 //
 //   const p2p = new P2PEngine({ tracker: "ws://host:8000/announce", token });
 //   const hls = new Hls({ ...p2p.hlsConfig() });   // hls.js finds the engine itself
@@ -11,21 +12,22 @@
 //   p2p.on("error", (e) => ...)  // events (events.js): segment-loaded, peer-banned, error, ...
 //   p2p.setP2PEnabled(false); p2p.setUploadEnabled(false); P2PEngine.isSupported()
 //
-// Bytes from peers are untrusted: a segment is handed to the player, stored or announced (HAVE)
-// only after its hash matched, and a relay never sends a segment's last byte before that. On a
+// Bytes from peers are untrusted: a segment is handed to the player, stored or announced only
+// after its hash matched, and a relay withholds a segment's last DATA frame until then. On a
 // mismatch every contributing peer is penalised, repeat offenders are banned (CLOSE BANNED) and
 // the segment is fetched again from the CDN.
 
+import { bytesToAscii, makePeerId, swarmIdFor, toHex } from "./ids.js";
+import { Manifest, Verdict } from "./integrity.js";
+import { downloadSegment } from "./cdn.js";
 import { checkEngineOptions, isSupported, manifestUrlFor, supportReport, swarmKeyFor } from "./controls.js";
 import { Emitter } from "./events.js";
-import { makePeerId, swarmIdFor, toHex } from "./ids.js";
-import { Manifest, Penalties } from "./integrity.js";
 import { makeFragmentLoader } from "./loader.js";
+import { Playlists } from "./playlist.js";
 import { decide, schedulerConfig, segmentKey } from "./scheduler.js";
+import { SegmentExchange, exchangeConfig } from "./segment_exchange.js";
 import { sessionConfig } from "./session.js";
-import { exchangeMethods } from "./exchange.js";
-import { intakeMethods } from "./intake.js";
-import { GrowBuffer, SegmentStore, ThroughputEstimator, wireSeg } from "./store.js";
+import { wireSeg } from "./store.js";
 import { Swarm } from "./swarm.js";
 
 /** Every option of the engine, with its default. */
@@ -37,6 +39,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   maxPeers: 8, // neighbours at most
   offersPerAnnounce: 3, // fresh offers per announce
   maxUploads: 4, // concurrent uploads; BUSY beyond
+  uploadCapBytesPerS: null, // upload cap over all uploads in bytes/s (token bucket); null: none
   storeMaxBytes: 64 * 1024 * 1024, // verified segments kept for the player and for peers
   connectGraceS: 1.0, // neighbours get this long to connect before we elect ourselves
   busyBackoffS: 0.5, // a neighbour that answered BUSY without a hint is left alone this long
@@ -48,6 +51,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   scheduler: {}, // overrides of scheduler.js DEFAULT_SCHEDULER_CONFIG
   session: {}, // overrides of session.js DEFAULT_SESSION_CONFIG
   integrity: {}, // {ban_after_failures: 2, penalty_s: 10}
+  exchange: {}, // overrides of segment_exchange.js DEFAULT_EXCHANGE_CONFIG (win over the above)
   trackerConfig: {}, // overrides of tracker.js DEFAULT_TRACKER_CONFIG
   swarmId: null, // string the swarm id derives from (default: the URL given to hls.loadSource); see controls.js
   swarmUrl: null, // older name of swarmId
@@ -61,67 +65,74 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
 });
 
 const nowS = () => performance.now() / 1000;
+/** Playlist entries this far behind the playhead are forgotten. */
+const FORGET_BEHIND_S = 60.0;
+const arrSegs = (segments) => segments.map(wireSeg);
 
 export class P2PEngine {
   constructor(options = {}) {
     for (const key of Object.keys(options)) {
       if (!(key in DEFAULT_ENGINE_OPTIONS)) throw new Error(`unknown P2PEngine option ${key}`);
     }
-    this.options = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options });
-    checkEngineOptions(this.options);
+    const o = (this.options = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options }));
+    checkEngineOptions(o);
     this.events = new Emitter();
-    this.p2pEnabled = this.options.p2p;
-    this.uploadEnabled = this.options.upload;
-    this.token = this.options.token;
+    this.p2pEnabled = o.p2p;
+    this.uploadEnabled = o.upload;
+    this.token = o.token;
     this.integrityMode = null;
-    this.schedulerConfig = schedulerConfig(this.options.scheduler);
-    this.sessionConfig = sessionConfig(this.options.session);
-    this.random = this.options.random;
+    this.schedulerConfig = schedulerConfig(o.scheduler);
+    this.random = o.random;
     this.peerId = makePeerId(this.random);
+    this.exchange = new SegmentExchange(
+      exchangeConfig({
+        max_uploads: o.maxUploads,
+        upload_cap_bytes_per_s: o.uploadCapBytesPerS,
+        store_max_bytes: o.storeMaxBytes,
+        busy_backoff_s: o.busyBackoffS,
+        max_hash_retries: o.maxHashRetries,
+        ...o.integrity,
+        ...o.exchange,
+      }),
+    );
+    // A leech-only exchange never uploads: its sessions say so in HELLO.
+    this.sessionConfig = sessionConfig({ ...(this.exchange.config.leech_only ? { leech_only: true } : {}), ...o.session });
     this.infoHash = null;
     this.swarm = null;
     this.hls = null;
     this.media = null;
     this.destroyed = false;
-    this.store = new SegmentStore(this.options.storeMaxBytes);
-    this.penalties = new Penalties(this.options.integrity);
-    this.variantByUrl = new Map(); // media playlist URL -> rendition (variant index in master)
+    this.playlists = new Playlists();
     this.manifests = new Map(); // rendition -> Manifest
-    this.timeline = new Map(); // key -> segment info
-    this.rendition = null; // the rendition hls.js plays now
-    this.transfers = new Map(); // key -> transfer
-    this.held = new Map(); // key -> {buf: GrowBuffer, total, contributors: Set}
-    this.avoid = new Map(); // key -> Set of peer ids
-    this.sizes = new Map(); // key -> bytes
-    this.neighbours = new Map(); // peer id -> neighbour
-    this.peerRates = new Map(); // peer id -> ThroughputEstimator
-    this.cdnRate = new ThroughputEstimator();
-    this.uploads = new Set();
+    this.rendition = null; // the rendition hls.js plays now (the exchange's timeline)
+    this.links = new Map(); // our name of a link ("L1", ...) -> PeerLink
+    this._linkNames = new WeakMap(); // PeerLink -> name
+    this._nextLink = 1;
+    this.cdnFetches = new Map(); // fetch id -> {abort: AbortController, key}
+    this.timing = new Map(); // key -> {startedAt, firstAt, doneAt, source} of the transfer that made it
     this.waiters = new Map(); // key -> [{resolve, reject}]
-    this.hashRetries = new Map();
-    this.givenUp = new Set();
+    this._ingest = new Map(); // key -> bytes hls.js's own loader fetched, fed to the exchange
     this.connectingUntil = 0;
     this.playheadHint = null;
     this.liveEdgeS = null;
     this.counters = {
-      bytesFromPeers: 0,
-      bytesFromCdn: 0,
-      bytesUploadedClosed: 0,
+      fallbackBytesNotShared: 0, // bytes hls.js's own loader fetched that the exchange did not take
       segmentsFromPeers: 0,
       segmentsFromCdn: 0,
       segmentsVerified: 0,
-      hashFailures: 0,
-      unverifiable: 0,
       decisions: 0,
       cdnFallbacks: 0,
       bytesRejected: 0,
+      bytesUploadedClosed: 0,
     };
-    this.perPeer = new Map(); // peer id -> {bytesDown, bytesUp (closed links), link}
+    this.perPeer = new Map(); // peer id -> {bytesDown, bytesUpClosed, links: Set, banned}
     this.history = [];
     this.actionCounts = {}; // "fetch_cdn:elected" -> how often the scheduler asked for it
     this.deliveries = []; // with auditDeliveries: {sn, relurl, url, source, sha256} per fragment
     this._timer = null;
+    this._timerAt = Infinity;
     this._wakeQueued = false;
+    this._draining = false;
     this._intervals = [];
   }
 
@@ -209,10 +220,7 @@ export class P2PEngine {
     this.hls = hls;
     const E = hls.constructor.Events || (this.options.Hls || globalThis.Hls).Events;
     hls.on(E.MANIFEST_LOADING, (_, d) => this._start(this.options.swarmUrl || d.url));
-    hls.on(E.MANIFEST_LOADED, (_, d) => {
-      (d.levels || []).forEach((level, i) => this.variantByUrl.set(level.url, i));
-      if (!d.levels?.length) this.variantByUrl.set(d.url, 0);
-    });
+    hls.on(E.MANIFEST_LOADED, (_, d) => this.playlists.setVariants(d.url, d.levels || []));
     const onLevel = (_, d) => this._onLevel(d);
     hls.on(E.LEVEL_LOADED, onLevel);
     hls.on(E.LEVEL_UPDATED, onLevel);
@@ -225,20 +233,15 @@ export class P2PEngine {
     if (hls.media) this.media = hls.media;
   }
 
-  renditionOfUrl(url) {
-    if (this.variantByUrl.has(url)) return this.variantByUrl.get(url);
-    return null;
-  }
 
   _onLevel(d) {
     const details = d.details;
     const level = this.hls?.levels?.[d.level];
     const url = details?.url || level?.url?.[0] || level?.uri;
-    const rendition = this.renditionOfUrl(url);
+    const rendition = this.playlists.renditionOf(url);
     if (rendition === null || !details) return;
-    this.rendition = rendition;
     const now = nowS();
-    for (const frag of details.fragments) this._learn(frag, rendition, now);
+    for (const frag of details.fragments) this.playlists.learn(frag, rendition, now);
     const last = details.fragments[details.fragments.length - 1];
     this.liveEdgeS = details.live && last ? last.start + last.duration : null;
     if (!this.manifests.has(rendition)) {
@@ -247,37 +250,26 @@ export class P2PEngine {
       this._refreshManifest(manifest);
     }
     this._forgetBehind();
+    this._follow(rendition);
     this.wake();
   }
 
-  _learn(frag, rendition, now) {
-    if (typeof frag.sn !== "number") return null;
-    const segment = [rendition, frag.sn];
-    const key = segmentKey(segment);
-    let info = this.timeline.get(key);
-    if (!info) {
-      info = { segment, key, known_since: now };
-      this.timeline.set(key, info);
-    }
-    info.start_s = frag.start;
-    info.duration_s = frag.duration;
-    info.url = frag.url;
-    info.relurl = frag.relurl || frag.url;
-    info.byteRange = frag.byteRange?.length ? [frag.byteRange[0], frag.byteRange[1]] : null;
-    if (info.byteRange) this.sizes.set(key, info.byteRange[1] - info.byteRange[0]);
-    return info;
+  /** The exchange's timeline is the rendition hls.js plays now. */
+  _follow(rendition) {
+    this.rendition = rendition;
+    const entries = this.playlists.timeline(rendition);
+    const level = this.hls?.levels?.find((l) => this.playlists.renditionOf(l.url?.[0] || l.uri) === rendition);
+    this.exchange.setTimeline(entries, { bandwidthBitsPerS: level?.bitrate || null });
+    this.exchange.setSha256(Boolean(this.manifests.get(rendition)?.url));
   }
 
   _forgetBehind() {
     const playhead = this.playhead();
     if (playhead === null) return;
-    for (const [key, info] of this.timeline) {
-      if (info.start_s + info.duration_s < playhead - 60 && !this.transfers.has(key)) {
-        this.timeline.delete(key);
-        this.held.delete(key);
-        this.avoid.delete(key);
-      }
-    }
+    const keep = (key) => this.exchange.transfers.has(key) || this.waiters.has(key);
+    for (const key of this.playlists.forget(playhead - FORGET_BEHIND_S, keep)) this.timing.delete(key);
+    this.exchange.forgetBefore(playhead);
+    this._drain();
   }
 
   async _refreshManifest(manifest) {
@@ -295,7 +287,6 @@ export class P2PEngine {
         this._warn("manifest", "manifest_unavailable", `integrity manifest ${manifest.url}: ${exc?.message || exc}`);
       } finally {
         this._noteIntegrityMode();
-        manifest._refreshedAt = nowS();
         setTimeout(() => (manifest._refreshing = null), 250);
       }
     })();
@@ -307,7 +298,9 @@ export class P2PEngine {
     this.events.emit("warning", { source, reason, message, code: null });
   }
 
+  /** Tell the exchange (and the page, on a change) whether a manifest is in use. */
   _noteIntegrityMode() {
+    if (this.rendition !== null) this.exchange.setSha256(Boolean(this.manifests.get(this.rendition)?.url));
     const withUrl = [...this.manifests.values()].filter((m) => m.url);
     const mode = withUrl.length ? "sha256" : "size-only";
     if (mode === this.integrityMode || this.destroyed) return;
@@ -334,7 +327,7 @@ export class P2PEngine {
       token: this.token,
       emit: (type, detail) => this.events.emit(type, detail),
       upload: this.uploadEnabled,
-      onEvent: (link, event) => this._onPeerEvent(link, event),
+      onEvent: (link, event) => this.onLinkEvent(link, event),
       hello: () => this._hello(),
       config: { max_peers: this.options.maxPeers, offers_per_announce: this.options.offersPerAnnounce },
       link: { ice_servers: this.options.iceServers },
@@ -350,12 +343,8 @@ export class P2PEngine {
   }
 
   _hello() {
-    const have = this.store.segments().slice(-16384).map(wireSeg);
-    // Every download in progress, from the CDN or a peer: both are relayed cut-through.
-    const fetching = [...this.transfers.values()]
-      .slice(-256)
-      .map((t) => ({ segment: wireSeg(t.segment), expected_bytes: Math.min(this.sizes.get(t.key) || 0, 64 << 20) }));
-    return { have, fetching };
+    const { have, fetching } = this.exchange.helloState();
+    return { have: arrSegs(have), fetching: fetching.map((e) => ({ segment: wireSeg(e.segment), expected_bytes: e.expected_bytes })) };
   }
 
   _sendStats() {
@@ -369,7 +358,8 @@ export class P2PEngine {
     this.destroyed = true;
     clearTimeout(this._timer);
     for (const id of this._intervals) clearInterval(id);
-    for (const t of this.transfers.values()) t.abort?.abort();
+    for (const f of this.cdnFetches.values()) f.abort.abort();
+    this.cdnFetches.clear();
     this.swarm?.stop();
     for (const list of this.waiters.values()) for (const w of list) w.reject(new Error("engine destroyed"));
     this.waiters.clear();
@@ -383,17 +373,18 @@ export class P2PEngine {
    */
   requestFragment(frag) {
     if (this.destroyed || this.infoHash === null || typeof frag.sn !== "number") return null;
-    const rendition = this.renditionOfUrl(frag.baseurl);
+    const rendition = this.playlists.renditionOf(frag.baseurl);
     if (rendition === null) return null;
-    const info = this._learn(frag, rendition, nowS());
+    const now = nowS();
+    const info = this.playlists.learn(frag, rendition, now);
     if (!this.media || !this.media.buffered.length) this.playheadHint = frag.start;
-    const stored = this.store.get(info.key);
+    const stored = this.exchange.store.get(info.key);
     if (stored !== null) {
-      const t = info.timing || { startedAt: nowS(), firstAt: nowS(), doneAt: nowS() };
+      const t = this.timing.get(info.key) || { startedAt: now, firstAt: now, doneAt: now };
       return { promise: Promise.resolve({ data: stored.slice(), timing: t, source: "store" }), release() {} };
     }
-    if (this.givenUp.has(info.key)) return null;
-    this.rendition = rendition;
+    if (this.exchange.givenUp.has(info.key)) return null;
+    this._follow(rendition);
     let waiter = null;
     const promise = new Promise((resolve, reject) => {
       waiter = { resolve, reject };
@@ -410,19 +401,26 @@ export class P2PEngine {
     return { promise, release };
   }
 
-  /** Bytes hls.js's own loader fetched (fallback): count them, verify, store and share. */
+  /** Bytes hls.js's own loader fetched (fallback): the exchange takes them as a CDN download
+   * (verified, stored and shared) unless it has or is fetching the segment already. */
   ingestFromCdn(frag, data) {
-    this.counters.bytesFromCdn += data.length;
     this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: data.length });
     this.counters.cdnFallbacks += 1;
-    if (typeof frag.sn !== "number") return;
-    const rendition = this.renditionOfUrl(frag.baseurl);
-    if (rendition === null || this.destroyed) return;
-    const info = this._learn(frag, rendition, nowS());
-    if (this.store.has(info.key) || this.transfers.has(info.key)) return;
-    const held = { buf: new GrowBuffer(data.length), total: data.length, contributors: new Set([null]) };
-    held.buf.append(data);
-    this._complete(info, held, { startedAt: nowS(), firstAt: nowS(), doneAt: nowS(), peer_id: null }, false);
+    const rendition = typeof frag.sn === "number" ? this.playlists.renditionOf(frag.baseurl) : null;
+    if (rendition === null || this.destroyed || rendition !== this.rendition) {
+      this.counters.fallbackBytesNotShared += data.length;
+      return;
+    }
+    const info = this.playlists.learn(frag, rendition, nowS());
+    if (this.exchange.verified.has(info.key) || this.exchange.transfers.has(info.key)) {
+      this.counters.fallbackBytesNotShared += data.length;
+      return;
+    }
+    this._follow(rendition);
+    this._ingest.set(info.key, data);
+    this.exchange.startCdn(info.segment, data.length, nowS()); // from the bytes held, if any
+    this._drain();
+    if (this._ingest.delete(info.key)) this.counters.fallbackBytesNotShared += data.length;
   }
 
   /** Audit (auditDeliveries): record the SHA-256 of exactly the bytes handed to hls.js. The
@@ -458,7 +456,7 @@ export class P2PEngine {
     return this.liveEdgeS !== null && p !== null ? this.liveEdgeS - p : null;
   }
 
-  // --- the scheduler loop ---------------------------------------------------------------------
+  // --- the scheduler loop and the one timer ---------------------------------------------------
 
   wake() {
     if (this._wakeQueued || this.destroyed) return;
@@ -471,122 +469,304 @@ export class P2PEngine {
 
   _run() {
     if (this.destroyed) return;
-    clearTimeout(this._timer);
-    let wakeAt = nowS() + this.schedulerConfig.idle_recheck_s;
+    const now = nowS();
+    let wakeAt = now + this.schedulerConfig.idle_recheck_s;
     try {
-      wakeAt = this.decideNow(nowS());
+      const due = this.exchange.getTimer();
+      if (due !== null && now >= due) {
+        this.exchange.handleTimer(now);
+        this._drain();
+      }
+      wakeAt = this.decideNow(now);
     } catch (exc) {
       console.error("p2p: scheduling failed", exc);
       this.events.emit("error", { source: "engine", reason: "internal_error", message: `scheduling failed: ${exc?.message || exc}`, code: null, fatal: false });
     }
-    this._timer = setTimeout(() => this._run(), Math.max(5, (wakeAt - nowS()) * 1000));
+    this._arm(wakeAt);
   }
 
-  buildView(now) {
-    const playhead = this.playhead();
-    const segments = [];
-    for (const info of this.timeline.values()) {
-      if (info.segment[0] !== this.rendition || playhead === null) continue;
-      if (info.start_s + info.duration_s <= playhead || this.store.has(info.key) || this.givenUp.has(info.key)) continue;
-      segments.push({
-        segment: info.segment,
-        start_s: info.start_s,
-        duration_s: info.duration_s,
-        size_bytes: this._sizeEstimate(info),
-        known_since: info.known_since,
-        partial_bytes: this.held.get(info.key)?.buf.length || 0,
-        avoid: this.avoid.get(info.key) || new Set(),
-      });
-    }
-    const peers = [];
-    for (const nb of this.neighbours.values()) {
-      if (!nb.open) continue;
-      peers.push({
-        peer_id: nb.peer_id,
-        have: nb.have,
-        fetching: nb.fetching,
-        throughput_bytes_per_s: this.peerRates.get(nb.peer_id)?.estimate ?? null,
-        choked_until: Math.max(nb.choked_until, this.penalties.blockedUntil(nb.peer_id)),
-        uploads: nb.uploads && !this.penalties.isBanned(nb.peer_id),
-      });
-    }
-    const transfers = [...this.transfers.values()].map((t) => ({
-      segment: t.segment,
-      peer_id: t.verifying ? null : t.peer_id,
-      started_at: t.started_at,
-      offset: t.offset,
-      received_bytes: t.received,
-      total_bytes: this.held.get(t.key)?.total ?? null,
-      last_data_at: t.last_data_at,
-    }));
-    return {
-      now,
-      self_id: this.peerId,
-      playhead_s: playhead ?? 0,
-      rate: this.media?.playbackRate || 1.0,
-      segments,
-      have: new Set(this.store.segments().map(segmentKey)),
-      transfers,
-      peers,
-      cdn_throughput_bytes_per_s: this.cdnRate.estimate,
-      connecting_until: this.connectingUntil,
-      swarm_size: this.swarm?.tracker.swarmSize || 0,
-    };
+  /** One timer: the scheduler's next decision or the exchange's timer, whichever is first. */
+  _arm(at) {
+    if (this.destroyed) return;
+    const due = this.exchange.getTimer();
+    if (due !== null) at = Math.min(at, due);
+    clearTimeout(this._timer);
+    this._timerAt = at;
+    this._timer = setTimeout(() => this._run(), Math.max(5, (at - nowS()) * 1000));
   }
 
-  _sizeEstimate(info) {
-    const known = this.sizes.get(info.key);
-    if (known) return known;
-    const recent = [...this.sizes.values()].slice(-20);
-    if (recent.length) return Math.round(recent.reduce((a, b) => a + b, 0) / recent.length);
-    const bw = this.hls?.levels?.find((l) => this.renditionOfUrl(l.url?.[0] || l.uri) === info.segment[0])?.bitrate;
-    return bw ? Math.max(1, Math.round((bw * info.duration_s) / 8)) : 500_000;
-  }
-
-  /** Ask the scheduler and carry out its actions; returns when to ask again. */
+  /** Ask the scheduler and hand its actions to the exchange; returns when to ask again. */
   decideNow(now) {
-    if (this.playhead() === null) return now + this.schedulerConfig.idle_recheck_s;
-    const decision = decide(this.buildView(now), this.schedulerConfig, this.random);
+    const playhead = this.playhead();
+    if (playhead === null) return now + this.schedulerConfig.idle_recheck_s;
+    const view = {
+      ...this.exchange.schedulerView(now, playhead, {
+        connectingUntil: this.connectingUntil,
+        swarmSize: this.swarm?.tracker.swarmSize || 0,
+        rate: this.media?.playbackRate || 1.0,
+      }),
+      self_id: this.peerId, // a fresh one after P2P was switched off and on
+    };
+    const decision = decide(view, this.schedulerConfig, this.random);
     this.counters.decisions += 1;
     for (const a of decision.actions) {
-      const key = segmentKey(a.segment);
-      if (a.action === "cancel" || (a.action !== "wait" && !this.transfers.has(key))) {
+      if (a.action === "cancel" || (a.action !== "wait" && !this.exchange.transfers.has(segmentKey(a.segment)))) {
         const name = `${a.action}:${a.reason}`;
         this.actionCounts[name] = (this.actionCounts[name] || 0) + 1;
       }
-      if (a.action === "cancel") this._cancelTransfer(key);
-      else if (a.action === "fetch_cdn") this._startCdn(key, a.offset);
-      else if (a.action === "fetch_peer") this._startPeer(key, a.peer_id, a.offset);
     }
+    this.exchange.apply(decision.actions, now);
+    this._drain();
     return decision.wake_at ?? now + this.schedulerConfig.idle_recheck_s;
   }
 
-  _addAvoid(key, peerId) {
-    const set = new Set(this.avoid.get(key) || []);
-    set.add(peerId);
-    this.avoid.set(key, set);
-  }
+  // --- carrying out the exchange's actions (docs/exchange.md §9) ------------------------------
 
-  _heldFor(key, offset) {
-    let held = this.held.get(key);
-    if (!held) {
-      held = { buf: new GrowBuffer(), total: null, contributors: new Set() };
-      this.held.set(key, held);
+  /** Pull and carry out every action; inputs they cause meanwhile queue more for this loop. */
+  _drain() {
+    if (this._draining || this.destroyed) return;
+    this._draining = true;
+    try {
+      for (let a = this.exchange.nextAction(); a !== null; a = this.exchange.nextAction()) {
+        try {
+          this._perform(a);
+        } catch (exc) {
+          console.error(`p2p: ${a.action} failed`, exc);
+        }
+      }
+    } finally {
+      this._draining = false;
     }
-    held.buf.truncate(offset);
-    return held;
+    const due = this.exchange.getTimer();
+    if (due !== null && due < this._timerAt) this._arm(due);
   }
 
-  _cancelTransfer(key) {
-    const t = this.transfers.get(key);
-    if (!t || t.verifying) return;
-    this.transfers.delete(key);
-    if (t.peer_id === null) {
-      t.abort?.abort();
+  _perform(a) {
+    const link = "link" in a ? this.links.get(a.link) : undefined;
+    switch (a.action) {
+      case "fetch_cdn":
+        return this._fetchCdn(a);
+      case "cancel_cdn":
+        this.cdnFetches.get(a.fetch_id)?.abort.abort();
+        this.cdnFetches.delete(a.fetch_id);
+        return undefined;
+      case "request":
+        return this._request(a, link);
+      case "cancel_request":
+        return link?.cancel(a.request_id);
+      case "respond":
+        return link?.respond(a.request_id, a.total_bytes);
+      case "send_data":
+        return link?.sendData(a.request_id, a.offset, a.data);
+      case "reject_absent":
+        return link?.rejectAbsent(a.request_id);
+      case "reject_busy":
+        return link?.rejectBusy(a.request_id, a.retry_after_ms);
+      case "abort_upload":
+        return link?.abort(a.request_id, a.reason);
+      case "close_link":
+        if (link) {
+          const pid = this._peerOf(link);
+          this._peerStats(pid).banned = this.exchange.penalties.isBanned(pid);
+          console.warn(`p2p: closing the link to ${pid}: ${a.reason}`);
+          link.close(a.code, a.reason);
+        }
+        return undefined;
+      case "announce_have":
+        return this.swarm?.broadcastHave(arrSegs(a.segments));
+      case "announce_lost":
+        return this.swarm?.broadcastLost(arrSegs(a.segments));
+      case "announce_fetching":
+        return this.swarm?.broadcastFetching(a.entries.map((e) => ({ segment: wireSeg(e.segment), expected_bytes: e.expected_bytes })));
+      case "verify":
+        return this._verify(a);
+      case "deliver":
+        return this._deliver(a);
+      case "give_up":
+        return this._giveUp(a);
+      default:
+        throw new Error(`unknown exchange action ${a.action}`);
+    }
+  }
+
+  _request(a, link) {
+    const now = nowS();
+    let id = null;
+    if (link?.isOpen && link.session.canRequest) {
+      try {
+        id = link.request(wireSeg(a.segment), a.offset);
+      } catch (exc) {
+        console.warn("p2p: request refused by the session", exc);
+      }
+    }
+    if (id === null) {
+      this.exchange.requestNotSent(a.link, a.segment, now);
+      this.wake();
       return;
     }
-    this._addAvoid(key, t.peer_id);
-    t.link?.cancel(t.request_id);
+    this.timing.set(segmentKey(a.segment), { startedAt: now, firstAt: null, doneAt: null, source: "peer", peer_id: a.peer });
+    this.exchange.requestSent(a.link, a.segment, id);
+  }
+
+  // --- the CDN --------------------------------------------------------------------------------
+
+  _fetchCdn(a) {
+    const key = segmentKey(a.segment);
+    const started = nowS();
+    this.timing.set(key, { startedAt: started, firstAt: null, doneAt: null, source: "cdn", peer_id: null });
+    const bytes = this._ingest.get(key);
+    if (bytes !== undefined) {
+      // hls.js's own loader fetched it already: the exchange gets those bytes as this download.
+      this._ingest.delete(key);
+      this.timing.get(key).firstAt = started;
+      this.exchange.cdnTotal(a.fetch_id, bytes.length, started);
+      if (a.offset < bytes.length) this.exchange.cdnData(a.fetch_id, a.offset, bytes.subarray(a.offset), started);
+      this.exchange.cdnDone(a.fetch_id, bytes.length, 1e-6, started);
+      return;
+    }
+    const info = this.playlists.get(key);
+    const abort = new AbortController();
+    this.cdnFetches.set(a.fetch_id, { abort, key });
+    const timing = this.timing.get(key);
+    const report = {
+      onTotal: (total) => {
+        this.exchange.cdnTotal(a.fetch_id, total, nowS());
+        this._drain();
+      },
+      onData: (offset, chunk) => {
+        const now = nowS();
+        if (timing.firstAt === null) timing.firstAt = now;
+        this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: chunk.length });
+        this.exchange.cdnData(a.fetch_id, offset, chunk, now);
+        this._drain();
+      },
+    };
+    const fail = (exc) => {
+      console.warn(`p2p: CDN fetch of ${key} failed`, exc);
+      this.events.emit("warning", { source: "cdn", reason: "cdn_fetch_failed", message: `CDN fetch of ${info?.url ?? key} failed: ${exc?.message || exc}`, code: null });
+      this.exchange.cdnFailed(a.fetch_id, nowS());
+      this._drain();
+      this.wake();
+    };
+    if (!info) {
+      fail(new Error("not in the playlist"));
+      return;
+    }
+    downloadSegment(info, a.offset, abort.signal, report).then(
+      (end) => {
+        this.cdnFetches.delete(a.fetch_id);
+        if (end === null || this.destroyed) return;
+        const now = nowS();
+        this.exchange.cdnDone(a.fetch_id, end, Math.max(1e-6, now - timing.startedAt), now);
+        this._drain();
+      },
+      (exc) => {
+        this.cdnFetches.delete(a.fetch_id);
+        if (!abort.signal.aborted && !this.destroyed) fail(exc);
+      },
+    );
+  }
+
+  // --- verification and the player ------------------------------------------------------------
+
+  /** Check a whole segment: SHA-256 against the rendition's manifest (refreshed once when it
+   * has no entry yet), or without a manifest its size; the verdict goes back to the exchange. */
+  async _verify(a) {
+    const key = segmentKey(a.segment);
+    const timing = this.timing.get(key);
+    if (timing) {
+      timing.doneAt = nowS();
+      // The bytes may come from a resumed download: the source is whoever contributed.
+      const { peers } = this.exchange.contributors(a.segment);
+      timing.source = peers.length ? "peer" : "cdn";
+      timing.peer_id = peers.length ? (peers.includes(timing.peer_id) ? timing.peer_id : peers[0]) : null;
+    }
+    const info = this.playlists.get(key);
+    const manifest = this.manifests.get(a.segment[0]) || new Manifest(null);
+    let verdict = Verdict.UNKNOWN;
+    if (info) {
+      const target = { key: info.relurl, uri: info.url, byteRange: info.byteRange };
+      verdict = await manifest.verify(target, a.data, a.total_bytes);
+      if (verdict === Verdict.UNKNOWN && manifest.url) {
+        await this._refreshManifest(manifest);
+        verdict = await manifest.verify(target, a.data, a.total_bytes);
+      }
+    }
+    if (this.destroyed) return;
+    if (verdict === Verdict.MISMATCH) {
+      const peers = this.exchange.contributors(a.segment).peers;
+      this.counters.bytesRejected += a.data.length;
+      console.warn(`p2p: ${key} failed its hash (sources: ${peers.join(", ") || "CDN"})`);
+    }
+    this.exchange.verdict(a.segment, verdict, nowS());
+    this._drain();
+    this.wake();
+  }
+
+  _deliver(a) {
+    const key = segmentKey(a.segment);
+    const now = nowS();
+    const timing = this.timing.get(key) || { startedAt: now, firstAt: now, doneAt: now, source: "cdn", peer_id: null };
+    timing.firstAt ??= timing.doneAt ?? now;
+    timing.doneAt ??= now;
+    this.timing.set(key, timing);
+    this.counters.segmentsVerified += 1;
+    if (timing.source === "peer") this.counters.segmentsFromPeers += 1;
+    else this.counters.segmentsFromCdn += 1;
+    const waiters = this.waiters.get(key) || [];
+    this.waiters.delete(key);
+    for (const w of waiters) w.resolve({ data: a.data.slice(), timing, source: timing.source });
+    this.wake();
+  }
+
+  _giveUp(a) {
+    const key = segmentKey(a.segment);
+    console.warn(`p2p: giving up ${key}: it failed its hash ${this.exchange.config.max_hash_retries + 1} times`);
+    for (const w of this.waiters.get(key) || []) w.reject(new Error("segment failed its hash"));
+    this.waiters.delete(key);
+  }
+
+  // --- peers ----------------------------------------------------------------------------------
+
+  /** Every event of a swarm link (the Swarm's onEvent). */
+  onLinkEvent(link, e) {
+    if (this.destroyed) return;
+    let name = this._linkNames.get(link);
+    if (name === undefined) {
+      name = `L${this._nextLink++}`;
+      this._linkNames.set(link, name);
+      this.links.set(name, link);
+    }
+    const pid = this._peerOf(link);
+    const now = nowS();
+    const stats = this._peerStats(pid);
+    if (e.type === "HelloReceived") stats.links.add(link);
+    else if (e.type === "DataReceived") {
+      stats.bytesDown += e.data.length;
+      const timing = this.timing.get(segmentKey([e.segment.rendition, e.segment.sequence]));
+      if (timing && timing.firstAt === null) timing.firstAt = now;
+    } else if (e.type === "SessionClosed") {
+      const sent = link.session?.stats.payload_bytes_sent || 0;
+      if (stats.links.delete(link)) stats.bytesUpClosed += sent;
+      this.counters.bytesUploadedClosed += sent;
+    }
+    this.exchange.onPeerEvent(name, pid, e, now);
+    if (e.type === "SessionClosed") this.links.delete(name);
+    this._drain();
+    if (!["ResponseStarted", "DataReceived", "SegmentRequested", "RequestCancelled"].includes(e.type)) this.wake();
+  }
+
+  _peerOf(link) {
+    return link.remotePeerId || (link.session?.remotePeerId ? bytesToAscii(link.session.remotePeerId) : "?");
+  }
+
+  _peerStats(pid) {
+    let s = this.perPeer.get(pid);
+    if (!s) {
+      s = { bytesDown: 0, bytesUpClosed: 0, links: new Set(), banned: false };
+      this.perPeer.set(pid, s);
+    }
+    return s;
   }
 
   // --- statistics -----------------------------------------------------------------------------
@@ -599,6 +779,7 @@ export class P2PEngine {
 
   /** Everything the demo panel draws; see README "Embedding in a player page". */
   stats() {
+    const ex = this.exchange;
     const peers = [];
     let uploadedLive = 0;
     const linkBytes = (link) => link.session?.stats.payload_bytes_sent || 0;
@@ -606,33 +787,38 @@ export class P2PEngine {
       const live = [...s.links].reduce((n, l) => n + linkBytes(l), 0);
       uploadedLive += live;
       const link = this.swarm?.links.get(pid);
-      const connected = Boolean(link && link.isOpen && this.neighbours.get(pid)?.open);
+      const nb = ex.neighbours.get(pid);
       peers.push({
         peerId: pid,
-        connected,
-        banned: s.banned || this.penalties.isBanned(pid),
+        connected: Boolean(link && link.isOpen && nb?.open),
+        banned: s.banned || ex.penalties.isBanned(pid),
         bytesDown: s.bytesDown,
         bytesUp: s.bytesUpClosed + live,
-        rateBytesPerS: this.peerRates.get(pid)?.estimate ?? null,
-        have: this.neighbours.get(pid)?.have.size ?? 0,
-        hashFailures: this.penalties.failures.get(pid) || 0,
+        rateBytesPerS: ex.peerRates.get(pid)?.estimate ?? null,
+        have: nb?.have.size ?? 0,
+        hashFailures: ex.penalties.failures.get(pid) || 0,
       });
     }
     const c = this.counters;
-    const total = c.bytesFromPeers + c.bytesFromCdn;
+    const fromCdn = ex.bytesCdn + c.fallbackBytesNotShared;
+    const total = ex.bytesP2p + fromCdn;
     const anyManifest = [...this.manifests.values()].some((m) => m.url);
     return {
       peerId: this.peerId,
       swarmId: this.infoHash,
       rendition: this.rendition,
-      bytesFromPeers: c.bytesFromPeers,
-      bytesFromCdn: c.bytesFromCdn,
+      bytesFromPeers: ex.bytesP2p,
+      bytesFromCdn: fromCdn,
       bytesUploaded: c.bytesUploadedClosed + uploadedLive,
-      p2pRatio: total ? c.bytesFromPeers / total : 0,
+      p2pRatio: total ? ex.bytesP2p / total : 0,
       segmentsFromPeers: c.segmentsFromPeers,
       segmentsFromCdn: c.segmentsFromCdn,
       segmentsVerified: c.segmentsVerified,
-      hashFailures: c.hashFailures,
+      hashFailures: ex.hashFailures,
+      unverifiable: ex.unverifiable,
+      cdnFailures: ex.cdnFailures,
+      relaysAborted: ex.server.relaysAborted,
+      busySent: ex.server.busySent,
       cdnFallbacks: c.cdnFallbacks,
       bytesRejected: c.bytesRejected,
       integrity: anyManifest ? "sha256" : "size-only",
@@ -647,12 +833,10 @@ export class P2PEngine {
       p2pEnabled: this.p2pEnabled,
       uploadEnabled: this.uploadEnabled,
       swarmSize: this.swarm?.tracker.swarmSize || 0,
-      storeBytes: this.store.usedBytes,
+      storeBytes: ex.store.usedBytes,
       history: this.history.slice(),
       deliveries: this.deliveries.slice(),
       actions: { ...this.actionCounts },
     };
   }
 }
-
-Object.assign(P2PEngine.prototype, intakeMethods, exchangeMethods);

@@ -91,6 +91,37 @@ export interface IntegrityOptions {
   penalty_s?: number;
 }
 
+/** Segment exchange overrides (segment_exchange.js, docs/exchange.md section 2); every field
+ * optional. They win over the engine options that set the same thing. */
+export interface ExchangeOptions {
+  /** Peer requests served at once; one more is answered BUSY. Default 4 (engine: maxUploads). */
+  max_uploads?: number;
+  /** Upload cap over all uploads (bytes/s); null: none. Default null (engine: uploadCapBytesPerS). */
+  upload_cap_bytes_per_s?: number | null;
+  /** Token bucket size (bytes); null: a quarter second of the cap, at least 16384. Default null. */
+  upload_burst_bytes?: number | null;
+  /** Never upload, never announce. Default false. */
+  leech_only?: boolean;
+  /** Retry hint of the BUSY sent beyond max_uploads (ms). Default 500. */
+  busy_retry_after_ms?: number;
+  /** Back-off after a BUSY without a hint, or a request the session refused (s). Default 0.5. */
+  busy_backoff_s?: number;
+  /** A BUSY hint is obeyed up to this (s). Default 30. */
+  max_busy_backoff_s?: number;
+  /** CDN refetches of a segment that failed its hash before it is given up. Default 3. */
+  max_hash_retries?: number;
+  /** Withheld of a relayed segment until our copy verifies: one DATA frame. Default 65527. */
+  relay_holdback_bytes?: number;
+  /** Verified segments kept (bytes). Default 256 MiB (engine: storeMaxBytes, 64 MiB). */
+  store_max_bytes?: number;
+  /** Hash failures after which a peer is banned. Default 2. */
+  ban_after_failures?: number;
+  /** A peer that sent a bad segment is avoided this long (s). Default 10. */
+  penalty_s?: number;
+  /** Size guess for a segment of which nothing is known (bytes). Default 500000. */
+  default_segment_bytes?: number;
+}
+
 /** Options of `new P2PEngine(options)`; every field optional, unknown fields throw. */
 export interface P2PEngineOptions {
   /** Signaling WebSocket URL (`ws://host:8000/announce` or `wss://`); null: CDN only. Default null. */
@@ -111,6 +142,8 @@ export interface P2PEngineOptions {
   offersPerAnnounce?: number;
   /** Concurrent uploads; further requests are answered BUSY. Default 4. */
   maxUploads?: number;
+  /** Upload cap over all uploads (bytes/s, a token bucket); null: none. Default null. */
+  uploadCapBytesPerS?: number | null;
   /** Bytes of verified segments kept for the player and for peers. Default 64 MiB. */
   storeMaxBytes?: number;
   /** Neighbours get this long to connect before we elect ourselves CDN fetcher (s). Default 1. */
@@ -133,6 +166,8 @@ export interface P2PEngineOptions {
   session?: SessionOptions;
   /** Integrity penalties. */
   integrity?: IntegrityOptions;
+  /** Segment exchange overrides (win over maxUploads, uploadCapBytesPerS, storeMaxBytes, ...). */
+  exchange?: ExchangeOptions;
   /** Tracker client overrides. */
   trackerConfig?: TrackerOptions;
   /**
@@ -226,6 +261,14 @@ export interface P2PEngineStats {
   cdnFallbacks: number;
   /** Bytes from peers thrown away (failed hash). */
   bytesRejected: number;
+  /** Segments with peer bytes the manifest did not list: refetched from the CDN. */
+  unverifiable: number;
+  /** CDN fetches that failed. */
+  cdnFailures: number;
+  /** Relays ABORTed because our own copy failed or was dropped (UPSTREAM_FAILED). */
+  relaysAborted: number;
+  /** Requests answered BUSY because every upload slot was taken. */
+  busySent: number;
   integrity: IntegrityMode;
   peers: PeerStats[];
   connectedPeers: number;

@@ -1,13 +1,14 @@
 // Segment integrity with WebCrypto: SHA-256 against the rendition's trusted manifest
 // (docs/origin.md: a JSON object {segment uri: sha256 hex}), as peer_agent/agent/integrity.py.
 //
-// Keys are matched against the URI as written in the playlist, its absolute URL, its path and
-// its last path component; a byte-range segment also under "<key>#<first>-<last>".
+// A segment's key is the canonical one of docs/exchange.md §11: its URI exactly as the media
+// playlist writes it, with "#first-last" for a byte range; no other form is tried.
 // Without a manifest only sizes can be checked: mode "size-only".
 
+import { Verdict } from "./exchange_state.js";
 import { toHex } from "./ids.js";
 
-export const Verdict = Object.freeze({ OK: "ok", MISMATCH: "mismatch", UNKNOWN: "unknown" });
+export { Verdict };
 
 export async function sha256Hex(bytes) {
   const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes);
@@ -30,21 +31,16 @@ export function parseManifest(doc) {
   return out;
 }
 
-export function manifestKeys(key, uri, byteRange = null) {
-  let path = uri;
-  try {
-    path = new URL(uri).pathname;
-  } catch {
-    // a relative URI: use it as it is
+/** The manifest key of a resource (docs/exchange.md §11): its URI exactly as the media playlist
+ * writes it (hls.js: frag.relurl), and for a byte range [start, end) (hls.js: frag.byteRange)
+ * "#first-last", the inclusive positions of its first and last byte. No other form is tried. */
+export function manifestKey(uri, byteRange = null) {
+  if (!byteRange?.length) return uri;
+  const [start, end] = byteRange;
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end)) {
+    throw new Error(`bad byte range [${start}, ${end})`);
   }
-  const name = path.split("/").pop();
-  let keys = [...new Set([key, uri, path, path.replace(/^\/+/, ""), name].filter(Boolean))];
-  if (byteRange) {
-    const [start, end] = byteRange; // [first, last + 1), as hls.js gives it
-    const suffixes = [`${start}-${end - 1}`, `${end - start}@${start}`];
-    keys = [...keys.flatMap((k) => suffixes.flatMap((s) => [`${k}#${s}`, `${k}@${s}`])), ...keys];
-  }
-  return keys;
+  return `${uri}#${start}-${end - 1}`;
 }
 
 /** A rendition's hashes, merged across refreshes (a live manifest grows). */
@@ -60,61 +56,24 @@ export class Manifest {
   }
 
   update(doc) {
-    for (const [key, digest] of parseManifest(doc)) {
-      this.hashes.set(key, digest);
-      if (this.url && !/^https?:\/\//.test(key)) this.hashes.set(new URL(key, this.url).href, digest);
-    }
+    for (const [key, digest] of parseManifest(doc)) this.hashes.set(key, digest);
     this.loaded = true;
   }
 
-  expectedFor(key, uri, byteRange = null) {
-    for (const k of manifestKeys(key, uri, byteRange)) {
-      const digest = this.hashes.get(k);
-      if (digest !== undefined) return digest;
-    }
-    return null;
+  /** The hash listed for a resource (`key`: its URI as the playlist writes it), or null. */
+  expectedFor(key, byteRange = null) {
+    return this.hashes.get(manifestKey(key, byteRange)) ?? null;
   }
 
   /** Verdict for the whole segment's bytes. */
-  async verify({ key, uri, byteRange = null }, bytes, expectedSize = null) {
+  async verify({ key, byteRange = null }, bytes, expectedSize = null) {
     if (!this.url) {
       const size = byteRange ? byteRange[1] - byteRange[0] : expectedSize;
       if (size === null || size === undefined) return bytes.length ? Verdict.UNKNOWN : Verdict.MISMATCH;
       return bytes.length === size ? Verdict.OK : Verdict.MISMATCH;
     }
-    const digest = this.expectedFor(key, uri, byteRange);
+    const digest = this.expectedFor(key, byteRange);
     if (digest === null) return Verdict.UNKNOWN;
     return (await sha256Hex(bytes)) === digest ? Verdict.OK : Verdict.MISMATCH;
-  }
-}
-
-/** Per-peer hash-failure counts, penalty windows and bans (IntegrityConfig defaults). */
-export class Penalties {
-  constructor({ ban_after_failures = 2, penalty_s = 10.0 } = {}) {
-    this.banAfterFailures = ban_after_failures;
-    this.penaltyS = penalty_s;
-    this.failures = new Map();
-    this.banned = new Set();
-    this.penalisedUntil = new Map();
-  }
-
-  /** `peerId` contributed to a bad segment; true: ban it now. */
-  record(peerId, now) {
-    const count = (this.failures.get(peerId) || 0) + 1;
-    this.failures.set(peerId, count);
-    this.penalisedUntil.set(peerId, now + this.penaltyS);
-    if (count >= this.banAfterFailures && !this.banned.has(peerId)) {
-      this.banned.add(peerId);
-      return true;
-    }
-    return false;
-  }
-
-  isBanned(peerId) {
-    return this.banned.has(peerId);
-  }
-
-  blockedUntil(peerId) {
-    return this.banned.has(peerId) ? Infinity : this.penalisedUntil.get(peerId) || 0;
   }
 }

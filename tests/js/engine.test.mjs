@@ -44,8 +44,12 @@ const media = {
   addEventListener() {},
 };
 
+// Segment 3 is longer than the relay hold-back (one DATA frame, 65527 bytes), so part of it is
+// relayed before it verifies.
+const SIZE = (n) => (n === 3 ? 200_000 : 40_000);
+
 function segment(n, corrupt = false) {
-  const bytes = new Uint8Array(40_000).map((_, i) => (i * 7 + n) & 0xff);
+  const bytes = new Uint8Array(SIZE(n)).map((_, i) => (i * 7 + n) & 0xff);
   if (corrupt) bytes[0] ^= 0xff;
   return bytes;
 }
@@ -113,7 +117,7 @@ test("a segment whose bytes never match is given up, so the loader falls back", 
     const s = engine.stats();
     assert.equal(s.hashFailures, 4); // the first fetch and maxHashRetries (3) refetches
     assert.equal(engine.requestFragment(frag(2)), null); // given up: hls.js's own loader
-    assert.ok(!engine.store.has("0/2"));
+    assert.ok(!engine.exchange.store.has("0/2"));
   } finally {
     engine.destroy();
   }
@@ -135,6 +139,7 @@ class FakeLink {
   constructor() {
     this.calls = [];
     this.isClosed = false;
+    this.isOpen = true;
     this.remotePeerId = "-PH0001-downstream00";
   }
   respond(id, total) {
@@ -171,42 +176,47 @@ async function relayScenario(corrupt) {
     first = false;
     return new Response(body, { headers: { "Content-Length": String(bytes.length) } });
   };
-  engine._startCdn("0/3", 0);
+  // The player wants segment 3: the scheduler fetches it from the CDN.
+  const pending = engine.requestFragment(frag(3));
+  pending.promise.catch(() => {});
+  for (let i = 0; i < 100 && first; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(!first, "segment 3 was fetched from the CDN");
   await new Promise((r) => setTimeout(r, 5));
   const link = new FakeLink();
-  engine._onPeerEvent(link, { type: "SegmentRequested", request_id: 5, segment: { rendition: 0, sequence: 3 }, offset: 0 });
-  controller.enqueue(bytes.subarray(0, 30_000));
+  engine.onLinkEvent(link, { type: "SegmentRequested", request_id: 5, segment: { rendition: 0, sequence: 3 }, offset: 0 });
+  controller.enqueue(bytes.subarray(0, 100_000));
   await new Promise((r) => setTimeout(r, 5));
   const early = link.sent();
-  controller.enqueue(bytes.subarray(30_000));
+  controller.enqueue(bytes.subarray(100_000));
   controller.close();
   await new Promise((r) => setTimeout(r, 5));
   const beforeVerify = link.calls.slice();
-  for (let i = 0; i < 100 && !engine.store.has("0/3") && engine.stats().hashFailures === 0; i++) {
+  for (let i = 0; i < 100 && !engine.exchange.store.has("0/3") && engine.stats().hashFailures === 0; i++) {
     await new Promise((r) => setTimeout(r, 5));
   }
   return { engine, link, early, beforeVerify, bytes };
 }
 
-test("cut-through relay: bytes flow as they arrive, the last byte only once our copy verified", async () => {
+test("cut-through relay: bytes flow as they arrive, the last frame only once our copy verified", async () => {
   const { engine, link, early, bytes } = await relayScenario(false);
   try {
     assert.deepEqual(link.calls[0], ["respond", 5, bytes.length]);
-    assert.equal(early, 30_000); // relayed before the download finished
-    assert.ok(engine.store.has("0/3"));
+    assert.equal(early, 100_000); // relayed before the download finished
+    assert.ok(engine.exchange.store.has("0/3"));
     assert.equal(link.sent(), bytes.length);
     const last = link.calls.at(-1);
     assert.equal(last[2] + last[3], bytes.length);
+    assert.equal(last[3], 65_527); // the withheld last frame left after the hash check
   } finally {
     engine.destroy();
   }
 });
 
-test("cut-through relay of a copy that fails its hash: never the last byte, ABORT instead", async () => {
+test("cut-through relay of a copy that fails its hash: never the last frame, ABORT instead", async () => {
   const { engine, link } = await relayScenario(true);
   try {
     assert.ok(engine.stats().hashFailures >= 1);
-    assert.ok(link.sent() < 40_000, `${link.sent()} bytes sent`);
+    assert.equal(link.sent(), 200_000 - 65_527);
     assert.deepEqual(link.calls.find((c) => c[0] === "abort"), ["abort", 5, 1]); // upstream failed
   } finally {
     engine.destroy();

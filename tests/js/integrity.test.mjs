@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { asciiBytes, bytesToAscii, makePeerId, swarmIdFor } from "../../web_demo/ids.js";
-import { Manifest, Penalties, Verdict, manifestKeys, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
+import { Penalties } from "../../web_demo/exchange_state.js";
+import { Manifest, Verdict, manifestKey, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
 import { GrowBuffer, SegmentStore, ThroughputEstimator } from "../../web_demo/store.js";
 
 const IDENTITY = JSON.parse(readFileSync(new URL("../../docs/vectors/wire/identity.json", import.meta.url), "utf8"));
@@ -32,16 +33,19 @@ test("sha256Hex is SHA-256", async () => {
   assert.equal(await sha256Hex(bytes), digest);
 });
 
-test("manifest keys: as written, absolute, path, name; byte ranges", () => {
-  assert.deepEqual(manifestKeys("seg-1.ts", "http://h/hls/s/lo/seg-1.ts"), [
-    "seg-1.ts",
-    "http://h/hls/s/lo/seg-1.ts",
-    "/hls/s/lo/seg-1.ts",
-    "hls/s/lo/seg-1.ts",
-  ]);
-  const keys = manifestKeys("stream.ts", "http://h/x/stream.ts", [100, 200]);
-  assert.ok(keys.includes("stream.ts#100-199"));
-  assert.ok(keys.indexOf("stream.ts#100-199") < keys.indexOf("stream.ts"));
+test("manifest keys: the URI as written, #first-last for a byte range, nothing else", () => {
+  // The cases of docs/vectors/manifest/keys.json, with hls.js's [start, end) byte ranges.
+  assert.equal(manifestKey("seg-0.ts"), "seg-0.ts");
+  assert.equal(manifestKey("sub/seg-1.ts?x=1"), "sub/seg-1.ts?x=1");
+  assert.equal(manifestKey("http://cdn.example/a/seg-2.ts", []), "http://cdn.example/a/seg-2.ts");
+  assert.equal(manifestKey("stream.ts", [1000, 1500]), "stream.ts#1000-1499");
+  assert.equal(manifestKey("all.mp4", [0, 720]), "all.mp4#0-719");
+  assert.throws(() => manifestKey("stream.ts", [10, 10]), /bad byte range/);
+  const m = new Manifest("http://h/hls/s/lo/manifest.json");
+  m.update({ "stream.ts#1000-1499": digest, "seg-1.ts": digest });
+  assert.equal(m.expectedFor("stream.ts", [1000, 1500]), digest);
+  assert.equal(m.expectedFor("stream.ts"), null);
+  assert.equal(m.expectedFor("http://h/hls/s/lo/seg-1.ts"), null); // only as written
 });
 
 test("manifest verdicts: ok, mismatch, unknown; size-only without a manifest", async () => {
