@@ -401,9 +401,10 @@ export class P2PEngine {
     return { promise, release };
   }
 
-  /** Bytes hls.js's own loader fetched (fallback): the exchange takes them as a CDN download
-   * (verified, stored and shared) unless it has or is fetching the segment already. */
-  ingestFromCdn(frag, data) {
+  /** Bytes hls.js's own loader fetched (fallback) in `elapsedS` seconds (null: unknown): the
+   * exchange takes them as a CDN download (verified, stored and shared) unless it has or is
+   * fetching the segment already. */
+  ingestFromCdn(frag, data, elapsedS = null) {
     this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: data.length });
     this.counters.cdnFallbacks += 1;
     const rendition = typeof frag.sn === "number" ? this.playlists.renditionOf(frag.baseurl) : null;
@@ -417,7 +418,9 @@ export class P2PEngine {
       return;
     }
     this._follow(rendition);
-    this._ingest.set(info.key, data);
+    // Unknown timing counts as the scheduler's assumed CDN rate, so it skews no estimate.
+    const elapsed = elapsedS > 0 ? elapsedS : data.length / this.schedulerConfig.assumed_cdn_bytes_per_s;
+    this._ingest.set(info.key, { data, elapsedS: elapsed });
     this.exchange.startCdn(info.segment, data.length, nowS()); // from the bytes held, if any
     this._drain();
     if (this._ingest.delete(info.key)) this.counters.fallbackBytesNotShared += data.length;
@@ -614,14 +617,15 @@ export class P2PEngine {
     const key = segmentKey(a.segment);
     const started = nowS();
     this.timing.set(key, { startedAt: started, firstAt: null, doneAt: null, source: "cdn", peer_id: null });
-    const bytes = this._ingest.get(key);
-    if (bytes !== undefined) {
+    const ingest = this._ingest.get(key);
+    if (ingest !== undefined) {
+      const bytes = ingest.data;
       // hls.js's own loader fetched it already: the exchange gets those bytes as this download.
       this._ingest.delete(key);
       this.timing.get(key).firstAt = started;
       this.exchange.cdnTotal(a.fetch_id, bytes.length, started);
       if (a.offset < bytes.length) this.exchange.cdnData(a.fetch_id, a.offset, bytes.subarray(a.offset), started);
-      this.exchange.cdnDone(a.fetch_id, bytes.length, 1e-6, started);
+      this.exchange.cdnDone(a.fetch_id, bytes.length, ingest.elapsedS, started);
       return;
     }
     const info = this.playlists.get(key);

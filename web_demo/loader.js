@@ -140,7 +140,8 @@ export function makeFragmentLoader(engine, DefaultLoader) {
           this._done = true;
           const data = response.data;
           if (data instanceof ArrayBuffer && data.byteLength > 0) {
-            engine.ingestFromCdn(frag, new Uint8Array(data.slice(0)));
+            const elapsedMs = stats ? stats.loading.end - stats.loading.start : NaN;
+            engine.ingestFromCdn(frag, new Uint8Array(data.slice(0)), elapsedMs > 0 ? elapsedMs / 1000 : null);
             engine.auditDelivery(frag, data, "fallback");
           }
           const s = copyStats(stats);
