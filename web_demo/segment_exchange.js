@@ -5,10 +5,10 @@
 // SegmentExchange decides what to do with bytes, requests and verdicts: downloads in flight
 // (from the CDN or a peer), the bytes held of each segment, avoid lists and sizes, verification
 // outcomes (penalties, bans, refetches), the store and what is announced, and the peers'
-// requests (exchange_serve.js). Inputs are method calls with an explicit `now` (seconds on the
-// caller's monotonic clock); the caller pulls actions with nextAction(), re-arms one timer from
-// getTimer() and builds the scheduler's input with schedulerView(). It never does I/O, reads a
-// clock or draws randomness.
+// requests (exchange_serve.js); exchange_view.js builds what others see of it. Inputs are method
+// calls with an explicit `now` (seconds on the caller's monotonic clock); the caller pulls
+// actions with nextAction(), re-arms one timer from getTimer() and builds the scheduler's input
+// with schedulerView(). It never does I/O, reads a clock or draws randomness.
 //
 // Segments are [rendition, sequence] (Sets and Maps of them use segmentKey "r/s"); session
 // events are session.js's ({rendition, sequence} segments). Actions are frozen objects named by
@@ -17,9 +17,10 @@
 
 import { segmentKey } from "./scheduler.js";
 import { SegmentStore, ThroughputEstimator } from "./store.js";
-import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_FETCHING_ENTRIES, MAX_HELLO_HAVE_SEGMENTS, MAX_SEGMENT_BYTES } from "./wire.js";
+import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
 import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
+import { buildView, helloState, sizeEstimate } from "./exchange_view.js";
 
 export { Verdict };
 
@@ -109,12 +110,7 @@ export class SegmentExchange {
 
   /** What a new session's HELLO announces: the store and every download in progress. */
   helloState() {
-    const have = this.store.segments().slice(-MAX_HELLO_HAVE_SEGMENTS);
-    const fetching = [...this.transfers.values()].slice(-MAX_FETCHING_ENTRIES).map((t) => ({
-      segment: t.segment,
-      expected_bytes: Math.min(this.sizes.get(t.key) || 0, MAX_SEGMENT_BYTES),
-    }));
-    return { have, fetching };
+    return helloState(this);
   }
 
   /** Bytes held of a download in progress and its size once known (for relays); or null. */
@@ -161,74 +157,16 @@ export class SegmentExchange {
     }
   }
 
+  /** The scheduler's size guess for a segment (docs/exchange.md §3). */
   sizeEstimate(key) {
-    const known = this.sizes.get(key);
-    if (known !== undefined) return known;
-    const entry = this._timeline.get(key);
-    if (entry !== undefined && entry.range_bytes !== null) return entry.range_bytes;
-    if (this.sizes.size) {
-      const recent = [...this.sizes.values()].slice(-20);
-      return Math.trunc(recent.reduce((a, b) => a + b, 0) / recent.length);
-    }
-    if (this._bandwidthBitsPerS && entry !== undefined) {
-      return Math.max(1, Math.trunc((this._bandwidthBitsPerS * entry.duration_s) / 8));
-    }
-    return this.config.default_segment_bytes;
+    return sizeEstimate(this, key, this._timeline.get(key), this._bandwidthBitsPerS);
   }
 
   // --- the scheduler --------------------------------------------------------------------------
 
-  /** The scheduler's input (scheduler.js decide), built as peer_agent/core/exchange_view.py. */
+  /** The scheduler's input (scheduler.js decide): exchange_view.js. */
   schedulerView(now, playheadS, { connectingUntil = 0, swarmSize = 0, rate = 1.0 } = {}) {
-    const segments = [];
-    for (const entry of this._timeline.values()) {
-      const key = segmentKey(entry.segment);
-      if (entry.start_s + entry.duration_s <= playheadS) continue;
-      if (this.verified.has(key) || this.givenUp.has(key)) continue;
-      segments.push({
-        segment: entry.segment,
-        start_s: entry.start_s,
-        duration_s: entry.duration_s,
-        size_bytes: this.sizeEstimate(key),
-        known_since: entry.known_since,
-        partial_bytes: this.held.get(key)?.buf.length || 0,
-        avoid: this.avoid.get(key) || new Set(),
-      });
-    }
-    const peers = [];
-    for (const nb of this.neighbours.values()) {
-      if (!nb.open) continue;
-      peers.push({
-        peer_id: nb.peer_id,
-        have: new Set(nb.have),
-        fetching: new Set(nb.fetching),
-        throughput_bytes_per_s: this.peerRates.get(nb.peer_id)?.estimate ?? null,
-        choked_until: Math.max(nb.choked_until, this.penalties.blockedUntil(nb.peer_id)),
-        uploads: nb.uploads && !this.penalties.isBanned(nb.peer_id),
-      });
-    }
-    const transfers = [...this.transfers.values()].map((t) => ({
-      segment: t.segment,
-      peer_id: t.verifying ? null : t.peer_id,
-      started_at: t.started_at,
-      offset: t.offset,
-      received_bytes: t.received,
-      total_bytes: this.held.get(t.key)?.total ?? null,
-      last_data_at: t.last_data_at,
-    }));
-    return {
-      now,
-      self_id: this.config.self_id,
-      playhead_s: playheadS,
-      rate,
-      segments,
-      have: new Set(this.verified.keys()),
-      transfers,
-      peers,
-      cdn_throughput_bytes_per_s: this.cdnRate.estimate,
-      connecting_until: connectingUntil,
-      swarm_size: swarmSize,
-    };
+    return buildView(this, now, playheadS, { connectingUntil, swarmSize, rate });
   }
 
   /** Carry out the scheduler's decision (waits need nothing). */

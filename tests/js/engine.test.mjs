@@ -60,7 +60,7 @@ function frag(n) {
   return { sn: n, start: n * 2, duration: 2, relurl: `seg-${n}.ts`, url: `${ORIGIN}/lo/seg-${n}.ts`, baseurl: PLAYLIST, byteRange: [] };
 }
 
-async function setUp({ corrupt = new Set() } = {}) {
+async function setUp({ corrupt = new Set(), options = {} } = {}) {
   const requests = [];
   globalThis.fetch = async (url) => {
     requests.push(String(url));
@@ -72,7 +72,7 @@ async function setUp({ corrupt = new Set() } = {}) {
     const body = segment(n, corrupt.has(n));
     return new Response(body, { headers: { "Content-Length": String(body.length) } });
   };
-  const engine = new P2PEngine({ Hls: FakeHls, connectGraceS: 0 });
+  const engine = new P2PEngine({ Hls: FakeHls, connectGraceS: 0, ...options });
   const hls = new FakeHls();
   engine.attach(hls);
   hls.trigger(Events.MEDIA_ATTACHED, { media });
@@ -218,6 +218,24 @@ test("cut-through relay of a copy that fails its hash: never the last frame, ABO
     assert.ok(engine.stats().hashFailures >= 1);
     assert.equal(link.sent(), 200_000 - 65_527);
     assert.deepEqual(link.calls.find((c) => c[0] === "abort"), ["abort", 5, 1]); // upstream failed
+  } finally {
+    engine.destroy();
+  }
+});
+
+test("the upload cap holds through the engine's one timer: a burst at once, the rest as tokens come back", async () => {
+  const { engine } = await setUp({ options: { uploadCapBytesPerS: 40_000 } });
+  try {
+    await engine.requestFragment(frag(1)).promise; // verified and stored: 40,000 bytes
+    const link = new FakeLink();
+    engine.onLinkEvent(link, { type: "SegmentRequested", request_id: 9, segment: { rendition: 0, sequence: 1 }, offset: 0 });
+    assert.deepEqual(link.calls[0], ["respond", 9, 40_000]);
+    assert.equal(link.sent(), 16_384); // the bucket's burst (a quarter second of the cap, at least 16 KiB)
+    assert.ok(engine.exchange.getTimer() !== null); // the rest waits for the one timer
+    for (let i = 0; i < 400 && link.sent() < 40_000; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(link.sent(), 40_000);
+    assert.equal(engine.exchange.getTimer(), null);
+    assert.equal(engine.exchange.bytesUploaded, 40_000);
   } finally {
     engine.destroy();
   }
