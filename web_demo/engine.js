@@ -18,7 +18,7 @@
 // the segment is fetched again from the CDN.
 
 import { bytesToAscii, makePeerId, swarmIdFor, toHex } from "./ids.js";
-import { Manifest, Verdict } from "./integrity.js";
+import { Manifests, Verdict } from "./integrity.js";
 import { downloadSegment } from "./cdn.js";
 import { checkEngineOptions, isSupported, manifestUrlFor, supportReport, swarmKeyFor } from "./controls.js";
 import { Emitter } from "./events.js";
@@ -103,7 +103,10 @@ export class P2PEngine {
     this.media = null;
     this.destroyed = false;
     this.playlists = new Playlists();
-    this.manifests = new Map(); // rendition -> Manifest
+    this.manifests = new Manifests({
+      onWarning: (reason, message) => this._warn("manifest", reason, message),
+      onChange: () => this._noteIntegrityMode(),
+    });
     this.rendition = null; // the rendition hls.js plays now (the exchange's timeline)
     this.links = new Map(); // our name of a link ("L1", ...) -> PeerLink
     this._linkNames = new WeakMap(); // PeerLink -> name
@@ -244,11 +247,7 @@ export class P2PEngine {
     for (const frag of details.fragments) this.playlists.learn(frag, rendition, now);
     const last = details.fragments[details.fragments.length - 1];
     this.liveEdgeS = details.live && last ? last.start + last.duration : null;
-    if (!this.manifests.has(rendition)) {
-      const manifest = new Manifest(manifestUrlFor(this.options, url, rendition));
-      this.manifests.set(rendition, manifest);
-      this._refreshManifest(manifest);
-    }
+    if (!this.manifests.has(rendition)) this.manifests.add(rendition, manifestUrlFor(this.options, url, rendition));
     this._forgetBehind();
     this._follow(rendition);
     this.wake();
@@ -260,7 +259,7 @@ export class P2PEngine {
     const entries = this.playlists.timeline(rendition);
     const level = this.hls?.levels?.find((l) => this.playlists.renditionOf(l.url?.[0] || l.uri) === rendition);
     this.exchange.setTimeline(entries, { bandwidthBitsPerS: level?.bitrate || null });
-    this.exchange.setSha256(Boolean(this.manifests.get(rendition)?.url));
+    this.exchange.setSha256(this.manifests.sha256(rendition));
   }
 
   _forgetBehind() {
@@ -272,27 +271,6 @@ export class P2PEngine {
     this._drain();
   }
 
-  async _refreshManifest(manifest) {
-    if (!manifest.url) return this._noteIntegrityMode();
-    if (manifest._refreshing) return manifest._refreshing;
-    manifest._refreshing = (async () => {
-      try {
-        const r = await fetch(manifest.url, { cache: "no-store" });
-        if (r.ok) manifest.update(await r.text());
-        else if (r.status === 404 && !manifest.loaded) {
-          this._warn("manifest", "no_manifest", `no integrity manifest at ${manifest.url} (404): peers' segments are checked by size only`);
-          manifest.url = null; // size-only mode
-        } else this._warn("manifest", `manifest_http_${r.status}`, `integrity manifest ${manifest.url}: HTTP ${r.status}`);
-      } catch (exc) {
-        this._warn("manifest", "manifest_unavailable", `integrity manifest ${manifest.url}: ${exc?.message || exc}`);
-      } finally {
-        this._noteIntegrityMode();
-        setTimeout(() => (manifest._refreshing = null), 250);
-      }
-    })();
-    return manifest._refreshing;
-  }
-
   _warn(source, reason, message) {
     console.warn(`p2p: ${message}`);
     this.events.emit("warning", { source, reason, message, code: null });
@@ -300,12 +278,11 @@ export class P2PEngine {
 
   /** Tell the exchange (and the page, on a change) whether a manifest is in use. */
   _noteIntegrityMode() {
-    if (this.rendition !== null) this.exchange.setSha256(Boolean(this.manifests.get(this.rendition)?.url));
-    const withUrl = [...this.manifests.values()].filter((m) => m.url);
-    const mode = withUrl.length ? "sha256" : "size-only";
+    if (this.rendition !== null) this.exchange.setSha256(this.manifests.sha256(this.rendition));
+    const mode = this.manifests.mode;
     if (mode === this.integrityMode || this.destroyed) return;
     this.integrityMode = mode;
-    this.events.emit("integrity-mode", { mode, manifestUrl: withUrl[0]?.url ?? null });
+    this.events.emit("integrity-mode", { mode, manifestUrl: this.manifests.firstUrl });
   }
 
   // --- swarm ----------------------------------------------------------------------------------
@@ -686,15 +663,10 @@ export class P2PEngine {
       timing.peer_id = peers.length ? (peers.includes(timing.peer_id) ? timing.peer_id : peers[0]) : null;
     }
     const info = this.playlists.get(key);
-    const manifest = this.manifests.get(a.segment[0]) || new Manifest(null);
     let verdict = Verdict.UNKNOWN;
     if (info) {
-      const target = { key: info.relurl, uri: info.url, byteRange: info.byteRange };
-      verdict = await manifest.verify(target, a.data, a.total_bytes);
-      if (verdict === Verdict.UNKNOWN && manifest.url) {
-        await this._refreshManifest(manifest);
-        verdict = await manifest.verify(target, a.data, a.total_bytes);
-      }
+      const target = { key: info.relurl, byteRange: info.byteRange };
+      verdict = await this.manifests.verify(a.segment[0], target, a.data, a.total_bytes);
     }
     if (this.destroyed) return;
     if (verdict === Verdict.MISMATCH) {
@@ -806,7 +778,6 @@ export class P2PEngine {
     const c = this.counters;
     const fromCdn = ex.bytesCdn + c.fallbackBytesNotShared;
     const total = ex.bytesP2p + fromCdn;
-    const anyManifest = [...this.manifests.values()].some((m) => m.url);
     return {
       peerId: this.peerId,
       swarmId: this.infoHash,
@@ -825,7 +796,7 @@ export class P2PEngine {
       busySent: ex.server.busySent,
       cdnFallbacks: c.cdnFallbacks,
       bytesRejected: c.bytesRejected,
-      integrity: anyManifest ? "sha256" : "size-only",
+      integrity: this.manifests.mode,
       peers,
       connectedPeers: peers.filter((p) => p.connected).length,
       bannedPeers: peers.filter((p) => p.banned).map((p) => p.peerId),

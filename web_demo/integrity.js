@@ -77,3 +77,81 @@ export class Manifest {
     return (await sha256Hex(bytes)) === digest ? Verdict.OK : Verdict.MISMATCH;
   }
 }
+
+/**
+ * Every rendition's manifest: fetched when the rendition is first seen and again when a segment
+ * is not listed yet (one fetch at a time per manifest); a 404 before any answer switches that
+ * rendition to size-only. Reports through onWarning(reason, message) and, after every fetch,
+ * onChange() (the mode may have changed).
+ */
+export class Manifests {
+  constructor({ onWarning = () => {}, onChange = () => {} } = {}) {
+    this._onWarning = onWarning;
+    this._onChange = onChange;
+    this._byRendition = new Map(); // rendition -> Manifest
+    this._refreshing = new Map(); // Manifest -> promise of the fetch in progress
+  }
+
+  has(rendition) {
+    return this._byRendition.has(rendition);
+  }
+
+  /** Start following `rendition`'s manifest at `url` (null: none, size-only). */
+  add(rendition, url) {
+    const manifest = new Manifest(url);
+    this._byRendition.set(rendition, manifest);
+    this.refresh(manifest);
+    return manifest;
+  }
+
+  /** Whether `rendition` is checked by SHA-256 (else by size only). */
+  sha256(rendition) {
+    return Boolean(this._byRendition.get(rendition)?.url);
+  }
+
+  /** "sha256" when any rendition has a manifest, else "size-only". */
+  get mode() {
+    return this.firstUrl !== null ? "sha256" : "size-only";
+  }
+
+  get firstUrl() {
+    for (const m of this._byRendition.values()) if (m.url) return m.url;
+    return null;
+  }
+
+  async refresh(manifest) {
+    if (!manifest.url) return this._onChange();
+    const running = this._refreshing.get(manifest);
+    if (running) return running;
+    const url = manifest.url;
+    const fetching = (async () => {
+      try {
+        const r = await fetch(url, { cache: "no-store" });
+        if (r.ok) manifest.update(await r.text());
+        else if (r.status === 404 && !manifest.loaded) {
+          this._onWarning("no_manifest", `no integrity manifest at ${url} (404): peers' segments are checked by size only`);
+          manifest.url = null; // size-only mode
+        } else this._onWarning(`manifest_http_${r.status}`, `integrity manifest ${url}: HTTP ${r.status}`);
+      } catch (exc) {
+        this._onWarning("manifest_unavailable", `integrity manifest ${url}: ${exc?.message || exc}`);
+      } finally {
+        this._onChange();
+        setTimeout(() => this._refreshing.delete(manifest), 250); // at most one fetch per 250 ms
+      }
+    })();
+    this._refreshing.set(manifest, fetching);
+    return fetching;
+  }
+
+  /** Verdict for a whole segment of `rendition` ({key: URI as written, byteRange}): its SHA-256
+   * (the manifest fetched again once when the segment is not listed), or its size. */
+  async verify(rendition, target, bytes, expectedSize = null) {
+    const manifest = this._byRendition.get(rendition) || new Manifest(null);
+    let verdict = await manifest.verify(target, bytes, expectedSize);
+    if (verdict === Verdict.UNKNOWN && manifest.url) {
+      await this.refresh(manifest);
+      verdict = await manifest.verify(target, bytes, expectedSize);
+    }
+    return verdict;
+  }
+}

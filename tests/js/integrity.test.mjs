@@ -6,7 +6,7 @@ import { test } from "node:test";
 
 import { asciiBytes, bytesToAscii, makePeerId, swarmIdFor } from "../../web_demo/ids.js";
 import { Penalties } from "../../web_demo/exchange_state.js";
-import { Manifest, Verdict, manifestKey, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
+import { Manifest, Manifests, Verdict, manifestKey, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
 import { GrowBuffer, SegmentStore, ThroughputEstimator } from "../../web_demo/store.js";
 
 const IDENTITY = JSON.parse(readFileSync(new URL("../../docs/vectors/wire/identity.json", import.meta.url), "utf8"));
@@ -108,4 +108,36 @@ test("grow buffer and throughput estimator", () => {
   assert.ok(Math.abs(t.estimate - 1000) < 1e-9); // zero-factor corrected: the first sample is exact
   t.addSample(3000, 1);
   assert.ok(t.estimate > 1000 && t.estimate < 3000);
+});
+
+test("manifests per rendition: fetched at once, again for an unlisted segment, a 404 means size-only", async () => {
+  const served = new Map([["http://h/lo/manifest.json", [{}, { "seg-2.ts": digest }]]]);
+  const fetched = [];
+  const saved = globalThis.fetch;
+  globalThis.fetch = async (url) => {
+    fetched.push(url);
+    const docs = served.get(url);
+    if (!docs) return new Response("no", { status: 404 });
+    return new Response(JSON.stringify(docs.length > 1 ? docs.shift() : docs[0]));
+  };
+  try {
+    const warnings = [];
+    let changes = 0;
+    const m = new Manifests({ onWarning: (reason) => warnings.push(reason), onChange: () => changes++ });
+    await m.refresh(m.add(0, "http://h/lo/manifest.json"));
+    await m.refresh(m.add(1, "http://h/hi/manifest.json"));
+    assert.deepEqual(warnings, ["no_manifest"]);
+    assert.equal(m.sha256(0), true);
+    assert.equal(m.sha256(1), false); // 404: size-only
+    assert.equal(m.mode, "sha256");
+    await new Promise((r) => setTimeout(r, 300)); // past the refresh spacing
+    // seg-2.ts is not listed yet: one more fetch finds it.
+    assert.equal(await m.verify(0, { key: "seg-2.ts" }, bytes), Verdict.OK);
+    assert.equal(fetched.filter((u) => u.includes("/lo/")).length, 2);
+    assert.equal(await m.verify(1, { key: "seg-2.ts" }, bytes, bytes.length), Verdict.OK); // by size
+    assert.equal(await m.verify(1, { key: "seg-2.ts" }, bytes, 3), Verdict.MISMATCH);
+    assert.ok(changes >= 3);
+  } finally {
+    globalThis.fetch = saved;
+  }
 });
