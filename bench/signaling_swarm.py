@@ -280,6 +280,7 @@ class _Load:
                 {
                     "relay_ms": self.relay_ms,
                     "announce_ms": self.announce_ms,
+                    "announces_sent": self.announces_sent,
                     "errors": self.errors,
                     "fill_s": fill_s,
                 }  # fmt: skip

@@ -109,7 +109,7 @@ class _Flow:
 
 
 class _Neighbour:
-    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view")
+    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view", "slot")
 
     def __init__(self, viewer: _Viewer, delay_class: int) -> None:
         self.viewer = viewer
@@ -117,6 +117,7 @@ class _Neighbour:
         self.estimator: ThroughputEstimator | None = None  # created at the first sample
         self.choked_until = 0.0
         self.view: PeerView | None = None  # cached; None: rebuild
+        self.slot = -1  # its position in the owner's cached list of peer views
 
 
 class _Viewer:
@@ -132,6 +133,7 @@ class _Viewer:
         "player",
         "refresh_phase_s",
         "seen",
+        "listing_at",
         "have",
         "fetching",
         "visible",
@@ -180,6 +182,7 @@ class _Viewer:
         self.player = player
         self.refresh_phase_s = refresh_phase_s
         self.seen = -1  # highest sequence its playlist has listed
+        self.listing_at = -_INF  # live: when its playlist next lists a new segment
         self.have: dict[SegmentId, float] = {}  # segment -> completed at
         self.fetching: set[SegmentId] = set()  # announced FETCHING, not yet withdrawn
         # What neighbours see of its announcements, one (have, fetching) pair per delay class.
@@ -481,6 +484,7 @@ class Simulation:
             if seq not in known:
                 known[seq] = self.now
         viewer.seen = max(viewer.seen, seen)
+        viewer.listing_at = self._next_listing_at(viewer)
 
     def _next_listing_at(self, viewer: _Viewer) -> float:
         """Live: the playlist refresh at which ``viewer`` first sees its next segment."""
@@ -503,7 +507,9 @@ class Simulation:
             due.sort(key=lambda v: v.index)
         for viewer in due:
             if viewer.active:
-                self._refresh_playlist(viewer)
+                # Live: until the next refresh that lists a new segment, a refresh adds nothing.
+                if not self.sc.live or self.now >= viewer.listing_at:
+                    self._refresh_playlist(viewer)
                 self._decide(viewer)
             else:
                 viewer.dirty = False
@@ -542,23 +548,32 @@ class Simulation:
         views = viewer.peer_views
         if views is None:
             views = []
-            for pid, nb in viewer.neighbours.items():
-                view = nb.view
-                if view is None:
-                    src = nb.viewer
-                    have, fetching = src.visible[nb.delay_class]
-                    est = nb.estimator
-                    view = nb.view = PeerView(
-                        peer_id=pid,
-                        have=have,
-                        fetching=fetching,
-                        throughput_bytes_per_s=None if est is None else est.estimate_bytes_per_s,
-                        choked_until=nb.choked_until,
-                        uploads=src.uploads_allowed,
-                    )
-                views.append(view)
+            for nb in viewer.neighbours.values():
+                nb.slot = len(views)
+                views.append(nb.view or self._peer_view(nb))
             viewer.peer_views = views
         return views
+
+    @staticmethod
+    def _peer_view(nb: _Neighbour) -> PeerView:
+        src = nb.viewer
+        have, fetching = src.visible[nb.delay_class]
+        est = nb.estimator
+        view = nb.view = PeerView(
+            peer_id=src.peer_id,
+            have=have,
+            fetching=fetching,
+            throughput_bytes_per_s=None if est is None else est.estimate_bytes_per_s,
+            choked_until=nb.choked_until,
+            uploads=src.uploads_allowed,
+        )
+        return view
+
+    def _peer_changed(self, viewer: _Viewer, nb: _Neighbour) -> None:
+        """``nb``'s throughput or choke changed: replace its view in ``viewer``'s list."""
+        view = self._peer_view(nb)
+        if viewer.peer_views is not None:
+            viewer.peer_views[nb.slot] = view
 
     def _decide(self, viewer: _Viewer) -> None:
         sc = self.sc
@@ -570,7 +585,7 @@ class Simulation:
         segments = self._segment_views(viewer, first)
         if not segments:
             if sc.live:
-                self._wake(viewer, self._next_listing_at(viewer))
+                self._wake(viewer, viewer.listing_at)
             else:
                 self._wake(viewer, now + self.sched_cfg.idle_recheck_s)
             return
@@ -613,7 +628,7 @@ class Simulation:
             elif isinstance(action, FetchFromPeer):
                 self._start_peer(viewer, action.segment, action.peer_id, action.offset)
         wake_at = decision.wake_at if decision.wake_at is not None else _INF
-        self._wake(viewer, min(wake_at, self._next_listing_at(viewer)))
+        self._wake(viewer, min(wake_at, viewer.listing_at if self.sc.live else _INF))
 
     def _set_avoid(self, viewer: _Viewer, segment: SegmentId, peer_id: str) -> None:
         viewer.avoid[segment] = viewer.avoid.get(segment, _EMPTY) | {peer_id}
@@ -685,8 +700,7 @@ class Simulation:
         if not src.uploads_allowed or len(src.uploads) >= self.sc.max_uploads or not holds:
             # BUSY (or ABSENT): the requester backs off from this peer for a while.
             nb.choked_until = self.now + self.sc.peer_rtt_s + self.sc.busy_retry_s
-            nb.view = None
-            viewer.peer_views = None
+            self._peer_changed(viewer, nb)
             self._mark(viewer)
             return
         total = self.size_of(segment.sequence)
@@ -780,8 +794,7 @@ class Simulation:
                 if nb.estimator is None:
                     nb.estimator = ThroughputEstimator()
                 nb.estimator.add_sample(int(flow.received), duration)
-                nb.view = None
-                viewer.peer_views = None
+                self._peer_changed(viewer, nb)
         viewer.partial.pop(segment, None)
         viewer.avoid.pop(segment, None)
         viewer.have[segment] = self.now
