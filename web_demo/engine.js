@@ -17,7 +17,7 @@
 // mismatch every contributing peer is penalised, repeat offenders are banned (CLOSE BANNED) and
 // the segment is fetched again from the CDN.
 
-import { bytesToAscii, makePeerId, swarmIdFor, toHex } from "./ids.js";
+import { bytesToAscii, makeKeyedIdentity, makePeerId, swarmIdFor, toHex } from "./ids.js";
 import { Manifests, Verdict } from "./integrity.js";
 import { downloadSegment } from "./cdn.js";
 import { checkEngineOptions, isSupported, manifestUrlFor, supportReport, swarmKeyFor } from "./controls.js";
@@ -175,8 +175,17 @@ export class P2PEngine {
       this.swarm.stop();
       this.swarm = null;
     } else if (on && this.infoHash !== null) {
-      this.peerId = makePeerId(this.random);
-      this._joinSwarm();
+      if (this._peerKey === undefined) {
+        this.peerId = makePeerId(this.random);
+        this._joinSwarm();
+      } else {
+        // a fresh keyed identity (docs/signaling.md "peer_id ownership")
+        makeKeyedIdentity().then((id) => {
+          if (!this.p2pEnabled || this.destroyed || this.swarm) return;
+          ({ peerId: this.peerId, peerKey: this._peerKey } = id);
+          this._joinSwarm();
+        });
+      }
     }
     this.events.emit("p2p-state", { p2p: this.p2pEnabled, upload: this.uploadEnabled });
     this.wake();
@@ -290,6 +299,10 @@ export class P2PEngine {
   async _start(url) {
     if (this.infoHash !== null || this.destroyed) return;
     this.infoHash = await swarmIdFor(swarmKeyFor(this.options, url));
+    if (this.options.tracker && this._peerKey === undefined) {
+      // a keyed peer_id: the tracker lets only us announce it, even after a reconnect or restart
+      ({ peerId: this.peerId, peerKey: this._peerKey } = await makeKeyedIdentity());
+    }
     this._intervals.push(setInterval(() => this._sample(), this.options.historyIntervalS * 1000));
     this._intervals.push(setInterval(() => this._sendStats(), this.options.statsIntervalS * 1000));
     if (this.p2pEnabled) this._joinSwarm();
@@ -301,6 +314,7 @@ export class P2PEngine {
       trackerUrl: this.options.tracker,
       infoHash: this.infoHash,
       peerId: this.peerId,
+      peerKey: this._peerKey,
       token: this.token,
       emit: (type, detail) => this.events.emit(type, detail),
       upload: this.uploadEnabled,

@@ -54,6 +54,7 @@ export class Swarm {
       url: opts.trackerUrl,
       infoHash: opts.infoHash,
       peerId: opts.peerId,
+      peerKey: opts.peerKey,
       token: opts.token,
       config: opts.tracker,
       random: this._random,

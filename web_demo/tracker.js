@@ -144,9 +144,13 @@ export class TrackerClient {
     for (const name of ["infoHash", "peerId"]) {
       if (typeof opts[name] !== "string" || opts[name].length !== 20) throw new Error(`${name} must be 20 characters`);
     }
+    if (opts.peerId.startsWith("-PH0002-") && typeof opts.peerKey !== "string") {
+      throw new Error("a keyed peerId (-PH0002-) needs its peerKey");
+    }
     this.url = opts.url;
     this.infoHash = opts.infoHash;
     this.peerId = opts.peerId;
+    this._peerKey = opts.peerKey ?? null; // proves a keyed peer_id on every announce; never logged
     this.config = Object.freeze({ ...DEFAULT_TRACKER_CONFIG, ...(opts.config || {}) });
     this.hints = { position_s: null, region: null, max_peers: null, caps: [], connected: [] };
     this.stats = {
@@ -473,6 +477,7 @@ export class TrackerClient {
 
   _announceBody(event, offers) {
     const body = { action: "announce", info_hash: this.infoHash, peer_id: this.peerId, numwant: offers.length };
+    if (this._peerKey) body.peer_key = this._peerKey;
     if (event) body.event = event;
     if (event !== "stopped") {
       body.offers = offers.map(([offer_id, sdp]) => ({ offer_id, offer: { type: "offer", sdp } }));

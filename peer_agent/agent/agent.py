@@ -114,10 +114,14 @@ def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
 
 
 def make_ids(playlist_url: str, rng: random.Random) -> tuple[str, str]:
-    """(info_hash, peer_id) as the network layer derives them."""
+    """(info_hash, peer_id) as the network layer derives them. The peer_id is keyed: its secret
+    peer_key (from :mod:`secrets`, not ``rng``) proves it to the tracker after a reconnect or a
+    tracker restart (docs/signaling.md "peer_id ownership"); the tracker client finds the key."""
+    from ..net.peer_key import make_keyed_identity
     from ..net.swarm import make_peer_id, swarm_id_for
 
-    return swarm_id_for(playlist_url), make_peer_id(rng)
+    make_peer_id(rng)  # draws as before, so a seeded agent's other choices stay as they were
+    return swarm_id_for(playlist_url), make_keyed_identity()[0]
 
 
 def exchange_config(config: AgentConfig, peer_id: str) -> ExchangeConfig:

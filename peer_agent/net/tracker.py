@@ -58,6 +58,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus, InvalidURI
 
+from peer_agent.net.peer_key import derive_peer_id, is_keyed, key_for
+
 logger = logging.getLogger(__name__)
 
 
@@ -335,6 +337,7 @@ class TrackerClient:
         *,
         config: TrackerConfig | None = None,
         token: str | None = None,
+        peer_key: str | None = None,
         rng: random.Random | None = None,
         on_offer: OfferCallback | None = None,
         on_answer: AnswerCallback | None = None,
@@ -345,6 +348,12 @@ class TrackerClient:
     ) -> None:
         _check_id("info_hash", info_hash)
         _check_id("peer_id", peer_id)
+        if peer_key is None and is_keyed(peer_id):
+            peer_key = key_for(peer_id)
+            if peer_key is None:
+                raise ValueError("a keyed peer_id (-PH0002-) needs its peer_key")
+        if peer_key is not None and derive_peer_id(peer_key) != peer_id:
+            raise ValueError("peer_key does not derive this peer_id")
         self.url = url
         self.info_hash = info_hash
         self.peer_id = peer_id
@@ -358,6 +367,7 @@ class TrackerClient:
         self._token_answered = asyncio.Event()
         self._token_stale = False  # closed with 4002: ask the provider before reconnecting
         self._last_token_ok = False
+        self._peer_key = peer_key  # proves a keyed peer_id on every announce; never logged
         self._rng = rng if rng is not None else random.Random()
         self._on_offer = on_offer
         self._on_answer = on_answer
@@ -632,6 +642,8 @@ class TrackerClient:
             "peer_id": self.peer_id,
             "numwant": len(offers),
         }
+        if self._peer_key is not None:
+            body["peer_key"] = self._peer_key
         if event is not None:
             body["event"] = event
         if event != "stopped":

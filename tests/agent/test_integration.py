@@ -105,8 +105,11 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
         assert r["hash_failures"] == 0 and r["unverifiable"] == 0
         assert r["segments_verified"] >= r["segments_played"] >= 6
         assert r["peers_seen"] >= 1
-    for r in results[1:]:
-        assert r["bytes_p2p"] > r["bytes_cdn"], r
+    # The election (lowest hash of peer_id + segment) makes one agent fetch most new segments
+    # from the CDN; which one depends on the peer_ids, which are keyed and fresh every run
+    # (docs/signaling.md "peer_id ownership"). Every other agent gets more from peers.
+    from_cdn = [r for r in results if r["bytes_p2p"] <= r["bytes_cdn"]]
+    assert len(from_cdn) <= 1, results
     assert egress < 2.0 * stream_bytes(agents), (egress, stream_bytes(agents))
     # Every agent reported its counters to the tracker.
     (swarm,) = swarms["swarms"]
