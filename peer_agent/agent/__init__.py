@@ -9,6 +9,7 @@ Modules (one concern each):
 - :mod:`.glue` -- the asyncio glue of the core's ``SegmentExchange``: inputs, actions, one timer;
 - :mod:`.links` -- naming peer links and carrying out the exchange's session actions;
 - :mod:`.state` -- what the agent needs of its swarm;
+- :mod:`.swarm_setup` -- ICE servers from the options, the default swarm, the network's ids;
 - :mod:`.report` -- the live status numbers and the final summary;
 - :mod:`.agent` -- :class:`Agent`: the asyncio glue around the core's ``SegmentExchange`` and
   scheduler (docs/exchange.md): start-up, inputs in, actions out, one timer, shutdown;

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from typing import Any
@@ -52,76 +51,11 @@ from .playlist import (
     parse_media,
 )
 from .state import SwarmFactory, SwarmLike
+from .swarm_setup import default_swarm_factory, ice_servers_of, make_ids
+
+__all__ = ["Agent", "exchange_config", "ice_servers_of", "make_ids"]
 
 logger = logging.getLogger(__name__)
-
-
-def ice_servers_of(config: AgentConfig) -> tuple[Any, ...]:
-    """``RTCIceServer``s of the agent's configured ICE URLs; ``turn:``/``turns:`` URLs carry
-    ``ice_username``/``ice_credential``. ValueError for a URL that is not STUN/TURN or carries
-    credentials itself, or credentials with no TURN URL to use them."""
-    from aiortc import RTCIceServer
-
-    servers = []
-    has_turn = False
-    for url in config.ice_servers:
-        if not url.startswith(("stun:", "turn:", "turns:")):
-            raise ValueError("an ICE server URL must start with stun:, turn: or turns:")
-        if "@" in url:
-            raise ValueError("put TURN credentials in --ice-username/--ice-credential, not the URL")
-        if url.startswith("stun:"):
-            servers.append(RTCIceServer(urls=url))
-        else:
-            has_turn = True
-            servers.append(
-                RTCIceServer(
-                    urls=url, username=config.ice_username, credential=config.ice_credential
-                )
-            )
-    has_creds = config.ice_username is not None or config.ice_credential is not None
-    if has_creds and not has_turn:
-        raise ValueError("ICE credentials given but no turn:/turns: URL to use them with")
-    return tuple(servers)
-
-
-def _default_swarm_factory(config: AgentConfig) -> SwarmFactory:
-    def make(info_hash: str, peer_id: str, on_event: Any, hello: Any) -> SwarmLike:
-        from ..net.swarm import Swarm, SwarmConfig
-
-        assert config.tracker_url is not None
-        base = config.swarm if config.swarm is not None else SwarmConfig()
-        swarm_config = dataclasses.replace(
-            base,
-            max_peers=config.max_peers,
-            ice_servers=ice_servers_of(config),
-            host_addresses=config.host_addresses,
-            session=dataclasses.replace(base.session, leech_only=config.leech_only),
-            tracker=dataclasses.replace(base.tracker, request_ice_servers=config.ice_from_tracker),
-        )
-        swarm: SwarmLike = Swarm(
-            config.tracker_url,
-            info_hash,
-            peer_id,
-            on_event=on_event,
-            hello=hello,
-            config=swarm_config,
-            token=config.tracker_token,
-            rng=random.Random(config.seed),
-        )
-        return swarm
-
-    return make
-
-
-def make_ids(playlist_url: str, rng: random.Random) -> tuple[str, str]:
-    """(info_hash, peer_id) as the network layer derives them. The peer_id is keyed: its secret
-    peer_key (from :mod:`secrets`, not ``rng``) proves it to the tracker after a reconnect or a
-    tracker restart (docs/signaling.md "peer_id ownership"); the tracker client finds the key."""
-    from ..net.peer_key import make_keyed_identity
-    from ..net.swarm import make_peer_id, swarm_id_for
-
-    make_peer_id(rng)  # draws as before, so a seeded agent's other choices stay as they were
-    return swarm_id_for(playlist_url), make_keyed_identity()[0]
 
 
 def exchange_config(config: AgentConfig, peer_id: str) -> ExchangeConfig:
@@ -158,7 +92,7 @@ class Agent:
         self.peer_id = peer_id or f"-PH0001-{self.rng.getrandbits(48):012x}"
         self.info_hash = info_hash or ""
         self._swarm_factory = swarm_factory or (
-            _default_swarm_factory(config) if config.tracker_url else None
+            default_swarm_factory(config) if config.tracker_url else None
         )
         self.swarm: SwarmLike | None = None
         self.cdn = CdnFetcher(config.cdn, rng=random.Random(self.rng.random()))
