@@ -38,6 +38,15 @@ export class TokenBucket {
     return granted;
   }
 
+  /** Change the rate (what accrued so far accrued at the old one). */
+  setRate(rateBytesPerS, now, burstBytes = 0) {
+    if (rateBytesPerS === this.rateBytesPerS) return;
+    this._refill(now);
+    this.rateBytesPerS = rateBytesPerS;
+    this.burstBytes = burstBytes || Math.max(16 * 1024, Math.trunc(rateBytesPerS / 4));
+    this._tokens = Math.min(this._tokens, this.burstBytes);
+  }
+
   /** When min(wanted, burst) bytes will be available. */
   readyAt(wanted, now) {
     if (this.rateBytesPerS === null) return now;
@@ -49,14 +58,66 @@ export class TokenBucket {
 
 const uploadKey = (link, requestId) => `${link}\n${requestId}`;
 
+/** Per-neighbour serving records for the fairness rules (docs/exchange.md, "Fairness"): times
+ * each segment was served, and bytes handed over the sliding window. */
+export class PeerLedger {
+  constructor(windowS) {
+    this.windowS = windowS;
+    this._peers = new Map(); // peer id -> {bySegment: Map key -> n, window: [[at, bytes]], windowBytes}
+  }
+
+  _peer(peerId) {
+    let rec = this._peers.get(peerId);
+    if (rec === undefined) {
+      rec = { bySegment: new Map(), window: [], windowBytes: 0 };
+      this._peers.set(peerId, rec);
+    }
+    return rec;
+  }
+
+  serves(peerId, key) {
+    return this._peers.get(peerId)?.bySegment.get(key) ?? 0;
+  }
+
+  countServe(peerId, key) {
+    const rec = this._peer(peerId);
+    rec.bySegment.set(key, (rec.bySegment.get(key) ?? 0) + 1);
+  }
+
+  addBytes(peerId, n, now) {
+    const rec = this._peer(peerId);
+    rec.window.push([now, n]);
+    rec.windowBytes += n;
+  }
+
+  /** Bytes handed to peerId in (now - windowS, now]. */
+  windowBytes(peerId, now) {
+    const rec = this._peers.get(peerId);
+    if (rec === undefined) return 0;
+    let drop = 0;
+    while (drop < rec.window.length && rec.window[drop][0] <= now - this.windowS) rec.windowBytes -= rec.window[drop++][1];
+    if (drop) rec.window.splice(0, drop);
+    return rec.windowBytes;
+  }
+
+  /** Forget serve counts of segments keep(key) rejects (gone from the timeline). */
+  keepSegments(keep) {
+    for (const [peerId, rec] of [...this._peers]) {
+      for (const key of [...rec.bySegment.keys()]) if (!keep(key)) rec.bySegment.delete(key);
+      if (!rec.bySegment.size && !rec.window.length) this._peers.delete(peerId);
+    }
+  }
+}
+
 export class UploadServer {
   /**
    * @param config the exchange's config
    * @param store the SegmentStore of verified segments (pinned while served)
    * @param inProgress (key) => {buf: GrowBuffer, total} of a download in progress, or null
    * @param emit (action) => void
+   * @param stream {bitrateBitsPerS: () => bits/s or null, neighbourCount: () => open neighbours}
    */
-  constructor(config, store, inProgress, emit) {
+  constructor(config, store, inProgress, emit, stream = { bitrateBitsPerS: () => null, neighbourCount: () => 0 }) {
     this.config = config;
     this.store = store;
     this.inProgress = inProgress;
@@ -68,6 +129,9 @@ export class UploadServer {
     this.bytesUploaded = 0;
     this.busySent = 0;
     this.relaysAborted = 0;
+    this.unfairRefusals = 0; // requests refused by the per-neighbour fairness rules
+    this.ledger = new PeerLedger(config.peer_window_s);
+    this.stream = stream;
   }
 
   // --- inputs ---------------------------------------------------------------------------------
@@ -78,7 +142,8 @@ export class UploadServer {
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: NEVER_RETRY_MS }));
       return;
     }
-    if (this.uploads.size >= cfg.max_uploads) {
+    if (this.uploads.size >= cfg.max_uploads || this._capBacklogged()) {
+      // every slot taken, or more than cap_backlog_s of the cap still to send
       this.busySent += 1;
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: cfg.busy_retry_after_ms }));
       return;
@@ -86,34 +151,29 @@ export class UploadServer {
     const key = segmentKey(segment);
     const stored = this.store.get(key);
     const data = stored !== null ? stored : this.relayCopies.get(key) ?? null;
+    const progress = data === null ? this.inProgress(key) : null;
+    const total = data !== null ? data.length : progress !== null ? progress.total : null;
+    if ((data === null && progress === null) || (total !== null && offset >= total)) {
+      this.emit(act("reject_absent", { link, request_id: requestId }));
+      return;
+    }
+    const retryMs = this._unfair(peerId, key, now);
+    if (retryMs !== null) {
+      this.unfairRefusals += 1;
+      this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: retryMs }));
+      return;
+    }
     const upload = { link, peerId, requestId, segment, key, offset, sentUntil: offset, totalBytes: null, pinned: false };
-    if (data !== null) {
-      if (offset >= data.length) {
-        this.emit(act("reject_absent", { link, request_id: requestId }));
-        return;
-      }
-      if (stored !== null) {
-        this.store.pin(key);
-        upload.pinned = true;
-      }
-      upload.totalBytes = data.length;
-      this.emit(act("respond", { link, request_id: requestId, total_bytes: data.length }));
-    } else {
-      const progress = this.inProgress(key);
-      if (progress === null) {
-        this.emit(act("reject_absent", { link, request_id: requestId }));
-        return;
-      }
-      if (progress.total !== null) {
-        if (offset >= progress.total) {
-          this.emit(act("reject_absent", { link, request_id: requestId }));
-          return;
-        }
-        upload.totalBytes = progress.total;
-        this.emit(act("respond", { link, request_id: requestId, total_bytes: progress.total }));
-      }
+    if (stored !== null) {
+      this.store.pin(key);
+      upload.pinned = true;
+    }
+    if (total !== null) {
+      upload.totalBytes = total;
+      this.emit(act("respond", { link, request_id: requestId, total_bytes: total }));
     }
     this.uploads.set(uploadKey(link, requestId), upload);
+    this.ledger.countServe(peerId, key);
     this._pump(upload, now);
   }
 
@@ -158,7 +218,48 @@ export class UploadServer {
     }
   }
 
+  forgetSegments(keep) {
+    this.ledger.keepSegments(keep);
+  }
+
+  /** Bytes one neighbour may draw over peer_window_s. */
+  peerBudgetBytes() {
+    const cfg = this.config;
+    const bitrate = this.stream.bitrateBitsPerS() || cfg.default_bitrate_bits_per_s;
+    return Math.trunc(((cfg.peer_window_copies * bitrate) / 8) * cfg.peer_window_s);
+  }
+
+  /** The upload cap now: the configured one, else upload_cap_copies copies of the stream per
+   * open neighbour once the timeline gave a bitrate, else none (null). */
+  capBytesPerS() {
+    const cfg = this.config;
+    if (cfg.upload_cap_bytes_per_s !== null) return cfg.upload_cap_bytes_per_s;
+    const bitrate = this.stream.bitrateBitsPerS();
+    if (!bitrate) return null;
+    return ((cfg.upload_cap_copies * bitrate) / 8) * Math.max(1, this.stream.neighbourCount());
+  }
+
   // --- internals ------------------------------------------------------------------------------
+
+  _capBacklogged() {
+    const cap = this.capBytesPerS();
+    if (cap === null) return false;
+    let owed = 0;
+    for (const u of this.uploads.values()) if (u.totalBytes !== null) owed += u.totalBytes - u.sentUntil;
+    return owed > cap * this.config.cap_backlog_s;
+  }
+
+  /** The BUSY hint (ms) if serving peerId now would break a fairness rule, else null. */
+  _unfair(peerId, key, now) {
+    const cfg = this.config;
+    let inFlight = 0;
+    for (const u of this.uploads.values()) if (u.peerId === peerId) inFlight += 1;
+    if (inFlight >= cfg.max_uploads_per_peer) return cfg.busy_retry_after_ms;
+    if (this.ledger.serves(peerId, key) >= cfg.max_serves_per_segment) return NEVER_RETRY_MS;
+    if (this.ledger.windowBytes(peerId, now) >= this.peerBudgetBytes()) return cfg.busy_retry_after_ms;
+    return null;
+  }
+
 
   _forSegment(key) {
     return [...this.uploads.values()].filter((u) => u.key === key);
@@ -197,9 +298,12 @@ export class UploadServer {
     if (!src.verified) limit -= this.config.relay_holdback_bytes; // the last frame waits for our hash
     const wanted = Math.min(src.length, limit) - upload.sentUntil;
     if (wanted > 0) {
-      if (this.bucket === null) {
-        const cfg = this.config;
-        this.bucket = new TokenBucket(cfg.upload_cap_bytes_per_s, now, cfg.upload_burst_bytes || 0);
+      const cfg = this.config;
+      const cap = this.capBytesPerS();
+      if (this.bucket === null || this.bucket.rateBytesPerS === null) {
+        this.bucket = new TokenBucket(cap, now, cfg.upload_burst_bytes || 0);
+      } else if (cap !== null) {
+        this.bucket.setRate(cap, now, cfg.upload_burst_bytes || 0);
       }
       const granted = this.bucket.take(wanted, now);
       if (granted > 0) {
@@ -208,6 +312,7 @@ export class UploadServer {
         this.emit(act("send_data", { link: upload.link, request_id: upload.requestId, offset: start, data }));
         upload.sentUntil += granted;
         this.bytesUploaded += granted;
+        this.ledger.addBytes(upload.peerId, granted, now);
       }
       if (granted < wanted) {
         const at = this.bucket.readyAt(wanted - granted, now);

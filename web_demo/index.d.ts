@@ -120,6 +120,20 @@ export interface ExchangeOptions {
   penalty_s?: number;
   /** Size guess for a segment of which nothing is known (bytes). Default 500000. */
   default_segment_bytes?: number;
+  /** One neighbour's requests served at once; one more is answered BUSY. Default 2. */
+  max_uploads_per_peer?: number;
+  /** Times one segment is served to one neighbour; one more is BUSY(0xFFFF). Default 2. */
+  max_serves_per_segment?: number;
+  /** Sliding window over which the bytes served to each neighbour count (s). Default 30. */
+  peer_window_s?: number;
+  /** Copies of the stream (bitrate x window) one neighbour may draw per window. Default 3. */
+  peer_window_copies?: number;
+  /** Bitrate assumed while the playlist gives none (bits/s). Default 5000000. */
+  default_bitrate_bits_per_s?: number;
+  /** Without upload_cap_bytes_per_s: copies of the stream per open neighbour. Default 1.5. */
+  upload_cap_copies?: number;
+  /** BUSY while uploads still owe more than this many seconds of the cap (s). Default 2. */
+  cap_backlog_s?: number;
 }
 
 /** Options of `new P2PEngine(options)`; every field optional, unknown fields throw. */

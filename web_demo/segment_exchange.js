@@ -40,6 +40,14 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   ban_after_failures: 2, // hash failures a peer contributes to before it is banned
   penalty_s: 10.0, // a contributor to a failed segment is not asked for this long
   default_segment_bytes: 500_000, // size guess when nothing is known
+  // fairness (docs/exchange.md, "Fairness")
+  max_uploads_per_peer: 2, // one neighbour's requests served at once; one more is answered BUSY
+  max_serves_per_segment: 2, // times one segment is served to one neighbour; one more: BUSY(0xFFFF)
+  peer_window_s: 30.0, // sliding window over which the bytes served to each neighbour count
+  peer_window_copies: 3.0, // copies of the stream (bitrate x window) a neighbour may draw in it
+  default_bitrate_bits_per_s: 5_000_000, // the bitrate assumed while the timeline gives none
+  upload_cap_copies: 1.5, // no explicit cap: this many copies of the stream per open neighbour
+  cap_backlog_s: 2.0, // BUSY while uploads still owe more than this many seconds of the cap
 });
 
 export function exchangeConfig(overrides = {}) {
@@ -55,6 +63,14 @@ export function exchangeConfig(overrides = {}) {
   if (!(c.relay_holdback_bytes >= 1)) throw new Error("relay_holdback_bytes must be >= 1");
   if (!(c.max_hash_retries >= 0)) throw new Error("max_hash_retries must be >= 0");
   if (!(c.store_max_bytes > 0)) throw new Error("store_max_bytes must be positive");
+  if (!(c.max_uploads_per_peer >= 1 && c.max_serves_per_segment >= 1)) {
+    throw new Error("max_uploads_per_peer and max_serves_per_segment must be >= 1");
+  }
+  if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
+  if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
+  if (!(c.default_bitrate_bits_per_s > 0 && c.upload_cap_copies > 0)) {
+    throw new Error("default_bitrate_bits_per_s and upload_cap_copies must be positive");
+  }
   return Object.freeze(c);
 }
 
@@ -66,7 +82,10 @@ export class SegmentExchange {
     this.store = new SegmentStore(config.store_max_bytes);
     this.penalties = new Penalties({ ban_after_failures: config.ban_after_failures, penalty_s: config.penalty_s });
     this._actions = [];
-    this.server = new UploadServer(config, this.store, (key) => this.inProgress(key), (a) => this._actions.push(a));
+    this.server = new UploadServer(config, this.store, (key) => this.inProgress(key), (a) => this._actions.push(a), {
+      bitrateBitsPerS: () => this._bandwidthBitsPerS,
+      neighbourCount: () => [...this.neighbours.values()].filter((nb) => nb.open).length,
+    });
     this._timeline = new Map(); // key -> {segment, start_s, duration_s, known_since, range_bytes}
     this._bandwidthBitsPerS = null;
     this.sha256 = false; // a manifest is in use: peer bytes with no listed hash are refetched
@@ -155,6 +174,7 @@ export class SegmentExchange {
         this.avoid.delete(key);
       }
     }
+    this.server.forgetSegments((key) => this._timeline.has(key));
   }
 
   /** The scheduler's size guess for a segment (docs/exchange.md §3). */

@@ -105,6 +105,12 @@ class SegmentExchange:
             return None
         return held.buf, held.total
 
+    def stream_bitrate_bits_per_s(self) -> float | None:
+        return self._bandwidth_bits_per_s
+
+    def neighbour_count(self) -> int:
+        return sum(1 for nb in self.neighbours.values() if nb.open)
+
     # -- the timeline -------------------------------------------------------------------------
 
     def timeline(self) -> list[SegmentEntry]:
@@ -131,6 +137,7 @@ class SegmentExchange:
             if segment not in self.transfers and gone:
                 self._drop_held(segment)
                 self.avoid.pop(segment, None)
+        self.server.forget_segments(lambda s: s in self._timeline)
 
     def size_estimate(self, segment: SegmentId) -> int:
         """The scheduler's size guess (:func:`.exchange_view.size_estimate`)."""

@@ -45,6 +45,23 @@ class ExchangeConfig:
     penalty_s: float = 10.0
     #: Size guess for a segment of which nothing is known.
     default_segment_bytes: int = 500_000
+    # -- fairness (docs/exchange.md, "Fairness") --
+    #: Requests of one neighbour served at once at most; one more is answered BUSY.
+    max_uploads_per_peer: int = 2
+    #: Times one segment is served to one neighbour at most; one more: BUSY(0xFFFF).
+    max_serves_per_segment: int = 2
+    #: Sliding window over which the bytes served to each neighbour are counted ...
+    peer_window_s: float = 30.0
+    #: ... and how many copies of the stream (bitrate x window) a neighbour may draw in it.
+    peer_window_copies: float = 3.0
+    #: The stream's bitrate assumed while the timeline gives none (bits/s).
+    default_bitrate_bits_per_s: float = 5_000_000.0
+    #: With no ``upload_cap_bytes_per_s``: the cap is this many copies of the stream per
+    #: neighbour (bitrate / 8 x neighbours, at least one).
+    upload_cap_copies: float = 1.5
+    #: A request is answered BUSY while uploads in progress still owe more than this many
+    #: seconds of the cap.
+    cap_backlog_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_uploads < 0:
@@ -57,6 +74,14 @@ class ExchangeConfig:
             raise ValueError("relay_holdback_bytes must be >= 1")
         if self.max_hash_retries < 0:
             raise ValueError("max_hash_retries must be >= 0")
+        if self.max_uploads_per_peer < 1 or self.max_serves_per_segment < 1:
+            raise ValueError("max_uploads_per_peer and max_serves_per_segment must be >= 1")
+        if self.peer_window_s <= 0 or self.peer_window_copies <= 0:
+            raise ValueError("peer_window_s and peer_window_copies must be positive")
+        if self.cap_backlog_s < 0:
+            raise ValueError("cap_backlog_s must be >= 0")
+        if self.default_bitrate_bits_per_s <= 0 or self.upload_cap_copies <= 0:
+            raise ValueError("default_bitrate_bits_per_s and upload_cap_copies must be positive")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .exchange_actions import (
     Respond,
     SendData,
 )
-from .exchange_uploads import TokenBucket, Upload, Uploads
+from .exchange_uploads import PeerLedger, TokenBucket, Upload, Uploads
 from .ids import SegmentId
 from .store import SegmentStore
 from .wire import AbortReason
@@ -36,6 +36,14 @@ class InProgress(Protocol):
 
     def in_progress(self, segment: SegmentId) -> tuple[bytearray, int | None] | None:
         """Bytes held so far and the size once known; ``None``: no download in progress."""
+        ...
+
+    def stream_bitrate_bits_per_s(self) -> float | None:
+        """The rendition's bitrate as the timeline gave it; ``None``: not known."""
+        ...
+
+    def neighbour_count(self) -> int:
+        """Open neighbours now (the default upload cap grows with them)."""
         ...
 
 
@@ -60,6 +68,9 @@ class UploadServer:
         self.bytes_uploaded = 0
         self.busy_sent = 0
         self.relays_aborted = 0
+        #: Requests refused by the per-neighbour fairness rules (docs/exchange.md, "Fairness").
+        self.unfair_refusals = 0
+        self.ledger = PeerLedger(config.peer_window_s)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -78,35 +89,32 @@ class UploadServer:
         if cfg.leech_only or banned:
             self.emit(RejectBusy(link, request_id, NEVER_RETRY_MS))
             return
-        if len(self.uploads) >= cfg.max_uploads:
+        if len(self.uploads) >= cfg.max_uploads or self._cap_backlogged():
+            # every slot taken, or more than cap_backlog_s of the cap still to send
             self.busy_sent += 1
             self.emit(RejectBusy(link, request_id, cfg.busy_retry_after_ms))
             return
         stored = self.store.get(segment)
         data = stored if stored is not None else self.relay_copies.get(segment)
+        progress = self.downloads.in_progress(segment) if data is None else None
+        total = len(data) if data is not None else progress[1] if progress is not None else None
+        if (data is None and progress is None) or (total is not None and offset >= total):
+            self.emit(RejectAbsent(link, request_id))
+            return
+        retry_ms = self._unfair(peer_id, segment, now)
+        if retry_ms is not None:
+            self.unfair_refusals += 1
+            self.emit(RejectBusy(link, request_id, retry_ms))
+            return
         upload = Upload(link, peer_id, request_id, segment, offset, offset)
-        if data is not None:
-            if offset >= len(data):
-                self.emit(RejectAbsent(link, request_id))
-                return
-            if stored is not None:
-                self.store.pin(segment)
-                upload.pinned = True
-            upload.total_bytes = len(data)
-            self.emit(Respond(link, request_id, len(data)))
-        else:
-            progress = self.downloads.in_progress(segment)
-            if progress is None:
-                self.emit(RejectAbsent(link, request_id))
-                return
-            total = progress[1]
-            if total is not None:
-                if offset >= total:
-                    self.emit(RejectAbsent(link, request_id))
-                    return
-                upload.total_bytes = total
-                self.emit(Respond(link, request_id, total))
+        if stored is not None:
+            self.store.pin(segment)
+            upload.pinned = True
+        if total is not None:
+            upload.total_bytes = total
+            self.emit(Respond(link, request_id, total))
         self.uploads.add(upload)
+        self.ledger.count_serve(peer_id, segment)
         self._pump(upload, now)
 
     def on_cancelled(self, link: str, request_id: int) -> None:
@@ -153,7 +161,45 @@ class UploadServer:
             self.relays_aborted += 1
             self.emit(AbortUpload(upload.link, upload.request_id, AbortReason.UPSTREAM_FAILED))
 
+    def forget_segments(self, keep: Callable[[SegmentId], bool]) -> None:
+        self.ledger.keep_segments(keep)
+
+    def peer_budget_bytes(self) -> int:
+        """Bytes one neighbour may draw over ``peer_window_s``."""
+        cfg = self.config
+        bitrate = self.downloads.stream_bitrate_bits_per_s() or cfg.default_bitrate_bits_per_s
+        return int(cfg.peer_window_copies * bitrate / 8 * cfg.peer_window_s)
+
+    def cap_bytes_per_s(self) -> float | None:
+        """The upload cap now: the configured one, else ``upload_cap_copies`` copies of the
+        stream per open neighbour once the timeline gave a bitrate, else none."""
+        cfg = self.config
+        if cfg.upload_cap_bytes_per_s is not None:
+            return cfg.upload_cap_bytes_per_s
+        bitrate = self.downloads.stream_bitrate_bits_per_s()
+        if bitrate is None:
+            return None
+        return cfg.upload_cap_copies * bitrate / 8 * max(1, self.downloads.neighbour_count())
+
     # -- internals -----------------------------------------------------------------------
+
+    def _cap_backlogged(self) -> bool:
+        cap = self.cap_bytes_per_s()
+        if cap is None:
+            return False
+        owed = sum(u.total_bytes - u.sent_until for u in self.uploads if u.total_bytes is not None)
+        return owed > cap * self.config.cap_backlog_s
+
+    def _unfair(self, peer_id: str, segment: SegmentId, now: float) -> int | None:
+        """The BUSY hint (ms) if serving ``peer_id`` now would break a fairness rule."""
+        cfg = self.config
+        if self.uploads.for_peer(peer_id) >= cfg.max_uploads_per_peer:
+            return cfg.busy_retry_after_ms
+        if self.ledger.serves(peer_id, segment) >= cfg.max_serves_per_segment:
+            return NEVER_RETRY_MS
+        if self.ledger.window_bytes(peer_id, now) >= self.peer_budget_bytes():
+            return cfg.busy_retry_after_ms
+        return None
 
     def _verified_copy(self, segment: SegmentId) -> bytes | None:
         data = self.store.get(segment)
@@ -187,11 +233,12 @@ class UploadServer:
             limit -= self.config.relay_holdback_bytes  # the last frame waits for our hash
         wanted = min(len(source), limit) - upload.sent_until
         if wanted > 0:
-            if self.bucket is None:
-                cfg = self.config
-                self.bucket = TokenBucket(
-                    cfg.upload_cap_bytes_per_s, now, cfg.upload_burst_bytes or 0
-                )
+            cfg = self.config
+            cap = self.cap_bytes_per_s()
+            if self.bucket is None or self.bucket.rate_bytes_per_s is None:
+                self.bucket = TokenBucket(cap, now, cfg.upload_burst_bytes or 0)
+            elif cap is not None:
+                self.bucket.set_rate(cap, now, cfg.upload_burst_bytes or 0)
             granted = self.bucket.take(wanted, now)
             if granted > 0:
                 start = upload.sent_until
@@ -199,6 +246,7 @@ class UploadServer:
                 self.emit(SendData(upload.link, upload.request_id, start, chunk))
                 upload.sent_until += granted
                 self.bytes_uploaded += granted
+                self.ledger.add_bytes(upload.peer_id, granted, now)
             if granted < wanted:
                 at = self.bucket.ready_at(wanted - granted, now)
                 self.pump_at = at if self.pump_at is None else min(self.pump_at, at)

@@ -7,7 +7,8 @@ actually leaves; the session's own flow control does the rest (docs/exchange.md,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .ids import SegmentId
@@ -44,6 +45,15 @@ class TokenBucket:
         granted = max(0, min(wanted, int(self._tokens)))
         self._tokens -= granted
         return granted
+
+    def set_rate(self, rate_bytes_per_s: float, now: float, burst_bytes: int = 0) -> None:
+        """Change the rate (what accrued so far accrued at the old one)."""
+        if rate_bytes_per_s == self.rate_bytes_per_s:
+            return
+        self._refill(now)
+        self.rate_bytes_per_s = rate_bytes_per_s
+        self.burst_bytes = burst_bytes or max(16 * 1024, int(rate_bytes_per_s / 4))
+        self._tokens = min(self._tokens, float(self.burst_bytes))
 
     def ready_at(self, wanted: int, now: float) -> float:
         """When ``min(wanted, burst)`` bytes will be available."""
@@ -97,3 +107,60 @@ class Uploads:
 
     def for_link(self, link: str) -> list[Upload]:
         return [u for u in self._by_key.values() if u.link == link]
+
+    def for_peer(self, peer_id: str) -> int:
+        return sum(1 for u in self._by_key.values() if u.peer_id == peer_id)
+
+
+@dataclass
+class PeerServed:
+    """What one neighbour was served: times per segment, and bytes over the sliding window."""
+
+    by_segment: dict[SegmentId, int]
+    #: ``(when, bytes)`` handed to its uploads, oldest first, within the window.
+    window: deque[tuple[float, int]]
+    window_bytes: int = 0
+
+
+class PeerLedger:
+    """Per-neighbour serving records for the fairness rules (docs/exchange.md, "Fairness")."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._peers: dict[str, PeerServed] = {}
+
+    def _peer(self, peer_id: str) -> PeerServed:
+        rec = self._peers.get(peer_id)
+        if rec is None:
+            rec = self._peers[peer_id] = PeerServed({}, deque())
+        return rec
+
+    def serves(self, peer_id: str, segment: SegmentId) -> int:
+        rec = self._peers.get(peer_id)
+        return rec.by_segment.get(segment, 0) if rec is not None else 0
+
+    def count_serve(self, peer_id: str, segment: SegmentId) -> None:
+        rec = self._peer(peer_id)
+        rec.by_segment[segment] = rec.by_segment.get(segment, 0) + 1
+
+    def add_bytes(self, peer_id: str, n: int, now: float) -> None:
+        rec = self._peer(peer_id)
+        rec.window.append((now, n))
+        rec.window_bytes += n
+
+    def window_bytes(self, peer_id: str, now: float) -> int:
+        """Bytes handed to ``peer_id`` in ``(now - window_s, now]``."""
+        rec = self._peers.get(peer_id)
+        if rec is None:
+            return 0
+        while rec.window and rec.window[0][0] <= now - self.window_s:
+            rec.window_bytes -= rec.window.popleft()[1]
+        return rec.window_bytes
+
+    def keep_segments(self, keep: Callable[[SegmentId], bool]) -> None:
+        """Forget serve counts of segments ``keep`` rejects (gone from the timeline)."""
+        for peer_id in list(self._peers):
+            rec = self._peers[peer_id]
+            rec.by_segment = {s: n for s, n in rec.by_segment.items() if keep(s)}
+            if not rec.by_segment and not rec.window:
+                del self._peers[peer_id]

@@ -310,6 +310,7 @@ def stats_json(ex: SegmentExchange) -> dict[str, Any]:
         "cdn_failures": ex.cdn_failures,
         "cdn_resumes": ex.cdn_resumes,
         "busy_sent": ex.server.busy_sent,
+        "unfair_refusals": ex.server.unfair_refusals,
         "relays_aborted": ex.server.relays_aborted,
         "uploads": len(ex.server.uploads),
         "verified": sorted(seg_json(s) for s in ex.verified),

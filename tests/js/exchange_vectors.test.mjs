@@ -213,6 +213,7 @@ function statsJson(ex) {
     cdn_failures: ex.cdnFailures,
     cdn_resumes: ex.cdnResumes,
     busy_sent: ex.server.busySent,
+    unfair_refusals: ex.server.unfairRefusals,
     relays_aborted: ex.server.relaysAborted,
     uploads: ex.server.uploads.size,
     verified: [...ex.verified.values()].sort(cmpSeg),
