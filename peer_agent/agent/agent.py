@@ -22,6 +22,7 @@ import random
 from typing import Any
 from urllib.parse import urljoin
 
+from ..core.events import HelloReceived
 from ..core.exchange import SegmentExchange
 from ..core.exchange_actions import (
     AnnounceFetching,
@@ -56,6 +57,8 @@ from .swarm_setup import default_swarm_factory, ice_servers_of, make_ids
 __all__ = ["Agent", "exchange_config", "ice_servers_of", "make_ids"]
 
 logger = logging.getLogger(__name__)
+
+MAX_LINK_PATHS = 256  # links whose path the summary lists
 
 
 def exchange_config(config: AgentConfig, peer_id: str) -> ExchangeConfig:
@@ -119,6 +122,8 @@ class Agent:
         self.inits_verified = 0
         self.init_hash_failures = 0
         self.decisions = 0
+        # Network path of each link when it opened: ICE candidate types and set-up time.
+        self.link_paths: list[dict[str, Any]] = []
         self.latency_samples: list[float] = []
         self.started_at = 0.0
         self.final_now: float | None = None
@@ -302,7 +307,7 @@ class Agent:
                     break
             if self._swarm_factory is not None:
                 self.swarm = self._swarm_factory(
-                    self.info_hash, self.peer_id, self.on_event, self._hello
+                    self.info_hash, self.peer_id, self._on_swarm_event, self._hello
                 )
                 self.swarm.set_position(start)
                 await self.swarm.start()
@@ -468,6 +473,20 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """Numbers for a live status line."""
         return report.status(self)
+
+    def _on_swarm_event(self, link: Any, event: Any) -> None:
+        """Record each link's network path when its session opens, then hand the event on."""
+        if isinstance(event, HelloReceived) and len(self.link_paths) < MAX_LINK_PATHS:
+            types = link.candidate_types() if hasattr(link, "candidate_types") else None
+            created_s = getattr(link, "created_at_s", None)
+            self.link_paths.append(
+                {
+                    "local": types[0] if types else None,
+                    "remote": types[1] if types else None,
+                    "setup_s": None if created_s is None else round(self.now() - created_s, 3),
+                }
+            )
+        self.on_event(link, event)
 
     def summary(self) -> dict[str, Any]:
         """The final summary (what ``p2p-agent --json`` prints)."""

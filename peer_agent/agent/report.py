@@ -99,6 +99,9 @@ def summary(agent: Reported) -> dict[str, Any]:
         "integrity": agent.manifest.mode,
         "peers_banned": sorted(ex.penalties.banned),
         "peers_seen": len(ex.peers_seen),
+        # Each link when it opened (at most 256): ICE candidate types of the nominated pair
+        # (host/srflx/prflx/relay) and seconds from its creation to the peer's HELLO.
+        "link_paths": list(agent.link_paths),
         "stall_count": player.stall_count if player else 0,
         "stall_s": round(player.stall_s(now), 3) if player else 0.0,
         "startup_s": None

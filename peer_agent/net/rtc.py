@@ -190,6 +190,7 @@ class PeerLink:
         self.closed = asyncio.Event()  # the connection is torn down
         self.max_buffered_bytes = 0  # highest bufferedAmount seen after a flush
         self._loop = asyncio.get_running_loop()
+        self.created_at_s = self._loop.time()  # for the set-up time (creation -> peer's HELLO)
         self._on_event = on_event
         self._hello = hello
         self._session: PeerSession | None = None

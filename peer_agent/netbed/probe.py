@@ -10,7 +10,8 @@
     to answer from ``--other`` (a port this socket never sent to); prints
     ``{"mapped": {PORT: "a:p"}, "other_reply": bool}``.
 ``python -m peer_agent.netbed.probe tcp-wait HOST PORT``
-    waits (bounded: 20 s) until a TCP connection to HOST:PORT succeeds (a server is up).
+    waits (bounded by --timeout-s, at most 300 s) until a TCP connection to HOST:PORT
+    succeeds (a server is up).
 ``python -m peer_agent.netbed.probe rtt HOST PORT --count N``
     sends N datagrams one after the other (0.5 s each to answer); prints
     ``{"sent": N, "replies": K, "min_rtt_s": x, "max_rtt_s": y}``.
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "echo":
         return _echo(args.host, args.ports, args.timeout_s)
     if args.mode == "tcp-wait":
-        return _tcp_wait(args.host, args.ports[0], min(args.timeout_s, 20.0))
+        return _tcp_wait(args.host, args.ports[0], min(args.timeout_s, 300.0))
     if args.mode == "rtt":
         return _rtt(args.host, args.ports[0], args.count)
     return _map(args.host, args.ports, args.other)

@@ -105,6 +105,11 @@ async def test_four_agents_share_a_live_stream(media: MediaSet) -> None:
         assert r["hash_failures"] == 0 and r["unverifiable"] == 0
         assert r["segments_verified"] >= r["segments_played"] >= 6
         assert r["peers_seen"] >= 1
+        # loopback, no ICE servers: every link opened on a host <-> host pair
+        assert r["link_paths"], r
+        for path in r["link_paths"]:
+            assert (path["local"], path["remote"]) == ("host", "host"), path
+            assert path["setup_s"] is not None and path["setup_s"] >= 0
     # The election (lowest hash of peer_id + segment) makes one agent fetch most new segments
     # from the CDN; which one depends on the peer_ids, which are keyed and fresh every run
     # (docs/signaling.md "peer_id ownership"). Every other agent gets more from peers.
