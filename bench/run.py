@@ -16,7 +16,13 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-SUITES = ["bench.sim_bench", "bench.link_bench", "bench.signaling_bench", "bench.loadtest_bench"]
+SUITES = [
+    "bench.sim_bench",
+    "bench.link_bench",
+    "bench.signaling_bench",
+    "bench.loadtest_bench",
+    "bench.netbed_bench",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,6 +129,15 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         default=Path("loadtest-out"),
         help="results.json and plots go here (default: %(default)s)",
     )
+    p.add_argument(
+        "--network-profile",
+        type=Path,
+        metavar="FILE",
+        help="run on the network test bed (root; docs/netbed.md): a TOML [network] table "
+        "(nat_mix, rtt_ms, jitter_ms, loss, uplink_kbit, downlink_kbit, per_kind_kbit); agents, "
+        "duration, segment length, join spread and latency come from the scenario; prints the "
+        "bed report (baseline and P2P, link paths, set-up times, TURN bytes)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -275,6 +284,31 @@ def _check_plotting() -> str | None:
     return None
 
 
+def _bed_run(path: Path, scenario: Scenario, as_json: bool) -> int:
+    from ..netbed.bed import BedError
+    from ..netbed.loadrun import BedLoadTest, RunPlan, load_profile
+
+    try:
+        profile = load_profile(str(path))
+        plan = RunPlan(
+            agents=scenario.peers,
+            duration_s=scenario.duration_s,
+            join_over_s=scenario.join_over_s,
+            segment_s=scenario.segment_s,
+            latency_segments=scenario.latency_segments,
+        )
+    except (ValueError, OSError) as exc:
+        error(PROG, str(exc))
+        return EXIT_USAGE
+    try:
+        report = BedLoadTest(profile, plan).run()
+    except BedError as exc:
+        error(PROG, str(exc))
+        return EXIT_FAILED
+    print(json.dumps(report, sort_keys=True, indent=None if as_json else 1))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -300,6 +334,8 @@ def _main(argv: Sequence[str] | None) -> int:
         scenario, config = configs_from_args(args)
     except (ValueError, OSError) as exc:
         parser.error(SCENARIO_FLAGS.explain(exc).replace("peers must", "agents (peers) must"))
+    if args.network_profile is not None:
+        return _bed_run(args.network_profile, scenario, args.json)
     if not args.no_plots and (why := _check_plotting()) is not None:
         error(PROG, why)
         return EXIT_FAILED

@@ -263,6 +263,34 @@ class BedLoadTest:
         return report
 
 
+PROFILE_KEYS = {
+    "nat_mix",
+    "rtt_ms",
+    "jitter_ms",
+    "loss",
+    "uplink_kbit",
+    "downlink_kbit",
+    "per_kind_kbit",
+}
+
+
+def load_profile(path: str) -> NetworkProfile:
+    """A :class:`NetworkProfile` from the ``[network]`` table of a TOML file (ValueError with
+    the reason for unknown keys or bad values)."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        table = tomllib.load(f).get("network")
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: no [network] table")
+    unknown = set(table) - PROFILE_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown [network] keys {sorted(unknown)}")
+    if "per_kind_kbit" in table:
+        table["per_kind_kbit"] = {k: tuple(v) for k, v in table["per_kind_kbit"].items()}
+    return NetworkProfile(**table)
+
+
 def _mix(text: str) -> dict[str, float]:
     out = {}
     for part in text.split(","):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 
-from peer_agent.netbed.loadrun import NetworkProfile, path_type, summarise
+from peer_agent.loadtest.cli import main as loadtest_main
+from peer_agent.netbed.loadrun import NetworkProfile, load_profile, path_type, summarise
 
 
 def test_nat_mix_is_split_by_largest_remainder() -> None:
@@ -66,3 +68,28 @@ def test_summary_of_agent_records() -> None:
     assert out["offload"] == 0.75
     assert out["stall_count"] == 2
     assert out["links"]["relay"]["count"] == 1 and out["links"]["srflx"]["setup_s_p50"] == 0.4
+
+
+def test_profile_file(tmp_path: Path) -> None:
+    good = tmp_path / "net.toml"
+    good.write_text(
+        "[network]\nnat_mix = { cone = 1.0 }\nrtt_ms = 200.0\nloss = 0.03\n"
+        "per_kind_kbit = { cone = [1000, 8000] }\n"
+    )
+    profile = load_profile(str(good))
+    assert profile.rtt_ms == 200 and profile.per_kind_kbit == {"cone": (1000, 8000)}
+    assert profile.spec("cone").up.rate_kbit == 1000
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nrtt = 5\n")
+    with pytest.raises(ValueError, match="unknown"):
+        load_profile(str(bad))
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[scenario]\npeers = 2\n")
+    with pytest.raises(ValueError, match="no \\[network\\]"):
+        load_profile(str(empty))
+
+
+def test_loadtest_cli_refuses_a_bad_profile(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nloss = 2.0\n")
+    assert loadtest_main(["--network-profile", str(bad), "--no-plots"]) == 2
