@@ -31,6 +31,7 @@ class Reported(Protocol):
     latency_samples: list[float]
     inits_verified: int
     decisions: int
+    link_paths: list[dict[str, Any]]
 
     @property
     def running(self) -> bool: ...
