@@ -823,6 +823,9 @@ export class P2PEngine {
       uploadEnabled: this.uploadEnabled,
       swarmSize: this.swarm?.tracker.swarmSize || 0,
       storeBytes: ex.store.usedBytes,
+      storeSegments: ex.store.size,
+      // entries of the exchange's per-segment records (docs/exchange.md §3 "Bounds")
+      segmentRecords: { sizes: ex.sizes.size, verified: ex.verified.size, hashRetries: ex.hashRetries.size, avoid: ex.avoid.size, held: ex.held.size },
       history: this.history.slice(),
       deliveries: this.deliveries.slice(),
       actions: { ...this.actionCounts },

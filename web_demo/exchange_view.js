@@ -13,6 +13,7 @@ import { MAX_FETCHING_ENTRIES, MAX_HELLO_HAVE_SEGMENTS, MAX_SEGMENT_BYTES } from
 /** The scheduler's input (scheduler.js decide). */
 export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize = 0, rate = 1.0 } = {}) {
   const segments = [];
+  const recent = { mean: undefined }; // the mean of the last 20 known sizes, once per view
   for (const entry of ex.timeline()) {
     const key = segmentKey(entry.segment);
     if (entry.start_s + entry.duration_s <= playheadS) continue;
@@ -21,7 +22,7 @@ export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize =
       segment: entry.segment,
       start_s: entry.start_s,
       duration_s: entry.duration_s,
-      size_bytes: ex.sizeEstimate(key),
+      size_bytes: ex.sizeEstimate(key, recent),
       known_since: entry.known_since,
       partial_bytes: ex.held.get(key)?.buf.length || 0,
       avoid: ex.avoid.get(key) || new Set(),
@@ -75,15 +76,30 @@ export function helloState(ex) {
 }
 
 /** The size guess (docs/exchange.md §3): the known size; the byte range's length; the mean of
- * the last 20 known sizes; bandwidth x duration / 8; default_segment_bytes. */
-export function sizeEstimate(ex, key, entry, bandwidthBitsPerS) {
+ * the last 20 known sizes; bandwidth x duration / 8; default_segment_bytes. `recent` caches
+ * that mean for one view, so a view with many unknown sizes walks the table once. */
+export function sizeEstimate(ex, key, entry, bandwidthBitsPerS, recent = { mean: undefined }) {
   const known = ex.sizes.get(key);
   if (known !== undefined) return known;
   if (entry !== undefined && entry.range_bytes !== null) return entry.range_bytes;
   if (ex.sizes.size) {
-    const recent = [...ex.sizes.values()].slice(-20);
-    return Math.trunc(recent.reduce((a, b) => a + b, 0) / recent.length);
+    if (recent.mean === undefined) recent.mean = recentMeanSize(ex.sizes);
+    return recent.mean;
   }
   if (bandwidthBitsPerS && entry !== undefined) return Math.max(1, Math.trunc((bandwidthBitsPerS * entry.duration_s) / 8));
   return ex.config.default_segment_bytes;
+}
+
+/** The mean of the last 20 sizes of the table (insertion order), without copying it. */
+function recentMeanSize(sizes) {
+  const skip = sizes.size - 20;
+  let i = 0;
+  let sum = 0;
+  let n = 0;
+  for (const v of sizes.values()) {
+    if (i++ < skip) continue;
+    sum += v;
+    n += 1;
+  }
+  return Math.trunc(sum / n);
 }

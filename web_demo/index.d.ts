@@ -134,6 +134,8 @@ export interface ExchangeOptions {
   upload_cap_copies?: number;
   /** BUSY while uploads still owe more than this many seconds of the cap (s). Default 2. */
   cap_backlog_s?: number;
+  /** Margin behind the playhead whose segments' records are kept (docs/exchange.md §3 "Bounds") (s). Default 30. */
+  retain_behind_s?: number;
 }
 
 /** Options of `new P2PEngine(options)`; every field optional, unknown fields throw. */
@@ -300,6 +302,10 @@ export interface P2PEngineStats {
   /** Peers in the swarm, as the tracker last said. */
   swarmSize: number;
   storeBytes: number;
+  /** Segments in the store (bounded by docs/exchange.md §3 "Bounds"). */
+  storeSegments: number;
+  /** Entries of the exchange's per-segment records (bounded the same way). */
+  segmentRecords: { sizes: number; verified: number; hashRetries: number; avoid: number; held: number };
   history: HistorySample[];
   deliveries: Delivery[];
   /** How often the scheduler asked for each "action:reason" (e.g. "fetch_cdn:elected"). */

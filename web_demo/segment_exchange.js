@@ -48,6 +48,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   default_bitrate_bits_per_s: 5_000_000, // the bitrate assumed while the timeline gives none
   upload_cap_copies: 1.5, // no explicit cap: this many copies of the stream per open neighbour
   cap_backlog_s: 2.0, // BUSY while uploads still owe more than this many seconds of the cap
+  retain_behind_s: 30.0, // margin behind the playhead whose records forgetBefore keeps (§3 Bounds)
 });
 
 export function exchangeConfig(overrides = {}) {
@@ -71,6 +72,7 @@ export function exchangeConfig(overrides = {}) {
   if (!(c.default_bitrate_bits_per_s > 0 && c.upload_cap_copies > 0)) {
     throw new Error("default_bitrate_bits_per_s and upload_cap_copies must be positive");
   }
+  if (!(c.retain_behind_s >= 0)) throw new Error("retain_behind_s must be >= 0");
   return Object.freeze(c);
 }
 
@@ -106,6 +108,11 @@ export class SegmentExchange {
     this.unverifiable = 0;
     this.cdnFailures = 0;
     this.cdnResumes = 0;
+    // Cumulative: segments verified / given up, and verified records dropped as no longer
+    // retained (the maps above only hold the retained ones).
+    this.verifiedCount = 0;
+    this.givenUpCount = 0;
+    this.verifiedForgotten = 0;
   }
 
   // --- outputs --------------------------------------------------------------------------------
@@ -164,7 +171,8 @@ export class SegmentExchange {
   }
 
   /** Drop partial segments (and their avoid lists) wholly behind the playhead or gone from the
-   * timeline and not being downloaded; relays of them are aborted. */
+   * timeline and not being downloaded; relays of them are aborted. Then every record of a
+   * segment no longer retained (docs/exchange.md §3, "Bounds") goes. */
   forgetBefore(playheadS) {
     for (const key of [...this.held.keys()]) {
       const entry = this._timeline.get(key);
@@ -175,11 +183,60 @@ export class SegmentExchange {
       }
     }
     this.server.forgetSegments((key) => this._timeline.has(key));
+    this._prune(playheadS);
+  }
+
+  /** Whether a segment's records are kept at `playheadS` (docs/exchange.md §3, "Bounds"); null:
+   * no timeline yet, everything is. */
+  _retained(playheadS) {
+    if (!this._timeline.size) return null;
+    const floorS = playheadS - this.config.retain_behind_s;
+    const listed = new Set();
+    let lowest = Infinity;
+    let highest = -Infinity;
+    for (const [key, e] of this._timeline) {
+      highest = Math.max(highest, e.segment[1]);
+      if (e.start_s + e.duration_s >= floorS) {
+        listed.add(key);
+        lowest = Math.min(lowest, e.segment[1]);
+      }
+    }
+    if (!listed.size) lowest = highest + 1;
+    return (key) => {
+      if (this.transfers.has(key)) return true;
+      if (this._timeline.has(key)) return listed.has(key);
+      return Number(key.split("/")[1]) >= lowest;
+    };
+  }
+
+  /** Drop every record of the segments no longer retained (the store's unpinned copies are
+   * announced LOST). */
+  _prune(playheadS) {
+    const retained = this._retained(playheadS);
+    if (retained === null) return;
+    const lost = [];
+    for (const key of this.store.keys()) {
+      if (retained(key) || this.store.isPinned(key)) continue;
+      this.store.discard(key);
+      lost.push(key.split("/").map(Number));
+    }
+    if (lost.length && !this.config.leech_only) this._actions.push(act("announce_lost", { segments: lost }));
+    for (const table of [this.sizes, this.hashRetries, this.avoid, this.givenUp]) {
+      for (const key of [...table.keys()]) if (!retained(key)) table.delete(key);
+    }
+    for (const key of [...this.verified.keys()]) {
+      if (retained(key)) continue;
+      this.verified.delete(key);
+      this.verifiedForgotten += 1;
+    }
+    for (const nb of this.neighbours.values()) {
+      for (const set of [nb.have, nb.fetching]) for (const key of [...set]) if (!retained(key)) set.delete(key);
+    }
   }
 
   /** The scheduler's size guess for a segment (docs/exchange.md §3). */
-  sizeEstimate(key) {
-    return sizeEstimate(this, key, this._timeline.get(key), this._bandwidthBitsPerS);
+  sizeEstimate(key, recent = undefined) {
+    return sizeEstimate(this, key, this._timeline.get(key), this._bandwidthBitsPerS, recent);
   }
 
   // --- the scheduler --------------------------------------------------------------------------
@@ -384,12 +441,14 @@ export class SegmentExchange {
     } else {
       // even the CDN's bytes do not match: never play it
       this.givenUp.set(key, segment);
+      this.givenUpCount += 1;
       this._actions.push(act("give_up", { segment }));
     }
   }
 
   _accept(key, segment, data, now) {
     this.verified.set(key, segment);
+    this.verifiedCount += 1;
     this.avoid.delete(key);
     this.sizes.set(key, data.length);
     this._actions.push(act("deliver", { segment, data }));

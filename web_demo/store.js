@@ -45,6 +45,23 @@ export class SegmentStore {
     return this._evict();
   }
 
+  /** Drop `key` (pinned or not); whether it was held. */
+  discard(key) {
+    const item = this._items.get(key);
+    if (item === undefined) return false;
+    this._items.delete(key);
+    this.usedBytes -= item.data.length;
+    return true;
+  }
+
+  keys() {
+    return [...this._items.keys()];
+  }
+
+  isPinned(key) {
+    return this._pins.has(key);
+  }
+
   /** Protect `key` from eviction until a matching unpin. */
   pin(key) {
     this._pins.set(key, (this._pins.get(key) || 0) + 1);

@@ -70,7 +70,8 @@ def summary(agent: Reported) -> dict[str, Any]:
     if player is not None and agent.timeline is not None:
         head = player.playhead_s
         timeline = agent.timeline
-        played = sum(
+        # Verified records the exchange forgot were long behind the playhead.
+        played = ex.verified_forgotten + sum(
             1
             for s in ex.verified
             if (i := timeline.get(s.sequence)) is not None and i.start_s < head - 1e-6
@@ -90,10 +91,10 @@ def summary(agent: Reported) -> dict[str, Any]:
         "bytes_uploaded": agent.bytes_uploaded,
         "offload_ratio": round(agent.bytes_p2p / total, 4) if total else 0.0,
         "segments_played": played,
-        "segments_verified": len(ex.verified),
+        "segments_verified": ex.verified_count,
         "init_sections_verified": agent.inits_verified,
         "hash_failures": agent.hash_failures,
-        "segments_given_up": len(ex.given_up),
+        "segments_given_up": ex.given_up_count,
         "unverifiable": ex.unverifiable,
         # Relays ended with ABORT(UPSTREAM_FAILED): our copy failed or was given up.
         "relays_aborted": ex.server.relays_aborted,

@@ -14,7 +14,7 @@ docs/vectors/exchange/ are their contract.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from . import events as ev
 from .errors import CloseCode
@@ -77,6 +77,11 @@ class SegmentExchange:
         self.unverifiable = 0
         self.cdn_failures = 0
         self.cdn_resumes = 0
+        #: Cumulative: segments verified / given up, and verified records dropped as no
+        #: longer retained (the sets above only hold the retained ones).
+        self.verified_count = 0
+        self.given_up_count = 0
+        self.verified_forgotten = 0
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -130,7 +135,8 @@ class SegmentExchange:
 
     def forget_before(self, playhead_s: float) -> None:
         """Drop partial segments (and their avoid lists) wholly behind the playhead or gone
-        from the timeline and not being downloaded; relays of them are aborted."""
+        from the timeline and not being downloaded; relays of them are aborted. Then every
+        record of a segment no longer retained (docs/exchange.md, "Bounds") goes."""
         for segment in list(self.held):
             entry = self._timeline.get(segment)
             gone = entry is None or entry.start_s + entry.duration_s < playhead_s
@@ -138,6 +144,52 @@ class SegmentExchange:
                 self._drop_held(segment)
                 self.avoid.pop(segment, None)
         self.server.forget_segments(lambda s: s in self._timeline)
+        self._prune(playhead_s)
+
+    def _retained(self, playhead_s: float) -> Callable[[SegmentId], bool] | None:
+        """docs/exchange.md, "Bounds": whether a segment's records are kept at ``playhead_s``
+        (``None``: no timeline yet, everything is)."""
+        if not self._timeline:
+            return None
+        floor_s = playhead_s - self.config.retain_behind_s
+        listed = {s for s, e in self._timeline.items() if e.start_s + e.duration_s >= floor_s}
+        lowest = min(
+            (s.sequence for s in listed),
+            default=max(s.sequence for s in self._timeline) + 1,
+        )
+
+        def retained(segment: SegmentId) -> bool:
+            if segment in self.transfers:
+                return True
+            if segment in self._timeline:
+                return segment in listed
+            return segment.sequence >= lowest
+
+        return retained
+
+    def _prune(self, playhead_s: float) -> None:
+        """Drop every record of the segments no longer retained (the store's unpinned copies
+        announced LOST)."""
+        retained = self._retained(playhead_s)
+        if retained is None:
+            return
+        lost = []
+        for segment in list(self.store):
+            if not retained(segment) and not self.store.is_pinned(segment):
+                self.store.discard(segment)
+                lost.append(segment)
+        if lost and not self.config.leech_only:
+            self._actions.append(AnnounceLost(tuple(lost)))
+        for table in (self.sizes, self.hash_retries, self.avoid):
+            for segment in [s for s in table if not retained(s)]:
+                del table[segment]
+        gone = [s for s in self.verified if not retained(s)]
+        self.verified_forgotten += len(gone)
+        self.verified.difference_update(gone)
+        self.given_up.difference_update([s for s in self.given_up if not retained(s)])
+        for nb in self.neighbours.values():
+            nb.have.difference_update([s for s in nb.have if not retained(s)])
+            nb.fetching.difference_update([s for s in nb.fetching if not retained(s)])
 
     def size_estimate(self, segment: SegmentId) -> int:
         """The scheduler's size guess (:func:`.exchange_view.size_estimate`)."""
@@ -325,10 +377,12 @@ class SegmentExchange:
             self.start_cdn(segment, 0, now)
         else:  # even the CDN's bytes do not match: never play it
             self.given_up.add(segment)
+            self.given_up_count += 1
             self._actions.append(GiveUp(segment))
 
     def _accept(self, segment: SegmentId, data: bytes, now: float) -> None:
         self.verified.add(segment)
+        self.verified_count += 1
         self.avoid.pop(segment, None)
         self.sizes[segment] = len(data)
         self._actions.append(Deliver(segment, data))

@@ -62,6 +62,10 @@ class ExchangeConfig:
     #: A request is answered BUSY while uploads in progress still owe more than this many
     #: seconds of the cap.
     cap_backlog_s: float = 2.0
+    #: The margin behind the playhead kept for peers further back: ``forget_before`` drops
+    #: every record (store, verified, sizes, hash retries, ...) of a segment ending earlier
+    #: (docs/exchange.md, "Bounds").
+    retain_behind_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_uploads < 0:
@@ -70,6 +74,8 @@ class ExchangeConfig:
             raise ValueError("upload_cap_bytes_per_s must be positive (None: no cap)")
         if not 0 <= self.busy_retry_after_ms <= 0xFFFF:
             raise ValueError("busy_retry_after_ms must be a u16")
+        if not self.retain_behind_s >= 0:
+            raise ValueError("retain_behind_s must be >= 0")
         if self.relay_holdback_bytes < 1:
             raise ValueError("relay_holdback_bytes must be >= 1")
         if self.max_hash_retries < 0:

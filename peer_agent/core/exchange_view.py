@@ -9,6 +9,7 @@ verified counts as a CDN fetch: nothing is to be done about it).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,8 @@ def size_estimate(
         return known
     if entry is not None and entry.range_bytes is not None:
         return entry.range_bytes
-    if ex.sizes:
-        return int(statistics.fmean(list(ex.sizes.values())[-20:]))
+    if ex.sizes:  # the newest 20 only: never a copy of the whole table
+        return int(statistics.fmean(itertools.islice(reversed(ex.sizes.values()), 20)))
     if bandwidth_bits_per_s and entry is not None:
         return max(1, int(bandwidth_bits_per_s * entry.duration_s / 8))
     return ex.config.default_segment_bytes

@@ -53,6 +53,9 @@ class SegmentStore:
         self.used_bytes -= len(data)
         return True
 
+    def is_pinned(self, segment: SegmentId) -> bool:
+        return segment in self._pins
+
     def pin(self, segment: SegmentId) -> None:
         """Protect ``segment`` from eviction until a matching :meth:`unpin`."""
         self._pins[segment] = self._pins.get(segment, 0) + 1

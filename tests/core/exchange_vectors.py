@@ -315,6 +315,8 @@ def stats_json(ex: SegmentExchange) -> dict[str, Any]:
         "uploads": len(ex.server.uploads),
         "verified": sorted(seg_json(s) for s in ex.verified),
         "given_up": sorted(seg_json(s) for s in ex.given_up),
+        "sized": sorted(seg_json(s) for s in ex.sizes),
+        "retried": sorted(seg_json(s) for s in ex.hash_retries),
         "stored": [seg_json(s) for s in ex.store],
         "banned": sorted(ex.penalties.banned),
     }

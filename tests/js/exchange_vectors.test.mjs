@@ -218,6 +218,8 @@ function statsJson(ex) {
     uploads: ex.server.uploads.size,
     verified: [...ex.verified.values()].sort(cmpSeg),
     given_up: [...ex.givenUp.values()].sort(cmpSeg),
+    sized: [...ex.sizes.keys()].map((k) => k.split("/").map(Number)).sort(cmpSeg),
+    retried: [...ex.hashRetries.keys()].map((k) => k.split("/").map(Number)).sort(cmpSeg),
     stored: ex.store.segments(),
     banned: [...ex.penalties.banned].sort(),
   };
