@@ -517,7 +517,11 @@ class Simulation:
     def _segment_views(self, viewer: _Viewer, first: int) -> list[SegmentView]:
         sc = self.sc
         known = viewer.known
-        stale = [seq for seq in known if seq < first]
+        stale = []
+        for seq in known:  # ascending: listed in order, pruned from the front
+            if seq >= first:
+                break
+            stale.append(seq)
         for seq in stale:
             del known[seq]
             viewer.segment_views.pop(seq, None)
@@ -760,13 +764,22 @@ class Simulation:
                     # "Relaying"), so nobody completes a segment its sender has not verified.
                     upstream = src.transfers.get(f.segment)
                     if upstream is not None:
-                        available = min(upstream.offset + upstream.received, total - holdback)
+                        available = upstream.offset + upstream.received
+                        if total - holdback < available:
+                            available = total - holdback
                     else:
                         available = 0.0
             # Data flows for the part of the tick after its first byte could arrive.
-            step_s = min(dt, now - f.data_from) if f.last_data_at is None else dt
+            step_s = dt
+            if f.last_data_at is None:
+                step_s = now - f.data_from
+                if dt <= step_s:
+                    step_s = dt
             reached = f.offset + f.received
-            step = min(rate * step_s, available - reached)
+            step = rate * step_s
+            room = available - reached
+            if room < step:
+                step = room
             if step <= 0:
                 continue
             f.received += step
