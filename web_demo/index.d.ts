@@ -136,6 +136,26 @@ export interface ExchangeOptions {
   cap_backlog_s?: number;
   /** Margin behind the playhead whose segments' records are kept (docs/exchange.md §3 "Bounds") (s). Default 30. */
   retain_behind_s?: number;
+  /** Penalty points of an ABSENT for a segment the peer announced. Default 1. */
+  points_absent_after_have?: number;
+  /** Penalty points of a request that timed out (a stall). Default 2. */
+  points_stall?: number;
+  /** Penalty points of a session we closed for a protocol error or a limit. Default 4. */
+  points_protocol_error?: number;
+  /** Penalty points of a session we closed for a state violation (unknown request id). Default 4. */
+  points_unknown_request?: number;
+  /** Penalty points of a hash failure the peer contributed to. Default 3. */
+  points_hash_failure?: number;
+  /** Points lost per second. Default 0.02. */
+  decay_points_per_s?: number;
+  /** Points at which a peer is disconnected and refused. Default 4. */
+  refuse_points?: number;
+  /** First refusal's length (s), doubled at each further one. Default 30. */
+  refuse_s?: number;
+  /** Longest refusal (s). Default 3600. */
+  max_refuse_s?: number;
+  /** Points at which a peer id and its identity keys are banned. Default 6. */
+  ban_points?: number;
 }
 
 /** Options of `new P2PEngine(options)`; every field optional, unknown fields throw. */

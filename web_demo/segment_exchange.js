@@ -20,6 +20,7 @@ import { SegmentStore, ThroughputEstimator } from "./store.js";
 import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
 import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
+import { Offence, Outcome, Reputation, peerSubject, reputationRules } from "./exchange_reputation.js";
 import { buildView, helloState, sizeEstimate } from "./exchange_view.js";
 
 export { Verdict };
@@ -49,7 +50,29 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   upload_cap_copies: 1.5, // no explicit cap: this many copies of the stream per open neighbour
   cap_backlog_s: 2.0, // BUSY while uploads still owe more than this many seconds of the cap
   retain_behind_s: 30.0, // margin behind the playhead whose records forgetBefore keeps (§3 Bounds)
+  // reputation (docs/exchange.md, "Reputation"): penalty points per offence
+  points_absent_after_have: 1.0, // an ABSENT for a segment the peer announced (HAVE)
+  points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
+  points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
+  points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
+  points_hash_failure: 3.0, // a hash failure the peer contributed to
+  decay_points_per_s: 0.02, // points lost per second (never below 0)
+  refuse_points: 4.0, // disconnect and refuse for refuse_s, doubled at each further refusal
+  refuse_s: 30.0,
+  max_refuse_s: 3600.0,
+  ban_points: 6.0, // the peer id and its identity keys are banned
 });
+
+/** Peers whose identity keys are remembered at most (oldest HELLO first out). */
+export const MAX_PEER_KEYS = 1024;
+
+/** Our own closes that count as an offence of the remote (docs/exchange.md §8b). */
+const CLOSE_OFFENCES = new Map([
+  [CloseCode.PROTOCOL_ERROR, Offence.PROTOCOL_ERROR],
+  [CloseCode.LIMIT_EXCEEDED, Offence.PROTOCOL_ERROR],
+  [CloseCode.STATE_VIOLATION, Offence.UNKNOWN_REQUEST],
+  [CloseCode.TIMEOUT, Offence.STALL],
+]);
 
 export function exchangeConfig(overrides = {}) {
   for (const key of Object.keys(overrides)) {
@@ -69,6 +92,10 @@ export function exchangeConfig(overrides = {}) {
   }
   if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
+  const points = [c.points_absent_after_have, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
+  if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
+  if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
+  if (!(c.refuse_s >= 0 && c.refuse_s <= c.max_refuse_s)) throw new Error("need 0 <= refuse_s <= max_refuse_s");
   if (!(c.default_bitrate_bits_per_s > 0 && c.upload_cap_copies > 0)) {
     throw new Error("default_bitrate_bits_per_s and upload_cap_copies must be positive");
   }
@@ -84,6 +111,9 @@ export class SegmentExchange {
     this.store = new SegmentStore(config.store_max_bytes);
     this.penalties = new Penalties({ ban_after_failures: config.ban_after_failures, penalty_s: config.penalty_s });
     this._actions = [];
+    this.reputation = new Reputation(reputationRules(config));
+    this.linkKeys = new Map(); // link -> identity keys the caller gave (setLinkKeys)
+    this.peerKeys = new Map(); // peer id -> the keys of its newest HELLO's link (at most MAX_PEER_KEYS)
     this.server = new UploadServer(config, this.store, (key) => this.inProgress(key), (a) => this._actions.push(a), {
       bitrateBitsPerS: () => this._bandwidthBitsPerS,
       neighbourCount: () => [...this.neighbours.values()].filter((nb) => nb.open).length,
@@ -422,7 +452,12 @@ export class SegmentExchange {
     if (verdict === Verdict.MISMATCH) {
       this.hashFailures += 1;
       for (const pid of peers) {
-        if (this.penalties.record(pid, now)) this._ban(pid);
+        const banned = this.penalties.record(pid, now);
+        if (this.reputation.recordFailure(this.subjects(pid), this.config.ban_after_failures, now) || banned) {
+          this._ban(pid, "repeated integrity failures");
+        } else {
+          this.offence(pid, null, Offence.HASH_FAILURE, now);
+        }
         this._addAvoid(key, pid);
       }
       this._discardAndRefetch(key, now);
@@ -463,13 +498,46 @@ export class SegmentExchange {
     this.server.pumpSegment(key, now);
   }
 
-  _ban(peerId) {
+  _ban(peerId, reason, keys = []) {
+    this.penalties.banned.add(peerId);
+    this.reputation.ban([...this.subjects(peerId), ...keys]);
+    this._disconnect(peerId, null, reason);
+  }
+
+  /** Close every link of peerId (and `link`) with BANNED. */
+  _disconnect(peerId, link, reason) {
     const nb = this.neighbours.get(peerId);
-    if (nb === undefined) return;
-    nb.open = false;
-    for (const link of nb.links) {
-      this._actions.push(act("close_link", { link, code: CloseCode.BANNED, reason: "repeated integrity failures" }));
-    }
+    const links = nb !== undefined ? [...nb.links] : [];
+    if (nb !== undefined) nb.open = false;
+    if (link !== null && !links.includes(link)) links.push(link);
+    for (const name of links) this._actions.push(act("close_link", { link: name, code: CloseCode.BANNED, reason }));
+  }
+
+  // --- reputation (docs/exchange.md §8b) --------------------------------------------------------
+
+  /** What identifies the remote of `link` beyond its peer id (the caller's strings, e.g. its
+   * transport address and certificate fingerprint): offences count on them too, and a ban or
+   * refusal of one refuses every peer id that comes with it. */
+  setLinkKeys(link, keys) {
+    this.linkKeys.set(link, [...keys]);
+  }
+
+  subjects(peerId, link = null) {
+    const keys = link !== null ? this.linkKeys.get(link) ?? [] : [];
+    return [peerSubject(peerId), ...keys, ...(this.peerKeys.get(peerId) ?? [])];
+  }
+
+  /** Banned (hash failures or points), or refused for now (points). */
+  refused(peerId, link, now) {
+    if (this.penalties.isBanned(peerId)) return true;
+    return this.reputation.refusedUntil(this.subjects(peerId, link)) > now;
+  }
+
+  /** peerId (on open `link`, if known; `keys`: a closed link's identity keys) misbehaved. */
+  offence(peerId, link, offence, now, keys = []) {
+    const outcome = this.reputation.record([...this.subjects(peerId, link), ...keys], offence, now);
+    if (outcome === Outcome.BAN) this._ban(peerId, "penalty points", keys);
+    else if (outcome === Outcome.REFUSE) this._disconnect(peerId, link, "refused for misbehaviour");
   }
 
   // --- peer session events --------------------------------------------------------------------
@@ -478,7 +546,7 @@ export class SegmentExchange {
   onPeerEvent(link, peerId, e, now) {
     switch (e.type) {
       case "HelloReceived":
-        return this._onHello(link, peerId, e);
+        return this._onHello(link, peerId, e, now);
       case "PeerHave":
       case "PeerLost":
       case "PeerFetching":
@@ -501,20 +569,26 @@ export class SegmentExchange {
       case "RequestFailed":
         return this._onFailed(link, e, now);
       case "SegmentRequested":
-        return this.server.onRequest(link, peerId, e.request_id, arr(e.segment), e.offset, now, this.penalties.isBanned(peerId));
+        return this.server.onRequest(link, peerId, e.request_id, arr(e.segment), e.offset, now, this.refused(peerId, link, now));
       case "RequestCancelled":
         return this.server.onCancelled(link, e.request_id);
       case "SessionClosed":
-        return this._onClosed(link, peerId);
+        return this._onClosed(link, peerId, e, now);
       default:
         return undefined;
     }
   }
 
-  _onHello(link, peerId, e) {
-    if (this.penalties.isBanned(peerId)) {
+  _onHello(link, peerId, e, now) {
+    if (this.refused(peerId, link, now)) {
       this._actions.push(act("close_link", { link, code: CloseCode.BANNED, reason: "banned" }));
       return;
+    }
+    const keys = this.linkKeys.get(link);
+    if (keys !== undefined && keys.length) {
+      this.peerKeys.delete(peerId);
+      this.peerKeys.set(peerId, keys);
+      while (this.peerKeys.size > MAX_PEER_KEYS) this.peerKeys.delete(this.peerKeys.keys().next().value);
     }
     let nb = this.neighbours.get(peerId);
     if (nb === undefined) {
@@ -597,8 +671,13 @@ export class SegmentExchange {
     } else {
       this._addAvoid(t.key, pid);
       if (e.reason === "absent" && nb !== undefined) {
+        const announced = nb.have.has(t.key);
         nb.have.delete(t.key);
         nb.fetching.delete(t.key);
+        // it said HAVE, then ABSENT: a lie (or a LOST it never sent)
+        if (announced) this.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now);
+      } else if (e.reason === "timeout") {
+        this.offence(pid, link, Offence.STALL, now);
       }
     }
     // The peer gave up our request. If it relayed cut-through and its copy failed
@@ -607,7 +686,7 @@ export class SegmentExchange {
     if (e.reason === "aborted") this._truncateHeld(t.key, t.offset);
   }
 
-  _onClosed(link, peerId) {
+  _onClosed(link, peerId, e, now) {
     this.server.onLinkClosed(link);
     const nb = this.neighbours.get(peerId);
     if (nb !== undefined) {
@@ -620,6 +699,10 @@ export class SegmentExchange {
         this._addAvoid(t.key, peerId);
       }
     }
+    const offence = e.by_remote ? undefined : CLOSE_OFFENCES.get(e.code);
+    // its other links (if any) close on a refusal
+    if (offence !== undefined) this.offence(peerId, null, offence, now, this.linkKeys.get(link) ?? []);
+    this.linkKeys.delete(link);
   }
 
   // --- held bytes -----------------------------------------------------------------------------

@@ -34,6 +34,14 @@ from .exchange_actions import (
     SegmentEntry,
     Verify,
 )
+from .exchange_reputation import (
+    CLOSE_OFFENCES,
+    Offence,
+    Outcome,
+    Reputation,
+    peer_subject,
+    reputation_rules,
+)
 from .exchange_serve import UploadServer
 from .exchange_state import Held, IntegrityConfig, Neighbour, Penalties, Transfer, Verdict
 from .exchange_view import MAX_EXPECTED_BYTES, build_view, hello_state, size_estimate
@@ -46,6 +54,9 @@ from .store import SegmentStore
 from .throughput import ThroughputEstimator
 from .wire import FetchingEntry
 
+#: Peers whose identity keys are remembered at most (oldest HELLO first out).
+MAX_PEER_KEYS = 1024
+
 
 class SegmentExchange:
     def __init__(self, config: ExchangeConfig | None = None) -> None:
@@ -54,6 +65,11 @@ class SegmentExchange:
         self.penalties = Penalties(IntegrityConfig(cfg.ban_after_failures, cfg.penalty_s))
         self._actions: deque[Action] = deque()
         self.server = UploadServer(cfg, self.store, self, self._actions.append)
+        self.reputation = Reputation(reputation_rules(cfg))
+        #: Identity keys the caller gave for each link (``set_link_keys``) and, once a HELLO
+        #: named the peer, for each peer id (the newest link's; at most MAX_PEER_KEYS peers).
+        self.link_keys: dict[str, tuple[str, ...]] = {}
+        self.peer_keys: dict[str, tuple[str, ...]] = {}
         self._timeline: dict[SegmentId, SegmentEntry] = {}
         self._bandwidth_bits_per_s: float | None = None
         #: A manifest is in use: peer bytes with no listed hash are refetched, not trusted.
@@ -115,6 +131,42 @@ class SegmentExchange:
 
     def neighbour_count(self) -> int:
         return sum(1 for nb in self.neighbours.values() if nb.open)
+
+    # -- reputation ---------------------------------------------------------------------------
+
+    def set_link_keys(self, link: str, keys: Sequence[str]) -> None:
+        """What identifies the remote of ``link`` beyond its peer id (the caller's strings, e.g.
+        its transport address and certificate fingerprint): offences count on them too, and
+        a ban or refusal of one refuses every peer id that comes with it."""
+        self.link_keys[link] = tuple(keys)
+
+    def subjects(self, peer_id: str, link: str | None = None) -> tuple[str, ...]:
+        keys = self.link_keys.get(link, ()) if link is not None else ()
+        return (peer_subject(peer_id), *keys, *self.peer_keys.get(peer_id, ()))
+
+    def refused(self, peer_id: str, link: str | None, now: float) -> bool:
+        """Banned (hash failures or points), or refused for now (points)."""
+        if self.penalties.is_banned(peer_id):
+            return True
+        return self.reputation.refused_until(self.subjects(peer_id, link)) > now
+
+    def offence(
+        self,
+        peer_id: str,
+        link: str | None,
+        offence: Offence,
+        now: float,
+        *,
+        keys: Sequence[str] = (),
+    ) -> None:
+        """``peer_id`` (on open ``link``, if known; ``keys``: a closed link's identity keys)
+        misbehaved: points, and a refusal or ban."""
+        subjects = (*self.subjects(peer_id, link), *keys)
+        outcome = self.reputation.record(subjects, offence, now)
+        if outcome is Outcome.BAN:
+            self._ban(peer_id, "penalty points", keys)
+        elif outcome is Outcome.REFUSE:
+            self._disconnect(peer_id, link, "refused for misbehaviour")
 
     # -- the timeline -------------------------------------------------------------------------
 
@@ -362,8 +414,12 @@ class SegmentExchange:
         if verdict is Verdict.MISMATCH:
             self.hash_failures += 1
             for pid in peers:
-                if self.penalties.record(pid, now):
-                    self._ban(pid)
+                banned = self.penalties.record(pid, now)
+                ban_after = self.config.ban_after_failures
+                if self.reputation.record_failure(self.subjects(pid), ban_after, now) or banned:
+                    self._ban(pid, "repeated integrity failures")
+                else:
+                    self.offence(pid, None, Offence.HASH_FAILURE, now)
                 self._add_avoid(segment, pid)
             self._discard_and_refetch(segment, now)
             return
@@ -397,20 +453,28 @@ class SegmentExchange:
                 self._actions.append(AnnounceLost(lost))
         self.server.pump_segment(segment, now)
 
-    def _ban(self, peer_id: str) -> None:
+    def _ban(self, peer_id: str, reason: str, keys: Sequence[str] = ()) -> None:
+        self.penalties.banned.add(peer_id)
+        self.reputation.ban((*self.subjects(peer_id), *keys))
+        self._disconnect(peer_id, None, reason)
+
+    def _disconnect(self, peer_id: str, link: str | None, reason: str) -> None:
+        """Close every link of ``peer_id`` (and ``link``) with BANNED."""
         nb = self.neighbours.get(peer_id)
-        if nb is None:
-            return
-        nb.open = False
-        for link in nb.links:
-            self._actions.append(CloseLink(link, CloseCode.BANNED, "repeated integrity failures"))
+        links = list(nb.links) if nb is not None else []
+        if nb is not None:
+            nb.open = False
+        if link is not None and link not in links:
+            links.append(link)
+        for name in links:
+            self._actions.append(CloseLink(name, CloseCode.BANNED, reason))
 
     # -- peer session events ------------------------------------------------------------------
 
     def on_peer_event(self, link: str, peer_id: str, event: ev.Event, now: float) -> None:
         """An event of the session on ``link`` (the caller's name for it) with ``peer_id``."""
         if isinstance(event, ev.HelloReceived):
-            self._on_hello(link, peer_id, event)
+            self._on_hello(link, peer_id, event, now)
         elif isinstance(event, ev.PeerHave | ev.PeerLost | ev.PeerFetching):
             self._on_availability(peer_id, event)
         elif isinstance(event, ev.ResponseStarted):
@@ -434,18 +498,24 @@ class SegmentExchange:
                 event.segment,
                 event.offset,
                 now,
-                banned=self.penalties.is_banned(peer_id),
+                banned=self.refused(peer_id, link, now),
             )
         elif isinstance(event, ev.RequestCancelled):
             self.server.on_cancelled(link, event.request_id)
         elif isinstance(event, ev.SessionClosed):
-            self._on_closed(link, peer_id)
+            self._on_closed(link, peer_id, event, now)
 
-    def _on_hello(self, link: str, peer_id: str, event: ev.HelloReceived) -> None:
+    def _on_hello(self, link: str, peer_id: str, event: ev.HelloReceived, now: float) -> None:
         self.peers_seen.add(peer_id)
-        if self.penalties.is_banned(peer_id):
+        if self.refused(peer_id, link, now):
             self._actions.append(CloseLink(link, CloseCode.BANNED, "banned"))
             return
+        keys = self.link_keys.get(link)
+        if keys:
+            self.peer_keys.pop(peer_id, None)
+            self.peer_keys[peer_id] = keys
+            while len(self.peer_keys) > MAX_PEER_KEYS:
+                del self.peer_keys[next(iter(self.peer_keys))]
         nb = self.neighbours.setdefault(peer_id, Neighbour(peer_id))
         nb.open = True
         nb.have = set(event.have)
@@ -518,15 +588,20 @@ class SegmentExchange:
         else:
             self._add_avoid(transfer.segment, pid)
             if event.reason == "absent" and nb is not None:
+                announced = transfer.segment in nb.have
                 nb.have.discard(transfer.segment)
                 nb.fetching.discard(transfer.segment)
+                if announced:  # it said HAVE, then ABSENT: a lie (or a LOST it never sent)
+                    self.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now)
+            elif event.reason == "timeout":
+                self.offence(pid, link, Offence.STALL, now)
         if event.reason == "aborted":
             # The peer gave up our request. If it relayed cut-through and its copy failed
             # (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are
             # dropped, so an honest relay of a bad upstream is never blamed for them.
             self._truncate_held(transfer.segment, transfer.offset)
 
-    def _on_closed(self, link: str, peer_id: str) -> None:
+    def _on_closed(self, link: str, peer_id: str, event: ev.SessionClosed, now: float) -> None:
         self.server.on_link_closed(link)
         nb = self.neighbours.get(peer_id)
         if nb is not None:
@@ -538,6 +613,10 @@ class SegmentExchange:
             if transfer.link == link and not transfer.verifying:
                 del self.transfers[transfer.segment]
                 self._add_avoid(transfer.segment, peer_id)
+        offence = None if event.by_remote else CLOSE_OFFENCES.get(event.code)
+        if offence is not None:  # its other links (if any) close on a refusal
+            self.offence(peer_id, None, offence, now, keys=self.link_keys.get(link, ()))
+        self.link_keys.pop(link, None)
 
     # -- held bytes ---------------------------------------------------------------------------
 

@@ -66,6 +66,25 @@ class ExchangeConfig:
     #: every record (store, verified, sizes, hash retries, ...) of a segment ending earlier
     #: (docs/exchange.md, "Bounds").
     retain_behind_s: float = 30.0
+    # -- reputation (docs/exchange.md, "Reputation") --
+    #: Penalty points of each offence: an ABSENT for a segment the peer announced (HAVE), a
+    #: request that timed out (a stalled transfer), a session we closed for a protocol error or
+    #: a limit, one we closed for a state violation (data for an unknown request id, ...), and a
+    #: hash failure the peer contributed to.
+    points_absent_after_have: float = 1.0
+    points_stall: float = 2.0
+    points_protocol_error: float = 4.0
+    points_unknown_request: float = 4.0
+    points_hash_failure: float = 3.0
+    #: Points fall by this much per second (never below 0).
+    decay_points_per_s: float = 0.02
+    #: At this many points the peer is disconnected and refused for ``refuse_s``, doubled at
+    #: each further refusal, at most ``max_refuse_s``.
+    refuse_points: float = 4.0
+    refuse_s: float = 30.0
+    max_refuse_s: float = 3600.0
+    #: At this many points the peer id and every identity key of it are banned.
+    ban_points: float = 6.0
 
     def __post_init__(self) -> None:
         if self.max_uploads < 0:
@@ -84,6 +103,20 @@ class ExchangeConfig:
             raise ValueError("max_uploads_per_peer and max_serves_per_segment must be >= 1")
         if self.peer_window_s <= 0 or self.peer_window_copies <= 0:
             raise ValueError("peer_window_s and peer_window_copies must be positive")
+        points = (
+            self.points_absent_after_have,
+            self.points_stall,
+            self.points_protocol_error,
+            self.points_unknown_request,
+            self.points_hash_failure,
+            self.decay_points_per_s,
+        )
+        if min(points) < 0:
+            raise ValueError("penalty points and decay_points_per_s must be >= 0")
+        if not 0 < self.refuse_points <= self.ban_points:
+            raise ValueError("need 0 < refuse_points <= ban_points")
+        if not 0 <= self.refuse_s <= self.max_refuse_s:
+            raise ValueError("need 0 <= refuse_s <= max_refuse_s")
         if self.cap_backlog_s < 0:
             raise ValueError("cap_backlog_s must be >= 0")
         if self.default_bitrate_bits_per_s <= 0 or self.upload_cap_copies <= 0:

@@ -192,6 +192,8 @@ def apply_step(ex: SegmentExchange, step: dict[str, Any], blobs: dict[str, bytes
         ex.handle_timer(now)
     elif kind == "forget":
         ex.forget_before(step["playhead_s"])
+    elif kind == "identity":
+        ex.set_link_keys(step["link"], step["keys"])
     elif kind == "view":
         pass  # checked by the runner
     else:
@@ -319,6 +321,8 @@ def stats_json(ex: SegmentExchange) -> dict[str, Any]:
         "retried": sorted(seg_json(s) for s in ex.hash_retries),
         "stored": [seg_json(s) for s in ex.store],
         "banned": sorted(ex.penalties.banned),
+        "banned_subjects": sorted(ex.reputation.banned),
+        "refusals": ex.reputation.refusals,
     }
 
 

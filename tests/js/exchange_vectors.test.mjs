@@ -183,6 +183,9 @@ function applyStep(ex, step, blobs) {
     case "forget":
       ex.forgetBefore(step.playhead_s);
       return;
+    case "identity":
+      ex.setLinkKeys(step.link, step.keys);
+      return;
     case "view":
       return; // checked by the runner
     default:
@@ -222,6 +225,8 @@ function statsJson(ex) {
     retried: [...ex.hashRetries.keys()].map((k) => k.split("/").map(Number)).sort(cmpSeg),
     stored: ex.store.segments(),
     banned: [...ex.penalties.banned].sort(),
+    banned_subjects: [...ex.reputation.banned].sort(),
+    refusals: ex.reputation.refusals,
   };
 }
 
