@@ -63,6 +63,9 @@ export function checkEngineOptions(o) {
   }
   if (typeof o.p2p !== "boolean") fail("p2p", "a boolean");
   if (typeof o.upload !== "boolean") fail("upload", "a boolean");
+  if (o.backBufferS !== null && !(typeof o.backBufferS === "number" && o.backBufferS >= 0)) {
+    fail("backBufferS", "seconds >= 0 (null: hls.js's default, unbounded)");
+  }
 }
 
 export function stripQuery(url) {

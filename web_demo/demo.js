@@ -60,7 +60,8 @@ function play(config, stream) {
   }
   const p2p = new P2PEngine({ ...(config.engine || {}), tracker: config.tracker, token: config.token, Hls, p2p: supported });
   window.p2p = p2p;
-  hls = new Hls({ ...(config.hls || {}), ...p2p.hlsConfig() });
+  // hlsConfig() bounds the back buffer (backBufferLength 30): hls.js's default keeps all played media in memory.
+  hls = new Hls(p2p.hlsConfig(config.hls || {}));
   window.hls = hls;
   newest = null;
   eventLog.length = 0;

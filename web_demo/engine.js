@@ -59,6 +59,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   manifestUrl: null, // (playlistUrl, rendition) => manifest URL (or one URL); wins over hashService
   p2p: true, // start with P2P on (setP2PEnabled changes it at runtime)
   upload: true, // serve other peers (setUploadEnabled changes it at runtime)
+  backBufferS: 30, // hlsConfig()'s backBufferLength: hls.js otherwise keeps every played second in memory; null: hls.js's default (Infinity)
   auditDeliveries: false, // hash every fragment handed to hls.js again (stats().deliveries)
   random: Math.random, // randomness (peer choice, ids, jitter)
   Hls: null, // the hls.js class (default: globalThis.Hls)
@@ -206,8 +207,10 @@ export class P2PEngine {
 
   // --- hls.js integration ---------------------------------------------------------------------
 
-  /** hls.js config: our fragment loader (playlists keep the default loader), and a hook that
-   * hands the Hls instance to the engine. Spread it into `new Hls({...})`. */
+  /** hls.js config: our fragment loader (playlists keep the default loader), a hook that hands
+   * the Hls instance to the engine, and a bounded back buffer (options.backBufferS; hls.js's
+   * default keeps all played media in the SourceBuffers, so a page's memory grows with the
+   * session). Spread it into `new Hls({...})`; `extra` wins over all of it. */
   hlsConfig(extra = {}) {
     const Hls = this.options.Hls || globalThis.Hls;
     if (!Hls) throw new Error("P2PEngine: hls.js not found (pass options.Hls)");
@@ -219,9 +222,11 @@ export class P2PEngine {
         engine.attach(hls);
       }
     }
+    const backBuffer = this.options.backBufferS === null ? {} : { backBufferLength: this.options.backBufferS };
     return {
       fLoader: makeFragmentLoader(this, Hls.DefaultConfig.loader),
       abrController: P2PAbrController,
+      ...backBuffer,
       ...extra,
     };
   }

@@ -231,6 +231,8 @@ export interface P2PEngineOptions {
   p2p?: boolean;
   /** Serve segments to other peers (see `setUploadEnabled`). Default true. */
   upload?: boolean;
+  /** hlsConfig()'s `backBufferLength` (s): hls.js otherwise keeps every played second in memory. null: hls.js's default (unbounded). Default 30. */
+  backBufferS?: number | null;
   /** Hash every fragment handed to hls.js again (`stats().deliveries`; tests). Default false. */
   auditDeliveries?: boolean;
   /** Randomness (peer choice, ids, jitter). Default Math.random. */

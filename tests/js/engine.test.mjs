@@ -135,6 +135,21 @@ test("hlsConfig hands hls.js our loader and the hook that attaches the engine", 
   engine.destroy();
 });
 
+test("hlsConfig bounds hls.js's back buffer (30 s by default; null leaves hls.js's unbounded default)", () => {
+  const engine = new P2PEngine({ Hls: FakeHls });
+  assert.equal(engine.hlsConfig().backBufferLength, 30);
+  assert.equal(engine.hlsConfig({ backBufferLength: 90 }).backBufferLength, 90);
+  engine.destroy();
+  const other = new P2PEngine({ Hls: FakeHls, backBufferS: 12 });
+  assert.equal(other.hlsConfig().backBufferLength, 12);
+  other.destroy();
+  const unbounded = new P2PEngine({ Hls: FakeHls, backBufferS: null });
+  assert.ok(!("backBufferLength" in unbounded.hlsConfig()));
+  unbounded.destroy();
+  assert.throws(() => new P2PEngine({ Hls: FakeHls, backBufferS: -1 }), /option backBufferS: seconds >= 0/);
+  assert.throws(() => new P2PEngine({ Hls: FakeHls, backBufferS: "30" }), /option backBufferS/);
+});
+
 class FakeLink {
   constructor() {
     this.calls = [];
