@@ -102,6 +102,45 @@ def ice_host_addresses(addresses: Iterable[str] | None) -> Iterator[None]:
         _HOST_ADDRESSES.reset(token)
 
 
+# --- aioice: direct paths before the relay ----------------------------------------------------
+
+_RELAY_CHECK_DELAY_S = 0.0
+_relay_hook_installed = False
+
+
+def _is_relay_pair(pair: Any) -> bool:
+    return "relay" in (pair.local_candidate.type, pair.remote_candidate.type)
+
+
+def set_relay_check_delay(delay_s: float) -> None:
+    """Start connectivity checks of pairs that involve a TURN relay candidate ``delay_s`` late.
+
+    aioice nominates aggressively: the controlling agent sends USE-CANDIDATE with every check
+    and the first check to succeed becomes the connection's path, whatever its priority. With a
+    TURN server configured, a relay pair often answers first and two peers that could talk
+    directly end up paying for the relay (measured on the network bed, docs/netbed.md). Delaying
+    the relay checks lets a direct pair win when one works; a pair that needs the relay connects
+    ``delay_s`` later. Process-wide (aioice's ``Connection.check_start`` is wrapped once)."""
+    global _RELAY_CHECK_DELAY_S, _relay_hook_installed
+    _RELAY_CHECK_DELAY_S = max(0.0, delay_s)
+    if _relay_hook_installed:
+        return
+    original = aioice.ice.Connection.check_start
+
+    async def check_start(self: Any, pair: Any) -> None:
+        if _RELAY_CHECK_DELAY_S > 0 and _is_relay_pair(pair):
+            # In progress while it waits, so the pacing timer moves on to the other pairs.
+            self.check_state(pair, aioice.ice.CandidatePair.State.IN_PROGRESS)
+            await asyncio.sleep(_RELAY_CHECK_DELAY_S)
+            if pair.component in self._nominated:  # a direct pair won meanwhile
+                self.check_state(pair, aioice.ice.CandidatePair.State.FAILED)
+                return
+        await original(self, pair)
+
+    aioice.ice.Connection.check_start = check_start  # type: ignore[method-assign]
+    _relay_hook_installed = True
+
+
 def raise_udp_receive_buffer(size_bytes: int) -> None:
     """Make aioice ask for at least ``size_bytes`` of UDP receive buffer on new sockets."""
     if size_bytes > aioice.turn.UDP_SOCKET_BUFFER_SIZE:
@@ -150,6 +189,9 @@ class LinkConfig:
     close_timeout_s: float = 2.0
     # Requested UDP receive buffer of aioice sockets (capped by net.core.rmem_max).
     udp_receive_buffer_bytes: int = 4 * MIB
+    # Connectivity checks of pairs with a TURN relay candidate start this late, so a direct
+    # pair wins when one works (aioice nominates the first pair that answers; process-wide).
+    relay_check_delay_s: float = 1.0
     session: SessionConfig = field(default_factory=SessionConfig)
 
     def __post_init__(self) -> None:
@@ -157,6 +199,8 @@ class LinkConfig:
             raise ValueError("low_water_bytes must be >= 0")
         if self.high_water_bytes - self.low_water_bytes < wire.MAX_MESSAGE_BYTES:
             raise ValueError("high_water_bytes must exceed low_water_bytes by >= 64 KiB")
+        if self.relay_check_delay_s < 0:
+            raise ValueError("relay_check_delay_s must be >= 0")
         if self.offer_ttl_s <= 0 or self.close_timeout_s < 0:
             raise ValueError("offer_ttl_s must be > 0 and close_timeout_s >= 0")
 
@@ -205,6 +249,7 @@ class PeerLink:
         self._channel_closed = asyncio.Event()
         self.channel: RTCDataChannel | None = None
         raise_udp_receive_buffer(self.config.udp_receive_buffer_bytes)
+        set_relay_check_delay(self.config.relay_check_delay_s)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.config.ice_servers)))
         self.pc.on("connectionstatechange", self._guard(self._on_connection_state))
         self.pc.on("datachannel", self._guard(self._on_datachannel))
