@@ -14,7 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ..core.events import DataReceived, ResponseStarted, SegmentRequested, SessionClosed
+from ..core.events import (
+    DataReceived,
+    HelloReceived,
+    ResponseStarted,
+    SegmentRequested,
+    SessionClosed,
+)
 from ..core.exchange import SegmentExchange
 from ..core.exchange_actions import (
     Action,
@@ -86,6 +92,10 @@ class ExchangeGlue:
         """One peer session event (the swarm's ``on_event(link, event)``)."""
         try:
             name = self.links.name(link)
+            if isinstance(event, HelloReceived):
+                keys = getattr(link, "identity_keys", None)
+                if keys is not None:  # address and certificate: bans outlive the peer id
+                    self.exchange.set_link_keys(name, keys())
             self.exchange.on_peer_event(name, peer_id_of(link), event, self._now())
             if isinstance(event, SessionClosed):
                 self.links.closed(link, event)

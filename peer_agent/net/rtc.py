@@ -166,6 +166,29 @@ def selected_candidate_types(pc: RTCPeerConnection) -> tuple[str, str] | None:
     return (str(pair.local_candidate.type), str(pair.remote_candidate.type))
 
 
+def remote_identity_keys(pc: RTCPeerConnection) -> tuple[str, ...]:
+    """What identifies the remote of ``pc`` beyond its peer id, for bans that stick
+    (docs/exchange.md, "Reputation"): ``addr:<IP>`` of the remote candidate of the pair aioice
+    nominated (no port: ports are free), and ``cert:<algorithm> <fingerprint>`` of each DTLS
+    certificate fingerprint its description announced (aiortc's DTLS handshake fails unless the
+    certificate matches them). Empty before ICE nominated a pair / before a remote description.
+    """
+    keys: list[str] = []
+    sctp = pc.sctp
+    connection = getattr(sctp.transport.transport, "_connection", None) if sctp else None
+    nominated = getattr(connection, "_nominated", None)
+    if nominated:
+        pair = nominated.get(1) or next(iter(nominated.values()))
+        keys.append(f"addr:{pair.remote_addr[0]}")
+    remote = pc.remoteDescription
+    if remote is not None:
+        for line in remote.sdp.splitlines():
+            if line.startswith("a=fingerprint:"):
+                algorithm, _, value = line[len("a=fingerprint:") :].strip().partition(" ")
+                keys.append(f"cert:{algorithm.lower()} {value.strip().upper()}")
+    return tuple(dict.fromkeys(keys))
+
+
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -280,6 +303,11 @@ class PeerLink:
         """(local, remote) ICE candidate types of the selected pair (``host``, ``srflx``,
         ``prflx``, ``relay``), or None before ICE has nominated a pair."""
         return selected_candidate_types(self.pc)
+
+    def identity_keys(self) -> tuple[str, ...]:
+        """The remote's transport address and certificate fingerprints
+        (:func:`remote_identity_keys`)."""
+        return remote_identity_keys(self.pc)
 
     def __repr__(self) -> str:
         state = self._session.state.value if self._session is not None else "signalling"
