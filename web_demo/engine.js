@@ -68,6 +68,9 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
 const nowS = () => performance.now() / 1000;
 /** Playlist entries this far behind the playhead are forgotten. */
 const FORGET_BEHIND_S = 60.0;
+/** The CDN throughput estimate floors what hls.js ABR is told while its last sample is this
+ * recent (loader.js abrDurationMs). */
+const ABR_CDN_FRESH_S = 60.0;
 const arrSegs = (segments) => segments.map(wireSeg);
 
 export class P2PEngine {
@@ -113,6 +116,7 @@ export class P2PEngine {
     this._linkNames = new WeakMap(); // PeerLink -> name
     this._nextLink = 1;
     this.cdnFetches = new Map(); // fetch id -> {abort: AbortController, key}
+    this._cdnSampledAt = null; // when the exchange last got a CDN throughput sample
     this.timing = new Map(); // key -> {startedAt, firstAt, doneAt, source} of the transfer that made it
     this.waiters = new Map(); // key -> [{resolve, reject}]
     this._ingest = new Map(); // key -> bytes hls.js's own loader fetched, fed to the exchange
@@ -397,6 +401,13 @@ export class P2PEngine {
     return { promise, release };
   }
 
+  /** The viewer's measured CDN throughput (bytes/s) that floors what hls.js ABR is told
+   * (loader.js abrDurationMs); null when no CDN fetch finished in the last ABR_CDN_FRESH_S. */
+  abrCdnBytesPerS(now = nowS()) {
+    if (this._cdnSampledAt === null || now - this._cdnSampledAt > ABR_CDN_FRESH_S) return null;
+    return this.exchange.cdnRate.estimate;
+  }
+
   /** Bytes hls.js's own loader fetched (fallback) in `elapsedS` seconds (null: unknown): the
    * exchange takes them as a CDN download (verified, stored and shared) unless it has or is
    * fetching the segment already. */
@@ -622,6 +633,7 @@ export class P2PEngine {
       this.exchange.cdnTotal(a.fetch_id, bytes.length, started);
       if (a.offset < bytes.length) this.exchange.cdnData(a.fetch_id, a.offset, bytes.subarray(a.offset), started);
       this.exchange.cdnDone(a.fetch_id, bytes.length, ingest.elapsedS, started);
+      this._cdnSampledAt = started;
       return;
     }
     const info = this.playlists.get(key);
@@ -658,6 +670,7 @@ export class P2PEngine {
         if (end === null || this.destroyed) return;
         const now = nowS();
         this.exchange.cdnDone(a.fetch_id, end, Math.max(1e-6, now - timing.startedAt), now);
+        this._cdnSampledAt = now;
         this._drain();
       },
       (exc) => {

@@ -6,13 +6,24 @@
 // own loader, whose bytes are then handed to the engine to be verified, stored and shared.
 //
 // hls.js reads stats.loading.{start, first, end} for its bandwidth estimate (ABR): we report the
-// real timing of the transfer that produced the bytes, ending now, so a segment prefetched from
-// a peer counts at the speed it really came, not as an instant download. hls.js hands the
-// ArrayBuffer to its transmux worker, which detaches it: it always gets a copy.
+// timing of the transfer that produced the bytes, ending now, so a segment prefetched from a
+// peer counts at the speed it really came, not as an instant download; but never slower than
+// the viewer's measured CDN throughput would have fetched it (abrDurationMs: the best of the
+// two), so one slow neighbour cannot pull hls.js's estimate, and the rendition, down while the
+// CDN could deliver. hls.js hands the ArrayBuffer to its transmux worker, which detaches it: it
+// always gets a copy.
 //
 // Page events (events.js, through engine.events): segment-loaded for every fragment handed to
 // hls.js (source peer, cdn or store; fallback: true when hls.js's own loader fetched it),
 // segment-error when the engine gave up on a fragment or hls.js's loader failed, segment-abort.
+
+/** The transfer time hls.js ABR is told for `bytes` that really took `realMs` (README, "ABR"):
+ * the time at the better of the transfer's own rate and `cdnBytesPerS`, the viewer's recent
+ * measured CDN throughput (null: none measured, the real time stands). */
+export function abrDurationMs(bytes, realMs, cdnBytesPerS) {
+  if (!(cdnBytesPerS > 0) || !(bytes > 0)) return realMs;
+  return Math.max(1, Math.min(realMs, (bytes / cdnBytesPerS) * 1000));
+}
 
 function fragInfo(frag) {
   return { url: frag.url, sn: frag.sn, level: typeof frag.level === "number" ? frag.level : null };
@@ -94,9 +105,10 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       const now = performance.now();
       const stats = this.stats;
       const durationMs = Math.max(1, (timing.doneAt - timing.startedAt) * 1000);
-      const ttfbMs = Math.min(durationMs, Math.max(0, (timing.firstAt - timing.startedAt) * 1000));
+      const abrMs = abrDurationMs(data.byteLength, durationMs, engine.abrCdnBytesPerS?.() ?? null);
+      const ttfbMs = Math.min(abrMs, Math.max(0, (timing.firstAt - timing.startedAt) * 1000));
       stats.loading.end = now;
-      stats.loading.start = Math.min(stats.loading.start, now - durationMs);
+      stats.loading.start = Math.min(stats.loading.start, now - abrMs);
       stats.loading.first = stats.loading.start + ttfbMs;
       stats.loaded = stats.total = data.byteLength;
       stats.chunkCount = 1;

@@ -1,0 +1,78 @@
+// What hls.js ABR is told about a fragment the engine delivers (loader.js abrDurationMs, README
+// "ABR"): the best of the transfer's own rate and the viewer's recent measured CDN throughput,
+// so one slow neighbour cannot pull the bandwidth estimate down while the CDN could deliver.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { abrDurationMs, makeFragmentLoader } from "../../web_demo/loader.js";
+
+const MB = 1_000_000;
+
+test("abrDurationMs: the better of the transfer's rate and the CDN's; the real time without a CDN figure", () => {
+  assert.equal(abrDurationMs(MB, 10_000, 10 * MB), 100); // a slow peer: counted at the CDN's pace
+  assert.equal(abrDurationMs(MB, 50, 10 * MB), 50); // a peer faster than the CDN: its real pace
+  assert.equal(abrDurationMs(MB, 10_000, null), 10_000); // nothing measured: the real time
+  assert.equal(abrDurationMs(MB, 10_000, 0), 10_000);
+  assert.equal(abrDurationMs(0, 10, 10 * MB), 10);
+  // a real cap: the CDN itself is slow, so a slow transfer stays slow (hls.js still switches down)
+  assert.equal(abrDurationMs(MB, 4_000, 0.5 * MB), 2_000);
+  assert.equal(abrDurationMs(1, 5, 1e12), 1); // never below a millisecond
+});
+
+function engineWith(cdnBytesPerS) {
+  return {
+    options: { playerFallbackS: 8 },
+    requestFragment() {
+      const now = performance.now() / 1000;
+      // a neighbour took 10 s over these bytes (first byte after 1 s)
+      const timing = { startedAt: now - 10, firstAt: now - 9, doneAt: now };
+      return { promise: Promise.resolve({ data: new Uint8Array(MB), timing, source: "peer" }), release() {} };
+    },
+    abrCdnBytesPerS: () => cdnBytesPerS,
+    auditDelivery() {},
+  };
+}
+
+async function loadedStats(engine) {
+  const frag = { sn: 3, baseurl: "http://o/hls/s/hi/index.m3u8", url: "http://o/hls/s/hi/seg-3.ts" };
+  const Loader = makeFragmentLoader(engine, class {});
+  const loader = new Loader({});
+  const stats = await new Promise((resolve, reject) => {
+    loader.load({ url: frag.url, frag }, { loadPolicy: { maxLoadTimeMs: 60_000 } }, {
+      onSuccess: (_response, s) => resolve({ ...s.loading }),
+      onError: reject,
+      onTimeout: reject,
+    });
+  });
+  return stats;
+}
+
+test("the loader tells hls.js a slow peer's segment at the CDN's measured pace", async () => {
+  const { start, first, end } = await loadedStats(engineWith(10 * MB));
+  assert.ok(start <= first && first <= end);
+  // 1 MB at 10 MB/s: ~100 ms, i.e. hls.js estimates ~80 Mbit/s, not 0.8
+  assert.ok(end - start >= 99 && end - start <= 101, `${end - start} ms`);
+});
+
+test("without a recent CDN figure the slow transfer's real timing stands", async () => {
+  const { start, end } = await loadedStats(engineWith(null));
+  assert.ok(end - start >= 9_999, `${end - start} ms`);
+});
+
+test("the engine offers its CDN estimate to the loader only while it is recent", async () => {
+  const { P2PEngine } = await import("../../web_demo/engine.js");
+  class FakeHls {
+    static DefaultConfig = { loader: class {}, abrController: class {} };
+    static Events = {};
+  }
+  const engine = new P2PEngine({ Hls: FakeHls, p2p: false });
+  try {
+    assert.equal(engine.abrCdnBytesPerS(0), null); // nothing fetched yet
+    engine.exchange.cdnRate.addSample(2 * MB, 1.0);
+    engine._cdnSampledAt = 100;
+    assert.ok(Math.abs(engine.abrCdnBytesPerS(130) - 2 * MB) < 1);
+    assert.equal(engine.abrCdnBytesPerS(161), null); // stale: the network may have changed
+  } finally {
+    engine.destroy();
+  }
+});
