@@ -1,0 +1,79 @@
+"""Hours-long viewing, in short (issue 17): a page and a headless agent on the live test stream
+until the origin's window has turned over a few times; the page's store and every per-segment
+record of its exchange stay within what the window and the retention margin hold
+(docs/exchange.md section 3, "Bounds"), and hls.js runs with a bounded back buffer.
+The hour-long version with memory figures is bench/soak_bench.py."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from browser_support import (
+    DEMO_MEDIA,
+    browser_context,
+    open_demo_page,
+    require_browser_stack,
+    stats,
+    wait_for,
+)
+
+from peer_agent.demo import DemoConfig, run_demo
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+RETAIN_BEHIND_S = 6.0  # the exchange's margin, small so the window turns over quickly
+
+
+@pytest.fixture(autouse=True)
+def _browser_stack() -> None:
+    require_browser_stack()
+
+
+async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() -> None:
+    log: list[str] = []
+    seg_s = DEMO_MEDIA["segment_duration_s"]
+    window = DEMO_MEDIA["live_window_segments"]
+    # Everything retained lies between (playhead - margin - one segment) and the live edge,
+    # and the playhead is inside the window: at most this many segments.
+    bound = window + math.ceil(RETAIN_BEHIND_S / seg_s) + 2
+    config = DemoConfig(
+        page_port=0,
+        agents=0,
+        **DEMO_MEDIA,
+        engine={"exchange": {"retain_behind_s": RETAIN_BEHIND_S}},
+    )
+    async with run_demo(config) as demo, browser_context() as context:
+        page = await open_demo_page(context, demo.page_url, log)
+        await wait_for(page, lambda s: s["currentTime"] > 1.0, 60, "the page to play", log)
+        await demo.start_agent(seed=1)
+        assert await page.evaluate("() => window.hls.config.backBufferLength") == 30
+        samples: list[dict[str, Any]] = []
+        start = (await stats(page))["currentTime"]
+        # Three windows' worth of playback; sampled on the way.
+        for k in range(1, 7):
+            target = start + k * window * seg_s / 2
+            s = await wait_for(
+                page,
+                lambda s, t=target: s["mediaError"] is None and s["currentTime"] > t,
+                120,
+                f"playback past {target:.0f} s",
+                log,
+            )
+            samples.append(s)
+        last = samples[-1]
+    # Well past the bound in total, so the bound is what held the store, not a short run.
+    assert last["segmentsVerified"] > 2 * bound, last["segmentsVerified"]
+    assert last["hashFailures"] == 0, last
+    for s in samples:
+        records = s["segmentRecords"]
+        what = f"at {s['currentTime']:.1f} s: store {s['storeSegments']}, records {records}"
+        assert s["storeSegments"] <= bound, what
+        assert records["verified"] <= bound and records["held"] <= bound, what
+        assert records["sizes"] <= bound + 4, what  # + a few announced ahead of our playlist
+        assert records["hashRetries"] <= bound and records["avoid"] <= bound, what
+    print(
+        f"bound {bound} segments; store {[s['storeSegments'] for s in samples]}, sizes "
+        f"{[s['segmentRecords']['sizes'] for s in samples]}, verified {last['segmentsVerified']}"
+    )
