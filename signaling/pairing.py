@@ -24,7 +24,7 @@ POSITION_BUCKET_S = 10.0
 _UNKNOWN_DISTANCE = 1e12
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerHints:
     """Optional announce fields sent by p2p-hls clients (absent for standard clients)."""
 

@@ -54,7 +54,7 @@ __all__ = [
 MAX_PAIRED_REMEMBERED = 256
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Peer:
     peer_id: str
     info_hash: str
