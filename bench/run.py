@@ -22,6 +22,7 @@ SUITES = [
     "bench.signaling_bench",
     "bench.loadtest_bench",
     "bench.netbed_bench",
+    "bench.abuse_bench",
 ]
 
 

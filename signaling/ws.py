@@ -138,7 +138,19 @@ class TrackerEndpoint:
                     refused,
                 )
             elif refused is not None:
-                close = (closecodes.RATE_LIMITED, "too many connections from this address", refused)
+                # an address out of tokens is flooding: refuse before the upgrade (HTTP 429),
+                # which costs far less than accepting, closing and a closing handshake
+                self.metrics.reject(refused)
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": 429,
+                        "headers": [(b"retry-after", b"1")],
+                    }
+                )
+                body = b"too many connections from this address\n"
+                await send({"type": "websocket.http.response.body", "body": body})
+                return
         await send({"type": "websocket.accept"})
         if close is not None:
             code, detail, reason = close

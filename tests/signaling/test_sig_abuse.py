@@ -261,3 +261,20 @@ async def test_a_token_is_checked_on_every_announce_and_can_be_refreshed(
     assert (await fresh.announce(swarm))["incomplete"] >= 1  # refreshed: still served
     honest = await connect(f"{proc.url}?token={token(3600)}", "honest")
     assert (await honest.announce(swarm))["incomplete"] >= 2
+
+
+async def test_a_flooding_address_is_refused_before_the_upgrade(
+    start_process: ProcessFactory,
+) -> None:
+    import websockets
+
+    proc = await start_process(rate_per_address_s="1", rate_burst_per_address="3")
+    held = [await connect(proc.url, f"burst-{n}", **from_host("127.0.0.2")) for n in range(3)]
+    with pytest.raises(websockets.InvalidStatus) as info:
+        await connect(proc.url, "burst-more", **from_host("127.0.0.2"))
+    assert info.value.response.status_code == 429
+    assert await wait_metric(proc, "address_rate_limited") == 1
+    other = await connect(proc.url, "calm", **from_host("127.0.0.3"))
+    assert (await other.announce(pid("calm")))["incomplete"] == 1
+    for c in held:
+        await c.close()
