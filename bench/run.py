@@ -23,7 +23,11 @@ SUITES = [
     "bench.loadtest_bench",
     "bench.netbed_bench",
     "bench.abuse_bench",
+    "bench.soak_bench",
 ]
+#: Suites too long for a default run: they run only when named with --only, or when their
+#: environment variable is set.
+OPT_IN = {"bench.soak_bench": "P2P_BENCH_SOAK"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, {platform.system()} {platform.release()}._"
     )
     for name in args.only or SUITES:
+        if name in OPT_IN and not args.only and not os.environ.get(OPT_IN[name]):
+            print(f"bench: skipping {name} (opt in: --only {name} or {OPT_IN[name]}=1)")
+            continue
         print(f"bench: running {name} ...", flush=True)
         try:
             module = importlib.import_module(name)

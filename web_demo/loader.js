@@ -6,11 +6,11 @@
 // own loader, whose bytes are then handed to the engine to be verified, stored and shared.
 //
 // hls.js reads stats.loading.{start, first, end} for its bandwidth estimate (ABR): we report the
-// timing of the transfer that produced the bytes, ending now, so a segment prefetched from a
-// peer counts at the speed it really came, not as an instant download; but never slower than
-// the viewer's measured CDN throughput would have fetched it (abrDurationMs: the best of the
-// two), so one slow neighbour cannot pull hls.js's estimate, and the rendition, down while the
-// CDN could deliver. hls.js hands the ArrayBuffer to its transmux worker, which detaches it: it
+// timing of the transfer that produced the bytes (or hls.js's whole wait, when it asked before
+// the transfer began), ending now, so a segment prefetched from a peer counts at the speed it
+// really came, not as an instant download; but never slower than the viewer's measured CDN
+// throughput would have fetched it (abrDurationMs: the best of the two), so one slow neighbour
+// cannot pull hls.js's estimate, and the rendition, down while the CDN could deliver. hls.js hands the ArrayBuffer to its transmux worker, which detaches it: it
 // always gets a copy.
 //
 // Page events (events.js, through engine.events): segment-loaded for every fragment handed to
@@ -105,10 +105,14 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       const now = performance.now();
       const stats = this.stats;
       const durationMs = Math.max(1, (timing.doneAt - timing.startedAt) * 1000);
-      const abrMs = abrDurationMs(data.byteLength, durationMs, engine.abrCdnBytesPerS?.() ?? null);
+      // What hls.js would measure: the transfer, or its whole wait when it asked earlier (a
+      // slow peer, a resume after one, waiting for an elected neighbour) ...
+      const observedMs = Math.max(durationMs, now - stats.loading.start);
+      // ... but never slower than the CDN's measured pace (README "ABR").
+      const abrMs = abrDurationMs(data.byteLength, observedMs, engine.abrCdnBytesPerS?.() ?? null);
       const ttfbMs = Math.min(abrMs, Math.max(0, (timing.firstAt - timing.startedAt) * 1000));
       stats.loading.end = now;
-      stats.loading.start = Math.min(stats.loading.start, now - abrMs);
+      stats.loading.start = now - abrMs;
       stats.loading.first = stats.loading.start + ttfbMs;
       stats.loaded = stats.total = data.byteLength;
       stats.chunkCount = 1;

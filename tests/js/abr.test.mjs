@@ -33,19 +33,42 @@ function engineWith(cdnBytesPerS) {
   };
 }
 
-async function loadedStats(engine) {
+async function loadedStats(engine, { waitedMs = 0 } = {}) {
   const frag = { sn: 3, baseurl: "http://o/hls/s/hi/index.m3u8", url: "http://o/hls/s/hi/seg-3.ts" };
   const Loader = makeFragmentLoader(engine, class {});
   const loader = new Loader({});
-  const stats = await new Promise((resolve, reject) => {
+  const stats = new Promise((resolve, reject) => {
     loader.load({ url: frag.url, frag }, { loadPolicy: { maxLoadTimeMs: 60_000 } }, {
       onSuccess: (_response, s) => resolve({ ...s.loading }),
       onError: reject,
       onTimeout: reject,
     });
   });
-  return stats;
+  loader.stats.loading.start -= waitedMs; // hls.js asked this much earlier (the bytes come later)
+  return await stats;
 }
+
+function engineDelivering(transferS, cdnBytesPerS) {
+  const engine = engineWith(cdnBytesPerS);
+  engine.requestFragment = () => {
+    const now = performance.now() / 1000;
+    const timing = { startedAt: now - transferS, firstAt: now - transferS, doneAt: now };
+    return { promise: Promise.resolve({ data: new Uint8Array(MB), timing, source: "peer" }), release() {} };
+  };
+  return engine;
+}
+
+test("hls.js's whole wait counts (a resume after a slow peer), floored at the CDN's pace", async () => {
+  // the last leg took 10 ms, but hls.js asked 8 s earlier: without a CDN figure it sees 8 s
+  let { start, end } = await loadedStats(engineDelivering(0.01, null), { waitedMs: 8_000 });
+  assert.ok(end - start >= 7_999, `${end - start} ms`);
+  // with the CDN measured at 10 MB/s: 100 ms
+  ({ start, end } = await loadedStats(engineDelivering(0.01, 10 * MB), { waitedMs: 8_000 }));
+  assert.ok(end - start >= 99 && end - start <= 101, `${end - start} ms`);
+  // prefetched long ago (no wait): the transfer's own 50 ms, faster than the CDN, stands
+  ({ start, end } = await loadedStats(engineDelivering(0.05, 10 * MB)));
+  assert.ok(end - start >= 49 && end - start <= 60, `${end - start} ms`);
+});
 
 test("the loader tells hls.js a slow peer's segment at the CDN's measured pace", async () => {
   const { start, first, end } = await loadedStats(engineWith(10 * MB));
