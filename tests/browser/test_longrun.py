@@ -24,6 +24,9 @@ from peer_agent.demo import DemoConfig, run_demo
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 RETAIN_BEHIND_S = 6.0  # the exchange's margin, small so the window turns over quickly
+BACK_BUFFER_S = 8.0  # hlsConfig()'s backBufferLength (default 30), small for the same reason
+BUFFERED_JS = """() => { const v = document.querySelector('video');
+  return {start: v.buffered.length ? v.buffered.start(0) : null, now: v.currentTime}; }"""
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +45,14 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
         page_port=0,
         agents=0,
         **DEMO_MEDIA,
-        engine={"exchange": {"retain_behind_s": RETAIN_BEHIND_S}},
+        engine={"exchange": {"retain_behind_s": RETAIN_BEHIND_S}, "backBufferS": BACK_BUFFER_S},
     )
     async with run_demo(config) as demo, browser_context() as context:
         page = await open_demo_page(context, demo.page_url, log)
         await wait_for(page, lambda s: s["currentTime"] > 1.0, 60, "the page to play", log)
         await demo.start_agent(seed=1)
-        assert await page.evaluate("() => window.hls.config.backBufferLength") == 30
+        assert await page.evaluate("() => window.hls.config.backBufferLength") == BACK_BUFFER_S
+        first = await page.evaluate(BUFFERED_JS)
         samples: list[dict[str, Any]] = []
         start = (await stats(page))["currentTime"]
         # Three windows' worth of playback; sampled on the way.
@@ -63,6 +67,11 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
             )
             samples.append(s)
         last = samples[-1]
+        buffered = await page.evaluate(BUFFERED_JS)
+    # hls.js let go of played media: what it buffers behind the playhead stays within the back
+    # buffer (and one segment of rounding), although far more than that was played.
+    assert buffered["now"] - first["now"] > 3 * (BACK_BUFFER_S + seg_s), (first, buffered)
+    assert buffered["now"] - buffered["start"] <= BACK_BUFFER_S + 2 * seg_s, buffered
     # Well past the bound in total, so the bound is what held the store, not a short run.
     assert last["segmentsVerified"] > 2 * bound, last["segmentsVerified"]
     assert last["hashFailures"] == 0, last
