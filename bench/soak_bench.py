@@ -146,7 +146,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "",
         f"{duration_s / 60:.0f} minutes, sampled every {every_s:.0f} s; growth after a "
         f"{warmup_s / 60:.0f}-minute warm-up (least squares, MB per 10 minutes; aim <= 1 per "
-        "page). JS heap after a forced GC (CDP); renderer: RSS of all renderer processes.",
+        "page). JS heap after a forced GC (CDP); renderer: RSS of this run's renderer processes "
+        "(shared pages count in each). A 2-minute --quick run is all warm-up: its slopes say "
+        "nothing about hours.",
         "",
         "| t (s) | p0 heap MB | p1 heap MB | renderer MB | p0 store (segs) | p1 store | "
         "p0 sizes | p0 peers | p1 peers |",
