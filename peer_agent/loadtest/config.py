@@ -80,10 +80,11 @@ class LoadTestConfig:
 
 
 def load_files(path: Path) -> tuple[Scenario, LoadTestConfig]:
-    """The ``[scenario]`` and ``[loadtest]`` tables of a TOML file (both optional)."""
+    """The ``[scenario]`` and ``[loadtest]`` tables of a TOML file (both optional). A
+    ``[network]`` table may sit beside them: ``--network-profile`` reads it (docs/netbed.md)."""
     with path.open("rb") as f:
         data = tomllib.load(f)
-    extra = sorted(set(data) - {"scenario", "loadtest"})
+    extra = sorted(set(data) - {"scenario", "loadtest", "network"})
     if extra:
         raise ValueError(f"{path}: unknown tables or keys: {', '.join(extra)}")
     scenario = load_scenario(path) if "scenario" in data else Scenario()

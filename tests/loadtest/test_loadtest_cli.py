@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from peer_agent.loadtest import cli
+from peer_agent.loadtest.config import LoadTestConfig
 from peer_agent.loadtest.progress import progress_line
 from peer_agent.loadtest.results import add_baseline, summarize
 from peer_agent.loadtest.runner import RunResult, merge_samples
@@ -54,7 +56,9 @@ def test_every_bench_scenario_loads_in_loadtest_and_simulator(
     args = cli.build_parser().parse_args(["--scenario", str(path), "--agents", "3"])
     scenario, config = cli.configs_from_args(args)
     assert scenario.peers == 3  # flags override the file
-    assert config.workers == 2
+    with path.open("rb") as f:
+        file_workers = tomllib.load(f).get("loadtest", {}).get("workers")
+    assert config.workers == (file_workers or LoadTestConfig().workers)
     short = ["--duration-s", "20", "--peers", "3", "--tick-s", "0.1"]
     assert sim_cli.main(["--scenario", str(path), *short, "--json"]) == 0
     sim = json.loads(capsys.readouterr().out)
