@@ -173,7 +173,6 @@ export class UploadServer {
       this.emit(act("respond", { link, request_id: requestId, total_bytes: total }));
     }
     this.uploads.set(uploadKey(link, requestId), upload);
-    this.ledger.countServe(peerId, key);
     this._pump(upload, now);
   }
 
@@ -255,7 +254,8 @@ export class UploadServer {
     let inFlight = 0;
     for (const u of this.uploads.values()) if (u.peerId === peerId) inFlight += 1;
     if (inFlight >= cfg.max_uploads_per_peer) return cfg.busy_retry_after_ms;
-    if (this.ledger.serves(peerId, key) >= cfg.max_serves_per_segment) return NEVER_RETRY_MS;
+    const going = this._forSegment(key).filter((u) => u.peerId === peerId).length;
+    if (this.ledger.serves(peerId, key) + going >= cfg.max_serves_per_segment) return NEVER_RETRY_MS;
     if (this.ledger.windowBytes(peerId, now) >= this.peerBudgetBytes()) return cfg.busy_retry_after_ms;
     return null;
   }
@@ -319,7 +319,10 @@ export class UploadServer {
         this.pumpAt = this.pumpAt === null ? at : Math.min(this.pumpAt, at);
       }
     }
-    if (upload.sentUntil >= upload.totalBytes) this._end(upload);
+    if (upload.sentUntil >= upload.totalBytes) {
+      this.ledger.countServe(upload.peerId, upload.key); // a whole copy went
+      this._end(upload);
+    }
   }
 
   _end(upload) {

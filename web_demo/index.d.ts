@@ -122,7 +122,7 @@ export interface ExchangeOptions {
   default_segment_bytes?: number;
   /** One neighbour's requests served at once; one more is answered BUSY. Default 2. */
   max_uploads_per_peer?: number;
-  /** Times one segment is served to one neighbour; one more is BUSY(0xFFFF). Default 2. */
+  /** Uploads of one segment to one neighbour that ran to the end; one more is BUSY(0xFFFF). Default 1. */
   max_serves_per_segment?: number;
   /** Sliding window over which the bytes served to each neighbour count (s). Default 30. */
   peer_window_s?: number;
@@ -136,9 +136,11 @@ export interface ExchangeOptions {
   cap_backlog_s?: number;
   /** Margin behind the playhead whose segments' records are kept (docs/exchange.md §3 "Bounds") (s). Default 30. */
   retain_behind_s?: number;
-  /** Penalty points of an ABSENT for a segment the peer announced. Default 1. */
+  /** Penalty points of an ABSENT for a segment the peer announced. Default 2. */
   points_absent_after_have?: number;
-  /** Penalty points of a request that timed out (a stall). Default 2. */
+  /** A peer download cancelled after this long without a byte is a stall (s). Default 1. */
+  stall_s?: number;
+  /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
   points_stall?: number;
   /** Penalty points of a session we closed for a protocol error or a limit. Default 4. */
   points_protocol_error?: number;

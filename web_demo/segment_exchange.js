@@ -43,7 +43,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   default_segment_bytes: 500_000, // size guess when nothing is known
   // fairness (docs/exchange.md, "Fairness")
   max_uploads_per_peer: 2, // one neighbour's requests served at once; one more is answered BUSY
-  max_serves_per_segment: 2, // times one segment is served to one neighbour; one more: BUSY(0xFFFF)
+  max_serves_per_segment: 1, // whole copies of one segment served to one neighbour; one more: BUSY(0xFFFF)
   peer_window_s: 30.0, // sliding window over which the bytes served to each neighbour count
   peer_window_copies: 3.0, // copies of the stream (bitrate x window) a neighbour may draw in it
   default_bitrate_bits_per_s: 5_000_000, // the bitrate assumed while the timeline gives none
@@ -51,7 +51,8 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   cap_backlog_s: 2.0, // BUSY while uploads still owe more than this many seconds of the cap
   retain_behind_s: 30.0, // margin behind the playhead whose records forgetBefore keeps (§3 Bounds)
   // reputation (docs/exchange.md, "Reputation"): penalty points per offence
-  points_absent_after_have: 1.0, // an ABSENT for a segment the peer announced (HAVE)
+  points_absent_after_have: 2.0, // an ABSENT for a segment the peer announced (HAVE)
+  stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
@@ -94,6 +95,7 @@ export function exchangeConfig(overrides = {}) {
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
   const points = [c.points_absent_after_have, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
+  if (!(c.stall_s > 0)) throw new Error("stall_s must be positive");
   if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
   if (!(c.refuse_s >= 0 && c.refuse_s <= c.max_refuse_s)) throw new Error("need 0 <= refuse_s <= max_refuse_s");
   if (!(c.default_bitrate_bits_per_s > 0 && c.upload_cap_copies > 0)) {
@@ -352,7 +354,6 @@ export class SegmentExchange {
   }
 
   cancelTransfer(segment, now) {
-    void now;
     const key = segmentKey(segment);
     const t = this.transfers.get(key);
     if (t === undefined || t.verifying) return;
@@ -364,6 +365,9 @@ export class SegmentExchange {
     this._addAvoid(key, t.peer_id);
     if (t.link !== null && t.request_id !== null) {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
+      const quietSince = t.last_data_at || t.started_at;
+      // it stopped sending: a stall
+      if (now - quietSince >= this.config.stall_s) this.offence(t.peer_id, t.link, Offence.STALL, now);
     }
   }
 
@@ -502,6 +506,22 @@ export class SegmentExchange {
     this.penalties.banned.add(peerId);
     this.reputation.ban([...this.subjects(peerId), ...keys]);
     this._disconnect(peerId, null, reason);
+    // Its bytes are never checked again: every segment it contributed to is dropped (a download
+    // of it ends; a verdict still to come is ignored), so no further hash failure is paid for
+    // bytes of a banned peer.
+    for (const [key, held] of [...this.held]) {
+      if (!held.contributors.has(peerId)) continue;
+      const t = this.transfers.get(key);
+      this.transfers.delete(key);
+      if (t !== undefined && !t.verifying) {
+        if (t.fetch_id !== null && t.fetch_id !== undefined) {
+          this._actions.push(act("cancel_cdn", { fetch_id: t.fetch_id, segment: t.segment }));
+        } else if (t.link !== null && t.request_id !== null) {
+          this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
+        }
+      }
+      this._dropHeld(key);
+    }
   }
 
   /** Close every link of peerId (and `link`) with BANNED. */

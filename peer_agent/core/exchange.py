@@ -333,6 +333,9 @@ class SegmentExchange:
         self._add_avoid(segment, transfer.peer_id)
         if transfer.link is not None and transfer.request_id is not None:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
+            quiet_since = transfer.last_data_at or transfer.started_at
+            if now - quiet_since >= self.config.stall_s:  # it stopped sending: a stall
+                self.offence(transfer.peer_id, transfer.link, Offence.STALL, now)
 
     # -- the CDN ------------------------------------------------------------------------------
 
@@ -457,6 +460,19 @@ class SegmentExchange:
         self.penalties.banned.add(peer_id)
         self.reputation.ban((*self.subjects(peer_id), *keys))
         self._disconnect(peer_id, None, reason)
+        # Its bytes are never checked again: every segment it contributed to is dropped (a
+        # download of it ends; a verdict still to come is ignored), so no further hash failure
+        # is paid for bytes of a banned peer.
+        for segment, held in list(self.held.items()):
+            if peer_id not in held.contributors:
+                continue
+            transfer = self.transfers.pop(segment, None)
+            if transfer is not None and not transfer.verifying:
+                if transfer.fetch_id is not None:
+                    self._actions.append(CancelCdn(transfer.fetch_id, segment))
+                elif transfer.link is not None and transfer.request_id is not None:
+                    self._actions.append(CancelRequest(transfer.link, transfer.request_id))
+            self._drop_held(segment)
 
     def _disconnect(self, peer_id: str, link: str | None, reason: str) -> None:
         """Close every link of ``peer_id`` (and ``link``) with BANNED."""

@@ -48,8 +48,9 @@ class ExchangeConfig:
     # -- fairness (docs/exchange.md, "Fairness") --
     #: Requests of one neighbour served at once at most; one more is answered BUSY.
     max_uploads_per_peer: int = 2
-    #: Times one segment is served to one neighbour at most; one more: BUSY(0xFFFF).
-    max_serves_per_segment: int = 2
+    #: Uploads of one segment to one neighbour that ran to their last byte, at most; one more
+    #: request: BUSY(0xFFFF) (a resume after a cancel is still served).
+    max_serves_per_segment: int = 1
     #: Sliding window over which the bytes served to each neighbour are counted ...
     peer_window_s: float = 30.0
     #: ... and how many copies of the stream (bitrate x window) a neighbour may draw in it.
@@ -71,7 +72,10 @@ class ExchangeConfig:
     #: request that timed out (a stalled transfer), a session we closed for a protocol error or
     #: a limit, one we closed for a state violation (data for an unknown request id, ...), and a
     #: hash failure the peer contributed to.
-    points_absent_after_have: float = 1.0
+    points_absent_after_have: float = 2.0
+    #: A peer download cancelled after this long without a byte (since the request or the
+    #: last DATA) counts as a stall.
+    stall_s: float = 1.0
     points_stall: float = 2.0
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
@@ -113,6 +117,8 @@ class ExchangeConfig:
         )
         if min(points) < 0:
             raise ValueError("penalty points and decay_points_per_s must be >= 0")
+        if self.stall_s <= 0:
+            raise ValueError("stall_s must be positive")
         if not 0 < self.refuse_points <= self.ban_points:
             raise ValueError("need 0 < refuse_points <= ban_points")
         if not 0 <= self.refuse_s <= self.max_refuse_s:

@@ -114,7 +114,6 @@ class UploadServer:
             upload.total_bytes = total
             self.emit(Respond(link, request_id, total))
         self.uploads.add(upload)
-        self.ledger.count_serve(peer_id, segment)
         self._pump(upload, now)
 
     def on_cancelled(self, link: str, request_id: int) -> None:
@@ -195,7 +194,8 @@ class UploadServer:
         cfg = self.config
         if self.uploads.for_peer(peer_id) >= cfg.max_uploads_per_peer:
             return cfg.busy_retry_after_ms
-        if self.ledger.serves(peer_id, segment) >= cfg.max_serves_per_segment:
+        going = sum(1 for u in self.uploads.for_segment(segment) if u.peer_id == peer_id)
+        if self.ledger.serves(peer_id, segment) + going >= cfg.max_serves_per_segment:
             return NEVER_RETRY_MS
         if self.ledger.window_bytes(peer_id, now) >= self.peer_budget_bytes():
             return cfg.busy_retry_after_ms
@@ -251,6 +251,7 @@ class UploadServer:
                 at = self.bucket.ready_at(wanted - granted, now)
                 self.pump_at = at if self.pump_at is None else min(self.pump_at, at)
         if upload.sent_until >= upload.total_bytes:
+            self.ledger.count_serve(upload.peer_id, upload.segment)  # a whole copy went
             self._end(upload)
 
     def _end(self, upload: Upload) -> None:
