@@ -21,6 +21,7 @@ SUITES = [
     "bench.link_bench",
     "bench.signaling_bench",
     "bench.loadtest_bench",
+    "bench.hostile_bench",
     "bench.netbed_bench",
     "bench.abuse_bench",
     "bench.soak_bench",

@@ -16,6 +16,15 @@ from typing import Any
 from ..core.config import SchedulerConfig
 from ..sim.scenario import Scenario, load_scenario
 
+#: The shares of agents that attack the swarm.
+HOSTILE_FRACTIONS = (
+    "malicious_fraction",
+    "flood_fraction",
+    "rotate_fraction",
+    "liar_fraction",
+    "staller_fraction",
+)
+
 
 @dataclass(frozen=True)
 class LoadTestConfig:
@@ -44,6 +53,13 @@ class LoadTestConfig:
     slow_upload_bytes_per_s: float = 20_000.0
     #: Share of agents that corrupt every segment they upload (byte 0 flipped).
     malicious_fraction: float = 0.0
+    #: Shares of hostile agents (peer_agent/hostile.py): request flooders, corrupters that
+    #: come back with a new peer id after each ban, liars (HAVE everything, ABSENT to every
+    #: request) and stallers (half of each segment, then nothing).
+    flood_fraction: float = 0.0
+    rotate_fraction: float = 0.0
+    liar_fraction: float = 0.0
+    staller_fraction: float = 0.0
     #: Churn: share of leavers that close abruptly (no protocol CLOSE, connections dropped);
     #: the others stop gracefully.
     abrupt_fraction: float = 1.0
@@ -59,11 +75,13 @@ class LoadTestConfig:
             raise ValueError("workers must be >= 1")
         if self.container not in ("ts", "fmp4"):
             raise ValueError("container must be 'ts' or 'fmp4'")
-        for name in ("slow_fraction", "malicious_fraction", "abrupt_fraction"):
+        for name in ("slow_fraction", "abrupt_fraction", *HOSTILE_FRACTIONS):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        if self.slow_fraction + self.malicious_fraction > 1.0 + 1e-9:
-            raise ValueError("slow_fraction + malicious_fraction must not exceed 1")
+        if self.slow_fraction + sum(getattr(self, n) for n in HOSTILE_FRACTIONS) > 1.0 + 1e-9:
+            raise ValueError(
+                "slow_fraction + malicious_fraction + the hostile fractions must not exceed 1"
+            )
         if self.slow_upload_bytes_per_s <= 0 or self.sample_interval_s <= 0:
             raise ValueError("slow_upload_bytes_per_s and sample_interval_s must be positive")
         if self.max_peers is not None and self.max_peers < 1:

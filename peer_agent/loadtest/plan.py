@@ -22,6 +22,10 @@ class Kind(StrEnum):
     LEECH = "leech"  # never uploads
     SLOW = "slow"  # uploads under a low cap
     MALICIOUS = "malicious"  # corrupts every segment it uploads
+    FLOOD = "flood"  # keeps 8 requests in flight per link for every segment it hears of
+    ROTATE = "rotate"  # corrupts, and comes back with a new peer id after each ban
+    LIAR = "liar"  # announces every segment, answers ABSENT to every request
+    STALLER = "staller"  # sends half of each segment, then nothing
 
 
 class Leave(StrEnum):
@@ -51,9 +55,13 @@ class AgentSpec:
 def deal_kinds(
     peers: int, config: LoadTestConfig, leech_fraction: float, rng: random.Random
 ) -> list[Kind]:
-    """One kind per slot: malicious, slow and leech counts rounded, the rest normal."""
+    """One kind per slot: hostile, slow and leech counts rounded, the rest normal."""
     counts = [
         (Kind.MALICIOUS, round(peers * config.malicious_fraction)),
+        (Kind.FLOOD, round(peers * config.flood_fraction)),
+        (Kind.ROTATE, round(peers * config.rotate_fraction)),
+        (Kind.LIAR, round(peers * config.liar_fraction)),
+        (Kind.STALLER, round(peers * config.staller_fraction)),
         (Kind.SLOW, round(peers * config.slow_fraction)),
         (Kind.LEECH, round(peers * leech_fraction)),
     ]

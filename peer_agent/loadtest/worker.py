@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import resource
 import statistics
@@ -35,6 +36,7 @@ from ..agent.cdn import CdnConfig
 from ..agent.integrity import Manifest, Verdict
 from ..agent.playlist import choose_rendition, parse_master
 from ..core.ids import SegmentId
+from ..hostile import Attack, make_hostile
 from ..net.swarm import SwarmConfig
 from ..net.tracker import TrackerConfig
 from ..sim.scenario import Scenario
@@ -97,7 +99,8 @@ def agent_config(job: WorkerJob, spec: AgentSpec) -> AgentConfig:
         max_uploads=sc.max_uploads,
         leech_only=spec.kind is Kind.LEECH,
         upload_cap_bytes_per_s=cfg.slow_upload_bytes_per_s if spec.kind is Kind.SLOW else None,
-        host_addresses=("127.0.0.1",),
+        # Each agent its own loopback address, so address-keyed bans are exercised for real.
+        host_addresses=(loopback_address(spec.slot),),
         seed=spec.seed,
         connect_grace_s=sc.connect_s,
         busy_backoff_s=sc.busy_retry_s,
@@ -105,6 +108,20 @@ def agent_config(job: WorkerJob, spec: AgentSpec) -> AgentConfig:
         scheduler=scheduler_for(sc),
         cdn=CdnConfig(read_timeout_s=max(2.0, sc.segment_s), backoff_base_s=0.05),
     )
+
+
+#: The attack of each hostile kind (``malicious`` is the corrupting swarm factory; ``rotate``
+#: runs corrupting agents one after the other in its slot, each with a new peer id).
+HOSTILE_ATTACKS = {
+    Kind.FLOOD: Attack.FLOOD,
+    Kind.LIAR: Attack.LIAR,
+    Kind.STALLER: Attack.STALLER,
+}
+
+
+def loopback_address(slot: int) -> str:
+    """The slot's own loopback address: 127.0.<1 + slot // 250>.<2 + slot % 250>."""
+    return f"127.0.{1 + slot // 250}.{2 + slot % 250}"
 
 
 class Worker:
@@ -181,15 +198,33 @@ class Worker:
         if job.tracker_url is not None:
             factory, made = swarm_factory(config, corrupt=spec.kind is Kind.MALICIOUS)
         agent = Agent(config, swarm_factory=factory)
+        attack = Attack.CORRUPT if spec.kind is Kind.ROTATE else HOSTILE_ATTACKS.get(spec.kind)
+        hostile = make_hostile(agent, attack) if attack is not None else None
         audit = _Audit()
         self.running[spec.index] = (spec, agent, audit)
         joined_at = time.time() - job.t0_wall
         task = asyncio.ensure_future(agent.run())
         error: str | None = None
         summary: dict[str, Any] = {}
+        rotations = 0
         try:
             wait_s = max(0.0, job.t0_wall + spec.stop_s - time.time())
             done, _ = await asyncio.wait({task}, timeout=wait_s)
+            while spec.kind is Kind.ROTATE and not done and time.time() < job.t0_wall + spec.stop_s:
+                # Banned somewhere (or not yet): a new agent, so a new peer id, same address.
+                assert hostile is not None
+                if not hostile.banned_by_remote:
+                    done, _ = await asyncio.wait({task}, timeout=0.5)
+                    continue
+                agent.stop()
+                await task
+                rotations += 1
+                config = dataclasses.replace(config, seed=spec.seed + 7919 * rotations)
+                agent = Agent(config, swarm_factory=factory)
+                hostile = make_hostile(agent, Attack.CORRUPT)
+                self.running[spec.index] = (spec, agent, audit)
+                task = asyncio.ensure_future(agent.run())
+                done = set()
             if not done:
                 if spec.leave is Leave.ABRUPT:
                     await drop_all(made)
@@ -212,6 +247,7 @@ class Worker:
             "left_s": round(time.time() - job.t0_wall, 3),
             "error": error,
             "corrupt_segments_played": audit.corrupt,
+            "rotations": rotations,
             "segments_audited": len(audit.checked) - audit.unchecked,
             "segments_unaudited": audit.unchecked,
             **summary,
