@@ -51,9 +51,8 @@ def agent_config(url: str, tracker: str, **kw: Any) -> AgentConfig:
     kw.setdefault("scheduler", SCHED)
     kw.setdefault("cdn", FAST_CDN)
     kw.setdefault("latency_segments", 4)
-    return AgentConfig(
-        url, tracker_url=tracker, host_addresses=("127.0.0.1",), swarm=SWARM, max_peers=4, **kw
-    )
+    kw.setdefault("host_addresses", ("127.0.0.1",))
+    return AgentConfig(url, tracker_url=tracker, swarm=SWARM, max_peers=4, **kw)
 
 
 async def run_agents(
@@ -166,7 +165,10 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
 async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
-        evil = Agent(agent_config(url, sig.url, duration_s=11.0, seed=1))
+        # Each on its own address: a ban covers the banned peer's address (docs/exchange.md 8b).
+        evil = Agent(
+            agent_config(url, sig.url, duration_s=11.0, seed=1, host_addresses=("127.0.0.11",))
+        )
         corrupt_uploads(evil)
         victim = Agent(
             agent_config(
@@ -175,9 +177,12 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
                 duration_s=9.0,
                 seed=2,
                 integrity=IntegrityConfig(ban_after_failures=2, penalty_s=0.5),
+                host_addresses=("127.0.0.12",),
             )
         )
-        later = Agent(agent_config(url, sig.url, duration_s=6.0, seed=3))
+        later = Agent(
+            agent_config(url, sig.url, duration_s=6.0, seed=3, host_addresses=("127.0.0.13",))
+        )
         tasks = [asyncio.create_task(evil.run())]
         await asyncio.sleep(1.5)
         tasks.append(asyncio.create_task(victim.run()))
