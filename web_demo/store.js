@@ -77,7 +77,9 @@ export class SegmentStore {
 
   _evict() {
     const evicted = [];
-    for (const [k, v] of [...this._items]) {
+    if (this.usedBytes <= this.maxBytes) return evicted;
+    // (deleting the entry being visited is safe in a Map iteration: no copy of the table)
+    for (const [k, v] of this._items) {
       if (this.usedBytes <= this.maxBytes) break;
       if (this._pins.has(k)) continue;
       this._items.delete(k);
