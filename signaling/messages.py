@@ -78,6 +78,20 @@ class Stats:
     bytes_cdn: int
 
 
+#: Why a peer reports another (docs/signaling.md, "Reports").
+REPORT_REASONS = ("hash_failure", "protocol", "lies", "stall", "flood")
+
+
+@dataclass(frozen=True)
+class Report:
+    """A member of a swarm reports another member it banned or refused."""
+
+    info_hash: str
+    peer_id: str
+    reported_peer_id: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class IceRequest:
     """Our extension: the client asks for its ICE servers (STUN/TURN with credentials)."""
@@ -90,7 +104,7 @@ class TokenRefresh:
     token: str = field(repr=False)
 
 
-Message = Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh
+Message = Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh | Report
 
 MAX_TOKEN_CHARS = 4096
 
@@ -313,6 +327,22 @@ def _parse_stats(obj: dict[str, Any]) -> Stats:
     return Stats(info_hash, peer_id, counters[0], counters[1], counters[2])
 
 
+def _parse_report(obj: dict[str, Any]) -> Report:
+    info_hash = _byte_string(_require(obj, "info_hash"), "info_hash", "bad_info_hash")
+    peer_id = _byte_string(_require(obj, "peer_id"), "peer_id", "bad_peer_id")
+    reported = _byte_string(
+        _require(obj, "reported_peer_id"), "reported_peer_id", "bad_reported_peer_id"
+    )
+    if reported == peer_id:
+        raise RuleViolation("a peer cannot report itself", reason="self_report")
+    reason = _require(obj, "reason")
+    if reason not in REPORT_REASONS:
+        raise MalformedMessage(
+            f"reason must be one of {', '.join(REPORT_REASONS)}", reason="bad_report_reason"
+        )
+    return Report(info_hash, peer_id, reported, reason)
+
+
 def parse_object(obj: dict[str, Any], limits: MessageLimits) -> Message:
     action = _require(obj, "action")
     if not isinstance(action, str):
@@ -323,6 +353,8 @@ def parse_object(obj: dict[str, Any], limits: MessageLimits) -> Message:
         return _parse_scrape(obj, limits)
     if action == "stats":
         return _parse_stats(obj)
+    if action == "report":
+        return _parse_report(obj)
     if action == "ice_servers":
         return IceRequest()
     if action == "token":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from signaling.errors import (
@@ -231,6 +231,7 @@ class InMemorySwarmRegistry:
         seeding: bool | None,
         hints: PeerHints,
         want_targets: int,
+        blocked: Collection[str] = frozenset(),
     ) -> AnnounceResult:
         self._check_owner(conn_id, peer_id)
         swarm = self._swarms.get(info_hash)
@@ -291,7 +292,9 @@ class InMemorySwarmRegistry:
                 want_targets,
                 self._rng,
                 sample_limit=self.limits.pairing_sample_limit,
-                exclude=self._conn_peer_ids.get(conn_id, frozenset()),
+                exclude=self._conn_peer_ids.get(conn_id, frozenset()) | set(blocked)
+                if blocked
+                else self._conn_peer_ids.get(conn_id, frozenset()),
             )
             self.pairing_candidates_read += view.read
             targets = tuple(PeerRef(pid, self._conn_of(info_hash, pid)) for pid in chosen)

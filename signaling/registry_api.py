@@ -7,7 +7,7 @@ other processes when scaled out over Redis).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -85,6 +85,7 @@ class SwarmRegistry(Protocol):
         seeding: bool | None,
         hints: PeerHints,
         want_targets: int,
+        blocked: Collection[str] = frozenset(),
     ) -> AnnounceResult: ...
 
     def record_offer(

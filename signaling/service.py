@@ -32,6 +32,7 @@ from signaling.messages import (
     IceRequest,
     Message,
     MessageLimits,
+    Report,
     Scrape,
     TokenRefresh,
 )
@@ -40,6 +41,7 @@ from signaling.parking import ParkedOffers
 from signaling.ratelimit import TokenBucket
 from signaling.registry import ByteTotals, RegistryLimits, SwarmRegistry
 from signaling.replica import MemberChange, PeerRecord
+from signaling.reports import Reports
 from signaling.tokens import JoinGrant, verify_token
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class ConnContext:
     #: counts only what is new (bounded: see ``_count_bytes``).
     reported: dict[tuple[str, str], ByteTotals] = field(default_factory=dict)
     address: str = ""  # the per-address limits' key ("" when none apply)
+    #: The client's address key for reports (set even where the limits exempt it).
+    reporter_address: str = ""
     #: monotonic time at which the join token expires (None: no token)
     grant_deadline_s: float | None = None
 
@@ -131,6 +135,7 @@ class SignalingService:
         self.message_limits, _ = limits_from_config(config)
         self.cluster: ClusterHooks | None = None
         self.parked = ParkedOffers(config.join_park_s, config.max_parked_bytes)
+        self.reports = Reports()
         self.addresses = AddressTable(
             AddressLimits(
                 max_connections=config.max_connections_per_address,
@@ -145,11 +150,18 @@ class SignalingService:
         self.cluster = cluster
 
     def new_connection(
-        self, conn_id: str, now_s: float, grant: JoinGrant | None, address: str = ""
+        self,
+        conn_id: str,
+        now_s: float,
+        grant: JoinGrant | None,
+        address: str = "",
+        reporter_address: str = "",
     ) -> ConnContext:
-        """``address`` must have been admitted with ``self.addresses.open`` (or be "")."""
+        """``address`` must have been admitted with ``self.addresses.open`` (or be "");
+        ``reporter_address`` is the client's address key even where limits exempt it."""
         bucket = TokenBucket(self.config.rate_per_s, self.config.rate_burst, now_s)
         ctx = ConnContext(conn_id, bucket, grant, address=address)
+        ctx.reporter_address = reporter_address or address
         if grant is not None:
             ctx.grant_deadline_s = self._deadline_s(grant, now_s)
         return ctx
@@ -324,6 +336,10 @@ class SignalingService:
             self.metrics.relays.labels(kind="answer").inc()
             relay = RelayInfo(msg.info_hash, msg.peer_id, msg.to_peer_id, msg.offer_id)
             return [Send(target.conn_id, messages.answer_relay(msg), "answer", relay)]
+        if isinstance(msg, Report):
+            self.metrics.messages.labels(action="report").inc()
+            self._report(ctx, msg, now_s)
+            return []
         if isinstance(msg, Scrape):
             self.metrics.messages.labels(action="scrape").inc()
             hashes = msg.info_hashes or tuple(
@@ -338,6 +354,20 @@ class SignalingService:
         self.registry.record_stats(now_s, ctx.conn_id, msg.info_hash, msg.peer_id, totals)
         self._count_bytes(ctx, (msg.info_hash, msg.peer_id), totals)
         return []
+
+    def _report(self, ctx: ConnContext, msg: Report, now_s: float) -> None:
+        """A member reports another member (docs/signaling.md, "Reports"); reporters are
+        independent when their addresses differ, so none counts without an address."""
+        self._check_grant(ctx, msg.info_hash)
+        if not self.registry.is_member(ctx.conn_id, msg.info_hash, msg.peer_id):
+            raise RuleViolation("report from a peer_id not in that swarm", reason="not_a_member")
+        target = self.registry.owner_of(msg.reported_peer_id)
+        if target is None:
+            return  # gone already: nothing to stop pairing
+        if ctx.reporter_address and self.reports.report(
+            now_s, msg.info_hash, ctx.reporter_address, msg.reported_peer_id, target
+        ):
+            logger.info("peer reported by enough independent peers: not paired for a while")
 
     def _count_bytes(self, ctx: ConnContext, key: tuple[str, str], totals: ByteTotals) -> None:
         """Add what a peer reports beyond its last report to the process-wide byte counters
@@ -398,6 +428,7 @@ class SignalingService:
             ctx.conn_id,
         ):
             self.release_peer_id(msg.peer_id, "local")
+        blocked = self.reports.blocked(now_s, msg.info_hash)
         result = self.registry.announce(
             now_s,
             ctx.conn_id,
@@ -406,7 +437,8 @@ class SignalingService:
             event=msg.event,
             seeding=msg.seeding,
             hints=msg.hints,
-            want_targets=len(msg.offers),
+            want_targets=0 if msg.peer_id in blocked else len(msg.offers),
+            blocked=blocked,
         )
         out = [
             Send(

@@ -111,10 +111,12 @@ class TrackerEndpoint:
         close: tuple[int, str, str] | None = None
         conn_id = f"{self._node}-{next(self._ids)}"
         address = ""
+        reporter = ""  # the client's address key even when exempt: reports count by it
         try:
             ip = client_ip(_client_host(scope), _forwarded_for(scope), self._proxies)
+            reporter = address_key(ip)
             if not is_exempt(ip, self._exempt):
-                address = address_key(ip)
+                address = reporter
         except BadForwardedFor as exc:
             logger.warning("refused a connection from a trusted proxy: bad %s", exc)
             close = (closecodes.POLICY_VIOLATION, "bad X-Forwarded-For", "bad_forwarded_for")
@@ -157,7 +159,9 @@ class TrackerEndpoint:
             self.metrics.reject(reason)
             await send({"type": "websocket.close", "code": code, "reason": detail})
             return
-        await self._session(receive, send, grant, transport_control(scope), conn_id, address)
+        await self._session(
+            receive, send, grant, transport_control(scope), conn_id, address, reporter
+        )
 
     def _check_token(
         self, scope: dict[str, Any]
@@ -180,6 +184,7 @@ class TrackerEndpoint:
         control: TransportControl | None,
         conn_id: str,
         address: str,
+        reporter: str = "",
     ) -> None:
         now_s = time.monotonic()
         conn = Connection(
@@ -195,7 +200,7 @@ class TrackerEndpoint:
             abort=control.abort if control is not None else None,
         )
         conn.session_task = asyncio.current_task()
-        ctx = self.service.new_connection(conn_id, now_s, grant, address)
+        ctx = self.service.new_connection(conn_id, now_s, grant, address, reporter)
         self._contexts[conn_id] = ctx
         self.router.add(conn)
         self.metrics.connections.inc()

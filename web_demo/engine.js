@@ -73,6 +73,13 @@ const FORGET_BEHIND_S = 60.0;
 const ABR_CDN_FRESH_S = 60.0;
 const arrSegs = (segments) => segments.map(wireSeg);
 
+/** The exchange's ban and refusal closes, with the reason the tracker is told. */
+const REPORTED_CLOSES = Object.freeze({
+  "repeated integrity failures": "hash_failure",
+  "penalty points": "protocol",
+  "refused for misbehaviour": "protocol",
+});
+
 export class P2PEngine {
   constructor(options = {}) {
     for (const key of Object.keys(options)) {
@@ -579,6 +586,10 @@ export class P2PEngine {
           const pid = this._peerOf(link);
           this._peerStats(pid).banned = this.exchange.penalties.isBanned(pid);
           console.warn(`p2p: closing the link to ${pid}: ${a.reason}`);
+          // the exchange's own ban or refusal (not a known peer refused at HELLO): tell the
+          // tracker (docs/signaling.md "Reports")
+          const reported = REPORTED_CLOSES[a.reason];
+          if (reported && this.swarm) this.swarm.tracker.report(pid, reported);
           link.close(a.code, a.reason);
         }
         return undefined;

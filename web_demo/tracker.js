@@ -133,6 +133,9 @@ export function parseIceReply(msg, nowUnixS) {
   return { servers, expires_unix_s: expires };
 }
 
+/** Report reasons the server accepts (docs/signaling.md, "Reports"). */
+export const REPORT_REASONS = Object.freeze(["hash_failure", "protocol", "lies", "stall", "flood"]);
+
 export class TrackerClient {
   /**
    * @param opts {url, infoHash, peerId, token?, config?, random?, WebSocket?,
@@ -290,6 +293,21 @@ export class TrackerClient {
   sendStats(bytesP2pDown, bytesP2pUp, bytesCdn) {
     this._counters = [bytesP2pDown, bytesP2pUp, bytesCdn].map((n) => Math.max(0, Math.floor(n)));
     if (this._ws !== null && this._announced) this._flushStats(this._ws);
+  }
+
+  /** Report a peer we banned or refused (docs/signaling.md, "Reports"); `reason` is one of
+   * REPORT_REASONS. False: not connected and announced (dropped: a later ban reports again). */
+  report(reportedPeerId, reason) {
+    if (!REPORT_REASONS.includes(reason)) throw new Error(`reason must be one of ${REPORT_REASONS.join(", ")}`);
+    const ws = this._ws;
+    if (ws === null || !this._announced || reportedPeerId === this.peerId) return false;
+    return this._send(ws, {
+      action: "report",
+      info_hash: this.infoHash,
+      peer_id: this.peerId,
+      reported_peer_id: reportedPeerId,
+      reason,
+    });
   }
 
   // --- connection -----------------------------------------------------------------------------

@@ -111,6 +111,7 @@ class Agent:
             announce=self._announce,
             check=self._check,
             current_link=self._current_link,
+            report=self._report_peer,
         )
         self.links = self.glue.links
         self.manifest = Manifest(config.manifest_url)
@@ -473,6 +474,12 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """Numbers for a live status line."""
         return report.status(self)
+
+    def _report_peer(self, peer_id: str, reason: str) -> None:
+        """Tell the tracker about a peer our exchange banned or refused (once per close)."""
+        report = getattr(self.swarm, "report", None)
+        if report is not None:
+            self.spawn(report(peer_id, reason))
 
     def _on_swarm_event(self, link: Any, event: Any) -> None:
         """Record each link's network path when its session opens, then hand the event on."""

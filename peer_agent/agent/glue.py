@@ -28,6 +28,7 @@ from ..core.exchange_actions import (
     AnnounceHave,
     AnnounceLost,
     CancelCdn,
+    CloseLink,
     Deliver,
     FetchCdn,
     GiveUp,
@@ -49,6 +50,14 @@ _MIN_TIMER_S = 0.005
 
 Announcement = AnnounceHave | AnnounceFetching | AnnounceLost
 
+#: The exchange's own ban and refusal closes (not the refusal of a known peer at its HELLO),
+#: with the reason the tracker is told.
+_REPORTED_CLOSES = {
+    "repeated integrity failures": "hash_failure",
+    "penalty points": "protocol",
+    "refused for misbehaviour": "protocol",
+}
+
 
 class ExchangeGlue:
     def __init__(
@@ -64,8 +73,12 @@ class ExchangeGlue:
         announce: Callable[[Announcement], None],
         check: Callable[[SegmentInfo, bytes, int], Awaitable[Verdict]],
         current_link: Callable[[str], Any],
+        report: Callable[[str, str], None] | None = None,
     ) -> None:
         self.exchange = exchange
+        #: Called with (peer_id, reason) when the exchange bans or refuses a peer: the agent
+        #: reports it to the tracker (docs/signaling.md, "Reports").
+        self._report = report
         self.cdn = cdn
         self.links = LinkTable(spawn)
         self._now = now
@@ -192,6 +205,11 @@ class ExchangeGlue:
         elif isinstance(action, AnnounceHave | AnnounceFetching | AnnounceLost):
             self._announce(action)
         else:
+            if isinstance(action, CloseLink) and self._report is not None:
+                reason = _REPORTED_CLOSES.get(action.reason)
+                link = self.links.get(action.link)
+                if reason is not None and link is not None:
+                    self._report(peer_id_of(link), reason)
             self.links.perform(action)
 
     def _request(self, action: RequestPeer) -> None:

@@ -195,6 +195,10 @@ class Swarm:
         """Playback position sent to the tracker with the next announce (pairing hint)."""
         self.tracker.hints.position_s = position_s
 
+    async def report(self, peer_id: str, reason: str) -> None:
+        """Report a peer we banned or refused to the tracker (docs/signaling.md, "Reports")."""
+        await self.tracker.report(peer_id, reason)
+
     async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
         await self.tracker.send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn)
 

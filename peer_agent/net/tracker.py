@@ -326,6 +326,10 @@ def _check_id(name: str, value: str) -> None:
         raise ValueError(f"{name} must be {ID_CHARS} byte characters")
 
 
+#: Report reasons the server accepts (docs/signaling.md, "Reports").
+REPORT_REASONS = ("hash_failure", "protocol", "lies", "stall", "flood")
+
+
 class TrackerClient:
     """Announce one peer in one swarm and relay its signalling (see the module docstring)."""
 
@@ -430,6 +434,28 @@ class TrackerClient:
         ws = self._ws
         if ws is not None and self._announced_on_socket:
             await self._flush_stats(ws)
+
+    async def report(self, reported_peer_id: str, reason: str) -> bool:
+        """Report a peer we banned or refused (docs/signaling.md, "Reports"); ``reason`` is one
+        of ``hash_failure``, ``protocol``, ``lies``, ``stall``, ``flood``. False: not connected
+        and announced (the report is dropped: a later ban reports again)."""
+        if reason not in REPORT_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(REPORT_REASONS)}")
+        ws = self._ws
+        if ws is None or not self._announced_on_socket or reported_peer_id == self.peer_id:
+            return False
+        body = {
+            "action": "report",
+            "info_hash": self.info_hash,
+            "peer_id": self.peer_id,
+            "reported_peer_id": reported_peer_id,
+            "reason": reason,
+        }
+        try:
+            await self._send(ws, body)
+        except websockets.ConnectionClosed:
+            return False
+        return True
 
     # --- connection loop --------------------------------------------------------------------
 

@@ -219,6 +219,12 @@ async function trackerConversation(client, answers) {
   await until(() => answers.length > 0);
   assert.deepEqual(answers, [{ peer_id: THEM, offer_id: "o1", sdp: "A" }]);
 
+  // A report of a peer we banned (docs/signaling.md "Reports"); an unknown reason throws.
+  assert.equal(client.report(THEM, "hash_failure"), true);
+  assert.deepEqual(ws.sent.at(-1), { action: "report", info_hash: IH, peer_id: ME, reported_peer_id: THEM, reason: "hash_failure" });
+  assert.throws(() => client.report(THEM, "dislike"), /reason must be one of/);
+  assert.equal(client.report(ME, "lies"), false); // never ourselves
+
   ws.receive({ "failure reason": "nope", reason: "bad_offer_id", action: "announce", info_hash: IH });
   ws.receive({ action: "announce", info_hash: "another-swarm-00000", interval: 5 });
   ws.onmessage({ data: "not json" });

@@ -234,3 +234,31 @@ async def test_no_sdp_or_token_in_debug_logs(
         if r.name.startswith(("peer_agent", "websockets.client"))
     )
     assert "SECRET" not in text
+
+
+async def test_report_reaches_the_server_and_bad_reasons_are_refused(
+    server: RunningServer,
+) -> None:
+    """The agent's report of a peer it banned (docs/signaling.md, "Reports"): recorded by the
+    server under the reporter's address; an unknown reason is a programming error."""
+    pa, pb = Probe(), Probe()
+    a = pa.client(server, "reporter")
+    b = pb.client(server, "reported")
+    assert await a.report(ident("reported"), "lies") is False  # not connected yet
+    await a.start()
+    await b.start()
+    try:
+        await wait_until(lambda: pa.replies and pb.replies, pa.changed)
+        await wait_until(lambda: pb.replies, pb.changed)
+        assert await a.report(ident("reported"), "hash_failure") is True
+        with pytest.raises(ValueError):
+            await a.report(ident("reported"), "dislike")
+        a.announce_now()  # no reply to a report: by the next announce reply it was handled
+        n = len(pa.replies)
+        await wait_until(lambda: len(pa.replies) > n, pa.changed)
+        reports = server.server.runtime.service.reports
+        assert reports._by_reporter == {"127.0.0.1": {(ident("swarm-t"), ident("reported")): None}}
+        assert a.stats.failures == 0
+    finally:
+        await b.stop()
+        await a.stop()

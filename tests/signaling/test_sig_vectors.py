@@ -15,6 +15,7 @@ from signaling.messages import (
     Answer,
     IceRequest,
     MessageLimits,
+    Report,
     Scrape,
     Stats,
     TokenRefresh,
@@ -39,7 +40,9 @@ def frame_of(case: dict[str, Any]) -> str | bytes:
     return json.dumps(message)
 
 
-def summary(msg: Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh) -> dict[str, Any]:
+def summary(
+    msg: Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh | Report,
+) -> dict[str, Any]:
     if isinstance(msg, TokenRefresh):
         return {"kind": "token"}
     if isinstance(msg, IceRequest):
@@ -55,6 +58,8 @@ def summary(msg: Announce | Answer | Scrape | Stats | IceRequest | TokenRefresh)
         }
     if isinstance(msg, Scrape):
         return {"kind": "scrape", "info_hashes": len(msg.info_hashes)}
+    if isinstance(msg, Report):
+        return {"kind": "report", "reason": msg.reason}
     return {"kind": "answer" if isinstance(msg, Answer) else "stats"}
 
 
