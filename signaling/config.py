@@ -114,6 +114,15 @@ class SignalingConfig:
         "CPython GC thresholds for the server process (CPython's default is 700,10,10, whose "
         "full collections pause a 10k-connection server for ~1 s); empty keeps the default",
     )
+    gc_collect_after_closes: int = _opt(
+        200,
+        "run a full garbage collection from the sweeper once this many connections closed "
+        "since the last one (each leaves ~120 objects in reference cycles that the raised GC "
+        "thresholds would keep for a long time); 0 disables",
+    )
+    gc_collect_interval_s: float = _opt(
+        30.0, "at most one such collection per this many seconds (bounds the pauses)"
+    )
     log_level: str = _opt("info", "logging level")
     api_docs: bool = _opt(
         False,
@@ -192,6 +201,8 @@ class SignalingConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.gc_collect_after_closes < 0 or self.gc_collect_interval_s < 0:
+            raise UsageError("gc_collect_after_closes and gc_collect_interval_s must be >= 0")
         if self.metrics_max_swarms < 0:
             raise UsageError("metrics_max_swarms must be >= 0")
         if self.max_offers_per_announce < 0:

@@ -178,7 +178,11 @@ class Connection:
             raise
 
     def stop_writer(self) -> None:
+        """Cancel the writer and drop what it had not sent (the client is gone)."""
         self._writer.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.queued_bytes = 0
 
 
 class Router:

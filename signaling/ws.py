@@ -97,6 +97,7 @@ class TrackerEndpoint:
         self._exempt = parse_networks(config.address_limits_exempt)
         # connections with output pending (or closing): the write watchdog checks only these
         self._watch: set[Connection] = set()
+        self.closed_total = 0  # connections ended, for the sweeper's garbage collection
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -228,6 +229,7 @@ class TrackerEndpoint:
                     continue
                 self.router.deliver(sends, t0_s)
         finally:
+            self.closed_total += 1
             self._contexts.pop(conn_id, None)
             self.router.remove(conn_id)
             self.service.on_close(ctx)
@@ -238,6 +240,11 @@ class TrackerEndpoint:
                 conn.stop_writer()
             if control is not None and control.write_buffer_bytes() > 0:
                 self._watch.add(conn)  # uvicorn's close waits for a drain: abort if it stalls
+            else:
+                # nothing left in the transport: nothing to watch. Kept in the set, a client
+                # gone before its replies went out was held (with its protocol, transport and
+                # tasks) until the watchdog evicted it as a false write timeout.
+                self._watch.discard(conn)
 
     def _evicted(self, conn: Connection) -> None:
         """A slow reader: no more offers for it, and out of its swarms now."""
