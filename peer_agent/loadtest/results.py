@@ -45,11 +45,17 @@ def summarize(run: RunResult, scenario: Scenario) -> dict[str, Any]:
     cdn, p2p = _sum(rows, "bytes_cdn"), _sum(rows, "bytes_p2p")
     malicious = [r for r in rows if r["kind"] == Kind.MALICIOUS.value]
     bad_ids = {r.get("peer_id") for r in malicious}
+    # Every hostile agent's ids (a rotating one's former ids too): none of them is "honest".
+    hostile = [
+        r for r in rows if r["kind"] not in (Kind.NORMAL.value, Kind.LEECH.value, Kind.SLOW.value)
+    ]
+    hostile_ids = {r.get("peer_id") for r in hostile}
+    hostile_ids.update(pid for r in hostile for pid in r.get("former_peer_ids") or [])
     banned_by: dict[str, int] = {}
     for r in rows:
         for pid in r.get("peers_banned") or []:
             banned_by[pid] = banned_by.get(pid, 0) + 1
-    honest_banned = sorted(pid for pid in banned_by if pid not in bad_ids)
+    honest_banned = sorted(pid for pid in banned_by if pid not in hostile_ids)
     worker_cpu = sum(float(w.get("cpu_s") or 0.0) for w in run.workers.values())
     wall = max((float(w.get("wall_s") or 0.0) for w in run.workers.values()), default=0.0)
     busiest = max(

@@ -207,6 +207,7 @@ class Worker:
         error: str | None = None
         summary: dict[str, Any] = {}
         rotations = 0
+        former_ids: list[str] = []  # peer ids a rotating attacker used before its current one
         try:
             wait_s = max(0.0, job.t0_wall + spec.stop_s - time.time())
             done, _ = await asyncio.wait({task}, timeout=wait_s)
@@ -218,6 +219,7 @@ class Worker:
                     continue
                 agent.stop()
                 await task
+                former_ids.append(agent.peer_id)
                 rotations += 1
                 config = dataclasses.replace(config, seed=spec.seed + 7919 * rotations)
                 agent = Agent(config, swarm_factory=factory)
@@ -248,6 +250,7 @@ class Worker:
             "error": error,
             "corrupt_segments_played": audit.corrupt,
             "rotations": rotations,
+            "former_peer_ids": former_ids,
             "segments_audited": len(audit.checked) - audit.unchecked,
             "segments_unaudited": audit.unchecked,
             **summary,
