@@ -163,6 +163,21 @@ def playing_past(t: float) -> Any:
     return lambda s: s["mediaError"] is None and s["currentTime"] > t
 
 
+async def peer_segments(page: Any, peer_id: str, timeout_s: float) -> list[dict[str, Any]]:
+    """The page's segment-loaded events from ``peer_id`` (non-empty), waiting up to timeout_s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        found = [
+            e
+            for e in await events(page, "segment-loaded")
+            if e["source"] == "peer" and e["peerId"] == peer_id and e["bytes"] > 0
+        ]
+        if found or loop.time() > deadline:
+            return found
+        await asyncio.sleep(0.25)
+
+
 async def events(page: Any, name: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = await page.evaluate(
         "(n) => window.events.filter((e) => e.type === n)", name
@@ -199,11 +214,9 @@ async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_pa
                 "the bundled page to play with bytes from the import-map page",
                 log_b,
             )
-            loaded_b = await events(b, "segment-loaded")
-            assert any(
-                e["source"] == "peer" and e["peerId"] == sa["peerId"] and e["bytes"] > 0
-                for e in loaded_b
-            ), loaded_b
+            # bytesFromPeers counts bytes as they arrive: wait for a whole segment from the peer.
+            loaded_b = await peer_segments(b, sa["peerId"], 60)
+            assert loaded_b, await events(b, "segment-loaded")
             assert await events(a, "tracker-connected"), log_a
             assert not await events(a, "error") and not await events(b, "error")
             sources_a = {e["source"] for e in await events(a, "segment-loaded")}
