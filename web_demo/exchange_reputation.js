@@ -102,6 +102,12 @@ export class Reputation {
     return worst >= banAfter;
   }
 
+  /** The decayed penalty points of one subject now (0 if unknown). */
+  pointsOf(subject, now) {
+    const entry = this._subjects.get(subject);
+    return entry === undefined ? 0 : this._points(entry, now);
+  }
+
   ban(subjects) {
     for (const name of subjects) this.banned.add(name);
   }

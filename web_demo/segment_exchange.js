@@ -455,12 +455,19 @@ export class SegmentExchange {
     }
     if (verdict === Verdict.MISMATCH) {
       this.hashFailures += 1;
+      const counted = new Set(); // a subject counts once per failed segment
       for (const pid of peers) {
         const banned = this.penalties.record(pid, now);
-        if (this.reputation.recordFailure(this.subjects(pid), this.config.ban_after_failures, now) || banned) {
+        const subjects = this.subjects(pid).filter((s) => !counted.has(s));
+        for (const s of subjects) counted.add(s);
+        const hit = this.reputation.recordFailure(subjects, this.config.ban_after_failures, now);
+        if (hit || banned || this.reputation.isBanned(this.subjects(pid))) {
           this._ban(pid, "repeated integrity failures");
-        } else {
-          this.offence(pid, null, Offence.HASH_FAILURE, now);
+        } else if (subjects.length) {
+          // points too, on the subjects not counted yet
+          const outcome = this.reputation.record(subjects, Offence.HASH_FAILURE, now);
+          if (outcome === Outcome.BAN) this._ban(pid, "penalty points");
+          else if (outcome === Outcome.REFUSE) this._disconnect(pid, null, "refused for misbehaviour");
         }
         this._addAvoid(key, pid);
       }
@@ -506,11 +513,12 @@ export class SegmentExchange {
     this.penalties.banned.add(peerId);
     this.reputation.ban([...this.subjects(peerId), ...keys]);
     this._disconnect(peerId, null, reason);
-    // Its bytes are never checked again: every segment it contributed to is dropped (a download
-    // of it ends; a verdict still to come is ignored), so no further hash failure is paid for
-    // bytes of a banned peer.
+    // Its bytes are never checked again: every segment a banned peer id or a peer id of a banned
+    // address or certificate contributed to is dropped (a download of it ends; a verdict still to
+    // come is ignored), so no further hash failure is paid for them.
     for (const [key, held] of [...this.held]) {
-      if (!held.contributors.has(peerId)) continue;
+      const bad = [...held.contributors].some((c) => c !== null && this.reputation.isBanned(this.subjects(c)));
+      if (!bad) continue;
       const t = this.transfers.get(key);
       this.transfers.delete(key);
       if (t !== undefined && !t.verifying) {

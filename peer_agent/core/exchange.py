@@ -416,13 +416,21 @@ class SegmentExchange:
                 return
         if verdict is Verdict.MISMATCH:
             self.hash_failures += 1
+            counted: set[str] = set()  # a subject counts once per failed segment
             for pid in peers:
                 banned = self.penalties.record(pid, now)
+                subjects = [s for s in self.subjects(pid) if s not in counted]
+                counted.update(subjects)
                 ban_after = self.config.ban_after_failures
-                if self.reputation.record_failure(self.subjects(pid), ban_after, now) or banned:
+                hit = self.reputation.record_failure(subjects, ban_after, now)
+                if hit or banned or self.reputation.is_banned(self.subjects(pid)):
                     self._ban(pid, "repeated integrity failures")
-                else:
-                    self.offence(pid, None, Offence.HASH_FAILURE, now)
+                elif subjects:  # points too, on the subjects not counted yet
+                    outcome = self.reputation.record(subjects, Offence.HASH_FAILURE, now)
+                    if outcome is Outcome.BAN:
+                        self._ban(pid, "penalty points")
+                    elif outcome is Outcome.REFUSE:
+                        self._disconnect(pid, None, "refused for misbehaviour")
                 self._add_avoid(segment, pid)
             self._discard_and_refetch(segment, now)
             return
@@ -460,11 +468,14 @@ class SegmentExchange:
         self.penalties.banned.add(peer_id)
         self.reputation.ban((*self.subjects(peer_id), *keys))
         self._disconnect(peer_id, None, reason)
-        # Its bytes are never checked again: every segment it contributed to is dropped (a
-        # download of it ends; a verdict still to come is ignored), so no further hash failure
-        # is paid for bytes of a banned peer.
+        # Its bytes are never checked again: every segment a banned peer id or a peer id of a
+        # banned address or certificate contributed to is dropped (a download of it ends; a
+        # verdict still to come is ignored), so no further hash failure is paid for them.
         for segment, held in list(self.held.items()):
-            if peer_id not in held.contributors:
+            if not any(
+                c is not None and self.reputation.is_banned(self.subjects(c))
+                for c in held.contributors
+            ):
                 continue
             transfer = self.transfers.pop(segment, None)
             if transfer is not None and not transfer.verifying:

@@ -117,6 +117,11 @@ class Reputation:
             worst = max(worst, entry.failures)
         return worst >= ban_after
 
+    def points_of(self, subject: str, now: float) -> float:
+        """The decayed penalty points of one subject now (0 if unknown)."""
+        entry = self._subjects.get(subject)
+        return self._points(entry, now) if entry is not None else 0.0
+
     def ban(self, subjects: Iterable[str]) -> None:
         self.banned.update(subjects)
 
