@@ -3,9 +3,12 @@
 :class:`Coturn` writes a configuration file (mode 0600, in a temporary directory: the secret is
 never on a command line), starts ``turnserver`` inside the public namespace, and waits until it
 answers a STUN Binding request. Its log (``simple-log``) stays in the directory while it runs;
-:meth:`Coturn.relayed_bytes` sums the per-session usage coturn logs when sessions close
-(``rb``/``sb``: bytes received and sent on the relay side). The deployment recipe for a real
-server is in docs/deployment.md.
+:meth:`Coturn.usage` sums the per-session usage coturn logs when an allocation is deleted (on
+its next one-second timer tick after a client's Refresh with lifetime 0, or at expiry). coturn
+does not log the sessions still open when it is terminated, so :meth:`Coturn.stop` first waits
+(at most ``close_wait_s``) until every session it has logged as new has logged its usage; the
+sessions still open then are counted (:attr:`TurnUsage.open_sessions`) and logged as a warning.
+The deployment recipe for a real server is in docs/deployment.md.
 
 ``python -m peer_agent.netbed.turn wait HOST PORT`` sends STUN Binding requests (bounded: 40
 tries, 0.25 s apart) and exits 0 at the first answer, 1 otherwise.
@@ -13,6 +16,7 @@ tries, 0.25 s apart) and exits 0 at the first answer, 1 otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -22,17 +26,49 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from peer_agent.netbed.bed import PUB_ADDRESS, PUB_NS, BedError, NetBed
+
+logger = logging.getLogger(__name__)
 
 STUN_MAGIC = 0x2112A442
 WAIT_TRIES = 40
 WAIT_GAP_S = 0.25
 # "session N: usage: realm=<..>, username=<..>, rp=, rb=, sp=, sb=" (client side of the
 # allocation: packets/bytes received from and sent to the client); "peer usage:" lines differ.
-_USAGE = re.compile(r"session \S+: usage: .*?rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)")
+_USAGE = re.compile(r"session (\S+): usage: .*?rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)")
+# the same for the relay side of the allocation (packets/bytes received from and sent to peers)
+_PEER_USAGE = re.compile(r"session (\S+): peer usage: .*?rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)")
+_NEW = re.compile(r"session (\S+): new,")
+CLOSE_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class TurnUsage:
+    """What coturn's log says about its allocations so far."""
+
+    #: bytes received from plus sent to clients, over the sessions closed so far (ChannelData,
+    #: Send/Data indications and the allocation's own STUN requests/responses)
+    client_bytes: int
+    #: bytes received from plus sent to peers on relay ports: the data actually relayed
+    peer_bytes: int
+    closed_sessions: int
+    #: sessions logged as new whose usage is not (yet) logged; after :meth:`Coturn.stop`: lost
+    open_sessions: int
+
+
+def parse_usage(log_text: str) -> TurnUsage:
+    closed = {m[0] for m in _USAGE.findall(log_text)}
+    opened = set(_NEW.findall(log_text))
+    return TurnUsage(
+        client_bytes=sum(int(m[2]) + int(m[4]) for m in _USAGE.findall(log_text)),
+        peer_bytes=sum(int(m[2]) + int(m[4]) for m in _PEER_USAGE.findall(log_text)),
+        closed_sessions=len(closed),
+        open_sessions=len(opened - closed),
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,9 @@ class TurnConfig:
     min_relay_port: int = 49160
     max_relay_port: int = 49999
     realm: str = "p2p-hls.bed"
+    #: how long :meth:`Coturn.stop` waits for open sessions to log their usage before it
+    #: terminates coturn (a deleted allocation is logged within about a second)
+    close_wait_s: float = 5.0
     #: shared with the signaling server (``--turn-secret``); a fresh random one by default
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
@@ -120,13 +159,31 @@ class Coturn:
         except FileNotFoundError:
             return ""
 
+    def usage(self) -> TurnUsage:
+        """Usage over the sessions closed so far (after :meth:`stop`: all that coturn logged)."""
+        return parse_usage(self._log_text())
+
     def relayed_bytes(self) -> int:
         """Bytes coturn received from plus sent to its clients over allocations, summed over
-        the sessions closed so far (after :meth:`stop`: all of them)."""
-        return sum(int(m[1]) + int(m[3]) for m in _USAGE.findall(self._log_text()))
+        the sessions closed so far (:attr:`TurnUsage.client_bytes`)."""
+        return self.usage().client_bytes
+
+    def _wait_sessions_closed(self) -> None:
+        deadline = time.monotonic() + self.config.close_wait_s
+        while (open_sessions := self.usage().open_sessions) > 0:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "coturn: %d sessions still open after %.1f s; their usage is not counted",
+                    open_sessions,
+                    self.config.close_wait_s,
+                )
+                return
+            time.sleep(CLOSE_POLL_S)
 
     def stop(self) -> None:
+        """Wait (bounded) for open sessions to log their usage, then terminate coturn."""
         if self._proc is not None and self._proc.poll() is None:
+            self._wait_sessions_closed()
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=5)
