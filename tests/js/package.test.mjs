@@ -78,8 +78,9 @@ test("the tarball installs offline into an empty folder; node imports it and esb
 
   const esbuild = await import(pathToFileURL(join(ROOT, "node_modules/esbuild/lib/main.js")).href);
   const out = join(app, "bundle.mjs");
-  const result = await esbuild.build({ entryPoints: [join(app, "page.js")], bundle: true, format: "esm", platform: "browser", outfile: out, logLevel: "silent", metafile: true });
+  const result = await esbuild.build({ entryPoints: [join(app, "page.js")], bundle: true, format: "esm", platform: "browser", outfile: out, logLevel: "silent", metafile: true, absWorkingDir: app });
   assert.deepEqual(result.errors, []);
+  // metafile paths are relative to absWorkingDir (the page folder, not the test runner's cwd)
   const inputs = Object.keys(result.metafile.inputs).map((p) => relative(app, resolve(app, p)));
   assert.ok(inputs.some((p) => p.startsWith("node_modules/p2p-hls-engine/web_demo/engine.js")), inputs.join(", "));
   const bundled = await import(pathToFileURL(out).href);
