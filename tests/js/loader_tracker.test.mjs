@@ -6,6 +6,7 @@ import { test } from "node:test";
 
 import { makeFragmentLoader } from "../../web_demo/loader.js";
 import { TrackerClient, parseIceReply, tokenExpiryUnixS } from "../../web_demo/tracker.js";
+import { FakeSocket } from "./fake_socket.mjs";
 
 const frag = { sn: 7, baseurl: "http://o/hls/s/lo/index.m3u8", relurl: "seg-7.ts", url: "http://o/hls/s/lo/seg-7.ts" };
 const context = () => ({ url: frag.url, frag, responseType: "arraybuffer" });
@@ -125,30 +126,6 @@ test("an engine that fails or is too slow falls back; abort releases the wait", 
 });
 
 // --- tracker ---------------------------------------------------------------------------------
-
-class FakeSocket {
-  static last = null;
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.last = this;
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    }, 0);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close(code = 1000) {
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code }), 0);
-  }
-  receive(msg) {
-    this.onmessage?.({ data: JSON.stringify(msg) });
-  }
-}
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 

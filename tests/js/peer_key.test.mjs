@@ -6,6 +6,7 @@ import { test } from "node:test";
 
 import { isKeyedPeerId, keyedPeerId, makeKeyedIdentity, validPeerKey } from "../../web_demo/ids.js";
 import { TrackerClient } from "../../web_demo/tracker.js";
+import { FakeSocket } from "./fake_socket.mjs";
 
 const VECTORS = JSON.parse(readFileSync(new URL("../../docs/vectors/signaling/peer_key.json", import.meta.url), "utf8"));
 
@@ -28,27 +29,6 @@ test("a fresh identity: a 32-character key from the CSPRNG and its peer_id", asy
   assert.equal(await keyedPeerId(a.peerKey), a.peerId);
   assert.notEqual(a.peerKey, b.peerKey);
 });
-
-class FakeSocket {
-  static last = null;
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.last = this;
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    }, 0);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close(code = 1000) {
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code }), 0);
-  }
-}
 
 async function until(cond) {
   for (let waited = 0; !cond(); waited += 5) {
