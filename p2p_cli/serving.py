@@ -21,6 +21,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,6 +33,15 @@ EXIT_STATUS_HELP = (
     "failed (one line on stderr says why, e.g. a port already in use); 2 on bad arguments; "
     "130 when interrupted before it had a result."
 )
+
+
+def run_main(main: Callable[..., int], *args: Any) -> int:
+    """``main(*args)``, with a Ctrl-C that arrives before the program took over SIGINT (while
+    parsing, generating media, starting up) ending in :data:`EXIT_INTERRUPTED`, no traceback."""
+    try:
+        return main(*args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def error(prog: str, message: str) -> None:

@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from p2p_cli.flags import ConfigFlags, Option
 from p2p_cli.serving import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
     listen_error,
     print_result,
+    run_main,
 )
 from signaling.config import ENV_PREFIX, SignalingConfig, env_name
 from signaling.errors import UsageError
@@ -122,10 +122,7 @@ def _mint(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    try:
-        return _main(argv, env)
-    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv, env)
 
 
 def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:

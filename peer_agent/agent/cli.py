@@ -24,12 +24,12 @@ from typing import Any, TextIO
 from p2p_cli.flags import ConfigFlags, Option
 from p2p_cli.serving import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
     print_result,
+    run_main,
 )
 
 from .agent import Agent, ice_servers_of
@@ -146,10 +146,7 @@ async def run(config: AgentConfig, *, live_status: bool, out: TextIO) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C before the agent took over SIGINT
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:

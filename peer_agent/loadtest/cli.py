@@ -26,12 +26,12 @@ from typing import Any
 from p2p_cli.flags import ConfigFlags, Option, add_all
 from p2p_cli.serving import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
     print_result,
+    run_main,
 )
 
 from ..sim.scenario import Scenario
@@ -310,10 +310,7 @@ def _bed_run(path: Path, scenario: Scenario, as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:

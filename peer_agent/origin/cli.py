@@ -19,7 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from p2p_cli.flags import ConfigFlags, Option, add_all
-from p2p_cli.serving import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_STATUS_HELP, error, listen_error
+from p2p_cli.serving import (
+    EXIT_FAILED,
+    EXIT_STATUS_HELP,
+    error,
+    listen_error,
+    run_main,
+)
 from peer_agent.origin.config import (
     ENV_PREFIX,
     MediaConfig,
@@ -99,10 +105,7 @@ def _print_streams(base_url: str, description: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    try:
-        return _main(argv, env)
-    except KeyboardInterrupt:  # Ctrl-C while generating media, before serving
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv, env)
 
 
 def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:

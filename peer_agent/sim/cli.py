@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from p2p_cli.flags import ConfigFlags, Option
-from p2p_cli.serving import EXIT_INTERRUPTED, EXIT_STATUS_HELP, EXIT_USAGE, error, print_result
+from p2p_cli.serving import (
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    error,
+    print_result,
+    run_main,
+)
 
 from .engine import Simulation, simulate
 from .scenario import Scenario, load_scenario
@@ -55,10 +61,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

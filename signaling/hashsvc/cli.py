@@ -20,12 +20,12 @@ from collections.abc import Mapping, Sequence
 from p2p_cli.flags import ConfigFlags, Option
 from p2p_cli.serving import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUS_HELP,
     EXIT_USAGE,
     error,
     listen_error,
+    run_main,
 )
 from signaling.hashsvc.config import ENV_PREFIX, HashServiceConfig
 from signaling.hashsvc.errors import ConfigError
@@ -69,10 +69,7 @@ def config_from_args(argv: Sequence[str], env: Mapping[str, str]) -> HashService
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    try:
-        return _main(argv, env)
-    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
-        return EXIT_INTERRUPTED
+    return run_main(_main, argv, env)
 
 
 def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
