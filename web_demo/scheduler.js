@@ -209,6 +209,13 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
   const now = view.now;
   const rate = view.rate > 0 ? view.rate : 1.0;
   const { seg, offset } = slot;
+  const enteredWindowAt = now - (cfg.prefetch_window_s - slot.ahead) / rate;
+  const wantedSince = Math.max(seg.known_since, enteredWindowAt);
+  const fetchers = view.fetchers || [];
+  if (fetchers.length > 0 && now < (view.fetchers_until || 0)) {
+    assigned(slot, urgentAt, wantedSince, view, load, cfg, actions, wakes);
+    return;
+  }
   const candidateIds = [
     view.self_id,
     ...peers
@@ -216,8 +223,6 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
       .map((p) => p.peer_id),
   ];
   const rank = electionRank(view.self_id, candidateIds, seg.segment);
-  const enteredWindowAt = now - (cfg.prefetch_window_s - slot.ahead) / rate;
-  const wantedSince = Math.max(seg.known_since, enteredWindowAt);
   let fireAt = wantedSince + rank * cfg.backup_delay_s;
   if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
     const share = cfg.seed_fetchers / view.swarm_size;
@@ -239,6 +244,31 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
   }
 }
 
+// Phase 3 under the signaling server's assignment: the listed fetchers, ordered per segment
+// by the election key, take turns backup_delay_s apart (a silent fetcher is covered by the
+// next); a viewer not listed waits for the segment to reach a neighbour until it turns urgent.
+function assigned(slot, urgentAt, wantedSince, view, load, cfg, actions, wakes) {
+  const { seg, offset } = slot;
+  const order = rankCandidates(view.fetchers, seg.segment);
+  const rank = order.indexOf(view.self_id);
+  if (rank < 0) {
+    actions.push({ action: "wait", segment: seg.segment, reason: "not_assigned", until: urgentAt });
+    wakes.push(urgentAt);
+    return;
+  }
+  const fireAt = wantedSince + rank * cfg.backup_delay_s;
+  if (view.now < fireAt) {
+    const until = Math.min(fireAt, urgentAt);
+    actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
+    wakes.push(until);
+  } else if (load.fromCdn < cfg.max_cdn_downloads) {
+    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "assigned" : "backup" });
+    load.fromCdn++;
+  } else {
+    actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });
+  }
+}
+
 /**
  * Decide what to fetch, from where, at view.now: every segment in the prefetch window, in
  * playback order, through three phases (checkTransfer, fromUrgencyOrPeers, elect).
@@ -246,7 +276,8 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
  *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
  *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
  *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
- *   uploads}], cdn_throughput_bytes_per_s, connecting_until, swarm_size }
+ *   uploads}], cdn_throughput_bytes_per_s, connecting_until, swarm_size, fetchers (the signaling
+ *   server's assignment: peer ids), fetchers_until (it holds until then) }
  * Returns { actions: [...], wake_at }.
  */
 export function decide(view, cfg, random) {

@@ -256,10 +256,19 @@ class SegmentExchange:
         *,
         connecting_until: float = 0.0,
         swarm_size: int = 0,
+        fetchers: tuple[str, ...] = (),
+        fetchers_until: float = 0.0,
     ) -> SchedulerView:
-        """The scheduler's input, built the way the simulator builds it (:mod:`.exchange_view`)."""
+        """The scheduler's input, built the way the simulator builds it (:mod:`.exchange_view`);
+        ``fetchers`` holding until ``fetchers_until``: the signaling server's assignment."""
         return build_view(
-            self, now, playhead_s, connecting_until=connecting_until, swarm_size=swarm_size
+            self,
+            now,
+            playhead_s,
+            connecting_until=connecting_until,
+            swarm_size=swarm_size,
+            fetchers=fetchers,
+            fetchers_until=fetchers_until,
         )
 
     def apply(self, actions: Sequence[SchedulerAction], now: float) -> None:

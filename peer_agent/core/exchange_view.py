@@ -62,6 +62,8 @@ def build_view(
     *,
     connecting_until: float = 0.0,
     swarm_size: int = 0,
+    fetchers: tuple[str, ...] = (),
+    fetchers_until: float = 0.0,
 ) -> SchedulerView:
     segments = []
     for entry in ex.timeline():
@@ -123,4 +125,6 @@ def build_view(
         rate=1.0,
         connecting_until=connecting_until,
         swarm_size=swarm_size,
+        fetchers=fetchers,
+        fetchers_until=fetchers_until,
     )

@@ -22,7 +22,9 @@ Per segment, in playback order within the prefetch window:
    wait for it until the segment turns urgent;
 7. nobody near has it: the election (after waiting for neighbours still connecting, if it
    has none yet). Rank 0 fetches from the CDN now; rank k once the segment
-   has been wanted for ``k * backup_delay_s``; until then, wait.
+   has been wanted for ``k * backup_delay_s``; until then, wait. While the signaling server's
+   fetcher assignment is in force, only the viewers it lists take part (in the same order and
+   turns); the others wait for a neighbour's copy until the segment turns urgent.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .config import SchedulerConfig
-from .election import election_key, election_rank
+from .election import election_key, election_rank, rank_candidates
 from .ids import SegmentId
 
 
@@ -106,6 +108,12 @@ class SchedulerView:
     connecting_until: float = 0.0
     #: Viewers in the whole swarm as the tracker reports it (0: unknown).
     swarm_size: int = 0
+    #: The signaling server's fetcher assignment (docs/signaling.md, "Fetcher assignment"):
+    #: the peer_ids it chose to fetch new segments from the CDN, in any order; the order per
+    #: segment is the election's. Empty: no assignment (the local election decides).
+    fetchers: Sequence[str] = ()
+    #: The assignment holds until this time (stale after it: the local election decides).
+    fetchers_until: float = 0.0
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -115,7 +123,7 @@ class SchedulerView:
 class FetchFromCdn:
     segment: SegmentId
     offset: int
-    reason: str  # urgent | elected | backup
+    reason: str  # urgent | elected | assigned | backup
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,7 @@ class CancelTransfer:
 @dataclass(frozen=True)
 class Wait:
     segment: SegmentId
-    reason: str  # awaiting_peer | connecting | not_elected | cdn_busy
+    reason: str  # awaiting_peer | connecting | not_elected | not_assigned | cdn_busy
     until: float
 
 
@@ -347,18 +355,22 @@ def _elect(
     wakes: list[float],
 ) -> None:
     """Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those
-    watching close by; rank k backs up after ``k * backup_delay_s``."""
+    watching close by; rank k backs up after ``k * backup_delay_s``. An assignment from the
+    signaling server in force replaces the local candidates (:func:`_assigned`)."""
     now = view.now
     sid = slot.seg.segment
     rate = view.rate if view.rate > 0 else 1.0
+    entered_window_at = now - (config.prefetch_window_s - slot.ahead_s) / rate
+    wanted_since = max(slot.seg.known_since, entered_window_at)
+    if view.fetchers and now < view.fetchers_until:
+        _assigned(slot, urgent_at, wanted_since, view, load, config, actions, wakes)
+        return
     candidates_ids = [view.self_id] + [
         p.peer_id
         for p in peers.values()
         if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
     ]
     rank = election_rank(view.self_id, candidates_ids, sid)
-    entered_window_at = now - (config.prefetch_window_s - slot.ahead_s) / rate
-    wanted_since = max(slot.seg.known_since, entered_window_at)
     fire_at = wanted_since + rank * config.backup_delay_s
     if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
         share = config.seed_fetchers / view.swarm_size
@@ -374,6 +386,39 @@ def _elect(
         wakes.append(until)
     elif load.from_cdn < config.max_cdn_downloads:
         actions.append(FetchFromCdn(sid, slot.offset, "elected" if rank == 0 else "backup"))
+        load.from_cdn += 1
+    else:
+        actions.append(Wait(sid, "cdn_busy", urgent_at))
+
+
+def _assigned(
+    slot: _Slot,
+    urgent_at: float,
+    wanted_since: float,
+    view: SchedulerView,
+    load: _Load,
+    config: SchedulerConfig,
+    actions: list[Action],
+    wakes: list[float],
+) -> None:
+    """Phase 3 under the server's assignment: the listed fetchers, ordered per segment by the
+    election key, take turns ``backup_delay_s`` apart (a silent fetcher is covered by the next);
+    a viewer not listed waits for the segment to reach a neighbour until it turns urgent."""
+    now = view.now
+    sid = slot.seg.segment
+    order = rank_candidates(view.fetchers, sid)
+    if view.self_id not in order:
+        actions.append(Wait(sid, "not_assigned", urgent_at))
+        wakes.append(urgent_at)
+        return
+    rank = order.index(view.self_id)
+    fire_at = wanted_since + rank * config.backup_delay_s
+    if now < fire_at:
+        until = min(fire_at, urgent_at)
+        actions.append(Wait(sid, "not_elected", until))
+        wakes.append(until)
+    elif load.from_cdn < config.max_cdn_downloads:
+        actions.append(FetchFromCdn(sid, slot.offset, "assigned" if rank == 0 else "backup"))
         load.from_cdn += 1
     else:
         actions.append(Wait(sid, "cdn_busy", urgent_at))

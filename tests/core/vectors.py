@@ -95,6 +95,8 @@ def scheduler_view(d: dict[str, Any]) -> SchedulerView:
         rate=d["rate"],
         connecting_until=d["connecting_until"],
         swarm_size=d["swarm_size"],
+        fetchers=tuple(d.get("fetchers", ())),
+        fetchers_until=d.get("fetchers_until", 0.0),
     )
 
 
