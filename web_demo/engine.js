@@ -708,7 +708,7 @@ export class P2PEngine {
     const info = this.playlists.get(key);
     let verdict = Verdict.UNKNOWN;
     if (info) {
-      const target = { key: info.relurl, byteRange: info.byteRange };
+      const target = { key: info.relurl, byteRange: info.byteRange, msn: a.segment[1] };
       verdict = await this.manifests.verify(a.segment[0], target, a.data, a.total_bytes);
     }
     if (this.destroyed) return;
@@ -840,6 +840,8 @@ export class P2PEngine {
       cdnFallbacks: c.cdnFallbacks,
       bytesRejected: c.bytesRejected,
       integrity: this.manifests.mode,
+      manifestFetches: this.manifests.fetches,
+      manifestBytes: this.manifests.bytesFetched,
       peers,
       connectedPeers: peers.filter((p) => p.connected).length,
       bannedPeers: peers.filter((p) => p.banned).map((p) => p.peerId),

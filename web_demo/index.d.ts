@@ -310,6 +310,10 @@ export interface P2PEngineStats {
   /** Requests answered BUSY because every upload slot was taken. */
   busySent: number;
   integrity: IntegrityMode;
+  /** Integrity manifest requests (the first whole, then from a segment's MSN on). */
+  manifestFetches: number;
+  /** Body bytes of those manifest answers. */
+  manifestBytes: number;
   peers: PeerStats[];
   connectedPeers: number;
   bannedPeers: string[];

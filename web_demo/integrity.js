@@ -17,11 +17,47 @@ export async function sha256Hex(bytes) {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** {key: digest} of a manifest document (an object, or {segments: {...}}); bad entries dropped. */
-export function parseManifest(doc) {
-  const raw = typeof doc === "string" ? JSON.parse(doc) : doc;
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("a manifest is a JSON object");
+/** Defaults of the incremental manifest fetch (docs/exchange.md §12). */
+export const MAX_MANIFEST_BYTES = 1 << 20;
+export const MAX_MANIFEST_ENTRIES = 4096;
+
+/** A manifest answer refused whole; `reason` is "manifest_too_large" or "manifest_invalid". */
+export class ManifestRejected extends Error {
+  constructor(reason, message) {
+    super(message);
+    this.name = "ManifestRejected";
+    this.reason = reason;
+  }
+}
+
+/** The URL asking `url` for the entries from MSN `msn` on (docs/exchange.md §12): any #fragment
+ * and from_msn= parameter dropped, from_msn=<msn> appended (string operations, as the agent). */
+export function incrementalManifestUrl(url, msn) {
+  if (!Number.isSafeInteger(msn) || msn < 0) throw new Error(`bad MSN ${msn}`);
+  const noFragment = url.split("#", 1)[0];
+  const q = noFragment.indexOf("?");
+  const base = q < 0 ? noFragment : noFragment.slice(0, q);
+  const query = q < 0 ? "" : noFragment.slice(q + 1);
+  const params = query.split("&").filter((p) => p && !p.startsWith("from_msn="));
+  params.push(`from_msn=${msn}`);
+  return `${base}?${params.join("&")}`;
+}
+
+/** {key: digest} of a manifest document (an object, or {segments: {...}}); bad entries dropped.
+ * Throws ManifestRejected for a document that is not an object or lists over `maxEntries`. */
+export function parseManifest(doc, maxEntries = MAX_MANIFEST_ENTRIES) {
+  let raw = doc;
+  if (typeof doc === "string") {
+    try {
+      raw = JSON.parse(doc);
+    } catch (exc) {
+      throw new ManifestRejected("manifest_invalid", `a manifest is JSON: ${exc.message}`);
+    }
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new ManifestRejected("manifest_invalid", "a manifest is a JSON object");
   const entries = raw.segments && typeof raw.segments === "object" ? raw.segments : raw;
+  const count = Object.keys(entries).length;
+  if (count > maxEntries) throw new ManifestRejected("manifest_too_large", `manifest lists ${count} entries, over ${maxEntries}`);
   const out = new Map();
   for (const [key, value] of Object.entries(entries)) {
     if (typeof value !== "string") continue;
@@ -43,20 +79,35 @@ export function manifestKey(uri, byteRange = null) {
   return `${uri}#${start}-${end - 1}`;
 }
 
-/** A rendition's hashes, merged across refreshes (a live manifest grows). */
+/** A rendition's hashes, merged across refreshes (a live manifest grows): at most `maxEntries`
+ * keys, the oldest-inserted dropped first. */
 export class Manifest {
-  constructor(url) {
+  constructor(url, { maxEntries = MAX_MANIFEST_ENTRIES, maxBytes = MAX_MANIFEST_BYTES } = {}) {
     this.url = url;
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
     this.hashes = new Map();
     this.loaded = false;
+  }
+
+  /** What to fetch when segment `msn` is not listed: the whole manifest until one was loaded
+   * (or without an MSN), then only the entries from `msn` on. */
+  urlFor(msn = null) {
+    if (!this.url || !this.loaded || msn === null || msn === undefined) return this.url;
+    return incrementalManifestUrl(this.url, msn);
   }
 
   get mode() {
     return this.url ? "sha256" : "size-only";
   }
 
+  /** Merge an answer (throws ManifestRejected, holding nothing of it). */
   update(doc) {
-    for (const [key, digest] of parseManifest(doc)) this.hashes.set(key, digest);
+    for (const [key, digest] of parseManifest(doc, this.maxEntries)) this.hashes.set(key, digest);
+    for (const key of this.hashes.keys()) {
+      if (this.hashes.size <= this.maxEntries) break;
+      this.hashes.delete(key);
+    }
     this.loaded = true;
   }
 
@@ -78,18 +129,57 @@ export class Manifest {
   }
 }
 
+/** The body of `response` as text, refusing (unread past the limit) one over `maxBytes`. */
+export async function readBounded(response, maxBytes) {
+  const declared = Number(response.headers?.get?.("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    response.body?.cancel?.().catch(() => {});
+    throw new ManifestRejected("manifest_too_large", `manifest of ${declared} bytes, over ${maxBytes}`);
+  }
+  if (!response.body?.getReader) {
+    const text = await response.text();
+    if (text.length > maxBytes) throw new ManifestRejected("manifest_too_large", `manifest over ${maxBytes} bytes`);
+    return { text, bytes: text.length };
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let bytes = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > maxBytes) {
+      reader.cancel().catch(() => {});
+      throw new ManifestRejected("manifest_too_large", `manifest body over ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(bytes);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return { text: new TextDecoder().decode(all), bytes };
+}
+
 /**
- * Every rendition's manifest: fetched when the rendition is first seen and again when a segment
- * is not listed yet (one fetch at a time per manifest); a 404 before any answer switches that
- * rendition to size-only. Reports through onWarning(reason, message) and, after every fetch,
- * onChange() (the mode may have changed).
+ * Every rendition's manifest: fetched whole when the rendition is first seen, then, when a
+ * segment is not listed yet, only the entries from its MSN on (docs/exchange.md §12; one fetch at
+ * a time per manifest, at most one per 250 ms); a 404 before any answer switches that rendition
+ * to size-only. Reports through onWarning(reason, message) and, after every fetch, onChange()
+ * (the mode may have changed). `fetches`, `bytesFetched` and `rejected` (by reason) count.
  */
 export class Manifests {
-  constructor({ onWarning = () => {}, onChange = () => {} } = {}) {
+  constructor({ onWarning = () => {}, onChange = () => {}, fetchFn = null } = {}) {
     this._onWarning = onWarning;
     this._onChange = onChange;
+    this._fetch = fetchFn || ((...args) => globalThis.fetch(...args));
     this._byRendition = new Map(); // rendition -> Manifest
     this._refreshing = new Map(); // Manifest -> promise of the fetch in progress
+    this.fetches = 0;
+    this.bytesFetched = 0;
+    this.rejected = {};
   }
 
   has(rendition) {
@@ -119,21 +209,30 @@ export class Manifests {
     return null;
   }
 
-  async refresh(manifest) {
+  async refresh(manifest, msn = null) {
     if (!manifest.url) return this._onChange();
     const running = this._refreshing.get(manifest);
     if (running) return running;
-    const url = manifest.url;
+    const url = manifest.urlFor(msn);
     const fetching = (async () => {
       try {
-        const r = await fetch(url, { cache: "no-store" });
-        if (r.ok) manifest.update(await r.text());
-        else if (r.status === 404 && !manifest.loaded) {
+        // A from_msn answer may come from a CDN's cache (its URL names one segment's entry);
+        // the whole manifest is fetched past any cache.
+        const r = await this._fetch(url, { cache: url === manifest.url ? "no-store" : "default" });
+        if (r.ok) {
+          this.fetches += 1;
+          const { text, bytes } = await readBounded(r, manifest.maxBytes);
+          this.bytesFetched += bytes;
+          manifest.update(text);
+        } else if (r.status === 404 && !manifest.loaded) {
           this._onWarning("no_manifest", `no integrity manifest at ${url} (404): peers' segments are checked by size only`);
           manifest.url = null; // size-only mode
         } else this._onWarning(`manifest_http_${r.status}`, `integrity manifest ${url}: HTTP ${r.status}`);
       } catch (exc) {
-        this._onWarning("manifest_unavailable", `integrity manifest ${url}: ${exc?.message || exc}`);
+        if (exc instanceof ManifestRejected) {
+          this.rejected[exc.reason] = (this.rejected[exc.reason] || 0) + 1;
+          this._onWarning(exc.reason, `integrity manifest ${url} refused: ${exc.message}`);
+        } else this._onWarning("manifest_unavailable", `integrity manifest ${url}: ${exc?.message || exc}`);
       } finally {
         this._onChange();
         setTimeout(() => this._refreshing.delete(manifest), 250); // at most one fetch per 250 ms
@@ -143,13 +242,13 @@ export class Manifests {
     return fetching;
   }
 
-  /** Verdict for a whole segment of `rendition` ({key: URI as written, byteRange}): its SHA-256
-   * (the manifest fetched again once when the segment is not listed), or its size. */
+  /** Verdict for a whole segment of `rendition` ({key: URI as written, byteRange, msn}): its
+   * SHA-256 (the entries from its MSN on fetched once when it is not listed), or its size. */
   async verify(rendition, target, bytes, expectedSize = null) {
     const manifest = this._byRendition.get(rendition) || new Manifest(null);
     let verdict = await manifest.verify(target, bytes, expectedSize);
     if (verdict === Verdict.UNKNOWN && manifest.url) {
-      await this.refresh(manifest);
+      await this.refresh(manifest, target.msn ?? null);
       verdict = await manifest.verify(target, bytes, expectedSize);
     }
     return verdict;

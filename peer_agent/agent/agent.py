@@ -38,10 +38,10 @@ from ..core.scheduler import decide
 from ..core.store import SegmentStore
 from ..core.wire import FetchingEntry
 from . import intake, report
-from .cdn import CdnError, CdnFetcher
+from .cdn import CdnError, CdnFetcher, CdnTooLarge
 from .config import AgentConfig
 from .glue import ExchangeGlue
-from .integrity import Manifest, hash_service_manifest_url
+from .integrity import Manifest, ManifestRejected, hash_service_manifest_url
 from .playlist import (
     InitMap,
     Rendition,
@@ -114,7 +114,7 @@ class Agent:
             report=self._report_peer,
         )
         self.links = self.glue.links
-        self.manifest = Manifest(config.manifest_url)
+        self.manifest = self._new_manifest(config.manifest_url)
         self.timeline: Timeline | None = None
         self.rendition: Rendition | None = None
         self.player: PlaybackModel | None = None
@@ -234,33 +234,51 @@ class Agent:
         if url is None and self.config.discover_manifest:
             candidate = urljoin(self.rendition.uri, "manifest.json")
             try:
-                result = await self.cdn.fetch(candidate)
-                self.manifest = Manifest(candidate)
+                result = await self.cdn.fetch(candidate, max_bytes=self.config.max_manifest_bytes)
+                self.manifest = self._new_manifest(candidate)
+                self.manifest.fetches += 1
+                self.manifest.bytes_fetched += len(result.data)
                 self.manifest.update(result.data.decode("utf-8"))
                 logger.info("integrity manifest found at %s", candidate)
             except (CdnError, ValueError) as exc:
                 logger.info("no integrity manifest (%s): size-only checks", exc)
         elif url is not None:
-            self.manifest = Manifest(url)
+            self.manifest = self._new_manifest(url)
             await self.refresh_manifest()
         self.exchange.set_sha256(self.manifest.url is not None)
 
-    async def refresh_manifest(self) -> None:
-        if self.manifest.url is None:
+    def _new_manifest(self, url: str | None) -> Manifest:
+        cfg = self.config
+        return Manifest(url, max_entries=cfg.max_manifest_entries, max_bytes=cfg.max_manifest_bytes)
+
+    async def refresh_manifest(self, msn: int | None = None) -> None:
+        """Fetch the manifest: whole the first time, then only the entries from MSN ``msn`` on
+        (docs/exchange.md, section 12). A refused answer is a warning, counted, merged not."""
+        manifest = self.manifest
+        url = manifest.url_for(msn)
+        if url is None:
             return
         try:
-            result = await self.cdn.fetch(self.manifest.url)
-            self.manifest.update(result.data.decode("utf-8"))
+            result = await self.cdn.fetch(url, max_bytes=manifest.max_bytes)
+            manifest.fetches += 1
+            manifest.bytes_fetched += len(result.data)
+            manifest.update(result.data.decode("utf-8"))
+        except CdnTooLarge as exc:
+            manifest.reject("manifest_too_large")
+            logger.warning("manifest refused: %s", exc)
+        except ManifestRejected as exc:
+            manifest.reject(exc.reason)
+            logger.warning("manifest refused (%s): %s", exc.reason, exc)
         except (CdnError, ValueError) as exc:
             logger.warning("manifest refresh failed: %s", exc)
         self._manifest_refreshed_at = self.now()
 
-    async def _refresh_manifest_soon(self) -> None:
+    async def _refresh_manifest_soon(self, msn: int | None = None) -> None:
         """One manifest refresh at a time, at most every quarter second; waits for it."""
         if self._manifest_refresh is None or self._manifest_refresh.done():
             if self.now() - self._manifest_refreshed_at < 0.25:
                 return
-            self._manifest_refresh = self.spawn(self.refresh_manifest())
+            self._manifest_refresh = self.spawn(self.refresh_manifest(msn))
         with contextlib.suppress(Exception):
             await asyncio.shield(self._manifest_refresh)
 

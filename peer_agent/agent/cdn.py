@@ -59,6 +59,10 @@ class CdnError(Exception):
         self.received = received
 
 
+class CdnTooLarge(CdnError):
+    """A body over the ``max_bytes`` the caller allows (not retried; nothing past it is read)."""
+
+
 def _unknown_host(exc: BaseException) -> bool:
     """True when a name lookup said the host does not exist (retrying cannot fix that; a
     temporary resolver failure, EAI_AGAIN, is retried)."""
@@ -124,8 +128,10 @@ class CdnFetcher:
         offset: int = 0,
         on_chunk: ChunkCallback | None = None,
         on_total: Callable[[int], None] | None = None,
+        max_bytes: int | None = None,
     ) -> CdnResult:
-        """Bytes ``[offset, end)`` of the resource (or of ``byte_range`` within it)."""
+        """Bytes ``[offset, end)`` of the resource (or of ``byte_range`` within it). With
+        ``max_bytes``, a larger resource raises :class:`CdnTooLarge` (read no further)."""
         started = time.monotonic()
         buf = bytearray()
         total: int | None = byte_range.length if byte_range is not None else None
@@ -133,7 +139,9 @@ class CdnFetcher:
         while True:
             attempt += 1
             try:
-                total = await self._attempt(url, byte_range, offset, total, buf, on_chunk, on_total)
+                total = await self._attempt(
+                    url, byte_range, offset, total, buf, on_chunk, on_total, max_bytes
+                )
                 if offset + len(buf) >= total:
                     elapsed = time.monotonic() - started
                     return CdnResult(bytes(buf), offset, total, attempt, elapsed)
@@ -159,6 +167,7 @@ class CdnFetcher:
         buf: bytearray,
         on_chunk: ChunkCallback | None,
         on_total: Callable[[int], None] | None = None,
+        max_bytes: int | None = None,
     ) -> int:
         """One GET continuing at ``offset + len(buf)``; appends to ``buf``; returns the total
         size of the segment."""
@@ -199,9 +208,13 @@ class CdnFetcher:
                         total = expected
                 if total is not None and on_total is not None:
                     on_total(total)
+                if max_bytes is not None and total is not None and total > max_bytes:
+                    raise CdnTooLarge(f"{url}: {total} bytes, over {max_bytes}", received=pos)
                 got = 0
                 async for chunk in response.aiter_bytes():  # as received: keep every byte
                     got += len(chunk)
+                    if max_bytes is not None and got > max_bytes:
+                        raise CdnTooLarge(f"{url}: body over {max_bytes} bytes", received=pos)
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk = chunk[cut:]

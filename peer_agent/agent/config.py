@@ -29,6 +29,10 @@ class AgentConfig:
     #: Hash service base URL (``p2p-hashsvc``); when set and ``manifest_url`` is not, the
     #: manifest is ``<URL>/manifest?playlist=<percent-encoded media playlist URL>``.
     hash_service_url: str | None = None
+    #: A manifest answer over this many bytes is refused unread past it (docs/exchange.md, 12).
+    max_manifest_bytes: int = 1 << 20
+    #: Manifest entries held at most (oldest-inserted dropped); an answer listing more is refused.
+    max_manifest_entries: int = 4096
     #: Rendition index in the master playlist; ``None``: the lowest bandwidth.
     rendition: int | None = None
     #: Live: start this many segments behind the newest listed one.
@@ -93,6 +97,8 @@ class AgentConfig:
         for name in ("rendition", "upload_burst_bytes"):
             _check_number(name, getattr(self, name), minimum=0)
         _check_number("store_max_bytes", self.store_max_bytes, minimum=1)
+        _check_number("max_manifest_bytes", self.max_manifest_bytes, minimum=1)
+        _check_number("max_manifest_entries", self.max_manifest_entries, minimum=1)
 
 
 def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:

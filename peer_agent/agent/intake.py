@@ -22,13 +22,13 @@ async def check(
     info: SegmentInfo,
     data: bytes,
     total_bytes: int | None,
-    refresh: Callable[[], Awaitable[None]],
+    refresh: Callable[[int], Awaitable[None]],
 ) -> Verdict:
     """The verdict on a whole segment; an UNKNOWN one is checked again after a manifest
-    refresh (a live manifest grows behind the playlist)."""
+    refresh from the segment's MSN on (a live manifest grows behind the playlist)."""
     verdict = manifest.verify(info, data, total_bytes)
     if verdict is Verdict.UNKNOWN and manifest.url is not None:
-        await refresh()
+        await refresh(info.segment_id.sequence)
         verdict = manifest.verify(info, data, total_bytes)
     return verdict
 

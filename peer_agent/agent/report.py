@@ -99,6 +99,11 @@ def summary(agent: Reported) -> dict[str, Any]:
         # Relays ended with ABORT(UPSTREAM_FAILED): our copy failed or was given up.
         "relays_aborted": ex.server.relays_aborted,
         "integrity": agent.manifest.mode,
+        # Manifest requests (the first whole, then from a segment's MSN on), their body bytes,
+        # and answers refused by reason (manifest_too_large, manifest_invalid).
+        "manifest_fetches": agent.manifest.fetches,
+        "manifest_bytes": agent.manifest.bytes_fetched,
+        "manifest_rejected": dict(agent.manifest.rejected),
         "peers_banned": sorted(ex.penalties.banned),
         "peers_seen": len(ex.peers_seen),
         # Each link when it opened (at most 256): ICE candidate types of the nominated pair

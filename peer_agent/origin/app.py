@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from peer_agent.origin.catalog import HLS_PREFIX, Catalog, Resource
 from peer_agent.origin.config import ShapingConfig
-from peer_agent.origin.errors import BadRange, ConfigError, NotFound
+from peer_agent.origin.errors import BadQuery, BadRange, ConfigError, NotFound
 from peer_agent.origin.ranges import parse_range
 from peer_agent.origin.shaping import Fault, Pacer, draw_fault, pacing_chunk_bytes, truncated_length
 from peer_agent.origin.stats import OriginStats
@@ -236,10 +236,15 @@ class OriginApp:
             await self._plain(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
             return
         try:
-            res = self.catalog.resolve(scope["path"], self.clock())
+            query = scope.get("query_string", b"").decode("latin-1")
+            res = self.catalog.resolve(scope["path"], self.clock(), query)
         except NotFound as exc:
             self.stats.request(None, None, None)
             await self._plain(send, 404, f"not found: {exc}\n".encode())
+            return
+        except BadQuery as exc:
+            self.stats.request(None, None, None)
+            await self._plain(send, 400, f"bad request: {exc}\n".encode())
             return
         self.stats.request(res.kind, res.stream, res.rendition)
         shaped = res.kind in ("segment", "init") or shaping.faults_on_playlists

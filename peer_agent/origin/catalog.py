@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from peer_agent.origin.errors import NotFound
+from peer_agent.origin.errors import BadQuery, NotFound
 from peer_agent.origin.live import LiveTimeline
 from peer_agent.origin.media import MediaSet, RenditionMedia
 from peer_agent.origin.playlists import (
@@ -47,6 +47,21 @@ ResourceKind = Literal["playlist", "manifest", "init", "segment"]
 CACHE_VOD_PLAYLIST = "public, max-age=60"
 CACHE_LIVE_PLAYLIST = "no-cache"
 CACHE_SEGMENT = "public, max-age=3600"
+#: An incremental manifest answer that lists its ``from_msn`` segment (docs/exchange.md, 12).
+CACHE_MANIFEST_DELTA = "public, max-age=60"
+_FROM_MSN_RE = re.compile(r"[0-9]{1,15}")
+
+
+def parse_from_msn(query: str) -> int | None:
+    """The ``from_msn`` of a manifest request's query string (None when absent); raises
+    :class:`BadQuery` for a repeated or malformed one."""
+    values = [p[len("from_msn=") :] for p in query.split("&") if p.startswith("from_msn=")]
+    if not values:
+        return None
+    if len(values) > 1 or _FROM_MSN_RE.fullmatch(values[0]) is None:
+        raise BadQuery("from_msn must be given once, as at most 15 decimal digits")
+    return int(values[0])
+
 
 _SEGMENT_RE = re.compile(r"^seg-(0|[1-9][0-9]{0,9})\.(ts|m4s)$")
 
@@ -157,8 +172,9 @@ class Catalog:
 
     # -- resolution ---------------------------------------------------------------------------
 
-    def resolve(self, path: str, now_s: float) -> Resource:
-        """The resource at ``path`` (starting with ``/hls/``); raises :class:`NotFound`."""
+    def resolve(self, path: str, now_s: float, query: str = "") -> Resource:
+        """The resource at ``path`` (starting with ``/hls/``); raises :class:`NotFound`, or
+        :class:`BadQuery` for a manifest's bad ``from_msn``."""
         if not path.startswith(HLS_PREFIX):
             raise NotFound(path)
         parts = path[len(HLS_PREFIX) :].split("/")
@@ -189,8 +205,13 @@ class Catalog:
             text = self.media_playlist(spec, rendition, now_s)
             return make(text.encode(), PLAYLIST_TYPE, "playlist", playlist_cache)
         if name == "manifest.json":
-            body = json.dumps(self.manifest(spec, rendition, now_s), indent=1).encode()
-            return make(body, JSON_TYPE, "manifest", playlist_cache)
+            from_msn = parse_from_msn(query)
+            entries = self.manifest(spec, rendition, now_s, from_msn)
+            cache = playlist_cache
+            if from_msn is not None and self._lists_msn(spec, entries, from_msn):
+                cache = CACHE_MANIFEST_DELTA
+            body = json.dumps(entries, separators=(",", ":")).encode()
+            return make(body, JSON_TYPE, "manifest", cache)
         if spec.container == "fmp4" and name == "init.mp4":
             return make(tables.media.fmp4_init, MP4_TYPE, "init", CACHE_SEGMENT)
         if spec.byterange:
@@ -275,24 +296,37 @@ class Catalog:
             vod=False,
         )
 
-    def manifest(self, spec: StreamSpec, rendition: str, now_s: float) -> dict[str, str]:
-        """``{segment uri: sha256 hex}``; byte ranges keyed ``stream.ts#first-last``."""
+    def manifest(
+        self, spec: StreamSpec, rendition: str, now_s: float, from_msn: int | None = None
+    ) -> dict[str, str]:
+        """``{segment uri: sha256 hex}``; byte ranges keyed ``stream.ts#first-last``. With
+        ``from_msn``, only segments from that MSN on, and the init section when any is listed
+        (docs/exchange.md, section 12)."""
         tables = self.tables[rendition]
         out: dict[str, str] = {}
-        if spec.container == "fmp4":
-            out["init.mp4"] = tables.init_hash
+        first = 0 if from_msn is None else from_msn
         if spec.byterange:
-            for (length, offset), digest in zip(tables.byteranges, tables.ts_hashes, strict=True):
-                out[byterange_key("stream.ts", offset, length)] = digest
+            pairs = zip(tables.byteranges, tables.ts_hashes, strict=True)
+            for msn, ((length, offset), digest) in enumerate(pairs):
+                if msn >= first:
+                    out[byterange_key("stream.ts", offset, length)] = digest
             return out
         hashes = tables.hashes(spec.container)
         if spec.live:
             msns: range = self.timeline.served_range(now_s)
         else:
             msns = range(len(hashes))
+        msns = range(max(first, msns.start), max(first, msns.stop))
+        if spec.container == "fmp4" and (from_msn is None or msns):
+            out["init.mp4"] = tables.init_hash
         for msn in msns:
             out[f"seg-{msn}.{spec.segment_ext}"] = hashes[self.timeline.content_index(msn)]
         return out
+
+    def _lists_msn(self, spec: StreamSpec, entries: dict[str, str], msn: int) -> bool:
+        if spec.byterange:
+            return msn < len(self.media.renditions[0].durations_s) and bool(entries)
+        return f"seg-{msn}.{spec.segment_ext}" in entries
 
     # -- description --------------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ class NotFound(OriginError):
     """A client asked for a stream, rendition or segment the origin does not have."""
 
 
+class BadQuery(OriginError):
+    """A client sent a malformed query parameter (answered with 400)."""
+
+
 class BadRange(OriginError):
     """A client sent a malformed or unsatisfiable ``Range`` header (answered with 416)."""
 

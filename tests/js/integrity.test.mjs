@@ -6,7 +6,19 @@ import { test } from "node:test";
 
 import { asciiBytes, bytesToAscii, makePeerId, swarmIdFor } from "../../web_demo/ids.js";
 import { Penalties } from "../../web_demo/exchange_state.js";
-import { Manifest, Manifests, Verdict, manifestKey, parseManifest, sha256Hex } from "../../web_demo/integrity.js";
+import {
+  MAX_MANIFEST_BYTES,
+  MAX_MANIFEST_ENTRIES,
+  Manifest,
+  ManifestRejected,
+  Manifests,
+  Verdict,
+  incrementalManifestUrl,
+  manifestKey,
+  parseManifest,
+  readBounded,
+  sha256Hex,
+} from "../../web_demo/integrity.js";
 import { GrowBuffer, SegmentStore, ThroughputEstimator } from "../../web_demo/store.js";
 
 const IDENTITY = JSON.parse(readFileSync(new URL("../../docs/vectors/wire/identity.json", import.meta.url), "utf8"));
@@ -140,4 +152,79 @@ test("manifests per rendition: fetched at once, again for an unlisted segment, a
   } finally {
     globalThis.fetch = saved;
   }
+});
+
+// --- incremental live manifests (docs/exchange.md §12, docs/vectors/manifest/incremental.json) --
+
+const INCREMENTAL = JSON.parse(readFileSync(new URL("../../docs/vectors/manifest/incremental.json", import.meta.url), "utf8"));
+
+test("incremental manifest defaults match the vectors", () => {
+  assert.equal(MAX_MANIFEST_BYTES, INCREMENTAL.max_manifest_bytes);
+  assert.equal(MAX_MANIFEST_ENTRIES, INCREMENTAL.max_manifest_entries);
+});
+
+test("incremental manifest URLs match the vectors", () => {
+  assert.ok(INCREMENTAL.urls.length >= 3);
+  for (const { name, url, msn, expected } of INCREMENTAL.urls) assert.equal(incrementalManifestUrl(url, msn), expected, name);
+  assert.throws(() => incrementalManifestUrl("http://o/m.json", -1));
+});
+
+test("manifest merges match the vectors (bounded, oldest evicted, refused answers hold nothing)", () => {
+  assert.ok(INCREMENTAL.merges.length >= 4);
+  for (const { name, max_entries, held, answer, expected, error } of INCREMENTAL.merges) {
+    const m = new Manifest("http://o/m.json", { maxEntries: max_entries });
+    m.hashes = new Map(held);
+    if (error) {
+      assert.throws(() => m.update(JSON.stringify(answer)), (exc) => exc instanceof ManifestRejected && exc.reason === error, name);
+      assert.deepEqual([...m.hashes], held, name);
+    } else {
+      m.update(JSON.stringify(answer));
+      assert.deepEqual([...m.hashes], expected, name);
+    }
+  }
+});
+
+test("readBounded refuses a body over the limit, declared or streamed", async () => {
+  const big = "x".repeat(100);
+  await assert.rejects(readBounded(new Response(big, { headers: { "content-length": "100" } }), 50), (e) => e.reason === "manifest_too_large");
+  // No Content-Length: a streamed body is cut at the limit.
+  const stream = new ReadableStream({
+    pull(controller) {
+      controller.enqueue(new TextEncoder().encode(big));
+    },
+  });
+  await assert.rejects(readBounded(new Response(stream), 250), (e) => e.reason === "manifest_too_large");
+  assert.deepEqual(await readBounded(new Response("{}"), 50), { text: "{}", bytes: 2 });
+});
+
+test("live manifests: whole once, then only from the unlisted segment's MSN on; refusals warn and count", async () => {
+  const answers = new Map([
+    ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=2", JSON.stringify({ "seg-2.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=3", "y".repeat(200)],
+  ]);
+  const fetched = [];
+  const fetchFn = async (url, init) => {
+    fetched.push([url, init.cache]);
+    return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
+  };
+  const warnings = [];
+  const m = new Manifests({ fetchFn, onWarning: (reason) => warnings.push(reason) });
+  const manifest = m.add(0, "http://o/lo/manifest.json");
+  manifest.maxBytes = 100;
+  await m.refresh(manifest);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes), Verdict.OK);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await m.verify(0, { key: "seg-3.ts", msn: 3 }, new TextEncoder().encode("three")), Verdict.UNKNOWN);
+  assert.deepEqual(fetched, [
+    ["http://o/lo/manifest.json", "no-store"],
+    ["http://o/lo/manifest.json?from_msn=2", "default"],
+    ["http://o/lo/manifest.json?from_msn=3", "default"],
+  ]);
+  assert.deepEqual(warnings, ["manifest_too_large"]);
+  assert.deepEqual(m.rejected, { manifest_too_large: 1 });
+  assert.equal(m.fetches, 3);
+  assert.equal(m.bytesFetched, answers.get("http://o/lo/manifest.json").length * 2);
+  assert.equal(manifest.expectedFor("seg-3.ts"), null);
 });

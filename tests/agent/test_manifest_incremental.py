@@ -1,0 +1,138 @@
+"""Incremental live manifests in the agent (docs/exchange.md, section 12): the shared vectors
+(docs/vectors/manifest/incremental.json), the bounds against a hostile origin, and a live run
+against the real test origin that fetches the manifest whole once, then only what is new."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer_agent.agent import Agent, AgentConfig
+from peer_agent.agent.cdn import CdnConfig, CdnFetcher, CdnTooLarge
+from peer_agent.agent.integrity import (
+    MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_ENTRIES,
+    Manifest,
+    ManifestRejected,
+    incremental_manifest_url,
+)
+from peer_agent.origin import MediaSet, run_origin
+from tests.agent.conftest import origin_config
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs/vectors/manifest/incremental.json").read_text()
+)
+FAST_CDN = CdnConfig(read_timeout_s=1.0, backoff_base_s=0.02, backoff_max_s=0.1)
+
+
+def test_defaults_match_the_vectors() -> None:
+    assert VECTORS["max_manifest_bytes"] == MAX_MANIFEST_BYTES
+    assert VECTORS["max_manifest_entries"] == MAX_MANIFEST_ENTRIES
+    cfg = AgentConfig("http://o/x.m3u8")
+    assert (cfg.max_manifest_bytes, cfg.max_manifest_entries) == (
+        MAX_MANIFEST_BYTES,
+        MAX_MANIFEST_ENTRIES,
+    )
+
+
+@pytest.mark.parametrize("case", VECTORS["urls"], ids=lambda c: c["name"])
+def test_url_vector(case: dict[str, Any]) -> None:
+    assert incremental_manifest_url(case["url"], case["msn"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", VECTORS["merges"], ids=lambda c: c["name"])
+def test_merge_vector(case: dict[str, Any]) -> None:
+    manifest = Manifest("http://o/m.json", max_entries=case["max_entries"])
+    manifest.hashes = dict(case["held"])
+    held_before = dict(manifest.hashes)
+    if "error" in case:
+        with pytest.raises(ManifestRejected) as info:
+            manifest.update(json.dumps(case["answer"]))
+        assert info.value.reason == case["error"]
+        assert manifest.hashes == held_before  # nothing of a refused answer is held
+    else:
+        manifest.update(json.dumps(case["answer"]))
+        assert list(manifest.hashes.items()) == [tuple(kv) for kv in case["expected"]]
+
+
+def test_url_for_whole_first_then_from_msn() -> None:
+    manifest = Manifest("http://o/hls/live-ts/lo/manifest.json")
+    assert manifest.url_for(7) == "http://o/hls/live-ts/lo/manifest.json"  # nothing loaded yet
+    manifest.update("{}")
+    assert manifest.url_for(7) == "http://o/hls/live-ts/lo/manifest.json?from_msn=7"
+    assert manifest.url_for(None) == "http://o/hls/live-ts/lo/manifest.json"
+    assert Manifest(None).url_for(3) is None
+    with pytest.raises(ValueError):
+        incremental_manifest_url("http://o/m.json", -1)
+
+
+def test_oversize_text_refused() -> None:
+    manifest = Manifest("http://o/m.json", max_bytes=64)
+    with pytest.raises(ManifestRejected) as info:
+        manifest.update(json.dumps({"seg-1.ts": "a" * 64}))
+    assert info.value.reason == "manifest_too_large" and manifest.hashes == {}
+    with pytest.raises(ManifestRejected) as info:
+        Manifest("http://o/m.json").update("not json")
+    assert info.value.reason == "manifest_invalid"
+
+
+@pytest.mark.parametrize("agent_config", [{"max_manifest_bytes": 0}, {"max_manifest_entries": 0}])
+def test_bad_bounds_are_config_errors(agent_config: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(agent_config))):
+        AgentConfig("http://o/x.m3u8", **agent_config)
+
+
+async def test_cdn_body_cap_against_a_real_server(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin:
+        cdn = CdnFetcher(FAST_CDN)
+        try:
+            with pytest.raises(CdnTooLarge):
+                await cdn.fetch(origin.url("hls/vod-ts/lo/seg-0.ts"), max_bytes=100)
+            small = await cdn.fetch(origin.url("hls/vod-ts/lo/manifest.json"), max_bytes=4096)
+            assert json.loads(small.data)
+        finally:
+            await cdn.aclose()
+
+
+async def test_hostile_manifest_is_refused_and_counted(media: MediaSet) -> None:
+    """An origin whose "manifest" is a whole segment: refused at the byte cap, counted, and
+    playback goes on with what the CDN sends (no peer bytes are accepted without a hash)."""
+    async with run_origin(origin_config(), media=media) as origin:
+        cfg = AgentConfig(
+            origin.url("hls/vod-ts/master.m3u8"),
+            manifest_url=origin.url("hls/vod-ts/lo/seg-0.ts"),
+            max_manifest_bytes=512,
+            duration_s=15.0,
+            cdn=FAST_CDN,
+        )
+        summary = await Agent(cfg).run()
+    assert summary["manifest_rejected"].get("manifest_too_large", 0) >= 1, summary
+    assert summary["manifest_bytes"] == 0
+    assert summary["ended"] and summary["stall_count"] == 0
+
+
+async def test_live_agent_fetches_only_new_entries(media: MediaSet) -> None:
+    async with run_origin(origin_config(), media=media) as origin:
+        full = await _get(origin.url("hls/live-ts/lo/manifest.json"))
+        cfg = AgentConfig(
+            origin.url("hls/live-ts/master.m3u8"), duration_s=6.0, rendition=0, cdn=FAST_CDN
+        )
+        summary = await Agent(cfg).run()
+        stats = origin.stats()["by_kind"]
+    assert summary["hash_failures"] == 0 and summary["stall_count"] == 0
+    fetches, manifest_bytes = summary["manifest_fetches"], summary["manifest_bytes"]
+    assert fetches >= 3, summary  # the whole manifest, then one per new segment
+    # Every fetch after the first lists about one new segment, not the whole window.
+    assert manifest_bytes - len(full) < (fetches - 1) * len(full) / 3, (fetches, manifest_bytes)
+    assert stats["manifest"]["bytes_served"] == manifest_bytes + len(full)  # ours + the agent's
+
+
+async def _get(url: str) -> bytes:
+    cdn = CdnFetcher(FAST_CDN)
+    try:
+        return (await cdn.fetch(url)).data
+    finally:
+        await cdn.aclose()
