@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from signaling.hashsvc.errors import HashServiceError
+from signaling.hashsvc.errors import BadFromMsn, HashServiceError
 from signaling.hashsvc.service import HashService
 
 logger = logging.getLogger(__name__)
+
+_FROM_MSN_RE = re.compile(r"[0-9]{1,15}")
+#: An incremental answer that lists its ``from_msn`` segment (docs/exchange.md, section 12).
+CACHE_DELTA = "public, max-age=60"
+
+
+def _from_msn(values: list[str]) -> int | None:
+    if not values:
+        return None
+    if len(values) > 1 or _FROM_MSN_RE.fullmatch(values[0]) is None:
+        raise BadFromMsn("from_msn must be given once, as at most 15 decimal digits")
+    return int(values[0])
 
 
 def build_app(service: HashService) -> FastAPI:
@@ -33,16 +46,26 @@ def build_app(service: HashService) -> FastAPI:
     async def manifest(request: Request) -> JSONResponse:
         values = request.query_params.getlist("playlist")
         url = values[0] if len(values) == 1 else None
+        client = request.client.host if request.client else None
+        cache = cache_control
         try:
-            hashes = await service.manifest(url, request.client.host if request.client else None)
+            from_msn = _from_msn(request.query_params.getlist("from_msn"))
+            if from_msn is None:
+                hashes = await service.manifest(url, client)
+            else:
+                hashes, listed = await service.manifest_since(url, from_msn, client)
+                cache = CACHE_DELTA if listed else cache_control
         except HashServiceError as exc:
+            if isinstance(exc, BadFromMsn):  # the service never saw it: count it here
+                service.counters.requests += 1
+                service.counters.reject(exc.reason)
             headers = {"Cache-Control": "no-store"}
             if exc.status in (429, 503):
                 headers["Retry-After"] = "5"
             return JSONResponse(
                 {"error": exc.detail, "reason": exc.reason}, exc.status, headers=headers
             )
-        return JSONResponse(hashes, headers={"Cache-Control": cache_control})
+        return JSONResponse(hashes, headers={"Cache-Control": cache})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, bool]:

@@ -27,6 +27,13 @@ class BadPlaylistUrl(HashServiceError):
     reason = "bad_url"
 
 
+class BadFromMsn(HashServiceError):
+    """The client's fault: a repeated or malformed ``from_msn`` (400)."""
+
+    status = 400
+    reason = "bad_from_msn"
+
+
 class NotMediaPlaylist(HashServiceError):
     """The client's fault: the URL is a master playlist or not a playlist at all (400)."""
 

@@ -26,6 +26,10 @@ class Entry:
     url: str
     first_byte: int | None = None
     last_byte: int | None = None
+    #: A media segment's sequence number (``None`` for an init section).
+    msn: int | None = None
+    #: The key of the init section (EXT-X-MAP) the segment uses, if any.
+    init_key: str | None = None
 
     @property
     def range_header(self) -> str | None:
@@ -138,24 +142,29 @@ def parse_media_playlist(text: str, url: str) -> MediaPlaylist:
         raise NotMediaPlaylist("a master playlist; ask for one of its media playlists")
     entries: dict[str, Entry] = {}
     next_offset: dict[str, int] = {}
+    first_msn = int(playlist.media_sequence or 0)
     try:
-        for segment in playlist.segments:
+        for position, segment in enumerate(playlist.segments):
+            msn = first_msn + position
             init = segment.init_section
+            init_key = None
             if init is not None and init.uri:
                 first = last = None
                 if init.byterange:
                     first, last = _byte_range(init.byterange, None, map_tag=True)
-                key = manifest_key(init.uri, first, last)
-                entries.setdefault(key, Entry(key, urljoin(url, init.uri), first, last))
+                init_key = manifest_key(init.uri, first, last)
+                entries.setdefault(init_key, Entry(init_key, urljoin(url, init.uri), first, last))
             if not segment.uri:
                 continue
             if segment.byterange:
                 first, last = _byte_range(segment.byterange, next_offset.get(segment.uri))
                 next_offset[segment.uri] = last + 1
                 key = manifest_key(segment.uri, first, last)
-                entries.setdefault(key, Entry(key, urljoin(url, segment.uri), first, last))
+                entry = Entry(key, urljoin(url, segment.uri), first, last, msn, init_key)
             else:
-                entries.setdefault(segment.uri, Entry(segment.uri, urljoin(url, segment.uri)))
+                key = segment.uri
+                entry = Entry(key, urljoin(url, segment.uri), msn=msn, init_key=init_key)
+            entries.setdefault(key, entry)
     except ValueError as exc:
         raise UpstreamError(f"bad playlist: {exc}") from exc
     return MediaPlaylist(

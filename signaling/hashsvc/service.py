@@ -91,7 +91,25 @@ class _Tracked:
         #: Keys that left the live window, oldest first (at most ``history_segments``).
         self.history: list[str] = []
         self.hashes: dict[str, str] = {}
+        #: The entry of every key in ``hashes`` (its MSN and init section), for ``from_msn``.
+        self.meta: dict[str, Entry] = {}
         self.refreshes = 0
+
+    def since(self, from_msn: int) -> tuple[dict[str, str], bool]:
+        """The hashes of segments from MSN ``from_msn`` on, with the init sections they use
+        (docs/exchange.md, section 12), and whether segment ``from_msn`` itself is listed."""
+        out: dict[str, str] = {}
+        listed = False
+        for key, digest in self.hashes.items():
+            entry = self.meta.get(key)
+            if entry is None or entry.msn is None or entry.msn < from_msn:
+                continue
+            init = entry.init_key
+            if init is not None and init in self.hashes and init not in out:
+                out[init] = self.hashes[init]
+            out[key] = digest
+            listed = listed or entry.msn == from_msn
+        return out, listed
 
     @property
     def complete(self) -> bool:
@@ -139,7 +157,23 @@ class HashService:
             self.counters.reject(exc.reason)
             raise
 
+    async def manifest_since(
+        self, url: str | None, from_msn: int, client: str | None = None
+    ) -> tuple[dict[str, str], bool]:
+        """Like :meth:`manifest`, only the segments from MSN ``from_msn`` on (and their init
+        sections), and whether segment ``from_msn`` is listed (docs/exchange.md, section 12)."""
+        self.counters.requests += 1
+        try:
+            tracked = await self._tracked(url, client_key(client))
+        except HashServiceError as exc:
+            self.counters.reject(exc.reason)
+            raise
+        return tracked.since(from_msn)
+
     async def _manifest(self, url: str | None, who: str) -> dict[str, str]:
+        return dict((await self._tracked(url, who)).hashes)
+
+    async def _tracked(self, url: str | None, who: str) -> _Tracked:
         url = check_url(url, self.config.allow_prefixes)
         if self._closing:
             raise HashServiceUnavailable("shutting down")
@@ -162,7 +196,7 @@ class HashService:
                 self._in_flight[who] = left
             else:
                 del self._in_flight[who]
-        return dict(tracked.hashes)
+        return tracked
 
     def _start(self, key: str, url: str, who: str) -> _Tracked:
         owned = sum(1 for t in self._playlists.values() if t.owner == who)
@@ -312,8 +346,11 @@ class HashService:
         if excess > 0:
             for key in tracked.history[:excess]:
                 tracked.hashes.pop(key, None)
+                tracked.meta.pop(key, None)
             del tracked.history[:excess]
         tracked.entries = playlist.entries
+        for entry in playlist.entries:
+            tracked.meta[entry.key] = entry
         await self._hash_entries(tracked, playlist.entries)
 
     async def _hash_entries(self, tracked: _Tracked, entries: tuple[Entry, ...]) -> None:

@@ -43,9 +43,10 @@ def test_byte_ranges_init_and_relative_uris() -> None:
     base = "http://cdn.example/s/"
     assert playlist.entries == (
         Entry("init.mp4#0-99", base + "lo/init.mp4", 0, 99),
-        Entry("media.mp4#100-149", base + "lo/media.mp4", 100, 149),
-        Entry("media.mp4#150-219", base + "lo/media.mp4", 150, 219),
-        Entry("../other/seg.m4s", base + "other/seg.m4s"),
+        # Segments carry their MSN (no EXT-X-MEDIA-SEQUENCE: from 0) and their init section.
+        Entry("media.mp4#100-149", base + "lo/media.mp4", 100, 149, 0, "init.mp4#0-99"),
+        Entry("media.mp4#150-219", base + "lo/media.mp4", 150, 219, 1, "init.mp4#0-99"),
+        Entry("../other/seg.m4s", base + "other/seg.m4s", msn=2, init_key="init.mp4#0-99"),
     )
     assert playlist.entries[1].range_header == "bytes=100-149"
 
