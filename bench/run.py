@@ -24,6 +24,7 @@ SUITES = [
     "bench.hostile_bench",
     "bench.netbed_bench",
     "bench.abuse_bench",
+    "bench.manifest_bench",
     "bench.soak_bench",
 ]
 #: Suites too long for a default run: they run only when named with --only, or when their
