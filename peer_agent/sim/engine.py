@@ -38,6 +38,7 @@ import random
 from array import array
 from collections.abc import Callable
 
+from ..core.cdn_phase import JOIN_RAMP, CdnFetchCounts
 from ..core.config import PlaybackConfig, SchedulerConfig
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
@@ -157,6 +158,7 @@ class _Viewer:
         "bytes_p2p",
         "bytes_up",
         "cdn_fetches",
+        "cdn_fetch_counts",
         "segments_played",
         "latency_samples",
     )
@@ -209,6 +211,7 @@ class _Viewer:
         self.bytes_p2p = 0.0
         self.bytes_up = 0.0
         self.cdn_fetches = 0
+        self.cdn_fetch_counts = CdnFetchCounts()  # join ramp / steady (core.cdn_phase)
         self.segments_played = 0
         self.latency_samples = array("f")
 
@@ -264,6 +267,7 @@ class Simulation:
         self.pairings = 0
         self.pairing_examined = 0
         self.cdn_fetches: dict[int, int] = {}
+        self.cdn_fetches_join_ramp: dict[int, int] = {}  # of cdn_fetches, the join-ramp ones
         self.plays: dict[int, int] = {}
 
     # -- stream --------------------------------------------------------------------------
@@ -380,6 +384,7 @@ class Simulation:
             refresh_phase_s=self.rng.uniform(0, sc.playlist_refresh_s),
             delay_classes=len(self.delays_s),
         )
+        viewer.cdn_fetch_counts.start(int(start // sc.segment_s + 0.5))
         self.viewers[peer_id] = viewer
         viewer.slot = len(self.active)
         self.active.append(viewer)
@@ -690,7 +695,10 @@ class Simulation:
         flow = _Flow(segment, None, viewer, offset, total, self.now, self.sc.cdn_latency_s)
         viewer.transfers[segment] = flow
         viewer.cdn_fetches += 1
-        self.cdn_fetches[segment.sequence] = self.cdn_fetches.get(segment.sequence, 0) + 1
+        seq = segment.sequence
+        self.cdn_fetches[seq] = self.cdn_fetches.get(seq, 0) + 1
+        if viewer.cdn_fetch_counts.count(seq) == JOIN_RAMP:
+            self.cdn_fetches_join_ramp[seq] = self.cdn_fetches_join_ramp.get(seq, 0) + 1
         self.flows[flow] = None
         self._pending_flows.append(flow)
         self._announce_fetching(viewer, segment)
@@ -874,6 +882,7 @@ class Simulation:
             t0=self.t0,
             plays=self.plays,
             cdn_fetches=self.cdn_fetches,
+            cdn_fetches_join_ramp=self.cdn_fetches_join_ramp,
             decisions=self.decisions,
             per_peer=self.per_peer,
         )

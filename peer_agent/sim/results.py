@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..core.cdn_phase import CdnFetchCounts
 from ..core.playback import PlaybackModel
 from .scenario import Scenario
 
@@ -20,6 +21,13 @@ class SimResult:
     cdn_fetches_per_segment: float
     cdn_fetches_per_segment_all: float
     cdn_fetches: int
+    #: ``cdn_fetches_per_segment`` split by phase (core.cdn_phase): fetches by viewers past
+    #: their join ramp, and by viewers in it, per segment the whole swarm played.
+    cdn_fetches_per_segment_steady: float
+    cdn_fetches_per_segment_join_ramp: float
+    #: Join-ramp CDN fetches in all, and per viewer that took part.
+    cdn_fetches_join_ramp: int
+    cdn_fetches_join_ramp_per_viewer: float
     bytes_cdn: int
     bytes_p2p: int
     stall_count: int
@@ -41,6 +49,10 @@ class SimResult:
             "cdn_fetches_per_segment": round(self.cdn_fetches_per_segment, 3),
             "cdn_fetches_per_segment_all": round(self.cdn_fetches_per_segment_all, 3),
             "cdn_fetches": self.cdn_fetches,
+            "cdn_fetches_per_segment_steady": round(self.cdn_fetches_per_segment_steady, 3),
+            "cdn_fetches_per_segment_join_ramp": round(self.cdn_fetches_per_segment_join_ramp, 3),
+            "cdn_fetches_join_ramp": self.cdn_fetches_join_ramp,
+            "cdn_fetches_join_ramp_per_viewer": round(self.cdn_fetches_join_ramp_per_viewer, 3),
             "bytes_cdn": self.bytes_cdn,
             "bytes_p2p": self.bytes_p2p,
             "stall_count": self.stall_count,
@@ -72,6 +84,8 @@ class ViewerRecord(Protocol):
     @property
     def cdn_fetches(self) -> int: ...
     @property
+    def cdn_fetch_counts(self) -> CdnFetchCounts: ...
+    @property
     def segments_played(self) -> int: ...
     @property
     def latency_samples(self) -> Sequence[float]: ...
@@ -90,6 +104,7 @@ def build_result(
     plays: dict[int, int],
     cdn_fetches: dict[int, int],
     decisions: int,
+    cdn_fetches_join_ramp: dict[int, int] | None = None,
     per_peer: bool,
 ) -> SimResult:
     viewers = list(everyone)
@@ -100,6 +115,7 @@ def build_result(
     # Segments the whole swarm played (past the join ramp): the steady-state cost.
     full_swarm = [seq for seq in played if plays[seq] >= scenario.peers]
     fetches = sum(cdn_fetches.values())
+    ramp = cdn_fetches_join_ramp or {}
     startups = [v.player.startup_s for v in viewers if v.player.startup_s is not None]
     latencies = [statistics.median(v.latency_samples) for v in viewers if v.latency_samples]
     by_peer: list[dict[str, float | int | str | None]] = []
@@ -113,6 +129,8 @@ def build_result(
                 "bytes_p2p": int(v.bytes_p2p),
                 "bytes_up": int(v.bytes_up),
                 "cdn_fetches": v.cdn_fetches,
+                "cdn_fetches_join_ramp": v.cdn_fetch_counts.join_ramp,
+                "cdn_fetches_steady": v.cdn_fetch_counts.steady,
                 "stall_count": v.player.stall_count,
                 "stall_s": round(v.player.stall_s(now), 3),
                 "startup_s": _round(v.player.startup_s),
@@ -129,6 +147,16 @@ def build_result(
         ),
         cdn_fetches_per_segment_all=fetches / len(played) if played else 0.0,
         cdn_fetches=fetches,
+        cdn_fetches_per_segment_steady=(
+            statistics.mean(cdn_fetches.get(s, 0) - ramp.get(s, 0) for s in full_swarm)
+            if full_swarm
+            else 0.0
+        ),
+        cdn_fetches_per_segment_join_ramp=(
+            statistics.mean(ramp.get(s, 0) for s in full_swarm) if full_swarm else 0.0
+        ),
+        cdn_fetches_join_ramp=sum(ramp.values()),
+        cdn_fetches_join_ramp_per_viewer=sum(ramp.values()) / len(viewers) if viewers else 0.0,
         bytes_cdn=int(bytes_cdn),
         bytes_p2p=int(bytes_p2p),
         stall_count=sum(v.player.stall_count for v in viewers),
