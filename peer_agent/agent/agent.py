@@ -22,6 +22,7 @@ import random
 from typing import Any
 from urllib.parse import urljoin
 
+from ..core.cdn_phase import CdnFetchCounts
 from ..core.events import HelloReceived
 from ..core.exchange import SegmentExchange
 from ..core.exchange_actions import (
@@ -115,6 +116,8 @@ class Agent:
         )
         self.links = self.glue.links
         self.manifest = self._new_manifest(config.manifest_url)
+        #: Highest sequence handed to the player (-1: none yet).
+        self.last_sequence_delivered = -1
         self.timeline: Timeline | None = None
         self.rendition: Rendition | None = None
         self.player: PlaybackModel | None = None
@@ -247,6 +250,11 @@ class Agent:
             await self.refresh_manifest()
         self.exchange.set_sha256(self.manifest.url is not None)
 
+    @property
+    def cdn_fetch_counts(self) -> CdnFetchCounts:
+        """CDN fetches by phase, join ramp or steady state (core.cdn_phase)."""
+        return self.glue.cdn_fetch_counts
+
     def _new_manifest(self, url: str | None) -> Manifest:
         cfg = self.config
         return Manifest(url, max_entries=cfg.max_manifest_entries, max_bytes=cfg.max_manifest_bytes)
@@ -316,6 +324,10 @@ class Agent:
             start = self.timeline.live_start_s(self.config.latency_segments)
             if self.timeline.ended:
                 start = self.timeline.ordered()[0].start_s
+            for info in self.timeline.ordered():  # the start segment: its join ramp begins
+                if info.end_s > start:
+                    self.glue.cdn_fetch_counts.start(info.segment_id.sequence)
+                    break
             # Startup time counts from run(): playlist and manifest loads included.
             self.player = PlaybackModel(
                 self.config.playback, start, self.started_at, end_s=self.timeline.end_s
@@ -469,6 +481,7 @@ class Agent:
         return None if self.swarm is None else self.swarm.links.get(peer_id)
 
     def _deliver(self, info: SegmentInfo) -> None:
+        self.last_sequence_delivered = max(self.last_sequence_delivered, info.segment_id.sequence)
         if self.player is not None:
             self.player.add_media(info.start_s, info.duration_s, self.now())
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from ..core.cdn_phase import CdnFetchCounts
 from ..core.events import (
     DataReceived,
     HelloReceived,
@@ -90,6 +91,9 @@ class ExchangeGlue:
         self._check = check
         self._current_link = current_link
         self._cdn_tasks: dict[int, asyncio.Task[Any]] = {}
+        #: CDN fetches by phase (join ramp, steady state: core.cdn_phase); the agent sets the
+        #: start segment.
+        self.cdn_fetch_counts = CdnFetchCounts()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flushing = False
@@ -187,6 +191,7 @@ class ExchangeGlue:
             if info is None:  # the exchange checked its timeline, which is the agent's
                 raise AssertionError(f"{action.segment} is not in the timeline")
             if isinstance(action, FetchCdn):
+                self.cdn_fetch_counts.count(action.segment.sequence)
                 self._cdn_tasks[action.fetch_id] = self._spawn(self._cdn_fetch(action, info))
             else:
                 self._spawn(self._verify(action, info))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Protocol
 
+from ..core.cdn_phase import CdnFetchCounts
 from ..core.exchange import SegmentExchange
 from ..core.playback import PlaybackModel
 from .cdn import CdnFetcher
@@ -32,6 +33,10 @@ class Reported(Protocol):
     inits_verified: int
     decisions: int
     link_paths: list[dict[str, Any]]
+    last_sequence_delivered: int
+
+    @property
+    def cdn_fetch_counts(self) -> CdnFetchCounts: ...
 
     @property
     def running(self) -> bool: ...
@@ -65,6 +70,7 @@ def status(agent: Reported) -> dict[str, Any]:
 def summary(agent: Reported) -> dict[str, Any]:
     player = agent.player
     ex = agent.exchange
+    counts = agent.cdn_fetch_counts
     now = agent.final_now if agent.final_now is not None else agent.now()
     played = 0
     if player is not None and agent.timeline is not None:
@@ -119,6 +125,14 @@ def summary(agent: Reported) -> dict[str, Any]:
         else None,
         "ended": bool(player and player.ended),
         "cdn_requests": agent.cdn.requests,
+        # Segment fetches from the CDN (resumes included) by phase: the start segment and the
+        # 3 after it are the join ramp (core.cdn_phase, docs/simulator.md).
+        "cdn_fetches_join_ramp": counts.join_ramp,
+        "cdn_fetches_steady": counts.steady,
+        "start_sequence": counts.start_sequence,
+        "last_sequence_played": agent.last_sequence_delivered
+        if agent.last_sequence_delivered >= 0
+        else None,
         "cdn_retries": agent.cdn.retries,
         "cdn_failures": ex.cdn_failures,
         "cdn_resumes": ex.cdn_resumes,

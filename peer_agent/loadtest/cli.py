@@ -80,6 +80,12 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("p2p_bytes", "bytes", "media received from peers, all agents"),
     ("uploaded_bytes", "bytes", "media sent to peers, all agents"),
     ("origin_segment_bytes", "bytes", "segment bytes the origin sent (its /stats)"),
+    (
+        "cdn_fetches_per_segment_steady",
+        "fetches",
+        "CDN fetches per segment per rendition past the agents' join ramps",
+    ),
+    ("cdn_fetches_join_ramp_per_agent", "fetches", "CDN fetches in each agent's join ramp"),
     ("cdn_egress_ratio_vs_baseline", "ratio", "origin segment bytes / the CDN-only run's"),
     ("stall_count", "stalls", "playback stalls, all agents"),
     ("baseline_stall_count", "stalls", "the same in the CDN-only run"),

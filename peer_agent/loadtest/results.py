@@ -7,6 +7,7 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
+from ..core.cdn_phase import JOIN_RAMP_SEGMENTS
 from ..sim.engine import simulate
 from ..sim.scenario import Scenario
 from .config import LoadTestConfig, scheduler_for
@@ -28,6 +29,45 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 def _sum(rows: list[dict[str, Any]], key: str) -> int:
     return sum(int(r.get(key) or 0) for r in rows)
+
+
+def cdn_fetch_split(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """CDN fetches of the agents split into join ramp and steady state (core.cdn_phase).
+
+    Per rendition, the steady span is the segments from the first that is past some agent's
+    join ramp (its ``start_sequence`` + ``JOIN_RAMP_SEGMENTS``) to the last any agent played;
+    steady-state fetches per segment are the steady fetches of that rendition's agents over the
+    span's length. ``cdn_fetches_per_segment_steady`` pools the renditions (fetches over
+    segments of every rendition); agents without a start or a played segment add their
+    fetches but no span."""
+    spans: dict[int, tuple[int, int]] = {}
+    steady: dict[int, int] = {}
+    for r in rows:
+        rendition, start = r.get("rendition"), r.get("start_sequence")
+        last = r.get("last_sequence_played")
+        if not isinstance(rendition, int):
+            continue
+        steady[rendition] = steady.get(rendition, 0) + int(r.get("cdn_fetches_steady") or 0)
+        if isinstance(start, int) and isinstance(last, int):
+            first = start + JOIN_RAMP_SEGMENTS
+            lo, hi = spans.get(rendition, (first, last))
+            spans[rendition] = (min(lo, first), max(hi, last))
+    by_rendition: dict[str, float | None] = {}
+    fetches = segments = 0
+    for rendition in sorted(steady):
+        lo, hi = spans.get(rendition, (0, -1))
+        n = max(0, hi - lo + 1)
+        by_rendition[str(rendition)] = round(steady[rendition] / n, 3) if n else None
+        fetches += steady[rendition]
+        segments += n
+    ramp = _sum(rows, "cdn_fetches_join_ramp")
+    return {
+        "cdn_fetches_join_ramp": ramp,
+        "cdn_fetches_steady": _sum(rows, "cdn_fetches_steady"),
+        "cdn_fetches_join_ramp_per_agent": round(ramp / len(rows), 3) if rows else None,
+        "cdn_fetches_per_segment_steady": round(fetches / segments, 3) if segments else None,
+        "cdn_fetches_per_segment_steady_by_rendition": by_rendition,
+    }
 
 
 def media_bitrate(run: RunResult, segment_s: float) -> float | None:
@@ -91,6 +131,7 @@ def summarize(run: RunResult, scenario: Scenario) -> dict[str, Any]:
             [r["latency_s_median"] for r in rows if r.get("latency_s_median") is not None]
         ),
         "segments_played": _sum(rows, "segments_played"),
+        **cdn_fetch_split(rows),
         "segments_audited": _sum(rows, "segments_audited"),
         "segments_unaudited": _sum(rows, "segments_unaudited"),
         "corrupt_segments_played": _sum(rows, "corrupt_segments_played"),
