@@ -153,3 +153,48 @@ class AddressTable:
         for key in gone:
             del self._entries[key]
         return len(gone)
+
+
+#: Most addresses :class:`AttemptTable` tracks at once; beyond, a new address is admitted
+#: untracked until :meth:`AttemptTable.prune` makes room (a flood from that many addresses is
+#: not one address's flood; the table stays ~20 MB at most).
+MAX_TRACKED_ADDRESSES = 100_000
+
+
+class AttemptTable:
+    """TCP connection attempts per address: one token bucket each, taken when the server
+    accepts a connection, before any HTTP or WebSocket work (:mod:`signaling.admission`). An
+    entry lives until its bucket has refilled (:meth:`prune`)."""
+
+    def __init__(
+        self, rate_per_s: float, burst: int, max_tracked: int = MAX_TRACKED_ADDRESSES
+    ) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_tracked = max_tracked
+        self._buckets: dict[str, TokenBucket] = {}
+        self._pruned_s = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def admit(self, key: str, now_s: float) -> bool:
+        """Take one attempt from ``key``'s bucket; False when it is empty."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            # full: at most one pruning pass per second (a scan per attempt would be the
+            # flood's lever), and untracked until that makes room
+            if len(self._buckets) >= self.max_tracked and (
+                now_s - self._pruned_s < 1.0 or not self.prune(now_s)
+            ):
+                return True
+            bucket = self._buckets[key] = TokenBucket(self.rate_per_s, self.burst, now_s)
+        return bucket.try_take(now_s)
+
+    def prune(self, now_s: float) -> int:
+        """Forget addresses whose bucket has refilled; returns how many."""
+        self._pruned_s = now_s
+        gone = [k for k, b in self._buckets.items() if b.level(now_s) >= b.burst]
+        for key in gone:
+            del self._buckets[key]
+        return len(gone)

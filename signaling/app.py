@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import WebSocketRoute
 
 from signaling.admin import admin_verdict
+from signaling.admission import AdmissionGuard
 from signaling.api import Health, SwarmsResponse, swarm_info
 from signaling.cluster import RedisCluster
 from signaling.config import SignalingConfig
@@ -46,6 +47,7 @@ class SignalingRuntime:
     endpoint: TrackerEndpoint
     node_id: str = ""
     cluster: RedisCluster | None = None
+    admission: AdmissionGuard | None = None
 
     async def shutdown(self, grace_s: float | None = None) -> None:
         await self.endpoint.shutdown(self.config.shutdown_grace_s if grace_s is None else grace_s)
@@ -90,6 +92,8 @@ async def _sweeper(runtime: SignalingRuntime, stop: asyncio.Event) -> None:
         try:
             runtime.service.sweep(now_s)
             runtime.endpoint.close_idle(now_s)
+            if runtime.admission is not None:
+                runtime.admission.prune(now_s)
             collector.maybe_collect(runtime.endpoint.closed_total, now_s)
         except Exception:  # keep sweeping whatever one pass hit
             logger.exception("sweep failed")
@@ -153,7 +157,15 @@ def create_app(
         router.forward = cluster.forward
     endpoint = TrackerEndpoint(config, service, router, metrics, wall_clock, node_id=node_id)
     runtime = SignalingRuntime(
-        config, registry, metrics, service, router, endpoint, node_id, cluster
+        config,
+        registry,
+        metrics,
+        service,
+        router,
+        endpoint,
+        node_id,
+        cluster,
+        AdmissionGuard(config, metrics),
     )
 
     @contextlib.asynccontextmanager

@@ -67,6 +67,15 @@ class SignalingConfig:
     rate_burst_per_address: int = _opt(
         200, "token bucket size per address; empty closes the connection that sent (4029)"
     )
+    connect_rate_per_address_s: float = _opt(
+        20.0,
+        "token bucket refill: TCP connection attempts per second per address, taken when the "
+        "connection is accepted, before any HTTP or WebSocket work; an empty bucket resets the "
+        "connection at once (counted as connection_attempts_per_address)",
+    )
+    connect_burst_per_address: int = _opt(
+        200, "token bucket size of connection attempts per address (a NAT's clients reconnecting)"
+    )
     address_limits_exempt: tuple[str, ...] = _opt(
         ("127.0.0.0/8", "::1/128"),
         "comma-separated addresses/CIDRs whose clients skip the per-address limits (loopback: "
@@ -190,6 +199,8 @@ class SignalingConfig:
             "max_swarms_per_address",
             "rate_per_address_s",
             "rate_burst_per_address",
+            "connect_rate_per_address_s",
+            "connect_burst_per_address",
             "heartbeat_interval_s",
             "node_ttl_s",
             "redis_timeout_s",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class TokenBucket:
+    __slots__ = ("rate_per_s", "burst", "_tokens", "_updated_s")
+
     def __init__(self, rate_per_s: float, burst: float, now_s: float) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst

@@ -13,12 +13,15 @@ import logging
 import math
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from p2p_cli.serving import bind_tcp, exit_signals
 from signaling import logsafe
+from signaling.admission import gated
 from signaling.app import SignalingRuntime, create_app
 from signaling.config import SignalingConfig
 from signaling.transport import TrackerWebSocketProtocol
@@ -27,10 +30,16 @@ logger = logging.getLogger(__name__)
 
 
 def uvicorn_config(config: SignalingConfig, app: FastAPI) -> uvicorn.Config:
+    runtime: SignalingRuntime = app.state.signaling
+    http: Any = "auto"
+    if runtime.admission is not None:
+        # every accepted connection meets the per-address attempt budget first (admission.py)
+        http = gated(AutoHTTPProtocol, runtime.admission)
     return uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
+        http=http,
         ws=TrackerWebSocketProtocol,  # websockets-sansio, exposing the transport's buffer
         # uvicorn's own ceiling: frames above it are closed with 1009 by uvicorn; frames between
         # max_message_bytes and it reach the app, which closes with 1009 and counts them.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -276,5 +277,60 @@ async def test_a_flooding_address_is_refused_before_the_upgrade(
     assert await wait_metric(proc, "address_rate_limited") == 1
     other = await connect(proc.url, "calm", **from_host("127.0.0.3"))
     assert (await other.announce(pid("calm")))["incomplete"] == 1
+    for c in held:
+        await c.close()
+
+
+async def _attempt(port: int, host: str) -> bytes | None:
+    """One raw connection from ``host`` that sends a WebSocket upgrade request; returns the
+    first bytes of the reply, or None when the connection was reset or closed before any."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        request = (
+            "GET /announce HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        async with asyncio.timeout(10):
+            data = await loop.sock_recv(sock, 4096)
+        return data or None
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    finally:
+        sock.close()
+
+
+async def test_a_reconnecting_flood_is_reset_before_any_http_work(
+    start_process: ProcessFactory,
+) -> None:
+    # 127.0.0.1 (the test's own /metrics requests) is exempt; .2 floods, .3 is honest
+    proc = await start_process(
+        address_limits_exempt="127.0.0.1/32",
+        connect_rate_per_address_s="0.5",
+        connect_burst_per_address="3",
+    )
+    held = [await connect(proc.url, f"early-{n}", **from_host("127.0.0.2")) for n in range(3)]
+    replies = [await _attempt(proc.port, "127.0.0.2") for _ in range(100)]
+    refused = sum(1 for r in replies if r is None)
+    answered = [r for r in replies if r is not None]
+    assert all(r.startswith(b"HTTP/1.1 101") for r in answered), answered[:1]
+    assert refused >= 90, refused  # a token per 2 s: at most a few got through
+    assert await wait_metric(proc, "connection_attempts_per_address", refused) == refused
+    # what it already holds keeps working, and so does another address
+    assert (await held[0].announce(pid("held")))["incomplete"] == 1
+    honest = await connect(proc.url, "honest", **from_host("127.0.0.3"))
+    assert (await honest.announce(pid("held")))["incomplete"] == 2
+    await exchange_works(proc)
+    # the bucket refills: the flooder may come back once it slows down
+    deadline = time.monotonic() + 30
+    while (reply := await _attempt(proc.port, "127.0.0.2")) is None:
+        assert time.monotonic() < deadline, "127.0.0.2 never admitted again"
+        await asyncio.sleep(0.5)
+    assert reply.startswith(b"HTTP/1.1 101")
     for c in held:
         await c.close()

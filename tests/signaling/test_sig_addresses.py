@@ -7,6 +7,7 @@ import pytest
 from signaling.addresses import (
     AddressLimits,
     AddressTable,
+    AttemptTable,
     BadForwardedFor,
     address_key,
     client_ip,
@@ -58,3 +59,23 @@ def test_loopback_is_exempt_by_default() -> None:
     exempt = parse_networks(SignalingConfig().address_limits_exempt)
     assert is_exempt("127.0.0.5", exempt) and is_exempt("::1", exempt)
     assert not is_exempt("192.0.2.1", exempt) and not is_exempt("2001:db8::1", exempt)
+
+
+def test_connection_attempts_have_a_bucket_per_address() -> None:
+    table = AttemptTable(rate_per_s=2.0, burst=3)
+    assert [table.admit("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert table.admit("b", 0.0)  # another address has its own bucket
+    assert not table.admit("a", 0.2)  # 0.4 of a token: still refused
+    assert table.admit("a", 0.5) and not table.admit("a", 0.5)  # one token refilled
+    assert table.prune(1.0) == 1 and len(table) == 1  # b refilled: forgotten; a has not
+    assert table.prune(2.5) == 1 and len(table) == 0
+
+
+def test_a_full_attempt_table_admits_new_addresses_untracked() -> None:
+    table = AttemptTable(rate_per_s=1.0, burst=1, max_tracked=2)
+    assert table.admit("a", 0.0) and table.admit("b", 0.0)
+    assert table.admit("c", 0.0) and table.admit("c", 0.0)  # full: c is not tracked
+    assert not table.admit("a", 0.0)  # tracked addresses keep their budget
+    assert table.admit("c", 0.5) and len(table) == 2  # a pass was done < 1 s ago: none
+    assert table.admit("c", 2.0) and not table.admit("c", 2.0)  # pruned a and b: c tracked
+    assert len(table) == 1
