@@ -30,6 +30,9 @@ async def start_process() -> AsyncIterator[ProcessFactory]:
 
     async def start(**env: str) -> SignalingProcess:
         env.setdefault("address_limits_exempt", "")  # loopback addresses tell clients apart
+        # the tests' own /metrics polls are connections from 127.0.0.1: only the test of the
+        # attempt budget sets it low
+        env.setdefault("connect_rate_per_address_s", "1000")
         proc = SignalingProcess(
             free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()}
         )
