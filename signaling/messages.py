@@ -76,6 +76,10 @@ class Stats:
     bytes_p2p_down: int
     bytes_p2p_up: int
     bytes_cdn: int
+    #: Optional (ours): cumulative CDN segment fetches by phase (docs/simulator.md, "Join ramp
+    #: and steady state"); ``None`` when the peer did not send them.
+    cdn_fetches_join_ramp: int | None = None
+    cdn_fetches_steady: int | None = None
 
 
 #: Why a peer reports another (docs/signaling.md, "Reports").
@@ -324,7 +328,11 @@ def _parse_stats(obj: dict[str, Any]) -> Stats:
         _int(_require(obj, name), name, 0, MAX_BYTE_COUNTER)
         for name in ("bytes_p2p_down", "bytes_p2p_up", "bytes_cdn")
     ]
-    return Stats(info_hash, peer_id, counters[0], counters[1], counters[2])
+    fetches = [
+        None if obj.get(name) is None else _int(obj[name], name, 0, MAX_BYTE_COUNTER)
+        for name in ("cdn_fetches_join_ramp", "cdn_fetches_steady")
+    ]
+    return Stats(info_hash, peer_id, *counters, *fetches)
 
 
 def _parse_report(obj: dict[str, Any]) -> Report:

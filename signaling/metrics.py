@@ -14,6 +14,9 @@ from signaling.registry_api import SwarmSnapshot
 #: ``source`` label values of the byte counters: what peers received from peers, sent to
 #: peers, and received from the CDN.
 BYTE_SOURCES = ("p2p_down", "p2p_up", "cdn")
+#: ``phase`` label values of the CDN fetch counter (docs/simulator.md, "Join ramp and steady
+#: state").
+FETCH_PHASES = ("join_ramp", "steady")
 
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
@@ -61,6 +64,16 @@ class SignalingMetrics:
         )
         for source in BYTE_SOURCES:
             self.peer_bytes.labels(source=source)
+        self.peer_cdn_fetches = Counter(
+            "p2p_signaling_peer_cdn_fetches",
+            "CDN segment fetches reported by the peers of this process (stats messages that "
+            "carry them), by phase: join_ramp (each viewer's start segment and the 3 after it) "
+            "or steady. Sums across processes.",
+            ["phase"],
+            registry=r,
+        )
+        for phase in FETCH_PHASES:
+            self.peer_cdn_fetches.labels(phase=phase)
         self.relay_latency = Histogram(
             "p2p_signaling_relay_latency_seconds",
             "From receiving an offer/answer to handing it to the target's socket",
@@ -129,6 +142,11 @@ class SignalingMetrics:
         for source, value in (("p2p_down", p2p_down), ("p2p_up", p2p_up), ("cdn", cdn)):
             if value > 0:
                 self.peer_bytes.labels(source=source).inc(value)
+
+    def count_peer_cdn_fetches(self, *, join_ramp: int, steady: int) -> None:
+        for phase, value in (("join_ramp", join_ramp), ("steady", steady)):
+            if value > 0:
+                self.peer_cdn_fetches.labels(phase=phase).inc(value)
 
     def bind_swarm_bytes(self, swarms: Callable[[], Iterable[SwarmSnapshot]]) -> None:
         """Per-swarm byte counters read at scrape time from ``swarms()`` (which must bound how

@@ -80,6 +80,8 @@ class ConnContext:
     #: Last byte counters each (info_hash, peer_id) of this connection reported, so /metrics
     #: counts only what is new (bounded: see ``_count_bytes``).
     reported: dict[tuple[str, str], ByteTotals] = field(default_factory=dict)
+    #: The same for CDN fetches by phase (join ramp, steady), for peers that send them.
+    reported_fetches: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     address: str = ""  # the per-address limits' key ("" when none apply)
     #: The client's address key for reports (set even where the limits exempt it).
     reporter_address: str = ""
@@ -353,6 +355,9 @@ class SignalingService:
         totals = ByteTotals(msg.bytes_p2p_down, msg.bytes_p2p_up, msg.bytes_cdn)
         self.registry.record_stats(now_s, ctx.conn_id, msg.info_hash, msg.peer_id, totals)
         self._count_bytes(ctx, (msg.info_hash, msg.peer_id), totals)
+        if msg.cdn_fetches_join_ramp is not None or msg.cdn_fetches_steady is not None:
+            fetches = (msg.cdn_fetches_join_ramp or 0, msg.cdn_fetches_steady or 0)
+            self._count_fetches(ctx, (msg.info_hash, msg.peer_id), fetches)
         return []
 
     def _report(self, ctx: ConnContext, msg: Report, now_s: float) -> None:
@@ -384,6 +389,17 @@ class SignalingService:
             p2p_up=totals.p2p_up - old.p2p_up if totals.p2p_up >= old.p2p_up else totals.p2p_up,
             cdn=totals.cdn - old.cdn if totals.cdn >= old.cdn else totals.cdn,
         )
+
+    def _count_fetches(
+        self, ctx: ConnContext, key: tuple[str, str], fetches: tuple[int, int]
+    ) -> None:
+        """As ``_count_bytes``, for the CDN fetches by phase a peer reports (same bound)."""
+        old = ctx.reported_fetches.pop(key, (0, 0))
+        ctx.reported_fetches[key] = fetches
+        if len(ctx.reported_fetches) > 2 * self.config.max_swarms_per_connection:
+            del ctx.reported_fetches[next(iter(ctx.reported_fetches))]
+        new = [now - was if now >= was else now for now, was in zip(fetches, old, strict=True)]
+        self.metrics.count_peer_cdn_fetches(join_ramp=new[0], steady=new[1])
 
     def release_peer_id(self, peer_id: str, where: str) -> None:
         """A keyed peer_id was proven on another connection: its old socket loses it."""

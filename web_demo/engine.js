@@ -20,6 +20,7 @@
 import { bytesToAscii, makeKeyedIdentity, makePeerId, swarmIdFor, toHex } from "./ids.js";
 import { Manifests, Verdict } from "./integrity.js";
 import { downloadSegment } from "./cdn.js";
+import { CdnFetchCounts } from "./cdn_phase.js";
 import { checkEngineOptions, isSupported, manifestUrlFor, supportReport, swarmKeyFor } from "./controls.js";
 import { Emitter } from "./events.js";
 import { makeFragmentLoader } from "./loader.js";
@@ -143,6 +144,7 @@ export class P2PEngine {
     this.perPeer = new Map(); // peer id -> {bytesDown, bytesUpClosed, links: Set, banned}
     this.history = [];
     this.actionCounts = {}; // "fetch_cdn:elected" -> how often the scheduler asked for it
+    this.cdnFetchCounts = new CdnFetchCounts(); // join ramp / steady state (cdn_phase.js)
     this.deliveries = []; // with auditDeliveries: {sn, relurl, url, source, sha256} per fragment
     this._timer = null;
     this._timerAt = Infinity;
@@ -356,7 +358,7 @@ export class P2PEngine {
 
   _sendStats() {
     const s = this.stats();
-    this.swarm?.sendStats(s.bytesFromPeers, s.bytesUploaded, s.bytesFromCdn);
+    this.swarm?.sendStats(s.bytesFromPeers, s.bytesUploaded, s.bytesFromCdn, [s.cdnFetchesJoinRamp, s.cdnFetchesSteady]);
     if (this.swarm) this.swarm.setPosition(this.playhead());
   }
 
@@ -384,6 +386,7 @@ export class P2PEngine {
     if (rendition === null) return null;
     const now = nowS();
     const info = this.playlists.learn(frag, rendition, now);
+    this.cdnFetchCounts.start(frag.sn); // the first fragment hls.js asks for: the start segment
     if (!this.media || !this.media.buffered.length) this.playheadHint = frag.start;
     const stored = this.exchange.store.get(info.key);
     if (stored !== null) {
@@ -421,6 +424,7 @@ export class P2PEngine {
   ingestFromCdn(frag, data, elapsedS = null) {
     this.events.emit("bytes-downloaded", { source: "cdn", peerId: null, bytes: data.length });
     this.counters.cdnFallbacks += 1;
+    if (typeof frag.sn === "number") this.cdnFetchCounts.count(frag.sn); // hls.js fetched it
     const rendition = typeof frag.sn === "number" ? this.playlists.renditionOf(frag.baseurl) : null;
     if (rendition === null || this.destroyed || rendition !== this.rendition) {
       this.counters.fallbackBytesNotShared += data.length;
@@ -647,6 +651,7 @@ export class P2PEngine {
       this._cdnSampledAt = started;
       return;
     }
+    this.cdnFetchCounts.count(a.segment[1]);
     const info = this.playlists.get(key);
     const abort = new AbortController();
     this.cdnFetches.set(a.fetch_id, { abort, key });
@@ -840,6 +845,8 @@ export class P2PEngine {
       cdnFallbacks: c.cdnFallbacks,
       bytesRejected: c.bytesRejected,
       integrity: this.manifests.mode,
+      cdnFetchesJoinRamp: this.cdnFetchCounts.joinRamp,
+      cdnFetchesSteady: this.cdnFetchCounts.steady,
       manifestFetches: this.manifests.fetches,
       manifestBytes: this.manifests.bytesFetched,
       peers,

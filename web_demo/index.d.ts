@@ -310,6 +310,11 @@ export interface P2PEngineStats {
   /** Requests answered BUSY because every upload slot was taken. */
   busySent: number;
   integrity: IntegrityMode;
+  /** CDN segment fetches (hls.js fallbacks included) in this viewer's join ramp: its start
+   * segment and the 3 after it (docs/simulator.md, "Join ramp and steady state"). */
+  cdnFetchesJoinRamp: number;
+  /** CDN segment fetches past the join ramp. */
+  cdnFetchesSteady: number;
   /** Integrity manifest requests (the first whole, then from a segment's MSN on). */
   manifestFetches: number;
   /** Body bytes of those manifest answers. */

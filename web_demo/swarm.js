@@ -99,8 +99,8 @@ export class Swarm {
     this.tracker.hints.position_s = positionS;
   }
 
-  sendStats(down, up, cdn) {
-    this.tracker.sendStats(down, up, cdn);
+  sendStats(down, up, cdn, cdnFetches = null) {
+    this.tracker.sendStats(down, up, cdn, cdnFetches);
   }
 
   // --- links ----------------------------------------------------------------------------------

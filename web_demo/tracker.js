@@ -289,9 +289,11 @@ export class TrackerClient {
     }
   }
 
-  /** Report cumulative byte counters; sent now if announced, else after the next announce. */
-  sendStats(bytesP2pDown, bytesP2pUp, bytesCdn) {
-    this._counters = [bytesP2pDown, bytesP2pUp, bytesCdn].map((n) => Math.max(0, Math.floor(n)));
+  /** Report cumulative byte counters, and optionally CDN fetches by phase ([join ramp, steady]:
+   * docs/simulator.md); sent now if announced, else after the next announce. */
+  sendStats(bytesP2pDown, bytesP2pUp, bytesCdn, cdnFetches = null) {
+    const fetches = cdnFetches ? cdnFetches : [];
+    this._counters = [bytesP2pDown, bytesP2pUp, bytesCdn, ...fetches].map((n) => Math.max(0, Math.floor(n)));
     if (this._ws !== null && this._announced) this._flushStats(this._ws);
   }
 
@@ -520,8 +522,9 @@ export class TrackerClient {
 
   _flushStats(ws) {
     const c = this._counters;
-    if (c === null || (this._countersSent && c.every((v, i) => v === this._countersSent[i]))) return;
-    const [down, up, cdn] = c;
+    const sent = this._countersSent;
+    if (c === null || (sent && sent.length === c.length && c.every((v, i) => v === sent[i]))) return;
+    const [down, up, cdn, ramp, steady] = c;
     const body = {
       action: "stats",
       info_hash: this.infoHash,
@@ -530,6 +533,7 @@ export class TrackerClient {
       bytes_p2p_up: up,
       bytes_cdn: cdn,
     };
+    if (c.length === 5) Object.assign(body, { cdn_fetches_join_ramp: ramp, cdn_fetches_steady: steady });
     if (this._send(ws, body)) {
       this._countersSent = c;
       this.stats.stats_sent += 1;

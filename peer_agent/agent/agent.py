@@ -255,6 +255,13 @@ class Agent:
         """CDN fetches by phase, join ramp or steady state (core.cdn_phase)."""
         return self.glue.cdn_fetch_counts
 
+    async def _send_stats(self) -> None:
+        assert self.swarm is not None
+        counts = self.cdn_fetch_counts
+        await self.swarm.send_stats(
+            self.bytes_p2p, self.bytes_uploaded, self.bytes_cdn, (counts.join_ramp, counts.steady)
+        )
+
     def _new_manifest(self, url: str | None) -> Manifest:
         cfg = self.config
         return Manifest(url, max_entries=cfg.max_manifest_entries, max_bytes=cfg.max_manifest_bytes)
@@ -383,7 +390,7 @@ class Agent:
         if self.swarm is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):  # the final counters, if the tracker is there
-                    await self.swarm.send_stats(self.bytes_p2p, self.bytes_uploaded, self.bytes_cdn)
+                    await self._send_stats()
             with contextlib.suppress(Exception):
                 await self.swarm.stop()
         await self.cdn.aclose()
@@ -433,7 +440,7 @@ class Agent:
             await asyncio.sleep(self.config.stats_interval_s)
             if self.swarm is not None:
                 try:
-                    await self.swarm.send_stats(self.bytes_p2p, self.bytes_uploaded, self.bytes_cdn)
+                    await self._send_stats()
                 except Exception as exc:  # the tracker may be away: keep playing
                     logger.debug("stats not sent: %s", exc)
 

@@ -36,7 +36,7 @@ Public API (stable; the agent builds on it; also importable from ``peer_agent.ne
       async .start() / async .stop()         # stop: "stopped" announce, links closed GOING_AWAY
       .broadcast_have(segments) / .broadcast_fetching(entries) / .broadcast_lost(segments)
       .set_position(position_s: float | None)  # tracker pairing hint (position_s)
-      async .send_stats(bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int)
+      async .send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn, cdn_fetches=None)  # + phases
       .announce_now()                        # ask for an early re-announce
       .tracker: TrackerClient                # .stats (TrackerStats), .hints (TrackerHints)
 

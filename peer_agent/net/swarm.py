@@ -199,8 +199,14 @@ class Swarm:
         """Report a peer we banned or refused to the tracker (docs/signaling.md, "Reports")."""
         await self.tracker.report(peer_id, reason)
 
-    async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
-        await self.tracker.send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn)
+    async def send_stats(
+        self,
+        bytes_p2p_down: int,
+        bytes_p2p_up: int,
+        bytes_cdn: int,
+        cdn_fetches: tuple[int, int] | None = None,
+    ) -> None:
+        await self.tracker.send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn, cdn_fetches)
 
     def announce_now(self) -> None:
         self.tracker.announce_now()

@@ -62,6 +62,8 @@ from peer_agent.net.peer_key import derive_peer_id, is_keyed, key_for
 
 logger = logging.getLogger(__name__)
 
+_Counters = tuple[int, int, int, tuple[int, int] | None]
+
 
 class _NoFrameDumps(logging.Filter):
     """websockets logs frames (SDP) and the request line (``?token=``) at DEBUG: never emit
@@ -383,8 +385,9 @@ class TrackerClient:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._counters: tuple[int, int, int] | None = None
-        self._counters_sent: tuple[int, int, int] | None = None
+        #: (p2p_down, p2p_up, cdn bytes, CDN fetches (join ramp, steady) or None)
+        self._counters: _Counters | None = None
+        self._counters_sent: _Counters | None = None
         self._announced_on_socket = False
         self._failures_in_a_row = 0
         self.ice: IceGrant | None = None  # the latest ICE servers from the tracker
@@ -428,9 +431,16 @@ class TrackerClient:
         """Re-announce soon (new offers), no earlier than ``min_announce_gap_s`` after the last."""
         self._wake.set()
 
-    async def send_stats(self, bytes_p2p_down: int, bytes_p2p_up: int, bytes_cdn: int) -> None:
-        """Report cumulative byte counters; sent now if announced, else after the next announce."""
-        self._counters = (bytes_p2p_down, bytes_p2p_up, bytes_cdn)
+    async def send_stats(
+        self,
+        bytes_p2p_down: int,
+        bytes_p2p_up: int,
+        bytes_cdn: int,
+        cdn_fetches: tuple[int, int] | None = None,
+    ) -> None:
+        """Report cumulative byte counters, and optionally CDN fetches by phase (join ramp,
+        steady: docs/simulator.md); sent now if announced, else after the next announce."""
+        self._counters = (bytes_p2p_down, bytes_p2p_up, bytes_cdn, cdn_fetches)
         ws = self._ws
         if ws is not None and self._announced_on_socket:
             await self._flush_stats(ws)
@@ -688,8 +698,8 @@ class TrackerClient:
         if counters is None or counters == self._counters_sent:
             return
         self._counters_sent = counters
-        down, up, cdn = counters
-        body = {
+        down, up, cdn, fetches = counters
+        body: dict[str, Any] = {
             "action": "stats",
             "info_hash": self.info_hash,
             "peer_id": self.peer_id,
@@ -697,6 +707,8 @@ class TrackerClient:
             "bytes_p2p_up": up,
             "bytes_cdn": cdn,
         }
+        if fetches is not None:
+            body["cdn_fetches_join_ramp"], body["cdn_fetches_steady"] = fetches
         with contextlib.suppress(websockets.ConnectionClosed):
             await self._send(ws, body)
             self.stats.stats_sent += 1

@@ -3,6 +3,10 @@ state"): the definition every report uses."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from peer_agent.core.cdn_phase import (
@@ -48,3 +52,25 @@ def test_counts_keep_the_first_start_only() -> None:
     phases = [counts.count(s) for s in (10, 11, 13, 14, 20, 14)]
     assert phases == [JOIN_RAMP, JOIN_RAMP, JOIN_RAMP, STEADY, STEADY, STEADY]
     assert counts.as_dict() == {"join_ramp": 4, "steady": 3}
+
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs/vectors/metrics/cdn_phase.json").read_text()
+)
+
+
+def test_default_matches_the_vectors() -> None:
+    assert VECTORS["join_ramp_segments"] == JOIN_RAMP_SEGMENTS
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
+def test_vector(case: dict[str, Any]) -> None:
+    counts = CdnFetchCounts(ramp_segments=case["ramp_segments"])
+    start = case["start"]
+    phases = []
+    for i, sequence in enumerate(case["fetches"]):
+        if start is not None and i == start["before_fetch"]:
+            counts.start(start["sequence"])
+        phases.append(counts.count(sequence))
+    assert phases == case["phases"]
+    assert counts.as_dict() == case["counts"]

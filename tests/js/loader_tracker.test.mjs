@@ -202,6 +202,16 @@ async function trackerConversation(client, answers) {
   assert.throws(() => client.report(THEM, "dislike"), /reason must be one of/);
   assert.equal(client.report(ME, "lies"), false); // never ourselves
 
+  // CDN fetches by phase ride along when given (docs/signaling.md "stats"); unchanged: not resent.
+  client.sendStats(10, 20, 30, [4, 2]);
+  assert.deepEqual(ws.sent.at(-1), {
+    action: "stats", info_hash: IH, peer_id: ME, bytes_p2p_down: 10, bytes_p2p_up: 20, bytes_cdn: 30,
+    cdn_fetches_join_ramp: 4, cdn_fetches_steady: 2,
+  });
+  const sentBefore = ws.sent.length;
+  client.sendStats(10, 20, 30, [4, 2]);
+  assert.equal(ws.sent.length, sentBefore);
+
   ws.receive({ "failure reason": "nope", reason: "bad_offer_id", action: "announce", info_hash: IH });
   ws.receive({ action: "announce", info_hash: "another-swarm-00000", interval: 5 });
   ws.onmessage({ data: "not json" });

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from peer_agent.net.tracker import (
@@ -209,6 +210,29 @@ async def test_stats_before_the_first_announce_are_sent_after_it(server: Running
         peers = [p for s in registry.snapshot(0.0, 10, 10) for p in s.peers]
         assert [(p.bytes.p2p_down, p.bytes.p2p_up, p.bytes.cdn) for p in peers] == [(1, 2, 3)]
         assert a.stats.failures == 0
+    finally:
+        await a.stop()
+
+
+async def test_stats_carry_cdn_fetches_by_phase(server: RunningServer) -> None:
+    """The optional CDN fetch counters (join ramp, steady) reach the server's /metrics."""
+    pa = Probe()
+    a = pa.client(server, "phase-stats")
+    await a.start()
+    try:
+        await wait_until(lambda: pa.replies, pa.changed)
+        await a.send_stats(1, 2, 3, (4, 9))
+        await a.send_stats(1, 2, 3, (4, 9))  # unchanged: not sent again
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):  # stats have no reply: wait until the server counted them
+                text = (await http.get(url)).text
+                if 'p2p_signaling_peer_cdn_fetches_total{phase="steady"} 9.0' in text:
+                    break
+                await asyncio.sleep(0.02)
+        assert 'p2p_signaling_peer_cdn_fetches_total{phase="steady"} 9.0' in text
+        assert 'p2p_signaling_peer_cdn_fetches_total{phase="join_ramp"} 4.0' in text
+        assert a.stats.stats_sent == 1
     finally:
         await a.stop()
 
