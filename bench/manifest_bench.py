@@ -65,6 +65,8 @@ async def measure(duration_s: float) -> dict[str, Any]:
                 "manifest_bytes": int(s.get("manifestBytes") or 0),
                 "whole_manifest_bytes": fetches * max(full.values()),
                 "segments_verified": s.get("segmentsVerified"),
+                "cdn_fetches_join_ramp": s.get("cdnFetchesJoinRamp"),
+                "cdn_fetches_steady": s.get("cdnFetchesSteady"),
                 "rendition": s.get("rendition"),
             }
         )
@@ -97,14 +99,15 @@ def run(out_dir: Path, quick: bool = False) -> str:
         f"({result['full_manifest_bytes']} bytes at the end), i.e. the behaviour before.",
         "",
         "| page | segment bytes | manifest requests | manifest bytes | % of segments | "
-        "whole-manifest bytes | % (whole) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "whole-manifest bytes | % (whole) | CDN fetches: join ramp / steady |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, p in enumerate(result["pages"]):
         lines.append(
             f"| {i} | {p['segment_bytes']} | {p['manifest_fetches']} | {p['manifest_bytes']} | "
             f"{_pct(p['manifest_bytes'], p['segment_bytes'])} | {p['whole_manifest_bytes']} | "
-            f"{_pct(p['whole_manifest_bytes'], p['segment_bytes'])} |"
+            f"{_pct(p['whole_manifest_bytes'], p['segment_bytes'])} | "
+            f"{p['cdn_fetches_join_ramp']} / {p['cdn_fetches_steady']} |"
         )
     kinds = result["origin_by_kind"]
     seg = kinds.get("segment", {}).get("bytes_served", 0)

@@ -92,6 +92,11 @@ async def test_page_and_agent_share_a_live_stream_both_ways() -> None:
         await collector
     assert s["integrity"] == "sha256" and s["hashFailures"] == 0, s
     assert s["segmentsVerified"] >= 3, s
+    # The manifest is fetched whole once, then only what is new (docs/exchange.md §12).
+    assert s["manifestFetches"] >= 1, s
+    assert s["manifestBytes"] <= 0.01 * (s["bytesFromCdn"] + s["bytesFromPeers"]), s
+    # Its first segments came from the CDN in its join ramp (docs/simulator.md).
+    assert s["cdnFetchesJoinRamp"] >= 1, s
     assert any(p["bytesDown"] > 0 and p["bytesUp"] > 0 for p in s["peers"]) or (
         sum(p["bytesDown"] for p in s["peers"]) > 0 and sum(p["bytesUp"] for p in s["peers"]) > 0
     ), s["peers"]
