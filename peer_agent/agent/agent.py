@@ -243,6 +243,13 @@ class Agent:
                 self.manifest.bytes_fetched += len(result.data)
                 self.manifest.update(result.data.decode("utf-8"))
                 logger.info("integrity manifest found at %s", candidate)
+            except (CdnTooLarge, ManifestRejected) as exc:
+                # There is one, but it is refused: keep checking hashes (peer bytes are refetched
+                # from the CDN until an answer is accepted), warn and count.
+                self.manifest = self._new_manifest(candidate)
+                reason = exc.reason if isinstance(exc, ManifestRejected) else "manifest_too_large"
+                self.manifest.reject(reason)
+                logger.warning("integrity manifest at %s refused (%s): %s", candidate, reason, exc)
             except (CdnError, ValueError) as exc:
                 logger.info("no integrity manifest (%s): size-only checks", exc)
         elif url is not None:

@@ -136,3 +136,19 @@ async def _get(url: str) -> bytes:
         return (await cdn.fetch(url)).data
     finally:
         await cdn.aclose()
+
+
+async def test_discovered_oversize_manifest_is_refused_loudly(media: MediaSet) -> None:
+    """manifest.json beside the playlist, over the byte cap: refused and counted, and the agent
+    stays in SHA-256 mode (no peer bytes without a hash) rather than dropping to size-only."""
+    async with run_origin(origin_config(), media=media) as origin:
+        cfg = AgentConfig(
+            origin.url("hls/vod-ts/master.m3u8"),
+            max_manifest_bytes=64,
+            duration_s=15.0,
+            cdn=FAST_CDN,
+        )
+        summary = await Agent(cfg).run()
+    assert summary["integrity"] == "sha256", summary
+    assert summary["manifest_rejected"].get("manifest_too_large", 0) >= 1, summary
+    assert summary["ended"] and summary["stall_count"] == 0
