@@ -91,6 +91,7 @@ async def _sweeper(runtime: SignalingRuntime, stop: asyncio.Event) -> None:
         now_s = time.monotonic()
         try:
             runtime.service.sweep(now_s)
+            runtime.router.deliver(runtime.service.fetcher_pushes(now_s), now_s)
             runtime.endpoint.close_idle(now_s)
             if runtime.admission is not None:
                 runtime.admission.prune(now_s)

@@ -177,8 +177,38 @@ class SignalingConfig:
         8 * 1024 * 1024, "with Redis: most SDP bytes parked in total; the oldest go first"
     )
 
+    fetcher_count: int = _opt(
+        4,
+        "fetchers listed per swarm (per region) in the fetcher assignment sent to our clients: "
+        "one fetches each segment from the CDN, the others back it up in turn; 0: off",
+    )
+    fetcher_min_uplink_bytes_per_s: int = _opt(
+        250_000,
+        "members claiming at least this uplink (cap uplink:<bytes/s>) are picked first",
+    )
+    fetcher_slot_s: float = _opt(600.0, "the fetcher picks rotate every this many seconds")
+    fetcher_seed: str = _opt(
+        "p2p-hls fetchers/1",
+        "seed of the fetcher picks: every process of a cluster needs the same one; set a "
+        "secret one so nobody can predict the picks",
+        repr=False,
+    )
+    fetcher_max_regions: int = _opt(
+        8, "regions per swarm given their own fetchers; further ones share the region-less list"
+    )
+    fetcher_refresh_s: float = _opt(
+        2.0, "a swarm's fetchers are picked again at most this often (a pick reads every member)"
+    )
+    fetcher_valid_s: float = _opt(
+        300.0, "clients hold a fetcher assignment this long (valid_s in the message)"
+    )
+
     def __post_init__(self) -> None:
         positive = (
+            "fetcher_slot_s",
+            "fetcher_refresh_s",
+            "fetcher_valid_s",
+            "fetcher_max_regions",
             "announce_interval_s",
             "peer_ttl_s",
             "offer_ttl_s",
@@ -214,6 +244,12 @@ class SignalingConfig:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.gc_collect_after_closes < 0 or self.gc_collect_interval_s < 0:
             raise UsageError("gc_collect_after_closes and gc_collect_interval_s must be >= 0")
+        if not 0 <= self.fetcher_count <= 16:
+            raise UsageError("fetcher_count must be in 0..16")
+        if self.fetcher_min_uplink_bytes_per_s < 0 or not self.fetcher_seed:
+            raise UsageError("fetcher_min_uplink_bytes_per_s must be >= 0, fetcher_seed non-empty")
+        if self.fetcher_valid_s > 3600:
+            raise UsageError("fetcher_valid_s must be at most 3600 (clients refuse more)")
         if self.metrics_max_swarms < 0:
             raise UsageError("metrics_max_swarms must be >= 0")
         if self.max_offers_per_announce < 0:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from signaling import closecodes, peerkey
 from signaling.errors import FatalViolation, MalformedMessage, RuleViolation
+from signaling.fetchers import parse_uplink
 from signaling.pairing import NO_HINTS, PeerHints
 
 ID_CHARS = 20
@@ -227,6 +228,10 @@ def _hints(obj: dict[str, Any]) -> PeerHints:
         for cap in caps_raw:
             if not isinstance(cap, str) or not 0 < len(cap) <= MAX_CAP_CHARS:
                 raise MalformedMessage("each cap must be a short string", reason="bad_extension")
+            try:
+                parse_uplink(cap)
+            except ValueError as exc:
+                raise MalformedMessage(str(exc), reason="bad_extension") from exc
         caps = tuple(caps_raw)
     connected_raw = obj.get("connected")
     connected: frozenset[str] = frozenset()
@@ -426,6 +431,18 @@ def announce_reply(info_hash: str, interval_s: float, complete: int, incomplete:
             "incomplete": incomplete,
         }
     )
+
+
+def fetchers_message(
+    info_hash: str, region: str, slot: int, fetchers: tuple[str, ...], valid_s: float
+) -> str:
+    """The fetcher assignment (ours; docs/signaling.md, "Fetcher assignment"): ``region`` is
+    omitted for the region-less list."""
+    body: dict[str, Any] = {"action": "fetchers", "info_hash": info_hash}
+    if region:
+        body["region"] = region
+    body.update({"slot": slot, "fetchers": list(fetchers), "valid_s": valid_s})
+    return _dumps(body)
 
 
 def token_reply(expires_at_unix_s: int) -> str:

@@ -51,6 +51,18 @@ class SignalingMetrics:
             ["where"],
             registry=r,
         )
+        self.fetcher_messages = Counter(
+            "p2p_signaling_fetcher_messages",
+            "Fetcher assignments sent to our clients, by kind: reply (after an announce), "
+            "push (the list changed)",
+            ["kind"],
+            registry=r,
+        )
+        self.fetcher_picks = Counter(
+            "p2p_signaling_fetcher_picks",
+            "Swarm-wide fetcher picks made (each reads every member of the swarm)",
+            registry=r,
+        )
         self.expired_peers = Counter(
             "p2p_signaling_expired_peers", "Peers dropped for not re-announcing", registry=r
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from signaling.errors import (
@@ -176,6 +176,17 @@ class InMemorySwarmRegistry:
 
     def owner_of(self, peer_id: str) -> str | None:
         return self._owners.get(peer_id)
+
+    def member_hints(self, info_hash: str) -> Iterator[tuple[str, PeerHints]]:
+        """Every member of a swarm (this process's, then the others'), with its hints: what
+        the swarm-wide fetcher pick reads (:mod:`signaling.fetchers`)."""
+        swarm = self._swarms.get(info_hash)
+        if swarm is not None:
+            for peer in swarm.members:
+                yield peer.peer_id, peer.hints
+        if self.remote is not None:
+            for rp in self.remote.sequence(info_hash):
+                yield rp.peer_id, rp.hints
 
     def _check_owner(self, conn_id: str, peer_id: str) -> None:
         owner = self._owners.get(peer_id)

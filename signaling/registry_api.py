@@ -7,7 +7,7 @@ other processes when scaled out over Redis).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -109,6 +109,8 @@ class SwarmRegistry(Protocol):
     def note_paired(self, info_hash: str, a: str, b: str) -> None: ...
 
     def owner_of(self, peer_id: str) -> str | None: ...
+
+    def member_hints(self, info_hash: str) -> Iterator[tuple[str, PeerHints]]: ...
 
     def scrape(self, info_hashes: Iterable[str]) -> dict[str, SwarmCounts]: ...
 

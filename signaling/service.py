@@ -25,6 +25,7 @@ from signaling.errors import (
     SwarmNotAllowed,
     TooManySwarms,
 )
+from signaling.fetchers import FetcherBoard, FetcherConfig, members_of, takes_part
 from signaling.ice import ice_servers_reply_body
 from signaling.messages import (
     Announce,
@@ -138,6 +139,17 @@ class SignalingService:
         self.cluster: ClusterHooks | None = None
         self.parked = ParkedOffers(config.join_park_s, config.max_parked_bytes)
         self.reports = Reports()
+        self.fetchers = FetcherBoard(
+            FetcherConfig(
+                count=config.fetcher_count,
+                min_uplink_bytes_per_s=config.fetcher_min_uplink_bytes_per_s,
+                slot_s=config.fetcher_slot_s,
+                seed=config.fetcher_seed,
+                max_regions_per_swarm=config.fetcher_max_regions,
+                refresh_s=config.fetcher_refresh_s,
+                valid_s=config.fetcher_valid_s,
+            )
+        )
         self.addresses = AddressTable(
             AddressLimits(
                 max_connections=config.max_connections_per_address,
@@ -283,6 +295,7 @@ class SignalingService:
 
     def on_close(self, ctx: ConnContext) -> None:
         ctx.closed = True
+        self.fetchers.drop_connection(ctx.conn_id)
         self.parked.drop_connection(ctx.conn_id)
         self.registry.drop_connection(ctx.conn_id)
         if ctx.address:
@@ -297,6 +310,61 @@ class SignalingService:
         if result.peers:
             self.metrics.expired_peers.inc(len(result.peers))
             logger.debug("expired %d peers, %d offers", len(result.peers), result.offers)
+
+    # -- fetcher assignment (docs/signaling.md, "Fetcher assignment") ------------------------
+
+    def _fetcher_lists(
+        self, info_hash: str, now_s: float
+    ) -> tuple[int, dict[str, tuple[str, ...]]]:
+        wall_s = self.wall_clock() if self.wall_clock is not None else time.time()
+        before = self.fetchers.picks
+        exclude = frozenset(self.reports.blocked(now_s, info_hash))
+        result = self.fetchers.lists(
+            info_hash, now_s, wall_s, members_of(self.registry.member_hints(info_hash)), exclude
+        )
+        if self.fetchers.picks > before:
+            self.metrics.fetcher_picks.inc()
+        return result
+
+    def _fetcher_reply(self, ctx: ConnContext, msg: Announce, now_s: float) -> list[Send]:
+        """Our client's announce: remember it as one to tell, and tell it the current list."""
+        board = self.fetchers
+        if msg.event == "stopped":
+            board.unsubscribe(msg.info_hash, ctx.conn_id, msg.peer_id)
+            return []
+        if not board.enabled or not takes_part(msg.hints):
+            return []
+        board.subscribe(msg.info_hash, ctx.conn_id, msg.peer_id, msg.hints.region)
+        slot, lists = self._fetcher_lists(msg.info_hash, now_s)
+        group, fetchers = board.list_for(lists, msg.hints.region)
+        if not fetchers:
+            return []
+        self.metrics.fetcher_messages.labels(kind="reply").inc()
+        text = messages.fetchers_message(msg.info_hash, group, slot, fetchers, board.config.valid_s)
+        return [Send(ctx.conn_id, text)]
+
+    def fetcher_pushes(self, now_s: float) -> list[Send]:
+        """From the sweeper: pick every swarm with members to tell again (at most every
+        ``fetcher_refresh_s``) and tell them where their list changed. Members that left are
+        forgotten here."""
+        board = self.fetchers
+        out: list[Send] = []
+        if not board.enabled:
+            return out
+        for info_hash in board.swarm_ids():
+            for conn_id, peer_id in board.subscribers(info_hash):
+                if not self.registry.is_member(conn_id, info_hash, peer_id):
+                    board.unsubscribe(info_hash, conn_id, peer_id)
+            if not board.subscribers(info_hash):
+                continue
+            slot, _ = self._fetcher_lists(info_hash, now_s)
+            for group, fetchers, subs in board.changed(info_hash):
+                text = messages.fetchers_message(
+                    info_hash, group, slot, fetchers, board.config.valid_s
+                )
+                out.extend(Send(conn_id, text) for conn_id, _ in subs)
+                self.metrics.fetcher_messages.labels(kind="push").inc(len(subs))
+        return out
 
     def on_remote_relay(
         self, kind: SendKind, conn_id: str, relay: RelayInfo, text: str, now_s: float
@@ -479,6 +547,7 @@ class SignalingService:
             self.metrics.relays.labels(kind="offer").inc()
         if self.cluster is not None:
             self._park(msg, result.joined, len(result.targets), ctx.conn_id, now_s)
+        out.extend(self._fetcher_reply(ctx, msg, now_s))
         return out
 
     def _park(self, msg: Announce, joined: bool, used: int, conn_id: str, now_s: float) -> None:

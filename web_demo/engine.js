@@ -527,6 +527,7 @@ export class P2PEngine {
         rate: this.media?.playbackRate || 1.0,
       }),
       self_id: this.peerId, // a fresh one after P2P was switched off and on
+      ...(this.swarm?.tracker.fetcherAssignment?.() ?? {}), // the server's fetcher assignment
     };
     const decision = decide(view, this.schedulerConfig, this.random);
     this.counters.decisions += 1;

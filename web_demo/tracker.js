@@ -79,7 +79,40 @@ export const DEFAULT_TRACKER_CONFIG = Object.freeze({
   ice_refresh_fraction: 0.25, // ask again when less than this fraction of the lifetime is left
   token_refresh_fraction: 0.25, // with tokenProvider: refresh when less than this of the token's life is left
   token_retry_s: 30.0, // retry a refused or failed refresh after this (or half the time left)
+  fetcher_assignment: true, // ask for the server's fetcher assignment (cap "fetchers", docs/signaling.md)
+  uplink_bytes_per_s: null, // our uplink claim sent with it (cap "uplink:N"), when known
 });
+
+// -- the fetcher assignment (docs/signaling.md, "Fetcher assignment"; Python: peer_agent/net/fetchers.py)
+export const FETCHERS_CAP = "fetchers";
+const MAX_FETCHERS = 16;
+const MAX_FETCHERS_VALID_S = 3600;
+const byteId = (v) => typeof v === "string" && v.length === 20 && [...v].every((ch) => ch.charCodeAt(0) < 256);
+
+/**
+ * Validate a fetchers message for swarm infoHash: {fetchers, valid_s, slot, region} or throws an
+ * Error saying what is wrong (the vectors in docs/vectors/signaling/fetchers_message.json).
+ */
+export function parseFetchers(msg, infoHash) {
+  if (msg.info_hash !== infoHash) throw new Error("fetchers: info_hash is not our swarm's");
+  const f = msg.fetchers;
+  if (!Array.isArray(f) || f.length === 0 || f.length > MAX_FETCHERS) {
+    throw new Error(`fetchers: fetchers must be a list of 1..${MAX_FETCHERS} ids`);
+  }
+  if (!f.every(byteId) || new Set(f).size !== f.length) {
+    throw new Error("fetchers: each fetcher must be a distinct 20-byte peer_id");
+  }
+  const v = msg.valid_s;
+  if (typeof v !== "number" || !(v > 0 && v <= MAX_FETCHERS_VALID_S)) {
+    throw new Error(`fetchers: valid_s must be a number in (0, ${MAX_FETCHERS_VALID_S}]`);
+  }
+  if (!Number.isInteger(msg.slot) || msg.slot < 0) throw new Error("fetchers: slot must be a non-negative integer");
+  const region = msg.region ?? null;
+  if (region !== null && (typeof region !== "string" || !/^[A-Za-z0-9._-]{1,32}$/.test(region))) {
+    throw new Error("fetchers: region must be 1..32 of [A-Za-z0-9._-]");
+  }
+  return { fetchers: [...f], valid_s: v, slot: msg.slot, region };
+}
 
 const MAX_TOKEN_CHARS = 4096;
 
@@ -176,8 +209,12 @@ export class TrackerClient {
       ice_failures: 0,
       token_refreshes: 0,
       token_refresh_failures: 0,
+      fetchers_received: 0,
+      fetchers_refused: 0, // malformed fetchers messages (ignored; the earlier assignment stays)
       last_close_code: null,
     };
+    this.assignment = null; // the server's fetcher assignment, held until assignmentUntil (s)
+    this.assignmentUntil = 0;
     this.intervalS = this.config.default_interval_s;
     this.swarmSize = 0;
     this._token = opts.token || null;
@@ -354,6 +391,7 @@ export class TrackerClient {
     };
     ws.onclose = (e) => {
       if (this._ws === ws) this._ws = null;
+      this.assignment = null; // the server's word holds only while we hear it
       this.stats.last_close_code = e?.code ?? null;
       clearTimeout(this._announceTimer);
       const wasAnnounced = this._announced;
@@ -505,7 +543,12 @@ export class TrackerClient {
       if (typeof h.position_s === "number" && Number.isFinite(h.position_s)) body.position_s = Math.max(0, h.position_s);
       if (h.region) body.region = h.region;
       if (Number.isInteger(h.max_peers)) body.max_peers = h.max_peers;
-      if (h.caps?.length) body.caps = h.caps;
+      const caps = [...(h.caps || [])];
+      if (this.config.fetcher_assignment && !caps.includes(FETCHERS_CAP)) {
+        caps.push(FETCHERS_CAP);
+        if (Number.isInteger(this.config.uplink_bytes_per_s)) caps.push(`uplink:${this.config.uplink_bytes_per_s}`);
+      }
+      if (caps.length) body.caps = caps.slice(0, 16);
       if (h.connected?.length) body.connected = h.connected.slice(0, 256);
     }
     return body;
@@ -588,6 +631,10 @@ export class TrackerClient {
       this._onIceReply(msg);
       return;
     }
+    if (msg.action === "fetchers") {
+      this._onFetchers(msg);
+      return;
+    }
     if (msg.action !== "announce" || msg.info_hash !== this.infoHash) {
       this.stats.ignored_messages += 1;
       return;
@@ -596,6 +643,26 @@ export class TrackerClient {
     else if ("answer" in msg) this._onRelayedAnswer(msg);
     else if ("interval" in msg) this._onReplyFrame(ws, msg);
     else this.stats.ignored_messages += 1;
+  }
+
+  _onFetchers(msg) {
+    let a;
+    try {
+      a = parseFetchers(msg, this.infoHash);
+    } catch (exc) {
+      this.stats.fetchers_refused += 1;
+      console.warn(`tracker: ignored a malformed fetcher assignment: ${exc.message}`);
+      return;
+    }
+    this.stats.fetchers_received += 1;
+    this.assignment = a;
+    this.assignmentUntil = now() + a.valid_s;
+  }
+
+  /** The scheduler's view fields: {fetchers, fetchers_until} (none: [] and 0). */
+  fetcherAssignment() {
+    if (this.assignment === null) return { fetchers: [], fetchers_until: 0 };
+    return { fetchers: this.assignment.fetchers, fetchers_until: this.assignmentUntil };
   }
 
   _onReplyFrame(ws, msg) {

@@ -469,8 +469,15 @@ class Agent:
     def decide(self, now: float) -> float:
         """Ask the scheduler and hand its decision to the exchange; returns when to ask again."""
         assert self.player is not None
+        fetchers, fetchers_until = (
+            self.swarm.fetcher_assignment() if self.swarm is not None else ((), 0.0)
+        )
         view = self.exchange.scheduler_view(
-            now, self.player.playhead_s, connecting_until=self.connecting_until
+            now,
+            self.player.playhead_s,
+            connecting_until=self.connecting_until,
+            fetchers=fetchers,
+            fetchers_until=fetchers_until,
         )
         decision = decide(view, self.config.scheduler, self.rng)
         self.decisions += 1

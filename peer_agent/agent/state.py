@@ -24,6 +24,7 @@ class SwarmLike(Protocol):
         bytes_cdn: int,
         cdn_fetches: tuple[int, int] | None = None,
     ) -> None: ...
+    def fetcher_assignment(self) -> tuple[tuple[str, ...], float]: ...
 
 
 #: (info_hash, peer_id, on_event, hello) -> a swarm

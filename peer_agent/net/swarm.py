@@ -208,6 +208,10 @@ class Swarm:
     ) -> None:
         await self.tracker.send_stats(bytes_p2p_down, bytes_p2p_up, bytes_cdn, cdn_fetches)
 
+    def fetcher_assignment(self) -> tuple[tuple[str, ...], float]:
+        """The signaling server's fetcher assignment and the loop time it holds until."""
+        return self.tracker.fetcher_assignment()
+
     def announce_now(self) -> None:
         self.tracker.announce_now()
 

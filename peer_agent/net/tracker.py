@@ -14,6 +14,9 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
 - hands answers to our offers to ``on_answer``;
 - counts and logs ``failure reason`` replies without stopping;
 - sends our cumulative byte counters in the server's ``stats`` message;
+- with ``fetcher_assignment`` (default), announces the cap ``fetchers`` (and ``uplink:N``) and
+  holds the server's fetcher assignment (``{"action": "fetchers"}``, docs/signaling.md) while
+  the socket is open, for the scheduler (:meth:`TrackerClient.fetcher_assignment`);
 - with ``request_ice_servers``, asks the server for its ICE servers (``{"action":
   "ice_servers"}``: STUN, and TURN with short-lived TURN REST credentials) before its first
   offers and again when less than ``ice_refresh_fraction`` of their lifetime is
@@ -58,6 +61,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus, InvalidURI
 
+from peer_agent.net.fetchers import (
+    FETCHERS_CAP,
+    BadFetchersMessage,
+    FetcherAssignment,
+    parse_fetchers,
+)
 from peer_agent.net.peer_key import derive_peer_id, is_keyed, key_for
 
 logger = logging.getLogger(__name__)
@@ -112,6 +121,10 @@ class TrackerConfig:
     # token_retry_s (or sooner, at half the time left).
     token_refresh_fraction: float = 0.25
     token_retry_s: float = 30.0
+    # Ask the server for its fetcher assignment (announce cap "fetchers"; docs/signaling.md,
+    # "Fetcher assignment"), with our uplink claim in bytes/s (cap "uplink:N") when known.
+    fetcher_assignment: bool = True
+    uplink_bytes_per_s: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
@@ -126,6 +139,8 @@ class TrackerConfig:
             raise ValueError("need ice_timeout_s > 0 and 0 < ice_refresh_fraction < 1")
         if not 0 < self.token_refresh_fraction < 1 or self.token_retry_s <= 0:
             raise ValueError("need 0 < token_refresh_fraction < 1 and token_retry_s > 0")
+        if self.uplink_bytes_per_s is not None and not 0 <= self.uplink_bytes_per_s < 10**12:
+            raise ValueError("uplink_bytes_per_s must be in 0..10**12 - 1")
 
 
 MAX_TOKEN_CHARS = 4096
@@ -280,6 +295,9 @@ class TrackerStats:
     ice_failures: int = 0
     token_refreshes: int = 0
     token_refresh_failures: int = 0
+    fetchers_received: int = 0
+    #: fetchers messages that broke the spec (ignored; the earlier assignment stays).
+    fetchers_refused: int = 0
 
 
 # Close codes of docs/signaling.md that retrying with the same URL cannot fix.
@@ -393,6 +411,9 @@ class TrackerClient:
         self.ice: IceGrant | None = None  # the latest ICE servers from the tracker
         self._ice_refresh_at_s = -1.0  # loop time after which we ask again
         self._ice_answered = asyncio.Event()
+        #: The server's fetcher assignment and the loop time it holds until (None: none).
+        self.assignment: FetcherAssignment | None = None
+        self.assignment_until = 0.0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -551,6 +572,7 @@ class TrackerClient:
         finally:
             self._ws = None
             self.connected.clear()
+            self.assignment = None  # the server's word holds only while we hear it
             self.stats.disconnects += 1
             announcer.cancel()
             refresher.cancel()
@@ -688,7 +710,19 @@ class TrackerClient:
                 for offer_id, sdp in offers
             ]
             body.update(self.hints.fields())
+            caps = self._fetcher_caps()
+            if caps:
+                body["caps"] = [*body.get("caps", ()), *caps][:16]
         return body
+
+    def _fetcher_caps(self) -> list[str]:
+        cfg = self.config
+        if not cfg.fetcher_assignment or FETCHERS_CAP in self.hints.caps:
+            return []
+        caps = [FETCHERS_CAP]
+        if cfg.uplink_bytes_per_s is not None:
+            caps.append(f"uplink:{cfg.uplink_bytes_per_s}")
+        return caps
 
     async def _send(self, ws: ClientConnection, body: dict[str, Any]) -> None:
         await ws.send(json.dumps(body, separators=(",", ":")))
@@ -757,6 +791,9 @@ class TrackerClient:
             self._last_token_ok = True
             self._token_answered.set()
             return
+        if action == "fetchers":
+            self._on_fetchers(msg)
+            return
         if action != "announce" or msg.get("info_hash") != self.info_hash:
             self.stats.ignored_messages += 1
             return
@@ -768,6 +805,23 @@ class TrackerClient:
             self._on_reply(ws, msg)
         else:
             self.stats.ignored_messages += 1
+
+    def _on_fetchers(self, msg: dict[str, Any]) -> None:
+        try:
+            assignment = parse_fetchers(msg, self.info_hash)
+        except BadFetchersMessage as exc:
+            self.stats.fetchers_refused += 1
+            logger.warning("tracker: ignored a malformed fetcher assignment: %s", exc)
+            return
+        self.stats.fetchers_received += 1
+        self.assignment = assignment
+        self.assignment_until = asyncio.get_running_loop().time() + assignment.valid_s
+
+    def fetcher_assignment(self) -> tuple[tuple[str, ...], float]:
+        """``(fetchers, until)`` for the scheduler's view (``((), 0.0)``: none)."""
+        if self.assignment is None:
+            return (), 0.0
+        return self.assignment.fetchers, self.assignment_until
 
     def _on_reply(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
         interval = msg.get("interval")

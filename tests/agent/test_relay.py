@@ -108,6 +108,8 @@ class HandSwarm:
         bytes_cdn: int,
         cdn_fetches: tuple[int, int] | None = None,
     ) -> None: ...
+    def fetcher_assignment(self) -> tuple[tuple[str, ...], float]:
+        return (), 0.0
 
     def broadcast_have(self, segments: Any) -> None:
         self.have += list(segments)
