@@ -37,13 +37,17 @@ async def latest_assignment(client: Client) -> dict[str, Any]:
         msg = newer
 
 
-async def converge(clients: list[Client], size: int, timeout_s: float = 15.0) -> tuple[str, ...]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            lists = {tuple(sorted((await latest_assignment(c))["fetchers"])) for c in clients}
-            if len(lists) == 1 and len(next(iter(lists))) == size:
-                return next(iter(lists))
-            await asyncio.sleep(0.2)
+async def converge(clients: list[Client], size: int, timeout_s: float = 30.0) -> tuple[str, ...]:
+    lists: set[tuple[str, ...]] = set()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                lists = {tuple(sorted((await latest_assignment(c))["fetchers"])) for c in clients}
+                if len(lists) == 1 and len(next(iter(lists))) == size:
+                    return next(iter(lists))
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"the processes did not agree on one list: {lists}") from None
 
 
 def cdn_fetchers_per_segment(clients: list[Client], fetchers: tuple[str, ...]) -> list[int]:
