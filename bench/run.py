@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 SUITES = [
     "bench.sim_bench",
+    "bench.fetchers_bench",
     "bench.link_bench",
     "bench.signaling_bench",
     "bench.loadtest_bench",

@@ -55,6 +55,7 @@ from ..core.scheduler import (
 from ..core.throughput import ThroughputEstimator
 from .results import SimResult, build_result
 from .scenario import Scenario
+from .server_fetchers import ServerFetchers
 
 __all__ = ["RELAY_HOLDBACK_BYTES", "SimResult", "Simulation", "simulate"]
 
@@ -269,6 +270,10 @@ class Simulation:
         self.cdn_fetches: dict[int, int] = {}
         self.cdn_fetches_join_ramp: dict[int, int] = {}  # of cdn_fetches, the join-ramp ones
         self.plays: dict[int, int] = {}
+        #: The signaling server's fetcher assignment (Scenario.server_fetchers; None: off).
+        self.server_fetchers = (
+            ServerFetchers(scenario.server_fetchers) if scenario.server_fetchers else None
+        )
 
     # -- stream --------------------------------------------------------------------------
 
@@ -623,6 +628,11 @@ class Simulation:
             connecting_until=viewer.connecting_until,
             swarm_size=len(self.viewers),
         )
+        if self.server_fetchers is not None:
+            lists = self.server_fetchers.lists(now, self.active)
+            view = dataclasses.replace(
+                view, fetchers=lists.get(viewer.region, ()), fetchers_until=math.inf
+            )
         decision = decide(view, self.sched_cfg, self.rng)
         self.decisions += 1
         for action in decision.actions:

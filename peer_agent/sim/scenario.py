@@ -59,6 +59,9 @@ class Scenario:
     #: this size (as the signaling server's ``pairing_sample_limit``), ranked by region then
     #: playback distance. 0 examines every viewer.
     pairing_sample: int = 256
+    #: Fetchers the signaling server lists per region (its swarm-wide fetcher assignment,
+    #: docs/signaling.md); 0: none, every viewer elects among its neighbours.
+    server_fetchers: int = 0
     #: VOD stream length (media seconds); defaults to duration_s + join_over_s.
     vod_length_s: float | None = None
     #: Simulation step; smaller is more precise and slower.
@@ -77,6 +80,8 @@ class Scenario:
         for name in ("churn_per_min", "leech_fraction", "low_uplink_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        if not 0 <= self.server_fetchers <= 16:
+            raise ValueError("server_fetchers must be within 0..16")
         if self.latency_segments < 1:
             raise ValueError("latency_segments must be >= 1")
         if self.regions < 1:

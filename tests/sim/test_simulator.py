@@ -206,3 +206,17 @@ def test_cli_progress_and_peak_rss(capsys) -> None:
     assert summary["peak_rss_mib"] > 0 and "by_peer" not in summary
     lines = [line for line in err.splitlines() if line.startswith("p2p-sim: t=")]
     assert [line.split()[1] for line in lines] == ["t=10", "t=20"]
+
+
+def test_server_fetcher_assignment_makes_the_listed_viewers_fetch() -> None:
+    """With the server's assignment (4 fetchers), new segments are fetched by listed viewers
+    (the others take them from peers or, when urgent, the CDN); without it, by local winners.
+    The numbers themselves are `make bench` output (bench/fetchers_bench.py)."""
+    sc = ISSUE_SCENARIO.with_overrides(peers=60, duration_s=120.0, join_over_s=20.0)
+    local = simulate(sc)
+    assigned = simulate(sc.with_overrides(server_fetchers=4))
+    assert assigned.stall_count == 0
+    assert assigned.offload_ratio > 0.8
+    assert assigned.cdn_fetches <= local.cdn_fetches
+    with pytest.raises(ValueError, match="server_fetchers"):
+        Scenario(server_fetchers=17)
