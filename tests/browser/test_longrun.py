@@ -1,7 +1,8 @@
 """Hours-long viewing, in short (issue 17): a page and a headless agent on the live test stream
 until the origin's window has turned over a few times; the page's store and every per-segment
 record of its exchange stay within what the window and the retention margin hold
-(docs/exchange.md section 3, "Bounds"), and hls.js runs with a bounded back buffer.
+(docs/exchange.md section 3, "Bounds"), hls.js runs with a bounded back buffer, and the page's
+open peer connections stay flat.
 The hour-long version with memory figures is bench/soak_bench.py."""
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 RETAIN_BEHIND_S = 6.0  # the exchange's margin, small so the window turns over quickly
 BACK_BUFFER_S = 8.0  # hlsConfig()'s backBufferLength (default 30), small for the same reason
+# RTCPeerConnections the page holds: open links and offers waiting for an answer.
+RTC_JS = """() => { const sw = window.p2p.swarm;
+  return {links: sw.links.size, pending: sw._pending.size, slots: sw.config.max_peers}; }"""
 BUFFERED_JS = """() => { const v = document.querySelector('video');
   return {start: v.buffered.length ? v.buffered.start(0) : null, now: v.currentTime}; }"""
 
@@ -65,6 +69,7 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
                 f"playback past {target:.0f} s",
                 log,
             )
+            s["rtc"] = await page.evaluate(RTC_JS)
             samples.append(s)
         last = samples[-1]
         buffered = await page.evaluate(BUFFERED_JS)
@@ -82,7 +87,18 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
         assert records["verified"] <= bound and records["held"] <= bound, what
         assert records["sizes"] <= bound + 4, what  # + a few announced ahead of our playlist
         assert records["hashRetries"] <= bound and records["avoid"] <= bound, what
+    # Open peer connections flat: connected to the one agent early and from then on exactly
+    # that link (no drop, no growth), nothing accumulating per peer, and the offers waiting for
+    # an answer within the engine's peer slots.
+    links = [s["rtc"]["links"] for s in samples]
+    connected = [s["connectedPeers"] for s in samples]
+    first = connected.index(1) if 1 in connected else len(samples)
+    assert first <= 2 and connected[first:] == [1] * (len(samples) - first), (links, connected)
+    assert links[first:] == [1] * (len(samples) - first), (links, connected)
+    assert all(len(s["peers"]) <= 1 for s in samples), samples[-1]["peers"]
+    assert all(s["rtc"]["links"] + s["rtc"]["pending"] <= s["rtc"]["slots"] for s in samples)
     print(
-        f"bound {bound} segments; store {[s['storeSegments'] for s in samples]}, sizes "
+        f"links {links}, connected {connected}; bound {bound} segments; store "
+        f"{[s['storeSegments'] for s in samples]}, sizes "
         f"{[s['segmentRecords']['sizes'] for s in samples]}, verified {last['segmentsVerified']}"
     )
