@@ -21,6 +21,12 @@ from typing import Any
 from peer_agent.demo import DemoConfig, run_demo
 
 MB = 1024 * 1024
+SEGMENT_S = 2.0  # DemoConfig's default segment length
+WINDOW_SEGMENTS = 6
+RETAIN_BEHIND_S = 30.0  # the exchange's default margin (web_demo/segment_exchange.js)
+# What a page may hold (tests/browser/test_longrun.py): the window, the margin behind the
+# playhead, and a segment of rounding at each end.
+STORE_BOUND_SEGMENTS = WINDOW_SEGMENTS + math.ceil(RETAIN_BEHIND_S / SEGMENT_S) + 2
 
 
 def renderer_rss_bytes() -> int:
@@ -75,7 +81,13 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
 
     from tests.browser.browser_support import CHROMIUM_ARGS, STATS_JS, chromium_path
 
-    config = DemoConfig(page_port=0, agents=2, content_duration_s=30.0, live_window_segments=6)
+    config = DemoConfig(
+        page_port=0,
+        agents=2,
+        segment_duration_s=SEGMENT_S,
+        content_duration_s=30.0,
+        live_window_segments=WINDOW_SEGMENTS,
+    )
     samples: list[dict[str, Any]] = []
     async with run_demo(config) as demo, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -128,6 +140,36 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
     return result
 
 
+def bounds_line(result: dict[str, Any]) -> str:
+    """Store, size table and open peer connections after warm-up, against the bound."""
+    after = [r for r in result["samples"] if r["t_s"] >= result["warmup_s"]]
+    if not after:
+        return "No sample after warm-up."
+    parts = []
+    for i in range(2):
+        rows = [r[f"p{i}"] for r in after]
+        store = max(p["store_segments"] or 0 for p in rows)
+        sizes = max(p["sizes"] or 0 for p in rows)
+        peers = sorted({p["peers"] for p in rows if p["peers"] is not None})
+        ok = (
+            "met"
+            if store <= STORE_BOUND_SEGMENTS and sizes <= STORE_BOUND_SEGMENTS + 4
+            else "NOT met"
+        )
+        flat = "flat" if len(peers) == 1 else "NOT flat"
+        parts.append(
+            f"page {i}: store at most {store} segments, size table at most {sizes} entries "
+            f"({ok}), open peer connections {peers} ({flat})"
+        )
+    return (
+        f"After warm-up (bound: window {WINDOW_SEGMENTS} + margin "
+        f"{math.ceil(RETAIN_BEHIND_S / SEGMENT_S)} + 2 = {STORE_BOUND_SEGMENTS} segments; the "
+        "size table may hold up to 4 more announced ahead of the playlist): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:+.2f}"
 
@@ -141,6 +183,13 @@ def run(out_dir: Path, quick: bool = False) -> str:
     duration_s, every_s, warmup_s = (120.0, 20.0, 40.0) if quick else (3600.0, 60.0, 600.0)
     result = asyncio.run(soak(duration_s, every_s, warmup_s))
     (out_dir / "soak.json").write_text(json.dumps(result, indent=1))
+    return render(result, every_s)
+
+
+def render(result: dict[str, Any], every_s: float) -> str:
+    """The section from a run's soak.json (also: `python -m bench.soak_bench soak.json`)."""
+    title = "## Soak: 2 pages + 2 agents, live"
+    duration_s, warmup_s = result["duration_s"], result["warmup_s"]
     lines = [
         title,
         "",
@@ -166,5 +215,15 @@ def run(out_dir: Path, quick: bool = False) -> str:
         f"Growth (MB / 10 min): page 0 heap {_fmt(result['p0_heap_mb_per_10_min'])}, page 1 "
         f"heap {_fmt(result['p1_heap_mb_per_10_min'])}, renderers "
         f"{_fmt(result['renderer_mb_per_10_min'])} (both pages).",
+        "",
+        bounds_line(result),
     ]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    saved = json.loads(Path(sys.argv[1]).read_text())
+    times = [r["t_s"] for r in saved["samples"]]
+    print(render(saved, times[1] - times[0] if len(times) > 1 else 0.0), end="")
