@@ -213,7 +213,7 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
   const wantedSince = Math.max(seg.known_since, enteredWindowAt);
   const fetchers = view.fetchers || [];
   if (fetchers.length > 0 && now < (view.fetchers_until || 0)) {
-    assigned(slot, urgentAt, wantedSince, view, load, cfg, actions, wakes);
+    assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, wakes);
     return;
   }
   const candidateIds = [
@@ -246,23 +246,38 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
 
 // Phase 3 under the signaling server's assignment: the listed fetchers, ordered per segment
 // by the election key, take turns backup_delay_s apart (a silent fetcher is covered by the
-// next); a viewer not listed waits for the segment to reach a neighbour until it turns urgent.
-function assigned(slot, urgentAt, wantedSince, view, load, cfg, actions, wakes) {
+// next); a viewer not listed holds the local election one backup_delay_s later, so a copy
+// relayed from the fetcher has that long to reach its neighbourhood first.
+function assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, wakes) {
   const { seg, offset } = slot;
+  const now = view.now;
   const order = rankCandidates(view.fetchers, seg.segment);
-  const rank = order.indexOf(view.self_id);
-  if (rank < 0) {
-    actions.push({ action: "wait", segment: seg.segment, reason: "not_assigned", until: urgentAt });
-    wakes.push(urgentAt);
-    return;
+  const listed = order.includes(view.self_id);
+  let rank;
+  let fireAt;
+  if (listed) {
+    rank = order.indexOf(view.self_id);
+    fireAt = wantedSince + rank * cfg.backup_delay_s;
+  } else {
+    const candidateIds = [
+      view.self_id,
+      ...peers
+        .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
+        .map((p) => p.peer_id),
+    ];
+    rank = electionRank(view.self_id, candidateIds, seg.segment);
+    fireAt = wantedSince + (1 + rank) * cfg.backup_delay_s;
   }
-  const fireAt = wantedSince + rank * cfg.backup_delay_s;
-  if (view.now < fireAt) {
+  if (!listed && now < (view.connecting_until || 0) && peers.length === 0) {
+    const until = Math.min(view.connecting_until, urgentAt);
+    actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });
+    wakes.push(until);
+  } else if (now < fireAt) {
     const until = Math.min(fireAt, urgentAt);
-    actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
+    actions.push({ action: "wait", segment: seg.segment, reason: listed ? "not_elected" : "not_assigned", until });
     wakes.push(until);
   } else if (load.fromCdn < cfg.max_cdn_downloads) {
-    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "assigned" : "backup" });
+    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: listed && rank === 0 ? "assigned" : "backup" });
     load.fromCdn++;
   } else {
     actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });

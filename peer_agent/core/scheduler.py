@@ -363,7 +363,7 @@ def _elect(
     entered_window_at = now - (config.prefetch_window_s - slot.ahead_s) / rate
     wanted_since = max(slot.seg.known_since, entered_window_at)
     if view.fetchers and now < view.fetchers_until:
-        _assigned(slot, urgent_at, wanted_since, view, load, config, actions, wakes)
+        _assigned(slot, urgent_at, wanted_since, view, peers, load, config, actions, wakes)
         return
     candidates_ids = [view.self_id] + [
         p.peer_id
@@ -396,6 +396,7 @@ def _assigned(
     urgent_at: float,
     wanted_since: float,
     view: SchedulerView,
+    peers: dict[str, PeerView],
     load: _Load,
     config: SchedulerConfig,
     actions: list[Action],
@@ -403,22 +404,34 @@ def _assigned(
 ) -> None:
     """Phase 3 under the server's assignment: the listed fetchers, ordered per segment by the
     election key, take turns ``backup_delay_s`` apart (a silent fetcher is covered by the next);
-    a viewer not listed waits for the segment to reach a neighbour until it turns urgent."""
+    a viewer not listed holds the local election one ``backup_delay_s`` later, so a copy
+    relayed from the fetcher has that long to reach its neighbourhood first."""
     now = view.now
     sid = slot.seg.segment
     order = rank_candidates(view.fetchers, sid)
-    if view.self_id not in order:
-        actions.append(Wait(sid, "not_assigned", urgent_at))
-        wakes.append(urgent_at)
-        return
-    rank = order.index(view.self_id)
-    fire_at = wanted_since + rank * config.backup_delay_s
-    if now < fire_at:
+    listed = view.self_id in order
+    if listed:
+        rank = order.index(view.self_id)
+        fire_at = wanted_since + rank * config.backup_delay_s
+    else:
+        candidates_ids = [view.self_id] + [
+            p.peer_id
+            for p in peers.values()
+            if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
+        ]
+        rank = election_rank(view.self_id, candidates_ids, sid)
+        fire_at = wanted_since + (1 + rank) * config.backup_delay_s
+    if not listed and now < view.connecting_until and not peers:
+        until = min(view.connecting_until, urgent_at)
+        actions.append(Wait(sid, "connecting", until))
+        wakes.append(until)
+    elif now < fire_at:
         until = min(fire_at, urgent_at)
-        actions.append(Wait(sid, "not_elected", until))
+        actions.append(Wait(sid, "not_elected" if listed else "not_assigned", until))
         wakes.append(until)
     elif load.from_cdn < config.max_cdn_downloads:
-        actions.append(FetchFromCdn(sid, slot.offset, "assigned" if rank == 0 else "backup"))
+        reason = "assigned" if listed and rank == 0 else "backup"
+        actions.append(FetchFromCdn(sid, slot.offset, reason))
         load.from_cdn += 1
     else:
         actions.append(Wait(sid, "cdn_busy", urgent_at))
