@@ -96,13 +96,16 @@ function weightedPick(peers, cfg, random) {
   return ordered[ordered.length - 1];
 }
 
-function watchingClose(peer, segment, lookback) {
+// The keys of the `lookback` segments before `segment` in its rendition (fewer near 0).
+function earlierKeys(segment, lookback) {
   const [rendition, sequence] = segment;
-  for (let k = 1; k <= lookback && sequence - k >= 0; k++) {
-    const key = `${rendition}/${sequence - k}`;
-    if (peer.have.has(key) || peer.fetching.has(key)) return true;
-  }
-  return false;
+  const keys = [];
+  for (let k = 1; k <= lookback && sequence - k >= 0; k++) keys.push(`${rendition}/${sequence - k}`);
+  return keys;
+}
+
+function watchingClose(peer, earlier) {
+  return earlier.some((key) => peer.have.has(key) || peer.fetching.has(key));
 }
 
 // Downloads in flight during one decide() call, updated as actions are planned.
@@ -216,11 +219,10 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
     assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, wakes);
     return;
   }
+  const earlier = earlierKeys(seg.segment, cfg.election_lookback_segments);
   const candidateIds = [
     view.self_id,
-    ...peers
-      .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
-      .map((p) => p.peer_id),
+    ...peers.filter((p) => p.uploads && watchingClose(p, earlier)).map((p) => p.peer_id),
   ];
   const rank = electionRank(view.self_id, candidateIds, seg.segment);
   let fireAt = wantedSince + rank * cfg.backup_delay_s;

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 from .config import SchedulerConfig
@@ -202,32 +203,35 @@ def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSo
 
 
 def _usable(
-    peer: PeerView,
+    candidates: list[PeerView],
     now: float,
     remaining_bytes: int,
     latest_finish: float,
-    avoid: frozenset[str],
     peer_load: Counter[str],
     config: SchedulerConfig,
-) -> bool:
-    """Whether ``peer`` may be asked now and is projected to deliver by ``latest_finish``."""
-    return (
-        peer.uploads
-        and peer.peer_id not in avoid
-        and peer.choked_until <= now
-        and peer_load[peer.peer_id] < config.max_downloads_per_peer
-        and now + remaining_bytes / _peer_rate(peer, config) <= latest_finish
-    )
+) -> list[PeerView]:
+    """Those of ``candidates`` (uploading, not avoided) that may be asked now and are projected
+    to deliver by ``latest_finish``."""
+    untried = config.untried_peer_bytes_per_s
+    max_per_peer = config.max_downloads_per_peer
+    return [
+        p
+        for p in candidates
+        if p.choked_until <= now
+        and peer_load[p.peer_id] < max_per_peer
+        and now + remaining_bytes / (p.throughput_bytes_per_s or untried) <= latest_finish
+    ]
 
 
-def _watching_close(peer: PeerView, segment: SegmentId, lookback: int) -> bool:
-    for k in range(1, lookback + 1):
-        if segment.sequence - k < 0:
-            break
-        earlier = SegmentId(segment.rendition, segment.sequence - k)
-        if earlier in peer.have or earlier in peer.fetching:
-            return True
-    return False
+def _earlier_ids(segment: SegmentId, lookback: int) -> tuple[SegmentId, ...]:
+    """The ``lookback`` segments before ``segment`` in its rendition (fewer near sequence 0)."""
+    rendition, sequence = segment
+    return tuple(SegmentId(rendition, sequence - k) for k in range(1, min(lookback, sequence) + 1))
+
+
+def _watching_close(peer: PeerView, earlier: tuple[SegmentId, ...]) -> bool:
+    """Whether ``peer`` has or fetches one of ``earlier`` (see :func:`_earlier_ids`)."""
+    return not (peer.have.isdisjoint(earlier) and peer.fetching.isdisjoint(earlier))
 
 
 class _Load:
@@ -236,9 +240,16 @@ class _Load:
     __slots__ = ("per_peer", "from_peers", "from_cdn")
 
     def __init__(self, transfers: Sequence[TransferView]) -> None:
-        self.per_peer: Counter[str] = Counter(t.peer_id for t in transfers if t.peer_id is not None)
-        self.from_peers = sum(self.per_peer.values())
-        self.from_cdn = sum(1 for t in transfers if t.peer_id is None)
+        per_peer: Counter[str] = Counter()
+        from_cdn = 0
+        for t in transfers:
+            if t.peer_id is None:
+                from_cdn += 1
+            else:
+                per_peer[t.peer_id] += 1
+        self.per_peer = per_peer
+        self.from_peers = len(transfers) - from_cdn
+        self.from_cdn = from_cdn
 
 
 class _Slot(NamedTuple):
@@ -319,15 +330,20 @@ def _from_urgency_or_peers(
 
     latest_finish = slot.deadline - config.deadline_margin_s
     avoid = slot.avoid
-    sources = [p for p in peers.values() if p.uploads and p.peer_id not in avoid]
-    holders = [p for p in sources if sid in p.have]
-    fetchers = [p for p in sources if sid in p.fetching]
+    holders: list[PeerView] = []
+    fetchers: list[PeerView] = []
+    for p in peers.values():  # the sources: uploading, not avoided
+        if p.uploads and p.peer_id not in avoid:
+            if sid in p.have:
+                holders.append(p)
+            if sid in p.fetching:
+                fetchers.append(p)
     if load.from_peers < config.max_downloads_from_peers:
         reason = "have"
-        terms = (now, remaining, latest_finish, avoid, load.per_peer, config)
-        candidates = [p for p in holders if _usable(p, *terms)]
+        terms = (now, remaining, latest_finish, load.per_peer, config)
+        candidates = _usable(holders, *terms)
         if not candidates and config.cut_through:
-            candidates = [p for p in fetchers if _usable(p, *terms)]
+            candidates = _usable(fetchers, *terms)
             reason = "cut_through"
         if candidates:
             chosen = _weighted_pick(candidates, config, rng)
@@ -365,10 +381,9 @@ def _elect(
     if view.fetchers and now < view.fetchers_until:
         _assigned(slot, urgent_at, wanted_since, view, peers, load, config, actions, wakes)
         return
+    earlier = _earlier_ids(sid, config.election_lookback_segments)
     candidates_ids = [view.self_id] + [
-        p.peer_id
-        for p in peers.values()
-        if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
+        p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
     ]
     rank = election_rank(view.self_id, candidates_ids, sid)
     fire_at = wanted_since + rank * config.backup_delay_s
@@ -437,6 +452,9 @@ def _assigned(
         actions.append(Wait(sid, "cdn_busy", urgent_at))
 
 
+_start_s = attrgetter("start_s")
+
+
 def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> Decision:
     """Plan every segment in the prefetch window, in playback order, through three phases:
     the transfer in flight (:func:`_check_transfer`), urgency and neighbours
@@ -449,7 +467,7 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
 
-    for seg in sorted(view.segments, key=lambda s: s.start_s):
+    for seg in sorted(view.segments, key=_start_s):
         sid = seg.segment
         if sid in view.have or seg.start_s + seg.duration_s <= view.playhead_s:
             continue
