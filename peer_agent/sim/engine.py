@@ -435,12 +435,45 @@ class Simulation:
         others.sort(key=lambda v: (v.region != region, abs(v.player.playhead_s - pos) // seg))
         for other in others[:want]:
             delay_class = 0 if other.region == region else 1
+            alone = not other.neighbours
             viewer.neighbours[other.peer_id] = _Neighbour(other, delay_class)
             other.neighbours[viewer.peer_id] = _Neighbour(viewer, delay_class)
             other.peer_views = None
-            self._mark(other)
+            # A new neighbour can only make ``other`` act if it was waiting for its first one
+            # or the newcomer has (or fetches) a segment ``other`` wants and is not fetching.
+            # Otherwise the decision would act on nothing: the newcomer can only raise
+            # ``other``'s election rank, so its pending wake-up is still early enough.
+            if alone or not sc.live or self._offers(viewer, other, delay_class):
+                self._mark(other)
         viewer.peer_views = None
         self._mark(viewer)
+
+    def _offers(self, src: _Viewer, dst: _Viewer, delay_class: int) -> bool:
+        """Whether ``src`` has or fetches, as ``dst`` sees it, a segment ``dst`` has listed and
+        neither holds nor is fetching."""
+        have, fetching = src.visible[delay_class]
+        if not have and not fetching:
+            return False
+        segment_id = self.segment_id
+        for seq in dst.known:
+            sid = segment_id(seq)
+            if (
+                (sid in have or sid in fetching)
+                and sid not in dst.have
+                and sid not in dst.transfers
+            ):
+                return True
+        return False
+
+    def _wants_more(self, viewer: _Viewer) -> bool:
+        """Whether ``viewer`` has listed a segment it neither holds nor is fetching."""
+        have, transfers = viewer.have, viewer.transfers
+        segment_id = self.segment_id
+        for seq in viewer.known:
+            sid = segment_id(seq)
+            if sid not in have and sid not in transfers:
+                return True
+        return False
 
     def _churn_leave(self, viewer: _Viewer) -> None:
         if viewer.active:
@@ -639,7 +672,8 @@ class Simulation:
             if isinstance(action, CancelTransfer):
                 flow = viewer.transfers.get(action.segment)
                 if flow is not None:
-                    self._drop_flow(flow)
+                    # This decision has re-planned the segment already: no second one for it.
+                    self._drop_flow(flow, mark=False)
                     if action.peer_id is not None:
                         self._set_avoid(viewer, action.segment, action.peer_id)
             elif isinstance(action, FetchFromCdn):
@@ -836,7 +870,11 @@ class Simulation:
         viewer.player.add_media(seq * self.sc.segment_s, self.sc.segment_s, self.now)
         viewer.segments_played += 1
         self.plays[seq] = self.plays.get(seq, 0) + 1
-        self._mark(viewer)
+        # Live, with every listed segment held or in flight, a decision now could only re-check
+        # the transfers in flight: that waits for its next wake-up (the checks of transfers it
+        # saw are among them). Its listing grows at a playlist refresh, which wakes it.
+        if not self.sc.live or self._wants_more(viewer):
+            self._mark(viewer)
 
     def _detach(self, flow: _Flow) -> None:
         if not flow.attached:
@@ -854,7 +892,7 @@ class Simulation:
         if flow.src is not None:
             flow.src.uploads.pop(flow, None)
 
-    def _drop_flow(self, flow: _Flow) -> None:
+    def _drop_flow(self, flow: _Flow, *, mark: bool = True) -> None:
         """The receiver cancels: it keeps the bytes it has (a later fetch resumes there)."""
         self._detach(flow)
         reached = int(flow.reached)
@@ -862,7 +900,8 @@ class Simulation:
         if reached > 0:
             dst.partial[flow.segment] = max(dst.partial.get(flow.segment, 0), reached)
             dst.segment_views.pop(flow.segment.sequence, None)
-        self._mark(dst)
+        if mark:
+            self._mark(dst)
 
     def _fail_flow(self, flow: _Flow) -> None:
         """The sender went away mid-transfer."""
