@@ -104,6 +104,31 @@ async def _assignment(client: Client, timeout_s: float = 5.0) -> dict[str, Any]:
     return await client.recv_where(lambda m: m.get("action") == "fetchers", timeout_s)
 
 
+async def _latest(client: Client, swarm: str) -> dict[str, Any]:
+    """Announce again and return the newest assignment (older ones and pushes dropped)."""
+    client.inbox = [m for m in client.inbox if m.get("action") != "fetchers"]
+    await client.announce(swarm, caps=CAPS)
+    msg = await _assignment(client)
+    while True:
+        try:
+            msg = await client.recv_where(lambda m: m.get("action") == "fetchers", 0.3)
+        except TimeoutError:
+            return msg
+
+
+async def _agreed(clients: list[Client], swarm: str, size: int) -> tuple[str, ...]:
+    lists: set[tuple[str, ...]] = set()
+    try:
+        async with asyncio.timeout(20.0):
+            while True:
+                lists = {tuple((await _latest(c, swarm))["fetchers"]) for c in clients}
+                if len(lists) == 1 and len(next(iter(lists))) == size:
+                    return next(iter(lists))
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"clients were told different lists: {lists}") from None
+
+
 async def test_our_clients_are_told_standard_clients_are_not(start_server: ServerFactory) -> None:
     server = await start_server(sweep_interval_s=0.2, fetcher_refresh_s=0.1, fetcher_count=2)
     swarm = pid("fetch-swarm")
@@ -118,13 +143,8 @@ async def test_our_clients_are_told_standard_clients_are_not(start_server: Serve
             assert msg["info_hash"] == swarm and 0 < msg["valid_s"] <= 3600
             assert "region" not in msg and isinstance(msg["slot"], int)
         # settle: every member of ours ends on the same list of 2 ours, never the standard one
-        await asyncio.sleep(0.6)
-        for c in ours:
-            await c.announce(swarm, caps=CAPS)
-        lists = {tuple((await _assignment(c))["fetchers"]) for c in ours}
-        assert len(lists) == 1
-        (fetchers,) = lists
-        assert len(fetchers) == 2 and standard.peer_id not in fetchers
+        fetchers = await _agreed(ours, swarm, 2)
+        assert standard.peer_id not in fetchers
         assert set(fetchers) <= {c.peer_id for c in ours}
         with pytest.raises(TimeoutError):
             await standard.recv_where(lambda m: m.get("action") == "fetchers", 0.5)
