@@ -10,6 +10,7 @@ export const MAX_SUBJECTS = 4096;
 
 export const Offence = Object.freeze({
   ABSENT_AFTER_HAVE: "absent_after_have",
+  REQUEST_AFTER_HAVE: "request_after_have",
   STALL: "stall",
   PROTOCOL_ERROR: "protocol_error",
   UNKNOWN_REQUEST: "unknown_request",
@@ -26,6 +27,7 @@ export function reputationRules(cfg) {
   return {
     points: {
       [Offence.ABSENT_AFTER_HAVE]: cfg.points_absent_after_have,
+      [Offence.REQUEST_AFTER_HAVE]: cfg.points_request_after_have,
       [Offence.STALL]: cfg.points_stall,
       [Offence.PROTOCOL_ERROR]: cfg.points_protocol_error,
       [Offence.UNKNOWN_REQUEST]: cfg.points_unknown_request,

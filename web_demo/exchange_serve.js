@@ -136,17 +136,27 @@ export class UploadServer {
 
   // --- inputs ---------------------------------------------------------------------------------
 
-  onRequest(link, peerId, requestId, segment, offset, now, banned) {
+  /**
+   * Serve, wait or refuse a request. `announced`: the peer announced `segment` (HAVE, not LOST
+   * since). Returns true when the request is a lie (refused BUSY(65535), counted
+   * unfairRefusals); the caller records the offence.
+   */
+  onRequest(link, peerId, requestId, segment, offset, now, banned, announced = false) {
     const cfg = this.config;
     if (cfg.leech_only || banned) {
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: NEVER_RETRY_MS }));
-      return;
+      return false;
+    }
+    if (announced) {
+      this.unfairRefusals += 1;
+      this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: NEVER_RETRY_MS }));
+      return true;
     }
     if (this.uploads.size >= cfg.max_uploads || this._capBacklogged()) {
       // every slot taken, or more than cap_backlog_s of the cap still to send
       this.busySent += 1;
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: cfg.busy_retry_after_ms }));
-      return;
+      return false;
     }
     const key = segmentKey(segment);
     const stored = this.store.get(key);
@@ -155,13 +165,13 @@ export class UploadServer {
     const total = data !== null ? data.length : progress !== null ? progress.total : null;
     if ((data === null && progress === null) || (total !== null && offset >= total)) {
       this.emit(act("reject_absent", { link, request_id: requestId }));
-      return;
+      return false;
     }
     const retryMs = this._unfair(peerId, key, now);
     if (retryMs !== null) {
       this.unfairRefusals += 1;
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: retryMs }));
-      return;
+      return false;
     }
     const upload = { link, peerId, requestId, segment, key, offset, sentUntil: offset, totalBytes: null, pinned: false };
     if (stored !== null) {
@@ -174,6 +184,7 @@ export class UploadServer {
     }
     this.uploads.set(uploadKey(link, requestId), upload);
     this._pump(upload, now);
+    return false;
   }
 
   onCancelled(link, requestId) {

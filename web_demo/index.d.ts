@@ -138,6 +138,8 @@ export interface ExchangeOptions {
   retain_behind_s?: number;
   /** Penalty points of an ABSENT for a segment the peer announced. Default 2. */
   points_absent_after_have?: number;
+  /** Penalty points of a request for a segment the peer announced (refused BUSY 65535). Default 2. */
+  points_request_after_have?: number;
   /** A peer download cancelled after this long without a byte is a stall (s). Default 1. */
   stall_s?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */

@@ -52,6 +52,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   retain_behind_s: 30.0, // margin behind the playhead whose records forgetBefore keeps (§3 Bounds)
   // reputation (docs/exchange.md, "Reputation"): penalty points per offence
   points_absent_after_have: 2.0, // an ABSENT for a segment the peer announced (HAVE)
+  points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
@@ -93,7 +94,7 @@ export function exchangeConfig(overrides = {}) {
   }
   if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
-  const points = [c.points_absent_after_have, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
+  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
   if (!(c.stall_s > 0)) throw new Error("stall_s must be positive");
   if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
@@ -596,8 +597,15 @@ export class SegmentExchange {
         return this._onCompleted(link, e, now);
       case "RequestFailed":
         return this._onFailed(link, e, now);
-      case "SegmentRequested":
-        return this.server.onRequest(link, peerId, e.request_id, arr(e.segment), e.offset, now, this.refused(peerId, link, now));
+      case "SegmentRequested": {
+        const nb = this.neighbours.get(peerId);
+        const segment = arr(e.segment);
+        const announced = nb !== undefined && nb.have.has(segmentKey(segment));
+        const lie = this.server.onRequest(link, peerId, e.request_id, segment, e.offset, now, this.refused(peerId, link, now), announced);
+        // it asks for a segment it announced: a flood's signature
+        if (lie) this.offence(peerId, link, Offence.REQUEST_AFTER_HAVE, now);
+        return undefined;
+      }
       case "RequestCancelled":
         return this.server.onCancelled(link, e.request_id);
       case "SessionClosed":

@@ -527,7 +527,8 @@ class SegmentExchange:
         elif isinstance(event, ev.RequestFailed):
             self._on_failed(link, event, now)
         elif isinstance(event, ev.SegmentRequested):
-            self.server.on_request(
+            nb = self.neighbours.get(peer_id)
+            lie = self.server.on_request(
                 link,
                 peer_id,
                 event.request_id,
@@ -535,7 +536,10 @@ class SegmentExchange:
                 event.offset,
                 now,
                 banned=self.refused(peer_id, link, now),
+                announced=nb is not None and event.segment in nb.have,
             )
+            if lie:  # it asks for a segment it announced: a flood's signature
+                self.offence(peer_id, link, Offence.REQUEST_AFTER_HAVE, now)
         elif isinstance(event, ev.RequestCancelled):
             self.server.on_cancelled(link, event.request_id)
         elif isinstance(event, ev.SessionClosed):

@@ -73,6 +73,9 @@ class ExchangeConfig:
     #: a limit, one we closed for a state violation (data for an unknown request id, ...), and a
     #: hash failure the peer contributed to.
     points_absent_after_have: float = 2.0
+    #: ... of a request for a segment the peer announced (HAVE, not LOST since): it claims to
+    #: hold what it asks for (a flood's signature); the request is refused BUSY(65535).
+    points_request_after_have: float = 2.0
     #: A peer download cancelled after this long without a byte (since the request or the
     #: last DATA) counts as a stall.
     stall_s: float = 1.0
@@ -109,6 +112,7 @@ class ExchangeConfig:
             raise ValueError("peer_window_s and peer_window_copies must be positive")
         points = (
             self.points_absent_after_have,
+            self.points_request_after_have,
             self.points_stall,
             self.points_protocol_error,
             self.points_unknown_request,

@@ -23,6 +23,7 @@ MAX_SUBJECTS = 4096
 
 class Offence(enum.Enum):
     ABSENT_AFTER_HAVE = "absent_after_have"
+    REQUEST_AFTER_HAVE = "request_after_have"
     STALL = "stall"
     PROTOCOL_ERROR = "protocol_error"
     UNKNOWN_REQUEST = "unknown_request"
@@ -163,6 +164,7 @@ def reputation_rules(cfg: ExchangeConfig) -> ReputationRules:
     return ReputationRules(
         points={
             Offence.ABSENT_AFTER_HAVE: cfg.points_absent_after_have,
+            Offence.REQUEST_AFTER_HAVE: cfg.points_request_after_have,
             Offence.STALL: cfg.points_stall,
             Offence.PROTOCOL_ERROR: cfg.points_protocol_error,
             Offence.UNKNOWN_REQUEST: cfg.points_unknown_request,

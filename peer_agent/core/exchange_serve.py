@@ -84,28 +84,36 @@ class UploadServer:
         now: float,
         *,
         banned: bool,
-    ) -> None:
+        announced: bool = False,
+    ) -> bool:
+        """Serve, wait or refuse a request. ``announced``: the peer announced ``segment``
+        (HAVE, not LOST since). True: the request is a lie (refused BUSY(65535), counted
+        ``unfair_refusals``); the caller records the offence."""
         cfg = self.config
         if cfg.leech_only or banned:
             self.emit(RejectBusy(link, request_id, NEVER_RETRY_MS))
-            return
+            return False
+        if announced:
+            self.unfair_refusals += 1
+            self.emit(RejectBusy(link, request_id, NEVER_RETRY_MS))
+            return True
         if len(self.uploads) >= cfg.max_uploads or self._cap_backlogged():
             # every slot taken, or more than cap_backlog_s of the cap still to send
             self.busy_sent += 1
             self.emit(RejectBusy(link, request_id, cfg.busy_retry_after_ms))
-            return
+            return False
         stored = self.store.get(segment)
         data = stored if stored is not None else self.relay_copies.get(segment)
         progress = self.downloads.in_progress(segment) if data is None else None
         total = len(data) if data is not None else progress[1] if progress is not None else None
         if (data is None and progress is None) or (total is not None and offset >= total):
             self.emit(RejectAbsent(link, request_id))
-            return
+            return False
         retry_ms = self._unfair(peer_id, segment, now)
         if retry_ms is not None:
             self.unfair_refusals += 1
             self.emit(RejectBusy(link, request_id, retry_ms))
-            return
+            return False
         upload = Upload(link, peer_id, request_id, segment, offset, offset)
         if stored is not None:
             self.store.pin(segment)
@@ -115,6 +123,7 @@ class UploadServer:
             self.emit(Respond(link, request_id, total))
         self.uploads.add(upload)
         self._pump(upload, now)
+        return False
 
     def on_cancelled(self, link: str, request_id: int) -> None:
         upload = self.uploads.get(link, request_id)
