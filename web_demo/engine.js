@@ -765,7 +765,11 @@ export class P2PEngine {
     const pid = this._peerOf(link);
     const now = nowS();
     const stats = this._peerStats(pid);
-    if (e.type === "HelloReceived") stats.links.add(link);
+    if (e.type === "HelloReceived") {
+      stats.links.add(link);
+      // address and certificate (rtc.js remoteIdentityKeys): bans outlive the peer id
+      if (link.identityKeys?.length) this.exchange.setLinkKeys(name, link.identityKeys);
+    }
     else if (e.type === "DataReceived") {
       stats.bytesDown += e.data.length;
       const timing = this.timing.get(segmentKey([e.segment.rendition, e.segment.sequence]));
@@ -853,6 +857,8 @@ export class P2PEngine {
       peers,
       connectedPeers: peers.filter((p) => p.connected).length,
       bannedPeers: peers.filter((p) => p.banned).map((p) => p.peerId),
+      // banned subjects: id:<peer id>, addr:<IP>, cert:<algorithm> <fingerprint> (docs/exchange.md §8b)
+      bannedSubjects: [...ex.reputation.banned].sort(),
       bufferS: this.bufferS(),
       latencyS: this.latencyS(),
       playheadS: this.playhead(),

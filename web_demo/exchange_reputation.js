@@ -11,6 +11,7 @@ export const MAX_SUBJECTS = 4096;
 export const Offence = Object.freeze({
   ABSENT_AFTER_HAVE: "absent_after_have",
   REQUEST_AFTER_HAVE: "request_after_have",
+  ABSENT_AFTER_FETCHING: "absent_after_fetching",
   STALL: "stall",
   PROTOCOL_ERROR: "protocol_error",
   UNKNOWN_REQUEST: "unknown_request",
@@ -28,6 +29,7 @@ export function reputationRules(cfg) {
     points: {
       [Offence.ABSENT_AFTER_HAVE]: cfg.points_absent_after_have,
       [Offence.REQUEST_AFTER_HAVE]: cfg.points_request_after_have,
+      [Offence.ABSENT_AFTER_FETCHING]: cfg.points_absent_after_fetching,
       [Offence.STALL]: cfg.points_stall,
       [Offence.PROTOCOL_ERROR]: cfg.points_protocol_error,
       [Offence.UNKNOWN_REQUEST]: cfg.points_unknown_request,

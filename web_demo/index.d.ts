@@ -87,7 +87,7 @@ export interface TrackerOptions {
 export interface IntegrityOptions {
   /** Hash failures after which a peer is banned. Default 2. */
   ban_after_failures?: number;
-  /** A peer that sent a bad segment is avoided this long (s). Default 10. */
+  /** A peer that sent a bad segment, or committed any offence (docs/exchange.md §8b), is avoided this long (s). Default 10. */
   penalty_s?: number;
 }
 
@@ -116,7 +116,7 @@ export interface ExchangeOptions {
   store_max_bytes?: number;
   /** Hash failures after which a peer is banned. Default 2. */
   ban_after_failures?: number;
-  /** A peer that sent a bad segment is avoided this long (s). Default 10. */
+  /** A peer that sent a bad segment, or committed any offence (docs/exchange.md §8b), is avoided this long (s). Default 10. */
   penalty_s?: number;
   /** Size guess for a segment of which nothing is known (bytes). Default 500000. */
   default_segment_bytes?: number;
@@ -140,6 +140,8 @@ export interface ExchangeOptions {
   points_absent_after_have?: number;
   /** Penalty points of a request for a segment the peer announced (refused BUSY 65535). Default 2. */
   points_request_after_have?: number;
+  /** Penalty points of an ABSENT for a segment the peer announced FETCHING (not HAVE). Default 1. */
+  points_absent_after_fetching?: number;
   /** A peer download cancelled after this long without a byte is a stall (s). Default 1. */
   stall_s?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
@@ -324,6 +326,8 @@ export interface P2PEngineStats {
   peers: PeerStats[];
   connectedPeers: number;
   bannedPeers: string[];
+  /** Banned subjects: `id:<peer id>`, `addr:<IP>`, `cert:<algorithm> <FINGERPRINT>` (docs/exchange.md §8b). */
+  bannedSubjects: string[];
   /** Seconds of media buffered ahead of the playhead. */
   bufferS: number;
   /** Seconds behind the live edge (null for VOD or before playback). */
@@ -459,7 +463,8 @@ export interface P2PStateEvent {
  * `send_queue_full` (4008), `write_timeout` (4009), `server_going_away` (1001),
  * `connection_lost`, `tracker_unreachable`, `bad_tracker_url`, or any failure-reply reason of
  * docs/signaling.md; from the manifest: `no_manifest`, `manifest_unavailable`,
- * `manifest_http_<status>`; from the CDN: `cdn_fetch_failed`; from peers: `banned_by_peer`;
+ * `manifest_http_<status>`; from the CDN: `cdn_fetch_failed`; from peers: `banned_by_peer`,
+ * `identity_unknown` (the remote's address could not be read);
  * from the engine: `internal_error`.
  */
 export type ProblemReason = string;

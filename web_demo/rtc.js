@@ -24,7 +24,50 @@ export const DEFAULT_LINK_CONFIG = Object.freeze({
   offer_ttl_s: 30.0, // an offer with no answer after this is closed
   gather_timeout_s: 5.0, // longest wait for ICE gathering before sending what we have
   close_timeout_s: 1.0, // after our CLOSE, wait this long before tearing the connection down
+  identity_timeout_s: 2.0, // longest wait for getStats() (the remote's address) before the session starts
 });
+
+/** Messages kept while the link reads its remote's identity, before its session starts. */
+export const MAX_EARLY_MESSAGES = 64;
+
+/**
+ * What identifies the remote beyond its peer id, for bans that stick (docs/exchange.md §8b), as
+ * peer_agent/net/rtc.py's remote_identity_keys: `addr:<IP>` of the remote candidate of the
+ * selected ICE candidate pair (no port: ports are free), and `cert:<algorithm> <FINGERPRINT>` of
+ * each DTLS certificate fingerprint the remote description announced (the DTLS handshake fails
+ * unless the certificate matches). `stats`: an RTCStatsReport (or any iterable of stats
+ * objects); `remoteSdp`: the remote description's SDP. Pure.
+ */
+export function remoteIdentityKeys(stats, remoteSdp) {
+  const byId = new Map();
+  for (const s of typeof stats?.values === "function" ? stats.values() : stats || []) byId.set(s.id, s);
+  let pair;
+  for (const s of byId.values()) {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
+  }
+  if (pair === undefined) {
+    pair = [...byId.values()].find((s) => s.type === "candidate-pair" && s.nominated && s.state === "succeeded");
+  }
+  const keys = [];
+  const remote = pair !== undefined ? byId.get(pair.remoteCandidateId) : undefined;
+  const ip = remote !== undefined ? remote.address || remote.ip : undefined;
+  if (ip) keys.push(`addr:${ip}`);
+  for (const line of (remoteSdp || "").split(/\r?\n/)) {
+    if (!line.startsWith("a=fingerprint:")) continue;
+    const [algorithm, value] = line.slice("a=fingerprint:".length).trim().split(/\s+/, 2);
+    if (algorithm && value) keys.push(`cert:${algorithm.toLowerCase()} ${value.toUpperCase()}`);
+  }
+  return [...new Set(keys)];
+}
+
+/** A promise that rejects after `timeoutS`. */
+function within(promise, timeoutS, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${timeoutS} s`)), timeoutS * 1000);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 const nowS = () => performance.now() / 1000;
 
@@ -61,6 +104,12 @@ export class PeerLink {
     this.channel = null;
     this.maxBufferedBytes = 0;
     this.openedAt = null;
+    /** The remote's identity keys (remoteIdentityKeys), read when the channel opens. */
+    this.identityKeys = [];
+    /** Why they could not be read (null: they were). */
+    this.identityError = null;
+    this._starting = false;
+    this._early = [];
     this._onEvent = opts.onEvent;
     this._onSent = opts.onSent || null;
     this._hello = opts.hello || (() => ({ have: [], fetching: [] }));
@@ -173,7 +222,28 @@ export class PeerLink {
   }
 
   _onOpen() {
-    if (this._started || this.session === null || this.session.isClosed) return;
+    if (this._started || this._starting || this.session === null || this.session.isClosed) return;
+    this._starting = true;
+    // The remote's address and certificate first, so that the HELLO can be judged by them.
+    within(this.pc.getStats(), this.config.identity_timeout_s, "getStats")
+      .then((stats) => {
+        this.identityKeys = remoteIdentityKeys(stats, this.pc.remoteDescription?.sdp);
+        if (!this.identityKeys.some((k) => k.startsWith("addr:"))) this.identityError = "no selected candidate pair";
+      })
+      .catch((exc) => {
+        this.identityError = String(exc?.message || exc);
+        this.identityKeys = remoteIdentityKeys([], this.pc.remoteDescription?.sdp);
+      })
+      .finally(() => this._start());
+  }
+
+  _start() {
+    this._starting = false;
+    if (this._started || this.session === null || this.session.isClosed || this._closedReported) {
+      this._early = [];
+      return;
+    }
+    if (this.identityError !== null) console.warn(`p2p link: remote address unknown (${this.identityError}): bans key on its peer id and certificate only`);
     this._guard(() => {
       const { have, fetching } = this._hello();
       this.session.start({ now: nowS(), have, fetching });
@@ -181,9 +251,18 @@ export class PeerLink {
       this.openedAt = nowS();
       this.flush();
     });
+    const early = this._early;
+    this._early = [];
+    for (const data of early) this._guard(() => this._onMessage(data));
   }
 
   _onMessage(data) {
+    if (this._starting) {
+      // the remote's HELLO may come while we read its identity: kept (bounded) for the session
+      if (this._early.length >= MAX_EARLY_MESSAGES) this.close(CloseCode.LIMIT_EXCEEDED, "too many messages before our HELLO");
+      else this._early.push(data);
+      return;
+    }
     if (this.session === null || !this._started) return;
     this.session.receiveData(data, nowS());
     this._deliver();

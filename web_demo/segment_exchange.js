@@ -39,7 +39,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   relay_holdback_bytes: MAX_DATA_PAYLOAD_BYTES, // withheld of an unverified segment: one DATA frame
   store_max_bytes: 256 * 1024 * 1024, // verified segments kept (oldest out first, pinned never)
   ban_after_failures: 2, // hash failures a peer contributes to before it is banned
-  penalty_s: 10.0, // a contributor to a failed segment is not asked for this long
+  penalty_s: 10.0, // a contributor to a failed segment, or an offender (§8b), is not asked for this long
   default_segment_bytes: 500_000, // size guess when nothing is known
   // fairness (docs/exchange.md, "Fairness")
   max_uploads_per_peer: 2, // one neighbour's requests served at once; one more is answered BUSY
@@ -53,6 +53,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   // reputation (docs/exchange.md, "Reputation"): penalty points per offence
   points_absent_after_have: 2.0, // an ABSENT for a segment the peer announced (HAVE)
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
+  points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
   stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
@@ -94,7 +95,7 @@ export function exchangeConfig(overrides = {}) {
   }
   if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
-  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
+  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
   if (!(c.stall_s > 0)) throw new Error("stall_s must be positive");
   if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
@@ -565,6 +566,9 @@ export class SegmentExchange {
   /** peerId (on open `link`, if known; `keys`: a closed link's identity keys) misbehaved. */
   offence(peerId, link, offence, now, keys = []) {
     const outcome = this.reputation.record([...this.subjects(peerId, link), ...keys], offence, now);
+    // short of a refusal or ban, it is not asked for penalty_s (choked in the scheduler's view)
+    const nb = this.neighbours.get(peerId);
+    if (nb !== undefined) nb.choked_until = Math.max(nb.choked_until, now + this.config.penalty_s);
     if (outcome === Outcome.BAN) this._ban(peerId, "penalty points", keys);
     else if (outcome === Outcome.REFUSE) this._disconnect(peerId, link, "refused for misbehaviour");
   }
@@ -708,10 +712,13 @@ export class SegmentExchange {
       this._addAvoid(t.key, pid);
       if (e.reason === "absent" && nb !== undefined) {
         const announced = nb.have.has(t.key);
+        const fetching = nb.fetching.has(t.key);
         nb.have.delete(t.key);
         nb.fetching.delete(t.key);
         // it said HAVE, then ABSENT: a lie (or a LOST it never sent)
         if (announced) this.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now);
+        // it said FETCHING: a lie, or its download went away
+        else if (fetching) this.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now);
       } else if (e.reason === "timeout") {
         this.offence(pid, link, Offence.STALL, now);
       }

@@ -158,6 +158,10 @@ export class Swarm {
     if (e.type === "HelloReceived") {
       this._greeted.add(link);
       this._emit("peer-connected", { peerId, role: link.role, leechOnly: Boolean(e.leech_only) });
+      if (link.identityError) {
+        const message = `peer ${peerId}: remote address unknown (${link.identityError}); bans key on its peer id and certificate only`;
+        this._emit("warning", { source: "peer", reason: "identity_unknown", message });
+      }
     } else if (e.type === "DataReceived") {
       this._emit("bytes-downloaded", { source: "peer", peerId, bytes: e.data.length });
     } else if (e.type === "SessionClosed" && this._greeted.delete(link)) {

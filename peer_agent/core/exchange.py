@@ -160,9 +160,13 @@ class SegmentExchange:
         keys: Sequence[str] = (),
     ) -> None:
         """``peer_id`` (on open ``link``, if known; ``keys``: a closed link's identity keys)
-        misbehaved: points, and a refusal or ban."""
+        misbehaved: points, and a refusal or ban; short of those, it is not asked for
+        ``penalty_s`` (choked in the scheduler's view)."""
         subjects = (*self.subjects(peer_id, link), *keys)
         outcome = self.reputation.record(subjects, offence, now)
+        nb = self.neighbours.get(peer_id)
+        if nb is not None:
+            nb.choked_until = max(nb.choked_until, now + self.config.penalty_s)
         if outcome is Outcome.BAN:
             self._ban(peer_id, "penalty points", keys)
         elif outcome is Outcome.REFUSE:
@@ -629,10 +633,13 @@ class SegmentExchange:
             self._add_avoid(transfer.segment, pid)
             if event.reason == "absent" and nb is not None:
                 announced = transfer.segment in nb.have
+                fetching = transfer.segment in nb.fetching
                 nb.have.discard(transfer.segment)
                 nb.fetching.discard(transfer.segment)
                 if announced:  # it said HAVE, then ABSENT: a lie (or a LOST it never sent)
                     self.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now)
+                elif fetching:  # it said FETCHING: a lie, or its download went away
+                    self.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now)
             elif event.reason == "timeout":
                 self.offence(pid, link, Offence.STALL, now)
         if event.reason == "aborted":

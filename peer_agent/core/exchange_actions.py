@@ -40,7 +40,8 @@ class ExchangeConfig:
     relay_holdback_bytes: int = MAX_DATA_PAYLOAD_BYTES
     #: Verified segments kept for peers and the player (oldest evicted first).
     store_max_bytes: int = 256 * 1024 * 1024
-    #: Hash failures before a ban, and the penalty window after each.
+    #: Hash failures before a ban, and the penalty window after each (and after any offence,
+    #: docs/exchange.md 8b: the peer is not asked meanwhile).
     ban_after_failures: int = 2
     penalty_s: float = 10.0
     #: Size guess for a segment of which nothing is known.
@@ -76,6 +77,9 @@ class ExchangeConfig:
     #: ... of a request for a segment the peer announced (HAVE, not LOST since): it claims to
     #: hold what it asks for (a flood's signature); the request is refused BUSY(65535).
     points_request_after_have: float = 2.0
+    #: ... of an ABSENT for a segment the peer announced FETCHING (not HAVE): a lie, or a
+    #: download of its own that went away, so less than a lie for sure.
+    points_absent_after_fetching: float = 1.0
     #: A peer download cancelled after this long without a byte (since the request or the
     #: last DATA) counts as a stall.
     stall_s: float = 1.0
@@ -113,6 +117,7 @@ class ExchangeConfig:
         points = (
             self.points_absent_after_have,
             self.points_request_after_have,
+            self.points_absent_after_fetching,
             self.points_stall,
             self.points_protocol_error,
             self.points_unknown_request,

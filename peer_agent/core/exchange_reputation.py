@@ -24,6 +24,7 @@ MAX_SUBJECTS = 4096
 class Offence(enum.Enum):
     ABSENT_AFTER_HAVE = "absent_after_have"
     REQUEST_AFTER_HAVE = "request_after_have"
+    ABSENT_AFTER_FETCHING = "absent_after_fetching"
     STALL = "stall"
     PROTOCOL_ERROR = "protocol_error"
     UNKNOWN_REQUEST = "unknown_request"
@@ -165,6 +166,7 @@ def reputation_rules(cfg: ExchangeConfig) -> ReputationRules:
         points={
             Offence.ABSENT_AFTER_HAVE: cfg.points_absent_after_have,
             Offence.REQUEST_AFTER_HAVE: cfg.points_request_after_have,
+            Offence.ABSENT_AFTER_FETCHING: cfg.points_absent_after_fetching,
             Offence.STALL: cfg.points_stall,
             Offence.PROTOCOL_ERROR: cfg.points_protocol_error,
             Offence.UNKNOWN_REQUEST: cfg.points_unknown_request,

@@ -139,6 +139,9 @@ def corrupt_uploads(agent: Any) -> None:
     corrupt(agent)
 
 
+EVIL_ADDRESS = "127.0.0.5"
+
+
 async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
     from peer_agent.agent import Agent, AgentConfig
 
@@ -153,7 +156,7 @@ async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
                 demo.master_url("live-ts"),
                 tracker_url=demo.tracker_url,
                 tracker_token=demo.token,
-                host_addresses=("127.0.0.1",),
+                host_addresses=(EVIL_ADDRESS,),  # its own: the page's ban keys on it
                 rendition=0,
                 latency_segments=2,
                 seed=66,
@@ -183,6 +186,11 @@ async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
     assert s["bytesFromCdn"] > 0
     banned = [p for p in s["peers"] if p["peerId"] == evil.peer_id]
     assert banned and banned[0]["banned"] and not banned[0]["connected"], s["peers"]
+    # the ban outlives the peer id: the page read the address of the selected candidate pair
+    # (getStats) and the certificate fingerprint of the remote SDP (docs/exchange.md §8b)
+    subjects = s["bannedSubjects"]
+    assert f"addr:{EVIL_ADDRESS}" in subjects, subjects
+    assert any(k.startswith("cert:") for k in subjects), subjects
     assert check_deliveries(s, hashes) >= 3, s["deliveries"]
     assert all(d["source"] != "peer" or d["sha256"] for d in s["deliveries"])
     print(
