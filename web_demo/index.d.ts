@@ -87,7 +87,7 @@ export interface TrackerOptions {
 export interface IntegrityOptions {
   /** Hash failures after which a peer is banned. Default 2. */
   ban_after_failures?: number;
-  /** A peer that sent a bad segment, or committed any offence (docs/exchange.md §8b), is avoided this long (s). Default 10. */
+  /** A peer that sent a bad segment is avoided this long (s). Default 10. */
   penalty_s?: number;
 }
 
@@ -116,7 +116,7 @@ export interface ExchangeOptions {
   store_max_bytes?: number;
   /** Hash failures after which a peer is banned. Default 2. */
   ban_after_failures?: number;
-  /** A peer that sent a bad segment, or committed any offence (docs/exchange.md §8b), is avoided this long (s). Default 10. */
+  /** A peer that sent a bad segment is avoided this long (s). Default 10. */
   penalty_s?: number;
   /** Size guess for a segment of which nothing is known (bytes). Default 500000. */
   default_segment_bytes?: number;
@@ -136,7 +136,7 @@ export interface ExchangeOptions {
   cap_backlog_s?: number;
   /** Margin behind the playhead whose segments' records are kept (docs/exchange.md §3 "Bounds") (s). Default 30. */
   retain_behind_s?: number;
-  /** Penalty points of an ABSENT for a segment the peer announced. Default 2. */
+  /** Penalty points of an ABSENT for a segment the peer announced. Default 4 (one refuses). */
   points_absent_after_have?: number;
   /** Penalty points of a request for a segment the peer announced (refused BUSY 65535). Default 2. */
   points_request_after_have?: number;

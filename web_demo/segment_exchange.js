@@ -39,7 +39,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   relay_holdback_bytes: MAX_DATA_PAYLOAD_BYTES, // withheld of an unverified segment: one DATA frame
   store_max_bytes: 256 * 1024 * 1024, // verified segments kept (oldest out first, pinned never)
   ban_after_failures: 2, // hash failures a peer contributes to before it is banned
-  penalty_s: 10.0, // a contributor to a failed segment, or an offender (§8b), is not asked for this long
+  penalty_s: 10.0, // a contributor to a failed segment is not asked for this long
   default_segment_bytes: 500_000, // size guess when nothing is known
   // fairness (docs/exchange.md, "Fairness")
   max_uploads_per_peer: 2, // one neighbour's requests served at once; one more is answered BUSY
@@ -51,7 +51,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   cap_backlog_s: 2.0, // BUSY while uploads still owe more than this many seconds of the cap
   retain_behind_s: 30.0, // margin behind the playhead whose records forgetBefore keeps (§3 Bounds)
   // reputation (docs/exchange.md, "Reputation"): penalty points per offence
-  points_absent_after_have: 2.0, // an ABSENT for a segment the peer announced (HAVE)
+  points_absent_after_have: 4.0, // an ABSENT for a segment the peer announced (HAVE): one refuses
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
   stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall
@@ -566,9 +566,6 @@ export class SegmentExchange {
   /** peerId (on open `link`, if known; `keys`: a closed link's identity keys) misbehaved. */
   offence(peerId, link, offence, now, keys = []) {
     const outcome = this.reputation.record([...this.subjects(peerId, link), ...keys], offence, now);
-    // short of a refusal or ban, it is not asked for penalty_s (choked in the scheduler's view)
-    const nb = this.neighbours.get(peerId);
-    if (nb !== undefined) nb.choked_until = Math.max(nb.choked_until, now + this.config.penalty_s);
     if (outcome === Outcome.BAN) this._ban(peerId, "penalty points", keys);
     else if (outcome === Outcome.REFUSE) this._disconnect(peerId, link, "refused for misbehaviour");
   }

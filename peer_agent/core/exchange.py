@@ -160,13 +160,9 @@ class SegmentExchange:
         keys: Sequence[str] = (),
     ) -> None:
         """``peer_id`` (on open ``link``, if known; ``keys``: a closed link's identity keys)
-        misbehaved: points, and a refusal or ban; short of those, it is not asked for
-        ``penalty_s`` (choked in the scheduler's view)."""
+        misbehaved: points, and a refusal or ban."""
         subjects = (*self.subjects(peer_id, link), *keys)
         outcome = self.reputation.record(subjects, offence, now)
-        nb = self.neighbours.get(peer_id)
-        if nb is not None:
-            nb.choked_until = max(nb.choked_until, now + self.config.penalty_s)
         if outcome is Outcome.BAN:
             self._ban(peer_id, "penalty points", keys)
         elif outcome is Outcome.REFUSE:

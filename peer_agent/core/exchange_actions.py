@@ -40,8 +40,7 @@ class ExchangeConfig:
     relay_holdback_bytes: int = MAX_DATA_PAYLOAD_BYTES
     #: Verified segments kept for peers and the player (oldest evicted first).
     store_max_bytes: int = 256 * 1024 * 1024
-    #: Hash failures before a ban, and the penalty window after each (and after any offence,
-    #: docs/exchange.md 8b: the peer is not asked meanwhile).
+    #: Hash failures before a ban, and the penalty window after each.
     ban_after_failures: int = 2
     penalty_s: float = 10.0
     #: Size guess for a segment of which nothing is known.
@@ -72,8 +71,9 @@ class ExchangeConfig:
     #: Penalty points of each offence: an ABSENT for a segment the peer announced (HAVE), a
     #: request that timed out (a stalled transfer), a session we closed for a protocol error or
     #: a limit, one we closed for a state violation (data for an unknown request id, ...), and a
-    #: hash failure the peer contributed to.
-    points_absent_after_have: float = 2.0
+    #: hash failure the peer contributed to. One ABSENT after HAVE refuses (a peer announces
+    #: LOST before it drops a segment; a liar's claims mislead the election while it stays).
+    points_absent_after_have: float = 4.0
     #: ... of a request for a segment the peer announced (HAVE, not LOST since): it claims to
     #: hold what it asks for (a flood's signature); the request is refused BUSY(65535).
     points_request_after_have: float = 2.0
