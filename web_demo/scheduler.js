@@ -261,11 +261,10 @@ function assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, 
     rank = order.indexOf(view.self_id);
     fireAt = wantedSince + rank * cfg.backup_delay_s;
   } else {
+    const earlier = earlierKeys(seg.segment, cfg.election_lookback_segments);
     const candidateIds = [
       view.self_id,
-      ...peers
-        .filter((p) => p.uploads && watchingClose(p, seg.segment, cfg.election_lookback_segments))
-        .map((p) => p.peer_id),
+      ...peers.filter((p) => p.uploads && watchingClose(p, earlier)).map((p) => p.peer_id),
     ];
     rank = electionRank(view.self_id, candidateIds, seg.segment);
     fireAt = wantedSince + (1 + rank) * cfg.backup_delay_s;

@@ -429,10 +429,9 @@ def _assigned(
         rank = order.index(view.self_id)
         fire_at = wanted_since + rank * config.backup_delay_s
     else:
+        earlier = _earlier_ids(sid, config.election_lookback_segments)
         candidates_ids = [view.self_id] + [
-            p.peer_id
-            for p in peers.values()
-            if p.uploads and _watching_close(p, sid, config.election_lookback_segments)
+            p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
         ]
         rank = election_rank(view.self_id, candidates_ids, sid)
         fire_at = wanted_since + (1 + rank) * config.backup_delay_s
