@@ -453,16 +453,17 @@ def ice_servers_reply(body: dict[str, Any]) -> str:
     return _dumps(body)
 
 
-def offer_relay(info_hash: str, from_peer: str, offer: Offer) -> str:
-    return _dumps(
-        {
-            "action": "announce",
-            "info_hash": info_hash,
-            "peer_id": from_peer,
-            "offer_id": offer.offer_id,
-            "offer": {"type": "offer", "sdp": offer.sdp},
-        }
-    )
+def offer_relay(info_hash: str, from_peer: str, offer: Offer, drop: str | None = None) -> str:
+    body = {
+        "action": "announce",
+        "info_hash": info_hash,
+        "peer_id": from_peer,
+        "offer_id": offer.offer_id,
+        "offer": {"type": "offer", "sdp": offer.sdp},
+    }
+    if drop is not None:
+        body["drop"] = drop  # make room: close the link to this peer for the offerer
+    return _dumps(body)
 
 
 def answer_relay(answer: Answer) -> str:

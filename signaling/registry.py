@@ -23,7 +23,7 @@ from signaling.errors import (
     UnknownOffer,
     UsageError,
 )
-from signaling.pairing import NO_HINTS, Candidate, PeerHints, choose_targets
+from signaling.pairing import NO_HINTS, Candidate, PeerHints, choose_offer_targets
 from signaling.registry_api import (
     AnnounceResult,
     Event,
@@ -295,7 +295,7 @@ class InMemorySwarmRegistry:
             if remote_size and self.remote is not None:
                 remote = self.remote.sequence(info_hash)
             view = _CandidateView(swarm.members, remote)
-            chosen = choose_targets(
+            chosen = choose_offer_targets(
                 peer_id,
                 hints,
                 peer.paired,
@@ -306,10 +306,23 @@ class InMemorySwarmRegistry:
                 exclude=self._conn_peer_ids.get(conn_id, frozenset()) | set(blocked)
                 if blocked
                 else self._conn_peer_ids.get(conn_id, frozenset()),
+                lookup=lambda pid: self._member(info_hash, pid),
             )
             self.pairing_candidates_read += view.read
-            targets = tuple(PeerRef(pid, self._conn_of(info_hash, pid)) for pid in chosen)
+            targets = tuple(
+                PeerRef(t.peer_id, self._conn_of(info_hash, t.peer_id), t.drop) for t in chosen
+            )
         return AnnounceResult(self._counts(info_hash), targets, joined=joined, left=False)
+
+    def _member(self, info_hash: str, peer_id: str) -> Candidate | None:
+        """A member of the swarm by peer_id (local first, then remote), or None."""
+        swarm = self._swarms.get(info_hash)
+        local = swarm.peers.get(peer_id) if swarm is not None else None
+        if local is not None:
+            return local
+        if self.remote is None:
+            return None
+        return self.remote.get(info_hash, peer_id)
 
     def _conn_of(self, info_hash: str, peer_id: str) -> str:
         """The connection of a member just chosen by pairing (local first, then remote)."""

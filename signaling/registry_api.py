@@ -30,6 +30,8 @@ class RegistryLimits:
 class PeerRef:
     peer_id: str
     conn_id: str
+    #: Pairing splits this target's link to ``drop`` (docs/signaling.md, "Making room").
+    drop: str | None = None
 
 
 @dataclass(frozen=True)

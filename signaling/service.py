@@ -542,9 +542,9 @@ class SignalingService:
                     now_s, msg.info_hash, offer.offer_id, msg.peer_id, target.peer_id
                 )
             relay = RelayInfo(msg.info_hash, msg.peer_id, target.peer_id, offer.offer_id)
-            text = messages.offer_relay(msg.info_hash, msg.peer_id, offer)
+            text = messages.offer_relay(msg.info_hash, msg.peer_id, offer, target.drop)
             out.append(Send(target.conn_id, text, "offer", relay))
-            self.metrics.relays.labels(kind="offer").inc()
+            self.metrics.relays.labels(kind="offer" if target.drop is None else "split_offer").inc()
         if self.cluster is not None:
             self._park(msg, result.joined, len(result.targets), ctx.conn_id, now_s)
         out.extend(self._fetcher_reply(ctx, msg, now_s))

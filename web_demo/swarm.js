@@ -2,7 +2,13 @@
 // same rules as peer_agent/net/swarm.py, so browsers and headless agents pair up:
 //
 // - announce with up to offers_per_announce fresh full-SDP offers, as many as free slots allow;
-// - answer relayed offers unless full or already linked to that peer;
+// - answer relayed offers unless full or already linked to that peer; when full, answer an
+//   offer relayed with `drop` naming one of our links by closing that link (the tracker splits
+//   it for a newcomer: overlay.js admitOffer), and announce the "split" capability;
+// - while neighbour slots are free, announce again with fresh offers (closing offers unanswered
+//   for offer_reserve_s, 5 s, first) after a backoff (overlay.js
+//   Refill: 2 s doubling to 30 s while no link is added), and announce (offers if slots are
+//   free) soon after the links changed, so the tracker's view of `connected` stays current;
 // - when offers cross (two links to one peer), keep the link offered by the smaller peer_id;
 // - drop links whose session closed (the app gets their SessionClosed first) and re-announce;
 // - send the tracker our extension fields: max_peers, connected and position_s.
@@ -16,12 +22,16 @@
 
 import { asciiBytes } from "./ids.js";
 import { PeerLink } from "./rtc.js";
+import { Refill, SPLIT_CAP, admitOffer } from "./overlay.js";
 import { TrackerClient } from "./tracker.js";
 import { CloseCode } from "./wire.js";
 
 export const DEFAULT_SWARM_CONFIG = Object.freeze({
   max_peers: 8, // links kept at once (pending offers reserve slots)
   offers_per_announce: 3, // fresh offers per announce (the tracker allows at most 5)
+  refill: { base_s: 2.0, max_s: 30.0 }, // announce while slots are free; null: only every interval
+  make_room: true, // answer split offers when full (announce the "split" capability)
+  offer_reserve_s: 5.0, // with refill: an offer unanswered this long is closed for a fresh one
 });
 
 export class Swarm {
@@ -43,6 +53,7 @@ export class Swarm {
     this._linkOptions = opts.link || {};
     this._sessionConfig = opts.sessionConfig;
     this._pending = new Map(); // offer_id -> link waiting for an answer
+    this._pendingAt = new Map(); // offer_id -> performance.now() ms when it was made
     this._exposed = new Set();
     this._all = new Set();
     this._stopping = false;
@@ -62,9 +73,22 @@ export class Swarm {
       onOffer: (offer) => this._onOffer(offer),
       onAnswer: (answer) => this._onAnswer(answer),
       onReply: opts.onReply,
+      nextAnnounceS: () => this._nextAnnounceS(),
       emit: this._emit,
     });
     this.tracker.hints.max_peers = this.config.max_peers;
+    if (this.config.make_room) this.tracker.hints.caps = [...this.tracker.hints.caps, SPLIT_CAP];
+    this._refill = this.config.refill ? new Refill(this.config.refill) : null;
+    this.linksSplit = 0; // links closed to make room for a newcomer
+  }
+
+  _nextAnnounceS() {
+    if (this._refill === null || this._stopping) return null;
+    return this._refill.afterAnnounce(this.links.size, this.config.max_peers);
+  }
+
+  _linksChanged() {
+    if (!this._stopping && this.config.make_room) this.tracker.announceNow();
   }
 
   start() {
@@ -143,11 +167,19 @@ export class Swarm {
     if (event.type === "SessionClosed") {
       this._all.delete(link);
       this._exposed.delete(link);
-      for (const [offerId, pending] of this._pending) if (pending === link) this._pending.delete(offerId);
+      for (const [offerId, pending] of this._pending) {
+        if (pending === link) {
+          this._pending.delete(offerId);
+          this._pendingAt.delete(offerId);
+        }
+      }
       const peerId = link.remotePeerId;
       if (peerId !== null && this.links.get(peerId) === link) {
         this.links.delete(peerId);
-        if (!this._stopping) this.tracker.announceNow();
+        if (!this._stopping) {
+          if (this._refill !== null) this._refill.reset();
+          this.tracker.announceNow();
+        }
       }
     }
     if (exposed) this._onEvent(link, event);
@@ -178,9 +210,25 @@ export class Swarm {
     return newOfferer < oldOfferer;
   }
 
+  /** Close offers unanswered for offer_reserve_s: their slots go to fresh offers. */
+  _retireStaleOffers() {
+    const cutoff = performance.now() - this.config.offer_reserve_s * 1000;
+    for (const [offerId, madeAt] of this._pendingAt) {
+      if (madeAt > cutoff) continue;
+      this._pendingAt.delete(offerId);
+      const link = this._pending.get(offerId);
+      this._pending.delete(offerId);
+      if (link !== undefined) {
+        this._all.delete(link);
+        link.close();
+      }
+    }
+  }
+
   async _makeOffers() {
     this.tracker.hints.connected = [...this.links.keys()];
     if (this._stopping) return [];
+    if (this._refill !== null) this._retireStaleOffers();
     const free = this.config.max_peers - this.links.size - this._pending.size;
     const count = Math.max(0, Math.min(this.config.offers_per_announce, free));
     const links = Array.from({ length: count }, () => this._newLink());
@@ -196,6 +244,7 @@ export class Swarm {
       let offerId = "";
       for (let k = 0; k < 20; k++) offerId += Math.floor(this._random() * 16).toString(16);
       this._pending.set(offerId, link);
+      this._pendingAt.set(offerId, performance.now());
       offers.push([offerId, r.value]);
     });
     return offers;
@@ -205,14 +254,25 @@ export class Swarm {
     const peerId = offer.peer_id;
     if (this._stopping) return null;
     const existing = this.links.get(peerId);
+    let drop = null;
     if (existing !== undefined) {
       if (existing.role !== "offerer" || !Swarm._keepNewLink(peerId, this.peerId)) return null;
-    } else if (this.links.size >= this.config.max_peers) {
-      return null;
+    } else {
+      const admission = admitOffer(this.links, this.config.max_peers, peerId, this.config.make_room ? (offer.drop ?? null) : null);
+      if (!admission.accept) return null;
+      if (admission.drop !== null) {
+        drop = this.links.get(admission.drop);
+        this.links.delete(admission.drop); // its slot is the newcomer's; the app still gets its close
+      }
     }
     const link = this._newLink(peerId);
     if (existing !== undefined) existing.close(CloseCode.NORMAL, "duplicate link");
+    if (drop) {
+      this.linksSplit += 1;
+      drop.close(CloseCode.NORMAL, "making room");
+    }
     this._expose(peerId, link);
+    this._linksChanged();
     const answer = await link.acceptOffer(offer.sdp, peerId);
     return answer === null || link.isClosed ? null : answer;
   }
@@ -220,6 +280,7 @@ export class Swarm {
   async _onAnswer(answer) {
     const link = this._pending.get(answer.offer_id);
     this._pending.delete(answer.offer_id);
+    this._pendingAt.delete(answer.offer_id);
     if (link === undefined || link.isClosed) return;
     const peerId = answer.peer_id;
     if (this._stopping) {
@@ -239,6 +300,7 @@ export class Swarm {
       return;
     }
     this._expose(peerId, link);
+    this._linksChanged();
     await link.acceptAnswer(answer.sdp, peerId);
   }
 }

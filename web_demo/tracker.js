@@ -5,7 +5,10 @@
 //   (or earlier on announceNow(), at most once per min_announce_gap_s), each with the full-SDP
 //   offers makeOffers() returns (at most 5, numwant = their number) and our extension fields
 //   (hints: position_s, region, max_peers, caps, connected);
-// - hands relayed offers to onOffer(offer) -> answer SDP or null, and sends the answer;
+// - hands relayed offers to onOffer(offer) -> answer SDP or null (offer.drop: the server splits
+//   our link to that peer, docs/signaling.md "Making room"), and sends the answer;
+// - announces again after nextAnnounceS() seconds when that returns a number (the swarm's
+//   refill of free neighbour slots), not only every `interval`;
 // - hands answers to our offers to onAnswer(answer);
 // - counts `failure reason` replies without stopping;
 // - sends cumulative byte counters in our `stats` message;
@@ -174,6 +177,7 @@ export class TrackerClient {
    * @param opts {url, infoHash, peerId, token?, config?, random?, WebSocket?,
    *   makeOffers?: async () => [[offerId, sdp]], onOffer?: async ({peer_id, offer_id, sdp}) => sdp|null,
    *   onAnswer?: ({peer_id, offer_id, sdp}) => void, onReply?: ({interval_s, complete, incomplete}) => void,
+   *   nextAnnounceS?: () => number|null (asked after each announce: announce again this soon),
    *   onFailure?: (reason, detail) => void, emit?: (type, detail) => void (events.js)}
    */
   constructor(opts) {
@@ -227,6 +231,7 @@ export class TrackerClient {
     this._onOffer = opts.onOffer || null;
     this._onAnswer = opts.onAnswer || null;
     this._onReply = opts.onReply || null;
+    this._nextAnnounceS = opts.nextAnnounceS || null; // after each announce: seconds to the next, or null
     this._onFailure = opts.onFailure || null;
     this._emit = opts.emit || (() => {});
     this.refused = null; // the reason of a fatal refusal: no reconnects until setToken()
@@ -492,7 +497,12 @@ export class TrackerClient {
     } finally {
       this._announcing = false;
     }
-    this._scheduleAnnounce(this.intervalS);
+    let waitS = this.intervalS;
+    if (this._nextAnnounceS) {
+      const soonerS = this._nextAnnounceS();
+      if (typeof soonerS === "number") waitS = Math.min(waitS, Math.max(soonerS, this.config.min_announce_gap_s));
+    }
+    this._scheduleAnnounce(waitS);
   }
 
   _requestIce(ws) {
@@ -689,7 +699,9 @@ export class TrackerClient {
     const desc = msg[key];
     if (typeof msg.peer_id !== "string" || msg.peer_id.length !== 20 || typeof msg.offer_id !== "string") return null;
     if (desc === null || typeof desc !== "object" || desc.type !== key || typeof desc.sdp !== "string") return null;
-    return { peer_id: msg.peer_id, offer_id: msg.offer_id, sdp: desc.sdp };
+    const out = { peer_id: msg.peer_id, offer_id: msg.offer_id, sdp: desc.sdp };
+    if (key === "offer" && typeof msg.drop === "string" && msg.drop.length === 20) out.drop = msg.drop;
+    return out;
   }
 
   _onRelayedOffer(ws, msg) {

@@ -466,6 +466,12 @@ class Agent:
 
     # -- deciding ------------------------------------------------------------------------------
 
+    def swarm_size(self) -> int:
+        """The swarm's size as the tracker last reported it (0: unknown or no swarm), for the
+        scheduler's seed rule (docs/scheduling.md), as the simulator passes it."""
+        size = getattr(self.swarm, "swarm_size", 0)
+        return size if isinstance(size, int) else 0
+
     def decide(self, now: float) -> float:
         """Ask the scheduler and hand its decision to the exchange; returns when to ask again."""
         assert self.player is not None
@@ -478,6 +484,7 @@ class Agent:
             connecting_until=self.connecting_until,
             fetchers=fetchers,
             fetchers_until=fetchers_until,
+            swarm_size=self.swarm_size(),
         )
         decision = decide(view, self.config.scheduler, self.rng)
         self.decisions += 1

@@ -13,7 +13,15 @@ What the swarm does:
 - announces with up to ``offers_per_announce`` fresh full-SDP offers, as many as free slots allow
   (``max_peers`` minus links minus offers still waiting); an unanswered offer closes after
   ``offer_ttl_s``;
-- answers relayed offers unless full or already linked to that peer;
+- answers relayed offers unless full or already linked to that peer; when full, answers an
+  offer the tracker relayed with ``drop`` naming one of our links by closing that link first
+  (the tracker splits a link to make room for a newcomer: :func:`peer_agent.core.overlay.
+  admit_offer`), and announces the ``split`` capability so the tracker may do so;
+- while neighbour slots are free, announces again with fresh offers after a backoff, closing
+  offers unanswered for ``offer_reserve_s`` (5 s) first so their slots get fresh ones
+  (:class:`peer_agent.core.overlay.Refill`: 2 s doubling to 30 s while no link is added), not
+  only every ``interval``; announces (without offers) soon after its set of links changed, so
+  the tracker's ``connected`` view of us stays current;
 - when offers cross (both peers linked twice), keeps the link offered by the smaller peer_id, so
   both sides keep the same one;
 - drops links whose session closed (the app gets their ``SessionClosed`` first) and asks the
@@ -43,6 +51,7 @@ from peer_agent.core import wire
 from peer_agent.core.errors import CloseCode
 from peer_agent.core.events import Event, SessionClosed
 from peer_agent.core.ids import SegmentId
+from peer_agent.core.overlay import SPLIT_CAP, Refill, RefillConfig, admit_offer
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.rtc import MIB, HelloContent, LinkConfig, PeerLink
 from peer_agent.net.tracker import (
@@ -89,6 +98,13 @@ class SwarmConfig:
     stop_timeout_s: float = 5.0  # stop(): longest wait for links to close
     session: SessionConfig = field(default_factory=SessionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    # Announces while slots are free (2 s doubling to 30 s); None: only every interval.
+    refill: RefillConfig | None = field(default_factory=RefillConfig)
+    # Answer split offers when full (announce the "split" capability).
+    make_room: bool = True
+    # With refill: an offer still unanswered this long no longer reserves a slot; the next
+    # announce closes it and makes a fresh one (the tracker may have relayed it to nobody).
+    offer_reserve_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -138,6 +154,7 @@ class Swarm:
         self._rng = rng if rng is not None else random.Random()
         self._link_config = self.config.link_config()
         self._pending: dict[str, PeerLink] = {}  # offer_id -> link waiting for an answer
+        self._pending_at: dict[str, float] = {}  # offer_id -> loop time it was made
         self._exposed: set[PeerLink] = set()
         self._all: set[PeerLink] = set()
         self._stopping = False
@@ -151,8 +168,14 @@ class Swarm:
             on_offer=self._on_offer,
             on_answer=self._on_answer,
             make_offers=self._make_offers,
+            next_announce_s=self._next_announce_s,
         )
         self.tracker.hints.max_peers = self.config.max_peers
+        if self.config.make_room:
+            self.tracker.hints.caps = (*self.tracker.hints.caps, SPLIT_CAP)
+        self._refill = Refill(self.config.refill) if self.config.refill is not None else None
+        #: Links closed to make room for a newcomer (split offers answered).
+        self.links_split = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -215,6 +238,11 @@ class Swarm:
     def announce_now(self) -> None:
         self.tracker.announce_now()
 
+    @property
+    def swarm_size(self) -> int:
+        """Members in the whole swarm as the tracker last reported them; 0 when unknown."""
+        return self.tracker.swarm_size
+
     # --- links ------------------------------------------------------------------------------
 
     def _new_link(self, remote_peer_id: str | None = None) -> PeerLink:
@@ -255,10 +283,13 @@ class Swarm:
             for offer_id, pending in list(self._pending.items()):
                 if pending is link:
                     del self._pending[offer_id]
+                    self._pending_at.pop(offer_id, None)
             peer_id = link.remote_peer_id
             if peer_id is not None and self.links.get(peer_id) is link:
                 del self.links[peer_id]
                 if not self._stopping:
+                    if self._refill is not None:
+                        self._refill.reset()
                     self.tracker.announce_now()
         if exposed:
             self._on_event(link, event)
@@ -271,10 +302,36 @@ class Swarm:
         """Both sides of a doubled pair keep the link offered by the smaller peer_id."""
         return new_offerer < old_offerer
 
+    def _next_announce_s(self) -> float | None:
+        if self._refill is None or self._stopping:
+            return None
+        return self._refill.after_announce(len(self.links), self.config.max_peers)
+
+    def _links_changed(self) -> None:
+        """Tell the tracker our new ``connected`` soon (an announce, offers if slots free)."""
+        if not self._stopping and self.config.make_room:
+            self.tracker.announce_now()
+
+    async def _retire_stale_offers(self) -> None:
+        """Close offers unanswered for ``offer_reserve_s``: their slots go to fresh offers."""
+        now = asyncio.get_running_loop().time()
+        cutoff = now - self.config.offer_reserve_s
+        for offer_id, made_at in list(self._pending_at.items()):
+            if made_at > cutoff:
+                continue
+            del self._pending_at[offer_id]
+            link = self._pending.pop(offer_id, None)
+            if link is not None:
+                self._all.discard(link)
+                with contextlib.suppress(Exception):
+                    await link.close()
+
     async def _make_offers(self) -> list[tuple[str, str]]:
         self.tracker.hints.connected = tuple(self.links)
         if self._stopping:
             return []
+        if self._refill is not None:
+            await self._retire_stale_offers()
         free = self.config.max_peers - len(self.links) - len(self._pending)
         count = max(0, min(self.config.offers_per_announce, free))
         if count == 0:
@@ -294,6 +351,7 @@ class Swarm:
                 continue
             offer_id = f"{self._rng.getrandbits(80):020x}"
             self._pending[offer_id] = link
+            self._pending_at[offer_id] = asyncio.get_running_loop().time()
             offers.append((offer_id, sdp))
         return offers
 
@@ -302,16 +360,27 @@ class Swarm:
         if self._stopping:
             return None
         existing = self.links.get(peer_id)
+        drop: PeerLink | None = None
         if existing is not None:
             # A second link to the same peer: keep one (the same one on both sides).
             if existing.role != "offerer" or not self._keep_new_link(peer_id, self.peer_id):
                 return None
-        elif len(self.links) >= self.config.max_peers:
-            return None
+        else:
+            drop_id = offer.drop if self.config.make_room else None
+            admission = admit_offer(self.links, self.config.max_peers, peer_id, drop_id)
+            if not admission.accept:
+                return None
+            if admission.drop is not None:
+                drop = self.links.pop(admission.drop)
         link = self._new_link(peer_id)
         if existing is not None:
             self._drop_duplicate(existing)
+        if drop is not None:
+            # Out of links now (its slot is the newcomer's); the app still gets its close.
+            self.links_split += 1
+            asyncio.ensure_future(drop.close(CloseCode.NORMAL, "making room"))
         self._expose(peer_id, link)
+        self._links_changed()
         answer = await link.accept_offer(offer.sdp, peer_id)
         if answer is None or link.is_closed:
             return None
@@ -319,6 +388,7 @@ class Swarm:
 
     async def _on_answer(self, answer: RelayedAnswer) -> None:
         link = self._pending.pop(answer.offer_id, None)
+        self._pending_at.pop(answer.offer_id, None)
         if link is None or link.is_closed:
             return  # expired, or already closed
         peer_id = answer.peer_id
@@ -336,4 +406,5 @@ class Swarm:
             await link.close(CloseCode.NORMAL, "no free slot")
             return
         self._expose(peer_id, link)
+        self._links_changed()
         await link.accept_answer(answer.sdp, peer_id)

@@ -5,10 +5,13 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
 
 - announces ``event: "started"`` on every (re)connection, then re-announces every ``interval``
   seconds the server gives (or earlier, on :meth:`announce_now`, at most once per
-  ``min_announce_gap_s``); each announce carries the full SDP offers ``make_offers()`` returns
+  ``min_announce_gap_s``, or after ``next_announce_s()`` seconds when that callable, asked
+  after each announce, returns a number: the swarm's refill of free neighbour slots); each
+  announce carries the full SDP offers ``make_offers()`` returns
   (at most 5, ``numwant`` = their number) and our extension fields (:class:`TrackerHints`:
   ``position_s``, ``region``, ``max_peers``, ``caps``, ``connected``);
-- hands relayed offers (``{action, info_hash, peer_id: <offerer>, offer_id, offer}``) to
+- hands relayed offers (``{action, info_hash, peer_id: <offerer>, offer_id, offer}``, with
+  ``drop`` when the server splits one of our links, docs/signaling.md "Making room") to
   ``on_offer``, which returns an answer SDP (or None to refuse), and sends the answer
   (``{action, info_hash, peer_id, to_peer_id, offer_id, answer}``);
 - hands answers to our offers to ``on_answer``;
@@ -252,6 +255,8 @@ class RelayedOffer:
     peer_id: str
     offer_id: str
     sdp: str
+    #: The tracker is splitting our link to this peer: if full, answer by dropping it.
+    drop: str | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,13 @@ MakeOffers = Callable[[], Awaitable[Sequence[tuple[str, str]]]]
 TokenProvider = Callable[[], Awaitable[str]]
 
 
+def _count(value: Any) -> int:
+    """A count from the server's reply; 0 when absent or not a non-negative integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return 0
+
+
 def _check_id(name: str, value: str) -> None:
     if len(value) != ID_CHARS or any(ord(ch) > 0xFF for ch in value):
         raise ValueError(f"{name} must be {ID_CHARS} byte characters")
@@ -369,6 +381,7 @@ class TrackerClient:
         on_announce_reply: Callable[[AnnounceReply], None] | None = None,
         on_failure: Callable[[str, str], None] | None = None,
         token_provider: TokenProvider | None = None,
+        next_announce_s: Callable[[], float | None] | None = None,
     ) -> None:
         _check_id("info_hash", info_hash)
         _check_id("peer_id", peer_id)
@@ -385,6 +398,8 @@ class TrackerClient:
         self.hints = TrackerHints()
         self.stats = TrackerStats()
         self.interval_s = self.config.default_interval_s
+        #: Members in the swarm (``complete + incomplete``) at the latest announce reply; 0 before.
+        self.swarm_size = 0
         self.connected = asyncio.Event()  # set while a socket is open
         self._token = token
         self._token_provider = token_provider
@@ -398,6 +413,7 @@ class TrackerClient:
         self._make_offers = make_offers
         self._on_announce_reply = on_announce_reply
         self._on_failure = on_failure
+        self._next_announce_s = next_announce_s
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -620,8 +636,13 @@ class TrackerClient:
             self.stats.offers_sent += len(offers)
             last_s = loop.time()
             event = None
+            wait_s = self.interval_s
+            if self._next_announce_s is not None:
+                sooner_s = self._next_announce_s()
+                if sooner_s is not None:
+                    wait_s = min(wait_s, max(sooner_s, self.config.min_announce_gap_s))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
 
     async def _token_loop(self, ws: ClientConnection) -> None:
         """Send a new join token on this socket before the current one expires."""
@@ -832,13 +853,10 @@ class TrackerClient:
         self._failures_in_a_row = 0
         if self._counters is not None and self._counters != self._counters_sent:
             self._spawn(self._flush_stats(ws))
+        complete, incomplete = _count(msg.get("complete")), _count(msg.get("incomplete"))
+        self.swarm_size = complete + incomplete
         if self._on_announce_reply is not None:
-            reply = AnnounceReply(
-                self.interval_s,
-                int(msg.get("complete", 0) or 0),
-                int(msg.get("incomplete", 0) or 0),
-            )
-            self._on_announce_reply(reply)
+            self._on_announce_reply(AnnounceReply(self.interval_s, complete, incomplete))
 
     @staticmethod
     def _sdp_of(msg: dict[str, Any], key: str) -> tuple[str, str, str] | None:
@@ -858,7 +876,10 @@ class TrackerClient:
             self.stats.ignored_messages += 1
             return
         self.stats.offers_received += 1
-        offer = RelayedOffer(*parsed)
+        drop = msg.get("drop")
+        if not (isinstance(drop, str) and len(drop) == ID_CHARS):
+            drop = None
+        offer = RelayedOffer(*parsed, drop=drop)
         if offer.peer_id == self.peer_id or self._on_offer is None:
             self.stats.offers_refused += 1
             return

@@ -186,3 +186,91 @@ async def test_unanswered_offers_expire_silently() -> None:
     assert rec.items == []  # offers never exposed: the app hears nothing
     assert len(await swarm._make_offers()) == 2  # the slots are free again
     await swarm.stop()
+
+
+async def test_full_member_answers_a_split_offer_by_closing_the_named_link() -> None:
+    ra, rb, rn = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("split-a", ra, max_peers=1)
+    b, n = manual_swarm("split-b", rb), manual_swarm("split-n", rn)
+    try:
+        assert "split" in a.tracker.hints.caps
+        offer_b = (await b._make_offers())[0]
+        answer = await cross(b, a, offer_b)
+        assert answer is not None
+        await b._on_answer(RelayedAnswer(a.peer_id, offer_b[0], answer))
+        ab = a.links[b.peer_id]
+        await ra.wait_for(lambda: ra.of(HelloReceived, ab))
+        offer_n = (await n._make_offers())[0]
+        # Full: a plain offer is refused; a stale split (naming no link of ours) too.
+        assert await a._on_offer(RelayedOffer(n.peer_id, offer_n[0], offer_n[1])) is None
+        stale = RelayedOffer(n.peer_id, offer_n[0], offer_n[1], drop=ident("nobody"))
+        assert await a._on_offer(stale) is None
+        split = RelayedOffer(n.peer_id, offer_n[0], offer_n[1], drop=b.peer_id)
+        answer_n = await a._on_offer(split)
+        assert answer_n is not None
+        assert list(a.links) == [n.peer_id] and a.links_split == 1
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, ab))
+        assert closed[0].reason == "making room"
+        await n._on_answer(RelayedAnswer(a.peer_id, offer_n[0], answer_n))
+        await ra.wait_for(lambda: ra.of(HelloReceived, a.links[n.peer_id]))
+    finally:
+        for swarm in (a, b, n):
+            await swarm.stop()
+
+
+async def test_make_room_off_refuses_split_offers() -> None:
+    ra, rb, rn = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("nosplit-a", ra, max_peers=1, make_room=False)
+    b, n = manual_swarm("nosplit-b", rb), manual_swarm("nosplit-n", rn)
+    try:
+        assert "split" not in a.tracker.hints.caps
+        offer_b = (await b._make_offers())[0]
+        assert await cross(b, a, offer_b) is not None
+        offer_n = (await n._make_offers())[0]
+        split = RelayedOffer(n.peer_id, offer_n[0], offer_n[1], drop=b.peer_id)
+        assert await a._on_offer(split) is None
+        assert list(a.links) == [b.peer_id]
+    finally:
+        for swarm in (a, b, n):
+            await swarm.stop()
+
+
+@pytest.mark.slow
+async def test_members_joining_one_by_one_all_fill_their_slots(server: RunningServer) -> None:
+    """Issue 15: with two slots each, the third member finds the first two full; the tracker
+    splits their link for it, and refill announces fill every slot, whatever the join order
+    (before, the first two stayed a pair and later joiners paired only among themselves)."""
+    info_hash = swarm_id_for("http://origin.test/overlay.m3u8")
+    config = dataclasses.replace(
+        SWARM_CONFIG,
+        max_peers=2,
+        offers_per_announce=2,
+        tracker=dataclasses.replace(SWARM_CONFIG.tracker, min_announce_gap_s=0.5),
+    )
+    recs = [Recorder() for _ in range(4)]
+    swarms = [
+        Swarm(
+            server.url,
+            info_hash,
+            make_peer_id(random.Random(200 + i)),
+            on_event=recs[i],
+            config=config,
+            rng=random.Random(300 + i),
+        )
+        for i in range(4)
+    ]
+    try:
+        await swarms[0].start()
+        await swarms[1].start()
+        await recs[1].wait_for(lambda: members_linked(recs[1], 1))
+        for i in (2, 3):
+            await swarms[i].start()
+            await recs[i].wait_for(lambda i=i: members_linked(recs[i], 1))
+        for rec in recs:
+            await rec.wait_for(lambda rec=rec: members_linked(rec, 2))
+        assert sum(s.links_split for s in swarms) >= 2  # the first pair was split
+        # The size each last heard from the tracker (the scheduler's swarm_size).
+        assert swarms[3].swarm_size == 4 and all(s.swarm_size >= 2 for s in swarms)
+    finally:
+        for swarm in swarms:
+            await swarm.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from signaling.errors import (
     TooManySwarms,
     UnknownOffer,
 )
-from signaling.pairing import NO_HINTS, PeerHints, choose_targets
+from signaling.pairing import NO_HINTS, PeerHints, Target, choose_offer_targets, choose_targets
 from signaling.registry import ByteTotals, InMemorySwarmRegistry, RegistryLimits
 
 H1 = "h" * 20
@@ -246,13 +247,82 @@ def test_pairing_prefers_region_then_skips_full_and_connected() -> None:
     assert paired_first[-1] == "eu-near"
 
 
-def test_pairing_prefers_spare_capacity() -> None:
+def test_pairing_does_not_prefer_spare_capacity() -> None:
+    # Preferring free slots chained the overlay by join time (issue 15): both are drawn.
     cands = [
         C("busy", PeerHints(position_s=10.0, max_peers=10, connected=frozenset({"a", "b"}))),
         C("idle", PeerHints(position_s=10.0, max_peers=10)),
     ]
-    got = choose_targets("me", PeerHints(position_s=10.0), set(), cands, 1, random.Random(3))
-    assert got == ["idle"]
+    got = {
+        choose_targets("me", PeerHints(position_s=10.0), set(), cands, 1, random.Random(seed))[0]
+        for seed in range(20)
+    }
+    assert got == {"busy", "idle"}
+
+
+SPLIT = ("split",)
+
+
+def full(peer_id: str, *linked: str, caps: tuple[str, ...] = SPLIT) -> C:
+    return C(peer_id, PeerHints(max_peers=len(linked), caps=caps, connected=frozenset(linked)))
+
+
+def split_pool(*cands: C) -> tuple[list[C], Any]:
+    by_id = {c.peer_id: c for c in cands}
+    return list(cands), by_id.get
+
+
+def test_pairing_splits_a_link_of_full_members_that_can_make_room() -> None:
+    cands, lookup = split_pool(full("A", "B", "X"), full("B", "A", "Y"))
+    me = PeerHints(max_peers=8)
+    got = choose_offer_targets("me", me, set(), cands, 3, random.Random(1), lookup=lookup)
+    assert sorted(got) == [Target("A", drop="B"), Target("B", drop="A")]
+
+
+def test_pairing_split_needs_two_offers_a_mutual_link_and_both_capable() -> None:
+    me = PeerHints(max_peers=8)
+    cands, lookup = split_pool(full("A", "B"), full("B", "A"))
+    assert choose_offer_targets("me", me, set(), cands, 1, random.Random(1), lookup=lookup) == []
+    # B does not report A: the link is not agreed on, no split.
+    cands, lookup = split_pool(full("A", "B"), full("B", "Z"))
+    assert choose_offer_targets("me", me, set(), cands, 4, random.Random(1), lookup=lookup) == []
+    # B cannot make room (no "split" capability): skipped like any full member.
+    cands, lookup = split_pool(full("A", "B"), full("B", "A", caps=()))
+    assert choose_offer_targets("me", me, set(), cands, 4, random.Random(1), lookup=lookup) == []
+    # The offerer is already linked to B: splitting A-B would double it.
+    cands, lookup = split_pool(full("A", "B"), full("B", "A", "me"))
+    assert choose_offer_targets("me", me, set(), cands, 4, random.Random(1), lookup=lookup) == []
+
+
+def test_pairing_never_splits_for_standard_clients_or_without_lookup() -> None:
+    cands, lookup = split_pool(full("A", "B"), full("B", "A"), C("plain"))
+    # A standard client (no hints) is paired as before: full members skipped.
+    got = choose_offer_targets("me", NO_HINTS, set(), cands, 5, random.Random(1), lookup=lookup)
+    assert got == [Target("plain")]
+    assert choose_targets("me", PeerHints(max_peers=8), set(), cands, 5, random.Random(1)) == [
+        "plain"
+    ]
+
+
+def test_pairing_splits_at_most_two_links_per_announce() -> None:
+    pairs = [(f"A{n}", f"B{n}") for n in range(5)]
+    cands, lookup = split_pool(*[full(a, b) for a, b in pairs], *[full(b, a) for a, b in pairs])
+    me = PeerHints(max_peers=8)
+    got = choose_offer_targets("me", me, set(), cands, 5, random.Random(1), lookup=lookup)
+    assert len(got) == 4 and all(t.drop is not None for t in got)
+    assert len({t.peer_id for t in got}) == 4
+
+
+def test_registry_relays_split_offers_with_drop() -> None:
+    reg = make()
+    full_hints = {
+        1: PeerHints(max_peers=1, caps=SPLIT, connected=frozenset({pid(2)})),
+        2: PeerHints(max_peers=1, caps=SPLIT, connected=frozenset({pid(1)})),
+    }
+    for n, hints in full_hints.items():
+        join(reg, n, hints=hints)
+    r = join(reg, 3, hints=PeerHints(max_peers=8), want_targets=3)
+    assert sorted((t.peer_id, t.drop) for t in r.targets) == [(pid(1), pid(2)), (pid(2), pid(1))]
 
 
 def test_pairing_random_for_standard_clients_and_sampling() -> None:

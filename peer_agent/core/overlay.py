@@ -1,0 +1,89 @@
+"""Overlay rules of a swarm member (docs/signaling.md, "Making room"; docs/scheduling.md,
+"Filling neighbour slots"). Pure: links, limits and counts come in as arguments.
+
+Two rules, shared with the browser (``web_demo/overlay.js``) through
+``docs/vectors/signaling/overlay.json``:
+
+- :func:`admit_offer`: whether to answer an offer the tracker relayed, and which link to drop
+  for it. A member with a free slot answers. A full member answers only an offer that carries
+  ``drop`` naming one of its current links (the tracker is splitting that link: both of its ends
+  were asked to take the newcomer), and closes that link; otherwise it refuses.
+- :class:`Refill`: when to announce again while neighbour slots are free. After each announce
+  the next one is due in ``base_s * 2**streak`` seconds (at most ``max_s``), where ``streak``
+  counts announces in a row after which no link was added; a full member waits for the
+  tracker's ``interval`` instead (None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+#: The capability (announce ``caps``) of a member that accepts ``drop`` offers when full.
+SPLIT_CAP = "split"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Answer the offer (``accept``), first closing the link to ``drop`` when set."""
+
+    accept: bool
+    drop: str | None = None
+    reason: str = ""
+
+
+def admit_offer(
+    links: Collection[str], max_peers: int, from_peer: str, drop: str | None
+) -> Admission:
+    """Whether a member linked to ``links`` (at most ``max_peers``) answers an offer from
+    ``from_peer`` that the tracker relayed with ``drop`` (None: no split). A second link to a
+    peer already linked is the caller's business (the doubled-link rule)."""
+    if from_peer in links:
+        return Admission(False, reason="already_linked")
+    if len(links) < max_peers:
+        return Admission(True)
+    if drop is not None and drop != from_peer and drop in links:
+        return Admission(True, drop=drop)
+    return Admission(False, reason="full")
+
+
+@dataclass(frozen=True)
+class RefillConfig:
+    """Announces while neighbour slots are free; every default is documented here."""
+
+    base_s: float = 2.0  # first refill announce this long after an announce
+    max_s: float = 30.0  # the backoff doubles per fruitless announce up to this
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_s <= self.max_s:
+            raise ValueError("need 0 < base_s <= max_s")
+
+
+class Refill:
+    """Backoff of the announces that fill free neighbour slots (one per swarm)."""
+
+    __slots__ = ("config", "streak", "_links_before")
+
+    def __init__(self, config: RefillConfig | None = None) -> None:
+        self.config = config if config is not None else RefillConfig()
+        self.streak = 0
+        self._links_before: int | None = None
+
+    def after_announce(self, links: int, max_peers: int) -> float | None:
+        """Seconds until the next announce, given ``links`` held just after this one; None
+        when no slot is free (the tracker's interval applies)."""
+        before, self._links_before = self._links_before, links
+        if links >= max_peers:
+            self.streak = 0
+            return None
+        if before is None or links > before:
+            self.streak = 0
+        else:
+            self.streak += 1
+        cfg = self.config
+        return min(cfg.max_s, cfg.base_s * 2.0 ** min(self.streak, 30))
+
+    def reset(self) -> None:
+        """A link was lost: start again from ``base_s``."""
+        self.streak = 0
+        self._links_before = None

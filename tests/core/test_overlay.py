@@ -1,0 +1,45 @@
+"""docs/vectors/signaling/overlay.json: the member's overlay rules (admit_offer, Refill), the
+same file web_demo/overlay.js is tested against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer_agent.core.overlay import Refill, RefillConfig, admit_offer
+
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs/vectors/signaling/overlay.json").read_text()
+)
+
+
+@pytest.mark.parametrize("case", VECTORS["admit"], ids=lambda c: c["name"])
+def test_admit_vectors(case: dict[str, Any]) -> None:
+    got = admit_offer(case["links"], case["max_peers"], case["from_peer"], case["drop"])
+    assert got.accept is case["accept"]
+    assert got.drop == case["close"]
+
+
+@pytest.mark.parametrize("case", VECTORS["refill"], ids=lambda c: c["name"])
+def test_refill_vectors(case: dict[str, Any]) -> None:
+    refill = Refill(RefillConfig(**VECTORS["refill_config"]))
+    for step in case["steps"]:
+        if step.get("reset_before"):
+            refill.reset()
+        assert refill.after_announce(step["links"], case["max_peers"]) == step["delay_s"]
+
+
+def test_refill_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="base_s"):
+        RefillConfig(base_s=0.0)
+    with pytest.raises(ValueError, match="base_s"):
+        RefillConfig(base_s=5.0, max_s=1.0)
+
+
+def test_refill_backoff_is_bounded_after_many_announces() -> None:
+    refill = Refill()
+    delays = [refill.after_announce(0, 8) for _ in range(2000)]
+    assert delays[-1] == RefillConfig().max_s

@@ -1,0 +1,127 @@
+// docs/vectors/signaling/overlay.json (the same file tests/core/test_overlay.py reads), and the
+// tracker client's re-announce backoff while neighbour slots are free, on mocked timers.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+
+import { Refill, admitOffer } from "../../web_demo/overlay.js";
+import { TrackerClient } from "../../web_demo/tracker.js";
+import { FakeSocket } from "./fake_socket.mjs";
+
+const VECTORS = JSON.parse(readFileSync(new URL("../../docs/vectors/signaling/overlay.json", import.meta.url), "utf8"));
+const IH = "eee9c7aa1c39e94f9cd3";
+const ME = "-PH0001-aaaaaaaaaaaa";
+
+for (const c of VECTORS.admit) {
+  test(`admitOffer: ${c.name}`, () => {
+    const got = admitOffer(new Set(c.links), c.max_peers, c.from_peer, c.drop);
+    assert.equal(got.accept, c.accept);
+    assert.equal(got.drop, c.close);
+    assert.deepEqual(admitOffer(c.links, c.max_peers, c.from_peer, c.drop), got); // arrays too
+  });
+}
+
+for (const c of VECTORS.refill) {
+  test(`Refill: ${c.name}`, () => {
+    const refill = new Refill(VECTORS.refill_config);
+    for (const step of c.steps) {
+      if (step.reset_before) refill.reset();
+      assert.equal(refill.afterAnnounce(step.links, c.max_peers), step.delay_s);
+    }
+  });
+}
+
+test("Refill: a bad config is refused", () => {
+  assert.throws(() => new Refill({ base_s: 0 }), /base_s/);
+  assert.throws(() => new Refill({ base_s: 5, max_s: 1 }), /base_s/);
+});
+
+async function settle(t, ms) {
+  // Let promise chains run, then move the mocked clock.
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  t.mock.timers.tick(ms);
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+test("tracker: re-announces with fresh offers while slots are free, backing off, until full", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  let links = 0;
+  let made = 0;
+  const refill = new Refill(); // 2 s doubling to 30 s
+  const client = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    config: { default_interval_s: 120 },
+    makeOffers: async () => (links < 3 ? [[`o${++made}`, "sdp"]] : []),
+    nextAnnounceS: () => refill.afterAnnounce(links, 3),
+  });
+  FakeSocket.last = null;
+  client.start();
+  try {
+    await settle(t, 0); // the socket opens, "started" goes out
+    const ws = FakeSocket.last;
+    const announces = () => ws.sent.filter((m) => m.action === "announce").length;
+    assert.equal(announces(), 1);
+    assert.equal(ws.sent[0].offers.length, 1);
+    // No link forms: 2, then 4, then 8 s between announces, each with a fresh offer.
+    for (const gapS of [2, 4, 8]) {
+      await settle(t, gapS * 1000 - 1);
+      const before = announces();
+      await settle(t, 1);
+      assert.equal(announces(), before + 1, `an announce ${gapS} s after the previous`);
+    }
+    assert.deepEqual(
+      ws.sent.map((m) => m.offers[0].offer_id),
+      ["o1", "o2", "o3", "o4"],
+    );
+    // A link forms: the backoff starts again at 2 s.
+    links = 1;
+    await settle(t, 16000);
+    const afterProgress = announces();
+    await settle(t, 2000);
+    assert.equal(announces(), afterProgress + 1);
+    // Full: no refill announce any more until the tracker's interval.
+    links = 3;
+    await settle(t, 4000); // the announce already due (4 s after the last) finds us full
+    const full = announces();
+    await settle(t, 60000);
+    assert.equal(announces(), full);
+    await settle(t, 60000);
+    assert.equal(announces(), full + 1); // the 120 s interval
+  } finally {
+    client.stop();
+  }
+});
+
+test("tracker: a relayed offer's drop reaches onOffer (20 characters, else absent)", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const seen = [];
+  const client = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    onOffer: async (offer) => {
+      seen.push(offer.drop ?? null);
+      return null;
+    },
+  });
+  FakeSocket.last = null;
+  client.start();
+  try {
+    await settle(t, 0);
+    const ws = FakeSocket.last;
+    const offer = { action: "announce", info_hash: IH, peer_id: "-PH0001-bbbbbbbbbbbb", offer_id: "x", offer: { type: "offer", sdp: "s" } };
+    ws.receive({ ...offer, drop: "-PH0001-cccccccccccc" });
+    ws.receive({ ...offer, drop: "short" });
+    ws.receive(offer);
+    await settle(t, 0);
+    assert.deepEqual(seen, ["-PH0001-cccccccccccc", null, null]);
+  } finally {
+    client.stop();
+  }
+});

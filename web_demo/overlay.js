@@ -1,0 +1,61 @@
+// Overlay rules of a swarm member (docs/signaling.md, "Making room" and "Filling neighbour
+// slots"); the same rules as peer_agent/core/overlay.py, tested against the same vectors
+// (docs/vectors/signaling/overlay.json). Pure: no timers, no clock, no randomness.
+//
+// - admitOffer: answer an offer the tracker relayed? A member with a free slot answers; a full
+//   one answers only an offer whose `drop` names one of its links (the tracker splits that link
+//   for a newcomer) and closes that link; otherwise it refuses.
+// - Refill: after each announce, the next one is due in base_s * 2**streak seconds (at most
+//   max_s), streak counting announces in a row after which no link was added; null when full
+//   (the tracker's interval applies).
+
+/** The capability (announce caps) of a member that answers `drop` offers when full. */
+export const SPLIT_CAP = "split";
+
+export const DEFAULT_REFILL_CONFIG = Object.freeze({
+  base_s: 2.0, // first refill announce this long after an announce
+  max_s: 30.0, // the backoff doubles per fruitless announce up to this
+});
+
+/**
+ * @param links {Set<string>|Map<string,*>|string[]} peer_ids linked now
+ * @returns {{accept: boolean, drop: string|null, reason: string}}
+ */
+export function admitOffer(links, maxPeers, fromPeer, drop) {
+  const has = (id) => (Array.isArray(links) ? links.includes(id) : links.has(id));
+  const size = Array.isArray(links) ? links.length : links.size;
+  if (has(fromPeer)) return { accept: false, drop: null, reason: "already_linked" };
+  if (size < maxPeers) return { accept: true, drop: null, reason: "" };
+  if (typeof drop === "string" && drop !== fromPeer && has(drop)) return { accept: true, drop, reason: "" };
+  return { accept: false, drop: null, reason: "full" };
+}
+
+export class Refill {
+  constructor(config = {}) {
+    this.config = Object.freeze({ ...DEFAULT_REFILL_CONFIG, ...config });
+    if (!(this.config.base_s > 0 && this.config.base_s <= this.config.max_s)) {
+      throw new RangeError("refill: need 0 < base_s <= max_s");
+    }
+    this.streak = 0;
+    this._linksBefore = null;
+  }
+
+  /** Seconds until the next announce given the links held just after this one; null: full. */
+  afterAnnounce(links, maxPeers) {
+    const before = this._linksBefore;
+    this._linksBefore = links;
+    if (links >= maxPeers) {
+      this.streak = 0;
+      return null;
+    }
+    if (before === null || links > before) this.streak = 0;
+    else this.streak += 1;
+    return Math.min(this.config.max_s, this.config.base_s * 2 ** Math.min(this.streak, 30));
+  }
+
+  /** A link was lost: start again from base_s. */
+  reset() {
+    this.streak = 0;
+    this._linksBefore = null;
+  }
+}
