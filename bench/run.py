@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent
 SUITES = [
     "bench.sim_bench",
     "bench.fetchers_bench",
+    "bench.overlay_bench",
     "bench.link_bench",
     "bench.signaling_bench",
     "bench.loadtest_bench",

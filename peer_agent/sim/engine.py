@@ -267,6 +267,8 @@ class Simulation:
         #: Tracker pairings done, and viewers they examined in total (a sample each).
         self.pairings = 0
         self.pairing_examined = 0
+        #: Links the tracker split for newcomers (``pairing="split"``).
+        self.splits = 0
         self.cdn_fetches: dict[int, int] = {}
         self.cdn_fetches_join_ramp: dict[int, int] = {}  # of cdn_fetches, the join-ramp ones
         self.plays: dict[int, int] = {}
@@ -404,15 +406,18 @@ class Simulation:
             self.at(self.now + stay_s, functools.partial(self._churn_leave, viewer))
 
     def _connect(self, viewer: _Viewer) -> None:
-        """The tracker pairs ``viewer`` with others that have room: a uniform sample of the
-        swarm (all of it when small), same region first, then closest in playback (ties broken
-        at random), as our signaling server does with region and position hints."""
+        """The tracker pairs ``viewer``: a uniform sample of the swarm (all of it when small),
+        same region first, then closest in playback (ties broken at random), as our signaling
+        server does with region and position hints. ``pairing="free"`` skips full viewers;
+        ``"split"`` (docs/signaling.md, "Making room") takes a full one too when two slots are
+        wanted, splitting its link to a random neighbour that is not linked to ``viewer``."""
         if not viewer.active:
             return
         sc = self.sc
         want = sc.max_peers - len(viewer.neighbours)
         if want <= 0:
             return
+        split = sc.pairing == "split"
         pool = self.active
         if sc.pairing_sample and len(pool) > sc.pairing_sample:
             sample = self.rng.sample(pool, sc.pairing_sample)
@@ -423,7 +428,7 @@ class Simulation:
             for v in sample
             if v is not viewer
             and v.peer_id not in viewer.neighbours
-            and len(v.neighbours) < sc.max_peers
+            and (split or len(v.neighbours) < sc.max_peers)
         ]
         if sample is pool:
             self.rng.shuffle(others)
@@ -433,20 +438,103 @@ class Simulation:
         seg = sc.segment_s
         region = viewer.region
         others.sort(key=lambda v: (v.region != region, abs(v.player.playhead_s - pos) // seg))
-        for other in others[:want]:
-            delay_class = 0 if other.region == region else 1
-            alone = not other.neighbours
-            viewer.neighbours[other.peer_id] = _Neighbour(other, delay_class)
-            other.neighbours[viewer.peer_id] = _Neighbour(viewer, delay_class)
-            other.peer_views = None
-            # A new neighbour can only make ``other`` act if it was waiting for its first one
-            # or the newcomer has (or fetches) a segment ``other`` wants and is not fetching.
-            # Otherwise the decision would act on nothing: the newcomer can only raise
-            # ``other``'s election rank, so its pending wake-up is still early enough.
-            if alone or not sc.live or self._offers(viewer, other, delay_class):
-                self._mark(other)
+        for other in others:
+            if want <= 0:
+                break
+            if other.peer_id in viewer.neighbours:
+                continue  # became a neighbour through an earlier split
+            if len(other.neighbours) < sc.max_peers:
+                self._link(viewer, other)
+                want -= 1
+                continue
+            if want < 2:
+                continue
+            partner = self._split_partner(viewer, other)
+            if partner is None:
+                continue
+            self._unlink(other, partner)
+            self._link(viewer, other)
+            self._link(viewer, partner)
+            self.splits += 1
+            want -= 2
         viewer.peer_views = None
         self._mark(viewer)
+
+    def _split_partner(self, viewer: _Viewer, full: _Viewer) -> _Viewer | None:
+        """A random neighbour of ``full`` not linked to ``viewer`` (at most 8 tried)."""
+        ids = list(full.neighbours)
+        for pid in self.rng.sample(ids, min(8, len(ids))):
+            if pid not in viewer.neighbours:
+                return full.neighbours[pid].viewer
+        return None
+
+    def _link(self, a: _Viewer, b: _Viewer) -> None:
+        """Link newcomer ``a`` to ``b``."""
+        delay_class = 0 if a.region == b.region else 1
+        alone = not b.neighbours
+        a.neighbours[b.peer_id] = _Neighbour(b, delay_class)
+        b.neighbours[a.peer_id] = _Neighbour(a, delay_class)
+        b.peer_views = None
+        # A new neighbour can only make ``b`` act if it was waiting for its first one or the
+        # newcomer has (or fetches) a segment ``b`` wants and is not fetching. Otherwise the
+        # decision would act on nothing: the newcomer can only raise ``b``'s election rank,
+        # so its pending wake-up is still early enough.
+        if alone or not self.sc.live or self._offers(a, b, delay_class):
+            self._mark(b)
+
+    def _unlink(self, a: _Viewer, b: _Viewer) -> None:
+        """Close the link between ``a`` and ``b`` (split for a newcomer): transfers over it
+        break and resume elsewhere, as when a neighbour leaves."""
+        for flow in list(a.uploads):
+            if flow.dst is b:
+                self._fail_flow(flow)
+        for flow in list(b.uploads):
+            if flow.dst is a:
+                self._fail_flow(flow)
+        for x, y in ((a, b), (b, a)):
+            x.neighbours.pop(y.peer_id, None)
+            x.peer_views = None
+            self._mark(x)
+
+    def overlay_stats(self, sources: int = 32) -> dict[str, float | int | None]:
+        """The overlay now: median join-order distance of linked viewers, mean neighbours,
+        and the graph's diameter estimated as the largest eccentricity (BFS hops) over
+        ``sources`` random viewers (exact when ``sources`` >= viewers), plus the share of
+        viewers those BFS could not reach (the graph is split)."""
+        active = self.active
+        if not active:
+            return {"neighbour_join_distance_median": None, "diameter_hops": None}
+        dist = sorted(
+            abs(v.index - nb.viewer.index) for v in active for nb in v.neighbours.values()
+        )
+        median = float(dist[len(dist) // 2]) if dist else None
+        rng = random.Random(self.sc.seed)
+        starts = active if len(active) <= sources else rng.sample(active, sources)
+        diameter = 0
+        unreached = 0
+        for start in starts:
+            seen = {start.peer_id: 0}
+            frontier = [start]
+            hops = 0
+            while frontier:
+                hops += 1
+                nxt = []
+                for v in frontier:
+                    for pid, nb in v.neighbours.items():
+                        if pid not in seen:
+                            seen[pid] = hops
+                            nxt.append(nb.viewer)
+                frontier = nxt
+            diameter = max(diameter, max(seen.values()))
+            unreached = max(unreached, len(active) - len(seen))
+        degrees = [len(v.neighbours) for v in active]
+        return {
+            "neighbour_join_distance_median": median,
+            "neighbours_mean": round(sum(degrees) / len(degrees), 2),
+            "diameter_hops": diameter,
+            "unreachable_max": unreached,
+            "splits": self.splits,
+        }
 
     def _offers(self, src: _Viewer, dst: _Viewer, delay_class: int) -> bool:
         """Whether ``src`` has or fetches, as ``dst`` sees it, a segment ``dst`` has listed and
@@ -924,7 +1012,12 @@ class Simulation:
     def _result(self) -> SimResult:
         for viewer in self.active:
             viewer.player.advance(self.now)
-        return build_result(
+        overlay = None
+        if self.sc.p2p:
+            overlay = self.overlay_stats(
+                sources=min(32, max(4, 200_000 // len(self.viewers or [0])))
+            )
+        result = build_result(
             self.sc,
             list(self.viewers.values()) + self.departed,
             now=self.now,
@@ -935,6 +1028,7 @@ class Simulation:
             decisions=self.decisions,
             per_peer=self.per_peer,
         )
+        return dataclasses.replace(result, overlay=overlay)
 
 
 def simulate(

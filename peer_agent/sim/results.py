@@ -38,6 +38,9 @@ class SimResult:
     decisions: int
     #: One row per viewer (empty when the run was asked not to keep them).
     by_peer: list[dict[str, float | int | str | None]]
+    #: The overlay at the end (``Simulation.overlay_stats``): neighbour join-order distance
+    #: median, mean neighbours, diameter in hops, splits; None without P2P.
+    overlay: dict[str, float | int | None] | None = None
 
     def summary(self) -> dict[str, object]:
         return {
@@ -61,6 +64,7 @@ class SimResult:
             "latency_s_median": _round(self.latency_s_median),
             "segments_played": self.segments_played,
             "decisions": self.decisions,
+            "overlay": self.overlay,
         }
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+#: Pairing rules of the simulated tracker (``Scenario.pairing``).
+PAIRINGS = ("split", "free")
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -62,6 +65,11 @@ class Scenario:
     #: Fetchers the signaling server lists per region (its swarm-wide fetcher assignment,
     #: docs/signaling.md); 0: none, every viewer elects among its neighbours.
     server_fetchers: int = 0
+    #: How the tracker pairs: ``split`` (a newcomer meets random members of the whole swarm;
+    #: for a full one the tracker splits one of its links, as the signaling server does with
+    #: clients that can make room) or ``free`` (only members with a free slot: the pairing
+    #: before issue 15, which chains the overlay by join time).
+    pairing: str = "split"
     #: VOD stream length (media seconds); defaults to duration_s + join_over_s.
     vod_length_s: float | None = None
     #: Simulation step; smaller is more precise and slower.
@@ -88,6 +96,8 @@ class Scenario:
             raise ValueError("regions must be >= 1")
         if self.pairing_sample < 0:
             raise ValueError("pairing_sample must be >= 0")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
         for name in ("low_uplink_bytes_per_s", "cross_region_rtt_s", "uplink_bytes_per_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

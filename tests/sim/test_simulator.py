@@ -126,7 +126,10 @@ def test_cdn_only_figures_unchanged(mode: str) -> None:
 
 
 def test_p2p_figures_close_to_before() -> None:
-    sc = ISSUE_SCENARIO.with_overrides(peers=40, duration_s=120.0, join_over_s=30.0, tick_s=0.1)
+    # The figures predate the split pairing (issue 15): compare under the old pairing.
+    sc = ISSUE_SCENARIO.with_overrides(
+        peers=40, duration_s=120.0, join_over_s=30.0, tick_s=0.1, pairing="free"
+    )
     r = simulate(sc)
     assert abs(r.offload_ratio - BEFORE_P2P_40["offload_ratio"]) <= 0.01
     assert abs(r.cdn_fetches / BEFORE_P2P_40["cdn_fetches"] - 1) <= 0.05
@@ -194,6 +197,7 @@ def test_churn_with_low_uplink_and_regions_keeps_playing() -> None:
 
 def test_new_scenario_options_are_checked() -> None:
     for bad in ({"regions": 0}, {"low_uplink_fraction": 1.5}, {"pairing_sample": -1},
+                {"pairing": "nearest"},
                 {"idle_recheck_s": 0.0}):  # fmt: skip
         with pytest.raises(ValueError):
             Scenario(**bad)  # type: ignore[arg-type]
@@ -220,3 +224,21 @@ def test_server_fetcher_assignment_makes_the_listed_viewers_fetch() -> None:
     assert assigned.cdn_fetches <= local.cdn_fetches
     with pytest.raises(ValueError, match="server_fetchers"):
         Scenario(server_fetchers=17)
+
+
+def test_split_pairing_keeps_the_overlay_small_world() -> None:
+    """Issue 15: pairing only members with free slots chains the overlay by join time; the
+    split pairing gives newcomers random members, so the graph stays a few hops across."""
+    sc = ISSUE_SCENARIO.with_overrides(
+        peers=200, duration_s=40.0, join_over_s=30.0, tick_s=0.2, max_peers=8
+    )
+    free = simulate(sc.with_overrides(pairing="free"), per_peer=False).overlay
+    split = simulate(sc, per_peer=False).overlay
+    assert free is not None and split is not None
+    assert split["splits"] > 0 and free["splits"] == 0
+    assert split["unreachable_max"] == 0
+    # A random 8-regular graph of 200 is ~4 hops across; the chain is many times that.
+    assert split["diameter_hops"] <= 6 < free["diameter_hops"]
+    assert split["neighbour_join_distance_median"] > 4 * free["neighbour_join_distance_median"]
+    # Splitting keeps every viewer's degree: nobody is left with a free slot to refill.
+    assert split["neighbours_mean"] >= free["neighbours_mean"]
