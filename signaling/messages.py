@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -421,16 +422,23 @@ def _interval(interval_s: float) -> int | float:
     return int(interval_s) if float(interval_s).is_integer() else interval_s
 
 
-def announce_reply(info_hash: str, interval_s: float, complete: int, incomplete: int) -> str:
-    return _dumps(
-        {
-            "action": "announce",
-            "interval": _interval(interval_s),
-            "info_hash": info_hash,
-            "complete": complete,
-            "incomplete": incomplete,
-        }
-    )
+def announce_reply(
+    info_hash: str,
+    interval_s: float,
+    complete: int,
+    incomplete: int,
+    unused_offers: Sequence[str] = (),
+) -> str:
+    body: dict[str, Any] = {
+        "action": "announce",
+        "interval": _interval(interval_s),
+        "info_hash": info_hash,
+        "complete": complete,
+        "incomplete": incomplete,
+    }
+    if unused_offers:
+        body["unused_offers"] = list(unused_offers)  # relayed to nobody: close them
+    return _dumps(body)
 
 
 def fetchers_message(

@@ -524,6 +524,11 @@ class SignalingService:
             want_targets=0 if msg.peer_id in blocked else len(msg.offers),
             blocked=blocked,
         )
+        # Offers relayed to nobody, so the client can reuse their slots at once (a joining
+        # announce's may be parked and relayed later with Redis: not listed then).
+        unused: list[str] = []
+        if self.cluster is None or not result.joined:
+            unused = [o.offer_id for o in msg.offers[len(result.targets) :]]
         out = [
             Send(
                 ctx.conn_id,
@@ -532,6 +537,7 @@ class SignalingService:
                     self.config.announce_interval_s,
                     result.counts.complete,
                     result.counts.incomplete,
+                    unused,
                 ),
             )
         ]

@@ -5,10 +5,11 @@
 // - answer relayed offers unless full or already linked to that peer; when full, answer an
 //   offer relayed with `drop` naming one of our links by closing that link (the tracker splits
 //   it for a newcomer: overlay.js admitOffer), and announce the "split" capability;
-// - while neighbour slots are free, announce again with fresh offers (closing offers unanswered
-//   for offer_reserve_s, 5 s, first) after a backoff (overlay.js
+// - while neighbour slots are free, announce again with fresh offers after a backoff (overlay.js
 //   Refill: 2 s doubling to 30 s while no link is added), and announce (offers if slots are
 //   free) soon after the links changed, so the tracker's view of `connected` stays current;
+//   close at once the offers the tracker reports it relayed to nobody (unused_offers), and before
+//   each refill announce those unanswered for offer_reserve_s (a full member refuses silently);
 // - when offers cross (two links to one peer), keep the link offered by the smaller peer_id;
 // - drop links whose session closed (the app gets their SessionClosed first) and re-announce;
 // - send the tracker our extension fields: max_peers, connected and position_s.
@@ -31,7 +32,7 @@ export const DEFAULT_SWARM_CONFIG = Object.freeze({
   offers_per_announce: 3, // fresh offers per announce (the tracker allows at most 5)
   refill: { base_s: 2.0, max_s: 30.0 }, // announce while slots are free; null: only every interval
   make_room: true, // answer split offers when full (announce the "split" capability)
-  offer_reserve_s: 5.0, // with refill: an offer unanswered this long is closed for a fresh one
+  offer_reserve_s: 10.0, // with refill: an offer unanswered this long is closed before the next announce
 });
 
 export class Swarm {
@@ -74,6 +75,7 @@ export class Swarm {
       onAnswer: (answer) => this._onAnswer(answer),
       onReply: opts.onReply,
       nextAnnounceS: () => this._nextAnnounceS(),
+      onUnusedOffers: (ids) => this._onUnusedOffers(ids),
       emit: this._emit,
     });
     this.tracker.hints.max_peers = this.config.max_peers;
@@ -210,11 +212,15 @@ export class Swarm {
     return newOfferer < oldOfferer;
   }
 
-  /** Close offers unanswered for offer_reserve_s: their slots go to fresh offers. */
+  /** Close offers unanswered for offer_reserve_s. */
   _retireStaleOffers() {
     const cutoff = performance.now() - this.config.offer_reserve_s * 1000;
-    for (const [offerId, madeAt] of this._pendingAt) {
-      if (madeAt > cutoff) continue;
+    this._onUnusedOffers([...this._pendingAt].filter(([, madeAt]) => madeAt <= cutoff).map(([id]) => id));
+  }
+
+  /** The tracker relayed these offers to nobody: close them, freeing their slots. */
+  _onUnusedOffers(offerIds) {
+    for (const offerId of offerIds) {
       this._pendingAt.delete(offerId);
       const link = this._pending.get(offerId);
       this._pending.delete(offerId);

@@ -9,7 +9,8 @@
 //   our link to that peer, docs/signaling.md "Making room"), and sends the answer;
 // - announces again after nextAnnounceS() seconds when that returns a number (the swarm's
 //   refill of free neighbour slots), not only every `interval`;
-// - hands answers to our offers to onAnswer(answer);
+// - hands answers to our offers to onAnswer(answer), and the ids of offers the server relayed to
+//   nobody (the reply's unused_offers) to onUnusedOffers(ids);
 // - counts `failure reason` replies without stopping;
 // - sends cumulative byte counters in our `stats` message;
 // - reconnects with exponential backoff and jitter (randomness injected);
@@ -178,6 +179,7 @@ export class TrackerClient {
    *   makeOffers?: async () => [[offerId, sdp]], onOffer?: async ({peer_id, offer_id, sdp}) => sdp|null,
    *   onAnswer?: ({peer_id, offer_id, sdp}) => void, onReply?: ({interval_s, complete, incomplete}) => void,
    *   nextAnnounceS?: () => number|null (asked after each announce: announce again this soon),
+   *   onUnusedOffers?: (offerIds) => void (our offers the server relayed to nobody),
    *   onFailure?: (reason, detail) => void, emit?: (type, detail) => void (events.js)}
    */
   constructor(opts) {
@@ -232,6 +234,7 @@ export class TrackerClient {
     this._onAnswer = opts.onAnswer || null;
     this._onReply = opts.onReply || null;
     this._nextAnnounceS = opts.nextAnnounceS || null; // after each announce: seconds to the next, or null
+    this._onUnusedOffers = opts.onUnusedOffers || null; // ids of our offers relayed to nobody
     this._onFailure = opts.onFailure || null;
     this._emit = opts.emit || (() => {});
     this.refused = null; // the reason of a fatal refusal: no reconnects until setToken()
@@ -686,6 +689,10 @@ export class TrackerClient {
       incomplete: Number(msg.incomplete) || 0,
     };
     this.swarmSize = reply.complete + reply.incomplete;
+    if (this._onUnusedOffers && Array.isArray(msg.unused_offers)) {
+      const ids = msg.unused_offers.slice(0, MAX_OFFERS_PER_ANNOUNCE).filter((u) => typeof u === "string");
+      if (ids.length > 0) this._onUnusedOffers(ids);
+    }
     if (!this._connectedEmitted) {
       this._connectedEmitted = true;
       this._lastProblem = null;

@@ -17,11 +17,13 @@ What the swarm does:
   offer the tracker relayed with ``drop`` naming one of our links by closing that link first
   (the tracker splits a link to make room for a newcomer: :func:`peer_agent.core.overlay.
   admit_offer`), and announces the ``split`` capability so the tracker may do so;
-- while neighbour slots are free, announces again with fresh offers after a backoff, closing
-  offers unanswered for ``offer_reserve_s`` (5 s) first so their slots get fresh ones
+- while neighbour slots are free, announces again with fresh offers after a backoff
   (:class:`peer_agent.core.overlay.Refill`: 2 s doubling to 30 s while no link is added), not
   only every ``interval``; announces (without offers) soon after its set of links changed, so
-  the tracker's ``connected`` view of us stays current;
+  the tracker's ``connected`` view of us stays current; closes at once the offers the tracker
+  reports it relayed to nobody (``unused_offers``), and with refill, before each announce, those
+  unanswered for ``offer_reserve_s`` (a full member refuses silently), so their slots get fresh
+  offers;
 - when offers cross (both peers linked twice), keeps the link offered by the smaller peer_id, so
   both sides keep the same one;
 - drops links whose session closed (the app gets their ``SessionClosed`` first) and asks the
@@ -102,9 +104,9 @@ class SwarmConfig:
     refill: RefillConfig | None = field(default_factory=RefillConfig)
     # Answer split offers when full (announce the "split" capability).
     make_room: bool = True
-    # With refill: an offer still unanswered this long no longer reserves a slot; the next
-    # announce closes it and makes a fresh one (the tracker may have relayed it to nobody).
-    offer_reserve_s: float = 5.0
+    # With refill: an offer unanswered this long is closed before the next announce, freeing
+    # its slot (a member whose `connected` the tracker saw stale may have refused it).
+    offer_reserve_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -169,6 +171,7 @@ class Swarm:
             on_answer=self._on_answer,
             make_offers=self._make_offers,
             next_announce_s=self._next_announce_s,
+            on_unused_offers=self._on_unused_offers,
         )
         self.tracker.hints.max_peers = self.config.max_peers
         if self.config.make_room:
@@ -312,26 +315,27 @@ class Swarm:
         if not self._stopping and self.config.make_room:
             self.tracker.announce_now()
 
-    async def _retire_stale_offers(self) -> None:
-        """Close offers unanswered for ``offer_reserve_s``: their slots go to fresh offers."""
-        now = asyncio.get_running_loop().time()
-        cutoff = now - self.config.offer_reserve_s
-        for offer_id, made_at in list(self._pending_at.items()):
-            if made_at > cutoff:
-                continue
-            del self._pending_at[offer_id]
+    def _retire_stale_offers(self) -> None:
+        """Close offers unanswered for ``offer_reserve_s``."""
+        cutoff = asyncio.get_running_loop().time() - self.config.offer_reserve_s
+        stale = [offer_id for offer_id, made_at in self._pending_at.items() if made_at <= cutoff]
+        self._on_unused_offers(stale)
+
+    def _on_unused_offers(self, offer_ids: list[str]) -> None:
+        """The tracker relayed these offers to nobody: close them, freeing their slots."""
+        for offer_id in offer_ids:
+            self._pending_at.pop(offer_id, None)
             link = self._pending.pop(offer_id, None)
             if link is not None:
                 self._all.discard(link)
-                with contextlib.suppress(Exception):
-                    await link.close()
+                asyncio.ensure_future(link.close())
 
     async def _make_offers(self) -> list[tuple[str, str]]:
         self.tracker.hints.connected = tuple(self.links)
         if self._stopping:
             return []
         if self._refill is not None:
-            await self._retire_stale_offers()
+            self._retire_stale_offers()
         free = self.config.max_peers - len(self.links) - len(self._pending)
         count = max(0, min(self.config.offers_per_announce, free))
         if count == 0:

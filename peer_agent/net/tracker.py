@@ -14,7 +14,8 @@ WebSocket (``ws://H:P/announce``, with ``?token=`` when a join token is given). 
   ``drop`` when the server splits one of our links, docs/signaling.md "Making room") to
   ``on_offer``, which returns an answer SDP (or None to refuse), and sends the answer
   (``{action, info_hash, peer_id, to_peer_id, offer_id, answer}``);
-- hands answers to our offers to ``on_answer``;
+- hands answers to our offers to ``on_answer``, and the ids of our offers the server relayed to
+  nobody (its reply's ``unused_offers``) to ``on_unused_offers``;
 - counts and logs ``failure reason`` replies without stopping;
 - sends our cumulative byte counters in the server's ``stats`` message;
 - with ``fetcher_assignment`` (default), announces the cap ``fetchers`` (and ``uplink:N``) and
@@ -382,6 +383,7 @@ class TrackerClient:
         on_failure: Callable[[str, str], None] | None = None,
         token_provider: TokenProvider | None = None,
         next_announce_s: Callable[[], float | None] | None = None,
+        on_unused_offers: Callable[[list[str]], None] | None = None,
     ) -> None:
         _check_id("info_hash", info_hash)
         _check_id("peer_id", peer_id)
@@ -414,6 +416,7 @@ class TrackerClient:
         self._on_announce_reply = on_announce_reply
         self._on_failure = on_failure
         self._next_announce_s = next_announce_s
+        self._on_unused_offers = on_unused_offers
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -853,6 +856,11 @@ class TrackerClient:
         self._failures_in_a_row = 0
         if self._counters is not None and self._counters != self._counters_sent:
             self._spawn(self._flush_stats(ws))
+        unused = msg.get("unused_offers")
+        if self._on_unused_offers is not None and isinstance(unused, list):
+            ids = [u for u in unused[:MAX_OFFERS_PER_ANNOUNCE] if isinstance(u, str)]
+            if ids:
+                self._on_unused_offers(ids)
         complete, incomplete = _count(msg.get("complete")), _count(msg.get("incomplete"))
         self.swarm_size = complete + incomplete
         if self._on_announce_reply is not None:

@@ -290,3 +290,26 @@ async def test_corrupt_upstream_makes_the_relay_abort_and_nobody_blames_it() -> 
     assert "relay" not in down.exchange.held[SEGMENT].contributors
     assert down.hash_failures == 0 and not down.penalties.failures
     assert down.penalties.blocked_until("relay") == 0.0 and not down.penalties.is_banned("relay")
+
+
+async def test_the_agent_passes_the_trackers_swarm_size_to_the_scheduler(
+    monkeypatch: Any,
+) -> None:
+    """Issue 15, finding 3: the seed rule needs the swarm size, as the simulator passes it."""
+    import peer_agent.agent.agent as agent_module
+
+    seen: list[int] = []
+    real_decide = agent_module.decide
+
+    def spy(view: Any, config: Any, rng: Any) -> Any:
+        seen.append(view.swarm_size)
+        return real_decide(view, config, rng)
+
+    monkeypatch.setattr(agent_module, "decide", spy)
+    agent = make_agent("-PH0001-sizesizesize")
+    agent.decide(NOW)  # a swarm that reports no size: unknown
+    swarm = agent.swarm
+    assert swarm is not None
+    swarm.swarm_size = 1234  # type: ignore[attr-defined]
+    agent.decide(NOW)
+    assert seen == [0, 1234]

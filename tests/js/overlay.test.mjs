@@ -125,3 +125,29 @@ test("tracker: a relayed offer's drop reaches onOffer (20 characters, else absen
     client.stop();
   }
 });
+
+test("tracker: the reply's unused_offers reach onUnusedOffers (strings only, at most 5)", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const unused = [];
+  const client = new TrackerClient({
+    url: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    WebSocket: FakeSocket,
+    random: () => 0.5,
+    onUnusedOffers: (ids) => unused.push(ids),
+  });
+  FakeSocket.last = null;
+  client.start();
+  try {
+    await settle(t, 0);
+    const ws = FakeSocket.last;
+    const reply = { action: "announce", info_hash: IH, interval: 120, complete: 0, incomplete: 1 };
+    ws.receive(reply);
+    ws.receive({ ...reply, unused_offers: ["a", 7, "b", "c", "d", "e", "f"] });
+    assert.deepEqual(unused, [["a", "b", "c", "d"]]);
+    assert.equal(client.swarmSize, 1);
+  } finally {
+    client.stop();
+  }
+});

@@ -260,17 +260,35 @@ async def test_members_joining_one_by_one_all_fill_their_slots(server: RunningSe
         for i in range(4)
     ]
     try:
+        # Generous waits: an offer the tracker sent on a stale view is refused silently and
+        # replaced only after offer_reserve_s (10 s).
         await swarms[0].start()
         await swarms[1].start()
-        await recs[1].wait_for(lambda: members_linked(recs[1], 1))
+        await recs[1].wait_for(lambda: members_linked(recs[1], 1), 30.0)
         for i in (2, 3):
             await swarms[i].start()
-            await recs[i].wait_for(lambda i=i: members_linked(recs[i], 1))
+            await recs[i].wait_for(lambda i=i: members_linked(recs[i], 1), 30.0)
         for rec in recs:
-            await rec.wait_for(lambda rec=rec: members_linked(rec, 2))
+            await rec.wait_for(lambda rec=rec: members_linked(rec, 2), 30.0)
         assert sum(s.links_split for s in swarms) >= 2  # the first pair was split
         # The size each last heard from the tracker (the scheduler's swarm_size).
         assert swarms[3].swarm_size == 4 and all(s.swarm_size >= 2 for s in swarms)
     finally:
         for swarm in swarms:
             await swarm.stop()
+
+
+async def test_offers_the_tracker_relayed_to_nobody_free_their_slots() -> None:
+    rec = Recorder()
+    swarm = manual_swarm("unused", rec, max_peers=3, offers_per_announce=3)
+    try:
+        offers = await swarm._make_offers()
+        assert len(offers) == 3 and await swarm._make_offers() == []  # all slots reserved
+        pending = [swarm._pending[offer_id] for offer_id, _ in offers[1:]]
+        swarm._on_unused_offers([offer_id for offer_id, _ in offers[1:]] + ["unknown"])
+        for link in pending:
+            await link.closed.wait()
+        assert list(swarm._pending) == [offers[0][0]]
+        assert len(await swarm._make_offers()) == 2
+    finally:
+        await swarm.stop()

@@ -271,3 +271,37 @@ async def test_shutdown_cancels_sessions_still_running_after_grace() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(session, 2.0)
     assert session.done() and len(runtime.router) == 0
+
+
+async def test_split_offers_carry_drop_and_unused_offers_are_listed(server: RunningServer) -> None:
+    """docs/signaling.md "Making room": two full members linked to each other, both able to
+    make room, each get one of a newcomer's offers naming the other; the offer left over is
+    listed in the reply's unused_offers."""
+    info_hash = pid("split-swarm")
+    a = await connect(server.url, "split-a")
+    b = await connect(server.url, "split-b")
+    n = await connect(server.url, "split-n")
+    try:
+        for me, other in ((a, b), (b, a)):
+            reply = await me.announce(
+                info_hash, max_peers=1, caps=["split"], connected=[other.peer_id]
+            )
+            assert "unused_offers" not in reply
+        reply = await n.announce(info_hash, offers=3, max_peers=8)
+        got_a, got_b = await a.next_offer(), await b.next_offer()
+        assert (got_a["drop"], got_b["drop"]) == (b.peer_id, a.peer_id)
+        sent = {got_a["offer_id"], got_b["offer_id"]}
+        assert len(reply["unused_offers"]) == 1 and reply["unused_offers"][0] not in sent
+        # A standard client (no hints) is never split for: full members stay skipped, so of
+        # its two offers one goes to the newcomer (free slots), the other to nobody.
+        plain = await connect(server.url, "split-plain")
+        try:
+            reply = await plain.announce(info_hash, offers=2)
+            assert len(reply["unused_offers"]) == 1
+            offer = await n.next_offer()
+            assert offer["peer_id"] == plain.peer_id and "drop" not in offer
+        finally:
+            await plain.close()
+    finally:
+        for c in (a, b, n):
+            await c.close()
