@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 from signaling.addresses import AttemptTable, Network, address_key, is_exempt, parse_networks
 from signaling.config import SignalingConfig
 from signaling.metrics import SignalingMetrics
@@ -87,6 +89,18 @@ def reset(transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError, ValueError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     transport.abort()  # type: ignore[attr-defined]
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (``uvicorn[standard]`` brings httptools), which lets go of
+    its parser once it has handed the connection to the WebSocket protocol. The parser's
+    callbacks point back at the protocol: that cycle kept every upgraded connection's HTTP
+    protocol, parser, flow control and transport (~27 objects) until a full collection, which
+    the raised GC thresholds make rare (docs/signaling.md, "Memory under hostile traffic")."""
+
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        self.parser = None  # type: ignore[assignment]
 
 
 class AdmissionGate(asyncio.Protocol):

@@ -159,7 +159,11 @@ class Connection:
                 if kind != "reply":
                     self._metrics.relay_latency.labels(kind=kind).observe(time.monotonic() - t0_s)
         except asyncio.CancelledError:
-            raise
+            # stop_writer/wait_writer: the only ones to cancel it. Ending normally instead of
+            # re-raising leaves no cycle behind (the done task would hold the error, whose
+            # traceback holds this frame, whose self holds the task): refcounting frees the
+            # connection at once instead of a rare full collection (docs/signaling.md, memory)
+            return
         except Exception as exc:  # the client went away mid-send
             logger.debug("conn %s: send failed: %s", self.conn_id, type(exc).__name__)
             self.closing = True

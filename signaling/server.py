@@ -17,11 +17,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from p2p_cli.serving import bind_tcp, exit_signals
 from signaling import logsafe
-from signaling.admission import gated
+from signaling.admission import HttpProtocol, gated
 from signaling.app import SignalingRuntime, create_app
 from signaling.config import SignalingConfig
 from signaling.transport import TrackerWebSocketProtocol
@@ -31,10 +30,10 @@ logger = logging.getLogger(__name__)
 
 def uvicorn_config(config: SignalingConfig, app: FastAPI) -> uvicorn.Config:
     runtime: SignalingRuntime = app.state.signaling
-    http: Any = "auto"
+    http: Any = HttpProtocol
     if runtime.admission is not None:
         # every accepted connection meets the per-address attempt budget first (admission.py)
-        http = gated(AutoHTTPProtocol, runtime.admission)
+        http = gated(HttpProtocol, runtime.admission)
     return uvicorn.Config(
         app,
         host=config.host,

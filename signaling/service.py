@@ -218,9 +218,11 @@ class SignalingService:
         return messages.parse_message(frame, self.message_limits)
 
     def _fail(self, ctx: ConnContext, exc: SignalingError, frame: str | bytes) -> list[Send]:
+        """A recoverable violation's failure reply. (A fatal one is re-raised by the caller's
+        bare ``raise``: re-raised here, from a parameter, this frame would sit in the error's
+        traceback while holding the error, a cycle that kept the whole connection alive until
+        a full collection.)"""
         self.metrics.reject(exc.reason)
-        if exc.fatal:
-            raise exc
         ctx.failures += 1
         logger.debug("conn %s: rejected (%s): %s", ctx.conn_id, exc.reason, exc.detail)
         reply = messages.failure_reply(exc.detail, exc.reason, messages.reply_context(frame))
@@ -231,6 +233,9 @@ class SignalingService:
         try:
             return self._dispatch(ctx, self._admit(ctx, frame, now_s), now_s)
         except SignalingError as exc:
+            if exc.fatal:
+                self.metrics.reject(exc.reason)
+                raise
             return self._fail(ctx, exc, frame)
         finally:
             self._publish()
@@ -259,6 +264,9 @@ class SignalingService:
                     return []
             return self._dispatch(ctx, msg, now_s)
         except SignalingError as exc:
+            if exc.fatal:
+                self.metrics.reject(exc.reason)
+                raise
             return self._fail(ctx, exc, frame)
         finally:
             if claimed is not None and self.registry.owner_of(claimed) != ctx.conn_id:
