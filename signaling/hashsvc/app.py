@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from signaling.hashsvc.errors import BadFromMsn, HashServiceError
+from signaling.addresses import BadForwardedFor, client_ip, parse_networks
+from signaling.hashsvc.errors import BadForwardedForHeader, BadFromMsn, HashServiceError
 from signaling.hashsvc.service import HashService
 
 logger = logging.getLogger(__name__)
@@ -40,15 +41,32 @@ def build_app(service: HashService) -> FastAPI:
         return response
 
     app.state.service = service
+    proxies = parse_networks(service.config.trusted_proxies)
+
+    def client_of(request: Request) -> str | None:
+        """The client's address: the TCP peer, or behind a trusted proxy the rightmost
+        X-Forwarded-For entry that is not itself a trusted proxy (signaling.addresses)."""
+        peer = request.client.host if request.client else None
+        if peer is None:
+            return None
+        forwarded = request.headers.getlist("x-forwarded-for")
+        try:
+            return client_ip(peer, ",".join(forwarded) if forwarded else None, proxies)
+        except BadForwardedFor as exc:
+            logger.warning("refused a request from a trusted proxy: bad %s", exc)
+            raise BadForwardedForHeader(
+                "bad X-Forwarded-For from a trusted proxy: an entry is not an address"
+            ) from None
+
     cache_control = f"public, max-age={service.config.cache_max_age_s}"
 
     @app.get("/manifest")
     async def manifest(request: Request) -> JSONResponse:
         values = request.query_params.getlist("playlist")
         url = values[0] if len(values) == 1 else None
-        client = request.client.host if request.client else None
         cache = cache_control
         try:
+            client = client_of(request)
             from_msn = _from_msn(request.query_params.getlist("from_msn"))
             if from_msn is None:
                 hashes = await service.manifest(url, client)
@@ -56,7 +74,7 @@ def build_app(service: HashService) -> FastAPI:
                 hashes, listed = await service.manifest_since(url, from_msn, client)
                 cache = CACHE_DELTA if listed else cache_control
         except HashServiceError as exc:
-            if isinstance(exc, BadFromMsn):  # the service never saw it: count it here
+            if isinstance(exc, BadFromMsn | BadForwardedForHeader):  # the service never saw it
                 service.counters.requests += 1
                 service.counters.reject(exc.reason)
             headers = {"Cache-Control": "no-store"}

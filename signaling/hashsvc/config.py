@@ -7,6 +7,7 @@ Each field is also a CLI flag (``--max-playlists``) and an environment variable
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +72,11 @@ class HashServiceConfig:
     max_playlists_per_client: int = _opt(
         16, "tracked playlists one client address started (and still tracked); 429 above"
     )
+    trusted_proxies: tuple[str, ...] = _opt(
+        (),
+        "comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For names the "
+        "client (for the per-client limits); empty trusts none: the client is the TCP peer",
+    )
     identity_query_params: tuple[str, ...] = _opt(
         (),
         "comma-separated query parameters that make two playlist URLs different playlists; every "
@@ -110,6 +116,13 @@ class HashServiceConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if isinstance(self.trusted_proxies, str):
+            raise ConfigError("trusted_proxies is a tuple of addresses/CIDRs, not a string")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"trusted_proxies: not an address or CIDR: {proxy!r}") from exc
         if isinstance(self.identity_query_params, str):
             raise ConfigError("identity_query_params is a tuple of names, not a string")
         for name in (

@@ -34,6 +34,14 @@ class BadFromMsn(HashServiceError):
     reason = "bad_from_msn"
 
 
+class BadForwardedForHeader(HashServiceError):
+    """A trusted proxy sent an ``X-Forwarded-For`` entry that is not an address (400): a proxy
+    misconfiguration, refused loudly rather than counted against the proxy's own address."""
+
+    status = 400
+    reason = "bad_forwarded_for"
+
+
 class NotMediaPlaylist(HashServiceError):
     """The client's fault: the URL is a master playlist or not a playlist at all (400)."""
 

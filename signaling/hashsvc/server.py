@@ -66,6 +66,9 @@ def _uvicorn_server(config: HashServiceConfig, service: HashService) -> uvicorn.
             access_log=config.log_level.lower() == "debug",
             timeout_graceful_shutdown=max(1, math.ceil(config.shutdown_grace_s)),
             server_header=False,
+            # the client address behind a proxy is --trusted-proxies' business (app.py);
+            # uvicorn's own default would trust X-Forwarded-For from 127.0.0.1
+            proxy_headers=False,
         )
     )
 

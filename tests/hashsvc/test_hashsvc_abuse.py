@@ -199,3 +199,53 @@ async def test_one_address_cannot_hold_every_request(
         for task in held:
             task.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_forwarded_for_names_the_client_only_from_a_trusted_proxy(
+    origin: RunningOrigin,
+) -> None:
+    def via(client: str) -> dict[str, str]:
+        return {"X-Forwarded-For": f"198.51.100.9, {client}"}  # the proxy appends the last
+
+    paths = (
+        "/hls/vod-ts/lo/index.m3u8",
+        "/hls/vod-ts/hi/index.m3u8",
+        "/hls/vod-fmp4/lo/index.m3u8",
+    )
+    urls = [origin.url(p) for p in paths]
+    cfg = hashsvc_config(
+        origin.url("/hls/"), max_playlists_per_client=1, trusted_proxies=("127.0.0.1/32",)
+    )
+    async with (
+        run_hash_service(cfg) as svc,
+        client_at("127.0.0.1") as proxy,
+        client_at("127.0.0.2") as direct,
+    ):
+        first = await proxy.get(svc.manifest_url(urls[0]), headers=via("203.0.113.7"))
+        assert first.status_code == 200
+        again = await proxy.get(svc.manifest_url(urls[1]), headers=via("203.0.113.7"))
+        assert again.status_code == 429 and again.json()["reason"] == "client_playlists"
+        # another client behind the same proxy has its own limit
+        other = await proxy.get(svc.manifest_url(urls[1]), headers=via("203.0.113.8"))
+        assert other.status_code == 200
+        # a client that is no trusted proxy cannot pick its address with the header: it is
+        # 127.0.0.2, whose one playlist is still free
+        spoof = await direct.get(svc.manifest_url(urls[2]), headers=via("203.0.113.7"))
+        assert spoof.status_code == 200
+        bad = await proxy.get(svc.manifest_url(urls[2]), headers={"X-Forwarded-For": "nope"})
+        assert bad.status_code == 400 and bad.json()["reason"] == "bad_forwarded_for"
+        assert svc.stats()["rejections"] == {"client_playlists": 1, "bad_forwarded_for": 1}
+
+
+async def test_forwarded_for_is_ignored_without_trusted_proxies(origin: RunningOrigin) -> None:
+    """The default trusts no proxy (uvicorn's own default would trust 127.0.0.1)."""
+    cfg = hashsvc_config(origin.url("/hls/"), max_playlists_per_client=1)
+    async with run_hash_service(cfg) as svc, client_at("127.0.0.1") as http:
+        lo, hi = origin.url("/hls/vod-ts/lo/index.m3u8"), origin.url("/hls/vod-ts/hi/index.m3u8")
+        ok = await http.get(svc.manifest_url(lo), headers={"X-Forwarded-For": "203.0.113.7"})
+        assert ok.status_code == 200
+        # a different claimed client, but the same TCP peer: its one playlist is taken
+        refused = await http.get(svc.manifest_url(hi), headers={"X-Forwarded-For": "203.0.113.8"})
+        assert refused.status_code == 429 and refused.json()["reason"] == "client_playlists"
+        garbage = await http.get(svc.manifest_url(lo), headers={"X-Forwarded-For": "nope"})
+        assert garbage.status_code == 200  # not from a trusted proxy: the header means nothing
