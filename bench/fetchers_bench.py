@@ -4,10 +4,11 @@ server's fetcher assignment and with today's local election only, side by side i
 The scenario is issue 15's (`p2p-sim --live --segment-s 4 --latency-segments 3 --duration-s
 120 --join-over-s 60 --tick-s 0.1`) at 1,000 viewers (200 with --quick), run three ways in
 the same process with the same seed: the local election (``server_fetchers=0``), the server's
-assignment of 4 fetchers (``server_fetchers=4``), and CDN only. The same pair also runs with
-issue 15's capacity mix and churn (10 % of uploaders below the bitrate, 1 % leaving per minute).
-CPU seconds are process time; the machine is shared, so read the ratios within this run.
-Pairing is today's in every row (the overlay work is separate).
+assignment of 4 fetchers (``server_fetchers=4``), and CDN only, with the split pairing of issue
+15's overlay work. The same pair also runs with issue 15's capacity mix and churn (10 % of
+uploaders below the bitrate, 1 % leaving per minute), and with the pairing before issue 15
+(``free``, which chains the overlay by join time). CPU seconds are process time; the machine
+is shared, so read the ratios within this run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MIX = {"low_uplink_fraction": 0.1, "churn_per_min": 0.01}
 COLUMNS = [
     "run",
     "peers",
+    "pairing",
     "server_fetchers",
     "cdn_fetches_per_segment",
     "cdn_fetches_per_segment_steady",
@@ -44,18 +46,26 @@ def _run(name: str, scenario: Scenario) -> dict[str, Any]:
     start = time.process_time()
     summary = simulate(scenario, per_peer=False).summary()
     summary["cpu_s"] = round(time.process_time() - start, 2)
-    return {"run": name, "server_fetchers": scenario.server_fetchers, **summary}
+    return {
+        "run": name,
+        "pairing": scenario.pairing,
+        "server_fetchers": scenario.server_fetchers,
+        **summary,
+    }
 
 
 def rows_for(peers: int) -> list[dict[str, Any]]:
-    base = BIG.with_overrides(peers=peers)
+    base = BIG.with_overrides(peers=peers, pairing="split")
     mixed = base.with_overrides(**MIX)
+    free = base.with_overrides(pairing="free")
     return [
         _run("local election", base),
         _run("server assignment", base.with_overrides(server_fetchers=4)),
         _run("CDN only", base.with_overrides(p2p=False)),
         _run("mix + churn, local election", mixed),
         _run("mix + churn, server assignment", mixed.with_overrides(server_fetchers=4)),
+        _run("free pairing, local election", free),
+        _run("free pairing, server assignment", free.with_overrides(server_fetchers=4)),
     ]
 
 
@@ -74,8 +84,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "## Swarm-wide fetcher assignment (simulator)",
         "",
         f"Issue 15's live scenario at {peers:,} viewers, with and without the signaling server's "
-        "fetcher assignment (4 fetchers), side by side in one process; today's pairing in every "
-        "row. Steady-state CDN fetches per segment, assigned / local: "
+        "fetcher assignment (4 fetchers), side by side in one process, with the overlay's split "
+        "pairing (and the pairing before issue 15, `free`, at the end). Steady-state CDN "
+        "fetches per segment, assigned / local (split pairing): "
         f"**{ratio}**. Shared 2-core machine: compare within this table.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
