@@ -114,7 +114,7 @@ class SignalingProcess:
         self.proc = await asyncio.create_subprocess_exec(
             *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=None
         )
-        await self.wait_health(lambda h: h.get("status") in ("ok", "degraded"), 15.0)
+        await self.wait_health(lambda h: h.get("status") in ("ok", "degraded"), 45.0)
 
     async def health(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=2.0) as client:
