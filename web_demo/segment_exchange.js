@@ -369,7 +369,12 @@ export class SegmentExchange {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
       const quietSince = t.last_data_at || t.started_at;
       // it stopped sending: a stall
-      if (now - quietSince >= this.config.stall_s) this.offence(t.peer_id, t.link, Offence.STALL, now);
+      if (now - quietSince >= this.config.stall_s) {
+        this.offence(t.peer_id, t.link, Offence.STALL, now);
+        // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than let
+        // their downstream blame us for our upstream's stall
+        this.server.abortRelays(key);
+      }
     }
   }
 

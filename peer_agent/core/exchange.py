@@ -345,6 +345,9 @@ class SegmentExchange:
             quiet_since = transfer.last_data_at or transfer.started_at
             if now - quiet_since >= self.config.stall_s:  # it stopped sending: a stall
                 self.offence(transfer.peer_id, transfer.link, Offence.STALL, now)
+                # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather
+                # than let their downstream blame us for our upstream's stall.
+                self.server.abort_relays(segment)
 
     # -- the CDN ------------------------------------------------------------------------------
 
