@@ -209,11 +209,22 @@ export class Manifests {
     return null;
   }
 
+  /** Fetch `manifest` (from `msn` on once it is loaded). A fetch in progress, or one done less
+   * than 250 ms ago, serves a caller whose `msn` it covers; one from a later MSN does not list
+   * `msn`, so this caller's own fetch follows it at once. */
   async refresh(manifest, msn = null) {
     if (!manifest.url) return this._onChange();
     const running = this._refreshing.get(manifest);
-    if (running) return running;
+    if (running) {
+      const covers = (entry) => entry.from === null || msn === null || entry.from <= msn;
+      if (covers(running)) return running.promise;
+      await running.promise;
+      const next = this._refreshing.get(manifest);
+      if (next && next !== running && covers(next)) return next.promise;
+      if (!manifest.url) return this._onChange();
+    }
     const url = manifest.urlFor(msn);
+    const entry = { from: manifest.loaded ? msn : null, promise: null };
     const fetching = (async () => {
       try {
         // A from_msn answer may come from a CDN's cache (its URL names one segment's entry);
@@ -235,10 +246,13 @@ export class Manifests {
         } else this._onWarning("manifest_unavailable", `integrity manifest ${url}: ${exc?.message || exc}`);
       } finally {
         this._onChange();
-        setTimeout(() => this._refreshing.delete(manifest), 250); // at most one fetch per 250 ms
+        setTimeout(() => { // at most one fetch per 250 ms for the MSNs this one covers
+          if (this._refreshing.get(manifest) === entry) this._refreshing.delete(manifest);
+        }, 250);
       }
     })();
-    this._refreshing.set(manifest, fetching);
+    entry.promise = fetching;
+    this._refreshing.set(manifest, entry);
     return fetching;
   }
 

@@ -138,6 +138,8 @@ class Agent:
         self._inits: dict[str, bytes] = {}
         self._manifest_refresh: asyncio.Task[None] | None = None
         self._manifest_refreshed_at = -1e9
+        #: the MSN the refresh in flight asked from (None: the whole manifest)
+        self._manifest_refresh_from: int | None = None
         self._refresh_interval_s = 1.0
 
     # -- the exchange's state, read-only views ------------------------------------------------
@@ -296,10 +298,20 @@ class Agent:
         self._manifest_refreshed_at = self.now()
 
     async def _refresh_manifest_soon(self, msn: int | None = None) -> None:
-        """One manifest refresh at a time, at most every quarter second; waits for it."""
-        if self._manifest_refresh is None or self._manifest_refresh.done():
-            if self.now() - self._manifest_refreshed_at < 0.25:
+        """One manifest refresh at a time, at most every quarter second; waits for it. A
+        refresh in flight from a later MSN than ``msn`` does not list ``msn``: once it is done,
+        one from ``msn`` follows at once (an incremental answer holds only its MSN on)."""
+        pending = self._manifest_refresh
+        if pending is not None and not pending.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+            started_from = self._manifest_refresh_from
+            if started_from is None or msn is None or started_from <= msn:
                 return
+        elif self.now() - self._manifest_refreshed_at < 0.25:
+            return
+        if self._manifest_refresh is None or self._manifest_refresh.done():
+            self._manifest_refresh_from = msn if self.manifest.loaded else None
             self._manifest_refresh = self.spawn(self.refresh_manifest(msn))
         with contextlib.suppress(Exception):
             await asyncio.shield(self._manifest_refresh)

@@ -4,6 +4,7 @@ against the real test origin that fetches the manifest whole once, then only wha
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,29 @@ async def test_discovered_oversize_manifest_is_refused_loudly(media: MediaSet) -
     assert summary["integrity"] == "sha256", summary
     assert summary["manifest_rejected"].get("manifest_too_large", 0) >= 1, summary
     assert summary["ended"] and summary["stall_count"] == 0
+
+
+async def test_refresh_from_a_later_msn_is_followed_by_one_from_the_earlier(
+    media: MediaSet,
+) -> None:
+    """Segment 3 is checked first and starts a fetch from MSN 3; segment 2, checked while it
+    runs, is not listed in that answer, so its own fetch from MSN 2 follows at once."""
+    async with run_origin(origin_config(), media=media) as origin:
+        agent = Agent(
+            AgentConfig(
+                origin.url("hls/vod-ts/master.m3u8"),
+                manifest_url=origin.url("hls/vod-ts/lo/manifest.json"),
+                cdn=FAST_CDN,
+            )
+        )
+        agent.attach(asyncio.get_running_loop())
+        try:
+            await agent.refresh_manifest()  # the whole manifest, once
+            agent.manifest.hashes.clear()
+            agent._manifest_refreshed_at = -1e9  # no refresh in the last quarter second
+            await asyncio.gather(agent._refresh_manifest_soon(3), agent._refresh_manifest_soon(2))
+        finally:
+            await agent.cdn.aclose()
+    keys = set(agent.manifest.hashes)
+    assert "seg-2.ts" in keys and "seg-3.ts" in keys, sorted(keys)
+    assert agent.manifest.fetches == 3, agent.manifest.fetches

@@ -228,3 +228,35 @@ test("live manifests: whole once, then only from the unlisted segment's MSN on; 
   assert.equal(m.bytesFetched, answers.get("http://o/lo/manifest.json").length * 2);
   assert.equal(manifest.expectedFor("seg-3.ts"), null);
 });
+
+test("live manifests: a fetch in flight from a later MSN does not serve an earlier segment; its own fetch follows", async () => {
+  const answers = new Map([
+    ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=3", JSON.stringify({ "seg-3.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=2", JSON.stringify({ "seg-2.ts": digest, "seg-3.ts": digest })],
+  ]);
+  const fetched = [];
+  const fetchFn = async (url) => {
+    fetched.push(url);
+    await new Promise((r) => setTimeout(r, 20));
+    return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
+  };
+  const m = new Manifests({ fetchFn });
+  const manifest = m.add(0, "http://o/lo/manifest.json");
+  await m.refresh(manifest);
+  await new Promise((r) => setTimeout(r, 300));
+  // segment 3 arrives first and starts a fetch from MSN 3; segment 2 arrives while it runs
+  const [v3, v2] = await Promise.all([
+    m.verify(0, { key: "seg-3.ts", msn: 3 }, bytes),
+    m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes),
+  ]);
+  assert.deepEqual([v3, v2], [Verdict.OK, Verdict.OK]);
+  assert.deepEqual(fetched, [
+    "http://o/lo/manifest.json",
+    "http://o/lo/manifest.json?from_msn=3",
+    "http://o/lo/manifest.json?from_msn=2",
+  ]);
+  // a caller whose MSN the fetch just done covers is served by it (at most one per 250 ms)
+  assert.equal(await m.verify(0, { key: "seg-4.ts", msn: 4 }, bytes), Verdict.UNKNOWN);
+  assert.equal(fetched.length, 3);
+});
