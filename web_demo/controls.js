@@ -66,6 +66,8 @@ export function checkEngineOptions(o) {
   if (o.backBufferS !== null && !(typeof o.backBufferS === "number" && o.backBufferS >= 0)) {
     fail("backBufferS", "seconds >= 0 (null: hls.js's default, unbounded)");
   }
+  const r = o.liveCatchUpRate;
+  if (!(typeof r === "number" && r >= 1 && r <= 2)) fail("liveCatchUpRate", "a playback rate from 1 (never catch up) to 2");
 }
 
 export function stripQuery(url) {

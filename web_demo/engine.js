@@ -61,6 +61,7 @@ export const DEFAULT_ENGINE_OPTIONS = Object.freeze({
   p2p: true, // start with P2P on (setP2PEnabled changes it at runtime)
   upload: true, // serve other peers (setUploadEnabled changes it at runtime)
   backBufferS: 30, // hlsConfig()'s backBufferLength: hls.js otherwise keeps every played second in memory; null: hls.js's default (Infinity)
+  liveCatchUpRate: 1.1, // hlsConfig()'s maxLiveSyncPlaybackRate: a live page that fell behind its target latency plays up to this fast until back (else its lag, and the store behind it, only grow); 1: never
   auditDeliveries: false, // hash every fragment handed to hls.js again (stats().deliveries)
   random: Math.random, // randomness (peer choice, ids, jitter)
   Hls: null, // the hls.js class (default: globalThis.Hls)
@@ -223,7 +224,8 @@ export class P2PEngine {
   /** hls.js config: our fragment loader (playlists keep the default loader), a hook that hands
    * the Hls instance to the engine, and a bounded back buffer (options.backBufferS; hls.js's
    * default keeps all played media in the SourceBuffers, so a page's memory grows with the
-   * session). Spread it into `new Hls({...})`; `extra` wins over all of it. */
+   * session) and a live catch-up rate (options.liveCatchUpRate; hls.js's default 1 never
+   * catches up, so a page's lag behind live and the store it keeps grow). Spread it into `new Hls({...})`; `extra` wins over all of it. */
   hlsConfig(extra = {}) {
     const Hls = this.options.Hls || globalThis.Hls;
     if (!Hls) throw new Error("P2PEngine: hls.js not found (pass options.Hls)");
@@ -240,6 +242,7 @@ export class P2PEngine {
       fLoader: makeFragmentLoader(this, Hls.DefaultConfig.loader),
       abrController: P2PAbrController,
       ...backBuffer,
+      maxLiveSyncPlaybackRate: this.options.liveCatchUpRate,
       ...extra,
     };
   }

@@ -239,6 +239,8 @@ export interface P2PEngineOptions {
   upload?: boolean;
   /** hlsConfig()'s `backBufferLength` (s): hls.js otherwise keeps every played second in memory. null: hls.js's default (unbounded). Default 30. */
   backBufferS?: number | null;
+  /** hlsConfig()'s `maxLiveSyncPlaybackRate`: a live page behind its target latency plays up to this fast until back (hls.js's default 1 never catches up, so its lag and store grow). 1 to 2; default 1.1. */
+  liveCatchUpRate?: number;
   /** Hash every fragment handed to hls.js again (`stats().deliveries`; tests). Default false. */
   auditDeliveries?: boolean;
   /** Randomness (peer choice, ids, jitter). Default Math.random. */
@@ -523,6 +525,10 @@ export interface P2PHlsConfig {
   fLoader: any;
   /** hls.js's ABR controller, extended to attach the engine to the Hls instance. */
   abrController: any;
+  /** options.backBufferS (absent when it is null). */
+  backBufferLength?: number;
+  /** options.liveCatchUpRate. */
+  maxLiveSyncPlaybackRate: number;
 }
 
 /** The browser peer: one per hls.js instance. */

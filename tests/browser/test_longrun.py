@@ -2,12 +2,16 @@
 until the origin's window has turned over a few times; the page's store and every per-segment
 record of its exchange stay within what the window and the retention margin hold
 (docs/exchange.md section 3, "Bounds"), hls.js runs with a bounded back buffer, and the page's
-open peer connections stay flat.
+open peer connections stay flat; a page put behind its target latency catches up (hlsConfig()'s
+maxLiveSyncPlaybackRate, engine option liveCatchUpRate: with hls.js's default of 1 a page that
+fell behind stays behind, and a 60-minute soak drifted 16 s, its store from 20 to 31 segments).
 The hour-long version with memory figures is bench/soak_bench.py."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from typing import Any
 
 import pytest
@@ -31,11 +35,26 @@ RTC_JS = """() => { const sw = window.p2p.swarm;
   return {links: sw.links.size, pending: sw._pending.size, slots: sw.config.max_peers}; }"""
 BUFFERED_JS = """() => { const v = document.querySelector('video');
   return {start: v.buffered.length ? v.buffered.start(0) : null, now: v.currentTime}; }"""
+LATENCY_JS = """() => ({latency: window.hls.latency, target: window.hls.targetLatency,
+  rate: document.querySelector('video').playbackRate})"""
+BEHIND_S = 5.0  # how far the page is put back behind its target latency
 
 
 @pytest.fixture(autouse=True)
 def _browser_stack() -> None:
     require_browser_stack()
+
+
+async def wait_latency(page: Any, predicate: Any, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    seen: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        s = await page.evaluate(LATENCY_JS)
+        seen.append(s)
+        if s["latency"] is not None and predicate(s):
+            return s
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"no catch-up to the target latency in {timeout_s} s: {seen[-5:]}")
 
 
 async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() -> None:
@@ -73,6 +92,13 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
             samples.append(s)
         last = samples[-1]
         buffered = await page.evaluate(BUFFERED_JS)
+        # Put the page behind live (as a stall would; within its back buffer) and see it come
+        # back to its target latency by itself: hls.js's default rate 1 would keep the lag.
+        await page.evaluate(
+            f"() => {{ document.querySelector('video').currentTime -= {BEHIND_S}; }}"
+        )
+        behind = await page.evaluate(LATENCY_JS)
+        caught_up = await wait_latency(page, lambda s: s["latency"] <= s["target"] + 2.0, 150)
     # hls.js let go of played media: what it buffers behind the playhead stays within the back
     # buffer (and one segment of rounding), although far more than that was played.
     assert buffered["now"] - first["now"] > 3 * (BACK_BUFFER_S + seg_s), (first, buffered)
@@ -97,8 +123,11 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
     assert links[first:] == [1] * (len(samples) - first), (links, connected)
     assert all(len(s["peers"]) <= 1 for s in samples), samples[-1]["peers"]
     assert all(s["rtc"]["links"] + s["rtc"]["pending"] <= s["rtc"]["slots"] for s in samples)
+    assert behind["latency"] >= behind["target"] + BEHIND_S - 2.0, behind  # really put behind
     print(
         f"links {links}, connected {connected}; bound {bound} segments; store "
         f"{[s['storeSegments'] for s in samples]}, sizes "
-        f"{[s['segmentRecords']['sizes'] for s in samples]}, verified {last['segmentsVerified']}"
+        f"{[s['segmentRecords']['sizes'] for s in samples]}, verified {last['segmentsVerified']}; "
+        f"latency put to {behind['latency']:.1f} s (target {behind['target']:.1f}), back to "
+        f"{caught_up['latency']:.1f} s"
     )

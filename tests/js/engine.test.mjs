@@ -150,6 +150,19 @@ test("hlsConfig bounds hls.js's back buffer (30 s by default; null leaves hls.js
   assert.throws(() => new P2PEngine({ Hls: FakeHls, backBufferS: "30" }), /option backBufferS/);
 });
 
+test("hlsConfig lets a live page behind its target latency catch up (maxLiveSyncPlaybackRate 1.1 by default)", () => {
+  const engine = new P2PEngine({ Hls: FakeHls });
+  assert.equal(engine.hlsConfig().maxLiveSyncPlaybackRate, 1.1);
+  assert.equal(engine.hlsConfig({ maxLiveSyncPlaybackRate: 1.5 }).maxLiveSyncPlaybackRate, 1.5);
+  engine.destroy();
+  const never = new P2PEngine({ Hls: FakeHls, liveCatchUpRate: 1 });
+  assert.equal(never.hlsConfig().maxLiveSyncPlaybackRate, 1);
+  never.destroy();
+  for (const bad of [0.9, 2.5, "1.1", null]) {
+    assert.throws(() => new P2PEngine({ Hls: FakeHls, liveCatchUpRate: bad }), /option liveCatchUpRate: a playback rate/);
+  }
+});
+
 class FakeLink {
   constructor() {
     this.calls = [];
