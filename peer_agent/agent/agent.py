@@ -479,8 +479,10 @@ class Agent:
     # -- deciding ------------------------------------------------------------------------------
 
     def swarm_size(self) -> int:
-        """The swarm's size as the tracker last reported it (0: unknown or no swarm), for the
-        scheduler's seed rule (docs/scheduling.md), as the simulator passes it."""
+        """The swarm's size as the tracker last reported it (0: unknown, no swarm, or
+        ``scheduler_swarm_size`` off), for the scheduler's seed rule (docs/scheduling.md)."""
+        if not self.config.scheduler_swarm_size:
+            return 0
         size = getattr(self.swarm, "swarm_size", 0)
         return size if isinstance(size, int) else 0
 

@@ -11,6 +11,7 @@ bytes the test hands over piece by piece (good or corrupt); the relay and the do
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -307,9 +308,12 @@ async def test_the_agent_passes_the_trackers_swarm_size_to_the_scheduler(
 
     monkeypatch.setattr(agent_module, "decide", spy)
     agent = make_agent("-PH0001-sizesizesize")
+    agent.config = dataclasses.replace(agent.config, scheduler_swarm_size=True)
     agent.decide(NOW)  # a swarm that reports no size: unknown
     swarm = agent.swarm
     assert swarm is not None
     swarm.swarm_size = 1234  # type: ignore[attr-defined]
     agent.decide(NOW)
-    assert seen == [0, 1234]
+    agent.config = dataclasses.replace(agent.config, scheduler_swarm_size=False)
+    agent.decide(NOW)  # the default: not passed (it hurt real agents, issue 15)
+    assert seen == [0, 1234, 0]

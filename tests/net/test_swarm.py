@@ -12,6 +12,7 @@ import pytest
 from peer_agent.core.errors import CloseCode
 from peer_agent.core.events import HelloReceived, PeerHave, SessionClosed
 from peer_agent.core.ids import SegmentId
+from peer_agent.core.overlay import RefillConfig
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.rtc import PeerLink
 from peer_agent.net.swarm import Swarm, SwarmConfig, make_peer_id, swarm_id_for
@@ -26,6 +27,8 @@ SWARM_CONFIG = SwarmConfig(
     session=SessionConfig(),
     tracker=TrackerConfig(reconnect_initial_s=0.05, reconnect_max_s=0.5, min_announce_gap_s=0.2),
 )
+#: With the overlay options of issue 15 on (off by default).
+OVERLAY_CONFIG = dataclasses.replace(SWARM_CONFIG, refill=RefillConfig(), make_room=True)
 
 
 def test_swarm_id_and_peer_id() -> None:
@@ -190,7 +193,7 @@ async def test_unanswered_offers_expire_silently() -> None:
 
 async def test_full_member_answers_a_split_offer_by_closing_the_named_link() -> None:
     ra, rb, rn = Recorder(), Recorder(), Recorder()
-    a = manual_swarm("split-a", ra, max_peers=1)
+    a = manual_swarm("split-a", ra, max_peers=1, make_room=True)
     b, n = manual_swarm("split-b", rb), manual_swarm("split-n", rn)
     try:
         assert "split" in a.tracker.hints.caps
@@ -242,7 +245,7 @@ async def test_members_joining_one_by_one_all_fill_their_slots(server: RunningSe
     (before, the first two stayed a pair and later joiners paired only among themselves)."""
     info_hash = swarm_id_for("http://origin.test/overlay.m3u8")
     config = dataclasses.replace(
-        SWARM_CONFIG,
+        OVERLAY_CONFIG,
         max_peers=2,
         offers_per_announce=2,
         tracker=dataclasses.replace(SWARM_CONFIG.tracker, min_announce_gap_s=0.5),
@@ -280,7 +283,7 @@ async def test_members_joining_one_by_one_all_fill_their_slots(server: RunningSe
 
 async def test_offers_the_tracker_relayed_to_nobody_free_their_slots() -> None:
     rec = Recorder()
-    swarm = manual_swarm("unused", rec, max_peers=3, offers_per_announce=3)
+    swarm = manual_swarm("unused", rec, max_peers=3, offers_per_announce=3, refill=RefillConfig())
     try:
         offers = await swarm._make_offers()
         assert len(offers) == 3 and await swarm._make_offers() == []  # all slots reserved
