@@ -11,6 +11,7 @@ Opt-in: it runs only with `--only bench.soak_bench` or P2P_BENCH_SOAK=1 (bench/r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -29,11 +30,11 @@ RETAIN_BEHIND_S = 30.0  # the exchange's default margin (web_demo/segment_exchan
 STORE_BOUND_SEGMENTS = WINDOW_SEGMENTS + math.ceil(RETAIN_BEHIND_S / SEGMENT_S) + 2
 
 
-def renderer_rss_bytes() -> int:
-    """Resident memory of the Chromium renderer processes this process started (descendants
-    of ours: other Chromiums on a shared machine do not count), from /proc, summed."""
+def renderer_pids() -> set[int]:
+    """The Chromium renderer processes this process started (descendants of ours: other
+    Chromiums on a shared machine do not count), from /proc."""
     parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+    renderers: set[int] = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -46,8 +47,8 @@ def renderer_rss_bytes() -> int:
         for line in status.splitlines():
             if line.startswith("PPid:"):
                 parents[pid] = int(line.split()[1])
-            elif line.startswith("VmRSS:") and renderer:
-                rss[pid] = int(line.split()[1]) * 1024
+        if renderer:
+            renderers.add(pid)
     me = os.getpid()
 
     def ours(pid: int) -> bool:
@@ -59,7 +60,88 @@ def renderer_rss_bytes() -> int:
                 return False
         return False
 
-    return sum(v for pid, v in rss.items() if ours(pid))
+    return {pid for pid in renderers if ours(pid)}
+
+
+def rss_bytes(pids: set[int] | list[int]) -> dict[int, int]:
+    """Resident memory (VmRSS) of each process still alive, from /proc."""
+    return {pid: m["VmRSS"] for pid, m in proc_memory(pids).items()}
+
+
+def proc_memory(pids: set[int] | list[int]) -> dict[int, dict[str, int]]:
+    """VmRSS and its parts (RssAnon, RssFile, RssShmem), Pss, Pss_Anon and Pss_File in bytes,
+    and utime+stime in clock ticks (cpu_ticks), of each process still alive, from /proc. RssFile
+    is mostly Chromium's own code, faulted in as it runs and shared by every process: RssAnon
+    is what a page's own data can grow."""
+    out: dict[int, dict[str, int]] = {}
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        m = {}
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                m[key] = int(value.split()[0]) * 1024
+        with contextlib.suppress(OSError):  # proportional set size: shared pages split
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("Pss", "Pss_Anon", "Pss_File"):
+                    m[key] = int(value.split()[0]) * 1024
+        fields = stat.rsplit(")", 1)[1].split()
+        m["cpu_ticks"] = int(fields[11]) + int(fields[12])
+        out[pid] = m
+    return out
+
+
+def renderer_rss_bytes() -> int:
+    """Resident memory of this run's renderer processes, summed."""
+    return sum(rss_bytes(renderer_pids()).values())
+
+
+async def page_renderer(page: Any, candidates: set[int]) -> int | None:
+    """Which renderer process runs `page`: the one whose CPU time grows most while the page
+    spins for a second (Chromium hands a new page a spare renderer started earlier, so the
+    process that appears when a page opens is not the page's)."""
+    before = proc_memory(candidates)
+    await page.evaluate(
+        "() => { const end = performance.now() + 1000; while (performance.now() < end); }"
+    )
+    after = proc_memory(candidates)
+    grew = sorted(
+        ((after[p]["cpu_ticks"] - before[p]["cpu_ticks"], p) for p in after if p in before),
+        reverse=True,
+    )
+    if not grew or grew[0][0] <= 0:
+        return None
+    # Clearly this one: on a loaded machine the spin gets a share of a core, not all of it.
+    runner_up = grew[1][0] if len(grew) > 1 else 0
+    return grew[0][1] if grew[0][0] >= 2 * runner_up else None
+
+
+# hls.js alone, as a page embedding it without the engine would (the demo page's back buffer
+# and live sync), in a document of the demo's page server with the same hls.js build.
+PLAIN_JS = """async (url) => {
+  const { default: Hls } = await import('/vendor/hls.js/hls.mjs');
+  document.body.replaceChildren();
+  const video = document.body.appendChild(document.createElement('video'));
+  video.muted = true;
+  const hls = (window.hls = new Hls({liveSyncDurationCount: 3, backBufferLength: 30}));
+  hls.attachMedia(video);
+  hls.loadSource(url);
+  video.play().catch(() => {});
+}"""
+# Any page's media: the video's buffered seconds, playhead and hls.js's latency behind live.
+MEDIA_JS = """() => {
+  const v = document.querySelector('video');
+  let buffered = 0;
+  for (let i = 0; i < v.buffered.length; i++) buffered += v.buffered.end(i) - v.buffered.start(i);
+  const latency = window.hls ? window.hls.latency : null;
+  return {buffered_s: +buffered.toFixed(1), time: +v.currentTime.toFixed(1),
+          latency_s: Number.isFinite(latency) ? +latency.toFixed(1) : null};
+}"""
 
 
 def slope_per_10_min(points: list[tuple[float, float]]) -> float | None:
@@ -102,23 +184,48 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
                 await cdp.send("Performance.enable")
                 pages.append(page)
                 cdps.append(cdp)
+            # A plain hls.js page beside ours: growth it shows too is not ours.
+            plain = await context.new_page()
+            await plain.goto(f"{demo.page_url}config.json")
+            await plain.evaluate(PLAIN_JS, demo.master_url(config.stream))
+            plain_cdp = await context.new_cdp_session(plain)
+            await plain_cdp.send("Performance.enable")
+            names = ["p0", "p1", "plain"]
+            pages.append(plain)
+            cdps.append(plain_cdp)
+            for page in pages:
+                await page.wait_for_function("() => window.hls", timeout=60_000)
+            pids = [await page_renderer(page, renderer_pids()) for page in pages]
             t0 = time.monotonic()
             while True:
                 elapsed = time.monotonic() - t0
                 row: dict[str, Any] = {"t_s": round(elapsed, 1)}
-                row["renderer_rss"] = renderer_rss_bytes()
-                for i, (page, cdp) in enumerate(zip(pages, cdps, strict=True)):
+                procs = proc_memory(renderer_pids())
+                row["renderer_rss"] = sum(m["VmRSS"] for m in procs.values())
+                for name, page, cdp, pid in zip(names, pages, cdps, pids, strict=True):
                     await cdp.send("HeapProfiler.collectGarbage")
                     metrics = await cdp.send("Performance.getMetrics")
-                    heap = {m["name"]: m["value"] for m in metrics["metrics"]}["JSHeapUsedSize"]
+                    m = {m["name"]: m["value"] for m in metrics["metrics"]}
+                    dom = await cdp.send("Memory.getDOMCounters")
+                    media = await page.evaluate(MEDIA_JS)
                     s = await page.evaluate(STATS_JS) or {}
-                    row[f"p{i}"] = {
-                        "heap": int(heap),
+                    own = procs.get(pid, {}) if pid else {}
+                    row[name] = {
+                        "heap": int(m["JSHeapUsedSize"]),
+                        "rss": own.get("VmRSS"),
+                        "rss_anon": own.get("RssAnon"),
+                        "rss_shmem": own.get("RssShmem"),
+                        "rss_file": own.get("RssFile"),
+                        "nodes": dom["nodes"],
+                        "listeners": dom["jsEventListeners"],
+                        "documents": dom["documents"],
+                        "buffered_s": media["buffered_s"],
+                        "latency_s": media["latency_s"],
                         "store_segments": s.get("storeSegments"),
                         "store_bytes": s.get("storeBytes"),
                         "sizes": (s.get("segmentRecords") or {}).get("sizes"),
                         "peers": s.get("connectedPeers"),
-                        "time": round(s.get("currentTime") or 0.0, 1),
+                        "time": media["time"],
                         "media_error": s.get("mediaError"),
                     }
                 samples.append(row)
@@ -133,10 +240,15 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
     result["renderer_mb_per_10_min"] = slope_per_10_min(
         [(r["t_s"], r["renderer_rss"]) for r in after]
     )
-    for i in range(2):
-        result[f"p{i}_heap_mb_per_10_min"] = slope_per_10_min(
-            [(r["t_s"], r[f"p{i}"]["heap"]) for r in after]
+    result["renderer_pids"] = dict(zip(names, pids, strict=True))
+    for name in names:
+        result[f"{name}_heap_mb_per_10_min"] = slope_per_10_min(
+            [(r["t_s"], r[name]["heap"]) for r in after]
         )
+        for key in ("rss", "rss_anon"):
+            result[f"{name}_{key}_mb_per_10_min"] = slope_per_10_min(
+                [(r["t_s"], r[name][key]) for r in after if r[name][key] is not None]
+            )
     return result
 
 
@@ -195,26 +307,46 @@ def render(result: dict[str, Any], every_s: float) -> str:
         "",
         f"{duration_s / 60:.0f} minutes, sampled every {every_s:.0f} s; growth after a "
         f"{warmup_s / 60:.0f}-minute warm-up (least squares, MB per 10 minutes; aim <= 1 per "
-        "page). JS heap after a forced GC (CDP); renderer: RSS of this run's renderer processes "
-        "(shared pages count in each). A 2-minute --quick run is all warm-up: its slopes say "
+        "page). JS heap after a forced GC (CDP); renderers: RSS of this run's renderer processes "
+        "summed; a page's RSS: its own renderer (the one that spins while the page does). A "
+        "third page plays the same stream with plain hls.js. Buffered: the video's buffered "
+        "seconds; latency: hls.js's, behind the live edge; DOM nodes: CDP "
+        "Memory.getDOMCounters. A 2-minute --quick run is all warm-up: its slopes say "
         "nothing about hours.",
         "",
-        "| t (s) | p0 heap MB | p1 heap MB | renderer MB | p0 store (segs) | p1 store | "
-        "p0 sizes | p0 peers | p1 peers |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| t (s) | p0 heap MB | p1 heap MB | renderers MB | p0 / p1 / plain RSS (anon) MB | "
+        "p0 store (segs) | p1 store | p0 sizes | p0 / p1 peers | p0 / plain buffered s | "
+        "p0 / p1 / plain latency s | p0 / plain DOM nodes |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["samples"]:
-        p0, p1 = r["p0"], r["p1"]
+        p0, p1, pl = r["p0"], r["p1"], r.get("plain", {})
+
+        def mb(v: int | None) -> str:
+            return "?" if v is None else f"{v / MB:.0f}"
+
         lines.append(
             f"| {r['t_s']:.0f} | {p0['heap'] / MB:.1f} | {p1['heap'] / MB:.1f} | "
-            f"{r['renderer_rss'] / MB:.0f} | {p0['store_segments']} | {p1['store_segments']} | "
-            f"{p0['sizes']} | {p0['peers']} | {p1['peers']} |"
+            f"{r['renderer_rss'] / MB:.0f} | {mb(p0.get('rss'))} ({mb(p0.get('rss_anon'))}) / "
+            f"{mb(p1.get('rss'))} ({mb(p1.get('rss_anon'))}) / {mb(pl.get('rss'))} "
+            f"({mb(pl.get('rss_anon'))}) | {p0['store_segments']} | {p1['store_segments']} | "
+            f"{p0['sizes']} | {p0['peers']} / {p1['peers']} | {p0.get('buffered_s')} / "
+            f"{pl.get('buffered_s')} | {p0.get('latency_s')} / {p1.get('latency_s')} / "
+            f"{pl.get('latency_s')} | {p0.get('nodes')} / {pl.get('nodes')} |"
         )
     lines += [
         "",
         f"Growth (MB / 10 min): page 0 heap {_fmt(result['p0_heap_mb_per_10_min'])}, page 1 "
         f"heap {_fmt(result['p1_heap_mb_per_10_min'])}, renderers "
-        f"{_fmt(result['renderer_mb_per_10_min'])} (both pages).",
+        f"{_fmt(result['renderer_mb_per_10_min'])} (all of this run's renderers). Each page's "
+        f"own renderer's RSS (anonymous part): page 0 {_fmt(result.get('p0_rss_mb_per_10_min'))} "
+        f"({_fmt(result.get('p0_rss_anon_mb_per_10_min'))}), page 1 "
+        f"{_fmt(result.get('p1_rss_mb_per_10_min'))} "
+        f"({_fmt(result.get('p1_rss_anon_mb_per_10_min'))}), plain hls.js (no engine, same "
+        f"hls.js options) {_fmt(result.get('plain_rss_mb_per_10_min'))} "
+        f"({_fmt(result.get('plain_rss_anon_mb_per_10_min'))}): growth the plain page shows "
+        "too is hls.js's or Chromium's, not ours; the rest of RSS is mostly Chromium's code, "
+        "shared by all its processes and faulted in as it runs.",
         "",
         bounds_line(result),
     ]
