@@ -30,10 +30,8 @@ import { CloseCode } from "./wire.js";
 export const DEFAULT_SWARM_CONFIG = Object.freeze({
   max_peers: 8, // links kept at once (pending offers reserve slots)
   offers_per_announce: 3, // fresh offers per announce (the tracker allows at most 5)
-  // Announce while slots are free ({base_s: 2, max_s: 30}); null: only every interval. Off by
-  // default, as make_room, like the agent's SwarmConfig (it hurt real agents in p2p-loadtest).
-  refill: null,
-  make_room: false, // answer split offers when full (announce the "split" capability)
+  refill: { base_s: 2.0, max_s: 30.0 }, // announce while slots are free; null: only every interval
+  make_room: true, // answer split offers when full (announce the "split" capability)
   offer_reserve_s: 10.0, // with refill: an offer unanswered this long is closed before the next announce
 });
 

@@ -73,9 +73,8 @@ class AgentConfig:
     #: Times a segment is refetched from the CDN after failing its hash before giving up.
     max_hash_retries: int = 3
     #: Pass the tracker's swarm size to the scheduler (its seed rule, docs/scheduling.md), as
-    #: the simulator does. Off by default: in a 20-agent p2p-loadtest (issue 15) it cut the
-    #: offload from 0.87 to 0.46 with 30 stalls instead of 0, one run each, shared machine.
-    scheduler_swarm_size: bool = False
+    #: the simulator does (issue 15, finding 3); load-test figures in docs/signaling.md.
+    scheduler_swarm_size: bool = True
     #: Base :class:`peer_agent.net.swarm.SwarmConfig` (tracker timings, buffers...); the agent
     #: sets ``max_peers``, ``ice_servers``, ``host_addresses`` and leech-only on top of it.
     swarm: Any = None

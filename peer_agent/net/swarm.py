@@ -101,12 +101,10 @@ class SwarmConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     # Announce while slots are free (RefillConfig(): 2 s doubling to 30 s); None: only every
-    # interval. Off by default, as make_room: in a 20-agent p2p-loadtest (issue 15, shared
-    # machine, one run each) refill alone cut the offload from 0.87 to 0.36 (70 stalls, links
-    # churning), refill with make_room to 0.13; the simulator shows what splitting gains.
-    refill: RefillConfig | None = None
+    # interval. Load-test figures with and without: docs/signaling.md, "Filling neighbour slots".
+    refill: RefillConfig | None = field(default_factory=RefillConfig)
     # Answer split offers when full (announce the "split" capability).
-    make_room: bool = False
+    make_room: bool = True
     # With refill: an offer unanswered this long is closed before the next announce, freeing
     # its slot (a member whose `connected` the tracker saw stale may have refused it).
     offer_reserve_s: float = 10.0

@@ -68,9 +68,8 @@ class Scenario:
     #: How the tracker pairs: ``split`` (a newcomer meets random members of the whole swarm;
     #: for a full one the tracker splits one of its links, as the signaling server does with
     #: clients that can make room) or ``free`` (only members with a free slot: the pairing
-    #: before issue 15, which chains the overlay by join time). ``free`` by default, as our
-    #: clients do not make room by default (docs/signaling.md, "Filling neighbour slots").
-    pairing: str = "free"
+    #: before issue 15, which chains the overlay by join time).
+    pairing: str = "split"
     #: VOD stream length (media seconds); defaults to duration_s + join_over_s.
     vod_length_s: float | None = None
     #: Simulation step; smaller is more precise and slower.

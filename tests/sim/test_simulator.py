@@ -232,8 +232,8 @@ def test_split_pairing_keeps_the_overlay_small_world() -> None:
     sc = ISSUE_SCENARIO.with_overrides(
         peers=200, duration_s=40.0, join_over_s=30.0, tick_s=0.2, max_peers=8
     )
-    free = simulate(sc, per_peer=False).overlay  # the default
-    split = simulate(sc.with_overrides(pairing="split"), per_peer=False).overlay
+    free = simulate(sc.with_overrides(pairing="free"), per_peer=False).overlay
+    split = simulate(sc, per_peer=False).overlay  # the default
     assert free is not None and split is not None
     assert split["splits"] > 0 and free["splits"] == 0
     assert split["unreachable_max"] == 0
