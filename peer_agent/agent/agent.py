@@ -23,7 +23,13 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ..core.cdn_phase import CdnFetchCounts
-from ..core.events import HelloReceived
+from ..core.events import (
+    DataReceived,
+    HelloReceived,
+    RequestCompleted,
+    RequestFailed,
+    SessionClosed,
+)
 from ..core.exchange import SegmentExchange
 from ..core.exchange_actions import (
     AnnounceFetching,
@@ -35,7 +41,7 @@ from ..core.exchange_actions import (
 from ..core.exchange_state import Penalties, Transfer, Verdict
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
-from ..core.scheduler import decide
+from ..core.scheduler import CancelTransfer, FetchFromPeer, decide
 from ..core.store import SegmentStore
 from ..core.wire import FetchingEntry
 from . import intake, report
@@ -43,6 +49,7 @@ from .cdn import CdnError, CdnFetcher, CdnTooLarge
 from .config import AgentConfig
 from .glue import ExchangeGlue
 from .integrity import Manifest, ManifestRejected, hash_service_manifest_url
+from .links import peer_id_of
 from .playlist import (
     InitMap,
     Rendition,
@@ -52,6 +59,7 @@ from .playlist import (
     parse_master,
     parse_media,
 )
+from .requests import RequestLog
 from .state import SwarmFactory, SwarmLike
 from .swarm_setup import default_swarm_factory, ice_servers_of, make_ids
 
@@ -130,6 +138,7 @@ class Agent:
         self.link_paths: list[dict[str, Any]] = []
         self.latency_samples: list[float] = []
         self.started_at = 0.0
+        self.requests = RequestLog(0.0)
         self.final_now: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -343,6 +352,7 @@ class Agent:
         """Play until ``duration_s`` has passed, the stream ended, or :meth:`stop`."""
         self._loop = asyncio.get_running_loop()
         self.started_at = self.now()
+        self.requests.restart(self.started_at)
         try:
             await self._load_playlists()
             await self._load_manifest()
@@ -502,8 +512,30 @@ class Agent:
         )
         decision = decide(view, self.config.scheduler, self.rng)
         self.decisions += 1
+        for action in decision.actions:
+            if isinstance(action, CancelTransfer) and action.peer_id is not None:
+                self.requests.ended(action.segment, action.peer_id, f"cancel:{action.reason}", now)
         self.exchange.apply(decision.actions, now)
+        started = []
+        for action in decision.actions:
+            if isinstance(action, FetchFromPeer):
+                transfer = self.exchange.transfers.get(action.segment)
+                if (
+                    transfer is not None
+                    and transfer.peer_id == action.peer_id
+                    and transfer.started_at == now
+                ):
+                    info = self.info(action.segment)
+                    ahead_s = 0.0 if info is None else info.start_s - view.playhead_s
+                    self.requests.sent(
+                        action.segment, action.peer_id, action.reason, transfer.offset, ahead_s, now
+                    )
+                    started.append(action)
         self.flush()
+        for action in started:
+            transfer = self.exchange.transfers.get(action.segment)
+            if transfer is None or transfer.peer_id != action.peer_id:
+                self.requests.ended(action.segment, action.peer_id, "not_sent", now)
         if decision.wake_at is None:
             return now + self.config.scheduler.idle_recheck_s
         return decision.wake_at
@@ -513,7 +545,19 @@ class Agent:
     def on_event(self, link: Any, event: Any) -> None:
         """The swarm's ``on_event(link, event)``: one peer session event."""
         if self._loop is not None:
+            self._log_request_event(link, event)
             self.glue.on_event(link, event)
+
+    def _log_request_event(self, link: Any, event: Any) -> None:
+        if isinstance(event, DataReceived):
+            self.requests.data(event.segment, peer_id_of(link), len(event.data), self.now())
+        elif isinstance(event, RequestCompleted):
+            self.requests.ended(event.segment, peer_id_of(link), "completed", self.now())
+        elif isinstance(event, RequestFailed):
+            outcome = f"failed:{event.reason}"
+            self.requests.ended(event.segment, peer_id_of(link), outcome, self.now())
+        elif isinstance(event, SessionClosed):
+            self.requests.peer_closed(peer_id_of(link), self.now())
 
     def flush(self) -> None:
         """Carry out the exchange's actions (after an input given to it directly)."""

@@ -75,6 +75,9 @@ class AgentConfig:
     #: Pass the tracker's swarm size to the scheduler (its seed rule, docs/scheduling.md), as
     #: the simulator does (issue 15, finding 3); load-test figures in docs/signaling.md.
     scheduler_swarm_size: bool = True
+    #: Put every download from a peer (sent, first byte, last byte, outcome; at most 4096) in
+    #: the summary as ``request_timeline`` (:mod:`peer_agent.agent.requests`).
+    request_timeline: bool = False
     #: Base :class:`peer_agent.net.swarm.SwarmConfig` (tracker timings, buffers...); the agent
     #: sets ``max_peers``, ``ice_servers``, ``host_addresses`` and leech-only on top of it.
     swarm: Any = None

@@ -13,8 +13,10 @@ from ..core.cdn_phase import CdnFetchCounts
 from ..core.exchange import SegmentExchange
 from ..core.playback import PlaybackModel
 from .cdn import CdnFetcher
+from .config import AgentConfig
 from .integrity import Manifest
 from .playlist import Rendition, Timeline
+from .requests import RequestLog
 
 
 class Reported(Protocol):
@@ -33,6 +35,8 @@ class Reported(Protocol):
     inits_verified: int
     decisions: int
     link_paths: list[dict[str, Any]]
+    requests: RequestLog
+    config: AgentConfig
     last_sequence_delivered: int
 
     @property
@@ -140,6 +144,9 @@ def summary(agent: Reported) -> dict[str, Any]:
         "tracker_announce_replies": _tracker_stat(agent, "announce_replies"),
         "tracker_error": _tracker_error(agent),
         "decisions": agent.decisions,
+        # Downloads from peers: outcomes, first byte and completion times (docs/netbed.md).
+        "peer_requests": agent.requests.summary(),
+        **({"request_timeline": agent.requests.records()} if agent.config.request_timeline else {}),
     }
 
 

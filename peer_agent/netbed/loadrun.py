@@ -112,6 +112,8 @@ class RunPlan:
     segment_s: float = 2.0
     latency_segments: int = 3
     seed: int = 1
+    #: agents put every download from a peer in their summary (``--request-timeline``)
+    request_timeline: bool = False
 
 
 def path_type(local: str | None, remote: str | None) -> str:
@@ -146,6 +148,12 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
         "segments_played": sum(a["segments_played"] for a in ok),
         "startup_s_median": _pct([a["startup_s"] for a in ok if a["startup_s"] is not None], 0.5),
     }
+    outcomes: dict[str, int] = {}
+    for a in ok:
+        for name, count in a.get("peer_requests", {}).get("outcomes", {}).items():
+            outcomes[name] = outcomes.get(name, 0) + count
+    if outcomes:
+        out["peer_requests"] = dict(sorted(outcomes.items()))
     paths: dict[str, list[float]] = {}
     for a in ok:
         for link in a.get("link_paths", []):
@@ -174,6 +182,8 @@ class BedLoadTest:
         self.kinds = profile.kinds(plan.agents, rng)
         self.bed = NetBed([profile.spec(k) for k in self.kinds], seed=plan.seed)
         self.turn = Coturn(self.bed)
+        #: every agent's summary of the last :meth:`run`, per run (``baseline``, ``p2p``)
+        self.results: dict[str, list[dict[str, Any]]] = {}
 
     def _wait_tcp(self, port: int, timeout_s: float) -> None:
         probe = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
@@ -209,6 +219,8 @@ class BedLoadTest:
             if p2p:
                 tracker = f"ws://{PUB_ADDRESS}:{SIGNALING_PORT}/announce"
                 argv += ["--tracker", tracker, "--ice-from-tracker"]
+                if plan.request_timeline:
+                    argv += ["--request-timeline"]
             proc = self.bed.popen(
                 host.ns, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
@@ -243,6 +255,7 @@ class BedLoadTest:
                 baseline = self._run(p2p=False)
                 turn_before = self.turn.relayed_bytes()
                 p2p = self._run(p2p=True)
+                self.results = {"baseline": baseline, "p2p": p2p}
             finally:
                 self.turn.stop()
             turn_bytes = self.turn.relayed_bytes() - turn_before
@@ -315,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uplink-kbit", type=int, default=dp.uplink_kbit)
     p.add_argument("--downlink-kbit", type=int, default=dp.downlink_kbit)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--agents-out",
+        metavar="FILE",
+        help="write every agent's summary (with its request timeline) to FILE as JSON",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -333,15 +351,20 @@ def main(argv: list[str] | None = None) -> int:
             segment_s=args.segment_s,
             latency_segments=args.latency_segments,
             seed=args.seed,
+            request_timeline=args.agents_out is not None,
         )
     except ValueError as exc:
         print(f"loadrun: {exc}", file=sys.stderr)
         return 2
+    test = BedLoadTest(profile, plan)
     try:
-        report = BedLoadTest(profile, plan).run()
+        report = test.run()
     except BedError as exc:
         print(f"loadrun: {exc}", file=sys.stderr)
         return 1
+    if args.agents_out:
+        with open(args.agents_out, "w") as f:
+            json.dump(test.results, f)
     print(json.dumps(report, indent=None if args.json else 1))
     return 0
 

@@ -1,0 +1,39 @@
+"""The agent's per-request timelines (peer_agent/agent/requests.py): pure bookkeeping."""
+
+from __future__ import annotations
+
+from peer_agent.agent.requests import MAX_RECORDS, RequestLog
+from peer_agent.core.ids import SegmentId
+
+S1, S2 = SegmentId(0, 1), SegmentId(0, 2)
+
+
+def test_a_request_is_timed_from_sent_to_its_end() -> None:
+    log = RequestLog(started_at=100.0)
+    log.sent(S1, "alice", "have", 0, ahead_s=4.0, now=101.0)
+    log.data(S1, "bob", 500, now=101.1)  # another peer's bytes do not count
+    log.data(S1, "alice", 1000, now=101.3)
+    log.data(S1, "alice", 1000, now=101.8)
+    log.ended(S1, "alice", "completed", now=101.9)
+    log.sent(S2, "bob", "cut_through", 0, ahead_s=3.0, now=102.0)
+    log.ended(S2, "bob", "cancel:stalled", now=103.6)
+    [done, cancelled] = log.records()
+    assert done["first_byte_s"] == 1.3 and done["last_byte_s"] == 1.8 and done["bytes"] == 2000
+    assert done["outcome"] == "completed" and done["end_s"] == 1.9
+    assert cancelled["outcome"] == "cancel:stalled" and cancelled["quiet_s"] == 1.6
+    summary = log.summary()
+    assert summary["outcomes"] == {"cancel:stalled": 1, "completed": 1}
+    assert summary["first_byte_s_p50"] == 0.3 and summary["completed_s_p50"] == 0.9
+
+
+def test_a_closed_peer_ends_its_requests_and_records_are_bounded() -> None:
+    log = RequestLog(started_at=0.0)
+    log.sent(S1, "alice", "have", 0, ahead_s=4.0, now=1.0)
+    log.sent(S2, "bob", "have", 0, ahead_s=4.0, now=1.0)
+    log.peer_closed("alice", now=2.0)
+    assert log.summary()["outcomes"] == {"closed": 1}
+    assert [r["outcome"] for r in log.records()] == ["closed", "open"]
+    for n in range(MAX_RECORDS + 10):
+        log.sent(SegmentId(1, n), "carol", "have", 0, ahead_s=1.0, now=3.0)
+        log.ended(SegmentId(1, n), "carol", "completed", now=3.5)
+    assert len(log.records()) == MAX_RECORDS
