@@ -36,6 +36,7 @@ export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize =
       have: new Set(nb.have),
       fetching: new Set(nb.fetching),
       throughput_bytes_per_s: ex.peerRates.get(nb.peer_id)?.estimate ?? null,
+      rtt_s: ex.peerRtts.get(nb.peer_id)?.rtt ?? null,
       choked_until: Math.max(nb.choked_until, ex.penalties.blockedUntil(nb.peer_id)),
       uploads: nb.uploads && !ex.penalties.isBanned(nb.peer_id),
     });

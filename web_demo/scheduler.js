@@ -11,6 +11,7 @@ export const DEFAULT_SCHEDULER_CONFIG = Object.freeze({
   cdn_latency_s: 0.1,
   assumed_cdn_bytes_per_s: 1_000_000.0,
   peer_stall_timeout_s: 1.5,
+  stall_timeout_rtts: 4.0,
   untried_peer_bytes_per_s: 500_000.0,
   max_downloads_from_peers: 6,
   max_downloads_per_peer: 2,
@@ -83,6 +84,9 @@ function urgentWindow(bytes, view, cfg) {
 
 const peerRate = (peer, cfg) => peer.throughput_bytes_per_s || cfg.untried_peer_bytes_per_s;
 
+// The measured round trip to a peer, else the fallback (the largest measured to any neighbour).
+const peerRtt = (peer, fallback) => (peer && peer.rtt_s != null ? peer.rtt_s : fallback);
+
 function weightedPick(peers, cfg, random) {
   const ordered = [...peers].sort((a, b) => (a.peer_id < b.peer_id ? -1 : a.peer_id > b.peer_id ? 1 : 0));
   if (ordered.length === 1) return ordered[0];
@@ -109,7 +113,7 @@ function watchingClose(peer, earlier) {
 }
 
 // Downloads in flight during one decide() call, updated as actions are planned.
-function inFlightLoad(transfers) {
+function inFlightLoad(transfers, peers) {
   const perPeer = new Map();
   let fromPeers = 0;
   let fromCdn = 0;
@@ -120,7 +124,9 @@ function inFlightLoad(transfers) {
       fromPeers++;
     }
   }
-  return { perPeer, fromPeers, fromCdn, of: (id) => perPeer.get(id) || 0 };
+  let rttFallback = 0;
+  for (const p of peers) if (p.rtt_s != null && p.rtt_s > rttFallback) rttFallback = p.rtt_s;
+  return { perPeer, fromPeers, fromCdn, rttFallback, of: (id) => perPeer.get(id) || 0 };
 }
 
 // Phase 1, a peer transfer in flight: keep it (null) or cancel it and return the slot to plan
@@ -139,10 +145,11 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes) {
   else transferRate = cfg.untried_peer_bytes_per_s;
   const projected = now + remaining / transferRate;
   const lastCdnStart = slot.deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
-  const stalled = now - lastData >= cfg.peer_stall_timeout_s;
+  const stallTimeout = cfg.peer_stall_timeout_s + cfg.stall_timeout_rtts * peerRtt(peer, load.rttFallback);
+  const stalled = now - lastData >= stallTimeout;
   const tooSlow = projected > slot.deadline - cfg.deadline_margin_s && now >= lastCdnStart;
   if (!(stalled || tooSlow)) {
-    wakes.push(lastData + cfg.peer_stall_timeout_s, lastCdnStart);
+    wakes.push(lastData + stallTimeout, lastCdnStart);
     return null;
   }
   actions.push({
@@ -176,7 +183,7 @@ function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes
   const usable = (p) =>
     p.choked_until <= now &&
     load.of(p.peer_id) < cfg.max_downloads_per_peer &&
-    now + remaining / peerRate(p, cfg) <= latestFinish;
+    now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish;
 
   const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));
   const holders = sources.filter((p) => p.have.has(key));
@@ -292,16 +299,16 @@ function assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, 
  *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
  *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
  *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
- *   uploads}], cdn_throughput_bytes_per_s, connecting_until, swarm_size, fetchers (the signaling
- *   server's assignment: peer ids), fetchers_until (it holds until then) }
+ *   uploads, rtt_s (null: unknown)}], cdn_throughput_bytes_per_s, connecting_until, swarm_size,
+ *   fetchers (the signaling server's assignment: peer ids), fetchers_until (it holds until then) }
  * Returns { actions: [...], wake_at }.
  */
 export function decide(view, cfg, random) {
   const now = view.now;
   const rate = view.rate > 0 ? view.rate : 1.0;
   const inFlight = new Map(view.transfers.map((t) => [segmentKey(t.segment), t]));
-  const load = inFlightLoad(view.transfers);
   const peers = view.peers.filter((p) => p.peer_id !== view.self_id);
+  const load = inFlightLoad(view.transfers, peers);
   const actions = [];
   const wakes = [now + cfg.idle_recheck_s];
 

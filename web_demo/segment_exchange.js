@@ -16,7 +16,7 @@
 // Uint8Array copies; close_link also carries a `reason` text).
 
 import { segmentKey } from "./scheduler.js";
-import { SegmentStore, ThroughputEstimator } from "./store.js";
+import { RttEstimator, SegmentStore, ThroughputEstimator } from "./store.js";
 import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
 import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
@@ -134,6 +134,7 @@ export class SegmentExchange {
     this.hashRetries = new Map();
     this.neighbours = new Map(); // peer id -> {peer_id, have, fetching, uploads, choked_until, open, links}
     this.peerRates = new Map(); // peer id -> ThroughputEstimator
+    this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
     this.cdnRate = new ThroughputEstimator();
     this._nextFetchId = 1;
     this.bytesCdn = 0;
@@ -590,6 +591,14 @@ export class SegmentExchange {
         const key = segmentKey(arr(e.segment));
         const t = this._peerTransfer(link, e.request_id);
         const held = this.held.get(key);
+        if (t !== null && t.peer_id !== null) {
+          let rtt = this.peerRtts.get(t.peer_id);
+          if (rtt === undefined) {
+            rtt = new RttEstimator();
+            this.peerRtts.set(t.peer_id, rtt);
+          }
+          rtt.addSample(now - t.started_at);
+        }
         if (t !== null && held !== undefined) {
           held.total = e.total_bytes;
           if (!this.sizes.has(key)) this.sizes.set(key, e.total_bytes);
@@ -736,7 +745,10 @@ export class SegmentExchange {
     const nb = this.neighbours.get(peerId);
     if (nb !== undefined) {
       nb.links = nb.links.filter((l) => l !== link);
-      if (!nb.links.length) this.neighbours.delete(peerId);
+      if (!nb.links.length) {
+        this.neighbours.delete(peerId);
+        this.peerRtts.delete(peerId); // a new link may take another path
+      }
     }
     for (const t of [...this.transfers.values()]) {
       if (t.link === link && !t.verifying) {

@@ -142,3 +142,23 @@ export class ThroughputEstimator {
     return this._totalWeight > 0 ? this._estimate / this._totalWeight : null;
   }
 }
+
+// Round trip to one peer: the smallest of its last `window` request -> RESPONSE delays (as
+// peer_agent/core/throughput.py's RttEstimator). null until the first sample.
+export class RttEstimator {
+  constructor(window = 8) {
+    if (!(window >= 1)) throw new Error("window must be >= 1");
+    this._window = window;
+    this._samples = [];
+  }
+
+  addSample(rttS) {
+    if (!(rttS >= 0)) return;
+    this._samples.push(rttS);
+    if (this._samples.length > this._window) this._samples.shift();
+  }
+
+  get rtt() {
+    return this._samples.length ? Math.min(...this._samples) : null;
+  }
+}

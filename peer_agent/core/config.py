@@ -25,8 +25,13 @@ class SchedulerConfig:
     #: CDN time to first byte, and CDN throughput assumed until one is measured (bytes/s).
     cdn_latency_s: float = 0.1
     assumed_cdn_bytes_per_s: float = 1_000_000.0
-    #: A peer transfer that delivers no byte for this long is cancelled and re-planned.
+    #: A peer transfer that delivers no byte for this long, plus ``stall_timeout_rtts`` round
+    #: trips to that peer, is cancelled and re-planned.
     peer_stall_timeout_s: float = 1.5
+    #: Round trips added to ``peer_stall_timeout_s``: SCTP recovers a lost packet after its
+    #: retransmission timeout (at least 1 s, RTT + 4 x RTT variance above that) and the
+    #: retransmission still needs its trip; on loopback (RTT ~0) nothing is added.
+    stall_timeout_rtts: float = 4.0
     #: Throughput assumed for a peer never measured (the floor for untried peers), bytes/s.
     untried_peer_bytes_per_s: float = 500_000.0
     #: Downloads from peers in flight at once, in all and from any one peer.

@@ -51,7 +51,7 @@ from .scheduler import (
 )
 from .scheduler import CancelTransfer, FetchFromCdn, FetchFromPeer, SchedulerView
 from .store import SegmentStore
-from .throughput import ThroughputEstimator
+from .throughput import RttEstimator, ThroughputEstimator
 from .wire import FetchingEntry
 
 #: Peers whose identity keys are remembered at most (oldest HELLO first out).
@@ -84,6 +84,8 @@ class SegmentExchange:
         self.hash_retries: dict[SegmentId, int] = {}
         self.neighbours: dict[str, Neighbour] = {}
         self.peer_rates: dict[str, ThroughputEstimator] = {}
+        #: Round trip to each peer, from REQUEST -> RESPONSE delays (docs/scheduling.md).
+        self.peer_rtts: dict[str, RttEstimator] = {}
         self.cdn_rate = ThroughputEstimator()
         self.peers_seen: set[str] = set()
         self._next_fetch_id = 1
@@ -519,6 +521,9 @@ class SegmentExchange:
         elif isinstance(event, ev.ResponseStarted):
             transfer = self._peer_transfer(link, event.request_id)
             held = self.held.get(event.segment)
+            if transfer is not None and transfer.peer_id is not None:
+                rtt = self.peer_rtts.setdefault(transfer.peer_id, RttEstimator())
+                rtt.add_sample(now - transfer.started_at)
             if transfer is not None and held is not None:
                 held.total = event.total_bytes
                 self.sizes.setdefault(event.segment, event.total_bytes)
@@ -655,6 +660,7 @@ class SegmentExchange:
                 nb.links.remove(link)
             if not nb.links:
                 del self.neighbours[peer_id]
+                self.peer_rtts.pop(peer_id, None)  # a new link may take another path
         for transfer in list(self.transfers.values()):
             if transfer.link == link and not transfer.verifying:
                 del self.transfers[transfer.segment]

@@ -89,12 +89,14 @@ def build_view(
         if not nb.open:
             continue
         rate = ex.peer_rates.get(pid)
+        rtt = ex.peer_rtts.get(pid)
         peers.append(
             PeerView(
                 peer_id=pid,
                 have=frozenset(nb.have),
                 fetching=frozenset(nb.fetching),
                 throughput_bytes_per_s=rate.estimate_bytes_per_s if rate else None,
+                rtt_s=rtt.rtt_s if rtt else None,
                 choked_until=max(nb.choked_until, ex.penalties.blocked_until(pid)),
                 uploads=nb.uploads and not ex.penalties.is_banned(pid),
             )

@@ -88,6 +88,8 @@ class PeerView:
     choked_until: float = 0.0
     #: ``False`` for a leech-only peer, which never uploads.
     uploads: bool = True
+    #: Measured round trip to this peer (REQUEST -> RESPONSE); ``None`` when unknown.
+    rtt_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,14 @@ def _peer_rate(peer: PeerView, config: SchedulerConfig) -> float:
     )
 
 
+def _rtt_s(peer: PeerView | None, fallback_s: float) -> float:
+    """The measured round trip to ``peer``, else ``fallback_s`` (the largest measured to any
+    neighbour: a new peer's path is assumed no shorter than the known ones)."""
+    if peer is not None and peer.rtt_s is not None:
+        return peer.rtt_s
+    return fallback_s
+
+
 def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSource) -> PeerView:
     """Pick one of ``peers`` with probability proportional to its rate.
 
@@ -209,9 +219,11 @@ def _usable(
     latest_finish: float,
     peer_load: Counter[str],
     config: SchedulerConfig,
+    rtt_fallback_s: float,
 ) -> list[PeerView]:
     """Those of ``candidates`` (uploading, not avoided) that may be asked now and are projected
-    to deliver by ``latest_finish``."""
+    to deliver by ``latest_finish`` (one round trip for the request, then the bytes at its
+    rate)."""
     untried = config.untried_peer_bytes_per_s
     max_per_peer = config.max_downloads_per_peer
     return [
@@ -219,7 +231,10 @@ def _usable(
         for p in candidates
         if p.choked_until <= now
         and peer_load[p.peer_id] < max_per_peer
-        and now + remaining_bytes / (p.throughput_bytes_per_s or untried) <= latest_finish
+        and now
+        + (p.rtt_s if p.rtt_s is not None else rtt_fallback_s)
+        + remaining_bytes / (p.throughput_bytes_per_s or untried)
+        <= latest_finish
     ]
 
 
@@ -237,9 +252,9 @@ def _watching_close(peer: PeerView, earlier: tuple[SegmentId, ...]) -> bool:
 class _Load:
     """Downloads in flight during one ``decide`` call, updated as actions are planned."""
 
-    __slots__ = ("per_peer", "from_peers", "from_cdn")
+    __slots__ = ("per_peer", "from_peers", "from_cdn", "rtt_fallback_s")
 
-    def __init__(self, transfers: Sequence[TransferView]) -> None:
+    def __init__(self, transfers: Sequence[TransferView], peers: Sequence[PeerView]) -> None:
         per_peer: Counter[str] = Counter()
         from_cdn = 0
         for t in transfers:
@@ -250,6 +265,8 @@ class _Load:
         self.per_peer = per_peer
         self.from_peers = len(transfers) - from_cdn
         self.from_cdn = from_cdn
+        #: The largest measured round trip to any neighbour (0 when none is measured).
+        self.rtt_fallback_s = max((p.rtt_s for p in peers if p.rtt_s is not None), default=0.0)
 
 
 class _Slot(NamedTuple):
@@ -290,10 +307,13 @@ def _check_transfer(
     projected = now + remaining / rate_bytes_per_s
     last_cdn_start = slot.deadline - cdn_time_s(remaining, view, config)
     last_cdn_start -= config.deadline_margin_s
-    stalled = now - last_data >= config.peer_stall_timeout_s
+    stall_timeout_s = config.peer_stall_timeout_s + config.stall_timeout_rtts * _rtt_s(
+        peer, load.rtt_fallback_s
+    )
+    stalled = now - last_data >= stall_timeout_s
     too_slow = projected > slot.deadline - config.deadline_margin_s and now >= last_cdn_start
     if not (stalled or too_slow):
-        wakes.append(last_data + config.peer_stall_timeout_s)
+        wakes.append(last_data + stall_timeout_s)
         wakes.append(last_cdn_start)
         return None
     assert transfer.peer_id is not None
@@ -340,7 +360,7 @@ def _from_urgency_or_peers(
                 fetchers.append(p)
     if load.from_peers < config.max_downloads_from_peers:
         reason = "have"
-        terms = (now, remaining, latest_finish, load.per_peer, config)
+        terms = (now, remaining, latest_finish, load.per_peer, config, load.rtt_fallback_s)
         candidates = _usable(holders, *terms)
         if not candidates and config.cut_through:
             candidates = _usable(fetchers, *terms)
@@ -461,8 +481,8 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     now = view.now
     rate = view.rate if view.rate > 0 else 1.0
     in_flight = {t.segment: t for t in view.transfers}
-    load = _Load(view.transfers)
     peers = {p.peer_id: p for p in view.peers if p.peer_id != view.self_id}
+    load = _Load(view.transfers, list(peers.values()))
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
 

@@ -41,3 +41,31 @@ class ThroughputEstimator:
         if self._total_weight <= 0:
             return None
         return self._estimate / self._total_weight
+
+
+class RttEstimator:
+    """Round trip to one peer: the smallest of its last ``window`` request -> RESPONSE delays.
+
+    A REQUEST's RESPONSE comes one round trip later plus whatever the peer took to answer
+    (a lost packet, a cut-through relay waiting for its source), so the smallest recent sample
+    is the closest to the path's round trip. ``None`` until the first sample.
+    """
+
+    __slots__ = ("_samples", "_window")
+
+    def __init__(self, window: int = 8) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self._window = window
+        self._samples: list[float] = []
+
+    def add_sample(self, rtt_s: float) -> None:
+        if rtt_s < 0:
+            return  # a clock that went backwards teaches nothing
+        self._samples.append(rtt_s)
+        if len(self._samples) > self._window:
+            del self._samples[0]
+
+    @property
+    def rtt_s(self) -> float | None:
+        return min(self._samples) if self._samples else None

@@ -88,6 +88,7 @@ def scheduler_view(d: dict[str, Any]) -> SchedulerView:
                 throughput_bytes_per_s=p["throughput_bytes_per_s"],
                 choked_until=p["choked_until"],
                 uploads=p["uploads"],
+                rtt_s=p.get("rtt_s"),
             )
             for p in d["peers"]
         ],
