@@ -19,8 +19,10 @@ export interface SchedulerOptions {
   cdn_latency_s?: number;
   /** CDN throughput assumed before one was measured (bytes/s). Default 1e6. */
   assumed_cdn_bytes_per_s?: number;
-  /** A peer transfer with no bytes this long is cancelled and resumed elsewhere (s). Default 1.5. */
+  /** A peer transfer with no bytes this long, plus `stall_timeout_rtts` measured round trips to that peer, is cancelled and resumed elsewhere (s). Default 1.5. */
   peer_stall_timeout_s?: number;
+  /** Round trips to the peer added to the stall timeout (docs/scheduling.md). Default 4. */
+  stall_timeout_rtts?: number;
   /** Throughput assumed for a peer never measured (bytes/s). Default 5e5. */
   untried_peer_bytes_per_s?: number;
   /** Concurrent downloads from peers. Default 6. */
@@ -47,9 +49,9 @@ export interface SchedulerOptions {
 export interface SessionOptions {
   /** A peer that sends no HELLO in this long is closed (s). Default 10. */
   hello_timeout_s?: number;
-  /** A request with no response this long fails (s). Default 2. */
+  /** A request with no response this long fails (s). Default 4. */
   request_timeout_s?: number;
-  /** A transfer with no data this long fails (s). Default 2. */
+  /** A transfer with no data this long fails (s). Default 4. */
   idle_data_timeout_s?: number;
   /** Largest data-channel message (bytes). Default 65536. */
   max_message_bytes?: number;
@@ -142,8 +144,10 @@ export interface ExchangeOptions {
   points_request_after_have?: number;
   /** Penalty points of an ABSENT for a segment the peer announced FETCHING (not HAVE). Default 1. */
   points_absent_after_fetching?: number;
-  /** A peer download cancelled after this long without a byte is a stall (s). Default 1. */
+  /** A peer download cancelled after this long without a byte, plus `stall_rtts` round trips, is a stall if the peer owed bytes (s). Default 1. */
   stall_s?: number;
+  /** Measured round trips to the peer added to `stall_s`. Default 4. */
+  stall_rtts?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
   points_stall?: number;
   /** Penalty points of a session we closed for a protocol error or a limit. Default 4. */

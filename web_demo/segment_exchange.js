@@ -54,7 +54,8 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   points_absent_after_have: 4.0, // an ABSENT for a segment the peer announced (HAVE): one refuses
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
-  stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall
+  stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall,
+  stall_rtts: 4.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
@@ -98,6 +99,7 @@ export function exchangeConfig(overrides = {}) {
   const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
   if (!(c.stall_s > 0)) throw new Error("stall_s must be positive");
+  if (!(c.stall_rtts >= 0)) throw new Error("stall_rtts must be >= 0");
   if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
   if (!(c.refuse_s >= 0 && c.refuse_s <= c.max_refuse_s)) throw new Error("need 0 <= refuse_s <= max_refuse_s");
   if (!(c.default_bitrate_bits_per_s > 0 && c.upload_cap_copies > 0)) {
@@ -333,6 +335,7 @@ export class SegmentExchange {
       last_data_at: null,
       received: 0,
       verifying: false, // every byte is held and being checked: the scheduler sees a CDN fetch
+      responded: false, // the peer answered the request (RESPONSE): it owes us the bytes
       ...extra,
     };
   }
@@ -370,13 +373,27 @@ export class SegmentExchange {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
       const quietSince = t.last_data_at || t.started_at;
       // it stopped sending: a stall
-      if (now - quietSince >= this.config.stall_s) {
+      if (now - quietSince >= this._stallS(t.peer_id) && this._owed(t)) {
         this.offence(t.peer_id, t.link, Offence.STALL, now);
         // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than let
         // their downstream blame us for our upstream's stall
         this.server.abortRelays(key);
       }
     }
+  }
+
+  // Silence after which a cancelled download counts as a stall: stall_s plus stall_rtts measured
+  // round trips (SCTP needs at least 1 s and a trip to recover one lost packet).
+  _stallS(peerId) {
+    const rtt = this.peerRtts.get(peerId)?.rtt ?? 0;
+    return this.config.stall_s + this.config.stall_rtts * rtt;
+  }
+
+  // Whether the peer owed us bytes: it answered the request, or announced the segment as HAVE (a
+  // relay still waiting for its own source is not stalling).
+  _owed(t) {
+    const nb = this.neighbours.get(t.peer_id);
+    return t.responded || (nb !== undefined && nb.have.has(t.key));
   }
 
   // --- the CDN --------------------------------------------------------------------------------
@@ -598,6 +615,7 @@ export class SegmentExchange {
             this.peerRtts.set(t.peer_id, rtt);
           }
           rtt.addSample(now - t.started_at);
+          t.responded = true;
         }
         if (t !== null && held !== undefined) {
           held.total = e.total_bytes;
@@ -730,7 +748,7 @@ export class SegmentExchange {
         if (announced) this.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now);
         // it said FETCHING: a lie, or its download went away
         else if (fetching) this.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now);
-      } else if (e.reason === "timeout") {
+      } else if (e.reason === "timeout" && this._owed(t)) {
         this.offence(pid, link, Offence.STALL, now);
       }
     }

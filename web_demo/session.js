@@ -46,8 +46,8 @@ const MAX_U32 = 0xffffffff;
 /** Every option with its default (docs/protocol.md §8). */
 export const DEFAULT_SESSION_CONFIG = Object.freeze({
   hello_timeout_s: 10.0,
-  request_timeout_s: 2.0,
-  idle_data_timeout_s: 2.0,
+  request_timeout_s: 4.0, // a backstop behind the scheduler's round-trip-aware stall timeout
+  idle_data_timeout_s: 4.0,
   max_message_bytes: MAX_MESSAGE_BYTES,
   data_frame_bytes: MAX_MESSAGE_BYTES,
   max_inbound_requests: 8,

@@ -345,11 +345,25 @@ class SegmentExchange:
         if transfer.link is not None and transfer.request_id is not None:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
             quiet_since = transfer.last_data_at or transfer.started_at
-            if now - quiet_since >= self.config.stall_s:  # it stopped sending: a stall
+            if now - quiet_since >= self._stall_s(transfer.peer_id) and self._owed(transfer):
                 self.offence(transfer.peer_id, transfer.link, Offence.STALL, now)
                 # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather
                 # than let their downstream blame us for our upstream's stall.
                 self.server.abort_relays(segment)
+
+    def _stall_s(self, peer_id: str) -> float:
+        """Silence after which a cancelled download counts as a stall: ``stall_s`` plus
+        ``stall_rtts`` measured round trips (SCTP needs at least 1 s and a trip to recover one
+        lost packet; a long path is not a stalling peer)."""
+        rtt = self.peer_rtts.get(peer_id)
+        rtt_s = rtt.rtt_s if rtt is not None else None
+        return self.config.stall_s + self.config.stall_rtts * (rtt_s or 0.0)
+
+    def _owed(self, transfer: Transfer) -> bool:
+        """Whether the peer owed us bytes: it answered the request, or announced the segment
+        as HAVE (a relay still waiting for its own source is not stalling)."""
+        nb = self.neighbours.get(transfer.peer_id) if transfer.peer_id is not None else None
+        return transfer.responded or (nb is not None and transfer.segment in nb.have)
 
     # -- the CDN ------------------------------------------------------------------------------
 
@@ -524,6 +538,7 @@ class SegmentExchange:
             if transfer is not None and transfer.peer_id is not None:
                 rtt = self.peer_rtts.setdefault(transfer.peer_id, RttEstimator())
                 rtt.add_sample(now - transfer.started_at)
+                transfer.responded = True
             if transfer is not None and held is not None:
                 held.total = event.total_bytes
                 self.sizes.setdefault(event.segment, event.total_bytes)
@@ -644,7 +659,7 @@ class SegmentExchange:
                     self.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now)
                 elif fetching:  # it said FETCHING: a lie, or its download went away
                     self.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now)
-            elif event.reason == "timeout":
+            elif event.reason == "timeout" and self._owed(transfer):
                 self.offence(pid, link, Offence.STALL, now)
         if event.reason == "aborted":
             # The peer gave up our request. If it relayed cut-through and its copy failed

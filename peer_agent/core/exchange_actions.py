@@ -81,8 +81,11 @@ class ExchangeConfig:
     #: download of its own that went away, so less than a lie for sure.
     points_absent_after_fetching: float = 1.0
     #: A peer download cancelled after this long without a byte (since the request or the
-    #: last DATA) counts as a stall.
+    #: last DATA), plus ``stall_rtts`` measured round trips to the peer, counts as a stall, if
+    #: the peer owed us bytes: it had answered the request (RESPONSE) or announced the segment
+    #: as HAVE. A relay still waiting for its own source (FETCHING, no RESPONSE) is not blamed.
     stall_s: float = 1.0
+    stall_rtts: float = 4.0
     points_stall: float = 2.0
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
@@ -128,6 +131,8 @@ class ExchangeConfig:
             raise ValueError("penalty points and decay_points_per_s must be >= 0")
         if self.stall_s <= 0:
             raise ValueError("stall_s must be positive")
+        if not self.stall_rtts >= 0:
+            raise ValueError("stall_rtts must be >= 0")
         if not 0 < self.refuse_points <= self.ban_points:
             raise ValueError("need 0 < refuse_points <= ban_points")
         if not 0 <= self.refuse_s <= self.max_refuse_s:

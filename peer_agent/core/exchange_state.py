@@ -66,6 +66,8 @@ class Transfer:
     received: int = 0
     #: The bytes are complete and being checked: the scheduler sees it as a CDN fetch.
     verifying: bool = False
+    #: The peer answered the request (RESPONSE): it owes us the bytes.
+    responded: bool = False
 
 
 @dataclass

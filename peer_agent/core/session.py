@@ -47,8 +47,10 @@ class SessionConfig:
     """Options of one session; every default is documented in docs/protocol.md §8."""
 
     hello_timeout_s: float = 10.0  # the remote HELLO must arrive within this, or close TIMEOUT
-    request_timeout_s: float = 2.0  # REQUEST sent, no RESPONSE/ABSENT/BUSY/ABORT yet
-    idle_data_timeout_s: float = 2.0  # RESPONSE received, no DATA for this long
+    # A backstop behind the scheduler's round-trip-aware stall timeout (docs/scheduling.md),
+    # which decides first: 2 s cut healthy transfers on 200 ms paths with loss (docs/loadtest.md).
+    request_timeout_s: float = 4.0  # REQUEST sent, no RESPONSE/ABSENT/BUSY/ABORT yet
+    idle_data_timeout_s: float = 4.0  # RESPONSE received, no DATA for this long
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES  # largest message we send (≤ 65536)
     data_frame_bytes: int = wire.MAX_MESSAGE_BYTES  # DATA size incl. its 9-byte header
     max_inbound_requests: int = wire.DEFAULT_MAX_CONCURRENT_REQUESTS  # over: automatic BUSY

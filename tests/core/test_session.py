@@ -394,11 +394,11 @@ def test_request_timeout_without_response() -> None:
     request_id = a.request(SEG, 0, 10.0)
     transfer(a, b, 10.0)
     drain(b)
-    assert a.get_timer() == 12.0
+    assert a.get_timer() == 14.0  # request_timeout_s: 4 s
     a.handle_timer(a.get_timer())  # type: ignore[arg-type]
     assert drain(a) == [RequestFailed(request_id, SEG, "timeout")]
     assert [wire.decode(m) for m in a.data_to_send()] == [wire.Cancel(request_id)]
-    a.receive_data(wire.encode(wire.Response(request_id, 10)), 12.5)  # crossed the CANCEL
+    a.receive_data(wire.encode(wire.Response(request_id, 10)), 14.5)  # crossed the CANCEL
     assert drain(a) == [] and a.state is SessionState.OPEN
 
 
@@ -409,15 +409,15 @@ def test_idle_data_timeout_after_response() -> None:
     (req,) = only(drain(b), SegmentRequested)
     b.respond(req.request_id, 10_000)
     transfer(b, a, 1.0)
-    assert a.get_timer() == 3.0  # idle timer armed by RESPONSE
+    assert a.get_timer() == 5.0  # idle timer (idle_data_timeout_s: 4 s) armed by RESPONSE
     b.send_data(req.request_id, 0, b"y" * 100)
     transfer(b, a, 2.5)
-    assert a.get_timer() == 4.5  # re-armed by DATA
-    a.handle_timer(4.0)
+    assert a.get_timer() == 6.5  # re-armed by DATA
+    a.handle_timer(6.0)
     assert only(drain(a), RequestFailed) == []
     a.handle_timer(a.get_timer())  # type: ignore[arg-type]
     assert drain(a) == [RequestFailed(request_id, SEG, "timeout")]
-    transfer(a, b, 4.5)
+    transfer(a, b, 6.5)
     assert drain(b) == [RequestCancelled(req.request_id)]
 
 

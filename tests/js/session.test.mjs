@@ -217,12 +217,12 @@ test("abort mid-transfer", () => {
 test("request timeout without a response, then idle timeout after one", () => {
   const [a, b] = openPair();
   const id = a.request(S(1), 0, 10);
-  assert.equal(a.getTimer(), 12);
-  a.handleTimer(11.9);
+  assert.equal(a.getTimer(), 14); // request_timeout_s: 4 s
+  a.handleTimer(13.9);
   assert.deepEqual(events(a), []);
-  a.handleTimer(12);
+  a.handleTimer(14);
   assert.deepEqual(events(a), [{ type: "RequestFailed", request_id: id, segment: S(1), reason: "timeout", retry_after_s: null }]);
-  transfer(a, b, 12); // REQUEST then CANCEL
+  transfer(a, b, 14); // REQUEST then CANCEL
   assert.deepEqual(types(events(b)), ["SegmentRequested", "RequestCancelled"]);
 
   const id2 = a.request(S(2), 0, 20);
@@ -230,7 +230,7 @@ test("request timeout without a response, then idle timeout after one", () => {
   events(b);
   b.respond(id2, 1000);
   transfer(b, a, 20.5);
-  assert.equal(a.getTimer(), 22.5);
+  assert.equal(a.getTimer(), 24.5);
   a.handleTimer(a.getTimer());
   assert.deepEqual(types(events(a)), ["ResponseStarted", "RequestFailed"]);
   assert.equal(a.state, SessionState.OPEN);
