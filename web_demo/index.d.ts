@@ -21,7 +21,7 @@ export interface SchedulerOptions {
   assumed_cdn_bytes_per_s?: number;
   /** A peer transfer with no bytes this long, plus `stall_timeout_rtts` measured round trips to that peer, is cancelled and resumed elsewhere (s). Default 1.5. */
   peer_stall_timeout_s?: number;
-  /** Round trips to the peer added to the stall timeout (docs/scheduling.md). Default 4. */
+  /** Round trips to the peer added to the stall timeout (docs/scheduling.md). Default 2. */
   stall_timeout_rtts?: number;
   /** Throughput assumed for a peer never measured (bytes/s). Default 5e5. */
   untried_peer_bytes_per_s?: number;
@@ -146,7 +146,7 @@ export interface ExchangeOptions {
   points_absent_after_fetching?: number;
   /** A peer download cancelled after this long without a byte, plus `stall_rtts` round trips, is a stall if the peer owed bytes (s). Default 1. */
   stall_s?: number;
-  /** Measured round trips to the peer added to `stall_s`. Default 4. */
+  /** Measured round trips to the peer added to `stall_s`. Default 2. */
   stall_rtts?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
   points_stall?: number;

@@ -55,7 +55,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
   stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall,
-  stall_rtts: 4.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
+  stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)

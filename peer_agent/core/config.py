@@ -29,9 +29,10 @@ class SchedulerConfig:
     #: trips to that peer, is cancelled and re-planned.
     peer_stall_timeout_s: float = 1.5
     #: Round trips added to ``peer_stall_timeout_s``: SCTP recovers a lost packet after its
-    #: retransmission timeout (at least 1 s, RTT + 4 x RTT variance above that) and the
-    #: retransmission still needs its trip; on loopback (RTT ~0) nothing is added.
-    stall_timeout_rtts: float = 4.0
+    #: retransmission timeout (at least 1 s, which ``peer_stall_timeout_s`` covers) and the
+    #: retransmission and its acknowledgement still need their trips; on loopback (RTT ~0)
+    #: nothing is added.
+    stall_timeout_rtts: float = 2.0
     #: Throughput assumed for a peer never measured (the floor for untried peers), bytes/s.
     untried_peer_bytes_per_s: float = 500_000.0
     #: Downloads from peers in flight at once, in all and from any one peer.

@@ -85,7 +85,7 @@ class ExchangeConfig:
     #: the peer owed us bytes: it had answered the request (RESPONSE) or announced the segment
     #: as HAVE. A relay still waiting for its own source (FETCHING, no RESPONSE) is not blamed.
     stall_s: float = 1.0
-    stall_rtts: float = 4.0
+    stall_rtts: float = 2.0
     points_stall: float = 2.0
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0

@@ -114,6 +114,9 @@ class RunPlan:
     seed: int = 1
     #: agents put every download from a peer in their summary (``--request-timeline``)
     request_timeline: bool = False
+    #: a third run on the same bed, ``p2p_loopback_timeouts``: the P2P agents with the
+    #: timeouts tuned on loopback (:mod:`peer_agent.netbed.loopback_agent`)
+    compare_loopback_timeouts: bool = False
 
 
 def path_type(local: str | None, remote: str | None) -> str:
@@ -148,6 +151,12 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
         "segments_played": sum(a["segments_played"] for a in ok),
         "startup_s_median": _pct([a["startup_s"] for a in ok if a["startup_s"] is not None], 0.5),
     }
+    # Every played segment matched its SHA-256 when every agent had the manifest and took no
+    # unverifiable bytes: then no corrupt segment was played; otherwise it cannot be told.
+    sha256 = bool(ok) and all(a.get("integrity") == "sha256" for a in ok)
+    unverifiable = sum(a.get("unverifiable", 0) for a in ok)
+    out["corrupt_played"] = 0 if sha256 and not unverifiable else None
+    out["peers_banned"] = sum(len(a.get("peers_banned", [])) for a in ok)
     outcomes: dict[str, int] = {}
     for a in ok:
         for name, count in a.get("peer_requests", {}).get("outcomes", {}).items():
@@ -206,13 +215,13 @@ class BedLoadTest:
         self._wait_tcp(SIGNALING_PORT, 20)
         self._wait_tcp(ORIGIN_PORT, 240)  # the origin generates its media before it listens
 
-    def _run(self, p2p: bool) -> list[dict[str, Any]]:
+    def _run(self, p2p: bool, module: str = "peer_agent.agent.cli") -> list[dict[str, Any]]:
         plan = self.plan
         url = f"http://{PUB_ADDRESS}:{ORIGIN_PORT}/hls/live-ts/master.m3u8"
         procs = []
         gap_s = plan.join_over_s / max(1, plan.agents - 1)
         for host in self.bed.hosts:
-            argv = [sys.executable, "-m", "peer_agent.agent.cli", url, "--json", "--quiet"]
+            argv = [sys.executable, "-m", module, url, "--json", "--quiet"]
             argv += ["--duration-s", str(plan.duration_s)]
             argv += ["--latency-segments", str(plan.latency_segments)]
             argv += ["--seed", str(plan.seed * 1000 + host.index)]
@@ -256,9 +265,16 @@ class BedLoadTest:
                 turn_before = self.turn.relayed_bytes()
                 p2p = self._run(p2p=True)
                 self.results = {"baseline": baseline, "p2p": p2p}
+                turn_mid = None
+                if self.plan.compare_loopback_timeouts:
+                    time.sleep(2.0)  # coturn logs a closed allocation's usage on its 1 s tick
+                    turn_mid = self.turn.relayed_bytes()
+                    loop = self._run(p2p=True, module="peer_agent.netbed.loopback_agent")
+                    self.results["p2p_loopback_timeouts"] = loop
             finally:
                 self.turn.stop()
-            turn_bytes = self.turn.relayed_bytes() - turn_before
+            turn_end = self.turn.relayed_bytes()
+            turn_bytes = (turn_end if turn_mid is None else turn_mid) - turn_before
         report: dict[str, Any] = {
             "profile": asdict(self.profile),
             "plan": asdict(self.plan),
@@ -272,6 +288,14 @@ class BedLoadTest:
         report["turn_share_of_p2p"] = round(turn_bytes / p2p_bytes, 4) if p2p_bytes else None
         n = self.plan.agents
         report["offload_target"] = round(0.9 * (n - 1) / n, 4)
+        if turn_mid is not None:
+            loop_report = summarise(self.results["p2p_loopback_timeouts"])
+            loop_p2p = loop_report["bytes_p2p"]
+            loop_report["turn_client_bytes"] = turn_end - turn_mid
+            loop_report["turn_share_of_p2p"] = (
+                round((turn_end - turn_mid) / loop_p2p, 4) if loop_p2p else None
+            )
+            report["p2p_loopback_timeouts"] = loop_report
         report["impair"] = {k: v for k, v in self.bed.impair_stats.items() if k == "sink_packets"}
         return report
 
@@ -329,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--downlink-kbit", type=int, default=dp.downlink_kbit)
     p.add_argument("--json", action="store_true")
     p.add_argument(
+        "--compare-loopback-timeouts",
+        action="store_true",
+        help="a third run with the P2P agents' timeouts tuned on loopback (side by side)",
+    )
+    p.add_argument(
         "--agents-out",
         metavar="FILE",
         help="write every agent's summary (with its request timeline) to FILE as JSON",
@@ -352,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_segments=args.latency_segments,
             seed=args.seed,
             request_timeline=args.agents_out is not None,
+            compare_loopback_timeouts=args.compare_loopback_timeouts,
         )
     except ValueError as exc:
         print(f"loadrun: {exc}", file=sys.stderr)
