@@ -58,6 +58,10 @@ def test_summary_of_agent_records() -> None:
         "hash_failures": 0,
         "segments_played": 10,
         "startup_s": 1.0,
+        "integrity": "sha256",
+        "unverifiable": 0,
+        "peers_banned": ["x"],
+        "peer_requests": {"outcomes": {"completed": 3, "cancel:stalled": 1}},
         "link_paths": [
             {"local": "relay", "remote": "srflx", "setup_s": 0.8},
             {"local": "host", "remote": "srflx", "setup_s": 0.4},
@@ -68,6 +72,11 @@ def test_summary_of_agent_records() -> None:
     assert out["offload"] == 0.75
     assert out["stall_count"] == 2
     assert out["links"]["relay"]["count"] == 1 and out["links"]["srflx"]["setup_s_p50"] == 0.4
+    assert out["corrupt_played"] == 0 and out["peers_banned"] == 2
+    assert out["peer_requests"] == {"cancel:stalled": 2, "completed": 6}
+    # an agent without the manifest: whether a corrupt segment played cannot be told
+    size_only = summarise([agent, dict(agent, integrity="size-only")])
+    assert size_only["corrupt_played"] is None
 
 
 def test_profile_file(tmp_path: Path) -> None:
@@ -93,3 +102,38 @@ def test_loadtest_cli_refuses_a_bad_profile(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[network]\nloss = 2.0\n")
     assert loadtest_main(["--network-profile", str(bad), "--no-plots"]) == 2
+
+
+def test_bench_rows_judge_the_issue_targets() -> None:
+    from bench.netbed_bench import row, section
+
+    def run(offload: float, stalls: int) -> dict[str, object]:
+        return {
+            "offload": offload,
+            "stall_count": stalls,
+            "stall_s": 0.5 * stalls,
+            "hash_failures": 0,
+            "agents_failed": 0,
+            "corrupt_played": 0,
+            "peers_banned": 0,
+            "bytes_p2p": 10,
+            "links": {"relay": {"count": 1}, "srflx": {"count": 3}},
+            "peer_requests": {"completed": 5},
+        }
+
+    report = {
+        "plan": {"agents": 20},
+        "offload_target": 0.855,
+        "baseline": run(0.0, 1),
+        "p2p": run(0.9, 1),
+        "p2p_loopback_timeouts": dict(run(0.5, 3), turn_share_of_p2p=0.2),
+        "turn_share_of_p2p": 0.1,
+    }
+    good = row("a", report)
+    assert good["targets_met"] == "yes" and good["relay_links_share"] == 0.25
+    assert row("b", dict(report, p2p=run(0.9, 2)))["targets_met"] == "no"  # more stalls
+    assert row("c", dict(report, p2p=run(0.8, 0)))["targets_met"] == "no"  # offload short
+    text = section([("a", report), ("b", report)], "cmd")
+    assert "| a | round-trip aware | 0.9 | 1 (0.5 s) |" in text
+    assert "| a | loopback-tuned | 0.5 | 3 (1.5 s) | 0 | 0 | 0.2 |" in text
+    assert "Offload falls from 0.9 to 0.9" in text
