@@ -151,11 +151,12 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
         "segments_played": sum(a["segments_played"] for a in ok),
         "startup_s_median": _pct([a["startup_s"] for a in ok if a["startup_s"] is not None], 0.5),
     }
-    # Every played segment matched its SHA-256 when every agent had the manifest and took no
-    # unverifiable bytes: then no corrupt segment was played; otherwise it cannot be told.
+    # With the manifest (SHA-256 mode) an agent plays only segments that matched their hash or
+    # came from the CDN (peer bytes with no listed hash are refetched: ``unverifiable``), so no
+    # corrupt segment was played; an agent in size-only mode cannot tell.
     sha256 = bool(ok) and all(a.get("integrity") == "sha256" for a in ok)
-    unverifiable = sum(a.get("unverifiable", 0) for a in ok)
-    out["corrupt_played"] = 0 if sha256 and not unverifiable else None
+    out["corrupt_played"] = 0 if sha256 else None
+    out["unverifiable"] = sum(a.get("unverifiable", 0) for a in ok)
     out["peers_banned"] = sum(len(a.get("peers_banned", [])) for a in ok)
     outcomes: dict[str, int] = {}
     for a in ok:
