@@ -3,6 +3,17 @@ sampled every minute: each page's JS heap (after a forced GC), the renderer proc
 memory, each page's store and open peer connections. Growth is the least-squares slope after
 warm-up, in MB per 10 minutes (the aim: <= 1 MB per 10 minutes per page).
 
+Reading the renderer figures (bench/soak_diag.py, 2026-12-02, shared 2-core machine, load 8-15):
+a plain hls.js page's renderer grows faster than ours (RssAnon +100 MB per 10 min against
++21 and +35 for our two pages) while every page's JS heap, DOM counters (documents, nodes,
+listeners), ArrayBufferContents, buffered seconds (38-40) and our store (5 MB) stay flat. The
+growth follows the bytes a page fetches over HTTP (ours fetch most segments from peers), not
+the media it plays: the DevTools Network agent that Playwright enables on every page keeps
+response bodies in the renderer. Two headless Chromiums with the same plain hls.js page, no
+Playwright: with a DevTools session left attached with Network.enable, RssAnon 43 -> 101 MB in
+5 minutes; without one, 46 -> 48 MB. So renderer RSS measured here overstates what a viewer's
+browser holds, for every page; compare our pages with the plain one, not with zero.
+
 Opt-in: it runs only with `--only bench.soak_bench` or P2P_BENCH_SOAK=1 (bench/run.py);
 `--quick` runs 2 minutes sampled every 20 s. Needs Debian's chromium, Playwright and hls.js
 (node_modules); elsewhere the section says it was skipped.
@@ -345,8 +356,9 @@ def render(result: dict[str, Any], every_s: float) -> str:
         f"({_fmt(result.get('p1_rss_anon_mb_per_10_min'))}), plain hls.js (no engine, same "
         f"hls.js options) {_fmt(result.get('plain_rss_mb_per_10_min'))} "
         f"({_fmt(result.get('plain_rss_anon_mb_per_10_min'))}): growth the plain page shows "
-        "too is hls.js's or Chromium's, not ours; the rest of RSS is mostly Chromium's code, "
-        "shared by all its processes and faulted in as it runs.",
+        "too is hls.js's or Chromium's, not ours (under Playwright it is mostly DevTools' network "
+        "agent keeping response bodies: the module's docstring); the rest of RSS is mostly "
+        "Chromium's code, shared by all its processes and faulted in as it runs.",
         "",
         bounds_line(result),
     ]
