@@ -45,7 +45,7 @@ def _browser_stack() -> None:
     require_browser_stack()
 
 
-async def wait_latency(page: Any, predicate: Any, timeout_s: float) -> dict[str, Any]:
+async def wait_latency(page: Any, predicate: Any, timeout_s: float, what: str) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     seen: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -53,8 +53,8 @@ async def wait_latency(page: Any, predicate: Any, timeout_s: float) -> dict[str,
         seen.append(s)
         if s["latency"] is not None and predicate(s):
             return s
-        await asyncio.sleep(1.0)
-    raise AssertionError(f"no catch-up to the target latency in {timeout_s} s: {seen[-5:]}")
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}: {seen[-5:]}")
 
 
 async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() -> None:
@@ -97,8 +97,13 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
         await page.evaluate(
             f"() => {{ document.querySelector('video').currentTime -= {BEHIND_S}; }}"
         )
-        behind = await page.evaluate(LATENCY_JS)
-        caught_up = await wait_latency(page, lambda s: s["latency"] <= s["target"] + 2.0, 150)
+        # hls.js updates its latency on the next timeupdate: wait for it to show the lag.
+        behind = await wait_latency(
+            page, lambda s: s["latency"] >= s["target"] + BEHIND_S - 2.0, 30, "the lag to show"
+        )
+        caught_up = await wait_latency(
+            page, lambda s: s["latency"] <= s["target"] + 2.0, 150, "catch-up to the target"
+        )
     # hls.js let go of played media: what it buffers behind the playhead stays within the back
     # buffer (and one segment of rounding), although far more than that was played.
     assert buffered["now"] - first["now"] > 3 * (BACK_BUFFER_S + seg_s), (first, buffered)
@@ -123,7 +128,6 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
     assert links[first:] == [1] * (len(samples) - first), (links, connected)
     assert all(len(s["peers"]) <= 1 for s in samples), samples[-1]["peers"]
     assert all(s["rtc"]["links"] + s["rtc"]["pending"] <= s["rtc"]["slots"] for s in samples)
-    assert behind["latency"] >= behind["target"] + BEHIND_S - 2.0, behind  # really put behind
     print(
         f"links {links}, connected {connected}; bound {bound} segments; store "
         f"{[s['storeSegments'] for s in samples]}, sizes "
