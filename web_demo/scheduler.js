@@ -213,68 +213,50 @@ function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes
   return urgentAt;
 }
 
-// Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those watching
-// close by; rank k backs up after k * backup_delay_s.
-function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
-  const now = view.now;
-  const rate = view.rate > 0 ? view.rate : 1.0;
-  const { seg, offset } = slot;
-  const enteredWindowAt = now - (cfg.prefetch_window_s - slot.ahead) / rate;
-  const wantedSince = Math.max(seg.known_since, enteredWindowAt);
-  const fetchers = view.fetchers || [];
-  if (fetchers.length > 0 && now < (view.fetchers_until || 0)) {
-    assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, wakes);
-    return;
-  }
-  const earlier = earlierKeys(seg.segment, cfg.election_lookback_segments);
+// Our rank in the local election: among ourselves and the uploading neighbours watching close by.
+function localRank(segment, view, peers, cfg) {
+  const earlier = earlierKeys(segment, cfg.election_lookback_segments);
   const candidateIds = [
     view.self_id,
     ...peers.filter((p) => p.uploads && watchingClose(p, earlier)).map((p) => p.peer_id),
   ];
-  const rank = electionRank(view.self_id, candidateIds, seg.segment);
-  let fireAt = wantedSince + rank * cfg.backup_delay_s;
-  if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
-    const share = cfg.seed_fetchers / view.swarm_size;
-    if (share < 1 && electionKey(view.self_id, seg.segment) >= share * 2 ** 32) fireAt += cfg.backup_delay_s;
-  }
-  if (now < (view.connecting_until || 0) && peers.length === 0) {
-    const until = Math.min(view.connecting_until, urgentAt);
-    actions.push({ action: "wait", segment: seg.segment, reason: "connecting", until });
-    wakes.push(until);
-  } else if (now < fireAt) {
-    const until = Math.min(fireAt, urgentAt);
-    actions.push({ action: "wait", segment: seg.segment, reason: "not_elected", until });
-    wakes.push(until);
-  } else if (load.fromCdn < cfg.max_cdn_downloads) {
-    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: rank === 0 ? "elected" : "backup" });
-    load.fromCdn++;
-  } else {
-    actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });
-  }
+  return electionRank(view.self_id, candidateIds, segment);
 }
 
-// Phase 3 under the signaling server's assignment: the listed fetchers, ordered per segment
-// by the election key, take turns backup_delay_s apart (a silent fetcher is covered by the
-// next); a viewer not listed holds the local election one backup_delay_s later, so a copy
-// relayed from the fetcher has that long to reach its neighbourhood first.
-function assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, wakes) {
-  const { seg, offset } = slot;
+// Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those watching
+// close by; rank k backs up after k * backup_delay_s. Under the signaling server's assignment
+// in force, the listed fetchers, ordered per segment by the election key, take turns
+// backup_delay_s apart (a silent fetcher is covered by the next); a viewer not listed holds the
+// local election one backup_delay_s later, so a copy relayed from the fetcher has that long to
+// reach its neighbourhood first.
+function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
   const now = view.now;
-  const order = rankCandidates(view.fetchers, seg.segment);
-  const listed = order.includes(view.self_id);
-  let rank;
+  const rate = view.rate > 0 ? view.rate : 1.0;
+  const { seg, offset } = slot;
+  const delay = cfg.backup_delay_s;
+  const enteredWindowAt = now - (cfg.prefetch_window_s - slot.ahead) / rate;
+  const wantedSince = Math.max(seg.known_since, enteredWindowAt);
+  const fetchers = view.fetchers || [];
+  const order = fetchers.length > 0 && now < (view.fetchers_until || 0) ? rankCandidates(fetchers, seg.segment) : null;
+  const listed = order !== null && order.includes(view.self_id);
   let fireAt;
+  let waiting;
+  let fetching;
   if (listed) {
-    rank = order.indexOf(view.self_id);
-    fireAt = wantedSince + rank * cfg.backup_delay_s;
+    const rank = order.indexOf(view.self_id);
+    fireAt = wantedSince + rank * delay;
+    [waiting, fetching] = ["not_elected", rank === 0 ? "assigned" : "backup"];
+  } else if (order !== null) {
+    fireAt = wantedSince + (1 + localRank(seg.segment, view, peers, cfg)) * delay;
+    [waiting, fetching] = ["not_assigned", "backup"];
   } else {
-    const earlier = earlierKeys(seg.segment, cfg.election_lookback_segments);
-    const candidateIds = [
-      view.self_id,
-      ...peers.filter((p) => p.uploads && watchingClose(p, earlier)).map((p) => p.peer_id),
-    ];
-    rank = electionRank(view.self_id, candidateIds, seg.segment);
-    fireAt = wantedSince + (1 + rank) * cfg.backup_delay_s;
+    const rank = localRank(seg.segment, view, peers, cfg);
+    fireAt = wantedSince + rank * delay;
+    if (rank === 0 && view.swarm_size > 0 && cfg.seed_fetchers > 0) {
+      const share = cfg.seed_fetchers / view.swarm_size;
+      if (share < 1 && electionKey(view.self_id, seg.segment) >= share * 2 ** 32) fireAt += delay;
+    }
+    [waiting, fetching] = ["not_elected", rank === 0 ? "elected" : "backup"];
   }
   if (!listed && now < (view.connecting_until || 0) && peers.length === 0) {
     const until = Math.min(view.connecting_until, urgentAt);
@@ -282,10 +264,10 @@ function assigned(slot, urgentAt, wantedSince, view, peers, load, cfg, actions, 
     wakes.push(until);
   } else if (now < fireAt) {
     const until = Math.min(fireAt, urgentAt);
-    actions.push({ action: "wait", segment: seg.segment, reason: listed ? "not_elected" : "not_assigned", until });
+    actions.push({ action: "wait", segment: seg.segment, reason: waiting, until });
     wakes.push(until);
   } else if (load.fromCdn < cfg.max_cdn_downloads) {
-    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: listed && rank === 0 ? "assigned" : "backup" });
+    actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: fetching });
     load.fromCdn++;
   } else {
     actions.push({ action: "wait", segment: seg.segment, reason: "cdn_busy", until: urgentAt });

@@ -380,6 +380,18 @@ def _from_urgency_or_peers(
     return urgent_at
 
 
+def _local_rank(
+    sid: SegmentId, view: SchedulerView, peers: dict[str, PeerView], config: SchedulerConfig
+) -> int:
+    """Our rank in the local election: among ourselves and the uploading neighbours watching
+    close by (:func:`_watching_close`)."""
+    earlier = _earlier_ids(sid, config.election_lookback_segments)
+    candidates_ids = [view.self_id] + [
+        p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
+    ]
+    return election_rank(view.self_id, candidates_ids, sid)
+
+
 def _elect(
     slot: _Slot,
     urgent_at: float,
@@ -391,81 +403,47 @@ def _elect(
     wakes: list[float],
 ) -> None:
     """Phase 3, nobody near has it or is fetching it: elect one CDN fetcher among those
-    watching close by; rank k backs up after ``k * backup_delay_s``. An assignment from the
-    signaling server in force replaces the local candidates (:func:`_assigned`)."""
+    watching close by; rank k backs up after ``k * backup_delay_s``.
+
+    Under an assignment from the signaling server in force, the listed fetchers, ordered per
+    segment by the election key, take turns ``backup_delay_s`` apart (a silent fetcher is
+    covered by the next); a viewer not listed holds the local election one ``backup_delay_s``
+    later, so a copy relayed from the fetcher has that long to reach its neighbourhood first."""
     now = view.now
     sid = slot.seg.segment
+    delay_s = config.backup_delay_s
     rate = view.rate if view.rate > 0 else 1.0
     entered_window_at = now - (config.prefetch_window_s - slot.ahead_s) / rate
     wanted_since = max(slot.seg.known_since, entered_window_at)
-    if view.fetchers and now < view.fetchers_until:
-        _assigned(slot, urgent_at, wanted_since, view, peers, load, config, actions, wakes)
-        return
-    earlier = _earlier_ids(sid, config.election_lookback_segments)
-    candidates_ids = [view.self_id] + [
-        p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
-    ]
-    rank = election_rank(view.self_id, candidates_ids, sid)
-    fire_at = wanted_since + rank * config.backup_delay_s
-    if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
-        share = config.seed_fetchers / view.swarm_size
-        if share < 1.0 and election_key(view.self_id, sid)[0] >= share * 2**32:
-            fire_at += config.backup_delay_s
-    if now < view.connecting_until and not peers:
-        until = min(view.connecting_until, urgent_at)
-        actions.append(Wait(sid, "connecting", until))
-        wakes.append(until)
-    elif now < fire_at:
-        until = min(fire_at, urgent_at)
-        actions.append(Wait(sid, "not_elected", until))
-        wakes.append(until)
-    elif load.from_cdn < config.max_cdn_downloads:
-        actions.append(FetchFromCdn(sid, slot.offset, "elected" if rank == 0 else "backup"))
-        load.from_cdn += 1
-    else:
-        actions.append(Wait(sid, "cdn_busy", urgent_at))
-
-
-def _assigned(
-    slot: _Slot,
-    urgent_at: float,
-    wanted_since: float,
-    view: SchedulerView,
-    peers: dict[str, PeerView],
-    load: _Load,
-    config: SchedulerConfig,
-    actions: list[Action],
-    wakes: list[float],
-) -> None:
-    """Phase 3 under the server's assignment: the listed fetchers, ordered per segment by the
-    election key, take turns ``backup_delay_s`` apart (a silent fetcher is covered by the next);
-    a viewer not listed holds the local election one ``backup_delay_s`` later, so a copy
-    relayed from the fetcher has that long to reach its neighbourhood first."""
-    now = view.now
-    sid = slot.seg.segment
-    order = rank_candidates(view.fetchers, sid)
-    listed = view.self_id in order
-    if listed:
+    order = (
+        rank_candidates(view.fetchers, sid) if view.fetchers and now < view.fetchers_until else None
+    )
+    listed = order is not None and view.self_id in order
+    if order is not None and listed:
         rank = order.index(view.self_id)
-        fire_at = wanted_since + rank * config.backup_delay_s
+        fire_at = wanted_since + rank * delay_s
+        waiting, fetching = "not_elected", "assigned" if rank == 0 else "backup"
+    elif order is not None:
+        fire_at = wanted_since + (1 + _local_rank(sid, view, peers, config)) * delay_s
+        waiting, fetching = "not_assigned", "backup"
     else:
-        earlier = _earlier_ids(sid, config.election_lookback_segments)
-        candidates_ids = [view.self_id] + [
-            p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
-        ]
-        rank = election_rank(view.self_id, candidates_ids, sid)
-        fire_at = wanted_since + (1 + rank) * config.backup_delay_s
+        rank = _local_rank(sid, view, peers, config)
+        fire_at = wanted_since + rank * delay_s
+        if rank == 0 and view.swarm_size > 0 and config.seed_fetchers > 0:
+            share = config.seed_fetchers / view.swarm_size
+            if share < 1.0 and election_key(view.self_id, sid)[0] >= share * 2**32:
+                fire_at += delay_s
+        waiting, fetching = "not_elected", "elected" if rank == 0 else "backup"
     if not listed and now < view.connecting_until and not peers:
         until = min(view.connecting_until, urgent_at)
         actions.append(Wait(sid, "connecting", until))
         wakes.append(until)
     elif now < fire_at:
         until = min(fire_at, urgent_at)
-        actions.append(Wait(sid, "not_elected" if listed else "not_assigned", until))
+        actions.append(Wait(sid, waiting, until))
         wakes.append(until)
     elif load.from_cdn < config.max_cdn_downloads:
-        reason = "assigned" if listed and rank == 0 else "backup"
-        actions.append(FetchFromCdn(sid, slot.offset, reason))
+        actions.append(FetchFromCdn(sid, slot.offset, fetching))
         load.from_cdn += 1
     else:
         actions.append(Wait(sid, "cdn_busy", urgent_at))
