@@ -132,18 +132,6 @@ async def page_renderer(page: Any, candidates: set[int]) -> int | None:
     return grew[0][1] if grew[0][0] >= 2 * runner_up else None
 
 
-# hls.js alone, as a page embedding it without the engine would (the demo page's back buffer
-# and live sync), in a document of the demo's page server with the same hls.js build.
-PLAIN_JS = """async (url) => {
-  const { default: Hls } = await import('/vendor/hls.js/hls.mjs');
-  document.body.replaceChildren();
-  const video = document.body.appendChild(document.createElement('video'));
-  video.muted = true;
-  const hls = (window.hls = new Hls({liveSyncDurationCount: 3, backBufferLength: 30}));
-  hls.attachMedia(video);
-  hls.loadSource(url);
-  video.play().catch(() => {});
-}"""
 # Any page's media: the video's buffered seconds, playhead and hls.js's latency behind live.
 MEDIA_JS = """() => {
   const v = document.querySelector('video');
@@ -172,7 +160,12 @@ def slope_per_10_min(points: list[tuple[float, float]]) -> float | None:
 async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from tests.browser.browser_support import CHROMIUM_ARGS, STATS_JS, chromium_path
+    from tests.browser.browser_support import (
+        CHROMIUM_ARGS,
+        PLAIN_JS,
+        STATS_JS,
+        chromium_path,
+    )
 
     config = DemoConfig(
         page_port=0,

@@ -23,7 +23,6 @@ from typing import Any
 
 from bench.soak_bench import (
     MB,
-    PLAIN_JS,
     SEGMENT_S,
     WINDOW_SEGMENTS,
     page_renderer,
@@ -61,7 +60,7 @@ PAGE_JS = """() => {
 async def diag(minutes: float, every_s: float) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from tests.browser.browser_support import CHROMIUM_ARGS, chromium_path
+    from tests.browser.browser_support import CHROMIUM_ARGS, PLAIN_JS, chromium_path
 
     config = DemoConfig(
         page_port=0,

@@ -87,6 +87,20 @@ async def browser_context() -> AsyncIterator[Any]:
             await browser.close()
 
 
+# hls.js alone, as a page embedding it without the engine would (the demo page's back buffer
+# and live sync), in a document of the demo's page server (a loopback Origin, like the demo
+# page: Chromium lets it reach the loopback origin) with the same hls.js build. Argument: the
+# master playlist's URL.
+PLAIN_JS = """async (url) => {
+  const { default: Hls } = await import('/vendor/hls.js/hls.mjs');
+  document.body.replaceChildren();
+  const video = document.body.appendChild(document.createElement('video'));
+  video.muted = true;
+  const hls = (window.hls = new Hls({liveSyncDurationCount: 3, backBufferLength: 30}));
+  hls.attachMedia(video);
+  hls.loadSource(url);
+  video.play().catch(() => {});
+}"""
 STATS_JS = """() => {
   const v = document.querySelector('video');
   if (!window.p2p) return null;

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_support import browser_context, open_demo_page, require_browser_stack
+from browser_support import PLAIN_JS, browser_context, open_demo_page, require_browser_stack
 
 from peer_agent.demo import DemoConfig, run_demo
 
@@ -69,19 +69,6 @@ WATCH_JS = """() => {
 }"""
 STATE_JS = """() => ({level: window.hls.currentLevel, estimate: window.hls.bandwidthEstimate,
   now: Date.now(), switches: window.__abr.switches.slice(), frags: window.__abr.frags.slice()})"""
-# hls.js alone, as a page embedding it without the engine would (same back buffer and live
-# sync as the demo page), in a document of the demo's page server (a loopback Origin, like the
-# demo page: Chromium lets it reach the loopback origin) with the same hls.js build.
-PLAIN_JS = """async (url) => {
-  const { default: Hls } = await import('/vendor/hls.js/hls.mjs');
-  document.body.replaceChildren();
-  const video = document.body.appendChild(document.createElement('video'));
-  video.muted = true;
-  const hls = (window.hls = new Hls({liveSyncDurationCount: 3, backBufferLength: 30}));
-  hls.attachMedia(video);
-  hls.loadSource(url);
-  video.play().catch(() => {});
-}"""
 
 
 @pytest.fixture(autouse=True)
