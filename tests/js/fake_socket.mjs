@@ -23,3 +23,16 @@ export class FakeSocket {
     this.onmessage?.({ data: JSON.stringify(msg) });
   }
 }
+
+/** A TrackerClient (the class under test) on a FakeSocket at ws://t/announce with a fixed
+ * random (0.5); `options` add to or replace those. */
+export function fakeTracker(TrackerClient, options) {
+  FakeSocket.last = null;
+  return new TrackerClient({ url: "ws://t/announce", WebSocket: FakeSocket, random: () => 0.5, ...options });
+}
+
+/** Wait (about a second at most) until `pred()` holds; fails the test otherwise. */
+export async function until(pred) {
+  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!pred()) throw new Error("condition not reached");
+}

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import { FETCHERS_CAP, TrackerClient, parseFetchers } from "../../web_demo/tracker.js";
-import { FakeSocket } from "./fake_socket.mjs";
+import { FakeSocket, fakeTracker, until } from "./fake_socket.mjs";
 
 const doc = JSON.parse(
   readFileSync(new URL("../../docs/vectors/signaling/fetchers_message.json", import.meta.url), "utf8"),
@@ -24,21 +24,12 @@ for (const c of doc.cases) {
   });
 }
 
-const until = async (pred) => {
-  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(pred(), "condition not reached");
-};
-
 test("tracker: asks with its caps, holds the assignment while connected, refuses a malformed one", async () => {
-  const client = new TrackerClient({
-    url: "ws://t/announce",
+  const client = fakeTracker(TrackerClient, {
     infoHash: IH,
     peerId: ME,
-    WebSocket: FakeSocket,
-    random: () => 0.5,
     config: { uplink_bytes_per_s: 500000, reconnect_initial_s: 10 },
   });
-  FakeSocket.last = null;
   client.start();
   try {
     await until(() => FakeSocket.last?.sent.length > 0);
@@ -67,14 +58,11 @@ test("tracker: asks with its caps, holds the assignment while connected, refuses
 });
 
 test("tracker: fetcher_assignment false sends no cap", async () => {
-  const client = new TrackerClient({
-    url: "ws://t/announce",
+  const client = fakeTracker(TrackerClient, {
     infoHash: IH,
     peerId: ME,
-    WebSocket: FakeSocket,
     config: { fetcher_assignment: false },
   });
-  FakeSocket.last = null;
   client.start();
   try {
     await until(() => FakeSocket.last?.sent.length > 0);

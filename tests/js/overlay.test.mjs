@@ -6,7 +6,7 @@ import { test } from "node:test";
 
 import { Refill, admitOffer } from "../../web_demo/overlay.js";
 import { TrackerClient } from "../../web_demo/tracker.js";
-import { FakeSocket } from "./fake_socket.mjs";
+import { FakeSocket, fakeTracker } from "./fake_socket.mjs";
 
 const VECTORS = JSON.parse(readFileSync(new URL("../../docs/vectors/signaling/overlay.json", import.meta.url), "utf8"));
 const IH = "eee9c7aa1c39e94f9cd3";
@@ -48,17 +48,13 @@ test("tracker: re-announces with fresh offers while slots are free, backing off,
   let links = 0;
   let made = 0;
   const refill = new Refill(); // 2 s doubling to 30 s
-  const client = new TrackerClient({
-    url: "ws://t/announce",
+  const client = fakeTracker(TrackerClient, {
     infoHash: IH,
     peerId: ME,
-    WebSocket: FakeSocket,
-    random: () => 0.5,
     config: { default_interval_s: 120 },
     makeOffers: async () => (links < 3 ? [[`o${++made}`, "sdp"]] : []),
     nextAnnounceS: () => refill.afterAnnounce(links, 3),
   });
-  FakeSocket.last = null;
   client.start();
   try {
     await settle(t, 0); // the socket opens, "started" goes out
@@ -99,18 +95,14 @@ test("tracker: re-announces with fresh offers while slots are free, backing off,
 test("tracker: a relayed offer's drop reaches onOffer (20 characters, else absent)", async (t) => {
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const seen = [];
-  const client = new TrackerClient({
-    url: "ws://t/announce",
+  const client = fakeTracker(TrackerClient, {
     infoHash: IH,
     peerId: ME,
-    WebSocket: FakeSocket,
-    random: () => 0.5,
     onOffer: async (offer) => {
       seen.push(offer.drop ?? null);
       return null;
     },
   });
-  FakeSocket.last = null;
   client.start();
   try {
     await settle(t, 0);
@@ -129,15 +121,11 @@ test("tracker: a relayed offer's drop reaches onOffer (20 characters, else absen
 test("tracker: the reply's unused_offers reach onUnusedOffers (strings only, at most 5)", async (t) => {
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const unused = [];
-  const client = new TrackerClient({
-    url: "ws://t/announce",
+  const client = fakeTracker(TrackerClient, {
     infoHash: IH,
     peerId: ME,
-    WebSocket: FakeSocket,
-    random: () => 0.5,
     onUnusedOffers: (ids) => unused.push(ids),
   });
-  FakeSocket.last = null;
   client.start();
   try {
     await settle(t, 0);
