@@ -86,8 +86,14 @@ async def test_a_silent_claimed_fetcher_starves_nobody(media: MediaSet) -> None:
         attacker_summary = await attack
     # the server listed the claimant first (its claim ranks it before those that claim none)
     assert listed_first and all(listed_first), listed_first
-    # it fetched nothing from the CDN, so nothing it was first to fetch came from it
-    assert dropped and attacker_summary["bytes_cdn"] == 0, attacker_summary
+    # it fetched nothing the scheduler elected it for, so nothing it was first to fetch came
+    # from it. Its exchange may still refetch a relayed segment from the CDN when the relay's
+    # bytes could not be verified (the hash manifest's refresh lagged on a busy machine, or
+    # the bytes failed): those refetches are counted, and they are all it fetched.
+    assert dropped, attacker_summary
+    counts = attacker.cdn_fetch_counts
+    refetches = attacker.exchange.unverifiable + attacker.exchange.hash_failures
+    assert counts.join_ramp + counts.steady <= refetches, (attacker_summary, refetches)
     # segments the attacker was to fetch first (rank 0 of its list for that segment) reached
     # the honest agents through a backup's (or, late, an urgent) CDN fetch; which segments
     # those are depends on the fresh keyed peer_ids (about a third of them)
