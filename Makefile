@@ -23,14 +23,18 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 # Debian packages the tests need: Chromium for the real-browser tests (Playwright drives it;
-# never `playwright install`) and redis-server for the scale-out tests.
-DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server turnserver:coturn nft:nftables
+# never `playwright install`), redis-server for the scale-out tests, and for the network bed
+# coturn, nftables and iproute2 (`ip`, `tc`: a slim image lacks them and the bed's tests would
+# only skip).
+DEBIAN_PACKAGES := chromium:chromium redis-server:redis-server turnserver:coturn nft:nftables \
+	ip:iproute2 tc:iproute2
 
 install-system:
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(echo $$missing | tr ' ' '\n' | sort -u); \
 		else echo "make: missing Debian packages:$$missing (run as root)" >&2; exit 1; fi; fi
 
 install-browser: install-system
