@@ -65,6 +65,12 @@ class LoadTestConfig:
     abrupt_fraction: float = 1.0
     #: Neighbours per agent (``None``: the scenario's ``max_peers``, at most 8).
     max_peers: int | None = None
+    #: Announce again with fresh offers while neighbour slots are free (docs/signaling.md,
+    #: "Filling neighbour slots"); off: only every interval, as before issue 15.
+    refill: bool = True
+    #: Answer the tracker's split offers when full (docs/signaling.md, "Making room"); off:
+    #: full agents refuse every offer, as before issue 15.
+    make_room: bool = True
     #: Seconds between the workers' start and the first join (agents import aiortc first).
     start_delay_s: float = 3.0
     #: Progress and time-series sampling period (seconds).

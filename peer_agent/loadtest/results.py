@@ -151,9 +151,49 @@ def summarize(run: RunResult, scenario: Scenario) -> dict[str, Any]:
         "busiest_worker_cpu_share": round(busiest, 3),
         "agents_per_core": round(scenario.peers / cores, 1) if cores else None,
         "p2p_mb_per_cpu_s": round(p2p / 1e6 / worker_cpu, 3) if worker_cpu else None,
+        **overlay_figures(rows),
+        **loop_lag_figures(run.workers.values()),
         "origin_and_harness_cpu_s": run.parent_cpu_s,
         "signaling_cpu_s": run.signaling_cpu_s,
         "wall_s": run.wall_s,
+    }
+
+
+def overlay_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Neighbours held by the agents (each agent's median from 10 s after its join: the
+    least and the median over agents) and the connection churn behind them (per agent: peer
+    connections opened, offers made, links closed to make room)."""
+    held = [
+        float(r["neighbours_held_median"])
+        for r in rows
+        if r.get("neighbours_held_median") is not None
+    ]
+    n = len(rows)
+    return {
+        "neighbours_held_min_agent": min(held) if held else None,
+        "neighbours_held_median": _median(held),
+        "links_opened_per_agent": round(sum(len(r.get("link_paths") or []) for r in rows) / n, 2)
+        if n
+        else None,
+        "offers_sent_per_agent": round(_sum(rows, "tracker_offers_sent") / n, 2) if n else None,
+        "links_split": _sum(rows, "links_split"),
+    }
+
+
+def loop_lag_figures(workers: Any) -> dict[str, Any]:
+    """The workers' event-loop lag (the worst worker's p50 and p99, ms) and CPU wait."""
+    workers = list(workers)
+    lags = [w for w in workers if w.get("loop_lag_ms_p50") is not None]
+    waits = [
+        float(w["run_queue_wait_s"]) / float(w["wall_s"])
+        for w in workers
+        if w.get("run_queue_wait_s") is not None and w.get("wall_s")
+    ]
+    return {
+        # Share of the wall time the busiest-waiting worker was runnable but had no CPU.
+        "worker_run_queue_wait_share": round(max(waits), 3) if waits else None,
+        "worker_loop_lag_ms_p50": max((w["loop_lag_ms_p50"] for w in lags), default=None),
+        "worker_loop_lag_ms_p99": max((w["loop_lag_ms_p99"] for w in lags), default=None),
     }
 
 
@@ -208,5 +248,7 @@ def simulate_like(
             "latency_s_median",
             "bytes_cdn",
             "bytes_p2p",
+            "cdn_fetches_per_segment_steady",
         )
+        if k in sim
     }

@@ -36,6 +36,7 @@ from ..agent.cdn import CdnConfig
 from ..agent.integrity import Manifest, Verdict
 from ..agent.playlist import choose_rendition, parse_master
 from ..core.ids import SegmentId
+from ..core.overlay import RefillConfig
 from ..hostile import Attack, make_hostile
 from ..net.swarm import SwarmConfig
 from ..net.tracker import TrackerConfig
@@ -47,6 +48,10 @@ from .plan import AgentSpec, Kind, Leave
 logger = logging.getLogger(__name__)
 
 MAX_AGENT_PEERS = 8
+#: The event-loop lag probe's sleep (seconds).
+LAG_PROBE_S = 0.1
+#: Neighbour figures of an agent count from this long after its join.
+NEIGHBOURS_SETTLED_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def run_queue_wait_s() -> float | None:
+    """Seconds this process's threads spent runnable but waiting for a CPU (Linux
+    ``/proc/self/schedstat``, main thread; None elsewhere): the machine's load, not our work."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def agent_config(job: WorkerJob, spec: AgentSpec) -> AgentConfig:
     sc, cfg = job.scenario, job.config
     max_peers = cfg.max_peers or min(MAX_AGENT_PEERS, sc.max_peers)
     swarm = SwarmConfig(
         max_peers=max_peers,
+        refill=RefillConfig() if cfg.refill else None,
+        make_room=cfg.make_room,
         close_timeout_s=0.5,
         stop_timeout_s=2.0,
         tracker=TrackerConfig(
@@ -119,6 +136,21 @@ HOSTILE_ATTACKS = {
 }
 
 
+def neighbour_figures(samples: list[tuple[float, int]]) -> dict[str, Any]:
+    """An agent's neighbour counts from (seconds since its join, links held) samples: held
+    ``NEIGHBOURS_SETTLED_S`` after joining, the median and least held from then on, the most
+    held at any time, and the seconds until it first held 5."""
+    settled = [n for t, n in samples if t >= NEIGHBOURS_SETTLED_S]
+    five = next((t for t, n in samples if n >= 5), None)
+    return {
+        "neighbours_at_10s": settled[0] if settled else None,
+        "neighbours_held_median": statistics.median(settled) if settled else None,
+        "neighbours_held_min": min(settled) if settled else None,
+        "neighbours_held_max": max((n for _, n in samples), default=None),
+        "neighbours_5_after_s": None if five is None else round(five, 1),
+    }
+
+
 def loopback_address(slot: int) -> str:
     """The slot's own loopback address: 127.0.<1 + slot // 250>.<2 + slot % 250>."""
     return f"127.0.{1 + slot // 250}.{2 + slot % 250}"
@@ -135,6 +167,12 @@ class Worker:
         self.finished_hash_failures = 0
         self.corrupt_played = 0
         self.agents_done = 0
+        #: Per agent (spec index): when it joined (wall) and (seconds since, links held) samples.
+        self.joined_wall: dict[int, float] = {}
+        self.neighbours: dict[int, list[tuple[float, int]]] = {}
+        #: How late the event loop woke from LAG_PROBE_S sleeps (seconds): a starved or
+        #: overloaded worker shows here before anywhere else.
+        self.loop_lag_s: list[float] = []
 
     # -- the truth ---------------------------------------------------------------------------
 
@@ -202,6 +240,7 @@ class Worker:
         hostile = make_hostile(agent, attack) if attack is not None else None
         audit = _Audit()
         self.running[spec.index] = (spec, agent, audit)
+        self.joined_wall[spec.index] = time.time()
         joined_at = time.time() - job.t0_wall
         task = asyncio.ensure_future(agent.run())
         error: str | None = None
@@ -253,6 +292,7 @@ class Worker:
             "former_peer_ids": former_ids,
             "segments_audited": len(audit.checked) - audit.unchecked,
             "segments_unaudited": audit.unchecked,
+            **neighbour_figures(self.neighbours.pop(spec.index, [])),
             **summary,
         }
         self.put(("agent", job.worker, record))
@@ -261,8 +301,12 @@ class Worker:
         totals = dict(self.finished)
         stalls, failures, latencies = self.finished_stalls, self.finished_hash_failures, []
         playing = 0
-        for _, agent, audit in list(self.running.values()):
+        for spec, agent, audit in list(self.running.values()):
             self._audit(agent, audit, final=False)
+            links = getattr(agent.swarm, "links", None)
+            if links is not None and spec.index in self.joined_wall:
+                since_s = time.time() - self.joined_wall[spec.index]
+                self.neighbours.setdefault(spec.index, []).append((since_s, len(links)))
             if agent.player is None:
                 continue
             status = agent.status()
@@ -293,13 +337,31 @@ class Worker:
             await asyncio.sleep(self.job.config.sample_interval_s)
             self.put(("sample", self.job.worker, self.sample()))
 
+    async def _lag_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.loop_lag_s.append(max(0.0, loop.time() - before - LAG_PROBE_S))
+
+    def lag_figures(self) -> dict[str, Any]:
+        lags = sorted(self.loop_lag_s)
+        if not lags:
+            return {}
+
+        def at(q: float) -> float:
+            return round(1000 * lags[min(len(lags) - 1, int(q * len(lags)))], 1)
+
+        return {"loop_lag_ms_p50": at(0.5), "loop_lag_ms_p99": at(0.99), "loop_lag_ms_max": at(1)}
+
     async def run(self) -> None:
         truth = asyncio.ensure_future(self._truth_loop())
         sampler = asyncio.ensure_future(self._sample_loop())
+        lag = asyncio.ensure_future(self._lag_loop())
         try:
             await asyncio.gather(*(self._run_agent(spec) for spec in self.job.specs))
         finally:
-            for task in (truth, sampler):
+            for task in (truth, sampler, lag):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -309,9 +371,10 @@ class Worker:
 def worker_main(job: WorkerJob, queue: Any) -> None:
     """Process entry point (``multiprocessing`` target)."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    wall0, cpu0 = time.time(), cpu_seconds()
+    wall0, cpu0, wait0 = time.time(), cpu_seconds(), run_queue_wait_s()
+    worker = Worker(job, queue.put)
     try:
-        asyncio.run(Worker(job, queue.put).run())
+        asyncio.run(worker.run())
     except BaseException:
         queue.put(("error", job.worker, traceback.format_exc()))
     finally:
@@ -324,6 +387,10 @@ def worker_main(job: WorkerJob, queue: Any) -> None:
                     "cpu_s_total": round(cpu_seconds(), 3),
                     "wall_s": round(time.time() - wall0, 3),
                     "agents": len(job.specs),
+                    **worker.lag_figures(),
+                    "run_queue_wait_s": None
+                    if wait0 is None or (wait1 := run_queue_wait_s()) is None
+                    else round(wait1 - wait0, 3),
                 },
             )
         )
