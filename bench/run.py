@@ -23,10 +23,12 @@ SUITES = [
     "bench.link_bench",
     "bench.signaling_bench",
     "bench.loadtest_bench",
+    "bench.agents50_bench",
     "bench.hostile_bench",
     "bench.netbed_bench",
     "bench.abuse_bench",
     "bench.manifest_bench",
+    "bench.pages6_bench",
     "bench.soak_bench",
 ]
 #: Suites too long for a default run: they run only when named with --only, or when their
