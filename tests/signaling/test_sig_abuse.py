@@ -159,7 +159,8 @@ async def test_connections_per_address_are_capped(start_process: ProcessFactory)
     other = await connect(proc.url, "neighbour", **from_host("127.0.0.3"))
     assert (await other.announce(pid("crowd")))["incomplete"] == 4
     await held[0].close()
-    await asyncio.sleep(0.2)
+    # wait until the server has seen the close (a fixed 0.2 s was not always enough under load)
+    await proc.wait_health(lambda h: h["connections"] == 3, 30.0)  # held[1:] and other
     again = await connect(proc.url, "crowd-again", **from_host("127.0.0.2"))
     assert (await again.announce(pid("crowd")))["incomplete"] == 4
 
