@@ -5,6 +5,7 @@
 // our own copy verified; a copy that fails ABORTs (UPSTREAM_FAILED) every relay of it
 // (docs/exchange.md §7-8). Pure: time is an argument, every output an action handed to emit.
 
+import { uploadSlots } from "./capacity.js";
 import { segmentKey } from "./scheduler.js";
 import { AbortReason } from "./wire.js";
 
@@ -152,10 +153,12 @@ export class UploadServer {
       this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: NEVER_RETRY_MS }));
       return true;
     }
-    if (this.uploads.size >= cfg.max_uploads || this._capBacklogged()) {
-      // every slot taken, or more than cap_backlog_s of the cap still to send
+    const slots = this.slots();
+    if (this.uploads.size >= slots || this._capBacklogged()) {
+      // every slot taken, or more than cap_backlog_s of the cap still to send; with no slot at
+      // all (the cap is below the bitrate) it never will be: retry never
       this.busySent += 1;
-      this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: cfg.busy_retry_after_ms }));
+      this.emit(act("reject_busy", { link, request_id: requestId, retry_after_ms: slots ? cfg.busy_retry_after_ms : NEVER_RETRY_MS }));
       return false;
     }
     const key = segmentKey(segment);
@@ -250,6 +253,12 @@ export class UploadServer {
   }
 
   // --- internals ------------------------------------------------------------------------------
+
+  /** Uploads served at once: max_uploads, fewer when the upload cap cannot feed that many at the
+   * stream's bitrate (docs/scheduling.md, "Upload fan-out"). */
+  slots() {
+    return uploadSlots(this.config.upload_cap_bytes_per_s ?? null, this.stream.bitrateBitsPerS() || null, this.config.max_uploads);
+  }
 
   _capBacklogged() {
     const cap = this.capBytesPerS();

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from .capacity import upload_slots
 from .exchange_actions import (
     AbortUpload,
     Action,
@@ -97,10 +98,14 @@ class UploadServer:
             self.unfair_refusals += 1
             self.emit(RejectBusy(link, request_id, NEVER_RETRY_MS))
             return True
-        if len(self.uploads) >= cfg.max_uploads or self._cap_backlogged():
-            # every slot taken, or more than cap_backlog_s of the cap still to send
+        slots = self.slots()
+        if len(self.uploads) >= slots or self._cap_backlogged():
+            # every slot taken, or more than cap_backlog_s of the cap still to send; with no
+            # slot at all (the cap is below the bitrate) it never will be: retry never
             self.busy_sent += 1
-            self.emit(RejectBusy(link, request_id, cfg.busy_retry_after_ms))
+            self.emit(
+                RejectBusy(link, request_id, cfg.busy_retry_after_ms if slots else NEVER_RETRY_MS)
+            )
             return False
         stored = self.store.get(segment)
         data = stored if stored is not None else self.relay_copies.get(segment)
@@ -188,6 +193,13 @@ class UploadServer:
         if bitrate is None:
             return None
         return cfg.upload_cap_copies * bitrate / 8 * max(1, self.downloads.neighbour_count())
+
+    def slots(self) -> int:
+        """Uploads served at once: ``max_uploads``, fewer when the upload cap cannot feed that
+        many at the stream's bitrate (docs/scheduling.md, "Upload fan-out")."""
+        cfg = self.config
+        bitrate = self.downloads.stream_bitrate_bits_per_s() or None  # 0: not known either
+        return upload_slots(cfg.upload_cap_bytes_per_s, bitrate, cfg.max_uploads)
 
     # -- internals -----------------------------------------------------------------------
 
