@@ -9,7 +9,9 @@ local connections to tell, and says what to send; :mod:`signaling.service` drive
 
 Only our own clients take part: a member whose announce ``caps`` hold ``"fetchers"`` is told
 the assignment and may be picked; ``"uplink:<bytes per second>"`` in its caps is its claimed
-upload capacity. Standard WebTorrent clients send neither and never see the message.
+upload capacity, and a claim of ``uplink:0`` (a leech-only client, or one whose uplink cannot
+carry the stream: docs/scheduling.md, "Upload fan-out") is told the assignment but never picked.
+Standard WebTorrent clients send neither and never see the message.
 """
 
 from __future__ import annotations
@@ -66,15 +68,15 @@ def takes_part(hints: PeerHints) -> bool:
     return FETCHERS_CAP in hints.caps
 
 
-def uplink_of(hints: PeerHints) -> int:
-    """Claimed uplink in bytes/s (0 when none; caps were validated on the way in)."""
+def uplink_of(hints: PeerHints) -> int | None:
+    """Claimed uplink in bytes/s (``None`` when none; caps were validated on the way in)."""
     for cap in hints.caps:
         if cap.startswith(UPLINK_CAP_PREFIX):
             try:
-                return parse_uplink(cap) or 0
+                return parse_uplink(cap)
             except ValueError:
-                return 0
-    return 0
+                return None
+    return None
 
 
 def slot_of(wall_s: float, slot_s: float) -> int:
@@ -95,7 +97,8 @@ class Member:
 
     peer_id: str
     region: str | None
-    uplink_bytes_per_s: int
+    #: Claimed uplink (``None``: no claim; 0: it uploads nothing and is never picked).
+    uplink_bytes_per_s: int | None
 
 
 def members_of(candidates: Iterable[tuple[str, PeerHints]]) -> Iterator[Member]:
@@ -116,12 +119,14 @@ def pick_fetchers(
     """Per region (``""``: members without one, and those of regions beyond
     ``max_regions_per_swarm``), the ``count`` members ranked first by: a claimed uplink of at
     least ``min_uplink_bytes_per_s`` first, then :func:`fetcher_key`, then peer_id. A claim
-    above the threshold ranks no better than the threshold: nobody wins by claiming more."""
+    above the threshold ranks no better than the threshold: nobody wins by claiming more.
+    Members claiming an uplink of 0 (they upload nothing) are never picked."""
     groups: dict[str, list[tuple[int, bytes, str]]] = {}
     for m in members:
-        if m.peer_id in exclude:
+        uplink = m.uplink_bytes_per_s
+        if m.peer_id in exclude or uplink == 0:
             continue
-        tier = 0 if m.uplink_bytes_per_s >= config.min_uplink_bytes_per_s else 1
+        tier = 0 if uplink is not None and uplink >= config.min_uplink_bytes_per_s else 1
         entry = (tier, fetcher_key(config.seed, slot, info_hash, m.peer_id), m.peer_id)
         groups.setdefault(m.region or "", []).append(entry)
     named = sorted((r for r in groups if r), key=lambda r: (-len(groups[r]), r))

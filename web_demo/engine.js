@@ -75,6 +75,14 @@ const FORGET_BEHIND_S = 60.0;
 const ABR_CDN_FRESH_S = 60.0;
 const arrSegs = (segments) => segments.map(wireSeg);
 
+/** The uplink we claim to the tracker (cap "uplink:N", docs/signaling.md "Fetcher assignment"):
+ * 0 when leech-only (the server never picks us to fetch), the upload cap when one is set, else
+ * none (null). */
+export function uplinkClaim(leechOnly, uploadCapBytesPerS) {
+  if (leechOnly) return 0;
+  return Number.isFinite(uploadCapBytesPerS) && uploadCapBytesPerS >= 0 ? Math.min(Math.floor(uploadCapBytesPerS), 1e12 - 1) : null;
+}
+
 /** The exchange's ban and refusal closes, with the reason the tracker is told. */
 const REPORTED_CLOSES = Object.freeze({
   "repeated integrity failures": "hash_failure",
@@ -345,6 +353,8 @@ export class P2PEngine {
       link: { ice_servers: this.options.iceServers },
       sessionConfig: this.sessionConfig,
       tracker: {
+        // our uplink claim for the server's fetcher pick: 0 when we never upload (never picked)
+        uplink_bytes_per_s: uplinkClaim(this.exchange.config.leech_only, this.exchange.config.upload_cap_bytes_per_s),
         ...(this.options.trackerConfig || {}),
         request_ice_servers: Boolean(this.options.iceFromTracker || this.options.trackerConfig?.request_ice_servers),
       },

@@ -51,7 +51,11 @@ def default_swarm_factory(config: AgentConfig) -> SwarmFactory:
             ice_servers=ice_servers_of(config),
             host_addresses=config.host_addresses,
             session=dataclasses.replace(base.session, leech_only=config.leech_only),
-            tracker=dataclasses.replace(base.tracker, request_ice_servers=config.ice_from_tracker),
+            tracker=dataclasses.replace(
+                base.tracker,
+                request_ice_servers=config.ice_from_tracker,
+                uplink_bytes_per_s=uplink_claim(config, base.tracker.uplink_bytes_per_s),
+            ),
         )
         swarm: SwarmLike = Swarm(
             config.tracker_url,
@@ -66,6 +70,23 @@ def default_swarm_factory(config: AgentConfig) -> SwarmFactory:
         return swarm
 
     return make
+
+
+#: The largest claim the tracker accepts (``uplink:`` takes 1..12 digits).
+MAX_UPLINK_CLAIM = 10**12 - 1
+
+
+def uplink_claim(config: AgentConfig, configured: int | None) -> int | None:
+    """The uplink we claim to the tracker (cap ``uplink:N``, docs/signaling.md "Fetcher
+    assignment"): 0 when leech-only (the server never picks us to fetch), else the tracker
+    config's own claim, else the upload cap, else none."""
+    if config.leech_only:
+        return 0
+    if configured is not None:
+        return configured
+    if config.upload_cap_bytes_per_s is not None:
+        return min(int(config.upload_cap_bytes_per_s), MAX_UPLINK_CLAIM)
+    return None
 
 
 def make_ids(playlist_url: str, rng: random.Random) -> tuple[str, str]:

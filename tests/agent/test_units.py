@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from peer_agent.agent.config import AgentConfig
 from peer_agent.agent.integrity import (
     IntegrityConfig,
     Manifest,
@@ -16,6 +17,7 @@ from peer_agent.agent.integrity import (
     parse_manifest,
 )
 from peer_agent.agent.playlist import ByteRange, SegmentInfo
+from peer_agent.agent.swarm_setup import uplink_claim
 from peer_agent.core.exchange_uploads import TokenBucket
 from peer_agent.core.ids import SegmentId
 
@@ -79,3 +81,15 @@ def test_token_bucket_caps_the_rate() -> None:
     assert free.take(10**9, now=0.0) == 10**9 and free.ready_at(5, 1.0) == 1.0
     with pytest.raises(ValueError):
         TokenBucket(0.0, now=0.0)
+
+
+def test_uplink_claim_is_zero_when_leech_only_else_the_cap() -> None:
+    """docs/signaling.md, "Fetcher assignment": a leech-only agent claims uplink:0 (never
+    picked); otherwise the tracker config's own claim, else the upload cap (clamped to the 12
+    digits the tracker accepts), else none."""
+    url = "http://127.0.0.1:1/live.m3u8"
+    assert uplink_claim(AgentConfig(url), None) is None
+    assert uplink_claim(AgentConfig(url, leech_only=True), 10**6) == 0
+    assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=312_500.7), None) == 312_500
+    assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=312_500.0), 10**6) == 10**6
+    assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=1e15), None) == 10**12 - 1
