@@ -38,6 +38,7 @@ import random
 from array import array
 from collections.abc import Callable
 
+from ..core.capacity import upload_slots
 from ..core.cdn_phase import JOIN_RAMP, CdnFetchCounts
 from ..core.config import PlaybackConfig, SchedulerConfig
 from ..core.ids import SegmentId
@@ -130,6 +131,7 @@ class _Viewer:
         "peer_id",
         "joined_at",
         "uploads_allowed",
+        "upload_slots",
         "uplink_bytes_per_s",
         "region",
         "player",
@@ -170,6 +172,7 @@ class _Viewer:
         peer_id: str,
         joined_at: float,
         uploads_allowed: bool,
+        upload_slots: int,
         uplink_bytes_per_s: float,
         region: int,
         player: PlaybackModel,
@@ -180,6 +183,7 @@ class _Viewer:
         self.peer_id = peer_id
         self.joined_at = joined_at
         self.uploads_allowed = uploads_allowed
+        self.upload_slots = upload_slots  # uploads served at once (core.capacity)
         self.uplink_bytes_per_s = uplink_bytes_per_s
         self.region = region
         self.player = player
@@ -379,12 +383,17 @@ class Simulation:
         uplink = sc.uplink_bytes_per_s
         if sc.low_uplink_fraction > 0 and self.rng.random() < sc.low_uplink_fraction:
             uplink = sc.low_uplink_bytes_per_s
+        # Upload fan-out bounded by the uplink (docs/scheduling.md, "Upload fan-out"): a viewer
+        # that cannot feed one neighbour at the bitrate serves none and runs leech-only.
+        slots = upload_slots(uplink, sc.bitrate_bits_per_s, sc.max_uploads)
+        uploads = uploads and slots > 0
         region = self.rng.randrange(sc.regions) if sc.regions > 1 else 0
         viewer = _Viewer(
             index=n,
             peer_id=peer_id,
             joined_at=self.now,
             uploads_allowed=uploads,
+            upload_slots=slots,
             uplink_bytes_per_s=uplink,
             region=region,
             player=PlaybackModel(self.play_cfg, start, self.now, end_s=end),
@@ -841,7 +850,7 @@ class Simulation:
             return
         src = nb.viewer
         holds = segment in src.have or segment in src.transfers or segment in src.partial
-        if not src.uploads_allowed or len(src.uploads) >= self.sc.max_uploads or not holds:
+        if not src.uploads_allowed or len(src.uploads) >= src.upload_slots or not holds:
             # BUSY (or ABSENT): the requester backs off from this peer for a while.
             nb.choked_until = self.now + self.sc.peer_rtt_s + self.sc.busy_retry_s
             self._peer_changed(viewer, nb)

@@ -38,7 +38,9 @@ class Scenario:
     peer_rtt_s: float = 0.05
     #: Neighbours a viewer keeps (the tracker pairs up to this many).
     max_peers: int = 20
-    #: Uploads one viewer serves at once; more requests are answered BUSY.
+    #: Uploads one viewer serves at once, at most; more requests are answered BUSY. Each viewer
+    #: serves ``core.capacity.upload_slots(uplink, bitrate, max_uploads)`` (docs/scheduling.md,
+    #: "Upload fan-out"): none, leech-only, when its uplink is below the bitrate.
     max_uploads: int = 4
     busy_retry_s: float = 0.5
     #: Time from join (or from losing a neighbour) to a working data channel.
@@ -50,7 +52,8 @@ class Scenario:
     #: Share of viewers that never upload (leech-only).
     leech_fraction: float = 0.0
     #: Capacity mix: share of (uploading) viewers whose uplink is ``low_uplink_bytes_per_s``
-    #: instead of ``uplink_bytes_per_s``; the default low uplink is below the default bitrate.
+    #: instead of ``uplink_bytes_per_s``; the default low uplink is below the default bitrate,
+    #: so those viewers serve no uploads (see ``max_uploads``).
     low_uplink_fraction: float = 0.0
     low_uplink_bytes_per_s: float = 125_000.0
     #: Regions viewers are spread over evenly (at random). The tracker pairs within a region

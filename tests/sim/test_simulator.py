@@ -11,7 +11,7 @@ import json
 import pytest
 
 from peer_agent.sim.cli import main
-from peer_agent.sim.engine import simulate
+from peer_agent.sim.engine import Simulation, simulate
 from peer_agent.sim.scenario import Scenario, load_scenario
 
 ISSUE_SCENARIO = Scenario(
@@ -224,6 +224,30 @@ def test_server_fetcher_assignment_makes_the_listed_viewers_fetch() -> None:
     assert assigned.cdn_fetches <= local.cdn_fetches
     with pytest.raises(ValueError, match="server_fetchers"):
         Scenario(server_fetchers=17)
+
+
+def test_capacity_mix_and_churn_keep_about_one_fetch_per_segment() -> None:
+    """Issue 15's capacity mix (10 % of uploaders at half the bitrate) with 1 % of viewers
+    leaving per minute, under the server's assignment: viewers below the bitrate serve no
+    uploads (docs/scheduling.md, "Upload fan-out"), so no cut-through tree runs through them and
+    the swarm keeps about one steady-state CDN fetch per segment (178 at 1,000 viewers when
+    every viewer served 4 uploads whatever its uplink). Deterministic (seeded): the figures at
+    1,000 and 10,000 viewers are `make bench` output (bench/fetchers_bench.py)."""
+    sc = Scenario(
+        peers=200, live=True, segment_s=4.0, latency_segments=3, duration_s=120.0,
+        join_over_s=60.0, tick_s=0.1, low_uplink_fraction=0.1, churn_per_min=0.01,
+        server_fetchers=4, seed=2,
+    )  # fmt: skip
+    sim = Simulation(sc, per_peer=False)
+    r = sim.run()
+    everyone = [*sim.viewers.values(), *sim.departed]
+    low = [v for v in everyone if v.uplink_bytes_per_s < sc.bitrate_bits_per_s / 8]
+    assert low and all(v.upload_slots == 0 and not v.uploads_allowed for v in low)
+    assert all(v.bytes_up == 0 for v in low)
+    assert sim.departed  # churn happened
+    assert r.cdn_fetches_per_segment_steady <= 1.5
+    assert r.stall_count == 0
+    assert r.offload_ratio >= 0.95 * (sc.peers - 1) / sc.peers
 
 
 def test_split_pairing_keeps_the_overlay_small_world() -> None:
