@@ -134,6 +134,7 @@ export class P2PEngine {
     this._nextLink = 1;
     this.cdnFetches = new Map(); // fetch id -> {abort: AbortController, key}
     this._cdnSampledAt = null; // when the exchange last got a CDN throughput sample
+    this._cdnLastBytesPerS = null; // that sample's rate (abrCdnBytesPerS)
     this.timing = new Map(); // key -> {startedAt, firstAt, doneAt, source} of the transfer that made it
     this.waiters = new Map(); // key -> [{resolve, reject}]
     this._ingest = new Map(); // key -> bytes hls.js's own loader fetched, fed to the exchange
@@ -424,11 +425,21 @@ export class P2PEngine {
     return { promise, release };
   }
 
-  /** The viewer's measured CDN throughput (bytes/s) that floors what hls.js ABR is told
-   * (loader.js abrDurationMs); null when no CDN fetch finished in the last ABR_CDN_FRESH_S. */
+  /** The viewer's measured CDN throughput (bytes/s) that floors what hls.js ABR is told of a
+   * peer's delivery (loader.js abrDurationMs): the lower of the exchange's CDN estimate (an EWMA)
+   * and the last CDN fetch's own rate, so a CDN that just slowed down (a real cap) counts at
+   * once, while the EWMA alone would keep most of the old, much higher rate for several fetches;
+   * null when no CDN fetch finished in the last ABR_CDN_FRESH_S. */
   abrCdnBytesPerS(now = nowS()) {
     if (this._cdnSampledAt === null || now - this._cdnSampledAt > ABR_CDN_FRESH_S) return null;
-    return this.exchange.cdnRate.estimate;
+    const estimate = this.exchange.cdnRate.estimate;
+    if (estimate === null) return null;
+    return this._cdnLastBytesPerS === null ? estimate : Math.min(estimate, this._cdnLastBytesPerS);
+  }
+
+  _noteCdnSample(bytes, elapsedS, now) {
+    this._cdnSampledAt = now;
+    this._cdnLastBytesPerS = bytes / Math.max(1e-6, elapsedS);
   }
 
   /** Bytes hls.js's own loader fetched (fallback) in `elapsedS` seconds (null: unknown): the
@@ -662,7 +673,7 @@ export class P2PEngine {
       this.exchange.cdnTotal(a.fetch_id, bytes.length, started);
       if (a.offset < bytes.length) this.exchange.cdnData(a.fetch_id, a.offset, bytes.subarray(a.offset), started);
       this.exchange.cdnDone(a.fetch_id, bytes.length, ingest.elapsedS, started);
-      this._cdnSampledAt = started;
+      this._noteCdnSample(bytes.length, ingest.elapsedS, started);
       return;
     }
     this.cdnFetchCounts.count(a.segment[1]);
@@ -700,7 +711,7 @@ export class P2PEngine {
         if (end === null || this.destroyed) return;
         const now = nowS();
         this.exchange.cdnDone(a.fetch_id, end, Math.max(1e-6, now - timing.startedAt), now);
-        this._cdnSampledAt = now;
+        this._noteCdnSample(end - a.offset, now - timing.startedAt, now);
         this._drain();
       },
       (exc) => {

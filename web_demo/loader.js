@@ -8,10 +8,12 @@
 // hls.js reads stats.loading.{start, first, end} for its bandwidth estimate (ABR): we report the
 // timing of the transfer that produced the bytes (or hls.js's whole wait, when it asked before
 // the transfer began), ending now, so a segment prefetched from a peer counts at the speed it
-// really came, not as an instant download; but never slower than the viewer's measured CDN
-// throughput would have fetched it (abrDurationMs: the best of the two), so one slow neighbour
-// cannot pull hls.js's estimate, and the rendition, down while the CDN could deliver. hls.js hands the ArrayBuffer to its transmux worker, which detaches it: it
-// always gets a copy.
+// really came, not as an instant download; for bytes a peer sent, never slower than the
+// viewer's measured CDN throughput would have fetched them (abrDurationMs: the best of the two),
+// so one slow neighbour cannot pull hls.js's estimate, and the rendition, down while the CDN
+// could deliver; bytes the CDN alone sent count at that transfer's own pace, never floored, so a
+// real cap shows at once (abrReportMs). hls.js hands the ArrayBuffer to its transmux worker,
+// which detaches it: it always gets a copy.
 //
 // Page events (events.js, through engine.events): segment-loaded for every fragment handed to
 // hls.js (source peer, cdn or store; fallback: true when hls.js's own loader fetched it),
@@ -23,6 +25,16 @@
 export function abrDurationMs(bytes, realMs, cdnBytesPerS) {
   if (!(cdnBytesPerS > 0) || !(bytes > 0)) return realMs;
   return Math.max(1, Math.min(realMs, (bytes / cdnBytesPerS) * 1000));
+}
+
+/** What hls.js is told for one delivery (README, "ABR"). Bytes only the CDN sent: that CDN
+ * transfer's own time (the engine's waits before it are not the network's; flooring a CDN
+ * transfer at a CDN estimate would hide a real cap). Bytes a peer sent (alone or resumed from
+ * the CDN after it): what hls.js would measure, the transfer or its whole wait when it asked
+ * earlier, but never slower than the viewer's measured CDN throughput (abrDurationMs). */
+function abrReportMs(bytes, transferMs, waitedMs, from, engine) {
+  if (from === "cdn") return transferMs;
+  return abrDurationMs(bytes, Math.max(transferMs, waitedMs), engine.abrCdnBytesPerS?.() ?? null);
 }
 
 function fragInfo(frag) {
@@ -105,11 +117,7 @@ export function makeFragmentLoader(engine, DefaultLoader) {
       const now = performance.now();
       const stats = this.stats;
       const durationMs = Math.max(1, (timing.doneAt - timing.startedAt) * 1000);
-      // What hls.js would measure: the transfer, or its whole wait when it asked earlier (a
-      // slow peer, a resume after one, waiting for an elected neighbour) ...
-      const observedMs = Math.max(durationMs, now - stats.loading.start);
-      // ... but never slower than the CDN's measured pace (README "ABR").
-      const abrMs = abrDurationMs(data.byteLength, observedMs, engine.abrCdnBytesPerS?.() ?? null);
+      const abrMs = abrReportMs(data.byteLength, durationMs, now - stats.loading.start, timing.source ?? source, engine);
       const ttfbMs = Math.min(abrMs, Math.max(0, (timing.firstAt - timing.startedAt) * 1000));
       stats.loading.end = now;
       stats.loading.start = now - abrMs;

@@ -13,12 +13,20 @@ a top rendition of about 4 Mbit/s (real segments of 1.1-1.4 MB per 2 s) and a 20
    neighbour joined (two runs, both failing the first assert); with the rule, about 70-150
    Mbit/s and no down-switch.
 2. Then the origin is really capped (POST /control, docs/origin.md: every response paced at
-   150 KB/s, under the top rendition) and both pages must switch down (within 240 s). The time
-   to each page's first down-switch, from the cap, is printed, not asserted: it varies too much
-   for a test. On a shared machine ours took 24-32 s against plain hls.js's 22-32 s (six runs);
-   in a CI run on an idle 2-core machine ours took 37.5 s against 14.2 s. Our page still gets
-   top-rendition segments from the agent, which is not behind the origin's per-response cap, as
-   long as the agent holds them in time (a likely reason, not checked).
+   150 KB/s, under the top rendition) and our page must switch down (within 240 s). The time to
+   each page's first down-switch from the cap, and per segment what each loader told hls.js,
+   are printed (`-s`), not asserted: they vary too much for a test. The plain page is the
+   yardstick, not asserted either: under heavy load plain hls.js can keep aborting its
+   top-rendition loads as the live edge moves on, so no load finishes and it never switches
+   (seen once at load average 19).
+   Why ours used to take twice as long (CI, idle machine: 37.5 s against 14.2 s; here 33.5 s
+   against 16.1 s, per-segment log): the loader floored every delivery, the CDN's own included,
+   at the exchange's CDN estimate, an EWMA that after the first capped fetch (1 MB in 5.4 s)
+   still held 57 Mbit/s of the old 215, so hls.js was told 146 ms for it, and peer deliveries
+   (the agent relays at the capped pace of its own fetch: 2.6-7.2 s) were floored by the same
+   stale figure. Now bytes the CDN alone sent count at that transfer's own pace and the CDN
+   figure is the lower of the EWMA and the last fetch's rate (README "ABR"): ours then switched
+   down after 18.8 s.
 """
 
 from __future__ import annotations
@@ -49,13 +57,23 @@ SLOW_PHASE_S = 60.0
 CAP_BYTES_PER_S = 150_000  # 1.2 Mbit/s per response: under the top rendition, over the low one
 
 # Every level switch (hls.js's decision, LEVEL_SWITCHING) with the page's wall clock, and every
-# fragment hls.js buffered with where the engine got it and how long hls.js waited for it.
+# fragment hls.js buffered with where the engine got it, how long hls.js waited for it, what the
+# loader told it and its estimate after; a log of loads, aborts and errors (failure messages).
 WATCH_JS = """() => {
   const hls = window.hls, p2p = window.p2p;
   const w = (window.__abr = {switches: [], frags: [], events: new Map(), asked: new Map()});
   hls.on('hlsLevelSwitching', (_, d) => w.switches.push({level: d.level, at: Date.now()}));
   const key = (f) => `${f.level}/${f.sn}`;
-  hls.on('hlsFragLoading', (_, d) => w.asked.set(key(d.frag), performance.now()));
+  w.log = [];
+  const note = (what) => w.log.push({at: Date.now(), what});
+  hls.on('hlsFragLoading', (_, d) => {
+    w.asked.set(key(d.frag), performance.now());
+    note(`loading ${key(d.frag)}`);
+  });
+  hls.on('hlsFragLoadEmergencyAborted', (_, d) => note(`emergency abort ${key(d.frag)}`));
+  hls.on('hlsError', (_, d) => note(`error ${d.details}`));
+  if (p2p) for (const type of ['segment-error', 'segment-abort'])
+    p2p.on(type, (e) => note(`${type} ${e.level}/${e.sn} ${e.message || ''}`));
   if (p2p) p2p.on('segment-loaded', (e) => w.events.set(`${e.level}/${e.sn}`, e));
   hls.on('hlsFragLoaded', (_, d) => {
     const e = w.events.get(key(d.frag));
@@ -64,11 +82,13 @@ WATCH_JS = """() => {
                   source: e ? (e.fallback ? 'fallback' : e.source) : 'hls.js',
                   observedMs: performance.now() - w.asked.get(key(d.frag)),
                   reportedMs: st.loading.end - st.loading.start,
-                  cdn: p2p ? p2p.abrCdnBytesPerS() : null});
+                  cdn: p2p ? p2p.abrCdnBytesPerS() : null, at: Date.now(),
+                  estimate: hls.bandwidthEstimate});
   });
 }"""
 STATE_JS = """() => ({level: window.hls.currentLevel, estimate: window.hls.bandwidthEstimate,
-  now: Date.now(), switches: window.__abr.switches.slice(), frags: window.__abr.frags.slice()})"""
+  now: Date.now(), switches: window.__abr.switches.slice(), frags: window.__abr.frags.slice(),
+  log: window.__abr.log.slice(-200)})"""
 
 
 @pytest.fixture(autouse=True)
@@ -143,16 +163,38 @@ async def test_a_slow_peer_causes_no_down_switch_and_a_real_cap_switches_both_do
         async with httpx.AsyncClient(trust_env=False) as client:
             shaping = {"rate_limit_bytes_per_s": CAP_BYTES_PER_S}
             (await client.post(f"{demo.origin_url}/control", json=shaping)).raise_for_status()
-        took_s = {}
-        for page, name in ((ours, "ours"), (plain, "plain")):
-            st = await wait_state(
-                page, lambda s: downs(s, capped_at), 240, f"{name}: a down-switch under the cap"
-            )
-            took_s[name] = (downs(st, capped_at)[0]["at"] - capped_at) / 1000
+        # Ours must switch down; the plain page is the yardstick, printed: under heavy load
+        # plain hls.js can keep aborting its top-rendition loads as the live edge moves on
+        # (no load finishes, so its estimate never falls), which is hls.js's, not ours.
+        took_s: dict[str, float] = {}
+        deadline = time.monotonic() + 240
+        states: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline and len(took_s) < 2:
+            for page, name in ((ours, "ours"), (plain, "plain")):
+                if name not in took_s:
+                    states[name] = await page.evaluate(STATE_JS)
+                    if downs(states[name], capped_at):
+                        took_s[name] = (downs(states[name], capped_at)[0]["at"] - capped_at) / 1000
+            await asyncio.sleep(0.5)
+        assert "ours" in took_s, f"our page did not switch down under the cap in 240 s: {states}"
+        for name, st in states.items():  # what each page's loader told hls.js, from the cap
+            for f in st["frags"]:
+                if f["at"] >= capped_at and (
+                    name not in took_s or f["at"] <= capped_at + took_s[name] * 1000 + 2000
+                ):
+                    print(
+                        f"{name} +{(f['at'] - capped_at) / 1000:.1f} s: sn {f['sn']} level "
+                        f"{f['level']} from {f['source']}, {f['bytes']} B, hls.js waited "
+                        f"{f['observedMs']:.0f} ms, told {f['reportedMs']:.0f} ms; CDN figure "
+                        f"{f['cdn'] and round(f['cdn'] * 8 / 1e6, 1)} Mbit/s; estimate after "
+                        f"{f['estimate'] / 1e6:.1f} Mbit/s"
+                    )
     print(
         f"slow peer's segments at {[round(b / 1e6, 2) for b in slow_bps]} Mbit/s as hls.js waited, "
         f"hls.js estimate "
         f"{s['estimate'] / 1e6:.1f} Mbit/s, no down-switch (plain page meanwhile: "
         f"{len(plain_downs_1)}); under the cap the first down-switch after "
-        f"{took_s['ours']:.1f} s (ours) and {took_s['plain']:.1f} s (plain hls.js); shared machine"
+        f"{took_s['ours']:.1f} s (ours) and "
+        + (f"{took_s['plain']:.1f} s" if "plain" in took_s else "none in 240 s")
+        + " (plain hls.js); shared machine"
     )
