@@ -169,13 +169,17 @@ async def test_a_slow_peer_causes_no_down_switch_and_a_real_cap_switches_both_do
         took_s: dict[str, float] = {}
         deadline = time.monotonic() + 240
         states: dict[str, dict[str, Any]] = {}
+        # the yardstick gets 120 s once ours has switched (this test must stay short)
         while time.monotonic() < deadline and len(took_s) < 2:
+            if "ours" in took_s and time.monotonic() > deadline - 120:
+                break
             for page, name in ((ours, "ours"), (plain, "plain")):
                 if name not in took_s:
                     states[name] = await page.evaluate(STATE_JS)
                     if downs(states[name], capped_at):
                         took_s[name] = (downs(states[name], capped_at)[0]["at"] - capped_at) / 1000
             await asyncio.sleep(0.5)
+        waited_s = 240 - (deadline - time.monotonic())
         assert "ours" in took_s, f"our page did not switch down under the cap in 240 s: {states}"
         for name, st in states.items():  # what each page's loader told hls.js, from the cap
             for f in st["frags"]:
@@ -195,6 +199,6 @@ async def test_a_slow_peer_causes_no_down_switch_and_a_real_cap_switches_both_do
         f"{s['estimate'] / 1e6:.1f} Mbit/s, no down-switch (plain page meanwhile: "
         f"{len(plain_downs_1)}); under the cap the first down-switch after "
         f"{took_s['ours']:.1f} s (ours) and "
-        + (f"{took_s['plain']:.1f} s" if "plain" in took_s else "none in 240 s")
+        + (f"{took_s['plain']:.1f} s" if "plain" in took_s else f"none in {waited_s:.0f} s")
         + " (plain hls.js); shared machine"
     )
