@@ -1,21 +1,26 @@
 """Soak benchmark (issue 17): 2 Chromium pages + 2 agents on the live demo stream for 60 minutes,
-sampled every minute: each page's JS heap (after a forced GC), the renderer processes' resident
-memory, each page's store and open peer connections. Growth is the least-squares slope after
-warm-up, in MB per 10 minutes (the aim: <= 1 MB per 10 minutes per page).
+sampled every minute: each page's JS heap (after a forced GC), its own renderer process's
+memory, its store, size table and open peer connections, and what could pile up in a page (DOM
+nodes and listeners, buffered seconds and how far the back buffer reaches behind the playhead,
+hls.js's fragment lists, performance entries). A third page plays the same stream with plain
+hls.js (same options) as a yardstick. Growth is the least-squares slope after warm-up, in MB per
+10 minutes (the aim: <= 1 MB per 10 minutes per page).
 
-Reading the renderer figures (bench/soak_diag.py, 2026-12-02, shared 2-core machine, load 8-15):
-a plain hls.js page's renderer grows faster than ours (RssAnon +100 MB per 10 min against
-+21 and +35 for our two pages) while every page's JS heap, DOM counters (documents, nodes,
-listeners), ArrayBufferContents, buffered seconds (38-40) and our store (5 MB) stay flat. The
-growth follows the bytes a page fetches over HTTP (ours fetch most segments from peers), not
-the media it plays: the DevTools Network agent that Playwright enables on every page keeps
-response bodies in the renderer. Two headless Chromiums with the same plain hls.js page, no
-Playwright: with a DevTools session left attached with Network.enable, RssAnon 43 -> 101 MB in
-5 minutes; without one, 46 -> 48 MB. So renderer RSS measured here overstates what a viewer's
-browser holds, for every page; compare our pages with the plain one, not with zero.
+It measures without perturbing: no Playwright. Playwright enables the Network domain on every
+page it drives and the DevTools Network agent keeps response bodies in the renderer (a plain
+hls.js page with a DevTools session holding Network.enable: RssAnon 43 -> 101 MB in 5 minutes;
+without one 46 -> 48 MB; bench/soak_diag.py keeps that comparison), which is what made earlier
+runs of this bench show renderers growing +21/+35 MB per 10 minutes. Here Chromium is started
+directly and driven over a bare CDP connection (bench/soak_cdp.py): pages are opened from the
+browser's connection, nothing is enabled on them, nothing is intercepted (everything comes from
+the real demo servers), and a page has a DevTools session only while it is sampled (attach, GC,
+Runtime.getHeapUsage, Memory.getDOMCounters, one Runtime.evaluate, detach). Renderer memory is
+read from /proc of the page's own renderer process (found once at the start: the one whose
+anonymous memory grows by 128 MB while the page holds that many bytes). bench/soak_heap.py
+diffs two heap snapshots of a page to say what grows in its JS heap.
 
 Opt-in: it runs only with `--only bench.soak_bench` or P2P_BENCH_SOAK=1 (bench/run.py);
-`--quick` runs 2 minutes sampled every 20 s. Needs Debian's chromium, Playwright and hls.js
+`--quick` runs 2 minutes sampled every 20 s. Needs Debian's chromium and hls.js
 (node_modules); elsewhere the section says it was skipped.
 """
 
@@ -112,34 +117,56 @@ def renderer_rss_bytes() -> int:
     return sum(rss_bytes(renderer_pids()).values())
 
 
-async def page_renderer(page: Any, candidates: set[int]) -> int | None:
-    """Which renderer process runs `page`: the one whose CPU time grows most while the page
-    spins for a second (Chromium hands a new page a spare renderer started earlier, so the
-    process that appears when a page opens is not the page's)."""
+PROBE_BYTES = 128 * MB
+# Hold, then drop, PROBE_BYTES of touched memory in a page (page_renderer).
+PROBE_HOLD_JS = f"() => {{ window.__probe = new Uint8Array({PROBE_BYTES}).fill(1); }}"
+PROBE_DROP_JS = "() => { delete window.__probe; }"
+
+
+async def page_renderer(run_js: Any, candidates: set[int]) -> int | None:
+    """Which renderer process runs a page: the one whose anonymous memory grows by about
+    PROBE_BYTES while the page holds that many touched bytes (`run_js(source)` runs a JS function
+    in the page). Chromium hands a new page a spare renderer started earlier, so the process that
+    appears when a page opens is not the page's; and CPU time (a page spinning) does not tell them
+    apart on a loaded machine, where every renderer gets a share of a core."""
     before = proc_memory(candidates)
-    await page.evaluate(
-        "() => { const end = performance.now() + 1000; while (performance.now() < end); }"
-    )
+    await run_js(PROBE_HOLD_JS)
     after = proc_memory(candidates)
-    grew = sorted(
-        ((after[p]["cpu_ticks"] - before[p]["cpu_ticks"], p) for p in after if p in before),
-        reverse=True,
-    )
-    if not grew or grew[0][0] <= 0:
-        return None
-    # Clearly this one: on a loaded machine the spin gets a share of a core, not all of it.
-    runner_up = grew[1][0] if len(grew) > 1 else 0
-    return grew[0][1] if grew[0][0] >= 2 * runner_up else None
+    await run_js(PROBE_DROP_JS)
+    grew = [
+        p
+        for p in after
+        if p in before and after[p]["RssAnon"] - before[p]["RssAnon"] >= PROBE_BYTES * 0.8
+    ]
+    return grew[0] if len(grew) == 1 else None
 
 
-# Any page's media: the video's buffered seconds, playhead and hls.js's latency behind live.
-MEDIA_JS = """() => {
+# Any page's media and what could pile up in it: the video's buffered seconds and ranges (hls.js's
+# back buffer: how far the oldest buffered second lies behind the playhead), its SourceBuffers,
+# hls.js's latency behind live and the fragments its level details list, the page's performance
+# entries (resource timing), and for our pages the engine's stats.
+PAGE_JS = """() => {
   const v = document.querySelector('video');
   let buffered = 0;
   for (let i = 0; i < v.buffered.length; i++) buffered += v.buffered.end(i) - v.buffered.start(i);
-  const latency = window.hls ? window.hls.latency : null;
-  return {buffered_s: +buffered.toFixed(1), time: +v.currentTime.toFixed(1),
-          latency_s: Number.isFinite(latency) ? +latency.toFixed(1) : null};
+  const hls = window.hls;
+  const latency = hls ? hls.latency : null;
+  const out = {buffered_s: +buffered.toFixed(1), time: +v.currentTime.toFixed(1),
+    visible: document.visibilityState,
+    behind_s: v.buffered.length ? +(v.currentTime - v.buffered.start(0)).toFixed(1) : null,
+    ranges: v.buffered.length,
+    source_buffers: hls?.bufferController?.mediaSource?.sourceBuffers?.length ?? null,
+    latency_s: Number.isFinite(latency) ? +latency.toFixed(1) : null,
+    hls_frags: (hls?.levels || []).reduce((n, l) => n + (l.details?.fragments?.length || 0), 0),
+    perf_entries: performance.getEntries().length,
+    media_error: v.error ? v.error.code : null};
+  if (window.p2p) {
+    const s = window.p2p.stats();
+    out.store_segments = s.storeSegments; out.store_bytes = s.storeBytes;
+    out.sizes = (s.segmentRecords || {}).sizes ?? null; out.peers = s.connectedPeers;
+    out.from_peers = s.bytesFromPeers; out.from_cdn = s.bytesFromCdn;
+  }
+  return out;
 }"""
 
 
@@ -157,15 +184,33 @@ def slope_per_10_min(points: list[tuple[float, float]]) -> float | None:
     return k * 600 / MB
 
 
-async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, Any]:
-    from playwright.async_api import async_playwright
+async def sample_page(
+    browser: Any, target: str, pid: int | None, procs: dict[int, Any]
+) -> dict[str, Any]:
+    """One page's figures: attach, force a GC, read the JS heap, DOM counters and the page's own
+    counters, detach; its renderer's memory from /proc (`procs`, read just before)."""
+    async with browser.session(target) as s:
+        await s.send("HeapProfiler.collectGarbage")
+        heap = await s.send("Runtime.getHeapUsage")
+        dom = await s.send("Memory.getDOMCounters")
+        page = await s.evaluate(PAGE_JS)
+    own = procs.get(pid, {}) if pid else {}
+    return {
+        "heap": int(heap["usedSize"]),
+        "rss": own.get("VmRSS"),
+        "rss_anon": own.get("RssAnon"),
+        "pss_anon": own.get("Pss_Anon"),
+        "rss_shmem": own.get("RssShmem"),
+        "nodes": dom["nodes"],
+        "listeners": dom["jsEventListeners"],
+        "documents": dom["documents"],
+        **page,
+    }
 
-    from tests.browser.browser_support import (
-        CHROMIUM_ARGS,
-        PLAIN_JS,
-        STATS_JS,
-        chromium_path,
-    )
+
+async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, Any]:
+    from bench.soak_cdp import launch
+    from tests.browser.browser_support import CHROMIUM_ARGS, PLAIN_JS, chromium_path
 
     config = DemoConfig(
         page_port=0,
@@ -175,72 +220,64 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
         live_window_segments=WINDOW_SEGMENTS,
     )
     samples: list[dict[str, Any]] = []
-    async with run_demo(config) as demo, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 640, "height": 360})
-            await context.grant_permissions(["camera", "microphone"])
-            pages, cdps = [], []
-            for _ in range(2):
-                page = await context.new_page()
-                await page.goto(demo.page_url)
-                cdp = await context.new_cdp_session(page)
-                await cdp.send("Performance.enable")
-                pages.append(page)
-                cdps.append(cdp)
-            # A plain hls.js page beside ours: growth it shows too is not ours.
-            plain = await context.new_page()
-            await plain.goto(f"{demo.page_url}config.json")
-            await plain.evaluate(PLAIN_JS, demo.master_url(config.stream))
-            plain_cdp = await context.new_cdp_session(plain)
-            await plain_cdp.send("Performance.enable")
-            names = ["p0", "p1", "plain"]
-            pages.append(plain)
-            cdps.append(plain_cdp)
-            for page in pages:
-                await page.wait_for_function("() => window.hls", timeout=60_000)
-            pids = [await page_renderer(page, renderer_pids()) for page in pages]
-            t0 = time.monotonic()
-            while True:
-                elapsed = time.monotonic() - t0
-                row: dict[str, Any] = {"t_s": round(elapsed, 1)}
-                procs = proc_memory(renderer_pids())
-                row["renderer_rss"] = sum(m["VmRSS"] for m in procs.values())
-                for name, page, cdp, pid in zip(names, pages, cdps, pids, strict=True):
-                    await cdp.send("HeapProfiler.collectGarbage")
-                    metrics = await cdp.send("Performance.getMetrics")
-                    m = {m["name"]: m["value"] for m in metrics["metrics"]}
-                    dom = await cdp.send("Memory.getDOMCounters")
-                    media = await page.evaluate(MEDIA_JS)
-                    s = await page.evaluate(STATS_JS) or {}
-                    own = procs.get(pid, {}) if pid else {}
-                    row[name] = {
-                        "heap": int(m["JSHeapUsedSize"]),
-                        "rss": own.get("VmRSS"),
-                        "rss_anon": own.get("RssAnon"),
-                        "rss_shmem": own.get("RssShmem"),
-                        "rss_file": own.get("RssFile"),
-                        "nodes": dom["nodes"],
-                        "listeners": dom["jsEventListeners"],
-                        "documents": dom["documents"],
-                        "buffered_s": media["buffered_s"],
-                        "latency_s": media["latency_s"],
-                        "store_segments": s.get("storeSegments"),
-                        "store_bytes": s.get("storeBytes"),
-                        "sizes": (s.get("segmentRecords") or {}).get("sizes"),
-                        "peers": s.get("connectedPeers"),
-                        "time": media["time"],
-                        "media_error": s.get("mediaError"),
-                    }
-                samples.append(row)
-                print(f"soak: {json.dumps(row)}", flush=True)
-                if elapsed >= duration_s:
+    names = ["p0", "p1", "plain"]
+    async with run_demo(config) as demo, launch(chromium_path(), CHROMIUM_ARGS) as browser:
+        # Loopback ICE candidates need these (docs: "Facts learned on these machines").
+        await browser.send(
+            "Browser.grantPermissions",
+            {"permissions": ["videoCapture", "audioCapture"], "origin": demo.page_url.rstrip("/")},
+        )
+        targets = [await browser.open_page(demo.page_url) for _ in range(2)]
+        # A plain hls.js page beside ours: growth it shows too is not ours.
+        targets.append(await browser.open_page(f"{demo.page_url}config.json"))
+        deadline = time.monotonic() + 60
+        while True:
+            async with browser.session(targets[2]) as s:
+                if await s.evaluate("() => document.readyState === 'complete'"):
+                    await s.evaluate(PLAIN_JS, demo.master_url(config.stream))
                     break
-                await asyncio.sleep(max(0.0, every_s - (time.monotonic() - t0 - elapsed)))
-        finally:
-            await browser.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the plain page did not load")
+            await asyncio.sleep(0.5)
+        for target in targets:
+            while True:
+                async with browser.session(target) as s:
+                    if await s.evaluate("() => !!window.hls"):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("a page did not start hls.js within 60 s")
+                await asyncio.sleep(0.5)
+
+        def runner(target: str) -> Any:
+            async def run_js(source: str) -> None:
+                async with browser.session(target) as s:
+                    await s.evaluate(source)
+                    await s.send("HeapProfiler.collectGarbage")
+
+            return run_js
+
+        pids = [await page_renderer(runner(t), renderer_pids()) for t in targets]
+        print(f"soak: renderer pids {dict(zip(names, pids, strict=True))}", flush=True)
+        t0 = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - t0
+            row: dict[str, Any] = {"t_s": round(elapsed, 1), "load_1m": os.getloadavg()[0]}
+            procs = proc_memory(renderer_pids())
+            row["renderer_rss"] = sum(m["VmRSS"] for m in procs.values())
+            for name, target, pid in zip(names, targets, pids, strict=True):
+                row[name] = await sample_page(browser, target, pid, procs)
+            samples.append(row)
+            print(f"soak: {json.dumps(row)}", flush=True)
+            if elapsed >= duration_s:
+                break
+            await asyncio.sleep(max(0.0, every_s - (time.monotonic() - t0 - elapsed)))
     after = [r for r in samples if r["t_s"] >= warmup_s]
-    result: dict[str, Any] = {"samples": samples, "duration_s": duration_s, "warmup_s": warmup_s}
+    result: dict[str, Any] = {
+        "samples": samples,
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "driver": "bare CDP (bench/soak_cdp.py): no Network domain, a session only while sampling",
+    }
     result["renderer_mb_per_10_min"] = slope_per_10_min(
         [(r["t_s"], r["renderer_rss"]) for r in after]
     )
@@ -249,9 +286,9 @@ async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, 
         result[f"{name}_heap_mb_per_10_min"] = slope_per_10_min(
             [(r["t_s"], r[name]["heap"]) for r in after]
         )
-        for key in ("rss", "rss_anon"):
+        for key in ("rss", "rss_anon", "pss_anon"):
             result[f"{name}_{key}_mb_per_10_min"] = slope_per_10_min(
-                [(r["t_s"], r[name][key]) for r in after if r[name][key] is not None]
+                [(r["t_s"], r[name][key]) for r in after if r[name].get(key) is not None]
             )
     return result
 
@@ -286,6 +323,33 @@ def bounds_line(result: dict[str, Any]) -> str:
     )
 
 
+def counters_line(result: dict[str, Any]) -> str:
+    """What could pile up in a page, as ranges over the samples after warm-up, and the load."""
+    after = [r for r in result["samples"] if r["t_s"] >= result["warmup_s"]]
+    if not after:
+        return ""
+
+    def span(name: str, key: str) -> str:
+        values = [r[name].get(key) for r in after if r[name].get(key) is not None]
+        return f"{min(values)}-{max(values)}" if values else "n/a"
+
+    parts = []
+    for name, label in (("p0", "page 0"), ("p1", "page 1"), ("plain", "plain")):
+        parts.append(
+            f"{label}: DOM nodes {span(name, 'nodes')}, listeners {span(name, 'listeners')}, "
+            f"performance entries {span(name, 'perf_entries')}, hls.js fragments listed "
+            f"{span(name, 'hls_frags')}, buffered s {span(name, 'buffered_s')}, back buffer s "
+            f"{span(name, 'behind_s')}, latency s {span(name, 'latency_s')}"
+        )
+    loads = [r["load_1m"] for r in after if "load_1m" in r]
+    load = f"{min(loads):.0f}-{max(loads):.0f}" if loads else "n/a"
+    return (
+        "After warm-up (ranges): "
+        + "; ".join(parts)
+        + f". Load average (1 min) {load} on {os.cpu_count()} cores: a shared machine."
+    )
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:+.2f}"
 
@@ -312,7 +376,7 @@ def render(result: dict[str, Any], every_s: float) -> str:
         f"{duration_s / 60:.0f} minutes, sampled every {every_s:.0f} s; growth after a "
         f"{warmup_s / 60:.0f}-minute warm-up (least squares, MB per 10 minutes; aim <= 1 per "
         "page). JS heap after a forced GC (CDP); renderers: RSS of this run's renderer processes "
-        "summed; a page's RSS: its own renderer (the one that spins while the page does). A "
+        "summed; a page's RSS: its own renderer's VmRSS and its anonymous part (RssAnon). A "
         "third page plays the same stream with plain hls.js. Buffered: the video's buffered "
         "seconds; latency: hls.js's, behind the live edge; DOM nodes: CDP "
         "Memory.getDOMCounters. A 2-minute --quick run is all warm-up: its slopes say "
@@ -349,9 +413,10 @@ def render(result: dict[str, Any], every_s: float) -> str:
         f"({_fmt(result.get('p1_rss_anon_mb_per_10_min'))}), plain hls.js (no engine, same "
         f"hls.js options) {_fmt(result.get('plain_rss_mb_per_10_min'))} "
         f"({_fmt(result.get('plain_rss_anon_mb_per_10_min'))}): growth the plain page shows "
-        "too is hls.js's or Chromium's, not ours (under Playwright it is mostly DevTools' network "
-        "agent keeping response bodies: the module's docstring); the rest of RSS is mostly "
-        "Chromium's code, shared by all its processes and faulted in as it runs.",
+        "too is hls.js's or Chromium's, not ours; the rest of RSS is mostly Chromium's code, "
+        "shared by all its processes and faulted in as it runs.",
+        "",
+        counters_line(result),
         "",
         bounds_line(result),
     ]

@@ -89,7 +89,7 @@ async def diag(minutes: float, every_s: float) -> dict[str, Any]:
                 await cdp.send("Performance.enable")
                 pages.append(page)
                 cdps.append(cdp)
-            pids = [await page_renderer(page, renderer_pids()) for page in pages]
+            pids = [await page_renderer(page.evaluate, renderer_pids()) for page in pages]
             print(f"diag: renderer pids per page {dict(zip(names, pids, strict=True))}", flush=True)
             t0 = time.monotonic()
             while True:
