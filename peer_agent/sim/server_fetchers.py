@@ -2,9 +2,11 @@
 (docs/signaling.md, "Fetcher assignment"; the server's code is ``signaling/fetchers.py``, which
 ``peer_agent`` may not import).
 
-Per region, the ``count`` uploading viewers ranked first by: uplink of at least
-``min_uplink_bytes_per_s`` first, then a fixed hash of the peer_id (FNV-1a of
-``"fetchers/<peer_id>"``; the server uses a keyed hash, any fair order does here). Picked again
+Per region, the ``count`` uploading viewers (not leech-only, which includes those with no upload
+slot: docs/scheduling.md "Upload fan-out"; the server never picks a claimant of ``uplink:0``)
+ranked first by: uplink of at least ``min_uplink_bytes_per_s`` first, then a fixed hash of the
+peer_id (FNV-1a of ``"fetchers/<peer_id>"``; the server uses a keyed hash, any fair order does
+here). Picked again
 at most every ``refresh_s`` of simulated time, as the server does; every viewer hears the new
 list at once (the server pushes it within a sweep interval).
 """
