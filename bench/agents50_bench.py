@@ -204,7 +204,8 @@ def run(out_dir: Path, quick: bool = False) -> str:
         *_table(COLUMNS, rows),
         "",
         f"Neighbours by join order (groups of {GROUP}; `peers_seen`: distinct neighbours over "
-        "the run; `held`: links held, sampled every second from 10 s after joining):",
+        "the run; `held`: open links (the peer's HELLO arrived), sampled every second from 10 s "
+        "after joining):",
         "",
         *_table(GROUP_COLUMNS, groups),
         "",

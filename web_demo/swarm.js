@@ -11,7 +11,8 @@
 //   close at once the offers the tracker reports it relayed to nobody (unused_offers), and before
 //   each refill announce those unanswered for offer_reserve_s (a full member refuses silently);
 // - when offers cross (two links to one peer), keep the link offered by the smaller peer_id;
-// - drop links whose session closed (the app gets their SessionClosed first) and re-announce;
+// - drop links whose session closed (the app gets their SessionClosed first) and re-announce
+//   (with refill, only for links that had opened: one that never did waits for the backoff);
 // - send the tracker our extension fields: max_peers, connected and position_s.
 //
 // Every event of an exposed link goes to onEvent(link, event). A link is exposed from the end
@@ -161,6 +162,7 @@ export class Swarm {
 
   _onLinkEvent(link, event) {
     const exposed = this._exposed.has(link);
+    const opened = this._greeted.has(link) || event.type === "HelloReceived";
     if (exposed) this._report(link, event);
     if (exposed && event.type === "SegmentRequested" && !this.uploadEnabled) {
       link.rejectBusy(event.request_id, 0xffff);
@@ -178,7 +180,9 @@ export class Swarm {
       const peerId = link.remotePeerId;
       if (peerId !== null && this.links.get(peerId) === link) {
         this.links.delete(peerId);
-        if (!this._stopping) {
+        // A link lost after it opened: replace it now. One that never opened (ICE or DTLS
+        // failed) waits for the refill backoff, so failing links make no offers at every failure.
+        if (!this._stopping && (opened || this._refill === null)) {
           if (this._refill !== null) this._refill.reset();
           this.tracker.announceNow();
         }

@@ -167,7 +167,7 @@ class Worker:
         self.finished_hash_failures = 0
         self.corrupt_played = 0
         self.agents_done = 0
-        #: Per agent (spec index): when it joined (wall) and (seconds since, links held) samples.
+        #: Per agent (spec index): when it joined (wall) and (seconds since, open links) samples.
         self.joined_wall: dict[int, float] = {}
         self.neighbours: dict[int, list[tuple[float, int]]] = {}
         #: How late the event loop woke from LAG_PROBE_S sleeps (seconds): a starved or
@@ -303,10 +303,10 @@ class Worker:
         playing = 0
         for spec, agent, audit in list(self.running.values()):
             self._audit(agent, audit, final=False)
-            links = getattr(agent.swarm, "links", None)
-            if links is not None and spec.index in self.joined_wall:
+            held = getattr(agent.swarm, "neighbours", None)
+            if isinstance(held, int) and spec.index in self.joined_wall:
                 since_s = time.time() - self.joined_wall[spec.index]
-                self.neighbours.setdefault(spec.index, []).append((since_s, len(links)))
+                self.neighbours.setdefault(spec.index, []).append((since_s, held))
             if agent.player is None:
                 continue
             status = agent.status()

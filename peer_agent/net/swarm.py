@@ -27,7 +27,8 @@ What the swarm does:
 - when offers cross (both peers linked twice), keeps the link offered by the smaller peer_id, so
   both sides keep the same one;
 - drops links whose session closed (the app gets their ``SessionClosed`` first) and asks the
-  tracker for an early re-announce to replace them;
+  tracker for an early re-announce to replace them (with refill, only links that had opened:
+  one that never did waits for the refill backoff);
 - sends the tracker our extension fields: ``max_peers``, ``connected`` and ``position_s``
   (:meth:`Swarm.set_position`).
 
@@ -51,7 +52,7 @@ from aiortc import RTCIceServer
 
 from peer_agent.core import wire
 from peer_agent.core.errors import CloseCode
-from peer_agent.core.events import Event, SessionClosed
+from peer_agent.core.events import Event, HelloReceived, SessionClosed
 from peer_agent.core.ids import SegmentId
 from peer_agent.core.overlay import SPLIT_CAP, Refill, RefillConfig, admit_offer
 from peer_agent.core.session import SessionConfig
@@ -160,6 +161,7 @@ class Swarm:
         self._pending_at: dict[str, float] = {}  # offer_id -> loop time it was made
         self._exposed: set[PeerLink] = set()
         self._all: set[PeerLink] = set()
+        self._greeted: set[PeerLink] = set()  # links whose HELLO arrived (they opened)
         self._stopping = False
         self.tracker = TrackerClient(
             tracker_url,
@@ -243,6 +245,12 @@ class Swarm:
         self.tracker.announce_now()
 
     @property
+    def neighbours(self) -> int:
+        """Links that opened (the peer's HELLO arrived) and are still up; :attr:`links` also
+        holds links from their SDP exchange on, before they open or fail."""
+        return sum(1 for link in self.links.values() if link in self._greeted)
+
+    @property
     def swarm_size(self) -> int:
         """Members in the whole swarm as the tracker last reported them; 0 when unknown."""
         return self.tracker.swarm_size
@@ -281,7 +289,11 @@ class Swarm:
 
     def _on_link_event(self, link: PeerLink, event: Event) -> None:
         exposed = link in self._exposed
+        if isinstance(event, HelloReceived):
+            self._greeted.add(link)
         if isinstance(event, SessionClosed):
+            opened = link in self._greeted
+            self._greeted.discard(link)
             self._all.discard(link)
             self._exposed.discard(link)
             for offer_id, pending in list(self._pending.items()):
@@ -291,7 +303,11 @@ class Swarm:
             peer_id = link.remote_peer_id
             if peer_id is not None and self.links.get(peer_id) is link:
                 del self.links[peer_id]
-                if not self._stopping:
+                if not self._stopping and (opened or self._refill is None):
+                    # A link lost after it opened: replace it now. One that never opened
+                    # (ICE or DTLS failed) waits for the refill backoff, so failing links
+                    # (an overloaded machine, unreachable peers) do not make new offers at
+                    # every failure.
                     if self._refill is not None:
                         self._refill.reset()
                     self.tracker.announce_now()

@@ -419,3 +419,26 @@ test("engine: P2P and uploads switch at runtime (p2p-state events); a hash servi
   assert.equal(engine.stats().uploadEnabled, false);
   engine.destroy();
 });
+
+test("swarm: only a link that had opened restarts the refill backoff and re-announces at once", () => {
+  const swarm = new Swarm({
+    trackerUrl: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    onEvent: () => {},
+    hello: () => ({ have: [], fetching: [] }),
+  });
+  let early = 0;
+  swarm.tracker.announceNow = () => early++;
+  const unopened = fakeLink("-PH0001-neveropened1");
+  swarm._expose(unopened.remotePeerId, unopened);
+  swarm._refill.streak = 3;
+  swarm._onLinkEvent(unopened, { type: "SessionClosed", code: CloseCode.NORMAL, reason: "ice failed", by_remote: false });
+  assert.equal(swarm.links.has(unopened.remotePeerId), false);
+  assert.deepEqual([swarm._refill.streak, early], [3, 0]);
+  const opened = fakeLink("-PH0001-wasopened001");
+  swarm._expose(opened.remotePeerId, opened);
+  swarm._onLinkEvent(opened, { type: "HelloReceived", leech_only: false, have: [], fetching: [] });
+  swarm._onLinkEvent(opened, { type: "SessionClosed", code: CloseCode.NORMAL, reason: "bye", by_remote: true });
+  assert.deepEqual([swarm._refill.streak, early], [0, 1]);
+});

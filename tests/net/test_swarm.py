@@ -295,3 +295,39 @@ async def test_offers_the_tracker_relayed_to_nobody_free_their_slots() -> None:
         assert len(await swarm._make_offers()) == 2
     finally:
         await swarm.stop()
+
+
+async def test_only_a_link_that_had_opened_restarts_the_refill_backoff() -> None:
+    """A link that never opened (here: its answer never reached the offerer) waits for the
+    refill backoff when it closes; one lost after its HELLO is replaced at once."""
+    ra, rb = Recorder(), Recorder()
+    a = manual_swarm("reopen-a", ra, refill=RefillConfig())
+    b = manual_swarm("reopen-b", rb, refill=RefillConfig())
+    try:
+        assert a._refill is not None
+        offer = (await b._make_offers())[0]
+        assert await cross(b, a, offer) is not None  # a answers; b never gets the answer
+        unopened = a.links[b.peer_id]
+        assert a.neighbours == 0  # in links from the SDP exchange on, not open
+        a._refill.streak = 3
+        a.tracker._wake.clear()
+        await unopened.close(CloseCode.NORMAL, "never opened")
+        await ra.wait_for(lambda: ra.of(SessionClosed, unopened))
+        assert b.peer_id not in a.links
+        assert a._refill.streak == 3 and not a.tracker._wake.is_set()
+
+        offer = (await b._make_offers())[0]
+        answer = await cross(b, a, offer)
+        assert answer is not None
+        await b._on_answer(RelayedAnswer(a.peer_id, offer[0], answer))
+        opened = a.links[b.peer_id]
+        await ra.wait_for(lambda: ra.of(HelloReceived, opened))
+        assert a.neighbours == 1
+        a._refill.streak = 3
+        a.tracker._wake.clear()
+        await opened.close(CloseCode.NORMAL, "bye")
+        await ra.wait_for(lambda: ra.of(SessionClosed, opened))
+        assert a._refill.streak == 0 and a.tracker._wake.is_set()
+    finally:
+        await a.stop()
+        await b.stop()
