@@ -220,6 +220,16 @@ def run(out_dir: Path, quick: bool = False) -> str:
         f"{'yes' if manifest_ok else 'no'}.",
         "",
     ]
+    cores = os.cpu_count() or 1
+    if result["loadavg_before"][0] > 2 * cores:
+        lines += [
+            f"**Measured on an overloaded machine** (load average {result['loadavg_before'][0]} "
+            f"on {cores} cores before the run): the pages' event loops, ICE and DTLS ran late, so "
+            "the neighbour and offload figures measure the machine's load, not the overlay; "
+            "rerun on a quiet machine to judge the targets (the manifest share does not depend "
+            "on it).",
+            "",
+        ]
     return "\n".join(lines)
 
 
