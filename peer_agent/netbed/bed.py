@@ -2,16 +2,16 @@
 
 Topology (every address is the bed's own; nothing has a route off the machine)::
 
-    peer ns p2pnb-pI            router ns p2pnb-rI                public ns p2pnb-pub
+    peer ns p2pnb-<pid>-pI      router ns p2pnb-<pid>-rI          public ns p2pnb-<pid>-pub
     10.242.I.2  --TUN link--  10.242.I.1 | wan 10.241.0.(10+I) --veth-- bridge br0 10.241.0.1
      (tbf: uplink)   (impair.py)  (tbf: downlink)  (nftables NAT)          origin, signaling, TURN
 
-- ``p2pnb-pub`` holds a bridge with 10.241.0.1/24: the servers (origin, signaling, coturn) listen
-  on that address. It routes to the no-NAT peers' subnets; its default route is a TUN device
-  (``void``) whose reader discards everything, so nothing leaves and unroutable sends are
-  dropped silently, as on the internet.
-- each peer gets a home router namespace (``p2pnb-rI``) on the bridge, whose default route is
-  10.241.0.1, and a peer namespace (``p2pnb-pI``) whose only link is a point-to-point TUN pair
+- ``p2pnb-<pid>-pub`` holds a bridge with 10.241.0.1/24: the servers (origin, signaling,
+  coturn) listen on that address. It routes to the no-NAT peers' subnets; its default route is
+  a TUN device (``void``) whose reader discards everything, so nothing leaves and unroutable
+  sends are dropped silently, as on the internet.
+- each peer gets a home router namespace (``p2pnb-<pid>-rI``) on the bridge, whose default route is
+  10.241.0.1, and a peer namespace (``p2pnb-<pid>-pI``) whose only link is a point-to-point TUN pair
   served by :mod:`peer_agent.netbed.impair` (delay, jitter, loss per direction), with ``tbf``
   qdiscs for bandwidth: on the peer's TUN egress (uplink) and the router's TUN egress (downlink).
 - NAT on the router's ``wan`` (nftables ``masquerade`` in a ``srcnat`` chain):
@@ -27,8 +27,10 @@ Topology (every address is the bed's own; nothing has a route off the machine)::
   ``tests/netbed/test_bed.py`` checks both mappings with a UDP probe. ``persistent`` only pins
   the public *address* (one here), so it makes no difference on this bed.
 
-Namespaces are named ``p2pnb-*``; :func:`remove_stale` deletes any left by a killed run (and
-kills the processes inside them) before a bed starts, and :meth:`NetBed.close` removes its own.
+Namespaces are named ``p2pnb-<pid>-*`` after the process that built the bed (namespace names are
+global to the machine: two beds, e.g. two engineers' tests, run at once without touching each
+other); :func:`remove_stale` deletes those of a process that no longer runs (and kills the
+processes inside them) before a bed starts, and :meth:`NetBed.close` removes its own.
 Needs root, ``ip``, ``tc``, ``nft`` and ``/dev/net/tun``.
 """
 
@@ -49,7 +51,6 @@ from typing import IO, Any, Literal
 logger = logging.getLogger(__name__)
 
 NS_PREFIX = "p2pnb-"
-PUB_NS = NS_PREFIX + "pub"
 PUB_ADDRESS = "10.241.0.1"
 PUB_PREFIX_LEN = 24
 MAX_PEERS = 200
@@ -122,10 +123,32 @@ def _run(argv: Sequence[str], *, check: bool = True, stdin: str | None = None) -
     return done.stdout
 
 
-def bed_namespaces() -> list[str]:
+def run_prefix(pid: int | None = None) -> str:
+    """The namespace prefix of the bed built by process ``pid`` (default: this one)."""
+    return f"{NS_PREFIX}{os.getpid() if pid is None else pid}-"
+
+
+def bed_namespaces(prefix: str = NS_PREFIX) -> list[str]:
+    """The namespaces whose name starts with ``prefix`` (default: every bed's)."""
     out = _run(["ip", "netns", "list"], check=False)
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(NS_PREFIX)]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def _owner_pid(name: str) -> int | None:
+    """The pid in a ``p2pnb-<pid>-...`` name (``None`` for another shape)."""
+    head, _, rest = name[len(NS_PREFIX) :].partition("-")
+    return int(head) if head.isdigit() and rest else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_namespace(name: str) -> None:
@@ -136,8 +159,13 @@ def _kill_namespace(name: str) -> None:
 
 
 def remove_stale() -> list[str]:
-    """Delete every ``p2pnb-*`` namespace (and kill what runs inside); returns their names."""
-    names = bed_namespaces()
+    """Delete the ``p2pnb-<pid>-*`` namespaces of processes that no longer run (and kill what
+    runs inside); returns their names. Another running bed's namespaces are left alone."""
+    names = []
+    for name in bed_namespaces():
+        pid = _owner_pid(name)
+        if pid is not None and not _alive(pid):
+            names.append(name)
     for name in names:
         _kill_namespace(name)
     if names:
@@ -196,6 +224,10 @@ class NetBed:
             raise ValueError(f"between 1 and {MAX_PEERS} peers")
         self.specs = tuple(peers)
         self.seed = seed
+        #: this bed's namespaces are named ``prefix + "pub"``, ``prefix + "pI"``, ``"rI"``
+        self.prefix = run_prefix()
+        #: the public segment's namespace (origin, signaling, coturn)
+        self.pub_ns = self.prefix + "pub"
         self.hosts: list[PeerHost] = []
         self._impair: subprocess.Popen[str] | None = None
         self._procs: list[subprocess.Popen[Any]] = []
@@ -214,6 +246,8 @@ class NetBed:
     def start(self) -> None:
         check_prerequisites()
         remove_stale()
+        if bed_namespaces(self.prefix):
+            raise BedError(f"this process already runs a bed ({self.prefix}*): one at a time")
         try:
             self._build()
         except BaseException:
@@ -224,19 +258,20 @@ class NetBed:
         return _run(["ip", "netns", "exec", ns, *argv])
 
     def _build(self) -> None:
-        _run(["ip", "netns", "add", PUB_NS])
-        _run(["ip", "-n", PUB_NS, "link", "set", "lo", "up"])
-        _run(["ip", "-n", PUB_NS, "link", "add", "br0", "type", "bridge"])
-        _run(["ip", "-n", PUB_NS, "addr", "add", f"{PUB_ADDRESS}/{PUB_PREFIX_LEN}", "dev", "br0"])
-        _run(["ip", "-n", PUB_NS, "link", "set", "br0", "up"])
-        self._ns(PUB_NS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        pub = self.pub_ns
+        _run(["ip", "netns", "add", pub])
+        _run(["ip", "-n", pub, "link", "set", "lo", "up"])
+        _run(["ip", "-n", pub, "link", "add", "br0", "type", "bridge"])
+        _run(["ip", "-n", pub, "addr", "add", f"{PUB_ADDRESS}/{PUB_PREFIX_LEN}", "dev", "br0"])
+        _run(["ip", "-n", pub, "link", "set", "br0", "up"])
+        self._ns(pub, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         links = []
         for i, spec in enumerate(self.specs):
             host = PeerHost(
                 index=i,
                 nat=spec.nat,
-                ns=f"{NS_PREFIX}p{i}",
-                router_ns=f"{NS_PREFIX}r{i}",
+                ns=f"{self.prefix}p{i}",
+                router_ns=f"{self.prefix}r{i}",
                 address=f"10.242.{i}.2",
                 public_address=f"10.241.0.{10 + i}",
             )
@@ -246,10 +281,10 @@ class NetBed:
                 _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             bridge_port = f"b{i}"
             _run(
-                ["ip", "-n", PUB_NS, "link", "add", bridge_port, "type", "veth"]
+                ["ip", "-n", pub, "link", "add", bridge_port, "type", "veth"]
                 + ["peer", "name", "wan", "netns", host.router_ns]
             )
-            _run(["ip", "-n", PUB_NS, "link", "set", bridge_port, "master", "br0", "up"])
+            _run(["ip", "-n", pub, "link", "set", bridge_port, "master", "br0", "up"])
             r = host.router_ns
             _run(
                 ["ip", "-n", r, "addr", "add", f"{host.public_address}/{PUB_PREFIX_LEN}"]
@@ -260,7 +295,7 @@ class NetBed:
             self._ns(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             if spec.nat == "none":
                 _run(
-                    ["ip", "-n", PUB_NS, "route", "add", f"10.242.{i}.0/24"]
+                    ["ip", "-n", pub, "route", "add", f"10.242.{i}.0/24"]
                     + ["via", host.public_address]
                 )
             else:
@@ -280,8 +315,8 @@ class NetBed:
         # (coturn closes an allocation whose relay socket sees such an error): the default
         # route of the public segment is a TUN device whose reader (the TUN router) discards
         # and counts what it reads.
-        _run(["ip", "-n", PUB_NS, "link", "set", "void", "up"])
-        _run(["ip", "-n", PUB_NS, "route", "add", "default", "dev", "void"])
+        _run(["ip", "-n", self.pub_ns, "link", "set", "void", "up"])
+        _run(["ip", "-n", self.pub_ns, "route", "add", "default", "dev", "void"])
         for host, spec in zip(self.hosts, self.specs, strict=True):
             i = host.index
             inside, router_side = f"nb{i}p", f"nb{i}r"
@@ -306,7 +341,7 @@ class NetBed:
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"links": links, "seed": self.seed, "sink": "void"}, f)
         proc = self.popen(
-            PUB_NS,
+            self.pub_ns,
             [sys.executable, "-m", "peer_agent.netbed.impair", path],
             stdout=subprocess.PIPE,
             text=True,
@@ -360,7 +395,7 @@ class NetBed:
             if lines:
                 self.impair_stats = json.loads(lines[-1])
             self._impair = None
-        for name in reversed(bed_namespaces()):
+        for name in reversed(bed_namespaces(self.prefix)):
             _kill_namespace(name)
         if self._spec_dir is not None:
             self._spec_dir.cleanup()

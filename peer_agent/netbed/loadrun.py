@@ -41,7 +41,6 @@ from typing import Any
 from peer_agent.netbed.bed import (
     NAT_KINDS,
     PUB_ADDRESS,
-    PUB_NS,
     BedError,
     LinkShape,
     NatKind,
@@ -197,14 +196,16 @@ class BedLoadTest:
 
     def _wait_tcp(self, port: int, timeout_s: float) -> None:
         probe = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
-        self.bed.run(PUB_NS, [*probe, str(port), "--timeout-s", str(timeout_s)], timeout_s + 10)
+        self.bed.run(
+            self.bed.pub_ns, [*probe, str(port), "--timeout-s", str(timeout_s)], timeout_s + 10
+        )
 
     def _start_services(self) -> None:
         self.turn.start()
         origin = [sys.executable, "-m", "peer_agent.origin.cli", "--host", PUB_ADDRESS]
         origin += ["--port", str(ORIGIN_PORT), "--segment-duration-s", str(self.plan.segment_s)]
         origin += ["--log-level", "warning"]
-        self.bed.popen(PUB_NS, origin, stdout=subprocess.DEVNULL)
+        self.bed.popen(self.bed.pub_ns, origin, stdout=subprocess.DEVNULL)
         env = {
             "P2P_SIGNALING_TURN_SECRET": self.turn.config.secret,
             "P2P_SIGNALING_ICE_URLS": ",".join(self.turn.config.urls),
@@ -212,7 +213,7 @@ class BedLoadTest:
         }
         signaling = [sys.executable, "-m", "signaling.cli", "--host", PUB_ADDRESS]
         signaling += ["--port", str(SIGNALING_PORT), "--log-level", "warning"]
-        self.bed.popen(PUB_NS, signaling, env=env, stdout=subprocess.DEVNULL)
+        self.bed.popen(self.bed.pub_ns, signaling, env=env, stdout=subprocess.DEVNULL)
         self._wait_tcp(SIGNALING_PORT, 20)
         self._wait_tcp(ORIGIN_PORT, 240)  # the origin generates its media before it listens
 

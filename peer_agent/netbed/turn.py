@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer_agent.netbed.bed import PUB_ADDRESS, PUB_NS, BedError, NetBed
+from peer_agent.netbed.bed import PUB_ADDRESS, BedError, NetBed
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,16 @@ class Coturn:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(coturn_conf(self.config, self._dir.name))
         self._proc = self.bed.popen(
-            PUB_NS,
+            self.bed.pub_ns,
             ["turnserver", "-c", path],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait = [sys.executable, "-m", "peer_agent.netbed.turn", "wait"]
         try:
-            self.bed.run(PUB_NS, [*wait, self.config.host, str(self.config.port)], timeout_s=30)
+            self.bed.run(
+                self.bed.pub_ns, [*wait, self.config.host, str(self.config.port)], timeout_s=30
+            )
         except BedError as exc:
             raise BedError(f"coturn did not start (exit {self._proc.poll()}): {exc}") from exc
 

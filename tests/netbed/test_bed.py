@@ -4,13 +4,21 @@ router, and cleanup (its own namespaces, and stale ones from a killed run)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from peer_agent.netbed.bed import PUB_ADDRESS, PUB_NS, LinkShape, NetBed, PeerSpec, bed_namespaces
+from peer_agent.netbed.bed import (
+    PUB_ADDRESS,
+    LinkShape,
+    NetBed,
+    PeerSpec,
+    bed_namespaces,
+    run_prefix,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("need_bed")]
 
@@ -19,7 +27,13 @@ PROBE = [sys.executable, "-m", "peer_agent.netbed.probe"]
 
 @pytest.fixture
 def bed() -> Iterator[NetBed]:
-    subprocess.run(["ip", "netns", "add", "p2pnb-stale"], check=True)
+    # a stale bed of a process that has exited, and another bed's namespace (of this live
+    # process's parent) that must be left alone
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, other = run_prefix(dead.pid) + "pub", run_prefix(os.getppid()) + "pub"
+    for name in (stale, other):
+        subprocess.run(["ip", "netns", "add", name], check=True)
     specs = [
         PeerSpec("none"),
         PeerSpec("cone"),
@@ -27,16 +41,20 @@ def bed() -> Iterator[NetBed]:
         PeerSpec("cone", up=LinkShape(delay_ms=40, loss=0.3), down=LinkShape(delay_ms=40)),
     ]
     with NetBed(specs, seed=7) as nb:
-        assert "p2pnb-stale" not in bed_namespaces()
+        assert stale not in bed_namespaces()
+        assert other in bed_namespaces()
+        assert nb.pub_ns.startswith(run_prefix())
         echo = nb.popen(
-            PUB_NS,
+            nb.pub_ns,
             [*PROBE, "echo", PUB_ADDRESS, "5001", "5002", "5003", "--timeout-s", "120"],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
         yield nb
-    assert bed_namespaces() == []
+    assert bed_namespaces(run_prefix()) == []
+    assert other in bed_namespaces()
+    subprocess.run(["ip", "netns", "del", other], check=True)
 
 
 def test_nat_kinds_map_and_filter_as_documented(bed: NetBed) -> None:

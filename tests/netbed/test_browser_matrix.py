@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from peer_agent.netbed.bed import PUB_ADDRESS, PUB_NS, NetBed, PeerSpec
+from peer_agent.netbed.bed import PUB_ADDRESS, NetBed, PeerSpec
 from peer_agent.netbed.turn import Coturn
 from tests.netbed.test_matrix import SIGNALING_PORT, TRACKER, path_type
 
@@ -47,13 +47,13 @@ def bed_with_page() -> Iterator[tuple[NetBed, Coturn]]:
                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             }
             bed.popen(
-                PUB_NS,
+                bed.pub_ns,
                 [sys.executable, "-m", "signaling.cli", "--host", PUB_ADDRESS]
                 + ["--port", str(SIGNALING_PORT), "--log-level", "warning"],
                 env=env,
             )
             bed.popen(
-                PUB_NS,
+                bed.pub_ns,
                 [sys.executable, "-m", "http.server", str(PAGE_PORT), "--bind", PUB_ADDRESS]
                 + ["--directory", root],
                 stdout=subprocess.DEVNULL,
@@ -61,7 +61,7 @@ def bed_with_page() -> Iterator[tuple[NetBed, Coturn]]:
             )
             wait = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
             for port in (SIGNALING_PORT, PAGE_PORT):
-                bed.run(PUB_NS, [*wait, str(port), "--timeout-s", "30"], timeout_s=40)
+                bed.run(bed.pub_ns, [*wait, str(port), "--timeout-s", "30"], timeout_s=40)
             yield bed, turn
         finally:
             turn.stop()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from peer_agent.netbed.bed import PUB_ADDRESS, PUB_NS, NatKind, NetBed, PeerSpec
+from peer_agent.netbed.bed import PUB_ADDRESS, NatKind, NetBed, PeerSpec
 from peer_agent.netbed.turn import Coturn, TurnConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("need_bed")]
@@ -59,13 +59,13 @@ def services() -> Iterator[Services]:
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         }
         signaling = bed.popen(
-            PUB_NS,
+            bed.pub_ns,
             [sys.executable, "-m", "signaling.cli", "--host", PUB_ADDRESS]
             + ["--port", str(SIGNALING_PORT), "--log-level", "warning"],
             env=env,
         )
         wait = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
-        bed.run(PUB_NS, [*wait, str(SIGNALING_PORT)], timeout_s=30)
+        bed.run(bed.pub_ns, [*wait, str(SIGNALING_PORT)], timeout_s=30)
         assert signaling.poll() is None
         try:
             yield Services(bed, turn)
