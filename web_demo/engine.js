@@ -806,7 +806,7 @@ export class P2PEngine {
     this.exchange.onPeerEvent(name, pid, e, now);
     if (e.type === "SessionClosed") this.links.delete(name);
     this._drain();
-    if (!["ResponseStarted", "DataReceived", "SegmentRequested", "RequestCancelled"].includes(e.type)) this.wake();
+    if (!["ResponseStarted", "DataReceived", "LateFrames", "SegmentRequested", "RequestCancelled"].includes(e.type)) this.wake();
   }
 
   _peerOf(link) {

@@ -264,8 +264,18 @@ export class PeerLink {
       return;
     }
     if (this.session === null || !this._started) return;
+    const late = this.session.stats.late_frames_dropped;
     this.session.receiveData(data, nowS());
     this._deliver();
+    // bytes stuck behind a loss arrived after we gave up their request: the link is alive
+    const more = this.session.stats.late_frames_dropped - late;
+    if (more > 0 && !this._closedReported) {
+      try {
+        this._onEvent(this, { type: "LateFrames", count: more });
+      } catch (exc) {
+        console.error("p2p link: event handler failed", exc);
+      }
+    }
     this.flush();
   }
 

@@ -145,11 +145,15 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes) {
   else transferRate = cfg.untried_peer_bytes_per_s;
   const projected = now + remaining / transferRate;
   const lastCdnStart = slot.deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
-  const stallTimeout = cfg.peer_stall_timeout_s + cfg.stall_timeout_rtts * peerRtt(peer, load.rttFallback);
-  const stalled = now - lastData >= stallTimeout;
+  const base = cfg.peer_stall_timeout_s;
+  const stallTimeout = base + cfg.stall_timeout_rtts * peerRtt(peer, load.rttFallback);
+  const quiet = now - lastData;
+  // The round-trip stretch never runs past the last moment the CDN can still make the deadline:
+  // from then on, silence for the flat timeout is a stall.
+  const stalled = quiet >= stallTimeout || (quiet >= base && now >= lastCdnStart);
   const tooSlow = projected > slot.deadline - cfg.deadline_margin_s && now >= lastCdnStart;
   if (!(stalled || tooSlow)) {
-    wakes.push(lastData + stallTimeout, lastCdnStart);
+    wakes.push(lastData + stallTimeout, lastCdnStart, Math.max(lastCdnStart, lastData + base));
     return null;
   }
   actions.push({

@@ -22,6 +22,7 @@ import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
 import { Offence, Outcome, Reputation, peerSubject, reputationRules } from "./exchange_reputation.js";
 import { buildView, helloState, sizeEstimate } from "./exchange_view.js";
+import { StallWatch } from "./exchange_stalls.js";
 
 export { Verdict };
 
@@ -54,8 +55,9 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   points_absent_after_have: 4.0, // an ABSENT for a segment the peer announced (HAVE): one refuses
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
-  stall_s: 1.0, // a peer download cancelled after this long without a byte counts as a stall,
+  stall_s: 1.0, // a peer download cancelled after this long without a byte makes it a stall suspect,
   stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
+  stall_offence_s: 3.0, // a suspect's stall is an offence only after this long (+ stall_rtts) with no progress
   points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
@@ -98,7 +100,7 @@ export function exchangeConfig(overrides = {}) {
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
   const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
-  if (!(c.stall_s > 0)) throw new Error("stall_s must be positive");
+  if (!(c.stall_s > 0) || !(c.stall_offence_s > 0)) throw new Error("stall_s and stall_offence_s must be positive");
   if (!(c.stall_rtts >= 0)) throw new Error("stall_rtts must be >= 0");
   if (!(c.refuse_points > 0 && c.refuse_points <= c.ban_points)) throw new Error("need 0 < refuse_points <= ban_points");
   if (!(c.refuse_s >= 0 && c.refuse_s <= c.max_refuse_s)) throw new Error("need 0 <= refuse_s <= max_refuse_s");
@@ -137,6 +139,7 @@ export class SegmentExchange {
     this.neighbours = new Map(); // peer id -> {peer_id, have, fetching, uploads, choked_until, open, links}
     this.peerRates = new Map(); // peer id -> ThroughputEstimator
     this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
+    this.stalls = new StallWatch(); // peers suspected of stalling, judged once their links stay dead
     this.cdnRate = new ThroughputEstimator();
     this._nextFetchId = 1;
     this.bytesCdn = 0;
@@ -158,13 +161,15 @@ export class SegmentExchange {
     return this._actions.length ? this._actions.shift() : null;
   }
 
-  /** When handleTimer is due (the upload cap's next refill); null: never. */
+  /** When handleTimer is due (the upload cap's next refill, a stall suspicion to judge); null: never. */
   getTimer() {
-    return this.server.getTimer();
+    const due = [this.server.getTimer(), this.stalls.nextDue()].filter((t) => t !== null);
+    return due.length ? Math.min(...due) : null;
   }
 
   handleTimer(now) {
     this.server.handleTimer(now);
+    this._judgeStalls(now);
   }
 
   get bytesUploaded() {
@@ -371,10 +376,11 @@ export class SegmentExchange {
     this._addAvoid(key, t.peer_id);
     if (t.link !== null && t.request_id !== null) {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
+      this._rateSample(t, now);
       const quietSince = t.last_data_at || t.started_at;
-      // it stopped sending: a stall
+      // it stopped sending: a stall suspect
       if (now - quietSince >= this._stallS(t.peer_id) && this._owed(t)) {
-        this.offence(t.peer_id, t.link, Offence.STALL, now);
+        this._suspectStall(t.peer_id, t.link, quietSince, now);
         // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than let
         // their downstream blame us for our upstream's stall
         this.server.abortRelays(key);
@@ -387,6 +393,26 @@ export class SegmentExchange {
   _stallS(peerId) {
     const rtt = this.peerRtts.get(peerId)?.rtt ?? 0;
     return this.config.stall_s + this.config.stall_rtts * rtt;
+  }
+
+  // A silent download from peerId: a stall offence only if the peer shows no progress for
+  // stall_offence_s plus stall_rtts round trips from quietSince (exchange_stalls.js).
+  _suspectStall(peerId, link, quietSince, now) {
+    const rtt = this.peerRtts.get(peerId)?.rtt ?? 0;
+    this.stalls.suspect(peerId, link, quietSince, this.config.stall_offence_s + this.config.stall_rtts * rtt);
+    this._judgeStalls(now);
+  }
+
+  _judgeStalls(now) {
+    for (const [peerId, link] of this.stalls.due(now)) this.offence(peerId, link, Offence.STALL, now);
+  }
+
+  // A download from a peer given up (cancelled, timed out) teaches its rate too, so peers whose
+  // links deliver are preferred: once a peer has a measured rate, what the failed download
+  // achieved (its bytes over its time) is one more sample.
+  _rateSample(t, now) {
+    const rate = t.peer_id !== null ? this.peerRates.get(t.peer_id) : undefined;
+    if (rate !== undefined) rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
   }
 
   // Whether the peer owed us bytes: it answered the request, or announced the segment as HAVE (a
@@ -641,6 +667,8 @@ export class SegmentExchange {
       }
       case "RequestCancelled":
         return this.server.onCancelled(link, e.request_id);
+      case "LateFrames": // frames of a request we gave up arrived: the link is slow, not dead
+        return this.stalls.progress(peerId);
       case "SessionClosed":
         return this._onClosed(link, peerId, e, now);
       default:
@@ -723,6 +751,7 @@ export class SegmentExchange {
       this.peerRates.set(t.peer_id, rate);
     }
     rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
+    this.stalls.progress(t.peer_id);
     this._complete(t, held);
   }
 
@@ -748,8 +777,9 @@ export class SegmentExchange {
         if (announced) this.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now);
         // it said FETCHING: a lie, or its download went away
         else if (fetching) this.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now);
-      } else if (e.reason === "timeout" && this._owed(t)) {
-        this.offence(pid, link, Offence.STALL, now);
+      } else if (e.reason === "timeout") {
+        this._rateSample(t, now);
+        if (this._owed(t)) this._suspectStall(pid, link, t.last_data_at || t.started_at, now);
       }
     }
     // The peer gave up our request. If it relayed cut-through and its copy failed
@@ -766,6 +796,7 @@ export class SegmentExchange {
       if (!nb.links.length) {
         this.neighbours.delete(peerId);
         this.peerRtts.delete(peerId); // a new link may take another path
+        this.stalls.forget(peerId);
       }
     }
     for (const t of [...this.transfers.values()]) {

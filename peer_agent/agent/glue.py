@@ -18,6 +18,7 @@ from ..core.cdn_phase import CdnFetchCounts
 from ..core.events import (
     DataReceived,
     HelloReceived,
+    LateFrames,
     ResponseStarted,
     SegmentRequested,
     SessionClosed,
@@ -45,7 +46,7 @@ from .playlist import SegmentInfo
 logger = logging.getLogger(__name__)
 
 #: Peer events after which the scheduler has nothing new to decide.
-_QUIET_EVENTS = (DataReceived, ResponseStarted, SegmentRequested)
+_QUIET_EVENTS = (DataReceived, LateFrames, ResponseStarted, SegmentRequested)
 #: The timer is never re-armed closer than this (the upload cap's refills).
 _MIN_TIMER_S = 0.005
 

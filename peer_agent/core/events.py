@@ -70,6 +70,16 @@ class RequestCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class LateFrames:
+    """Frames of requests we had already cancelled (or timed out) arrived on the link and were
+    dropped (``SessionStats.late_frames_dropped`` grew by ``count``). The session never emits
+    this: the adapter that feeds the session reports it to the exchange, for which it is a
+    sign of a slow but live link (docs/exchange.md, "Reputation")."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseStarted:
     """The peer accepted our request; data for ``[offset, total_bytes)`` follows."""
 
@@ -130,6 +140,7 @@ Event = (
     | PeerLost
     | SegmentRequested
     | RequestCancelled
+    | LateFrames
     | ResponseStarted
     | DataReceived
     | RequestCompleted

@@ -43,6 +43,7 @@ from .exchange_reputation import (
     reputation_rules,
 )
 from .exchange_serve import UploadServer
+from .exchange_stalls import StallWatch
 from .exchange_state import Held, IntegrityConfig, Neighbour, Penalties, Transfer, Verdict
 from .exchange_view import MAX_EXPECTED_BYTES, build_view, hello_state, size_estimate
 from .ids import SegmentId
@@ -86,6 +87,8 @@ class SegmentExchange:
         self.peer_rates: dict[str, ThroughputEstimator] = {}
         #: Round trip to each peer, from REQUEST -> RESPONSE delays (docs/scheduling.md).
         self.peer_rtts: dict[str, RttEstimator] = {}
+        #: Peers suspected of stalling, judged once their links stay dead (exchange_stalls).
+        self.stalls = StallWatch()
         self.cdn_rate = ThroughputEstimator()
         self.peers_seen: set[str] = set()
         self._next_fetch_id = 1
@@ -107,11 +110,14 @@ class SegmentExchange:
         return self._actions.popleft() if self._actions else None
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` is due (the upload cap's next refill), if ever."""
-        return self.server.get_timer()
+        """When :meth:`handle_timer` is due (the upload cap's next refill, a stall suspicion
+        to judge), if ever."""
+        due = [t for t in (self.server.get_timer(), self.stalls.next_due()) if t is not None]
+        return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
         self.server.handle_timer(now)
+        self._judge_stalls(now)
 
     @property
     def bytes_uploaded(self) -> int:
@@ -344,9 +350,10 @@ class SegmentExchange:
         self._add_avoid(segment, transfer.peer_id)
         if transfer.link is not None and transfer.request_id is not None:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
+            self._rate_sample(transfer, now)
             quiet_since = transfer.last_data_at or transfer.started_at
             if now - quiet_since >= self._stall_s(transfer.peer_id) and self._owed(transfer):
-                self.offence(transfer.peer_id, transfer.link, Offence.STALL, now)
+                self._suspect_stall(transfer.peer_id, transfer.link, quiet_since, now)
                 # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather
                 # than let their downstream blame us for our upstream's stall.
                 self.server.abort_relays(segment)
@@ -358,6 +365,28 @@ class SegmentExchange:
         rtt = self.peer_rtts.get(peer_id)
         rtt_s = rtt.rtt_s if rtt is not None else None
         return self.config.stall_s + self.config.stall_rtts * (rtt_s or 0.0)
+
+    def _suspect_stall(self, peer_id: str, link: str, quiet_since: float, now: float) -> None:
+        """A silent download from ``peer_id``: a stall offence only if the peer shows no
+        progress for ``stall_offence_s`` plus ``stall_rtts`` round trips from ``quiet_since``
+        (:mod:`.exchange_stalls`)."""
+        rtt = self.peer_rtts.get(peer_id)
+        rtt_s = (rtt.rtt_s if rtt is not None else None) or 0.0
+        allowance_s = self.config.stall_offence_s + self.config.stall_rtts * rtt_s
+        self.stalls.suspect(peer_id, link, quiet_since, allowance_s)
+        self._judge_stalls(now)
+
+    def _judge_stalls(self, now: float) -> None:
+        for peer_id, link in self.stalls.due(now):
+            self.offence(peer_id, link, Offence.STALL, now)
+
+    def _rate_sample(self, transfer: Transfer, now: float) -> None:
+        """A download from a peer given up (cancelled, timed out) teaches its rate too, so
+        peers whose links deliver are preferred: once a peer has a measured rate, what the
+        failed download achieved (its bytes over its time) is one more sample."""
+        rate = self.peer_rates.get(transfer.peer_id) if transfer.peer_id is not None else None
+        if rate is not None:
+            rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
 
     def _owed(self, transfer: Transfer) -> bool:
         """Whether the peer owed us bytes: it answered the request, or announced the segment
@@ -565,6 +594,8 @@ class SegmentExchange:
                 self.offence(peer_id, link, Offence.REQUEST_AFTER_HAVE, now)
         elif isinstance(event, ev.RequestCancelled):
             self.server.on_cancelled(link, event.request_id)
+        elif isinstance(event, ev.LateFrames):
+            self.stalls.progress(peer_id)
         elif isinstance(event, ev.SessionClosed):
             self._on_closed(link, peer_id, event, now)
 
@@ -634,6 +665,7 @@ class SegmentExchange:
         if transfer.peer_id is not None:
             rate = self.peer_rates.setdefault(transfer.peer_id, ThroughputEstimator())
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
+            self.stalls.progress(transfer.peer_id)
         self._complete(transfer, held)
 
     def _on_failed(self, link: str, event: ev.RequestFailed, now: float) -> None:
@@ -659,8 +691,11 @@ class SegmentExchange:
                     self.offence(pid, link, Offence.ABSENT_AFTER_HAVE, now)
                 elif fetching:  # it said FETCHING: a lie, or its download went away
                     self.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now)
-            elif event.reason == "timeout" and self._owed(transfer):
-                self.offence(pid, link, Offence.STALL, now)
+            elif event.reason == "timeout":
+                self._rate_sample(transfer, now)
+                if self._owed(transfer):
+                    quiet_since = transfer.last_data_at or transfer.started_at
+                    self._suspect_stall(pid, link, quiet_since, now)
         if event.reason == "aborted":
             # The peer gave up our request. If it relayed cut-through and its copy failed
             # (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are
@@ -676,6 +711,7 @@ class SegmentExchange:
             if not nb.links:
                 del self.neighbours[peer_id]
                 self.peer_rtts.pop(peer_id, None)  # a new link may take another path
+                self.stalls.forget(peer_id)
         for transfer in list(self.transfers.values()):
             if transfer.link == link and not transfer.verifying:
                 del self.transfers[transfer.segment]

@@ -80,12 +80,19 @@ class ExchangeConfig:
     #: ... of an ABSENT for a segment the peer announced FETCHING (not HAVE): a lie, or a
     #: download of its own that went away, so less than a lie for sure.
     points_absent_after_fetching: float = 1.0
-    #: A peer download cancelled after this long without a byte (since the request or the
-    #: last DATA), plus ``stall_rtts`` measured round trips to the peer, counts as a stall, if
-    #: the peer owed us bytes: it had answered the request (RESPONSE) or announced the segment
-    #: as HAVE. A relay still waiting for its own source (FETCHING, no RESPONSE) is not blamed.
+    #: A peer download cancelled (or timed out) after this long without a byte (since the
+    #: request or the last DATA), plus ``stall_rtts`` measured round trips to the peer, makes
+    #: the peer a stall suspect, if it owed us bytes: it had answered the request (RESPONSE)
+    #: or announced the segment as HAVE. A relay still waiting for its own source (FETCHING, no
+    #: RESPONSE) is not suspected.
     stall_s: float = 1.0
     stall_rtts: float = 2.0
+    #: A suspect's stall counts as an offence only if the peer then shows no progress (no
+    #: download from it completes, no late frames of a request we gave up arrive) for this
+    #: long plus ``stall_rtts`` round trips from its last byte: SCTP's retransmission timeout
+    #: is at least 1 s and doubles when the retransmission is lost too (1 + 2 s), and an
+    #: ordered channel delivers nothing meanwhile (head-of-line blocking). Loss is not a lie.
+    stall_offence_s: float = 3.0
     points_stall: float = 2.0
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
@@ -129,8 +136,8 @@ class ExchangeConfig:
         )
         if min(points) < 0:
             raise ValueError("penalty points and decay_points_per_s must be >= 0")
-        if self.stall_s <= 0:
-            raise ValueError("stall_s must be positive")
+        if self.stall_s <= 0 or self.stall_offence_s <= 0:
+            raise ValueError("stall_s and stall_offence_s must be positive")
         if not self.stall_rtts >= 0:
             raise ValueError("stall_rtts must be >= 0")
         if not 0 < self.refuse_points <= self.ban_points:

@@ -10,8 +10,10 @@ docs/scheduling.md; docs/vectors/scheduler/ holds cases both implementations pas
 Per segment, in playback order within the prefetch window:
 
 1. held, or being fetched from the CDN: nothing to do;
-2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s``, or if it is
-   projected to finish too late while the CDN can still make the deadline; the cancelled
+2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s`` plus
+   ``stall_timeout_rtts`` round trips (only the flat part once the CDN must start to make the
+   deadline), or if it is projected to finish too late while the CDN can still make the
+   deadline; the cancelled
    segment is then planned again from the byte it reached (a Range resume);
 3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
@@ -307,14 +309,17 @@ def _check_transfer(
     projected = now + remaining / rate_bytes_per_s
     last_cdn_start = slot.deadline - cdn_time_s(remaining, view, config)
     last_cdn_start -= config.deadline_margin_s
-    stall_timeout_s = config.peer_stall_timeout_s + config.stall_timeout_rtts * _rtt_s(
-        peer, load.rtt_fallback_s
-    )
-    stalled = now - last_data >= stall_timeout_s
+    base_s = config.peer_stall_timeout_s
+    stall_timeout_s = base_s + config.stall_timeout_rtts * _rtt_s(peer, load.rtt_fallback_s)
+    quiet_s = now - last_data
+    # The round-trip stretch never runs past the last moment the CDN can still make the
+    # deadline: from then on, silence for the flat timeout is a stall.
+    stalled = quiet_s >= stall_timeout_s or (quiet_s >= base_s and now >= last_cdn_start)
     too_slow = projected > slot.deadline - config.deadline_margin_s and now >= last_cdn_start
     if not (stalled or too_slow):
         wakes.append(last_data + stall_timeout_s)
         wakes.append(last_cdn_start)
+        wakes.append(max(last_cdn_start, last_data + base_s))
         return None
     assert transfer.peer_id is not None
     sid = slot.seg.segment

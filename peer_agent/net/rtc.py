@@ -54,7 +54,7 @@ from aiortc import RTCSessionDescription as _SDP
 
 from peer_agent.core import wire
 from peer_agent.core.errors import CloseCode
-from peer_agent.core.events import Event, SessionClosed
+from peer_agent.core.events import Event, LateFrames, SessionClosed
 from peer_agent.core.ids import SegmentId
 from peer_agent.core.session import PeerSession, SessionConfig
 
@@ -457,8 +457,12 @@ class PeerLink:
         if not self._started:
             self._on_open()
         # A str (text message) is passed on: the session closes with PROTOCOL_ERROR.
+        late = session.stats.late_frames_dropped
         session.receive_data(data, self._loop.time())  # type: ignore[arg-type]
         self._pump()
+        late = session.stats.late_frames_dropped - late
+        if late > 0:  # bytes stuck behind a loss arrived after we gave up: the link is alive
+            self._deliver(LateFrames(late))
 
     def _on_channel_close(self) -> None:
         self._channel_closed.set()

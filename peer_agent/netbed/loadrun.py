@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import subprocess
 import sys
@@ -116,6 +117,9 @@ class RunPlan:
     #: a third run on the same bed, ``p2p_loopback_timeouts``: the P2P agents with the
     #: timeouts tuned on loopback (:mod:`peer_agent.netbed.loopback_agent`)
     compare_loopback_timeouts: bool = False
+    #: a run on the same bed, ``p2p_compare``: the P2P agents from another checkout of the
+    #: project (its directory first on ``PYTHONPATH``), e.g. main beside a change under test
+    compare_tree: str | None = None
 
 
 def path_type(local: str | None, remote: str | None) -> str:
@@ -217,7 +221,9 @@ class BedLoadTest:
         self._wait_tcp(SIGNALING_PORT, 20)
         self._wait_tcp(ORIGIN_PORT, 240)  # the origin generates its media before it listens
 
-    def _run(self, p2p: bool, module: str = "peer_agent.agent.cli") -> list[dict[str, Any]]:
+    def _run(
+        self, p2p: bool, module: str = "peer_agent.agent.cli", tree: str | None = None
+    ) -> list[dict[str, Any]]:
         plan = self.plan
         url = f"http://{PUB_ADDRESS}:{ORIGIN_PORT}/hls/live-ts/master.m3u8"
         procs = []
@@ -232,8 +238,15 @@ class BedLoadTest:
                 argv += ["--tracker", tracker, "--ice-from-tracker"]
                 if plan.request_timeline:
                     argv += ["--request-timeline"]
+            env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
             proc = self.bed.popen(
-                host.ns, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+                host.ns,
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                cwd=tree,
             )
             procs.append((host, proc))
             time.sleep(gap_s)
@@ -268,11 +281,21 @@ class BedLoadTest:
                 p2p = self._run(p2p=True)
                 self.results = {"baseline": baseline, "p2p": p2p}
                 turn_mid = None
+                extra_turn: dict[str, int] = {}
                 if self.plan.compare_loopback_timeouts:
                     time.sleep(2.0)  # coturn logs a closed allocation's usage on its 1 s tick
                     turn_mid = self.turn.relayed_bytes()
                     loop = self._run(p2p=True, module="peer_agent.netbed.loopback_agent")
                     self.results["p2p_loopback_timeouts"] = loop
+                if self.plan.compare_tree is not None:
+                    time.sleep(2.0)
+                    before = self.turn.relayed_bytes()
+                    if turn_mid is None:
+                        turn_mid = before
+                    else:
+                        extra_turn["p2p_loopback_timeouts"] = before - turn_mid
+                    other = self._run(p2p=True, tree=self.plan.compare_tree)
+                    self.results["p2p_compare"] = other
             finally:
                 self.turn.stop()
             turn_end = self.turn.relayed_bytes()
@@ -290,14 +313,19 @@ class BedLoadTest:
         report["turn_share_of_p2p"] = round(turn_bytes / p2p_bytes, 4) if p2p_bytes else None
         n = self.plan.agents
         report["offload_target"] = round(0.9 * (n - 1) / n, 4)
-        if turn_mid is not None:
-            loop_report = summarise(self.results["p2p_loopback_timeouts"])
-            loop_p2p = loop_report["bytes_p2p"]
-            loop_report["turn_client_bytes"] = turn_end - turn_mid
-            loop_report["turn_share_of_p2p"] = (
-                round((turn_end - turn_mid) / loop_p2p, 4) if loop_p2p else None
+        for name in ("p2p_loopback_timeouts", "p2p_compare"):
+            if name not in self.results:
+                continue
+            extra = summarise(self.results[name])
+            assert turn_mid is not None
+            used = extra_turn.get(name)
+            if used is None:  # the last run: from its start to coturn's end
+                used = turn_end - turn_mid - sum(extra_turn.values())
+            extra["turn_client_bytes"] = used
+            extra["turn_share_of_p2p"] = (
+                round(used / extra["bytes_p2p"], 4) if extra["bytes_p2p"] else None
             )
-            report["p2p_loopback_timeouts"] = loop_report
+            report[name] = extra
         report["impair"] = {k: v for k, v in self.bed.impair_stats.items() if k == "sink_packets"}
         return report
 
@@ -360,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a third run with the P2P agents' timeouts tuned on loopback (side by side)",
     )
     p.add_argument(
+        "--compare-tree",
+        metavar="DIR",
+        help="a further run with the P2P agents of another checkout (e.g. main), side by side",
+    )
+    p.add_argument(
         "--agents-out",
         metavar="FILE",
         help="write every agent's summary (with its request timeline) to FILE as JSON",
@@ -384,9 +417,15 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             request_timeline=args.agents_out is not None,
             compare_loopback_timeouts=args.compare_loopback_timeouts,
+            compare_tree=args.compare_tree,
         )
     except ValueError as exc:
         print(f"loadrun: {exc}", file=sys.stderr)
+        return 2
+    if plan.compare_tree is not None and not os.path.isdir(
+        os.path.join(plan.compare_tree, "peer_agent")
+    ):
+        print(f"loadrun: --compare-tree {plan.compare_tree}: no peer_agent/ there", file=sys.stderr)
         return 2
     test = BedLoadTest(profile, plan)
     try:

@@ -116,6 +116,8 @@ def event(obj: dict[str, Any], blobs: dict[str, bytes]) -> ev.Event:
         return ev.SegmentRequested(obj["request_id"], sid(obj["segment"]), obj["offset"])
     if kind == "cancelled":
         return ev.RequestCancelled(obj["request_id"])
+    if kind == "late_frames":
+        return ev.LateFrames(obj.get("count", 1))
     if kind == "response":
         return ev.ResponseStarted(
             obj["request_id"], sid(obj["segment"]), obj["total_bytes"], obj.get("offset", 0)

@@ -91,6 +91,8 @@ function peerEvent(obj, blobs) {
       return { type: "SegmentRequested", request_id: obj.request_id, segment: wseg(obj.segment), offset: obj.offset };
     case "cancelled":
       return { type: "RequestCancelled", request_id: obj.request_id };
+    case "late_frames":
+      return { type: "LateFrames", count: obj.count ?? 1 };
     case "response":
       return {
         type: "ResponseStarted",

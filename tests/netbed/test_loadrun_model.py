@@ -137,3 +137,14 @@ def test_bench_rows_judge_the_issue_targets() -> None:
     assert "| a | round-trip aware | 0.9 | 1 (0.5 s) |" in text
     assert "| a | loopback-tuned | 0.5 | 3 (1.5 s) | 0 | 0 | 0.2 |" in text
     assert "Offload falls from 0.9 to 0.9" in text
+
+
+def test_compare_tree_must_be_a_checkout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--compare-tree`` runs agents from another checkout: a directory without the project is
+    refused before any bed is built (no root needed to get this far)."""
+    from peer_agent.netbed.loadrun import main as loadrun_main
+
+    assert loadrun_main(["--compare-tree", str(tmp_path)]) == 2
+    assert "no peer_agent/" in capsys.readouterr().err
