@@ -144,10 +144,12 @@ export interface ExchangeOptions {
   points_request_after_have?: number;
   /** Penalty points of an ABSENT for a segment the peer announced FETCHING (not HAVE). Default 1. */
   points_absent_after_fetching?: number;
-  /** A peer download cancelled after this long without a byte, plus `stall_rtts` round trips, is a stall if the peer owed bytes (s). Default 1. */
+  /** A peer download cancelled after this long without a byte, plus `stall_rtts` round trips, makes the peer a stall suspect if it owed bytes (s). Default 1. */
   stall_s?: number;
-  /** Measured round trips to the peer added to `stall_s`. Default 2. */
+  /** Measured round trips to the peer added to `stall_s` and `stall_offence_s`. Default 2. */
   stall_rtts?: number;
+  /** A suspect is charged a stall only after this long (plus `stall_rtts` round trips) from its last byte with no progress (s). Default 3. */
+  stall_offence_s?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
   points_stall?: number;
   /** Penalty points of a session we closed for a protocol error or a limit. Default 4. */
