@@ -218,7 +218,7 @@ class BedLoadTest:
         signaling = [sys.executable, "-m", "signaling.cli", "--host", PUB_ADDRESS]
         signaling += ["--port", str(SIGNALING_PORT), "--log-level", "warning"]
         self.bed.popen(self.bed.pub_ns, signaling, env=env, stdout=subprocess.DEVNULL)
-        self._wait_tcp(SIGNALING_PORT, 20)
+        self._wait_tcp(SIGNALING_PORT, 90)  # a busy machine starts uvicorn slowly
         self._wait_tcp(ORIGIN_PORT, 240)  # the origin generates its media before it listens
 
     def _run(

@@ -6,8 +6,9 @@ them (docs/scheduling.md, "Timeouts on real round trips"): the scheduler's stall
 flat ``peer_stall_timeout_s`` (``stall_timeout_rtts`` 0), a cancel counts as a stall after a flat
 ``stall_s`` (``stall_rtts`` 0), and the session's request and idle-data timeouts are 2 s. Only
 :class:`peer_agent.netbed.loadrun.BedLoadTest` uses it (``RunPlan.compare_loopback_timeouts``),
-so one bed and one run compare both settings against the same CDN-only baseline. (The rule that
-only a peer that owed bytes is blamed for a stall is not switched off.)
+so one bed and one run compare both settings against the same CDN-only baseline. (The rules that
+only a peer that owed bytes is blamed for a stall, and only once it shows no progress (stall
+suspicions, docs/exchange.md), are not switched off.)
 """
 
 from __future__ import annotations

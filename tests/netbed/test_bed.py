@@ -40,21 +40,23 @@ def bed() -> Iterator[NetBed]:
         PeerSpec("symmetric"),
         PeerSpec("cone", up=LinkShape(delay_ms=40, loss=0.3), down=LinkShape(delay_ms=40)),
     ]
-    with NetBed(specs, seed=7) as nb:
-        assert stale not in bed_namespaces()
+    try:
+        with NetBed(specs, seed=7) as nb:
+            assert stale not in bed_namespaces()
+            assert other in bed_namespaces()
+            assert nb.pub_ns.startswith(run_prefix())
+            echo = nb.popen(
+                nb.pub_ns,
+                [*PROBE, "echo", PUB_ADDRESS, "5001", "5002", "5003", "--timeout-s", "120"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+            yield nb
+        assert bed_namespaces(run_prefix()) == []
         assert other in bed_namespaces()
-        assert nb.pub_ns.startswith(run_prefix())
-        echo = nb.popen(
-            nb.pub_ns,
-            [*PROBE, "echo", PUB_ADDRESS, "5001", "5002", "5003", "--timeout-s", "120"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
-        yield nb
-    assert bed_namespaces(run_prefix()) == []
-    assert other in bed_namespaces()
-    subprocess.run(["ip", "netns", "del", other], check=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", other], check=False)
 
 
 def test_nat_kinds_map_and_filter_as_documented(bed: NetBed) -> None:
