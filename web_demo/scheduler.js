@@ -129,9 +129,18 @@ function inFlightLoad(transfers, peers) {
   return { perPeer, fromPeers, fromCdn, rttFallback, of: (id) => perPeer.get(id) || 0 };
 }
 
-// Phase 1, a peer transfer in flight: keep it (null) or cancel it and return the slot to plan
-// again from the byte it reached, without that peer.
-function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes) {
+/**
+ * When a kept transfer's stall check (decide's stall_checks) fires if no byte comes after
+ * lastByteAt: timeout_s after it, or late_timeout_s after it once late_from has passed.
+ */
+export function stallDueAt(check, lastByteAt) {
+  return Math.min(lastByteAt + check.timeout_s, Math.max(check.late_from, lastByteAt + check.late_timeout_s));
+}
+
+// Phase 1, a peer transfer in flight: keep it (null; its stall check, with the time it fires
+// unless a byte comes, goes to stallChecks) or cancel it and return the slot to plan again from
+// the byte it reached, without that peer.
+function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, stallChecks) {
   const now = view.now;
   const total = transfer.total_bytes || slot.seg.size_bytes;
   const reached = transfer.offset + transfer.received_bytes;
@@ -153,7 +162,14 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes) {
   const stalled = quiet >= stallTimeout || (quiet >= base && now >= lastCdnStart);
   const tooSlow = projected > slot.deadline - cfg.deadline_margin_s && now >= lastCdnStart;
   if (!(stalled || tooSlow)) {
-    wakes.push(lastData + stallTimeout, lastCdnStart, Math.max(lastCdnStart, lastData + base));
+    const check = {
+      segment: slot.seg.segment,
+      timeout_s: stallTimeout,
+      late_timeout_s: base,
+      late_from: lastCdnStart,
+    };
+    stallChecks.push({ at: stallDueAt(check, lastData), check });
+    wakes.push(lastCdnStart);
     return null;
   }
   actions.push({
@@ -287,7 +303,10 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
  *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
  *   uploads, rtt_s (null: unknown)}], cdn_throughput_bytes_per_s, connecting_until, swarm_size,
  *   fetchers (the signaling server's assignment: peer ids), fetchers_until (it holds until then) }
- * Returns { actions: [...], wake_at }.
+ * Returns { actions: [...], wake_at, stall_checks: [{segment, timeout_s, late_timeout_s,
+ *   late_from}] (the peer transfers kept; wake_at includes each one's stallDueAt of its last
+ *   byte), wake_at_flowing (wake_at without the stall checks: when to wake if every checked
+ *   transfer keeps receiving bytes) }.
  */
 export function decide(view, cfg, random) {
   const now = view.now;
@@ -297,6 +316,7 @@ export function decide(view, cfg, random) {
   const load = inFlightLoad(view.transfers, peers);
   const actions = [];
   const wakes = [now + cfg.idle_recheck_s];
+  const stallChecks = [];
 
   const segments = [...view.segments].sort((a, b) => a.start_s - b.start_s);
   for (const seg of segments) {
@@ -312,11 +332,15 @@ export function decide(view, cfg, random) {
     const transfer = inFlight.get(key);
     if (transfer !== undefined) {
       if (transfer.peer_id === null) continue; // the CDN is on it: nothing can do better
-      slot = checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes);
+      slot = checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, stallChecks);
       if (slot === null) continue;
     }
     const urgentAt = fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes);
     if (urgentAt !== null) elect(slot, urgentAt, view, peers, load, cfg, actions, wakes);
   }
-  return { actions, wake_at: Math.max(Math.min(...wakes), now + cfg.min_recheck_s) };
+  const soonest = now + cfg.min_recheck_s;
+  const flowing = Math.max(Math.min(...wakes), soonest);
+  const wakeAt = Math.max(Math.min(flowing, ...stallChecks.map((c) => c.at)), soonest);
+  const checks = stallChecks.map((c) => c.check);
+  return { actions, wake_at: wakeAt, stall_checks: checks, wake_at_flowing: flowing };
 }

@@ -157,10 +157,38 @@ Action = FetchFromCdn | FetchFromPeer | CancelTransfer | Wait
 
 
 @dataclass(frozen=True)
+class StallCheck:
+    """A peer transfer this decision keeps: it counts as stalled once no byte has come for
+    ``timeout_s`` (rule 2's stall timeout for its peer), or for ``late_timeout_s`` (the flat
+    ``peer_stall_timeout_s``) from ``late_from`` on (the last moment the CDN can still make the
+    deadline, as of this decision: later bytes only move it later)."""
+
+    segment: SegmentId
+    timeout_s: float
+    late_timeout_s: float
+    late_from: float
+
+    def due_at(self, last_byte_at: float) -> float:
+        """When the transfer counts as stalled if no byte comes after ``last_byte_at``."""
+        return min(
+            last_byte_at + self.timeout_s, max(self.late_from, last_byte_at + self.late_timeout_s)
+        )
+
+
+@dataclass(frozen=True)
 class Decision:
     actions: tuple[Action, ...] = field(default=())
     #: When to call ``decide`` again if nothing else happens first.
     wake_at: float | None = None
+    #: The peer transfers kept, in playback order, each with its stall timeouts. ``wake_at``
+    #: includes each one's stall check (``StallCheck.due_at`` of its last byte, as seen now).
+    stall_checks: tuple[StallCheck, ...] = ()
+    #: When to decide again if every checked transfer keeps receiving bytes: ``wake_at``
+    #: without the stall checks (never sooner than ``min_recheck_s``). A caller that knows when
+    #: each transfer last received a byte may wake at the earlier of this and each check's
+    #: ``due_at(last byte)`` instead of ``wake_at``: a transfer that keeps delivering then
+    #: wakes nobody.
+    wake_at_flowing: float | None = None
 
 
 # -- the rules ----------------------------------------------------------------------------
@@ -290,9 +318,11 @@ def _check_transfer(
     config: SchedulerConfig,
     actions: list[Action],
     wakes: list[float],
+    stall_checks: list[tuple[float, StallCheck]],
 ) -> _Slot | None:
-    """Phase 1, a peer transfer in flight: keep it (``None``) or cancel it and return the slot
-    to plan again from the byte it reached, without that peer."""
+    """Phase 1, a peer transfer in flight: keep it (``None``; its stall check, with the time it
+    fires unless a byte comes, goes to ``stall_checks``) or cancel it and return the slot to
+    plan again from the byte it reached, without that peer."""
     now = view.now
     total = transfer.total_bytes or slot.seg.size_bytes
     reached = transfer.offset + transfer.received_bytes
@@ -317,9 +347,9 @@ def _check_transfer(
     stalled = quiet_s >= stall_timeout_s or (quiet_s >= base_s and now >= last_cdn_start)
     too_slow = projected > slot.deadline - config.deadline_margin_s and now >= last_cdn_start
     if not (stalled or too_slow):
-        wakes.append(last_data + stall_timeout_s)
+        check = StallCheck(slot.seg.segment, stall_timeout_s, base_s, last_cdn_start)
+        stall_checks.append((check.due_at(last_data), check))
         wakes.append(last_cdn_start)
-        wakes.append(max(last_cdn_start, last_data + base_s))
         return None
     assert transfer.peer_id is not None
     sid = slot.seg.segment
@@ -332,7 +362,7 @@ def _check_transfer(
 def _from_urgency_or_peers(
     slot: _Slot,
     view: SchedulerView,
-    peers: dict[str, PeerView],
+    uploaders: list[PeerView],
     load: _Load,
     config: SchedulerConfig,
     rng: RandomSource,
@@ -341,7 +371,8 @@ def _from_urgency_or_peers(
 ) -> float | None:
     """Phase 2: an urgent segment goes to the CDN; otherwise a usable neighbour that has it
     (or is fetching it) serves it, or we wait for one. Returns ``None`` when an action was
-    planned, else the time the segment turns urgent (the election decides)."""
+    planned, else the time the segment turns urgent (the election decides). ``uploaders``: the
+    neighbours that upload."""
     now = view.now
     sid = slot.seg.segment
     remaining = max(0, slot.seg.size_bytes - slot.offset)
@@ -355,14 +386,10 @@ def _from_urgency_or_peers(
 
     latest_finish = slot.deadline - config.deadline_margin_s
     avoid = slot.avoid
-    holders: list[PeerView] = []
-    fetchers: list[PeerView] = []
-    for p in peers.values():  # the sources: uploading, not avoided
-        if p.uploads and p.peer_id not in avoid:
-            if sid in p.have:
-                holders.append(p)
-            if sid in p.fetching:
-                fetchers.append(p)
+    # The sources: uploading, not avoided.
+    sources = [p for p in uploaders if p.peer_id not in avoid] if avoid else uploaders
+    holders = [p for p in sources if sid in p.have]
+    fetchers = [p for p in sources if sid in p.fetching]
     if load.from_peers < config.max_downloads_from_peers:
         reason = "have"
         terms = (now, remaining, latest_finish, load.per_peer, config, load.rtt_fallback_s)
@@ -466,8 +493,10 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     in_flight = {t.segment: t for t in view.transfers}
     peers = {p.peer_id: p for p in view.peers if p.peer_id != view.self_id}
     load = _Load(view.transfers, list(peers.values()))
+    uploaders = [p for p in peers.values() if p.uploads]
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
+    stall_checks: list[tuple[float, StallCheck]] = []
 
     for seg in sorted(view.segments, key=_start_s):
         sid = seg.segment
@@ -483,13 +512,19 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
         if transfer is not None:
             if transfer.peer_id is None:
                 continue  # the CDN is on it: nothing can do better
-            replanned = _check_transfer(slot, transfer, view, peers, load, config, actions, wakes)
+            replanned = _check_transfer(
+                slot, transfer, view, peers, load, config, actions, wakes, stall_checks
+            )
             if replanned is None:
                 continue
             slot = replanned
-        urgent_at = _from_urgency_or_peers(slot, view, peers, load, config, rng, actions, wakes)
+        urgent_at = _from_urgency_or_peers(slot, view, uploaders, load, config, rng, actions, wakes)
         if urgent_at is not None:
             _elect(slot, urgent_at, view, peers, load, config, actions, wakes)
 
-    wake_at = max(min(wakes), now + config.min_recheck_s)
-    return Decision(tuple(actions), wake_at)
+    soonest = now + config.min_recheck_s
+    flowing = max(min(wakes), soonest)
+    if not stall_checks:
+        return Decision(tuple(actions), flowing, (), flowing)
+    wake_at = max(min(flowing, min(t for t, _ in stall_checks)), soonest)
+    return Decision(tuple(actions), wake_at, tuple(c for _, c in stall_checks), flowing)

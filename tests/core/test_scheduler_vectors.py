@@ -31,6 +31,18 @@ def test_decision_vector(case: dict) -> None:
     assert rng.draws == [], "the vector lists draws the scheduler did not use"
     if "wake_at" in case["expect"]:
         assert decision.wake_at == pytest.approx(case["expect"]["wake_at"])
+    checks = [
+        {
+            "segment": [c.segment.rendition, c.segment.sequence],
+            "timeout_s": round(c.timeout_s, 6),
+            "late_timeout_s": round(c.late_timeout_s, 6),
+            "late_from": round(c.late_from, 6),
+        }
+        for c in decision.stall_checks
+    ]
+    assert checks == case["expect"].get("stall_checks", [])
+    flowing = case["expect"].get("wake_at_flowing", decision.wake_at)
+    assert decision.wake_at_flowing == pytest.approx(flowing)
 
 
 def test_vector_names_are_unique() -> None:

@@ -47,6 +47,16 @@ for (const c of load("decisions.json").cases) {
     if ("wake_at" in c.expect) {
       assert.ok(Math.abs(decision.wake_at - c.expect.wake_at) < 1e-9, `wake_at ${decision.wake_at}`);
     }
+    const r6 = (x) => Math.round(x * 1e6) / 1e6;
+    const checks = decision.stall_checks.map((s) => ({
+      ...s,
+      timeout_s: r6(s.timeout_s),
+      late_timeout_s: r6(s.late_timeout_s),
+      late_from: r6(s.late_from),
+    }));
+    assert.deepEqual(checks, c.expect.stall_checks ?? []);
+    const flowing = c.expect.wake_at_flowing ?? decision.wake_at;
+    assert.ok(Math.abs(decision.wake_at_flowing - flowing) < 1e-9, `wake_at_flowing ${decision.wake_at_flowing}`);
   });
 }
 
