@@ -37,7 +37,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,8 +326,11 @@ class Demo:
         self._page_task = asyncio.create_task(self._page_server.serve(sockets=[self._page_sock]))
         await self._wait_http(f"{self.page_url}config.json", None, "the page server")
 
-    async def start_agent(self, *, seed: int, extra: Sequence[str] = ()) -> Any:
-        """One more ``p2p-agent`` on the demo stream (its output is discarded)."""
+    async def start_agent(
+        self, *, seed: int, extra: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> Any:
+        """One more ``p2p-agent`` on the demo stream (its output is discarded); `env`: more
+        environment variables for its process."""
         c = self.config
         argv = [
             *_console("p2p-agent", "peer_agent.agent.cli"),
@@ -346,7 +349,9 @@ class Demo:
             argv += ["--host-address", address]
         argv += [*c.agent_args, *extra]
         # The token goes through the environment, never on a command line.
-        proc = await self._spawn(argv, {"P2P_AGENT_TOKEN": self.token} if self.token else None)
+        proc = await self._spawn(
+            argv, {**(env or {}), **({"P2P_AGENT_TOKEN": self.token} if self.token else {})}
+        )
         self.agent_procs.append(proc)
         return proc
 

@@ -73,6 +73,9 @@ const FORGET_BEHIND_S = 60.0;
 /** The CDN throughput estimate floors what hls.js ABR is told while its last sample is this
  * recent (loader.js abrDurationMs). */
 const ABR_CDN_FRESH_S = 60.0;
+/** A CDN fetch this small says more about the round trip than the rate: it does not set the
+ * last-fetch figure of abrCdnBytesPerS (a resume after a slow peer is often a few kB). */
+const ABR_CDN_MIN_SAMPLE_BYTES = 256 * 1024;
 const arrSegs = (segments) => segments.map(wireSeg);
 
 /** The uplink we claim to the tracker (cap "uplink:N", docs/signaling.md "Fetcher assignment"):
@@ -427,7 +430,7 @@ export class P2PEngine {
 
   /** The viewer's measured CDN throughput (bytes/s) that floors what hls.js ABR is told of a
    * peer's delivery (loader.js abrDurationMs): the lower of the exchange's CDN estimate (an EWMA)
-   * and the last CDN fetch's own rate, so a CDN that just slowed down (a real cap) counts at
+   * and the last CDN fetch's own rate (of at least ABR_CDN_MIN_SAMPLE_BYTES), so a CDN that just slowed down (a real cap) counts at
    * once, while the EWMA alone would keep most of the old, much higher rate for several fetches;
    * null when no CDN fetch finished in the last ABR_CDN_FRESH_S. */
   abrCdnBytesPerS(now = nowS()) {
@@ -439,7 +442,7 @@ export class P2PEngine {
 
   _noteCdnSample(bytes, elapsedS, now) {
     this._cdnSampledAt = now;
-    this._cdnLastBytesPerS = bytes / Math.max(1e-6, elapsedS);
+    if (bytes >= ABR_CDN_MIN_SAMPLE_BYTES) this._cdnLastBytesPerS = bytes / Math.max(1e-6, elapsedS);
   }
 
   /** Bytes hls.js's own loader fetched (fallback) in `elapsedS` seconds (null: unknown): the

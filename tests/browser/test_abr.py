@@ -2,8 +2,10 @@
 (the demo page: the engine's loader) and a plain hls.js page (hls.js's own loader, no engine),
 a top rendition of about 4 Mbit/s (real segments of 1.1-1.4 MB per 2 s) and a 200 kbit/s one.
 
-1. The origin uncapped, one deliberately slow neighbour (an agent whose uploads are capped at
-   64 KB/s, i.e. under 0.6 Mbit/s) relays segments to our page: our page does not switch down
+1. The origin uncapped, one deliberately slow neighbour (an agent whose uplink is shaped to
+   64 KB/s, i.e. under 0.6 Mbit/s, at its UDP socket: slow_uplink/sitecustomize.py; since the
+   upload fan-out rule an agent that declares a cap below the bitrate serves nobody) relays
+   segments to our page: our page does not switch down
    (hls.js LEVEL_SWITCHING to the low rendition) in a minute with that neighbour (and at least
    three of its segments slower than real time at 4 Mbit/s).
    Checked by hand that this fails without the loader's ABR rule (README "ABR": the reported
@@ -32,7 +34,9 @@ a top rendition of about 4 Mbit/s (real segments of 1.1-1.4 MB per 2 s) and a 20
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +57,10 @@ MEDIA: dict[str, Any] = {
 }
 TOP = 0  # hls.js sorts levels by bitrate: level 1 is "hi"; `TOP` is the master's order (agents)
 SLOW_PEER_BYTES_PER_S = 64_000
+ROOT = Path(__file__).resolve().parents[2]
+# The slow neighbour's uplink is shaped at its UDP socket (slow_uplink/sitecustomize.py): it
+# does not know it is slow (a cap it declared below the bitrate would make it leech-only).
+SLOW_UPLINK_DIR = Path(__file__).resolve().parent / "slow_uplink"
 SLOW_PHASE_S = 60.0
 CAP_BYTES_PER_S = 150_000  # 1.2 Mbit/s per response: under the top rendition, over the low one
 
@@ -135,8 +143,11 @@ async def test_a_slow_peer_causes_no_down_switch_and_a_real_cap_switches_both_do
         # segments, relaying them at its capped pace, for a minute and at least three segments
         # slower than real time; stop at the first down-switch.
         since = (await ours.evaluate(STATE_JS))["now"]
-        cap = ["--upload-cap-bytes-per-s", str(SLOW_PEER_BYTES_PER_S)]
-        await demo.start_agent(seed=0, extra=cap)
+        slow_uplink = {
+            "PYTHONPATH": f"{SLOW_UPLINK_DIR}{os.pathsep}{ROOT}",
+            "P2P_TEST_UPLINK_BYTES_PER_S": str(SLOW_PEER_BYTES_PER_S),
+        }
+        await demo.start_agent(seed=0, env=slow_uplink)
         s = await wait_state(
             ours,
             lambda s: (

@@ -153,6 +153,9 @@ test("the CDN figure is the lower of the EWMA and the last fetch: a cap counts a
     engine._noteCdnSample(MB, 0.04, 113);
     assert.ok(engine.abrCdnBytesPerS(113) < 25 * MB);
     assert.equal(engine.abrCdnBytesPerS(113), engine.exchange.cdnRate.estimate);
+    // a small fetch (a resume of 20 kB after a slow peer, round-trip bound) sets no figure
+    engine._noteCdnSample(20_000, 0.2, 114);
+    assert.equal(engine.abrCdnBytesPerS(114), engine.exchange.cdnRate.estimate);
   } finally {
     engine.destroy();
   }
