@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import time
@@ -88,22 +89,23 @@ def _run(name: str, scenario: Scenario) -> dict[str, Any]:
     return {"run": name, **summary}
 
 
-def _reference_module() -> types.ModuleType:
-    """The simulator engine at REFERENCE_COMMIT, importable beside the current one."""
+def _reference_module(commit: str = REFERENCE_COMMIT) -> types.ModuleType:
+    """The simulator engine at ``commit``, importable beside the current one (it drives the
+    current core and the current modules beside it)."""
     source = subprocess.run(
-        ["git", "show", f"{REFERENCE_COMMIT}:peer_agent/sim/engine.py"],
+        ["git", "show", f"{commit}:peer_agent/sim/engine.py"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    source = source.replace("from ..core.", "from peer_agent.core.")
-    source = source.replace("from .scenario import", "from peer_agent.sim.scenario import")
-    spec = importlib.util.spec_from_loader("peer_agent_sim_engine_reference", loader=None)
+    source = re.sub(r"^from \.\.", "from peer_agent.", source, flags=re.M)
+    source = re.sub(r"^from \.", "from peer_agent.sim.", source, flags=re.M)
+    spec = importlib.util.spec_from_loader(f"peer_agent_sim_engine_{commit}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    exec(compile(source, f"engine.py@{REFERENCE_COMMIT}", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"engine.py@{commit}", "exec"), module.__dict__)  # noqa: S102
     return module
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import heapq
 import itertools
 import math
@@ -50,6 +51,7 @@ from ..core.scheduler import (
     PeerView,
     SchedulerView,
     SegmentView,
+    StallCheck,
     TransferView,
     decide,
 )
@@ -154,6 +156,8 @@ class _Viewer:
         "connecting_until",
         "dirty",
         "wake_tick",
+        "stall_checks",
+        "wake_flowing",
         "slot",
         "downs",
         "ups",
@@ -209,6 +213,9 @@ class _Viewer:
         self.connecting_until = 0.0
         self.dirty = False
         self.wake_tick = -1
+        # The last decision's stall checks (per flow) and its wake-up without them.
+        self.stall_checks: list[tuple[_Flow, StallCheck]] = []
+        self.wake_flowing = _INF
         self.slot = -1  # position in the simulation's list of active viewers
         self.downs = 0  # live flows into it
         self.ups = 0  # live flows out of it
@@ -342,7 +349,22 @@ class Simulation:
         self, progress: Callable[[Simulation], None] | None = None, progress_every_s: float = 10.0
     ) -> SimResult:
         """Run the scenario; ``progress`` (if given) is called every ``progress_every_s`` of
-        simulated time."""
+        simulated time.
+
+        Python's cyclic garbage collector is off for the run (and back on after): the
+        simulator leaves almost no cycles (about 400 objects in a 1,000-viewer run), while each
+        collection walks the whole swarm's objects, millions at 100,000 viewers."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(progress, progress_every_s)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(
+        self, progress: Callable[[Simulation], None] | None, progress_every_s: float
+    ) -> SimResult:
         sc = self.sc
         progress_every = max(1, int(round(progress_every_s / sc.tick_s)))
         for i in range(sc.peers):
@@ -639,8 +661,16 @@ class Simulation:
     def _decide_due(self, k: int) -> None:
         due = self._dirty
         self._dirty = []
+        now = self.now
         for viewer in self._wakes.pop(k, ()):
             if viewer.wake_tick == k and not viewer.dirty:
+                if viewer.stall_checks:
+                    # A stall check whose transfer received bytes since would decide nothing
+                    # new: wait for the moved check or the decision's other wake-up instead.
+                    due_at = self._due_at(viewer)
+                    if due_at > now:
+                        self._wake(viewer, due_at)
+                        continue
                 due.append(viewer)
                 viewer.dirty = True
         if len(due) > 1:
@@ -653,6 +683,17 @@ class Simulation:
                 self._decide(viewer)
             else:
                 viewer.dirty = False
+
+    @staticmethod
+    def _due_at(viewer: _Viewer) -> float:
+        """When ``viewer``'s last decision asked to decide again, its stall checks moved to the
+        last byte each transfer received (docs/scheduling.md, ``wake_at_flowing``)."""
+        due_at = viewer.wake_flowing
+        for flow, check in viewer.stall_checks:
+            if flow.attached:
+                last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
+                due_at = min(due_at, check.due_at(last))
+        return due_at
 
     def _segment_views(self, viewer: _Viewer, first: int) -> list[SegmentView]:
         sc = self.sc
@@ -728,6 +769,7 @@ class Simulation:
         first = int(playhead // sc.segment_s)
         segments = self._segment_views(viewer, first)
         if not segments:
+            viewer.stall_checks = []
             if sc.live:
                 self._wake(viewer, viewer.listing_at)
             else:
@@ -777,8 +819,18 @@ class Simulation:
                 self._start_cdn(viewer, action.segment, action.offset)
             elif isinstance(action, FetchFromPeer):
                 self._start_peer(viewer, action.segment, action.peer_id, action.offset)
+        listing_at = viewer.listing_at if self.sc.live else _INF
+        if decision.stall_checks:
+            flows = viewer.transfers
+            viewer.stall_checks = [
+                (flows[c.segment], c) for c in decision.stall_checks if c.segment in flows
+            ]
+            flowing = decision.wake_at_flowing
+            viewer.wake_flowing = min(_INF if flowing is None else flowing, listing_at)
+        elif viewer.stall_checks:
+            viewer.stall_checks = []
         wake_at = decision.wake_at if decision.wake_at is not None else _INF
-        self._wake(viewer, min(wake_at, viewer.listing_at if self.sc.live else _INF))
+        self._wake(viewer, min(wake_at, listing_at))
 
     def _set_avoid(self, viewer: _Viewer, segment: SegmentId, peer_id: str) -> None:
         viewer.avoid[segment] = viewer.avoid.get(segment, _EMPTY) | {peer_id}
