@@ -202,9 +202,11 @@ async def test_shutdown_does_not_wait_for_hanging_requests(
             await asyncio.sleep(0.2)
             assert not pending.done()
             started = time.perf_counter()
-        assert time.perf_counter() - started < 2.0
+        # the request would hang for timeout_hang_s (120 s): shutdown took far less than that
+        # (a 2 s bound was a timing assertion a busy machine could break)
+        assert time.perf_counter() - started < 30.0
         try:
-            response = await asyncio.wait_for(pending, 2.0)
+            response = await asyncio.wait_for(pending, 10.0)
         except httpx.TransportError:
             pass  # the connection was closed: also an acceptable answer
         else:
@@ -222,7 +224,7 @@ async def test_client_abort_stops_counting(
     await asyncio.sleep(0.3)
     stats = origin.stats()
     assert 0 < stats["bytes_served"] < body_len / 2
-    for _ in range(20):  # the server notices the disconnect at its next pacing step
+    for _ in range(600):  # the server notices the disconnect at its next pacing step
         if origin.stats()["client_aborts"] == 1:
             break
         await asyncio.sleep(0.05)
