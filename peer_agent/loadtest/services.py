@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from .config import LoadTestConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: Longest wait for ``p2p-signaling`` to listen after it was started.
+START_TIMEOUT_S = 120.0
 
 
 class ServiceError(RuntimeError):
@@ -116,13 +119,18 @@ class Signaling:
             env=env,
             stdout=subprocess.DEVNULL,
         )
-        for _ in range(300):
+        # Generous: importing the server takes a few CPU seconds, which on a busy machine can
+        # stretch past 15 s (a fixed 300 polls of 50 ms was not always enough).
+        deadline_s = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline_s:
             if self.proc.poll() is not None:
                 raise ServiceError(f"p2p-signaling exited with status {self.proc.returncode}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 return
             await asyncio.sleep(0.05)
-        raise ServiceError("p2p-signaling did not start listening")
+        self.proc.kill()
+        self.proc.wait()
+        raise ServiceError(f"p2p-signaling did not start listening within {START_TIMEOUT_S:.0f} s")
 
     def cpu_s(self) -> float | None:
         """CPU seconds the server used so far (Linux ``/proc``; ``None`` elsewhere)."""

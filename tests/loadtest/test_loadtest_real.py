@@ -20,8 +20,8 @@ SMALL = [
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     status = cli.main(argv)
-    out = capsys.readouterr().out
-    assert status == 0, out
+    out, err = capsys.readouterr()
+    assert status == 0, (out, err[-4000:])
     return dict(json.loads(out))
 
 
