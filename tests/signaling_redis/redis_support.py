@@ -28,9 +28,11 @@ SIGNALING_BIN = Path(sys.executable).parent / "p2p-signaling"
 # Small intervals so failover happens within a test's patience.
 FAST_ENV = {
     "P2P_SIGNALING_LOG_LEVEL": "warning",
-    "P2P_SIGNALING_HEARTBEAT_INTERVAL_S": "0.2",
-    "P2P_SIGNALING_NODE_TTL_S": "1.0",
-    "P2P_SIGNALING_REDIS_TIMEOUT_S": "0.5",
+    # Short enough for quick tests, long enough that a process starved of CPU for a second or
+    # two (a busy 2-core machine) is neither declared dead by the others nor cut off from Redis.
+    "P2P_SIGNALING_HEARTBEAT_INTERVAL_S": "0.5",
+    "P2P_SIGNALING_NODE_TTL_S": "6.0",
+    "P2P_SIGNALING_REDIS_TIMEOUT_S": "3.0",
     "P2P_SIGNALING_REDIS_RETRY_S": "0.2",
     "P2P_SIGNALING_ANNOUNCE_INTERVAL_S": "3",
     "P2P_SIGNALING_SHUTDOWN_GRACE_S": "1",
@@ -72,7 +74,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with (
                 contextlib.suppress(OSError),
@@ -107,24 +109,24 @@ class SignalingProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        env = dict(os.environ, **FAST_ENV, **self.extra_env)
+        env = {**os.environ, **FAST_ENV, **self.extra_env}  # a test may override FAST_ENV
         args = [str(SIGNALING_BIN), "--host", "127.0.0.1", "--port", str(self.port)]
         if self.redis_url is not None:
             args += ["--redis-url", self.redis_url]
         self.proc = await asyncio.create_subprocess_exec(
             *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=None
         )
-        await self.wait_health(lambda h: h.get("status") in ("ok", "degraded"), 45.0)
+        await self.wait_health(lambda h: h.get("status") in ("ok", "degraded"), 120.0)
 
     async def health(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=10.0) as client:
             return dict((await client.get(self.http + "/healthz")).json())
 
     async def get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=5.0) as client:
             return await client.get(self.http + path)
 
-    async def wait_health(self, pred: Any, timeout_s: float = 10.0) -> dict[str, Any]:
+    async def wait_health(self, pred: Any, timeout_s: float = 30.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout_s
         last: dict[str, Any] = {}
         while asyncio.get_running_loop().time() < deadline:

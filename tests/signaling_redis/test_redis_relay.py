@@ -13,8 +13,13 @@ SWARM = pid("cross-swarm")
 OTHER = pid("cross-other")
 
 
-async def wait_peers(node, count: int, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_peers(node, count: int, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     await node.wait_health(lambda h: h.get("peers") == count, timeout_s)
+
+
+async def completed_seen(node) -> bool:  # type: ignore[no-untyped-def]
+    body = (await node.get("/api/admin/swarms")).json()
+    return any(s["info_hash"] == id_hex(OTHER) and s["complete"] == 1 for s in body["swarms"])
 
 
 async def test_offer_and_answer_cross_processes(start_nodes: NodeFactory) -> None:
@@ -67,7 +72,11 @@ async def test_two_swarms_split_over_three_processes(start_nodes: NodeFactory) -
     await d.announce(OTHER, event="completed")
     for node in (n1, n2, n3):
         await wait_peers(node, 4)
-    await asyncio.sleep(0.2)  # the completion's record reaches every process
+        # the completion's record reaches every process (over Redis: not within a fixed time)
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while not await completed_seen(node):
+            assert asyncio.get_running_loop().time() < deadline, "completion never seen"
+            await asyncio.sleep(0.05)
     # Every process answers /api/swarms for the whole cluster.
     for node in (n1, n2, n3):
         body = (await node.get("/api/admin/swarms")).json()
