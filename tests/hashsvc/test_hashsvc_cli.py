@@ -69,13 +69,13 @@ async def test_process_serves_and_stops_on_sigterm() -> None:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20.0)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 120.0)).decode()
         assert line.startswith("p2p-hashsvc listening on http://127.0.0.1:")
         base = line.split()[-1]
         async with httpx.AsyncClient() as http:
             assert (await http.get(base + "/healthz")).json() == {"ok": True}
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10.0) == 0
+        assert await asyncio.wait_for(proc.wait(), 60.0) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
