@@ -180,6 +180,11 @@ def run(out_dir: Path, quick: bool = False) -> str:
     result = asyncio.run(measure(30.0 if quick else 60.0))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pages6.json").write_text(json.dumps(result, indent=1))
+    return section(result, title)
+
+
+def section(result: dict[str, Any], title: str) -> str:
+    """The section's text from a measurement (``bench/results/pages6.json``)."""
     rows = result["pages"]
     target = round(0.95 * 5 / 6, 4)
     filled = all(
