@@ -59,3 +59,51 @@ export class Refill {
     this._linksBefore = null;
   }
 }
+
+export const DEFAULT_REFUSAL_CONFIG = Object.freeze({
+  base_s: 30.0, // the first back-off after a link closed BANNED (the exchange's refuse_s)
+  max_s: 3600.0, // it doubles per further BANNED close, up to this (max_refuse_s)
+  max_peer_ids: 256, // peer ids remembered at most; beyond, the oldest entry goes
+});
+
+/**
+ * Peer ids not paired with for now (docs/signaling.md, "Filling neighbour slots"): after a link
+ * closed with code BANNED, by either side, the member neither answers that peer's relayed offers
+ * nor opens the link an answer from it would bring, for base_s * 2**(n-1) seconds (at most
+ * max_s) after its n-th such close. Pure: time (seconds) comes in as `now`.
+ */
+export class Refusals {
+  constructor(config = {}) {
+    this.config = Object.freeze({ ...DEFAULT_REFUSAL_CONFIG, ...config });
+    const c = this.config;
+    if (!(c.base_s > 0 && c.base_s <= c.max_s)) throw new RangeError("refusals: need 0 < base_s <= max_s");
+    if (!(c.max_peer_ids >= 1)) throw new RangeError("refusals: need max_peer_ids >= 1");
+    this._entries = new Map(); // peer id -> {count, until}
+  }
+
+  get size() {
+    return this._entries.size;
+  }
+
+  /** A link to peerId closed BANNED at `now`: until when it is blocked. */
+  closedBanned(peerId, now) {
+    const entry = this._entries.get(peerId) ?? { count: 0, until: 0 };
+    this._entries.delete(peerId);
+    if (entry.until > now) {
+      // a close of a link opened before the block: same period
+      this._entries.set(peerId, entry);
+      return entry.until;
+    }
+    const count = entry.count + 1;
+    const until = now + Math.min(this.config.max_s, this.config.base_s * 2 ** Math.min(count - 1, 30));
+    this._entries.set(peerId, { count, until });
+    while (this._entries.size > this.config.max_peer_ids) this._entries.delete(this._entries.keys().next().value);
+    return until;
+  }
+
+  /** Whether to leave peerId alone at `now` (no answer, no link). */
+  blocked(peerId, now) {
+    const entry = this._entries.get(peerId);
+    return entry !== undefined && entry.until > now;
+  }
+}

@@ -13,6 +13,9 @@
 // - when offers cross (two links to one peer), keep the link offered by the smaller peer_id;
 // - drop links whose session closed (the app gets their SessionClosed first) and re-announce
 //   (with refill, only for links that had opened: one that never did waits for the backoff);
+// - after a link closed BANNED (either side refused or banned the other), neither answer that
+//   peer's offers nor open a link from its answer for a back-off doubling per such close
+//   (overlay.js Refusals: 30 s up to 1 h), and do not re-announce at once for it;
 // - send the tracker our extension fields: max_peers, connected and position_s.
 //
 // Every event of an exposed link goes to onEvent(link, event). A link is exposed from the end
@@ -24,7 +27,7 @@
 
 import { asciiBytes } from "./ids.js";
 import { PeerLink } from "./rtc.js";
-import { Refill, SPLIT_CAP, admitOffer } from "./overlay.js";
+import { Refill, Refusals, SPLIT_CAP, admitOffer } from "./overlay.js";
 import { TrackerClient } from "./tracker.js";
 import { CloseCode } from "./wire.js";
 
@@ -34,6 +37,7 @@ export const DEFAULT_SWARM_CONFIG = Object.freeze({
   refill: { base_s: 2.0, max_s: 30.0 }, // announce while slots are free; null: only every interval
   make_room: true, // answer split offers when full (announce the "split" capability)
   offer_reserve_s: 10.0, // with refill: an offer unanswered this long is closed before the next announce
+  refusals: { base_s: 30.0, max_s: 3600.0, max_peer_ids: 256 }, // after a BANNED close: no pairing with that peer id
 });
 
 export class Swarm {
@@ -83,6 +87,9 @@ export class Swarm {
     if (this.config.make_room) this.tracker.hints.caps = [...this.tracker.hints.caps, SPLIT_CAP];
     this._refill = this.config.refill ? new Refill(this.config.refill) : null;
     this.linksSplit = 0; // links closed to make room for a newcomer
+    this.refusals = new Refusals(this.config.refusals); // peer ids not paired with for now
+    this.pairingsRefused = 0; // offers and answers left alone because their peer id was blocked
+    this._clock = opts.clock || (() => performance.now() / 1000); // seconds
   }
 
   _nextAnnounceS() {
@@ -178,11 +185,15 @@ export class Swarm {
         }
       }
       const peerId = link.remotePeerId;
+      const banned = event.code === CloseCode.BANNED;
+      if (peerId !== null && banned) this.refusals.closedBanned(peerId, this._clock());
       if (peerId !== null && this.links.get(peerId) === link) {
         this.links.delete(peerId);
         // A link lost after it opened: replace it now. One that never opened (ICE or DTLS
         // failed) waits for the refill backoff, so failing links make no offers at every failure.
-        if (!this._stopping && (opened || this._refill === null)) {
+        // A refused link is no lost neighbour to replace at once: the tracker would pair us with
+        // the same peer again.
+        if (!this._stopping && !banned && (opened || this._refill === null)) {
           if (this._refill !== null) this._refill.reset();
           this.tracker.announceNow();
         }
@@ -263,6 +274,10 @@ export class Swarm {
   async _onOffer(offer) {
     const peerId = offer.peer_id;
     if (this._stopping) return null;
+    if (this.refusals.blocked(peerId, this._clock())) {
+      this.pairingsRefused += 1;
+      return null;
+    }
     const existing = this.links.get(peerId);
     let drop = null;
     if (existing !== undefined) {
@@ -295,6 +310,11 @@ export class Swarm {
     const peerId = answer.peer_id;
     if (this._stopping) {
       link.close(CloseCode.GOING_AWAY, "leaving the swarm");
+      return;
+    }
+    if (this.refusals.blocked(peerId, this._clock())) {
+      this.pairingsRefused += 1;
+      link.close(CloseCode.NORMAL, "refused pairing");
       return;
     }
     const existing = this.links.get(peerId);

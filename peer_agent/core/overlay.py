@@ -87,3 +87,57 @@ class Refill:
         """A link was lost: start again from ``base_s``."""
         self.streak = 0
         self._links_before = None
+
+
+@dataclass(frozen=True)
+class RefusalConfig:
+    """How long a member stops pairing with a peer after a link to it closed BANNED (either
+    side refused or banned the other); every default is documented here."""
+
+    base_s: float = 30.0  # the first back-off (the exchange's ``refuse_s``)
+    max_s: float = 3600.0  # it doubles per further BANNED close, up to this (``max_refuse_s``)
+    max_peer_ids: int = 256  # peer ids remembered at most; beyond, the oldest entry goes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_s <= self.max_s:
+            raise ValueError("need 0 < base_s <= max_s")
+        if self.max_peer_ids < 1:
+            raise ValueError("need max_peer_ids >= 1")
+
+
+class Refusals:
+    """Peer ids a member does not pair with for now (docs/signaling.md, "Filling neighbour
+    slots"): after a link closed with code BANNED, by either side, it neither answers that
+    peer's relayed offers nor opens the link an answer from it would bring, for
+    ``base_s * 2**(n-1)`` seconds (at most ``max_s``) after its n-th such close. The refusing
+    side refuses at HELLO anyway; this spares both a handshake and a HELLO per announce.
+    Pure: time comes in as ``now``."""
+
+    __slots__ = ("config", "_entries")
+
+    def __init__(self, config: RefusalConfig | None = None) -> None:
+        self.config = config if config is not None else RefusalConfig()
+        #: peer id -> (BANNED closes so far, blocked until)
+        self._entries: dict[str, tuple[int, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def closed_banned(self, peer_id: str, now: float) -> float:
+        """A link to ``peer_id`` closed BANNED at ``now``: until when it is blocked."""
+        count, until = self._entries.pop(peer_id, (0, 0.0))
+        if until > now:  # a close of a link opened before the block: same period
+            self._entries[peer_id] = (count, until)
+            return until
+        count += 1
+        cfg = self.config
+        until = now + min(cfg.max_s, cfg.base_s * 2.0 ** min(count - 1, 30))
+        self._entries[peer_id] = (count, until)
+        while len(self._entries) > cfg.max_peer_ids:
+            del self._entries[next(iter(self._entries))]
+        return until
+
+    def blocked(self, peer_id: str, now: float) -> bool:
+        """Whether to leave ``peer_id`` alone at ``now`` (no answer, no link)."""
+        entry = self._entries.get(peer_id)
+        return entry is not None and entry[1] > now

@@ -29,6 +29,10 @@ What the swarm does:
 - drops links whose session closed (the app gets their ``SessionClosed`` first) and asks the
   tracker for an early re-announce to replace them (with refill, only links that had opened:
   one that never did waits for the refill backoff);
+- after a link closed BANNED (either side refused or banned the other), neither answers that
+  peer's offers nor opens a link from its answer for a back-off that doubles per such close
+  (:class:`peer_agent.core.overlay.Refusals`: 30 s up to 1 h), and does not re-announce at once
+  for it;
 - sends the tracker our extension fields: ``max_peers``, ``connected`` and ``position_s``
   (:meth:`Swarm.set_position`).
 
@@ -54,7 +58,14 @@ from peer_agent.core import wire
 from peer_agent.core.errors import CloseCode
 from peer_agent.core.events import Event, HelloReceived, SessionClosed
 from peer_agent.core.ids import SegmentId
-from peer_agent.core.overlay import SPLIT_CAP, Refill, RefillConfig, admit_offer
+from peer_agent.core.overlay import (
+    SPLIT_CAP,
+    Refill,
+    RefillConfig,
+    RefusalConfig,
+    Refusals,
+    admit_offer,
+)
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.rtc import MIB, HelloContent, LinkConfig, PeerLink
 from peer_agent.net.tracker import (
@@ -109,6 +120,8 @@ class SwarmConfig:
     # With refill: an offer unanswered this long is closed before the next announce, freeing
     # its slot (a member whose `connected` the tracker saw stale may have refused it).
     offer_reserve_s: float = 10.0
+    # After a link closed BANNED: how long not to pair with that peer id (30 s doubling to 1 h).
+    refusals: RefusalConfig = field(default_factory=RefusalConfig)
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -182,6 +195,10 @@ class Swarm:
         self._refill = Refill(self.config.refill) if self.config.refill is not None else None
         #: Links closed to make room for a newcomer (split offers answered).
         self.links_split = 0
+        #: Peer ids not paired with for now: a link to them closed BANNED.
+        self.refusals = Refusals(self.config.refusals)
+        #: Offers and answers left alone because their peer id was blocked that way.
+        self.pairings_refused = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -301,9 +318,20 @@ class Swarm:
                     del self._pending[offer_id]
                     self._pending_at.pop(offer_id, None)
             peer_id = link.remote_peer_id
+            banned = event.code == CloseCode.BANNED
+            if peer_id is not None and banned:
+                until = self.refusals.closed_banned(peer_id, self._now())
+                logger.info(
+                    "swarm: not pairing with %s for %.0f s (link closed: %s)",
+                    peer_id,
+                    until - self._now(),
+                    "it refused us" if event.by_remote else "we refused it",
+                )
             if peer_id is not None and self.links.get(peer_id) is link:
                 del self.links[peer_id]
-                if not self._stopping and (opened or self._refill is None):
+                # A refused link is no lost neighbour to replace at once: the tracker would
+                # pair us with the same peer again (the refill backoff applies instead).
+                if not self._stopping and not banned and (opened or self._refill is None):
                     # A link lost after it opened: replace it now. One that never opened
                     # (ICE or DTLS failed) waits for the refill backoff, so failing links
                     # (an overloaded machine, unreachable peers) do not make new offers at
@@ -376,9 +404,15 @@ class Swarm:
             offers.append((offer_id, sdp))
         return offers
 
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
     async def _on_offer(self, offer: RelayedOffer) -> str | None:
         peer_id = offer.peer_id
         if self._stopping:
+            return None
+        if self.refusals.blocked(peer_id, self._now()):
+            self.pairings_refused += 1
             return None
         existing = self.links.get(peer_id)
         drop: PeerLink | None = None
@@ -416,6 +450,10 @@ class Swarm:
         existing = self.links.get(peer_id)
         if self._stopping:
             await link.close(CloseCode.GOING_AWAY, "leaving the swarm")
+            return
+        if self.refusals.blocked(peer_id, self._now()):
+            self.pairings_refused += 1
+            await link.close(CloseCode.NORMAL, "refused pairing")
             return
         if existing is not None:
             if existing.role == "answerer" and self._keep_new_link(self.peer_id, peer_id):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from peer_agent.core.overlay import Refill, RefillConfig, admit_offer
+from peer_agent.core.overlay import Refill, RefillConfig, RefusalConfig, Refusals, admit_offer
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "docs/vectors/signaling/overlay.json").read_text()
@@ -43,3 +43,31 @@ def test_refill_backoff_is_bounded_after_many_announces() -> None:
     refill = Refill()
     delays = [refill.after_announce(0, 8) for _ in range(2000)]
     assert delays[-1] == RefillConfig().max_s
+
+
+@pytest.mark.parametrize("case", VECTORS["refusals"], ids=lambda c: c["name"])
+def test_refusal_vectors(case: dict[str, Any]) -> None:
+    refusals = Refusals(RefusalConfig(**VECTORS["refusal_config"]))
+    for step in case["steps"]:
+        if "closed_banned" in step:
+            assert refusals.closed_banned(step["closed_banned"], step["at_s"]) == step["until_s"]
+        for peer_id, blocked in step.get("blocked", {}).items():
+            assert refusals.blocked(peer_id, step["at_s"]) is blocked, (peer_id, step)
+
+
+def test_refusal_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="base_s"):
+        RefusalConfig(base_s=0.0)
+    with pytest.raises(ValueError, match="base_s"):
+        RefusalConfig(base_s=60.0, max_s=30.0)
+    with pytest.raises(ValueError, match="max_peer_ids"):
+        RefusalConfig(max_peer_ids=0)
+
+
+def test_refusals_are_bounded_under_many_peer_ids() -> None:
+    refusals = Refusals(RefusalConfig(max_peer_ids=16))
+    for i in range(1000):
+        refusals.closed_banned(f"peer{i}", float(i))
+    assert len(refusals) == 16
+    assert refusals.blocked("peer999", 999.0)
+    assert not refusals.blocked("peer0", 999.0)

@@ -442,3 +442,49 @@ test("swarm: only a link that had opened restarts the refill backoff and re-anno
   swarm._onLinkEvent(opened, { type: "SessionClosed", code: CloseCode.NORMAL, reason: "bye", by_remote: true });
   assert.deepEqual([swarm._refill.streak, early], [0, 1]);
 });
+
+test("swarm: after a link closed BANNED, no announce at once and no pairing with that peer for the back-off", async () => {
+  let now = 100;
+  const swarm = new Swarm({
+    trackerUrl: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    onEvent: () => {},
+    hello: () => ({ have: [], fetching: [] }),
+    clock: () => now,
+  });
+  let early = 0;
+  swarm.tracker.announceNow = () => early++;
+  const refused = fakeLink("-PH0002-refusedus0001");
+  swarm._expose(refused.remotePeerId, refused);
+  swarm._onLinkEvent(refused, { type: "HelloReceived", leech_only: false, have: [], fetching: [] });
+  swarm._onLinkEvent(refused, { type: "SessionClosed", code: CloseCode.BANNED, reason: "refused for misbehaviour", by_remote: true });
+  assert.equal(early, 0, "a refusal brings no announce at once");
+  assert.equal(swarm.refusals.blocked(refused.remotePeerId, now), true);
+  // its relayed offer is not answered (no link is even made)
+  let made = 0;
+  swarm._newLink = () => {
+    made++;
+    throw new Error("no link for a blocked peer");
+  };
+  assert.equal(await swarm._onOffer({ peer_id: refused.remotePeerId, offer_id: "x", sdp: "v=0" }), null);
+  assert.deepEqual([made, swarm.pairingsRefused], [0, 1]);
+  // an answer from it to one of our offers opens no link
+  const pending = { ...fakeLink(null), isClosed: false, closes: [] };
+  pending.close = (code, reason) => pending.closes.push([code, reason]);
+  swarm._pending.set("o1", pending);
+  await swarm._onAnswer({ peer_id: refused.remotePeerId, offer_id: "o1", sdp: "v=0" });
+  assert.deepEqual(pending.closes, [[CloseCode.NORMAL, "refused pairing"]]);
+  assert.deepEqual([swarm.links.has(refused.remotePeerId), swarm.pairingsRefused], [false, 2]);
+  // the back-off ends after base_s (30 s); the next BANNED close doubles it
+  now += swarm.config.refusals.base_s;
+  assert.equal(swarm.refusals.blocked(refused.remotePeerId, now), false);
+  assert.equal(swarm.refusals.closedBanned(refused.remotePeerId, now), now + 2 * swarm.config.refusals.base_s);
+  // a close that is no refusal still re-announces at once
+  const other = fakeLink("-PH0002-honestpeer01");
+  swarm._expose(other.remotePeerId, other);
+  swarm._onLinkEvent(other, { type: "HelloReceived", leech_only: false, have: [], fetching: [] });
+  swarm._onLinkEvent(other, { type: "SessionClosed", code: CloseCode.NORMAL, reason: "bye", by_remote: true });
+  assert.equal(early, 1);
+  assert.equal(swarm.refusals.blocked(other.remotePeerId, now), false);
+});

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { Refill, admitOffer } from "../../web_demo/overlay.js";
+import { Refill, Refusals, admitOffer } from "../../web_demo/overlay.js";
 import { TrackerClient } from "../../web_demo/tracker.js";
 import { FakeSocket, fakeTracker } from "./fake_socket.mjs";
 
@@ -30,6 +30,29 @@ for (const c of VECTORS.refill) {
     }
   });
 }
+
+for (const c of VECTORS.refusals) {
+  test(`Refusals: ${c.name}`, () => {
+    const refusals = new Refusals(VECTORS.refusal_config);
+    for (const step of c.steps) {
+      if ("closed_banned" in step) assert.equal(refusals.closedBanned(step.closed_banned, step.at_s), step.until_s);
+      for (const [peerId, blocked] of Object.entries(step.blocked ?? {})) {
+        assert.equal(refusals.blocked(peerId, step.at_s), blocked, `${peerId} at ${step.at_s}`);
+      }
+    }
+  });
+}
+
+test("Refusals: a bad config is refused, and the table is bounded", () => {
+  assert.throws(() => new Refusals({ base_s: 0 }), /base_s/);
+  assert.throws(() => new Refusals({ base_s: 60, max_s: 30 }), /base_s/);
+  assert.throws(() => new Refusals({ max_peer_ids: 0 }), /max_peer_ids/);
+  const refusals = new Refusals({ max_peer_ids: 16 });
+  for (let i = 0; i < 1000; i++) refusals.closedBanned(`peer${i}`, i);
+  assert.equal(refusals.size, 16);
+  assert.equal(refusals.blocked("peer999", 999), true);
+  assert.equal(refusals.blocked("peer0", 999), false);
+});
 
 test("Refill: a bad config is refused", () => {
   assert.throws(() => new Refill({ base_s: 0 }), /base_s/);

@@ -331,3 +331,54 @@ async def test_only_a_link_that_had_opened_restarts_the_refill_backoff() -> None
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_refused_link_is_not_re_paired_during_the_back_off() -> None:
+    """A link closed BANNED (a refused b at HELLO, as an exchange does) brings no announce at
+    once, and for the back-off neither side answers the other's offers nor opens a link from
+    its answer (docs/signaling.md, "After a refusal, no re-pairing")."""
+    ra, rb = Recorder(), Recorder()
+    a = manual_swarm("refuse-a", ra, refill=RefillConfig())
+    b = manual_swarm("refuse-b", rb, refill=RefillConfig())
+    try:
+        offer = (await b._make_offers())[0]
+        answer = await cross(b, a, offer)
+        assert answer is not None
+        await b._on_answer(RelayedAnswer(a.peer_id, offer[0], answer))
+        link_a, link_b = a.links[b.peer_id], b.links[a.peer_id]
+        await ra.wait_for(lambda: ra.of(HelloReceived, link_a))
+        await rb.wait_for(lambda: rb.of(HelloReceived, link_b))
+        for swarm in (a, b):
+            swarm.tracker._wake.clear()
+        await link_a.close(CloseCode.BANNED, "refused for misbehaviour")
+        closed_a = await ra.wait_for(lambda: ra.of(SessionClosed, link_a))
+        closed_b = await rb.wait_for(lambda: rb.of(SessionClosed, link_b))
+        assert closed_a[0].code == CloseCode.BANNED and not closed_a[0].by_remote
+        assert closed_b[0].code == CloseCode.BANNED and closed_b[0].by_remote
+        for swarm, other in ((a, b), (b, a)):
+            assert not swarm.tracker._wake.is_set()  # no announce at once for a refusal
+            assert swarm.refusals.blocked(other.peer_id, swarm._now())
+            back_off_s = swarm.config.refusals.base_s
+            assert not swarm.refusals.blocked(other.peer_id, swarm._now() + back_off_s + 1)
+
+        # the refused side offers again: the refusing side does not answer
+        assert await cross(b, a, (await b._make_offers())[0]) is None
+        assert a.pairings_refused == 1 and b.peer_id not in a.links
+        # the refusing side's offer reaches the refused side: no answer either
+        offer_a = (await a._make_offers())[0]
+        assert await cross(a, b, offer_a) is None
+        assert b.pairings_refused == 1 and a.peer_id not in b.links
+        # an answer from a blocked peer id (a third party relayed it anyway) opens no link
+        pending = a._pending[offer_a[0]]
+        await a._on_answer(RelayedAnswer(b.peer_id, offer_a[0], "v=0"))
+        assert pending.is_closed and a.pairings_refused == 2 and b.peer_id not in a.links
+        # a peer id that was never refused is answered as before
+        rc = Recorder()
+        c = manual_swarm("refuse-c", rc)
+        try:
+            assert await cross(c, a, (await c._make_offers())[0]) is not None
+        finally:
+            await c.stop()
+    finally:
+        await a.stop()
+        await b.stop()
