@@ -86,8 +86,10 @@ async def test_too_slow_and_past_deadline_fetches_are_abandoned(
 ) -> None:
     upstream.routes["/t/index.m3u8"] = playlist(upstream, media_playlist(["crawl.ts", "long.ts"]))
     upstream.routes["/t/crawl.ts"] = trickle(upstream, 10_000, 0.5)  # 2 bytes/s
-    # fast enough for min_rate_bps but 100 kB at ~1.2 kB/s never ends within the deadline
-    upstream.routes["/t/long.ts"] = trickle(upstream, 100_000, 0.0008)
+    # fast enough for min_rate_bps but 100 kB at ~5 kB/s never ends within the deadline; in
+    # 1000-byte steps (each buys 5 s at 200 bytes/s), not one byte per 0.8 ms: a busy machine
+    # slowed that below 200 bytes/s, which made it a second too_slow instead of a deadline
+    upstream.routes["/t/long.ts"] = trickle(upstream, 100_000, 0.2, chunk_bytes=1000)
     upstream.routes["/t/ok.ts"] = static(upstream, b"fine")
     cfg = config(origin, upstream, min_rate_bps=200, min_rate_grace_s=0.5, fetch_deadline_s=2.0)
     async with run_hash_service(cfg) as svc, client_at("127.0.0.2") as http:

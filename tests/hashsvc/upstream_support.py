@@ -95,15 +95,15 @@ def playlist(upstream: Upstream, text: str) -> Handler:
     return static(upstream, text.encode(), "application/vnd.apple.mpegurl")
 
 
-def trickle(upstream: Upstream, length: int, every_s: float) -> Handler:
-    """Announces ``length`` bytes, then sends one byte every ``every_s``."""
+def trickle(upstream: Upstream, length: int, every_s: float, chunk_bytes: int = 1) -> Handler:
+    """Announces ``length`` bytes, then sends ``chunk_bytes`` of them every ``every_s``."""
 
     async def handler(req: Request, writer: asyncio.StreamWriter) -> None:
         writer.write(head("200 OK", length))
         await writer.drain()
-        for _ in range(length):
+        for start in range(0, length, chunk_bytes):
             await asyncio.sleep(every_s)
-            upstream.write_body(writer, b"x")
+            upstream.write_body(writer, b"x" * min(chunk_bytes, length - start))
             await writer.drain()
 
     return handler
