@@ -29,7 +29,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SECRET = "a-secret-of-enough-length-for-tests"
 
 
-def run(module: str, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 60.0):
+def run(module: str, *argv: str, env: dict[str, str] | None = None, timeout_s: float = 180.0):
     """Run ``python -m module argv`` to the end; (status, stdout, stderr)."""
     proc = subprocess.run(
         [sys.executable, "-m", module, *argv],
@@ -57,7 +57,7 @@ def taken_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[str], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -108,7 +108,7 @@ def test_signaling_ctrl_c_exits_0_without_a_traceback() -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         stop(proc)
     assert proc.returncode == 0, err
@@ -195,7 +195,7 @@ def origin_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/hls/vod-ts/master.m3u8"
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        proc.wait(60)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def token_tracker() -> Iterator[str]:
         yield f"ws://127.0.0.1:{port}/announce"
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        proc.wait(60)
 
 
 def agent(origin_url: str, tracker: str, *extra: str, token: str | None = None):
