@@ -58,7 +58,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   stall_s: 1.0, // a peer download cancelled after this long without a byte makes it a stall suspect,
   stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
   stall_offence_s: 3.0, // a suspect's stall is an offence only after this long (+ stall_rtts) with no progress
-  points_stall: 2.0, // a request that timed out, or a session we closed TIMEOUT
+  points_stall: 2.0, // a stall suspicion that matured (a session we closed TIMEOUT is none)
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
   points_hash_failure: 3.0, // a hash failure the peer contributed to
@@ -72,12 +72,12 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
 /** Peers whose identity keys are remembered at most (oldest HELLO first out). */
 export const MAX_PEER_KEYS = 1024;
 
-/** Our own closes that count as an offence of the remote (docs/exchange.md §8b). */
+/** Our own closes that count as an offence of the remote (docs/exchange.md §8b); not TIMEOUT (no
+ * HELLO in time after the SDP exchange): a handshake slow on a loaded machine is no lie. */
 const CLOSE_OFFENCES = new Map([
   [CloseCode.PROTOCOL_ERROR, Offence.PROTOCOL_ERROR],
   [CloseCode.LIMIT_EXCEEDED, Offence.PROTOCOL_ERROR],
   [CloseCode.STATE_VIOLATION, Offence.UNKNOWN_REQUEST],
-  [CloseCode.TIMEOUT, Offence.STALL],
 ]);
 
 export function exchangeConfig(overrides = {}) {

@@ -153,11 +153,12 @@ class Reputation:
 
 
 #: Our own closes that count as an offence of the remote (docs/exchange.md, "Reputation").
+#: Not TIMEOUT (no HELLO within ``hello_timeout_s`` of the SDP exchange): a handshake that did
+#: not finish in time on a loaded machine or a bad path is a failed link, not a lie.
 CLOSE_OFFENCES: dict[int, Offence] = {
     CloseCode.PROTOCOL_ERROR: Offence.PROTOCOL_ERROR,
     CloseCode.LIMIT_EXCEEDED: Offence.PROTOCOL_ERROR,
     CloseCode.STATE_VIOLATION: Offence.UNKNOWN_REQUEST,
-    CloseCode.TIMEOUT: Offence.STALL,
 }
 
 
