@@ -409,10 +409,11 @@ export class SegmentExchange {
 
   // A download from a peer given up (cancelled, timed out) teaches its rate too, so peers whose
   // links deliver are preferred: once a peer has a measured rate, what the failed download
-  // achieved (its bytes over its time) is one more sample.
+  // achieved (its bytes over its time) is one more sample, if any byte came (a request that never
+  // got one says more about a relay's source than about the link).
   _rateSample(t, now) {
     const rate = t.peer_id !== null ? this.peerRates.get(t.peer_id) : undefined;
-    if (rate !== undefined) rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
+    if (rate !== undefined && t.received > 0) rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
   }
 
   // Whether the peer owed us bytes: it answered the request, or announced the segment as HAVE (a

@@ -383,9 +383,11 @@ class SegmentExchange:
     def _rate_sample(self, transfer: Transfer, now: float) -> None:
         """A download from a peer given up (cancelled, timed out) teaches its rate too, so
         peers whose links deliver are preferred: once a peer has a measured rate, what the
-        failed download achieved (its bytes over its time) is one more sample."""
+        failed download achieved (its bytes over its time) is one more sample, if any byte
+        came (a request that never got one says more about a relay's source, or the moment,
+        than about the link; and a rate that only falls would shut the peer out for good)."""
         rate = self.peer_rates.get(transfer.peer_id) if transfer.peer_id is not None else None
-        if rate is not None:
+        if rate is not None and transfer.received > 0:
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
 
     def _owed(self, transfer: Transfer) -> bool:
