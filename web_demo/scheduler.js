@@ -11,7 +11,7 @@ export const DEFAULT_SCHEDULER_CONFIG = Object.freeze({
   cdn_latency_s: 0.1,
   assumed_cdn_bytes_per_s: 1_000_000.0,
   peer_stall_timeout_s: 1.5,
-  stall_timeout_rtts: 1.0,
+  stall_timeout_rtts: 2.0,
   untried_peer_bytes_per_s: 500_000.0,
   max_downloads_from_peers: 6,
   max_downloads_per_peer: 2,

@@ -30,12 +30,11 @@ class SchedulerConfig:
     peer_stall_timeout_s: float = 1.5
     #: Round trips added to ``peer_stall_timeout_s``: SCTP recovers a lost packet after its
     #: retransmission timeout (at least 1 s, which ``peer_stall_timeout_s`` covers) and the
-    #: retransmission still needs its trip; on loopback (RTT ~0) nothing is added. One, not
-    #: more: a cancel is no offence (a stall suspicion, docs/exchange.md) and resumes from
-    #: another holder, so waiting longer on a silent peer mostly costs offload (the network
-    #: bed, docs/loadtest.md). The stretch ends at the last moment the CDN can still make the
-    #: deadline.
-    stall_timeout_rtts: float = 1.0
+    #: retransmission and its acknowledgement still need their trips; on loopback (RTT ~0)
+    #: nothing is added. The stretch ends at the last moment the CDN can still make the
+    #: deadline (docs/scheduling.md; 1 round trip was tried on the bed and cancelled three
+    #: times as many silent downloads, with more stalls: docs/loadtest.md).
+    stall_timeout_rtts: float = 2.0
     #: Throughput assumed for a peer never measured (the floor for untried peers), bytes/s.
     untried_peer_bytes_per_s: float = 500_000.0
     #: Downloads from peers in flight at once, in all and from any one peer.
