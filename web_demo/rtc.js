@@ -118,18 +118,30 @@ export class PeerLink {
     this._timer = null;
     this._ttl = null;
     this._flushing = false;
+    // Every listener on the connection and its channel goes with this signal at teardown, so a
+    // closed link holds none (a page that churns links must not collect them).
+    this._listeners = new AbortController();
+    const signal = this._listeners.signal;
     this.pc = new RTCPeerConnection({ iceServers: this.config.ice_servers });
-    this.pc.addEventListener("connectionstatechange", () => {
-      const s = this.pc.connectionState;
-      if (s === "failed" || s === "closed") this._transportEnded(`connection ${s}`);
-    });
-    this.pc.addEventListener("datachannel", (e) => {
-      if (this.role === "answerer" && this.channel === null && e.channel.label === CHANNEL_LABEL) {
-        this._wireChannel(e.channel);
-      } else {
-        e.channel.close();
-      }
-    });
+    this.pc.addEventListener(
+      "connectionstatechange",
+      () => {
+        const s = this.pc.connectionState;
+        if (s === "failed" || s === "closed") this._transportEnded(`connection ${s}`);
+      },
+      { signal },
+    );
+    this.pc.addEventListener(
+      "datachannel",
+      (e) => {
+        if (this.role === "answerer" && this.channel === null && e.channel.label === CHANNEL_LABEL) {
+          this._wireChannel(e.channel);
+        } else {
+          e.channel.close();
+        }
+      },
+      { signal },
+    );
   }
 
   get isOpen() {
@@ -214,10 +226,11 @@ export class PeerLink {
     this.channel = channel;
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = this.config.low_water_bytes;
-    channel.addEventListener("open", () => this._onOpen());
-    channel.addEventListener("message", (e) => this._guard(() => this._onMessage(e.data)));
-    channel.addEventListener("bufferedamountlow", () => this._guard(() => this.flush()));
-    channel.addEventListener("close", () => this._transportEnded("channel closed"));
+    const signal = this._listeners.signal;
+    channel.addEventListener("open", () => this._onOpen(), { signal });
+    channel.addEventListener("message", (e) => this._guard(() => this._onMessage(e.data)), { signal });
+    channel.addEventListener("bufferedamountlow", () => this._guard(() => this.flush()), { signal });
+    channel.addEventListener("close", () => this._transportEnded("channel closed"), { signal });
     if (channel.readyState === "open") this._onOpen();
   }
 
@@ -445,5 +458,6 @@ export class PeerLink {
     } catch {
       // already closed
     }
+    this._listeners.abort(); // the connection's and the channel's listeners go
   }
 }
