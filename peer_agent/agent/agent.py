@@ -61,7 +61,7 @@ from .playlist import (
 )
 from .requests import RequestLog
 from .state import SwarmFactory, SwarmLike
-from .swarm_setup import default_swarm_factory, ice_servers_of, make_ids
+from .swarm_setup import default_swarm_factory, fan_out_config, ice_servers_of, make_ids
 
 __all__ = ["Agent", "exchange_config", "ice_servers_of", "make_ids"]
 
@@ -103,6 +103,8 @@ class Agent:
             peer_id = peer_id or pid
         self.peer_id = peer_id or f"-PH0001-{self.rng.getrandbits(48):012x}"
         self.info_hash = info_hash or ""
+        #: The default factory is rebuilt once the bitrate is known (``fan_out_config``).
+        self._default_swarm = swarm_factory is None and config.tracker_url is not None
         self._swarm_factory = swarm_factory or (
             default_swarm_factory(config) if config.tracker_url else None
         )
@@ -372,6 +374,13 @@ class Agent:
                 if info.init is not None:
                     self.spawn(self._fetch_init(info.init))
                     break
+            if self._default_swarm and self.rendition is not None:
+                fan_out = fan_out_config(self.config, self.rendition.bandwidth_bits_per_s)
+                if fan_out is not self.config:
+                    logger.info(
+                        "upload cap below the stream's bitrate: joining the swarm leech-only"
+                    )
+                    self._swarm_factory = default_swarm_factory(fan_out)
             if self._swarm_factory is not None:
                 self.swarm = self._swarm_factory(
                     self.info_hash, self.peer_id, self._on_swarm_event, self._hello

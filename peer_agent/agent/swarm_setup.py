@@ -7,6 +7,7 @@ import dataclasses
 import random
 from typing import Any
 
+from ..core.capacity import upload_slots
 from .config import AgentConfig
 from .state import SwarmFactory, SwarmLike
 
@@ -70,6 +71,17 @@ def default_swarm_factory(config: AgentConfig) -> SwarmFactory:
         return swarm
 
     return make
+
+
+def fan_out_config(config: AgentConfig, bandwidth_bits_per_s: float | None) -> AgentConfig:
+    """``config`` as the swarm should see it once the rendition's bitrate is known: leech-only
+    (HELLO flag, ``uplink:0`` claim) when the upload cap cannot feed one upload at that bitrate
+    (docs/scheduling.md, "Upload fan-out"), so neighbours never ask and the server never picks
+    it; else unchanged."""
+    bitrate = bandwidth_bits_per_s or None
+    if config.leech_only or upload_slots(config.upload_cap_bytes_per_s, bitrate, 1) > 0:
+        return config
+    return dataclasses.replace(config, leech_only=True)
 
 
 #: The largest claim the tracker accepts (``uplink:`` takes 1..12 digits).

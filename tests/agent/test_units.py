@@ -17,7 +17,7 @@ from peer_agent.agent.integrity import (
     parse_manifest,
 )
 from peer_agent.agent.playlist import ByteRange, SegmentInfo
-from peer_agent.agent.swarm_setup import uplink_claim
+from peer_agent.agent.swarm_setup import fan_out_config, uplink_claim
 from peer_agent.core.exchange_uploads import TokenBucket
 from peer_agent.core.ids import SegmentId
 
@@ -93,3 +93,17 @@ def test_uplink_claim_is_zero_when_leech_only_else_the_cap() -> None:
     assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=312_500.7), None) == 312_500
     assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=312_500.0), 10**6) == 10**6
     assert uplink_claim(AgentConfig(url, upload_cap_bytes_per_s=1e15), None) == 10**12 - 1
+
+
+def test_an_upload_cap_below_the_bitrate_joins_leech_only() -> None:
+    """docs/scheduling.md, "Upload fan-out": a cap that cannot feed one upload at the
+    rendition's bitrate makes the swarm config leech-only (HELLO flag, uplink:0 claim)."""
+    url = "http://127.0.0.1:1/live.m3u8"
+    low = AgentConfig(url, upload_cap_bytes_per_s=125_000.0)
+    assert fan_out_config(low, 2_000_000).leech_only
+    assert uplink_claim(fan_out_config(low, 2_000_000), None) == 0
+    assert fan_out_config(low, 1_000_000) is low  # exactly one upload's worth
+    assert fan_out_config(low, None) is low  # bitrate unknown
+    assert fan_out_config(low, 0) is low
+    free = AgentConfig(url)
+    assert fan_out_config(free, 2_000_000) is free  # no cap: unchanged
