@@ -89,6 +89,7 @@ export function uplinkClaim(leechOnly, uploadCapBytesPerS) {
 /** The exchange's ban and refusal closes, with the reason the tracker is told. */
 const REPORTED_CLOSES = Object.freeze({
   "repeated integrity failures": "hash_failure",
+  "integrity failure": "hash_failure",
   "penalty points": "protocol",
   "refused for misbehaviour": "protocol",
 });
@@ -351,6 +352,8 @@ export class P2PEngine {
       token: this.token,
       emit: (type, detail) => this.events.emit(type, detail),
       upload: this.uploadEnabled,
+      // no handshake with a peer the exchange refuses anyway (its HELLO would be closed BANNED)
+      refusePeer: (peerId) => this.exchange.refused(peerId, null, nowS()),
       onEvent: (link, event) => this.onLinkEvent(link, event),
       hello: () => this._hello(),
       config: { max_peers: this.options.maxPeers, offers_per_announce: this.options.offersPerAnnounce },

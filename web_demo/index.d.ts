@@ -91,6 +91,8 @@ export interface IntegrityOptions {
   ban_after_failures?: number;
   /** A peer that sent a bad segment is avoided this long (s). Default 10. */
   penalty_s?: number;
+  /** A failed segment whose peer bytes all came from one peer bans it at once (docs/exchange.md section 6). Default true. */
+  ban_sole_contributor?: boolean;
 }
 
 /** Segment exchange overrides (segment_exchange.js, docs/exchange.md section 2); every field
@@ -120,6 +122,8 @@ export interface ExchangeOptions {
   ban_after_failures?: number;
   /** A peer that sent a bad segment is avoided this long (s). Default 10. */
   penalty_s?: number;
+  /** A failed segment whose peer bytes all came from one peer bans it at once (docs/exchange.md section 6). Default true. */
+  ban_sole_contributor?: boolean;
   /** Size guess for a segment of which nothing is known (bytes). Default 500000. */
   default_segment_bytes?: number;
   /** One neighbour's requests served at once; one more is answered BUSY. Default 2. */

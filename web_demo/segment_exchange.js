@@ -41,6 +41,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   store_max_bytes: 256 * 1024 * 1024, // verified segments kept (oldest out first, pinned never)
   ban_after_failures: 2, // hash failures a peer contributes to before it is banned
   penalty_s: 10.0, // a contributor to a failed segment is not asked for this long
+  ban_sole_contributor: true, // a failed segment whose peer bytes all came from one peer bans it at once
   default_segment_bytes: 500_000, // size guess when nothing is known
   // fairness (docs/exchange.md, "Fairness")
   max_uploads_per_peer: 2, // one neighbour's requests served at once; one more is answered BUSY
@@ -508,12 +509,17 @@ export class SegmentExchange {
     if (verdict === Verdict.MISMATCH) {
       this.hashFailures += 1;
       const counted = new Set(); // a subject counts once per failed segment
+      // One peer supplied every peer byte: the failure is its own (an honest relay never hands
+      // over the last frame of a copy it has not verified), banned at once.
+      const sole = this.config.ban_sole_contributor && peers.length === 1;
       for (const pid of peers) {
         const banned = this.penalties.record(pid, now);
         const subjects = this.subjects(pid).filter((s) => !counted.has(s));
         for (const s of subjects) counted.add(s);
         const hit = this.reputation.recordFailure(subjects, this.config.ban_after_failures, now);
-        if (hit || banned || this.reputation.isBanned(this.subjects(pid))) {
+        if (sole && !(hit || banned)) {
+          this._ban(pid, "integrity failure");
+        } else if (hit || banned || this.reputation.isBanned(this.subjects(pid))) {
           this._ban(pid, "repeated integrity failures");
         } else if (subjects.length) {
           // points too, on the subjects not counted yet

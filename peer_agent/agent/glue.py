@@ -56,6 +56,7 @@ Announcement = AnnounceHave | AnnounceFetching | AnnounceLost
 #: with the reason the tracker is told.
 _REPORTED_CLOSES = {
     "repeated integrity failures": "hash_failure",
+    "integrity failure": "hash_failure",
     "penalty points": "protocol",
     "refused for misbehaviour": "protocol",
 }

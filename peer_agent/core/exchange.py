@@ -476,13 +476,18 @@ class SegmentExchange:
         if verdict is Verdict.MISMATCH:
             self.hash_failures += 1
             counted: set[str] = set()  # a subject counts once per failed segment
+            # One peer supplied every peer byte: the failure is its own (an honest relay never
+            # hands over the last frame of a copy it has not verified), banned at once.
+            sole = self.config.ban_sole_contributor and len(peers) == 1
             for pid in peers:
                 banned = self.penalties.record(pid, now)
                 subjects = [s for s in self.subjects(pid) if s not in counted]
                 counted.update(subjects)
                 ban_after = self.config.ban_after_failures
                 hit = self.reputation.record_failure(subjects, ban_after, now)
-                if hit or banned or self.reputation.is_banned(self.subjects(pid)):
+                if sole and not (hit or banned):
+                    self._ban(pid, "integrity failure")
+                elif hit or banned or self.reputation.is_banned(self.subjects(pid)):
                     self._ban(pid, "repeated integrity failures")
                 elif subjects:  # points too, on the subjects not counted yet
                     outcome = self.reputation.record(subjects, Offence.HASH_FAILURE, now)

@@ -43,6 +43,11 @@ class ExchangeConfig:
     #: Hash failures before a ban, and the penalty window after each.
     ban_after_failures: int = 2
     penalty_s: float = 10.0
+    #: A segment whose peer bytes all came from one peer (CDN bytes aside) and that fails its
+    #: hash bans that peer at once: an honest relay never hands over the last frame of a copy
+    #: it has not verified. Off: such a peer is banned at ``ban_after_failures`` like others
+    #: (for swarms with peers that cannot verify, e.g. without a manifest).
+    ban_sole_contributor: bool = True
     #: Size guess for a segment of which nothing is known.
     default_segment_bytes: int = 500_000
     # -- fairness (docs/exchange.md, "Fairness") --

@@ -119,6 +119,15 @@ class Reputation:
             worst = max(worst, entry.failures)
         return worst >= ban_after
 
+    def failures_by_subject(self, prefix: str) -> dict[str, int]:
+        """Hash failures counted on each remembered subject starting with ``prefix`` (e.g.
+        ``addr:``: per remote address, whatever the peer ids that came from it)."""
+        return {
+            name: entry.failures
+            for name, entry in self._subjects.items()
+            if entry.failures and name.startswith(prefix)
+        }
+
     def points_of(self, subject: str, now: float) -> float:
         """The decayed penalty points of one subject now (0 if unknown)."""
         entry = self._subjects.get(subject)

@@ -89,6 +89,9 @@ class IntegrityConfig:
     ban_after_failures: int = 2
     #: A peer that contributed to a bad segment is not asked for anything for this long.
     penalty_s: float = 10.0
+    #: A bad segment whose peer bytes all came from one peer bans it at once (docs/exchange.md
+    #: 6; the exchange's ``ban_sole_contributor``).
+    ban_sole_contributor: bool = True
 
     def __post_init__(self) -> None:
         if self.ban_after_failures < 1:

@@ -225,7 +225,8 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
         for agent in agents:
             agent.stop()
         _, result, later_result = await asyncio.gather(*tasks)
-    assert result["hash_failures"] >= 2 and evil.peer_id in result["peers_banned"], result
+    # Banned at its first failure (it alone supplied the segment, docs/exchange.md 6).
+    assert result["hash_failures"] >= 1 and evil.peer_id in result["peers_banned"], result
     assert result["stall_count"] == 0, result
     assert result["segments_verified"] >= result["segments_played"] > 0, result
     for segment in victim.store:

@@ -181,7 +181,7 @@ async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
             await evil_task
             done.set()
             await collector
-    assert s["hashFailures"] >= 2, s
+    assert s["hashFailures"] >= 1, s  # banned at its first (it alone supplied the segment)
     assert s["mediaError"] is None
     assert s["bytesFromCdn"] > 0
     banned = [p for p in s["peers"] if p["peerId"] == evil.peer_id]
