@@ -17,6 +17,7 @@ from typing import Any
 
 from peer_agent.loadtest.cli import run as run_loadtest
 from peer_agent.loadtest.config import load_files
+from peer_agent.loadtest.worker import loopback_address
 
 ROOT = Path(__file__).resolve().parent
 SCENARIO_FILE = ROOT / "scenarios" / "live20.toml"
@@ -31,6 +32,8 @@ COLUMNS = [
     "stall_count",
     "corrupt_segments_played",
     "hash_failures",
+    "max_failures_per_viewer_address",
+    "rotations",
     "honest_peers_banned",
 ]
 
@@ -38,13 +41,25 @@ COLUMNS = [
 def honest_figures(out: Path) -> dict[str, Any]:
     """Offload and mean upload of the normal agents, from the run's per-agent rows."""
     document = json.loads((out / "results.json").read_text())
-    honest = [r for r in document["runs"]["p2p"]["agents"] if r.get("kind") == "normal"]
+    agents = document["runs"]["p2p"]["agents"]
+    honest = [r for r in agents if r.get("kind") == "normal"]
     p2p = sum(int(r.get("bytes_p2p") or 0) for r in honest)
     cdn = sum(int(r.get("bytes_cdn") or 0) for r in honest)
     up = [int(r.get("bytes_uploaded") or 0) for r in honest]
+    # Hash failures of one honest viewer charged to one attacker address over the whole run
+    # (a rotating attacker's peer ids all come from its slot's address): the issue's bound is 2.
+    attackers = {loopback_address(int(r["slot"])) for r in agents if r.get("kind") != "normal"}
+    per_address = [
+        int(n)
+        for r in honest
+        for address, n in (r.get("hash_failures_by_address") or {}).items()
+        if address in attackers
+    ]
     return {
         "honest_offload_ratio": round(p2p / (p2p + cdn), 4) if p2p + cdn else 0.0,
         "honest_upload_mb_mean": round(sum(up) / len(up) / 1e6, 3) if up else 0.0,
+        "max_failures_per_viewer_address": max(per_address, default=0),
+        "rotations": sum(int(r.get("rotations") or 0) for r in agents),
     }
 
 
@@ -86,7 +101,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
         f"`p2p-loadtest --scenario bench/scenarios/live20.toml --agents {peers} --duration-s "
         f"{duration_s:g} --<kind>-fraction 0.2` for each attacker kind, next to the same run "
         "with none (`honest_*`: the normal agents only; `honest_upload_vs_none`: their mean "
-        "upload over the run without attackers). Each agent on its own loopback address.",
+        "upload over the run without attackers; `max_failures_per_viewer_address`: the most hash "
+        "failures one honest viewer charged to one attacker address over the run, whatever its "
+        "`rotations` of peer id). Each agent on its own loopback address.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -104,6 +104,12 @@ def summary(agent: Reported) -> dict[str, Any]:
         "segments_verified": ex.verified_count,
         "init_sections_verified": agent.inits_verified,
         "hash_failures": agent.hash_failures,
+        # Per remote address (the identity key addr:<IP>, docs/exchange.md 8b): the hash
+        # failures its peer ids contributed to, counted once per failed segment.
+        "hash_failures_by_address": {
+            key.removeprefix("addr:"): n
+            for key, n in sorted(ex.reputation.failures_by_subject("addr:").items())
+        },
         "segments_given_up": ex.given_up_count,
         "unverifiable": ex.unverifiable,
         # Relays ended with ABORT(UPSTREAM_FAILED): our copy failed or was given up.
