@@ -352,8 +352,6 @@ export class P2PEngine {
       token: this.token,
       emit: (type, detail) => this.events.emit(type, detail),
       upload: this.uploadEnabled,
-      // no handshake with a peer the exchange refuses anyway (its HELLO would be closed BANNED)
-      refusePeer: (peerId) => this.exchange.refused(peerId, null, nowS()),
       onEvent: (link, event) => this.onLinkEvent(link, event),
       hello: () => this._hello(),
       config: { max_peers: this.options.maxPeers, offers_per_announce: this.options.offersPerAnnounce },

@@ -387,9 +387,6 @@ class Agent:
                     self.info_hash, self.peer_id, self._on_swarm_event, self._hello
                 )
                 self.swarm.set_position(start)
-                set_refuse = getattr(self.swarm, "set_refuse_peer", None)
-                if set_refuse is not None:  # no handshake with a peer we refuse anyway
-                    set_refuse(lambda pid: self.exchange.refused(pid, None, self.now()))
                 await self.swarm.start()
                 self.connecting_until = self.now() + self.config.connect_grace_s
             if not self.timeline.ended:

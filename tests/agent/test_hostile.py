@@ -92,8 +92,8 @@ async def swarm_run(media: MediaSet, attack: Attack | None, run_s: float = RUN_S
 
 
 def refused_before_handshake(run: Run) -> int:
-    """Offers and answers of refused peers the honest agents dropped unanswered."""
-    return sum(getattr(a.swarm, "refused_before_handshake", 0) for a in run.honest)
+    """Offers and answers of refused peers the honest agents' swarms left alone."""
+    return sum(getattr(a.swarm, "pairings_refused", 0) for a in run.honest)
 
 
 def attacker_subjects(agent: Agent) -> tuple[float, bool]:
