@@ -378,8 +378,11 @@ class Agent:
             if self._default_swarm and self.rendition is not None:
                 fan_out = fan_out_config(self.config, self.rendition.bandwidth_bits_per_s)
                 if fan_out is not self.config:
-                    logger.info(
-                        "upload cap below the stream's bitrate: joining the swarm leech-only"
+                    logger.warning(
+                        "upload cap %.0f B/s is below the stream's bitrate (%.0f B/s): "
+                        "joining the swarm leech-only (docs/scheduling.md, 'Upload fan-out')",
+                        self.config.upload_cap_bytes_per_s or 0.0,
+                        self.rendition.bandwidth_bits_per_s / 8,
                     )
                     self._swarm_factory = default_swarm_factory(fan_out)
             if self._swarm_factory is not None:

@@ -142,19 +142,21 @@ def played_a_while(agent: Agent) -> bool:
 async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None:
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
-        # The uploader is slow (4 kB/s): its uploads are in flight for seconds.
+        # The uploader's cap (100 kB/s) is above the stream's peak rate (about 63 kB/s), so it
+        # serves (a cap below the bitrate would make it leech-only: docs/scheduling.md "Upload
+        # fan-out"); once an upload is under way its uplink all but dies and it leaves.
         slow = Agent(
             agent_config(
                 url,
                 sig.url,
-                duration_s=30.0,
+                duration_s=60.0,
                 seed=1,
-                upload_cap_bytes_per_s=4000.0,
+                upload_cap_bytes_per_s=100_000.0,
                 upload_burst_bytes=4096,
                 rendition=1,
             )
         )
-        viewer = Agent(agent_config(url, sig.url, duration_s=10.0, seed=2, rendition=1))
+        viewer = Agent(agent_config(url, sig.url, duration_s=20.0, seed=2, rendition=1))
         slow_task = asyncio.create_task(slow.run())
         await asyncio.sleep(1.5)
         viewer_task = asyncio.create_task(viewer.run())
@@ -164,7 +166,10 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
                 0 < u.sent_until < (u.total_bytes or 0) for u in slow.exchange.server.uploads
             )
 
-        await wait_for(uploading, 8.0)
+        await wait_for(uploading, 30.0)
+        bucket = slow.exchange.server.bucket
+        assert bucket is not None
+        bucket.rate_bytes_per_s = 1.0  # the uplink dies mid-upload
         slow.stop()  # leaves the swarm with the upload half done
         await slow_task
         result = await viewer_task
@@ -281,7 +286,9 @@ async def test_leech_only_agent_never_uploads(media: MediaSet) -> None:
 
 
 async def test_upload_cap_holds_over_webrtc(media: MediaSet) -> None:
-    cap = 20_000.0
+    # Above the low rendition's peak rate (about 38 kB/s): a cap below it would make the
+    # agent leech-only (docs/scheduling.md "Upload fan-out") and it would upload nothing.
+    cap = 50_000.0
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
         configs = [
