@@ -249,9 +249,10 @@ async def test_corrupting_peer_over_webrtc_is_banned(media: MediaSet) -> None:
 async def test_signaling_restart_p2p_resumes(media: MediaSet) -> None:
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
-        early = [
-            Agent(agent_config(url, sig.url, duration_s=14.0 - 1.5 * i, seed=i)) for i in range(2)
-        ]
+        # They run until the late viewer got bytes from a peer (at most 60 s after it joined),
+        # not for fixed times: on a busy machine a 7 s late viewer sometimes ended before the
+        # early ones had reconnected and paired with it.
+        early = [Agent(agent_config(url, sig.url, duration_s=90.0, seed=i)) for i in range(2)]
         tasks = []
         for a in early:
             tasks.append(asyncio.create_task(a.run()))
@@ -259,8 +260,13 @@ async def test_signaling_restart_p2p_resumes(media: MediaSet) -> None:
         await sig.stop()
         await asyncio.sleep(2.0)
         await sig.start()  # same port
-        late = Agent(agent_config(url, sig.url, duration_s=7.0, seed=9))
+        late = Agent(agent_config(url, sig.url, duration_s=60.0, seed=9))
         tasks.append(asyncio.create_task(late.run()))
+        with contextlib.suppress(TimeoutError):
+            await wait_for(lambda: late.bytes_p2p > 0, 60.0, poll_s=0.2)
+        await asyncio.sleep(1.0)
+        for a in [*early, late]:
+            a.stop()
         results = await asyncio.gather(*tasks)
     for r in results:
         assert r["stall_count"] == 0, r
