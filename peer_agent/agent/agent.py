@@ -382,7 +382,7 @@ class Agent:
                         "upload cap %.0f B/s is below the stream's bitrate (%.0f B/s): "
                         "joining the swarm leech-only (docs/scheduling.md, 'Upload fan-out')",
                         self.config.upload_cap_bytes_per_s or 0.0,
-                        self.rendition.bandwidth_bits_per_s / 8,
+                        (self.rendition.bandwidth_bits_per_s or 0) / 8,
                     )
                     self._swarm_factory = default_swarm_factory(fan_out)
             if self._swarm_factory is not None:
