@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown_table as _table
 from peer_agent.loadtest.cli import run as run_loadtest
 from peer_agent.loadtest.config import load_files
 from peer_agent.loadtest.results import loop_lag_figures
@@ -166,13 +167,6 @@ def one_run(agents: int, slot_filling: bool, duration_s: float, out: Path) -> di
     }
     label = f"{agents} agents, slot filling {row['slot_filling']}"
     return {"row": row, "groups": _groups(label, agent_rows)}
-
-
-def _table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c)) for c in columns) + " |")
-    return lines
 
 
 def run(out_dir: Path, quick: bool = False) -> str:

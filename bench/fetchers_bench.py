@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown_table as _table
 from peer_agent.sim.engine import simulate
 from peer_agent.sim.scenario import Scenario
 
@@ -136,13 +137,6 @@ def _sizes(env: str, default: str) -> list[int]:
     if any(n < 2 for n in sizes):
         raise SystemExit(f"{env}: every size must be >= 2, got {raw!r}")
     return sizes
-
-
-def _table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c)) for c in columns) + " |")
-    return lines
 
 
 def run(out_dir: Path, quick: bool = False) -> str:

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown_table as _table
 from peer_agent.loadtest.cli import run as run_loadtest
 from peer_agent.loadtest.config import load_files, scheduler_for
 from peer_agent.loadtest.results import sim_scenario
@@ -64,13 +65,6 @@ SIM_COLUMNS = [
     "latency_s_median",
     "cpu_s",
 ]
-
-
-def _table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c)) for c in columns) + " |")
-    return lines
 
 
 def real_rows(sizes: list[int], duration_s: float, out_dir: Path) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown_table as _table
 from peer_agent.sim.engine import simulate
 from peer_agent.sim.scenario import Scenario
 
@@ -181,13 +182,6 @@ def _growth_row(n: int, idle_rss_mib: float) -> dict[str, Any]:
         "budget_cpu_s": budget,
         "within_budget": None if budget is None else s["cpu_s"] <= budget,
     }
-
-
-def _table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c)) for c in columns) + " |")
-    return lines
 
 
 def run(out_dir: Path, quick: bool = False) -> str:

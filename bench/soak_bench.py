@@ -208,17 +208,22 @@ async def sample_page(
     }
 
 
-async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, Any]:
-    from bench.soak_cdp import launch
-    from tests.browser.browser_support import CHROMIUM_ARGS, PLAIN_JS, chromium_path
-
-    config = DemoConfig(
+def demo_config() -> DemoConfig:
+    """The soak's demo: 2 agents on the live stream (also the diagnostic's and heap run's)."""
+    return DemoConfig(
         page_port=0,
         agents=2,
         segment_duration_s=SEGMENT_S,
         content_duration_s=30.0,
         live_window_segments=WINDOW_SEGMENTS,
     )
+
+
+async def soak(duration_s: float, every_s: float, warmup_s: float) -> dict[str, Any]:
+    from bench.soak_cdp import launch
+    from tests.browser.browser_support import CHROMIUM_ARGS, PLAIN_JS, chromium_path
+
+    config = demo_config()
     samples: list[dict[str, Any]] = []
     names = ["p0", "p1", "plain"]
     async with run_demo(config) as demo, launch(chromium_path(), CHROMIUM_ARGS) as browser:

@@ -23,14 +23,13 @@ from typing import Any
 
 from bench.soak_bench import (
     MB,
-    SEGMENT_S,
-    WINDOW_SEGMENTS,
+    demo_config,
     page_renderer,
     proc_memory,
     renderer_pids,
     slope_per_10_min,
 )
-from peer_agent.demo import DemoConfig, run_demo
+from peer_agent.demo import run_demo
 
 # What every page (ours or plain) can say about its media: buffered seconds, where the playhead
 # is, how far behind the live edge hls.js says it is, and our store when the engine is there.
@@ -62,13 +61,7 @@ async def diag(minutes: float, every_s: float) -> dict[str, Any]:
 
     from tests.browser.browser_support import CHROMIUM_ARGS, PLAIN_JS, chromium_path
 
-    config = DemoConfig(
-        page_port=0,
-        agents=2,
-        segment_duration_s=SEGMENT_S,
-        content_duration_s=30.0,
-        live_window_segments=WINDOW_SEGMENTS,
-    )
+    config = demo_config()
     samples: list[dict[str, Any]] = []
     names = ["ours0", "ours1", "plain"]
     async with run_demo(config) as demo, async_playwright() as pw:

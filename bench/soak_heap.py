@@ -18,8 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.soak_bench import SEGMENT_S, WINDOW_SEGMENTS
-from peer_agent.demo import DemoConfig, run_demo
+from bench.soak_bench import demo_config
+from peer_agent.demo import run_demo
 
 # Our page's store and peers, and its performance entries by type (browsers cap each buffer).
 COUNTS_JS = """() => {
@@ -72,13 +72,7 @@ async def run_diag(warmup_min: float, gap_min: float) -> dict[str, Any]:
     from bench.soak_cdp import launch
     from tests.browser.browser_support import CHROMIUM_ARGS, chromium_path
 
-    config = DemoConfig(
-        page_port=0,
-        agents=2,
-        segment_duration_s=SEGMENT_S,
-        content_duration_s=30.0,
-        live_window_segments=WINDOW_SEGMENTS,
-    )
+    config = demo_config()
     async with run_demo(config) as demo, launch(chromium_path(), CHROMIUM_ARGS) as browser:
         await browser.send(
             "Browser.grantPermissions",
