@@ -25,6 +25,21 @@ class Stall:
 
 
 class PlaybackModel:
+    __slots__ = (
+        "config",
+        "created_at",
+        "playhead_s",
+        "end_s",
+        "started_at",
+        "playing",
+        "ended",
+        "stalls",
+        "_stall_started",
+        "_clock",
+        "_starts",
+        "_ends",
+    )
+
     def __init__(
         self,
         config: PlaybackConfig,

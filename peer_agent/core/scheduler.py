@@ -31,14 +31,14 @@ Per segment, in playback order within the prefetch window:
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence, Set
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 from .config import SchedulerConfig
-from .election import election_key, election_rank, rank_candidates
+from .election import election_key, rank_candidates
 from .ids import SegmentId
 
 
@@ -49,7 +49,7 @@ class RandomSource(Protocol):
 # -- inputs -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SegmentView:
     """A segment of the playlist that playback will need."""
 
@@ -66,7 +66,7 @@ class SegmentView:
     avoid: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransferView:
     """A download in flight. ``peer_id`` is ``None`` for the CDN."""
 
@@ -79,7 +79,7 @@ class TransferView:
     last_data_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerView:
     peer_id: str
     have: Set[SegmentId] = frozenset()
@@ -94,7 +94,7 @@ class PeerView:
     rtt_s: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SchedulerView:
     now: float
     self_id: str
@@ -124,14 +124,14 @@ class SchedulerView:
 # -- outputs ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchFromCdn:
     segment: SegmentId
     offset: int
     reason: str  # urgent | elected | assigned | backup
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchFromPeer:
     segment: SegmentId
     peer_id: str
@@ -139,14 +139,14 @@ class FetchFromPeer:
     reason: str  # have | cut_through
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelTransfer:
     segment: SegmentId
     peer_id: str | None
     reason: str  # stalled | too_slow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Wait:
     segment: SegmentId
     reason: str  # awaiting_peer | connecting | not_elected | not_assigned | cdn_busy
@@ -156,7 +156,7 @@ class Wait:
 Action = FetchFromCdn | FetchFromPeer | CancelTransfer | Wait
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StallCheck:
     """A peer transfer this decision keeps: it counts as stalled once no byte has come for
     ``timeout_s`` (rule 2's stall timeout for its peer), or for ``late_timeout_s`` (the flat
@@ -175,7 +175,7 @@ class StallCheck:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     actions: tuple[Action, ...] = field(default=())
     #: When to call ``decide`` again if nothing else happens first.
@@ -222,6 +222,9 @@ def _rtt_s(peer: PeerView | None, fallback_s: float) -> float:
     return fallback_s
 
 
+_peer_id = attrgetter("peer_id")
+
+
 def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSource) -> PeerView:
     """Pick one of ``peers`` with probability proportional to its rate.
 
@@ -229,7 +232,7 @@ def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSo
     cumulative rate exceeds ``u * total``: the same draw picks the same peer in every
     implementation.
     """
-    ordered = sorted(peers, key=lambda p: p.peer_id)
+    ordered = sorted(peers, key=_peer_id)
     if len(ordered) == 1:
         return ordered[0]
     weights = [_peer_rate(p, config) for p in ordered]
@@ -247,7 +250,7 @@ def _usable(
     now: float,
     remaining_bytes: int,
     latest_finish: float,
-    peer_load: Counter[str],
+    peer_load: dict[str, int],
     config: SchedulerConfig,
     rtt_fallback_s: float,
 ) -> list[PeerView]:
@@ -260,7 +263,7 @@ def _usable(
         p
         for p in candidates
         if p.choked_until <= now
-        and peer_load[p.peer_id] < max_per_peer
+        and peer_load.get(p.peer_id, 0) < max_per_peer
         and now
         + (p.rtt_s if p.rtt_s is not None else rtt_fallback_s)
         + remaining_bytes / (p.throughput_bytes_per_s or untried)
@@ -268,15 +271,12 @@ def _usable(
     ]
 
 
+@lru_cache(maxsize=1024)
 def _earlier_ids(segment: SegmentId, lookback: int) -> tuple[SegmentId, ...]:
-    """The ``lookback`` segments before ``segment`` in its rendition (fewer near sequence 0)."""
+    """The ``lookback`` segments before ``segment`` in its rendition (fewer near sequence 0);
+    cached: every decision about a segment asks for the same few."""
     rendition, sequence = segment
     return tuple(SegmentId(rendition, sequence - k) for k in range(1, min(lookback, sequence) + 1))
-
-
-def _watching_close(peer: PeerView, earlier: tuple[SegmentId, ...]) -> bool:
-    """Whether ``peer`` has or fetches one of ``earlier`` (see :func:`_earlier_ids`)."""
-    return not (peer.have.isdisjoint(earlier) and peer.fetching.isdisjoint(earlier))
 
 
 class _Load:
@@ -284,19 +284,22 @@ class _Load:
 
     __slots__ = ("per_peer", "from_peers", "from_cdn", "rtt_fallback_s")
 
-    def __init__(self, transfers: Sequence[TransferView], peers: Sequence[PeerView]) -> None:
-        per_peer: Counter[str] = Counter()
+    def __init__(self, transfers: Sequence[TransferView], peers: Iterable[PeerView]) -> None:
+        #: Downloads in flight per peer id (absent: none).
+        per_peer: dict[str, int] = {}
         from_cdn = 0
         for t in transfers:
-            if t.peer_id is None:
+            peer_id = t.peer_id
+            if peer_id is None:
                 from_cdn += 1
             else:
-                per_peer[t.peer_id] += 1
+                per_peer[peer_id] = per_peer.get(peer_id, 0) + 1
         self.per_peer = per_peer
         self.from_peers = len(transfers) - from_cdn
         self.from_cdn = from_cdn
         #: The largest measured round trip to any neighbour (0 when none is measured).
-        self.rtt_fallback_s = max((p.rtt_s for p in peers if p.rtt_s is not None), default=0.0)
+        rtts = [p.rtt_s for p in peers if p.rtt_s is not None]
+        self.rtt_fallback_s = max(rtts) if rtts else 0.0
 
 
 class _Slot(NamedTuple):
@@ -354,7 +357,7 @@ def _check_transfer(
     assert transfer.peer_id is not None
     sid = slot.seg.segment
     actions.append(CancelTransfer(sid, transfer.peer_id, "stalled" if stalled else "too_slow"))
-    load.per_peer[transfer.peer_id] -= 1
+    load.per_peer[transfer.peer_id] -= 1  # counted in _Load: present
     load.from_peers -= 1
     return _Slot(slot.seg, slot.ahead_s, slot.deadline, reached, slot.avoid | {transfer.peer_id})
 
@@ -400,7 +403,7 @@ def _from_urgency_or_peers(
         if candidates:
             chosen = _weighted_pick(candidates, config, rng)
             actions.append(FetchFromPeer(sid, chosen.peer_id, slot.offset, reason))
-            load.per_peer[chosen.peer_id] += 1
+            load.per_peer[chosen.peer_id] = load.per_peer.get(chosen.peer_id, 0) + 1
             load.from_peers += 1
             return None
     if holders or fetchers:
@@ -415,13 +418,22 @@ def _from_urgency_or_peers(
 def _local_rank(
     sid: SegmentId, view: SchedulerView, peers: dict[str, PeerView], config: SchedulerConfig
 ) -> int:
-    """Our rank in the local election: among ourselves and the uploading neighbours watching
-    close by (:func:`_watching_close`)."""
+    """Our rank in the local election (:func:`election.election_rank`) among ourselves and the
+    uploading neighbours watching close by: those that have or fetch one of the
+    ``election_lookback_segments`` segments before ``sid``."""
     earlier = _earlier_ids(sid, config.election_lookback_segments)
-    candidates_ids = [view.self_id] + [
-        p.peer_id for p in peers.values() if p.uploads and _watching_close(p, earlier)
-    ]
-    return election_rank(view.self_id, candidates_ids, sid)
+    # election_rank(self_id, [self_id, *watching], sid), counted in one pass: ``peers`` is
+    # keyed by distinct peer ids without our own, and the cheap test comes first.
+    own = election_key(view.self_id, sid)
+    rank = 0
+    for p in peers.values():
+        if (
+            p.uploads
+            and not (p.have.isdisjoint(earlier) and p.fetching.isdisjoint(earlier))
+            and election_key(p.peer_id, sid) < own
+        ):
+            rank += 1
+    return rank
 
 
 def _elect(
@@ -491,18 +503,21 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     now = view.now
     rate = view.rate if view.rate > 0 else 1.0
     in_flight = {t.segment: t for t in view.transfers}
-    peers = {p.peer_id: p for p in view.peers if p.peer_id != view.self_id}
-    load = _Load(view.transfers, list(peers.values()))
+    self_id = view.self_id
+    peers = {p.peer_id: p for p in view.peers if p.peer_id != self_id}
+    load = _Load(view.transfers, peers.values())
     uploaders = [p for p in peers.values() if p.uploads]
+    have = view.have
+    playhead_s = view.playhead_s
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
     stall_checks: list[tuple[float, StallCheck]] = []
 
     for seg in sorted(view.segments, key=_start_s):
         sid = seg.segment
-        if sid in view.have or seg.start_s + seg.duration_s <= view.playhead_s:
+        if sid in have or seg.start_s + seg.duration_s <= playhead_s:
             continue
-        ahead_s = seg.start_s - view.playhead_s
+        ahead_s = seg.start_s - playhead_s
         if ahead_s > config.prefetch_window_s:
             wakes.append(now + (ahead_s - config.prefetch_window_s) / rate)
             break
