@@ -35,6 +35,7 @@ import gc
 import heapq
 import itertools
 import math
+import operator
 import random
 from array import array
 from collections.abc import Callable
@@ -69,6 +70,7 @@ _INF = math.inf
 _EMPTY: frozenset[str] = frozenset()
 # Kinds of visibility event: a FETCHING or a HAVE announcement reaches the neighbours.
 _FETCHING, _HAVE = 0, 1
+_JOIN_ORDER = operator.attrgetter("index")  # viewers decide in join order within a tick
 
 
 class _Flow:
@@ -150,6 +152,7 @@ class _Viewer:
         "partial",
         "avoid",
         "known",
+        "wants",
         "segment_views",
         "cdn",
         "left_at",
@@ -207,6 +210,9 @@ class _Viewer:
         self.partial: dict[SegmentId, int] = {}
         self.avoid: dict[SegmentId, frozenset[str]] = {}
         self.known: dict[int, float] = {}  # sequence -> known since
+        # Listed sequences it neither holds nor is fetching: what an announcement can make it act
+        # on (kept with `known`, `have` and `transfers`).
+        self.wants: set[int] = set()
         self.segment_views: dict[int, SegmentView] = {}
         self.cdn = ThroughputEstimator()
         self.left_at: float | None = None
@@ -574,25 +580,15 @@ class Simulation:
         if not have and not fetching:
             return False
         segment_id = self.segment_id
-        for seq in dst.known:
+        for seq in dst.wants:
             sid = segment_id(seq)
-            if (
-                (sid in have or sid in fetching)
-                and sid not in dst.have
-                and sid not in dst.transfers
-            ):
+            if sid in have or sid in fetching:
                 return True
         return False
 
     def _wants_more(self, viewer: _Viewer) -> bool:
         """Whether ``viewer`` has listed a segment it neither holds nor is fetching."""
-        have, transfers = viewer.have, viewer.transfers
-        segment_id = self.segment_id
-        for seq in viewer.known:
-            sid = segment_id(seq)
-            if sid not in have and sid not in transfers:
-                return True
-        return False
+        return bool(viewer.wants)
 
     def _churn_leave(self, viewer: _Viewer) -> None:
         if viewer.active:
@@ -645,6 +641,9 @@ class Simulation:
         for seq in range(lowest, seen + 1):
             if seq not in known:
                 known[seq] = self.now
+                sid = self.segment_id(seq)
+                if sid not in viewer.have and sid not in viewer.transfers:
+                    viewer.wants.add(seq)
         viewer.seen = max(viewer.seen, seen)
         viewer.listing_at = self._next_listing_at(viewer)
 
@@ -674,7 +673,7 @@ class Simulation:
                 due.append(viewer)
                 viewer.dirty = True
         if len(due) > 1:
-            due.sort(key=lambda v: v.index)
+            due.sort(key=_JOIN_ORDER)
         for viewer in due:
             if viewer.active:
                 # Live: until the next refresh that lists a new segment, a refresh adds nothing.
@@ -705,6 +704,7 @@ class Simulation:
             stale.append(seq)
         for seq in stale:
             del known[seq]
+            viewer.wants.discard(seq)
             viewer.segment_views.pop(seq, None)
         out = []
         cache = viewer.segment_views
@@ -865,13 +865,7 @@ class Simulation:
         seq = segment.sequence
         for nb in src.neighbours.values():
             other = nb.viewer
-            if (
-                nb.delay_class == delay_class
-                and not other.dirty
-                and seq in other.known
-                and segment not in other.have
-                and segment not in other.transfers
-            ):
+            if nb.delay_class == delay_class and not other.dirty and seq in other.wants:
                 self._mark(other)
 
     def _announce_fetching(self, viewer: _Viewer, segment: SegmentId) -> None:
@@ -887,6 +881,7 @@ class Simulation:
         total = self.size_of(segment.sequence)
         flow = _Flow(segment, None, viewer, offset, total, self.now, self.sc.cdn_latency_s)
         viewer.transfers[segment] = flow
+        viewer.wants.discard(segment.sequence)
         viewer.cdn_fetches += 1
         seq = segment.sequence
         self.cdn_fetches[seq] = self.cdn_fetches.get(seq, 0) + 1
@@ -912,6 +907,7 @@ class Simulation:
         rtt = self.delays_s[nb.delay_class] * 2
         flow = _Flow(segment, src, viewer, offset, total, self.now, rtt)
         viewer.transfers[segment] = flow
+        viewer.wants.discard(segment.sequence)
         src.uploads[flow] = None
         self.flows[flow] = None
         self._pending_flows.append(flow)
@@ -1012,6 +1008,7 @@ class Simulation:
         viewer.partial.pop(segment, None)
         viewer.avoid.pop(segment, None)
         viewer.have[segment] = self.now
+        viewer.wants.discard(segment.sequence)
         viewer.fetching.discard(segment)
         viewer.segment_views.pop(segment.sequence, None)
         self._announce(viewer, _HAVE, segment)
@@ -1036,8 +1033,12 @@ class Simulation:
                 self._cdn_live -= 1
             else:
                 flow.src.ups -= 1
-        if flow.dst.transfers.get(flow.segment) is flow:
-            del flow.dst.transfers[flow.segment]
+        dst = flow.dst
+        segment = flow.segment
+        if dst.transfers.get(segment) is flow:
+            del dst.transfers[segment]
+            if segment.sequence in dst.known and segment not in dst.have:
+                dst.wants.add(segment.sequence)
         if flow.src is not None:
             flow.src.uploads.pop(flow, None)
 
