@@ -953,13 +953,14 @@ class Simulation:
                 up = src.uplink_bytes_per_s / src.ups
                 if up < rate:
                     rate = up
-                if f.segment in src.have:
+                segment = f.segment
+                if segment in src.have:
                     available = total
                 else:
                     # Cut-through: a relay passes bytes on as they arrive but withholds the last
                     # frame until its own copy has matched its hash (docs/protocol.md,
                     # "Relaying"), so nobody completes a segment its sender has not verified.
-                    upstream = src.transfers.get(f.segment)
+                    upstream = src.transfers.get(segment)
                     if upstream is not None:
                         available = upstream.offset + upstream.received
                         if total - holdback < available:
@@ -967,19 +968,21 @@ class Simulation:
                     else:
                         available = 0.0
             # Data flows for the part of the tick after its first byte could arrive.
-            step_s = dt
             if f.last_data_at is None:
                 step_s = now - f.data_from
                 if dt <= step_s:
                     step_s = dt
-            reached = f.offset + f.received
+            else:
+                step_s = dt
+            received = f.received
+            reached = f.offset + received
             step = rate * step_s
             room = available - reached
             if room < step:
                 step = room
             if step <= 0:
                 continue
-            f.received += step
+            f.received = received + step
             f.last_data_at = now
             if src is None:
                 dst.bytes_cdn += step
