@@ -33,11 +33,32 @@ def _peer_prefix_hash(peer_id: str) -> int:
     return fnv1a32(f"{peer_id}/".encode())
 
 
-@lru_cache(maxsize=65536)
+#: Election keys kept, per segment, at most this many in all; past it the segments first asked
+#: about go first. A live swarm elects for its newest few segments, each among all its viewers:
+#: at 100,000 simulated viewers that outgrew an LRU of 65,536 (peer, segment) pairs, which then
+#: missed on nearly every key (issue 16). About 16 MiB when full.
+KEY_CACHE_MAX = 1 << 17
+_keys: dict[SegmentId, dict[str, tuple[int, str]]] = {}
+_keys_held = 0
+
+
 def election_key(peer_id: str, segment: SegmentId) -> tuple[int, str]:
     """The sort key of ``peer_id`` in the election for ``segment``."""
+    global _keys_held
+    keys = _keys.get(segment)
+    if keys is None:
+        keys = _keys[segment] = {}
+    else:
+        key = keys.get(peer_id)
+        if key is not None:
+            return key
     suffix = f"{segment.rendition}/{segment.sequence}".encode()
-    return fnv1a32(suffix, _peer_prefix_hash(peer_id)), peer_id
+    key = keys[peer_id] = (fnv1a32(suffix, _peer_prefix_hash(peer_id)), peer_id)
+    _keys_held += 1
+    if _keys_held > KEY_CACHE_MAX:
+        while _keys and _keys_held > KEY_CACHE_MAX // 2:
+            _keys_held -= len(_keys.pop(next(iter(_keys))))
+    return key
 
 
 def rank_candidates(candidates: Iterable[str], segment: SegmentId) -> list[str]:
