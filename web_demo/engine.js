@@ -267,9 +267,12 @@ export class P2PEngine {
     const E = hls.constructor.Events || (this.options.Hls || globalThis.Hls).Events;
     hls.on(E.MANIFEST_LOADING, (_, d) => this._start(this.options.swarmUrl || d.url));
     hls.on(E.MANIFEST_LOADED, (_, d) => this.playlists.setVariants(d.url, d.levels || []));
-    const onLevel = (_, d) => this._onLevel(d);
-    hls.on(E.LEVEL_LOADED, onLevel);
-    hls.on(E.LEVEL_UPDATED, onLevel);
+    // Only LEVEL_UPDATED: LEVEL_LOADED carries a reloaded live playlist as parsed, its fragment
+    // times counted from its own first segment; hls.js aligns them with the previous playlist
+    // before LEVEL_UPDATED. Taken as they were, segments ahead of the playhead seemed far behind
+    // it: the exchange forgot them (store, records, LOST to the neighbours) and fetched them
+    // again (six-page bench: about 3 CDN fetches per segment and page).
+    hls.on(E.LEVEL_UPDATED, (_, d) => this._onLevel(d));
     hls.on(E.MEDIA_ATTACHED, (_, d) => {
       this.media = d.media;
       for (const ev of ["playing", "seeked", "timeupdate"]) this.media.addEventListener(ev, () => this.wake());

@@ -78,10 +78,10 @@ async function setUp({ corrupt = new Set(), options = {} } = {}) {
   hls.trigger(Events.MEDIA_ATTACHED, { media });
   hls.trigger(Events.MANIFEST_LOADING, { url: MASTER });
   hls.trigger(Events.MANIFEST_LOADED, { url: MASTER, levels: [{ url: PLAYLIST }] });
-  hls.trigger(Events.LEVEL_LOADED, {
-    level: 0,
-    details: { url: PLAYLIST, live: true, fragments: [0, 1, 2, 3].map(frag) },
-  });
+  // hls.js: LEVEL_LOADED with the playlist as parsed, then LEVEL_UPDATED once it is aligned.
+  for (const event of [Events.LEVEL_LOADED, Events.LEVEL_UPDATED]) {
+    hls.trigger(event, { level: 0, details: { url: PLAYLIST, live: true, fragments: [0, 1, 2, 3].map(frag) } });
+  }
   while (engine.infoHash === null) await new Promise((r) => setTimeout(r, 1));
   return { engine, hls, requests };
 }
@@ -104,6 +104,29 @@ test("a fragment the player asks for comes from the CDN, verified, with its timi
     const again = await engine.requestFragment(frag(1)).promise;
     assert.equal(again.source, "store");
     assert.notEqual(again.data.buffer, result.data.buffer);
+  } finally {
+    engine.destroy();
+  }
+});
+
+test("a live reload's times before hls.js aligns them (LEVEL_LOADED) neither drop nor refetch a held segment", async () => {
+  const { engine, hls, requests } = await setUp();
+  try {
+    await engine.requestFragment(frag(3)).promise; // verified and stored; the playhead is its start, 6 s
+    const fetched = () => requests.filter((url) => url.endsWith("/seg-3.ts")).length;
+    assert.equal(fetched(), 1);
+    // hls.js parses a reloaded live playlist with times counted from its own first segment (here
+    // 40 s early: a window that slid 20 segments) and aligns them with the previous playlist only
+    // before LEVEL_UPDATED. Taken as they are, segment 3 would end 32 s before the playhead:
+    // forgotten (store, records, LOST to the neighbours), then fetched again once the aligned
+    // times came back. In the six-page bench every page lost and refetched its segments so.
+    const early = (n) => ({ ...frag(n), start: n * 2 - 40 });
+    hls.trigger(Events.LEVEL_LOADED, { level: 0, details: { url: PLAYLIST, live: true, fragments: [0, 1, 2, 3].map(early) } });
+    hls.trigger(Events.LEVEL_UPDATED, { level: 0, details: { url: PLAYLIST, live: true, fragments: [0, 1, 2, 3].map(frag) } });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(engine.exchange.store.has("0/3"), "segment 3 is still held");
+    assert.equal(fetched(), 1, "segment 3 was not fetched again");
+    assert.equal(engine.exchange.timeline().find((e) => e.segment[1] === 3).start_s, 6);
   } finally {
     engine.destroy();
   }

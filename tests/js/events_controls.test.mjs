@@ -401,7 +401,7 @@ test("engine: P2P and uploads switch at runtime (p2p-state events); a hash servi
   hls.trigger(Events.MANIFEST_LOADING, { url: "http://o/live/master.m3u8?sig=viewer1" });
   hls.trigger(Events.MANIFEST_LOADED, { url: "http://o/live/master.m3u8?sig=viewer1", levels: [{ url: "http://o/live/lo/index.m3u8" }] });
   await quietly(async () => {
-    hls.trigger(Events.LEVEL_LOADED, { level: 0, details: { url: "http://o/live/lo/index.m3u8", live: true, fragments: [] } });
+    hls.trigger(Events.LEVEL_UPDATED, { level: 0, details: { url: "http://o/live/lo/index.m3u8", live: true, fragments: [] } });
     await until(() => of("integrity-mode").length > 0);
   });
   assert.deepEqual(requests, ["http://hashes.test:8090/manifest?playlist=http%3A%2F%2Fo%2Flive%2Flo%2Findex.m3u8"]);
