@@ -108,8 +108,10 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
     # buffer (and one segment of rounding), although far more than that was played.
     assert buffered["now"] - first["now"] > 3 * (BACK_BUFFER_S + seg_s), (first, buffered)
     assert buffered["now"] - buffered["start"] <= BACK_BUFFER_S + 2 * seg_s, buffered
-    # Well past the bound in total, so the bound is what held the store, not a short run.
-    assert last["segmentsVerified"] > 2 * bound, last["segmentsVerified"]
+    # More segments went through than the bound holds, so the bound is what held the store, not
+    # a short run. (Three windows of playback verify about 20 segments here, each once; it was
+    # above 2 x bound only while the engine forgot and refetched segments on playlist reloads.)
+    assert last["segmentsVerified"] > bound, last["segmentsVerified"]
     assert last["hashFailures"] == 0, last
     for s in samples:
         records = s["segmentRecords"]
