@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.pages6_diag import TRACE_DUMP_JS, TRACE_JS, classify, per_segment
 from peer_agent.demo import DemoConfig, run_demo
 
 PAGES = 6
@@ -41,7 +42,8 @@ PAGE_JS = """() => {
   return {peers: s.connectedPeers, p2p: s.bytesFromPeers, cdn: s.bytesFromCdn,
           up: s.bytesUploaded, manifestBytes: s.manifestBytes,
           manifestFetches: s.manifestFetches, swarmSize: s.swarmSize,
-          latencyS: s.latencyS, joinRamp: s.cdnFetchesJoinRamp, steady: s.cdnFetchesSteady};
+          latencyS: s.latencyS, joinRamp: s.cdnFetchesJoinRamp, steady: s.cdnFetchesSteady,
+          verified: s.segmentsVerified};
 }"""
 
 
@@ -52,7 +54,16 @@ async def _poll(page: Any) -> dict[str, Any]:
         return {}
 
 
-async def measure(steady_s: float) -> dict[str, Any]:
+async def _trace(page: Any) -> bool:
+    try:
+        return bool(await page.evaluate(TRACE_JS))
+    except Exception:  # not loaded yet
+        return False
+
+
+async def measure(
+    steady_s: float, engine: dict[str, Any] | None = None, keep_traces: bool = False
+) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     from tests.browser.browser_support import CHROMIUM_ARGS, chromium_path
@@ -63,6 +74,7 @@ async def measure(steady_s: float) -> dict[str, Any]:
         segment_duration_s=2.0,
         live_window_segments=20,
         renditions=RENDITIONS,
+        engine=dict(engine or {}),
     )
     loadavg_before = os.getloadavg()
     async with run_demo(config) as demo, async_playwright() as pw:
@@ -74,9 +86,13 @@ async def measure(steady_s: float) -> dict[str, Any]:
             opened: list[float] = []
             reached: list[float | None] = []
             most: list[int] = []
+            traced: list[bool] = []
             t0 = time.monotonic()
 
             async def poll_all() -> list[dict[str, Any]]:
+                for i, p in enumerate(pages):
+                    if not traced[i]:
+                        traced[i] = await _trace(p)
                 stats = await asyncio.gather(*(_poll(p) for p in pages))
                 now = time.monotonic()
                 for i, s in enumerate(stats):
@@ -91,6 +107,7 @@ async def measure(steady_s: float) -> dict[str, Any]:
                 opened.append(time.monotonic())
                 reached.append(None)
                 most.append(0)
+                traced.append(False)
                 await page.goto(demo.page_url)
                 pages.append(page)
                 until = opened[-1] + JOIN_GAP_S
@@ -103,14 +120,17 @@ async def measure(steady_s: float) -> dict[str, Any]:
                 await asyncio.sleep(POLL_S)
             start = await poll_all()
             steady_start = time.monotonic()
+            steady_start_ms = time.time() * 1000
             while time.monotonic() < steady_start + steady_s:
                 await poll_all()
                 await asyncio.sleep(POLL_S)
             end = await poll_all()
+            steady_end_ms = time.time() * 1000
             elapsed_s = time.monotonic() - t0
+            traces = [dict(await p.evaluate(TRACE_DUMP_JS) or {}) for p in pages]
         finally:
             await browser.close()
-    rows = []
+    rows: list[dict[str, Any]] = []
     all_open = opened[-1]
     for i in range(PAGES):
         a, b = start[i], end[i]
@@ -139,15 +159,30 @@ async def measure(steady_s: float) -> dict[str, Any]:
                 "latency_s": None if b.get("latencyS") is None else round(b["latencyS"], 1),
                 "cdn_fetches_join_ramp": b.get("joinRamp"),
                 "cdn_fetches_steady": b.get("steady"),
+                "segments_window": int(b.get("verified") or 0) - int(a.get("verified") or 0),
+                "cdn_fetches_window": int(b.get("steady") or 0)
+                + int(b.get("joinRamp") or 0)
+                - int(a.get("steady") or 0)
+                - int(a.get("joinRamp") or 0),
+                "diagnostics": classify(traces[i].get("events", []), steady_start_ms, steady_end_ms)
+                if traces[i]
+                else None,
             }
         )
     p2p_all = sum((r["steady_offload"] or 0) * r["steady_bytes"] for r in rows)
     bytes_all = sum(r["steady_bytes"] for r in rows)
     return {
         "pages": rows,
+        "engine": dict(engine or {}),
+        "segments": per_segment(traces, steady_start_ms, steady_end_ms),
+        "traces_dropped": [t.get("dropped") for t in traces],
+        "visibility": [t.get("visibility") for t in traces],
         "steady_s": steady_s,
         "elapsed_s": round(elapsed_s, 1),
         "steady_offload": round(p2p_all / bytes_all, 4) if bytes_all else None,
+        **(
+            {"traces": traces, "steady_ms": [steady_start_ms, steady_end_ms]} if keep_traces else {}
+        ),
         "loadavg_before": [round(x, 1) for x in loadavg_before],
         "loadavg_after": [round(x, 1) for x in os.getloadavg()],
     }
@@ -168,6 +203,8 @@ COLUMNS = [
     "latency_s",
     "cdn_fetches_join_ramp",
     "cdn_fetches_steady",
+    "segments_window",
+    "cdn_fetches_window",
 ]
 
 
@@ -181,6 +218,29 @@ def run(out_dir: Path, quick: bool = False) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pages6.json").write_text(json.dumps(result, indent=1))
     return section(result, title)
+
+
+def _diagnostics(rows: list[dict[str, Any]]) -> list[str]:
+    """Why the pages fetched from the CDN in the steady window (bench/pages6_diag.py)."""
+    if not all(r.get("diagnostics") for r in rows):
+        return []
+    causes: dict[str, int] = {}
+    for r in rows:
+        for cause, n in r["diagnostics"]["cdn_causes"].items():
+            causes[cause] = causes.get(cause, 0) + n
+    fetches = sum(r["cdn_fetches_window"] for r in rows)
+    segments = max(r["segments_window"] for r in rows)
+    listed = ", ".join(f"{cause}: {n}" for cause, n in sorted(causes.items(), key=lambda c: -c[1]))
+    lags = [r["diagnostics"]["timer_lag_ms_p50"] for r in rows]
+    forgot = sum(r["diagnostics"]["forgot_ahead"] for r in rows)
+    return [
+        f"CDN fetches in the steady window: {fetches} by all pages for {segments} segments "
+        f"played ({fetches / segments if segments else 0:.2f} per segment); by cause "
+        f"(bench/pages6_diag.py): {listed or 'none'}. Verified segments still ahead of the "
+        f"playhead that a page forgot: {forgot}. Median per-second timer lateness per page "
+        f"(ms): {lags}.",
+        "",
+    ]
 
 
 def section(result: dict[str, Any], title: str) -> str:
@@ -224,6 +284,7 @@ def section(result: dict[str, Any], title: str) -> str:
         f". Manifest bytes <= 1 % of segment bytes on every page: "
         f"{'yes' if manifest_ok else 'no'}.",
         "",
+        *_diagnostics(rows),
     ]
     cores = os.cpu_count() or 1
     if result["loadavg_before"][0] > 2 * cores:
@@ -238,5 +299,37 @@ def section(result: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str]) -> None:
+    """`python -m bench.pages6_bench [--quick]`: the section (bench/results/pages6.json);
+    `--diag PATH [--engine JSON] [--web-demo DIR]`: one diagnostic run, everything (each page's
+    trace too) to PATH, with P2PEngine options (e.g. '{"scheduler": {"seed_fetchers": 0}}'),
+    the page served from DIR if given."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench.pages6_bench")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--diag", type=Path)
+    parser.add_argument("--engine", type=json.loads, default={})
+    parser.add_argument(
+        "--web-demo",
+        type=Path,
+        help="serve the page from this web_demo/ directory (e.g. another checkout's, for a "
+        "before/after run back to back)",
+    )
+    args = parser.parse_args(argv)
+    if args.web_demo is not None:
+        import peer_agent.demo
+
+        peer_agent.demo.WEB_DEMO = args.web_demo.resolve()
+    if args.diag is None:
+        print(run(ROOT / "results", quick=args.quick))
+        return
+    result = asyncio.run(measure(30.0 if args.quick else 60.0, args.engine, keep_traces=True))
+    args.diag.write_text(json.dumps(result))
+    print(section(result, "## Six browser pages (diagnostic run)"))
+    for r in result["pages"]:
+        print(r["page"], r["steady_offload"], r["cdn_fetches_window"], json.dumps(r["diagnostics"]))
+
+
 if __name__ == "__main__":
-    print(run(ROOT / "results", quick="--quick" in sys.argv))
+    main(sys.argv[1:])
