@@ -13,6 +13,7 @@ export const Offence = Object.freeze({
   REQUEST_AFTER_HAVE: "request_after_have",
   ABSENT_AFTER_FETCHING: "absent_after_fetching",
   STALL: "stall",
+  ABANDONED: "abandoned",
   PROTOCOL_ERROR: "protocol_error",
   UNKNOWN_REQUEST: "unknown_request",
   HASH_FAILURE: "hash_failure",
@@ -31,6 +32,7 @@ export function reputationRules(cfg) {
       [Offence.REQUEST_AFTER_HAVE]: cfg.points_request_after_have,
       [Offence.ABSENT_AFTER_FETCHING]: cfg.points_absent_after_fetching,
       [Offence.STALL]: cfg.points_stall,
+      [Offence.ABANDONED]: cfg.points_abandoned,
       [Offence.PROTOCOL_ERROR]: cfg.points_protocol_error,
       [Offence.UNKNOWN_REQUEST]: cfg.points_unknown_request,
       [Offence.HASH_FAILURE]: cfg.points_hash_failure,
@@ -49,6 +51,7 @@ export class Reputation {
     this._subjects = new Map(); // name -> {points, at, refusals, refusedUntil, failures}
     this.banned = new Set();
     this.refusals = 0; // refusals decided (each one disconnects the offender)
+    this.offences = new Map(); // offence -> times recorded
   }
 
   _points(entry, now) {
@@ -68,6 +71,7 @@ export class Reputation {
 
   /** Add the points of `offence` to every subject; what to do with the offender (Outcome). */
   record(subjects, offence, now) {
+    this.offences.set(offence, (this.offences.get(offence) || 0) + 1);
     const names = [...new Set(subjects)];
     if (names.some((n) => this.banned.has(n))) return Outcome.BAN;
     const add = this.rules.points[offence];

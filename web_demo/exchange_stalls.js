@@ -6,11 +6,13 @@
 // suspicion is a stall offence only if the peer shows no progress (a download from it completes,
 // late frames of a request we gave up arrive) for stall_offence_s + stall_rtts round trips from
 // its last byte. DATA for another request in flight is not progress (a staller serves the first
-// part of every segment).
+// part of every segment). A suspicion is abandoned when the link was seen alive after the
+// download's last byte (another frame of the peer while it had announced the segment HAVE): its
+// offence costs points_abandoned.
 
 export class StallWatch {
   constructor() {
-    this._suspects = new Map(); // peer id -> {link, since, due_at}
+    this._suspects = new Map(); // peer id -> {link, since, due_at, abandoned}
   }
 
   get size() {
@@ -18,9 +20,12 @@ export class StallWatch {
   }
 
   // A download from peerId (on link) went silent at since: an offence at since + allowanceS
-  // unless it makes progress first. An open suspicion keeps its earlier time.
-  suspect(peerId, link, since, allowanceS) {
-    if (!this._suspects.has(peerId)) this._suspects.set(peerId, { link, since, due_at: since + allowanceS });
+  // unless it makes progress first. An open suspicion keeps its earlier time, and becomes
+  // abandoned if this one is.
+  suspect(peerId, link, since, allowanceS, abandoned = false) {
+    const open = this._suspects.get(peerId);
+    if (open === undefined) this._suspects.set(peerId, { link, since, due_at: since + allowanceS, abandoned });
+    else if (abandoned) open.abandoned = true;
   }
 
   // The peer delivered (a download completed, late frames arrived): not a staller.
@@ -33,10 +38,10 @@ export class StallWatch {
     this._suspects.delete(peerId);
   }
 
-  // The suspicions that became offences by now ([peer id, link]), removed.
+  // The suspicions that became offences by now ([peer id, link, abandoned]), removed.
   due(now) {
     const out = [];
-    for (const [pid, s] of this._suspects) if (s.due_at <= now) out.push([pid, s.link]);
+    for (const [pid, s] of this._suspects) if (s.due_at <= now) out.push([pid, s.link, s.abandoned]);
     for (const [pid] of out) this._suspects.delete(pid);
     return out;
   }

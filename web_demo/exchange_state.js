@@ -14,6 +14,9 @@ export class Held {
     this.total = null;
     this.contributors = new Set(); // peer ids that supplied bytes (null: the CDN)
     this.spans = []; // [first byte, source] of each run of bytes from one source, in order
+    // peers that vouched for their bytes: they had announced the segment HAVE before the bytes
+    // came, or they completed the copy (docs/exchange.md §6)
+    this.vouched = new Set();
   }
 
   /** Bytes from `source` (a peer id; null: the CDN) at the end of buf. */

@@ -156,6 +156,8 @@ export interface ExchangeOptions {
   stall_offence_s?: number;
   /** Penalty points of a request that timed out or was cancelled as a stall. Default 2. */
   points_stall?: number;
+  /** Penalty points of a matured stall of a download abandoned while its link was alive (another frame of the peer after its last byte, the segment announced HAVE). Default 3. */
+  points_abandoned?: number;
   /** Penalty points of a session we closed for a protocol error or a limit. Default 4. */
   points_protocol_error?: number;
   /** Penalty points of a session we closed for a state violation (unknown request id). Default 4. */

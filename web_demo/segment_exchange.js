@@ -60,6 +60,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
   stall_offence_s: 3.0, // a suspect's stall is an offence only after this long (+ stall_rtts) with no progress
   points_stall: 2.0, // a stall suspicion that matured (a session we closed TIMEOUT is none)
+  points_abandoned: 3.0, // ... of a download abandoned while its link was alive (frames after its last byte, segment HAVE)
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
   points_hash_failure: 3.0, // a hash failure the peer contributed to
@@ -73,6 +74,13 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
 /** Peers whose identity keys are remembered at most (oldest HELLO first out). */
 export const MAX_PEER_KEYS = 1024;
 
+// Session events that a frame of the peer caused (for _overtake; a RequestFailed only when its
+// reason came in a frame: not timeout or closed, our own), and those about one of our requests
+// (the others' ids are the peer's own).
+const FRAME_EVENTS = new Set(["PeerHave", "PeerLost", "PeerFetching", "SegmentRequested", "RequestCancelled", "ResponseStarted", "DataReceived", "RequestCompleted", "RequestFailed"]);
+const LOCAL_FAILURES = new Set(["timeout", "closed"]);
+const OUR_REQUEST_EVENTS = new Set(["ResponseStarted", "DataReceived", "RequestCompleted", "RequestFailed"]);
+
 /** Our own closes that count as an offence of the remote (docs/exchange.md §8b); not TIMEOUT (no
  * HELLO in time after the SDP exchange): a handshake slow on a loaded machine is no lie. */
 const CLOSE_OFFENCES = new Map([
@@ -80,6 +88,30 @@ const CLOSE_OFFENCES = new Map([
   [CloseCode.LIMIT_EXCEEDED, Offence.PROTOCOL_ERROR],
   [CloseCode.STATE_VIOLATION, Offence.UNKNOWN_REQUEST],
 ]);
+
+/** The peers (sorted) whose runs of a failed copy `bad` (spans: [first byte, source] of each run,
+ * null the CDN) differ from the verified copy `good`; a copy shorter than `good` whose runs all
+ * match was cut short by its last run's source (docs/exchange.md §6). */
+export function provenBad(bad, spans, good) {
+  const guilty = new Set();
+  spans.forEach(([start, source], i) => {
+    const end = i + 1 < spans.length ? spans[i + 1][0] : bad.length;
+    if (source === null) return;
+    if (end > good.length) {
+      guilty.add(source);
+      return;
+    }
+    for (let j = start; j < end; j++) {
+      if (bad[j] !== good[j]) {
+        guilty.add(source);
+        return;
+      }
+    }
+  });
+  const last = spans[spans.length - 1];
+  if (!guilty.size && bad.length < good.length && last !== undefined && last[1] !== null) guilty.add(last[1]);
+  return [...guilty].sort();
+}
 
 export function exchangeConfig(overrides = {}) {
   for (const key of Object.keys(overrides)) {
@@ -99,7 +131,7 @@ export function exchangeConfig(overrides = {}) {
   }
   if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
-  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
+  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_abandoned, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
   if (!(c.stall_s > 0) || !(c.stall_offence_s > 0)) throw new Error("stall_s and stall_offence_s must be positive");
   if (!(c.stall_rtts >= 0)) throw new Error("stall_rtts must be >= 0");
@@ -137,6 +169,10 @@ export class SegmentExchange {
     this.verified = new Map(); // key -> segment
     this.givenUp = new Map(); // key -> segment: failed its hash more than max_hash_retries times
     this.hashRetries = new Map();
+    // key -> [[bad copy, spans], ...]: copies that failed their hash with several peer
+    // contributors, kept until a copy verifies; then only the contributors whose bytes differ are
+    // charged (docs/exchange.md §6). At most max_hash_retries + 1 per segment.
+    this.blamePending = new Map();
     this.neighbours = new Map(); // peer id -> {peer_id, have, fetching, uploads, choked_until, open, links}
     this.peerRates = new Map(); // peer id -> ThroughputEstimator
     this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
@@ -264,7 +300,7 @@ export class SegmentExchange {
       lost.push(key.split("/").map(Number));
     }
     if (lost.length && !this.config.leech_only) this._actions.push(act("announce_lost", { segments: lost }));
-    for (const table of [this.sizes, this.hashRetries, this.avoid, this.givenUp]) {
+    for (const table of [this.sizes, this.hashRetries, this.avoid, this.givenUp, this.blamePending]) {
       for (const key of [...table.keys()]) if (!retained(key)) table.delete(key);
     }
     for (const key of [...this.verified.keys()]) {
@@ -342,6 +378,7 @@ export class SegmentExchange {
       received: 0,
       verifying: false, // every byte is held and being checked: the scheduler sees a CDN fetch
       responded: false, // the peer answered the request (RESPONSE): it owes us the bytes
+      overtaken: false, // since its last byte a frame of the peer came on its link, the segment announced HAVE
       ...extra,
     };
   }
@@ -381,7 +418,7 @@ export class SegmentExchange {
       const quietSince = t.last_data_at || t.started_at;
       // it stopped sending: a stall suspect
       if (now - quietSince >= this._stallS(t.peer_id) && this._owed(t)) {
-        this._suspectStall(t.peer_id, t.link, quietSince, now);
+        this._suspectStall(t, quietSince, now);
         // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than let
         // their downstream blame us for our upstream's stall
         this.server.abortRelays(key);
@@ -396,16 +433,31 @@ export class SegmentExchange {
     return this.config.stall_s + this.config.stall_rtts * rtt;
   }
 
-  // A silent download from peerId: a stall offence only if the peer shows no progress for
-  // stall_offence_s plus stall_rtts round trips from quietSince (exchange_stalls.js).
-  _suspectStall(peerId, link, quietSince, now) {
-    const rtt = this.peerRtts.get(peerId)?.rtt ?? 0;
-    this.stalls.suspect(peerId, link, quietSince, this.config.stall_offence_s + this.config.stall_rtts * rtt);
+  // A silent download t from its peer: a stall offence only if the peer shows no progress for
+  // stall_offence_s plus stall_rtts round trips from quietSince (exchange_stalls.js); an abandoned
+  // one if its link was seen alive meanwhile.
+  _suspectStall(t, quietSince, now) {
+    const rtt = this.peerRtts.get(t.peer_id)?.rtt ?? 0;
+    this.stalls.suspect(t.peer_id, t.link, quietSince, this.config.stall_offence_s + this.config.stall_rtts * rtt, t.overtaken);
     this._judgeStalls(now);
   }
 
   _judgeStalls(now) {
-    for (const [peerId, link] of this.stalls.due(now)) this.offence(peerId, link, Offence.STALL, now);
+    for (const [peerId, link, abandoned] of this.stalls.due(now)) {
+      this.offence(peerId, link, abandoned ? Offence.ABANDONED : Offence.STALL, now);
+    }
+  }
+
+  // A frame of peerId arrived on link (about our request requestId, if any). The channel is
+  // ordered: every other download on that link the peer answered, of a segment it had announced
+  // HAVE before this frame, has received everything the peer sent of it, so a silence from now on
+  // is the peer's choice (docs/exchange.md §8b).
+  _overtake(link, peerId, requestId) {
+    const nb = this.neighbours.get(peerId);
+    if (nb === undefined || nb.have.size === 0) return;
+    for (const t of this.transfers.values()) {
+      if (t.link === link && t.responded && t.request_id !== requestId && nb.have.has(t.key)) t.overtaken = true;
+    }
   }
 
   // A download from a peer given up (cancelled, timed out) teaches its rate too, so peers whose
@@ -508,31 +560,61 @@ export class SegmentExchange {
     }
     if (verdict === Verdict.MISMATCH) {
       this.hashFailures += 1;
-      const counted = new Set(); // a subject counts once per failed segment
-      // One peer supplied every peer byte: the failure is its own (an honest relay never hands
-      // over the last frame of a copy it has not verified), banned at once.
-      const sole = this.config.ban_sole_contributor && peers.length === 1;
-      for (const pid of peers) {
-        const banned = this.penalties.record(pid, now);
-        const subjects = this.subjects(pid).filter((s) => !counted.has(s));
-        for (const s of subjects) counted.add(s);
-        const hit = this.reputation.recordFailure(subjects, this.config.ban_after_failures, now);
-        if (sole && !(hit || banned)) {
-          this._ban(pid, "integrity failure");
-        } else if (hit || banned || this.reputation.isBanned(this.subjects(pid))) {
-          this._ban(pid, "repeated integrity failures");
-        } else if (subjects.length) {
-          // points too, on the subjects not counted yet
-          const outcome = this.reputation.record(subjects, Offence.HASH_FAILURE, now);
-          if (outcome === Outcome.BAN) this._ban(pid, "penalty points");
-          else if (outcome === Outcome.REFUSE) this._disconnect(pid, null, "refused for misbehaviour");
-        }
-        this._addAvoid(key, pid);
+      if (peers.length > 1) {
+        // Which of them sent the bad bytes is known once a copy verifies: until then nobody is
+        // charged (an honest peer may have completed what a corrupter began).
+        let copies = this.blamePending.get(key);
+        if (copies === undefined) this.blamePending.set(key, (copies = []));
+        copies.push([held.buf.copy(), held.spans.map((span) => [...span])]);
+        for (const pid of peers) this._addAvoid(key, pid);
+      } else {
+        // One peer supplied every peer byte: the failure is its own if it vouched for them (it
+        // announced the segment HAVE first, or completed the copy: an honest relay never hands
+        // over the last frame of a copy it has not verified), banned at once. Bytes it relayed
+        // unverified and left us to complete are not proof.
+        const sole = this.config.ban_sole_contributor && peers.every((p) => held.vouched.has(p));
+        this._chargeFailure(key, peers, sole, now);
       }
       this._discardAndRefetch(key, now);
       return;
     }
     this._accept(key, t.segment, held.buf.copy(), now);
+  }
+
+  // A hash failure of the segment for each of peers (docs/exchange.md §6); sole: the one peer is
+  // banned at once.
+  _chargeFailure(key, peers, sole, now) {
+    const counted = new Set(); // a subject counts once per failed segment
+    for (const pid of peers) {
+      const banned = this.penalties.record(pid, now);
+      const subjects = this.subjects(pid).filter((s) => !counted.has(s));
+      for (const s of subjects) counted.add(s);
+      const hit = this.reputation.recordFailure(subjects, this.config.ban_after_failures, now);
+      if (sole && !(hit || banned)) {
+        this._ban(pid, "integrity failure");
+      } else if (hit || banned || this.reputation.isBanned(this.subjects(pid))) {
+        this._ban(pid, "repeated integrity failures");
+      } else if (subjects.length) {
+        // points too, on the subjects not counted yet
+        const outcome = this.reputation.record(subjects, Offence.HASH_FAILURE, now);
+        if (outcome === Outcome.BAN) this._ban(pid, "penalty points");
+        else if (outcome === Outcome.REFUSE) this._disconnect(pid, null, "refused for misbehaviour");
+      }
+      this._addAvoid(key, pid);
+    }
+  }
+
+  // The segment verified as good: each failed copy of it kept in blamePending charges the
+  // contributors whose runs differ from it (§6), unless banned since (no further failure is paid
+  // for a banned peer's bytes).
+  _resolveBlame(key, good, now) {
+    const copies = this.blamePending.get(key);
+    if (copies === undefined) return;
+    this.blamePending.delete(key);
+    for (const [bad, spans] of copies) {
+      const guilty = provenBad(bad, spans, good).filter((p) => !this.reputation.isBanned(this.subjects(p)));
+      this._chargeFailure(key, guilty, false, now);
+    }
   }
 
   _discardAndRefetch(key, now) {
@@ -544,6 +626,7 @@ export class SegmentExchange {
       this.startCdn(segment, 0, now);
     } else {
       // even the CDN's bytes do not match: never play it
+      this.blamePending.delete(key); // nothing to compare with: nobody is charged
       this.givenUp.set(key, segment);
       this.givenUpCount += 1;
       this._actions.push(act("give_up", { segment }));
@@ -565,6 +648,7 @@ export class SegmentExchange {
       if (lost.length) this._actions.push(act("announce_lost", { segments: lost }));
     }
     this.server.pumpSegment(key, now);
+    this._resolveBlame(key, data, now);
   }
 
   _ban(peerId, reason, keys = []) {
@@ -630,6 +714,9 @@ export class SegmentExchange {
 
   /** An event of the session on `link` (the caller's name for it) with `peerId`. */
   onPeerEvent(link, peerId, e, now) {
+    if (FRAME_EVENTS.has(e.type) && !(e.type === "RequestFailed" && LOCAL_FAILURES.has(e.reason))) {
+      this._overtake(link, peerId, OUR_REQUEST_EVENTS.has(e.type) ? e.request_id : null);
+    }
     switch (e.type) {
       case "HelloReceived":
         return this._onHello(link, peerId, e, now);
@@ -741,8 +828,11 @@ export class SegmentExchange {
     const held = this.held.get(key);
     if (t === null || held === undefined || e.offset !== held.buf.length) return;
     held.append(e.data, t.peer_id);
+    // from a copy it announced verified
+    if (this.neighbours.get(t.peer_id)?.have.has(key)) held.vouched.add(t.peer_id);
     t.received += e.data.length;
     t.last_data_at = now;
+    t.overtaken = false;
     this.bytesP2p += e.data.length;
     this.server.pumpSegment(key, now);
   }
@@ -752,6 +842,7 @@ export class SegmentExchange {
     const held = this.held.get(segmentKey(arr(e.segment)));
     if (t === null || held === undefined) return;
     held.total = e.total_bytes;
+    held.vouched.add(t.peer_id); // it handed over the last frame
     let rate = this.peerRates.get(t.peer_id);
     if (rate === undefined) {
       rate = new ThroughputEstimator();
@@ -786,7 +877,7 @@ export class SegmentExchange {
         else if (fetching) this.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now);
       } else if (e.reason === "timeout") {
         this._rateSample(t, now);
-        if (this._owed(t)) this._suspectStall(pid, link, t.last_data_at || t.started_at, now);
+        if (this._owed(t)) this._suspectStall(t, t.last_data_at || t.started_at, now);
       }
     }
     // The peer gave up our request. If it relayed cut-through and its copy failed

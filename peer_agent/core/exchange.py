@@ -57,6 +57,36 @@ from .wire import FetchingEntry
 
 #: Peers whose identity keys are remembered at most (oldest HELLO first out).
 MAX_PEER_KEYS = 1024
+#: Session events that a frame of the peer caused (for ``_overtake``; a RequestFailed only
+#: when its reason came in a frame: not ``timeout`` or ``closed``, our own).
+_FRAME_EVENTS = (
+    ev.PeerHave,
+    ev.PeerLost,
+    ev.PeerFetching,
+    ev.SegmentRequested,
+    ev.RequestCancelled,
+    ev.ResponseStarted,
+    ev.DataReceived,
+    ev.RequestCompleted,
+    ev.RequestFailed,
+)
+_LOCAL_FAILURES = ("timeout", "closed")
+#: ... of them, those about one of our requests (the others' ids are the peer's own).
+_OUR_REQUEST_EVENTS = (ev.ResponseStarted, ev.DataReceived, ev.RequestCompleted, ev.RequestFailed)
+
+
+def proven_bad(bad: bytes, spans: Sequence[tuple[int, str | None]], good: bytes) -> list[str]:
+    """The peers (sorted) whose runs of a failed copy ``bad`` (``spans``: ``(first byte,
+    source)`` of each run, ``None`` the CDN) differ from the verified copy ``good``; a copy
+    shorter than ``good`` whose runs all match was cut short by its last run's source."""
+    guilty: set[str] = set()
+    for i, (start, source) in enumerate(spans):
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(bad)
+        if source is not None and bad[start:end] != good[start:end]:
+            guilty.add(source)
+    if not guilty and len(bad) < len(good) and spans and spans[-1][1] is not None:
+        guilty.add(spans[-1][1])
+    return sorted(guilty)
 
 
 class SegmentExchange:
@@ -83,6 +113,10 @@ class SegmentExchange:
         #: Segments that failed their hash more than ``max_hash_retries`` times.
         self.given_up: set[SegmentId] = set()
         self.hash_retries: dict[SegmentId, int] = {}
+        #: Copies that failed their hash with several peer contributors, per segment, with
+        #: their runs: once a copy verifies, only the contributors whose bytes differ from it
+        #: are charged (docs/exchange.md 6). At most ``max_hash_retries + 1`` per segment.
+        self.blame_pending: dict[SegmentId, list[tuple[bytes, list[tuple[int, str | None]]]]] = {}
         self.neighbours: dict[str, Neighbour] = {}
         self.peer_rates: dict[str, ThroughputEstimator] = {}
         #: Round trip to each peer, from REQUEST -> RESPONSE delays (docs/scheduling.md).
@@ -243,6 +277,8 @@ class SegmentExchange:
         for table in (self.sizes, self.hash_retries, self.avoid):
             for segment in [s for s in table if not retained(s)]:
                 del table[segment]
+        for segment in [s for s in self.blame_pending if not retained(s)]:
+            del self.blame_pending[segment]
         gone = [s for s in self.verified if not retained(s)]
         self.verified_forgotten += len(gone)
         self.verified.difference_update(gone)
@@ -353,7 +389,7 @@ class SegmentExchange:
             self._rate_sample(transfer, now)
             quiet_since = transfer.last_data_at or transfer.started_at
             if now - quiet_since >= self._stall_s(transfer.peer_id) and self._owed(transfer):
-                self._suspect_stall(transfer.peer_id, transfer.link, quiet_since, now)
+                self._suspect_stall(transfer, quiet_since, now)
                 # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather
                 # than let their downstream blame us for our upstream's stall.
                 self.server.abort_relays(segment)
@@ -366,19 +402,38 @@ class SegmentExchange:
         rtt_s = rtt.rtt_s if rtt is not None else None
         return self.config.stall_s + self.config.stall_rtts * (rtt_s or 0.0)
 
-    def _suspect_stall(self, peer_id: str, link: str, quiet_since: float, now: float) -> None:
-        """A silent download from ``peer_id``: a stall offence only if the peer shows no
-        progress for ``stall_offence_s`` plus ``stall_rtts`` round trips from ``quiet_since``
-        (:mod:`.exchange_stalls`)."""
+    def _suspect_stall(self, transfer: Transfer, quiet_since: float, now: float) -> None:
+        """A silent download from its peer: a stall offence only if the peer shows no progress
+        for ``stall_offence_s`` plus ``stall_rtts`` round trips from ``quiet_since``
+        (:mod:`.exchange_stalls`); an abandoned one if its link was seen alive meanwhile."""
+        peer_id, link = transfer.peer_id, transfer.link
+        assert peer_id is not None and link is not None
         rtt = self.peer_rtts.get(peer_id)
         rtt_s = (rtt.rtt_s if rtt is not None else None) or 0.0
         allowance_s = self.config.stall_offence_s + self.config.stall_rtts * rtt_s
-        self.stalls.suspect(peer_id, link, quiet_since, allowance_s)
+        self.stalls.suspect(peer_id, link, quiet_since, allowance_s, transfer.overtaken)
         self._judge_stalls(now)
 
     def _judge_stalls(self, now: float) -> None:
-        for peer_id, link in self.stalls.due(now):
-            self.offence(peer_id, link, Offence.STALL, now)
+        for peer_id, link, abandoned in self.stalls.due(now):
+            self.offence(peer_id, link, Offence.ABANDONED if abandoned else Offence.STALL, now)
+
+    def _overtake(self, link: str, peer_id: str, request_id: int | None) -> None:
+        """A frame of ``peer_id`` arrived on ``link`` (about our request ``request_id``, if
+        any). The channel is ordered: every other download on that link the peer answered, of
+        a segment it had announced HAVE before this frame, has received everything the peer
+        sent of it, so a silence from now on is the peer's choice (docs/exchange.md 8b)."""
+        nb = self.neighbours.get(peer_id)
+        if nb is None or not nb.have:
+            return
+        for transfer in self.transfers.values():
+            if (
+                transfer.link == link
+                and transfer.responded
+                and transfer.request_id != request_id
+                and transfer.segment in nb.have
+            ):
+                transfer.overtaken = True
 
     def _rate_sample(self, transfer: Transfer, now: float) -> None:
         """A download from a peer given up (cancelled, timed out) teaches its rate too, so
@@ -475,30 +530,54 @@ class SegmentExchange:
                 return
         if verdict is Verdict.MISMATCH:
             self.hash_failures += 1
-            counted: set[str] = set()  # a subject counts once per failed segment
-            # One peer supplied every peer byte: the failure is its own (an honest relay never
-            # hands over the last frame of a copy it has not verified), banned at once.
-            sole = self.config.ban_sole_contributor and len(peers) == 1
-            for pid in peers:
-                banned = self.penalties.record(pid, now)
-                subjects = [s for s in self.subjects(pid) if s not in counted]
-                counted.update(subjects)
-                ban_after = self.config.ban_after_failures
-                hit = self.reputation.record_failure(subjects, ban_after, now)
-                if sole and not (hit or banned):
-                    self._ban(pid, "integrity failure")
-                elif hit or banned or self.reputation.is_banned(self.subjects(pid)):
-                    self._ban(pid, "repeated integrity failures")
-                elif subjects:  # points too, on the subjects not counted yet
-                    outcome = self.reputation.record(subjects, Offence.HASH_FAILURE, now)
-                    if outcome is Outcome.BAN:
-                        self._ban(pid, "penalty points")
-                    elif outcome is Outcome.REFUSE:
-                        self._disconnect(pid, None, "refused for misbehaviour")
-                self._add_avoid(segment, pid)
+            if len(peers) > 1:
+                # Which of them sent the bad bytes is known once a copy verifies: until then
+                # nobody is charged (an honest peer may have completed what a corrupter began).
+                copies = self.blame_pending.setdefault(segment, [])
+                copies.append((bytes(held.buf), list(held.spans)))
+                for pid in peers:
+                    self._add_avoid(segment, pid)
+            else:
+                # One peer supplied every peer byte: the failure is its own if it vouched for
+                # them (it announced the segment HAVE first, or completed the copy: an honest
+                # relay never hands over the last frame of a copy it has not verified), banned
+                # at once. Bytes it relayed unverified and left us to complete are not proof.
+                sole = self.config.ban_sole_contributor and set(peers) <= held.vouched
+                self._charge_failure(segment, peers, sole, now)
             self._discard_and_refetch(segment, now)
             return
         self._accept(segment, bytes(held.buf), now)
+
+    def _charge_failure(self, segment: SegmentId, peers: list[str], sole: bool, now: float) -> None:
+        """A hash failure of ``segment`` for each of ``peers`` (section 6); ``sole``: the one
+        peer is banned at once."""
+        counted: set[str] = set()  # a subject counts once per failed segment
+        for pid in peers:
+            banned = self.penalties.record(pid, now)
+            subjects = [s for s in self.subjects(pid) if s not in counted]
+            counted.update(subjects)
+            ban_after = self.config.ban_after_failures
+            hit = self.reputation.record_failure(subjects, ban_after, now)
+            if sole and not (hit or banned):
+                self._ban(pid, "integrity failure")
+            elif hit or banned or self.reputation.is_banned(self.subjects(pid)):
+                self._ban(pid, "repeated integrity failures")
+            elif subjects:  # points too, on the subjects not counted yet
+                outcome = self.reputation.record(subjects, Offence.HASH_FAILURE, now)
+                if outcome is Outcome.BAN:
+                    self._ban(pid, "penalty points")
+                elif outcome is Outcome.REFUSE:
+                    self._disconnect(pid, None, "refused for misbehaviour")
+            self._add_avoid(segment, pid)
+
+    def _resolve_blame(self, segment: SegmentId, good: bytes, now: float) -> None:
+        """``segment`` verified as ``good``: each failed copy of it kept in ``blame_pending``
+        charges the contributors whose runs differ from it (section 6), unless banned since
+        (no further failure is paid for a banned peer's bytes)."""
+        for bad, spans in self.blame_pending.pop(segment, ()):
+            guilty = proven_bad(bad, spans, good)
+            live = [p for p in guilty if not self.reputation.is_banned(self.subjects(p))]
+            self._charge_failure(segment, live, False, now)
 
     def _discard_and_refetch(self, segment: SegmentId, now: float) -> None:
         self._drop_held(segment)
@@ -507,6 +586,7 @@ class SegmentExchange:
         if count <= self.config.max_hash_retries:
             self.start_cdn(segment, 0, now)
         else:  # even the CDN's bytes do not match: never play it
+            self.blame_pending.pop(segment, None)  # nothing to compare with: nobody is charged
             self.given_up.add(segment)
             self.given_up_count += 1
             self._actions.append(GiveUp(segment))
@@ -527,6 +607,7 @@ class SegmentExchange:
             if lost:
                 self._actions.append(AnnounceLost(lost))
         self.server.pump_segment(segment, now)
+        self._resolve_blame(segment, data, now)
 
     def _ban(self, peer_id: str, reason: str, keys: Sequence[str] = ()) -> None:
         self.penalties.banned.add(peer_id)
@@ -564,6 +645,11 @@ class SegmentExchange:
 
     def on_peer_event(self, link: str, peer_id: str, event: ev.Event, now: float) -> None:
         """An event of the session on ``link`` (the caller's name for it) with ``peer_id``."""
+        if isinstance(event, _FRAME_EVENTS) and not (
+            isinstance(event, ev.RequestFailed) and event.reason in _LOCAL_FAILURES
+        ):
+            ours = event.request_id if isinstance(event, _OUR_REQUEST_EVENTS) else None
+            self._overtake(link, peer_id, ours)
         if isinstance(event, ev.HelloReceived):
             self._on_hello(link, peer_id, event, now)
         elif isinstance(event, ev.PeerHave | ev.PeerLost | ev.PeerFetching):
@@ -658,8 +744,12 @@ class SegmentExchange:
         if transfer is None or held is None or event.offset != len(held.buf):
             return
         held.append(event.data, transfer.peer_id)
+        nb = self.neighbours.get(transfer.peer_id) if transfer.peer_id is not None else None
+        if nb is not None and event.segment in nb.have:  # from a copy it announced verified
+            held.vouched.add(nb.peer_id)
         transfer.received += len(event.data)
         transfer.last_data_at = now
+        transfer.overtaken = False
         self.bytes_p2p += len(event.data)
         self.server.pump_segment(event.segment, now)
 
@@ -670,6 +760,7 @@ class SegmentExchange:
             return
         held.total = event.total_bytes
         if transfer.peer_id is not None:
+            held.vouched.add(transfer.peer_id)  # it handed over the last frame
             rate = self.peer_rates.setdefault(transfer.peer_id, ThroughputEstimator())
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
             self.stalls.progress(transfer.peer_id)
@@ -702,7 +793,7 @@ class SegmentExchange:
                 self._rate_sample(transfer, now)
                 if self._owed(transfer):
                     quiet_since = transfer.last_data_at or transfer.started_at
-                    self._suspect_stall(pid, link, quiet_since, now)
+                    self._suspect_stall(transfer, quiet_since, now)
         if event.reason == "aborted":
             # The peer gave up our request. If it relayed cut-through and its copy failed
             # (UPSTREAM_FAILED), the bytes it passed on were never vouched for: they are

@@ -99,6 +99,13 @@ class ExchangeConfig:
     #: ordered channel delivers nothing meanwhile (head-of-line blocking). Loss is not a lie.
     stall_offence_s: float = 3.0
     points_stall: float = 2.0
+    #: ... of a matured stall of a download *abandoned* while its link was alive: after its last
+    #: byte, and before we gave it up, another frame of the peer arrived on that link while the
+    #: peer had announced the segment HAVE. The channel is ordered, so nothing it had sent of
+    #: the segment was still in flight (no loss explains the silence) and it held a verified
+    #: copy (no slow upstream does): it chose to stop. Not one refusal alone (an honest peer's
+    #: upload cap can hold one upload back behind others for seconds): two refuse.
+    points_abandoned: float = 3.0
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
     points_hash_failure: float = 3.0
@@ -134,6 +141,7 @@ class ExchangeConfig:
             self.points_request_after_have,
             self.points_absent_after_fetching,
             self.points_stall,
+            self.points_abandoned,
             self.points_protocol_error,
             self.points_unknown_request,
             self.points_hash_failure,

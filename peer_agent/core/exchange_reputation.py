@@ -26,6 +26,7 @@ class Offence(enum.Enum):
     REQUEST_AFTER_HAVE = "request_after_have"
     ABSENT_AFTER_FETCHING = "absent_after_fetching"
     STALL = "stall"
+    ABANDONED = "abandoned"
     PROTOCOL_ERROR = "protocol_error"
     UNKNOWN_REQUEST = "unknown_request"
     HASH_FAILURE = "hash_failure"
@@ -71,6 +72,8 @@ class Reputation:
         self.banned: set[str] = set()
         #: Refusals decided (each one disconnects the offender).
         self.refusals = 0
+        #: Times each offence was recorded.
+        self.offences: dict[Offence, int] = {}
 
     def _points(self, subject: _Subject, now: float) -> float:
         decayed = subject.points - self.rules.decay_points_per_s * max(0.0, now - subject.at)
@@ -78,6 +81,7 @@ class Reputation:
 
     def record(self, subjects: Iterable[str], offence: Offence, now: float) -> Outcome:
         """Add the points of ``offence`` to every subject; what to do with the offender."""
+        self.offences[offence] = self.offences.get(offence, 0) + 1
         names = list(dict.fromkeys(subjects))
         if any(name in self.banned for name in names):
             return Outcome.BAN
@@ -178,6 +182,7 @@ def reputation_rules(cfg: ExchangeConfig) -> ReputationRules:
             Offence.REQUEST_AFTER_HAVE: cfg.points_request_after_have,
             Offence.ABSENT_AFTER_FETCHING: cfg.points_absent_after_fetching,
             Offence.STALL: cfg.points_stall,
+            Offence.ABANDONED: cfg.points_abandoned,
             Offence.PROTOCOL_ERROR: cfg.points_protocol_error,
             Offence.UNKNOWN_REQUEST: cfg.points_unknown_request,
             Offence.HASH_FAILURE: cfg.points_hash_failure,

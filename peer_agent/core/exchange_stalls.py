@@ -11,7 +11,9 @@ no progress at all for ``stall_offence_s`` + ``stall_rtts`` round trips from its
 progress is a download from it completing, or frames of a request we had already given up
 arriving late (the bytes that were stuck behind a lost packet, which a stalling peer never sends).
 A peer's DATA for another request still in flight is not progress: a staller serves the first
-part of every segment. docs/exchange.md, "Reputation".
+part of every segment. A suspicion is *abandoned* when the caller saw the link alive after the
+download's last byte (another frame of the peer arrived while it had announced the segment HAVE):
+its offence costs more (``points_abandoned``). docs/exchange.md, "Reputation".
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class _Suspect:
     link: str
     since: float  #: the peer's last byte (or the request) before the silence
     due_at: float  #: an offence at this time unless the peer makes progress first
+    abandoned: bool  #: the link was seen alive after the last byte (a choice, not a loss)
 
 
 class StallWatch:
@@ -37,12 +40,17 @@ class StallWatch:
     def __len__(self) -> int:
         return len(self._suspects)
 
-    def suspect(self, peer_id: str, link: str, since: float, allowance_s: float) -> None:
+    def suspect(
+        self, peer_id: str, link: str, since: float, allowance_s: float, abandoned: bool = False
+    ) -> None:
         """A download from ``peer_id`` (on ``link``) went silent at ``since``: an offence at
         ``since + allowance_s`` unless it makes progress first. An open suspicion keeps its
-        earlier time."""
-        if peer_id not in self._suspects:
-            self._suspects[peer_id] = _Suspect(link, since, since + allowance_s)
+        earlier time, and becomes abandoned if this one is."""
+        open_ = self._suspects.get(peer_id)
+        if open_ is None:
+            self._suspects[peer_id] = _Suspect(link, since, since + allowance_s, abandoned)
+        elif abandoned:
+            open_.abandoned = True
 
     def progress(self, peer_id: str) -> None:
         """The peer delivered (a download completed, late frames arrived): not a staller."""
@@ -52,10 +60,10 @@ class StallWatch:
         """The peer is gone (every link closed): nothing left to judge."""
         self._suspects.pop(peer_id, None)
 
-    def due(self, now: float) -> list[tuple[str, str]]:
-        """The suspicions that became offences by ``now`` (peer id, link), removed."""
-        out = [(pid, s.link) for pid, s in self._suspects.items() if s.due_at <= now]
-        for pid, _ in out:
+    def due(self, now: float) -> list[tuple[str, str, bool]]:
+        """The suspicions that became offences by ``now`` (peer id, link, abandoned), removed."""
+        out = [(pid, s.link, s.abandoned) for pid, s in self._suspects.items() if s.due_at <= now]
+        for pid, _, _ in out:
             del self._suspects[pid]
         return out
 

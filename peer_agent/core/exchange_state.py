@@ -32,6 +32,10 @@ class Held:
     contributors: set[str | None] = field(default_factory=set)
     #: ``(first byte, source)`` of each run of bytes from one source, in order.
     spans: list[tuple[int, str | None]] = field(default_factory=list)
+    #: Peers that vouched for their bytes: they had announced the segment HAVE (a verified
+    #: copy) before the bytes came, or they completed the copy (an honest relay never hands over
+    #: the last frame of a copy it has not verified). docs/exchange.md 6.
+    vouched: set[str] = field(default_factory=set)
 
     def append(self, data: bytes, source: str | None) -> None:
         """Bytes from ``source`` (a peer id, ``None``: the CDN) at the end of ``buf``."""
@@ -68,6 +72,9 @@ class Transfer:
     verifying: bool = False
     #: The peer answered the request (RESPONSE): it owes us the bytes.
     responded: bool = False
+    #: Since its last byte, another frame of the peer arrived on its link while the peer had
+    #: announced the segment HAVE: nothing it sent of it is in flight (docs/exchange.md 8b).
+    overtaken: bool = False
 
 
 @dataclass
