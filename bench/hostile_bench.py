@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -91,8 +92,10 @@ def rows(peers: int, duration_s: float, runs_dir: Path) -> list[dict[str, Any]]:
 
 def run(out_dir: Path, quick: bool = False) -> str:
     peers, duration_s = (10, 40.0) if quick else (20, 90.0)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as runs_dir:
         table = rows(peers, duration_s, Path(runs_dir))
+    load_after = os.getloadavg()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "hostile.json").write_text(json.dumps(table, indent=1))
     lines = [
@@ -103,7 +106,10 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "with none (`honest_*`: the normal agents only; `honest_upload_vs_none`: their mean "
         "upload over the run without attackers; `max_failures_per_viewer_address`: the most hash "
         "failures one honest viewer charged to one attacker address over the run, whatever its "
-        "`rotations` of peer id). Each agent on its own loopback address.",
+        "`rotations` of peer id; the issue's bound is 2). Each agent on its own loopback "
+        "address. The machine's load average (1, 5, 15 min) was "
+        f"{', '.join(f'{x:.1f}' for x in load_before)} before the runs and "
+        f"{', '.join(f'{x:.1f}' for x in load_after)} after: other work shared the 2 cores.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -151,6 +151,16 @@ def neighbour_figures(samples: list[tuple[float, int]]) -> dict[str, Any]:
     }
 
 
+#: How often a rotating attacker checks whether a neighbour banned it (seconds).
+ROTATE_CHECK_S = 0.5
+
+
+def _until(stop_wall: float, step_s: float | None) -> float:
+    """Seconds to wait: until ``stop_wall`` (wall clock), at most ``step_s``."""
+    left_s = max(0.0, stop_wall - time.time())
+    return left_s if step_s is None else min(step_s, left_s)
+
+
 def loopback_address(slot: int) -> str:
     """The slot's own loopback address: 127.0.<1 + slot // 250>.<2 + slot % 250>."""
     return f"127.0.{1 + slot // 250}.{2 + slot % 250}"
@@ -248,13 +258,16 @@ class Worker:
         rotations = 0
         former_ids: list[str] = []  # peer ids a rotating attacker used before its current one
         try:
-            wait_s = max(0.0, job.t0_wall + spec.stop_s - time.time())
-            done, _ = await asyncio.wait({task}, timeout=wait_s)
-            while spec.kind is Kind.ROTATE and not done and time.time() < job.t0_wall + spec.stop_s:
+            stop_wall = job.t0_wall + spec.stop_s
+            # A rotating attacker is watched every ROTATE_CHECK_S from its start (not only once
+            # its stop time came: it would never rotate).
+            step_s = ROTATE_CHECK_S if spec.kind is Kind.ROTATE else None
+            done, _ = await asyncio.wait({task}, timeout=_until(stop_wall, step_s))
+            while spec.kind is Kind.ROTATE and not done and time.time() < stop_wall:
                 # Banned somewhere (or not yet): a new agent, so a new peer id, same address.
                 assert hostile is not None
                 if not hostile.banned_by_remote:
-                    done, _ = await asyncio.wait({task}, timeout=0.5)
+                    done, _ = await asyncio.wait({task}, timeout=_until(stop_wall, step_s))
                     continue
                 agent.stop()
                 await task
