@@ -74,13 +74,6 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
 /** Peers whose identity keys are remembered at most (oldest HELLO first out). */
 export const MAX_PEER_KEYS = 1024;
 
-// Session events that a frame of the peer caused (for _overtake; a RequestFailed only when its
-// reason came in a frame: not timeout or closed, our own), and those about one of our requests
-// (the others' ids are the peer's own).
-const FRAME_EVENTS = new Set(["PeerHave", "PeerLost", "PeerFetching", "SegmentRequested", "RequestCancelled", "ResponseStarted", "DataReceived", "RequestCompleted", "RequestFailed"]);
-const LOCAL_FAILURES = new Set(["timeout", "closed"]);
-const OUR_REQUEST_EVENTS = new Set(["ResponseStarted", "DataReceived", "RequestCompleted", "RequestFailed"]);
-
 /** Our own closes that count as an offence of the remote (docs/exchange.md §8b); not TIMEOUT (no
  * HELLO in time after the SDP exchange): a handshake slow on a loaded machine is no lie. */
 const CLOSE_OFFENCES = new Map([
@@ -448,10 +441,11 @@ export class SegmentExchange {
     }
   }
 
-  // A frame of peerId arrived on link (about our request requestId, if any). The channel is
-  // ordered: every other download on that link the peer answered, of a segment it had announced
-  // HAVE before this frame, has received everything the peer sent of it, so a silence from now on
-  // is the peer's choice (docs/exchange.md §8b).
+  // A DATA frame of peerId for our request requestId arrived on link. The channel is ordered and
+  // the peer's session sends the DATA of its uploads round-robin: every other download on that
+  // link the peer answered, of a segment it had announced HAVE before this frame, has received
+  // everything the peer had queued of it, so a silence from now on is the peer's choice
+  // (docs/exchange.md §8b). Only DATA: control messages go out ahead of queued DATA.
   _overtake(link, peerId, requestId) {
     const nb = this.neighbours.get(peerId);
     if (nb === undefined || nb.have.size === 0) return;
@@ -714,9 +708,7 @@ export class SegmentExchange {
 
   /** An event of the session on `link` (the caller's name for it) with `peerId`. */
   onPeerEvent(link, peerId, e, now) {
-    if (FRAME_EVENTS.has(e.type) && !(e.type === "RequestFailed" && LOCAL_FAILURES.has(e.reason))) {
-      this._overtake(link, peerId, OUR_REQUEST_EVENTS.has(e.type) ? e.request_id : null);
-    }
+    if (e.type === "DataReceived") this._overtake(link, peerId, e.request_id);
     switch (e.type) {
       case "HelloReceived":
         return this._onHello(link, peerId, e, now);

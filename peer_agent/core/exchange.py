@@ -57,22 +57,6 @@ from .wire import FetchingEntry
 
 #: Peers whose identity keys are remembered at most (oldest HELLO first out).
 MAX_PEER_KEYS = 1024
-#: Session events that a frame of the peer caused (for ``_overtake``; a RequestFailed only
-#: when its reason came in a frame: not ``timeout`` or ``closed``, our own).
-_FRAME_EVENTS = (
-    ev.PeerHave,
-    ev.PeerLost,
-    ev.PeerFetching,
-    ev.SegmentRequested,
-    ev.RequestCancelled,
-    ev.ResponseStarted,
-    ev.DataReceived,
-    ev.RequestCompleted,
-    ev.RequestFailed,
-)
-_LOCAL_FAILURES = ("timeout", "closed")
-#: ... of them, those about one of our requests (the others' ids are the peer's own).
-_OUR_REQUEST_EVENTS = (ev.ResponseStarted, ev.DataReceived, ev.RequestCompleted, ev.RequestFailed)
 
 
 def proven_bad(bad: bytes, spans: Sequence[tuple[int, str | None]], good: bytes) -> list[str]:
@@ -418,11 +402,13 @@ class SegmentExchange:
         for peer_id, link, abandoned in self.stalls.due(now):
             self.offence(peer_id, link, Offence.ABANDONED if abandoned else Offence.STALL, now)
 
-    def _overtake(self, link: str, peer_id: str, request_id: int | None) -> None:
-        """A frame of ``peer_id`` arrived on ``link`` (about our request ``request_id``, if
-        any). The channel is ordered: every other download on that link the peer answered, of
-        a segment it had announced HAVE before this frame, has received everything the peer
-        sent of it, so a silence from now on is the peer's choice (docs/exchange.md 8b)."""
+    def _overtake(self, link: str, peer_id: str, request_id: int) -> None:
+        """A DATA frame of ``peer_id`` for our request ``request_id`` arrived on ``link``. The
+        channel is ordered and the peer's session sends the DATA of its uploads round-robin:
+        every other download on that link the peer answered, of a segment it had announced HAVE
+        before this frame, has received everything the peer had queued of it, so a silence from
+        now on is the peer's choice (docs/exchange.md 8b). Only DATA: control messages (HAVE,
+        FETCHING, REQUEST, ...) go out ahead of queued DATA, so they prove nothing."""
         nb = self.neighbours.get(peer_id)
         if nb is None or not nb.have:
             return
@@ -645,11 +631,8 @@ class SegmentExchange:
 
     def on_peer_event(self, link: str, peer_id: str, event: ev.Event, now: float) -> None:
         """An event of the session on ``link`` (the caller's name for it) with ``peer_id``."""
-        if isinstance(event, _FRAME_EVENTS) and not (
-            isinstance(event, ev.RequestFailed) and event.reason in _LOCAL_FAILURES
-        ):
-            ours = event.request_id if isinstance(event, _OUR_REQUEST_EVENTS) else None
-            self._overtake(link, peer_id, ours)
+        if isinstance(event, ev.DataReceived):
+            self._overtake(link, peer_id, event.request_id)
         if isinstance(event, ev.HelloReceived):
             self._on_hello(link, peer_id, event, now)
         elif isinstance(event, ev.PeerHave | ev.PeerLost | ev.PeerFetching):
