@@ -159,7 +159,7 @@ async def measure(
                 "latency_s": None if b.get("latencyS") is None else round(b["latencyS"], 1),
                 "cdn_fetches_join_ramp": b.get("joinRamp"),
                 "cdn_fetches_steady": b.get("steady"),
-                "segments_window": int(b.get("verified") or 0) - int(a.get("verified") or 0),
+                "verifications_window": int(b.get("verified") or 0) - int(a.get("verified") or 0),
                 "cdn_fetches_window": int(b.get("steady") or 0)
                 + int(b.get("joinRamp") or 0)
                 - int(a.get("steady") or 0)
@@ -203,7 +203,7 @@ COLUMNS = [
     "latency_s",
     "cdn_fetches_join_ramp",
     "cdn_fetches_steady",
-    "segments_window",
+    "verifications_window",
     "cdn_fetches_window",
 ]
 
@@ -229,13 +229,13 @@ def _diagnostics(rows: list[dict[str, Any]]) -> list[str]:
         for cause, n in r["diagnostics"]["cdn_causes"].items():
             causes[cause] = causes.get(cause, 0) + n
     fetches = sum(r["cdn_fetches_window"] for r in rows)
-    segments = max(r["segments_window"] for r in rows)
+    segments = max(r["diagnostics"]["segments_accepted"] for r in rows)
     listed = ", ".join(f"{cause}: {n}" for cause, n in sorted(causes.items(), key=lambda c: -c[1]))
     lags = [r["diagnostics"]["timer_lag_ms_p50"] for r in rows]
     forgot = sum(r["diagnostics"]["forgot_ahead"] for r in rows)
     return [
         f"CDN fetches in the steady window: {fetches} by all pages for {segments} segments "
-        f"played ({fetches / segments if segments else 0:.2f} per segment); by cause "
+        f"verified ({fetches / segments if segments else 0:.2f} per segment); by cause "
         f"(bench/pages6_diag.py): {listed or 'none'}. Verified segments still ahead of the "
         f"playhead that a page forgot: {forgot}. Median per-second timer lateness per page "
         f"(ms): {lags}.",

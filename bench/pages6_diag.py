@@ -125,20 +125,22 @@ TRACE_JS = """() => {
     }
     return origVerdict(segment, verdict, now);
   };
+  const ends = new Map(); // segment -> its end (media s) when it was verified
   const origAccept = ex._accept.bind(ex);
   ex._accept = (k, segment, data, now) => {
     push({ t: wall(now), k: "accepted", seg: k, bytes: data.length });
+    const entry = ex._timeline.get(k);
+    if (entry) ends.set(k, entry.start_s + entry.duration_s);
+    if (ends.size > 512) ends.delete(ends.keys().next().value);
     return origAccept(k, segment, data, now);
   };
   const origPrune = ex._prune.bind(ex);
   ex._prune = (playheadS) => {
     const before = [...ex.verified.keys()];
     const result = origPrune(playheadS);
-    // verified records dropped although the timeline says the segment is still to be played
-    const ahead = before.filter((k) => {
-      const entry = ex._timeline.get(k);
-      return !ex.verified.has(k) && entry && entry.start_s + entry.duration_s > playheadS;
-    });
+    // verified records dropped although the segment (as timed when it was verified) is still
+    // to be played
+    const ahead = before.filter((k) => !ex.verified.has(k) && ends.get(k) > playheadS);
     if (ahead.length) push({ t: Date.now(), k: "forgot_ahead", keys: ahead, playhead: playheadS });
     return result;
   };
@@ -223,6 +225,7 @@ def classify(events: list[dict[str, Any]], from_ms: float, to_ms: float) -> dict
     peer_ends: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
     forgot_ahead = 0
+    accepted: set[str] = set()
     for e in events:
         if not from_ms <= e["t"] < to_ms:
             continue
@@ -238,6 +241,8 @@ def classify(events: list[dict[str, Any]], from_ms: float, to_ms: float) -> dict
             causes["fallback: hls.js's own loader"] += 1
         elif e["k"] == "forgot_ahead":
             forgot_ahead += len(e["keys"])
+        elif e["k"] == "accepted":
+            accepted.add(e["seg"])
         if e["k"] in ("fetch_cdn", "fetch_peer", "cancel"):
             decisions[f"{e['k']}:{e['reason']}"] += 1
     lags = [e["worst_ms"] for e in events if e["k"] == "lag" and from_ms <= e["t"] < to_ms]
@@ -247,6 +252,7 @@ def classify(events: list[dict[str, Any]], from_ms: float, to_ms: float) -> dict
         "peer_downloads": dict(peer_ends.most_common()),
         "decisions": dict(decisions.most_common()),
         "forgot_ahead": forgot_ahead,
+        "segments_accepted": len(accepted),
         "timer_lag_ms_p50": lags[len(lags) // 2] if lags else None,
         "timer_lag_ms_max": lags[-1] if lags else None,
     }
