@@ -83,6 +83,7 @@ class DemoConfig:
     # ICE host addresses of the agents; None: 127.0.0.1 plus the machine's own addresses.
     host_addresses: tuple[str, ...] | None = None
     agent_args: tuple[str, ...] = ()  # extra p2p-agent flags
+    signaling_args: tuple[str, ...] = ()  # extra p2p-signaling flags (e.g. --fetcher-count 1)
     extra_origins: tuple[str, ...] = ()  # more Origins the signaling server accepts (other pages)
     # P2PEngine options and hls.js options handed to the page through config.json.
     engine: dict[str, Any] = field(default_factory=dict)
@@ -293,6 +294,7 @@ class Demo:
             str(c.announce_interval_s),
             "--log-level",
             c.log_level,
+            *c.signaling_args,
         ]
         env = {}
         if self.secret is not None:
