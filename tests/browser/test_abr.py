@@ -21,10 +21,13 @@ a top rendition of about 4 Mbit/s (real segments of 1.1-1.4 MB per 2 s) and a 20
    association, drains at 64 KB/s ahead of its next HAVE.
    Checked by hand that this fails without the loader's ABR rule (README "ABR": the reported
    time is floored at the CDN's pace): with `abrDurationMs` in web_demo/loader.js returning
-   `realMs`, hls.js is told the whole waits (the slow neighbour's, and the page's at the live
-   edge), its estimate sat near 5 Mbit/s and the page switched down 15 s and 51 s after the
-   neighbour joined (two runs, both failing the first assert); with the rule, about 70-150
-   Mbit/s and no down-switch.
+   `realMs`, each slow segment is told to hls.js at its own pace, which the test asserts
+   against (one run: 3.97 Mbit/s for 1.45 MB). hls.js's estimate alone no longer shows it: since
+   bytes the CDN alone sent are reported at their own pace, only the few slow peer segments
+   carry the neighbour's, and that run's estimate stayed at 19 Mbit/s with no down-switch (with
+   the rule: 110-166 Mbit/s). Before that CDN rule the page's waits at the live edge were
+   reported too: the estimate sat near 5 Mbit/s and the page switched down 15 s and 51 s after
+   the neighbour joined (two runs).
 2. Then the origin is really capped (POST /control, docs/origin.md: every response paced at
    150 KB/s, under the top rendition) and our page must switch down (within 240 s). The time to
    each page's first down-switch from the cap, and per segment what each loader told hls.js,
@@ -200,6 +203,20 @@ async def test_a_slow_peer_causes_no_down_switch_and_a_real_cap_switches_both_do
         for f in s["frags"]:
             if f["source"] == "peer":  # hls.js is never told it waited longer than it did
                 assert f["reportedMs"] <= f["observedMs"] + 1, f
+        # Each slow segment was told to hls.js at the viewer's CDN pace, above the top rendition,
+        # not at the pace it came (README "ABR"): checked where that CDN figure is clearly above
+        # the top rendition (twice; on loopback it always was, 25-130 Mbit/s at load 20-40).
+        # Without the rule this fails, while hls.js's estimate alone did not show it: a few
+        # slow samples among many fast CDN ones left it at 19 Mbit/s (one run, no down-switch).
+        told_bps = [8 * f["bytes"] / (f["reportedMs"] / 1000) for f in slow_frags]
+        checked = [
+            (f, bps)
+            for f, bps in zip(slow_frags, told_bps, strict=True)
+            if f["cdn"] and f["cdn"] * 8 > 8e6
+        ]
+        assert checked, ("no slow segment while the CDN figure was above 8 Mbit/s", slow_frags)
+        for f, bps in checked:
+            assert bps > 4_000_000, ("a slow segment was told to hls.js at its own pace", f)
         plain_downs_1 = downs(await plain.evaluate(STATE_JS), since)
 
         # 2. A real cap: both pages on the top rendition, then every origin response paced
