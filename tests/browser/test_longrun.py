@@ -74,6 +74,9 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
         page = await open_demo_page(context, demo.page_url, log)
         await wait_for(page, lambda s: s["currentTime"] > 1.0, 60, "the page to play", log)
         await demo.start_agent(seed=1)
+        # Sampled from the agent's connection on: its process start and handshake take a while
+        # on a busy machine (this asked for it within the first three samples, 18 s of playback).
+        await wait_for(page, lambda s: s["connectedPeers"] == 1, 90, "the agent to connect", log)
         assert await page.evaluate("() => window.hls.config.backBufferLength") == BACK_BUFFER_S
         first = await page.evaluate(BUFFERED_JS)
         samples: list[dict[str, Any]] = []
@@ -120,14 +123,13 @@ async def test_store_and_records_stay_bounded_as_the_live_window_turns_over() ->
         assert records["verified"] <= bound and records["held"] <= bound, what
         assert records["sizes"] <= bound + 4, what  # + a few announced ahead of our playlist
         assert records["hashRetries"] <= bound and records["avoid"] <= bound, what
-    # Open peer connections flat: connected to the one agent early and from then on exactly
-    # that link (no drop, no growth), nothing accumulating per peer, and the offers waiting for
-    # an answer within the engine's peer slots.
+    # Open peer connections flat: connected to the one agent from the first sample on and
+    # exactly that link in every sample (no drop, no growth), nothing accumulating per peer, and
+    # the offers waiting for an answer within the engine's peer slots.
     links = [s["rtc"]["links"] for s in samples]
     connected = [s["connectedPeers"] for s in samples]
-    first = connected.index(1) if 1 in connected else len(samples)
-    assert first <= 2 and connected[first:] == [1] * (len(samples) - first), (links, connected)
-    assert links[first:] == [1] * (len(samples) - first), (links, connected)
+    assert connected == [1] * len(samples), (links, connected)
+    assert links == [1] * len(samples), (links, connected)
     assert all(len(s["peers"]) <= 1 for s in samples), samples[-1]["peers"]
     assert all(s["rtc"]["links"] + s["rtc"]["pending"] <= s["rtc"]["slots"] for s in samples)
     print(

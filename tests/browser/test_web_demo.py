@@ -66,19 +66,29 @@ def check_deliveries(s: dict[str, Any], hashes: dict[str, str]) -> int:
     return checked
 
 
+# The agent is the swarm's one CDN fetcher: the server lists one fetcher (--fetcher-count 1) and
+# picks a member claiming an uplink over its threshold first (the agent's upload cap). Left to
+# the election's fetcher order (FNV-1a of "<peer id>/<rendition>/<sequence>", docs/scheduling.md),
+# one of two fixed peer ids comes first for long runs of consecutive segments: of 4,000 random
+# id pairs (computed), the page came first for all of 30 consecutive segments (a minute) in 12 %,
+# and would then take no byte from the agent in the test's minute.
+ONE_FETCHER = ("--fetcher-count", "1")
+FETCHER_CLAIM = ("--upload-cap-bytes-per-s", "2000000")
+
+
 async def test_page_and_agent_share_a_live_stream_both_ways() -> None:
     log: list[str] = []
     hashes: dict[str, str] = {}
     done = asyncio.Event()
-    config = demo_config(engine={"auditDeliveries": True})
+    config = demo_config(engine={"auditDeliveries": True}, signaling_args=ONE_FETCHER)
     async with run_demo(config) as demo, browser_context() as context:
         collector = asyncio.create_task(collect_hashes(demo.origin_url, hashes, done))
         page = await open_demo_page(context, demo.page_url, log)
         first = await wait_for(page, playing_past(1.0), 40, "the page to play", log)
         assert first["trackerConnected"], first
         # The agent plays further behind the edge, so it takes segments the page holds, and the
-        # page takes the segments the agent is elected to fetch first.
-        await demo.start_agent(seed=1, extra=["--latency-segments", "5"])
+        # page takes the segments the agent fetches first (it is the one fetcher).
+        await demo.start_agent(seed=1, extra=["--latency-segments", "5", *FETCHER_CLAIM])
         s = await wait_for(
             page,
             lambda s: s["bytesFromPeers"] > 0 and s["bytesUploaded"] > 0,
@@ -165,7 +175,13 @@ async def test_corrupting_peer_is_banned_and_never_reaches_the_player() -> None:
         corrupt_uploads(evil)
         evil_task = asyncio.create_task(evil.run())
         try:
-            await asyncio.sleep(3.0)  # the evil agent holds segments before the page arrives
+            # the evil agent holds segments before the page arrives (a condition: a fixed 3 s
+            # could end before a starved agent fetched any)
+            deadline = time.monotonic() + 60
+            while evil.exchange.verified_count < 2:
+                assert time.monotonic() < deadline, "the evil agent fetched nothing in 60 s"
+                assert not evil_task.done(), evil_task
+                await asyncio.sleep(0.2)
             page = await open_demo_page(context, demo.page_url, log)
             s = await wait_for(
                 page,
