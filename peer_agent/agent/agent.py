@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from typing import Any
 from urllib.parse import urljoin
 
@@ -41,7 +42,7 @@ from ..core.exchange_actions import (
 from ..core.exchange_state import Penalties, Transfer, Verdict
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
-from ..core.scheduler import CancelTransfer, FetchFromPeer, decide
+from ..core.scheduler import CancelTransfer, FetchFromCdn, FetchFromPeer, decide
 from ..core.store import SegmentStore
 from ..core.wire import FetchingEntry
 from . import intake, report
@@ -137,6 +138,9 @@ class Agent:
         self.inits_verified = 0
         self.init_hash_failures = 0
         self.decisions = 0
+        #: CDN fetches started, by the scheduler's reason (``urgent``, ``elected``, ``assigned``,
+        #: ``backup``), with ``_resume`` when the fetch resumed held bytes (a Range request).
+        self.cdn_fetch_reasons: Counter[str] = Counter()
         # Network path of each link when it opened: ICE candidate types and set-up time.
         self.link_paths: list[dict[str, Any]] = []
         self.latency_samples: list[float] = []
@@ -531,7 +535,12 @@ class Agent:
         self.exchange.apply(decision.actions, now)
         started = []
         for action in decision.actions:
-            if isinstance(action, FetchFromPeer):
+            if isinstance(action, FetchFromCdn):
+                transfer = self.exchange.transfers.get(action.segment)
+                if transfer is not None and transfer.fetch_id is not None and transfer.started_at == now:
+                    resumed = "_resume" if transfer.offset > 0 else ""
+                    self.cdn_fetch_reasons[action.reason + resumed] += 1
+            elif isinstance(action, FetchFromPeer):
                 transfer = self.exchange.transfers.get(action.segment)
                 if (
                     transfer is not None

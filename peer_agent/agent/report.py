@@ -7,6 +7,7 @@ this module imports nothing of the agent's.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..core.cdn_phase import CdnFetchCounts
@@ -34,6 +35,7 @@ class Reported(Protocol):
     latency_samples: list[float]
     inits_verified: int
     decisions: int
+    cdn_fetch_reasons: Mapping[str, int]
     link_paths: list[dict[str, Any]]
     requests: RequestLog
     config: AgentConfig
@@ -139,6 +141,9 @@ def summary(agent: Reported) -> dict[str, Any]:
         # 3 after it are the join ramp (core.cdn_phase, docs/simulator.md).
         "cdn_fetches_join_ramp": counts.join_ramp,
         "cdn_fetches_steady": counts.steady,
+        # ... and by the scheduler's reason (urgent, elected, assigned, backup; _resume: a Range
+        # request for the rest of a segment a peer transfer left partly held).
+        "cdn_fetches_by_reason": dict(sorted(agent.cdn_fetch_reasons.items())),
         "start_sequence": counts.start_sequence,
         "last_sequence_played": agent.last_sequence_delivered
         if agent.last_sequence_delivered >= 0

@@ -4,8 +4,11 @@ Each REQUEST the scheduler starts gets one record: when it was sent, how far its
 (the segment's start ahead of the playhead), when its first and last bytes arrived, and how it
 ended (``completed``, ``cancel:stalled``, ``cancel:too_slow``, ``failed:<reason>``,
 ``closed``, ``not_sent``; ``open`` when the agent stopped first). Times are seconds since the
-agent started. The summary carries counts and first-byte / duration percentiles; the records
-themselves only with ``request_timeline`` (bounded to :data:`MAX_RECORDS`).
+agent started. The summary carries counts, the same counts split by the scheduler's reason for
+the request (``have``: the peer held the segment; ``cut_through``: it was still fetching it) and
+by whether any byte came (``outcomes_by_reason``, e.g. ``cut_through cancel:stalled no_byte``),
+and first-byte / duration percentiles; the records themselves only with ``request_timeline``
+(bounded to :data:`MAX_RECORDS`).
 
 What this is for: telling on a real network (the bed, docs/netbed.md) whether a cancelled
 transfer was slow, silent after a loss, or never started.
@@ -39,6 +42,13 @@ class RequestRecord:
     quiet_s: float | None = None
 
 
+def outcome_kind(reason: str, outcome: str, num_bytes: int) -> str:
+    """``"<reason> <outcome>"``, with ``" no_byte"`` for a request that ended other than
+    completed without a single byte (``"cut_through cancel:stalled no_byte"``)."""
+    kind = f"{reason} {outcome}"
+    return kind if num_bytes or outcome == "completed" else f"{kind} no_byte"
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -52,6 +62,8 @@ class RequestLog:
         self._open: dict[SegmentId, RequestRecord] = {}
         self._closed: list[RequestRecord] = []
         self.outcomes: Counter[str] = Counter()
+        #: ``"<reason> <outcome>"`` (+ ``" no_byte"`` when none came): :func:`outcome_kind`
+        self.kinds: Counter[str] = Counter()
         self._first_byte_s: list[float] = []
         self._duration_s: list[float] = []
 
@@ -102,6 +114,7 @@ class RequestLog:
         rec.end_s = round(now - self._t0, 3)
         rec.outcome = outcome
         self.outcomes[outcome] += 1
+        self.kinds[outcome_kind(rec.reason, outcome, rec.bytes)] += 1
         if outcome == "completed":
             self._duration_s.append(rec.end_s - rec.sent_s)
         self._closed.append(rec)
@@ -111,6 +124,7 @@ class RequestLog:
     def summary(self) -> dict[str, Any]:
         return {
             "outcomes": dict(sorted(self.outcomes.items())),
+            "outcomes_by_reason": dict(sorted(self.kinds.items())),
             "first_byte_s_p50": _pct(self._first_byte_s, 0.5),
             "first_byte_s_p90": _pct(self._first_byte_s, 0.9),
             "completed_s_p50": _pct(self._duration_s, 0.5),

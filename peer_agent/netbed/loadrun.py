@@ -39,6 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from peer_agent.agent.requests import outcome_kind
 from peer_agent.netbed.bed import (
     NAT_KINDS,
     PUB_ADDRESS,
@@ -138,6 +139,28 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
+def request_kinds(agents: list[dict[str, Any]]) -> dict[str, int]:
+    """Downloads from peers by ``"<reason> <outcome>"`` (``reason``: the scheduler's, ``have`` or
+    ``cut_through``; `` no_byte``: given up before any byte came), summed over ``agents``: from
+    each agent's request timeline when it has one (so agents of a checkout that does not count
+    them are split too), else from its summary's ``outcomes_by_reason``."""
+    out: dict[str, int] = {}
+    for a in agents:
+        records = a.get("request_timeline")
+        if records is not None:
+            counts: dict[str, int] = {}
+            for r in records:
+                if r.get("outcome") == "open":
+                    continue
+                kind = outcome_kind(r["reason"], r["outcome"], r.get("bytes") or 0)
+                counts[kind] = counts.get(kind, 0) + 1
+        else:
+            counts = a.get("peer_requests", {}).get("outcomes_by_reason") or {}
+        for kind, n in counts.items():
+            out[kind] = out.get(kind, 0) + n
+    return dict(sorted(out.items()))
+
+
 def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [a for a in agents if "error" not in a]
     cdn = sum(a["bytes_cdn"] for a in ok)
@@ -167,6 +190,20 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
             outcomes[name] = outcomes.get(name, 0) + count
     if outcomes:
         out["peer_requests"] = dict(sorted(outcomes.items()))
+    kinds = request_kinds(ok)
+    if kinds:
+        out["peer_requests_by_reason"] = kinds
+    # Where the CDN bytes went: fetches by phase (join ramp, steady state) and, from agents that
+    # report it, by the scheduler's reason (urgent, elected, assigned, backup; _resume: a Range
+    # request after a peer transfer was given up).
+    for key in ("cdn_fetches_join_ramp", "cdn_fetches_steady", "cdn_resumes"):
+        out[key] = sum(a.get(key) or 0 for a in ok)
+    reasons: dict[str, int] = {}
+    for a in ok:
+        for name, count in (a.get("cdn_fetches_by_reason") or {}).items():
+            reasons[name] = reasons.get(name, 0) + count
+    if reasons:
+        out["cdn_fetches_by_reason"] = dict(sorted(reasons.items()))
     paths: dict[str, list[float]] = {}
     for a in ok:
         for link in a.get("link_paths", []):

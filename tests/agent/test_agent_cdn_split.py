@@ -25,3 +25,7 @@ async def test_cdn_only_live_agent_ramps_on_four_segments(media: MediaSet) -> No
     assert summary["cdn_fetches_steady"] >= last - (start + 4) + 1, summary
     fetched = summary["cdn_fetches_join_ramp"] + summary["cdn_fetches_steady"]
     assert fetched <= summary["cdn_requests"]  # playlists and the manifest are requests too
+    # ... and by the scheduler's reason: alone, a viewer is always its own elected fetcher,
+    # unless a segment turned urgent first; nothing was resumed (no peer transfer to give up).
+    reasons = summary["cdn_fetches_by_reason"]
+    assert sum(reasons.values()) == fetched and set(reasons) <= {"elected", "urgent"}, summary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peer_agent.agent.requests import MAX_RECORDS, RequestLog
+from peer_agent.agent.requests import MAX_RECORDS, RequestLog, outcome_kind
 from peer_agent.core.ids import SegmentId
 
 S1, S2 = SegmentId(0, 1), SegmentId(0, 2)
@@ -24,6 +24,16 @@ def test_a_request_is_timed_from_sent_to_its_end() -> None:
     summary = log.summary()
     assert summary["outcomes"] == {"cancel:stalled": 1, "completed": 1}
     assert summary["first_byte_s_p50"] == 0.3 and summary["completed_s_p50"] == 0.9
+    assert summary["outcomes_by_reason"] == {
+        "cut_through cancel:stalled no_byte": 1,
+        "have completed": 1,
+    }
+
+
+def test_outcome_kinds_tell_silent_requests() -> None:
+    assert outcome_kind("have", "completed", 0) == "have completed"
+    assert outcome_kind("cut_through", "cancel:too_slow", 10) == "cut_through cancel:too_slow"
+    assert outcome_kind("have", "failed:busy", 0) == "have failed:busy no_byte"
 
 
 def test_a_closed_peer_ends_its_requests_and_records_are_bounded() -> None:

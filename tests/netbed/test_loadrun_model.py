@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from peer_agent.loadtest.cli import main as loadtest_main
-from peer_agent.netbed.loadrun import NetworkProfile, load_profile, path_type, summarise
+from peer_agent.netbed.loadrun import (
+    NetworkProfile,
+    load_profile,
+    path_type,
+    request_kinds,
+    summarise,
+)
 
 
 def test_nat_mix_is_split_by_largest_remainder() -> None:
@@ -74,9 +80,44 @@ def test_summary_of_agent_records() -> None:
     assert out["links"]["relay"]["count"] == 1 and out["links"]["srflx"]["setup_s_p50"] == 0.4
     assert out["corrupt_played"] == 0 and out["peers_banned"] == 2
     assert out["peer_requests"] == {"cancel:stalled": 2, "completed": 6}
+    assert out["cdn_fetches_steady"] == 0 and "cdn_fetches_by_reason" not in out
     # an agent without the manifest: whether a corrupt segment played cannot be told
     size_only = summarise([agent, dict(agent, integrity="size-only")])
     assert size_only["corrupt_played"] is None
+
+
+def test_request_kinds_from_timelines_or_summaries() -> None:
+    timeline = [
+        {"reason": "cut_through", "outcome": "cancel:stalled", "bytes": 0},
+        {"reason": "cut_through", "outcome": "cancel:stalled", "bytes": 5000},
+        {"reason": "have", "outcome": "completed", "bytes": 9000},
+        {"reason": "have", "outcome": "open", "bytes": 0},  # still running at the end
+    ]
+    counted = {"peer_requests": {"outcomes_by_reason": {"have completed": 2}}}
+    kinds = request_kinds([{"request_timeline": timeline}, counted, {"peer_requests": {}}])
+    assert kinds == {
+        "cut_through cancel:stalled": 1,
+        "cut_through cancel:stalled no_byte": 1,
+        "have completed": 3,
+    }
+    agent = {
+        "bytes_cdn": 1,
+        "bytes_p2p": 1,
+        "stall_count": 0,
+        "stall_s": 0.0,
+        "hash_failures": 0,
+        "segments_played": 1,
+        "startup_s": None,
+        "cdn_fetches_join_ramp": 4,
+        "cdn_fetches_steady": 3,
+        "cdn_resumes": 1,
+        "cdn_fetches_by_reason": {"elected": 5, "urgent_resume": 1, "urgent": 1},
+        "peer_requests": {"outcomes_by_reason": {"have completed": 2}},
+    }
+    out = summarise([agent, agent])
+    assert out["cdn_fetches_join_ramp"] == 8 and out["cdn_resumes"] == 2
+    assert out["cdn_fetches_by_reason"] == {"elected": 10, "urgent": 2, "urgent_resume": 2}
+    assert out["peer_requests_by_reason"] == {"have completed": 4}
 
 
 def test_profile_file(tmp_path: Path) -> None:
