@@ -77,6 +77,28 @@ def request_rows(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
 TIMEOUTS = {"p2p": "round-trip aware", "p2p_loopback_timeouts": "loopback-tuned"}
 
 
+def cdn_rows(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where the P2P runs' CDN fetches went: by phase (join ramp: each agent's start segment and
+    the 3 after it), Range resumes, and by the scheduler's reason (docs/netbed.md)."""
+    out = []
+    for run_name in ("p2p", "p2p_loopback_timeouts"):
+        r = report.get(run_name)
+        if r is None or "cdn_fetches_steady" not in r:
+            continue
+        reasons = r.get("cdn_fetches_by_reason") or {}
+        out.append(
+            {
+                "profile": name,
+                "timeouts": TIMEOUTS[run_name],
+                "join_ramp": r["cdn_fetches_join_ramp"],
+                "steady": r["cdn_fetches_steady"],
+                "resumes": r.get("cdn_resumes"),
+                **{f"reason:{k}": v for k, v in sorted(reasons.items())},
+            }
+        )
+    return out
+
+
 def comparison_rows(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     """The same bed's P2P runs side by side: round-trip-aware against loopback-tuned timeouts."""
     out = []
@@ -113,6 +135,7 @@ def section(reports: list[tuple[str, dict[str, Any]]], command: str) -> str:
     setups = [r for name, rep in reports for r in setup_rows(name, rep)]
     requests = [r for name, rep in reports for r in request_rows(name, rep)]
     compared = [r for name, rep in reports for r in comparison_rows(name, rep)]
+    cdn = [r for name, rep in reports for r in cdn_rows(name, rep)]
     fall = ""
     if len(rows) == 2 and rows[0]["offload"]:
         fall = (
@@ -150,6 +173,11 @@ def section(reports: list[tuple[str, dict[str, Any]]], command: str) -> str:
             "How the P2P runs' downloads from peers ended (count of requests):",
             "",
             *table(requests),
+            "",
+            "The P2P runs' CDN segment fetches: by phase, Range resumes after a peer transfer "
+            "was given up, and by the scheduler's reason (`_resume`: a resume):",
+            "",
+            *table(cdn),
             "",
         ]
     )

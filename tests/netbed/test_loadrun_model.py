@@ -178,6 +178,19 @@ def test_bench_rows_judge_the_issue_targets() -> None:
     assert "| a | round-trip aware | 0.9 | 1 (0.5 s) |" in text
     assert "| a | loopback-tuned | 0.5 | 3 (1.5 s) | 0 | 0 | 0.2 |" in text
     assert "Offload falls from 0.9 to 0.9" in text
+    assert "CDN segment fetches" in text and "| a | round-trip aware | 4 |" not in text
+    counted = dict(
+        report,
+        p2p=dict(
+            run(0.9, 1),
+            cdn_fetches_join_ramp=4,
+            cdn_fetches_steady=2,
+            cdn_resumes=1,
+            cdn_fetches_by_reason={"assigned": 5, "urgent_resume": 1},
+        ),
+    )
+    text = section([("a", counted)], "cmd")
+    assert "| a | round-trip aware | 4 | 2 | 1 | 5 | 1 |" in text
 
 
 def test_compare_tree_must_be_a_checkout(
