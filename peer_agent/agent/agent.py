@@ -537,7 +537,11 @@ class Agent:
         for action in decision.actions:
             if isinstance(action, FetchFromCdn):
                 transfer = self.exchange.transfers.get(action.segment)
-                if transfer is not None and transfer.fetch_id is not None and transfer.started_at == now:
+                if (
+                    transfer is not None
+                    and transfer.fetch_id is not None
+                    and transfer.started_at == now
+                ):
                     resumed = "_resume" if transfer.offset > 0 else ""
                     self.cdn_fetch_reasons[action.reason + resumed] += 1
             elif isinstance(action, FetchFromPeer):
