@@ -7,7 +7,7 @@ this module imports nothing of the agent's.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections import Counter
 from typing import Any, Protocol
 
 from ..core.cdn_phase import CdnFetchCounts
@@ -35,7 +35,7 @@ class Reported(Protocol):
     latency_samples: list[float]
     inits_verified: int
     decisions: int
-    cdn_fetch_reasons: Mapping[str, int]
+    cdn_fetch_reasons: Counter[str]
     link_paths: list[dict[str, Any]]
     requests: RequestLog
     config: AgentConfig
