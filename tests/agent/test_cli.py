@@ -103,7 +103,9 @@ async def test_json_summary_from_a_subprocess(media: MediaSet) -> None:
             stderr=asyncio.subprocess.PIPE,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        # 180 s like the CLI subprocesses of tests/cli, where 60 s and less timed out on a busy
+        # machine (a fresh interpreter imports aiortc and PyAV first)
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
     assert proc.returncode == 0, err.decode()
     summary = json.loads(out)
     assert summary.keys() >= REQUIRED

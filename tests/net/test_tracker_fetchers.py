@@ -65,8 +65,8 @@ async def test_clients_follow_the_servers_assignment(start_server: ServerFactory
 
         # the server goes away: its word goes with it (the local election decides again)
         await server.stop()
-        await _until(lambda: a.fetcher_assignment() == ((), 0.0))
-        assert b.fetcher_assignment() == ((), 0.0)
+        # each client drops it when its own socket closes (b's may come after a's)
+        await _until(lambda: all(t.fetcher_assignment() == ((), 0.0) for t in (a, b)), 30.0)
     finally:
         for t in clients:
             await t.stop()
