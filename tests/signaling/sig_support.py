@@ -18,7 +18,10 @@ import websockets
 from signaling.app import SignalingRuntime
 from signaling.server import SignalingServer
 
-RECV_TIMEOUT_S = 3.0
+#: How long a test waits for a message it expects (a reply, a relayed offer, a close). Generous:
+#: waiting costs only when something is wrong, and a server in another process on a busy
+#: 2-core machine can take seconds to answer. Tests that expect silence pass their own timeout.
+RECV_TIMEOUT_S = 10.0
 
 
 @dataclass

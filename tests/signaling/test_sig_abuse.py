@@ -234,7 +234,7 @@ async def test_message_rate_per_address_is_capped(start_process: ProcessFactory)
                     await f.ws.send(scrape)
         assert (await honest.announce(pid("calm")))["incomplete"] == 1
     for f in flooders:
-        closed.append(await f.closed_with(5.0) if f.ws.close_code is None else f.ws.close_code)
+        closed.append(await f.closed_with(30.0) if f.ws.close_code is None else f.ws.close_code)
     assert 4029 in closed, closed
     assert await wait_metric(proc, "address_rate_limited") >= 1
     assert await proc.metric("p2p_signaling_rejections_total", reason="rate_limited") == 0

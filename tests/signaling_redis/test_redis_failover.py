@@ -51,11 +51,11 @@ async def exchange(offerer: Client, answerers: list[Client], offers: int = 0) ->
     """The offerer sends ``offers`` offers (default: one per answerer); each answerer (every
     other member of the swarm) must receive exactly one, and its answer must come back."""
     await offerer.announce(SWARM, offers=offers or len(answerers), sdp="v=0 heal")
-    got = await asyncio.gather(*(c.next_offer(5.0) for c in answerers))
+    got = await asyncio.gather(*(c.next_offer(30.0) for c in answerers))
     for client, offer in zip(answerers, got, strict=True):
         assert offer["peer_id"] == offerer.peer_id
         await client.answer(offer)
-    answers = [await offerer.next_answer(5.0) for _ in answerers]
+    answers = [await offerer.next_answer(30.0) for _ in answerers]
     assert {m["peer_id"] for m in answers} == {c.peer_id for c in answerers}
 
 
@@ -74,7 +74,7 @@ async def test_killed_process_peers_heal_on_another(
     await n2.wait_health(lambda h: h["peers"] == 3 and h["local_peers"] == 1)
     n1.kill()  # SIGKILL mid-swarm: no goodbye
     killed_at = asyncio.get_running_loop().time()
-    assert await a.closed_with(5.0) is None and await b.closed_with(5.0) is None
+    assert await a.closed_with(30.0) is None and await b.closed_with(30.0) is None
     # its peers leave pairing on n2 once node_ttl_s (6 s) has passed, without waiting for
     # peer_ttl_s (300 s); the bounds are generous next to the first, far below the second
     await n2.wait_health(lambda h: h["peers"] == 1 and h["nodes"] == 1, 60.0)
@@ -115,7 +115,7 @@ async def test_graceful_stop_drops_its_peers_at_once(
     await c.announce(SWARM)
     await n2.wait_health(lambda h: h["peers"] == 2)
     await n1.stop()  # SIGTERM: 1001 to its sockets, then goodbye on the bus
-    assert await a.closed_with(5.0) == 1001
+    assert await a.closed_with(30.0) == 1001
     # It said goodbye before it exited: it is out of the node set already (the others would
     # only drop it node_ttl_s after its last heartbeat), not after a time measured here.
     client = redis.Redis.from_url(redis_server.url)
