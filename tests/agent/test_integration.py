@@ -183,9 +183,14 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
                 rendition=1,
             )
         )
-        viewer = Agent(agent_config(url, sig.url, duration_s=20.0, seed=2, rendition=1))
+        # The viewer runs until it resumed the half-done segment from the CDN and verified 3
+        # more (at least the 20 s it used to run, at most 60 s after the uploader left), not for
+        # a fixed 20 s that a busy machine could spend mostly on linking the two.
+        viewer = Agent(agent_config(url, sig.url, duration_s=150.0, seed=2, rendition=1))
         slow_task = asyncio.create_task(slow.run())
         await asyncio.sleep(1.5)
+        loop = asyncio.get_running_loop()
+        earliest_end = loop.time() + 20.0
         viewer_task = asyncio.create_task(viewer.run())
 
         def uploading() -> bool:
@@ -193,12 +198,23 @@ async def test_peer_leaving_mid_transfer_costs_no_stall(media: MediaSet) -> None
                 0 < u.sent_until < (u.total_bytes or 0) for u in slow.exchange.server.uploads
             )
 
-        await wait_for(uploading, 30.0)
+        await wait_for(uploading, 60.0)
         bucket = slow.exchange.server.bucket
         assert bucket is not None
         bucket.rate_bytes_per_s = 1.0  # the uplink dies mid-upload
         slow.stop()  # leaves the swarm with the upload half done
         await slow_task
+        ex = viewer.exchange
+        with contextlib.suppress(TimeoutError):
+            await wait_for(lambda: ex.cdn_resumes >= 1, 30.0, poll_s=0.2)
+        verified = ex.verified_count
+        with contextlib.suppress(TimeoutError):
+            await wait_for(
+                lambda: ex.verified_count >= verified + 3 and loop.time() >= earliest_end,
+                30.0,
+                poll_s=0.2,
+            )
+        viewer.stop()
         result = await viewer_task
     assert result["stall_count"] == 0, result
     assert result["bytes_p2p"] > 0 and result["cdn_resumes"] >= 1, result
