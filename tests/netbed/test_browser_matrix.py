@@ -61,7 +61,8 @@ def bed_with_page() -> Iterator[tuple[NetBed, Coturn]]:
             )
             wait = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
             for port in (SIGNALING_PORT, PAGE_PORT):
-                bed.run(bed.pub_ns, [*wait, str(port), "--timeout-s", "30"], timeout_s=40)
+                # 120 s: a busy machine stretches the servers' start (test_matrix.py)
+                bed.run(bed.pub_ns, [*wait, str(port), "--timeout-s", "120"], timeout_s=130)
             yield bed, turn
         finally:
             turn.stop()

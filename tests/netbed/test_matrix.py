@@ -64,8 +64,10 @@ def services() -> Iterator[Services]:
             + ["--port", str(SIGNALING_PORT), "--log-level", "warning"],
             env=env,
         )
+        # up to 120 s for the server to listen (its imports alone take seconds of CPU, which a
+        # busy machine stretches: loadrun waits 90 s for the same reason)
         wait = [sys.executable, "-m", "peer_agent.netbed.probe", "tcp-wait", PUB_ADDRESS]
-        bed.run(bed.pub_ns, [*wait, str(SIGNALING_PORT)], timeout_s=30)
+        bed.run(bed.pub_ns, [*wait, str(SIGNALING_PORT), "--timeout-s", "120"], timeout_s=130)
         assert signaling.poll() is None
         try:
             yield Services(bed, turn)
@@ -82,15 +84,19 @@ def path_type(sides: list[dict[str, str]]) -> str:
     return "host"
 
 
-def run_pairs(services: Services, tag: str, ice: list[str], timeout_s: float) -> list[dict]:
-    """Both peers of every pair run the probe at once; one result per peer, in host order."""
+def run_pairs(
+    services: Services, tag: str, ice: list[str], timeout_s: float, relay_timeout_s: float
+) -> list[dict]:
+    """Both peers of every pair run the probe at once (those expected to need the relay with
+    ``relay_timeout_s``, the others ``timeout_s``); one result per peer, in host order."""
     bed = services.bed
     procs = []
-    for i in range(len(PAIRS)):
+    for i, (_, _, expected) in enumerate(PAIRS):
         info_hash = (f"{tag}-{i:02d}" + "-" * 20)[:20]
+        wait_s = relay_timeout_s if expected == "relay" else timeout_s
         for host in bed.hosts[2 * i : 2 * i + 2]:
             argv = [sys.executable, "-m", "peer_agent.netbed.connect", TRACKER, info_hash]
-            argv += [*ice, "--timeout-s", str(timeout_s), "--seed", str(host.index)]
+            argv += [*ice, "--timeout-s", str(wait_s), "--seed", str(host.index)]
             procs.append(bed.popen(host.ns, argv, stdout=subprocess.PIPE, text=True))
     results = []
     for proc in procs:
@@ -108,7 +114,9 @@ def test_stun_only_paths_and_which_pairs_need_the_relay(services: Services) -> N
     """STUN only (no TURN): the direct-capable pairs connect through exactly the expected
     candidate types; the pairs expected to need a relay do not connect at all."""
     stun = ["--ice-server", services.turn.config.urls[0]]
-    results = run_pairs(services, "stun", stun, NO_RELAY_TIMEOUT_S)
+    # the direct pairs get PROBE_TIMEOUT_S: ten probes start at once, and on a busy machine one
+    # side of a pair may be ready (imports done) many seconds after the other
+    results = run_pairs(services, "stun", stun, PROBE_TIMEOUT_S, NO_RELAY_TIMEOUT_S)
     for i, (a, b, expected) in enumerate(PAIRS):
         sides = results[2 * i : 2 * i + 2]
         if expected == "relay":
@@ -122,7 +130,7 @@ def test_every_pair_connects_with_the_tracker_ice_servers(services: Services) ->
     """STUN + TURN with credentials from the signaling server: every pair connects through the
     expected path: direct when one works (aioice nominates the first pair that answers, so the
     agent starts relay checks late: LinkConfig.relay_check_delay_s), the relay otherwise."""
-    results = run_pairs(services, "turn", ["--ice-from-tracker"], PROBE_TIMEOUT_S)
+    results = run_pairs(services, "turn", ["--ice-from-tracker"], PROBE_TIMEOUT_S, PROBE_TIMEOUT_S)
     for i, (a, b, expected) in enumerate(PAIRS):
         sides = results[2 * i : 2 * i + 2]
         assert all(s["ok"] for s in sides), (a, b, sides)
