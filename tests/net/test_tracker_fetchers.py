@@ -33,7 +33,7 @@ def test_message_vector(case: dict[str, Any]) -> None:
     assert got.slot == want["slot"] and got.region == want["region"]
 
 
-async def _until(pred: Any, timeout_s: float = 10.0) -> None:
+async def _until(pred: Any, timeout_s: float = 30.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not pred():
             await asyncio.sleep(0.02)
@@ -66,7 +66,7 @@ async def test_clients_follow_the_servers_assignment(start_server: ServerFactory
         # the server goes away: its word goes with it (the local election decides again)
         await server.stop()
         # each client drops it when its own socket closes (b's may come after a's)
-        await _until(lambda: all(t.fetcher_assignment() == ((), 0.0) for t in (a, b)), 30.0)
+        await _until(lambda: all(t.fetcher_assignment() == ((), 0.0) for t in (a, b)))
     finally:
         for t in clients:
             await t.stop()
