@@ -1,10 +1,14 @@
-"""Fixtures: the real test origin's media, generated once per session (real H.264/AAC HLS)."""
+"""Fixtures: the real test origin's media, generated once per session (real H.264/AAC HLS), and
+the event loop's lag while a test runs (tests/loop_lag.py)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 import pytest
 
 from peer_agent.origin import MediaConfig, MediaSet, OriginConfig, Rendition, load_or_generate
+from tests.loop_lag import LoopLag
 
 # Small and short: 1-second segments, 6 segments of content, two tiny renditions.
 MEDIA = MediaConfig(
@@ -22,3 +26,11 @@ def origin_config(**kw: object) -> OriginConfig:
 @pytest.fixture(scope="session")
 def media() -> MediaSet:
     return load_or_generate(origin_config())
+
+
+@pytest.fixture
+async def loop_lag() -> AsyncIterator[LoopLag]:
+    """The loop's lag over the whole test: what explains a player stall on a starved machine."""
+    async with LoopLag() as lag:
+        yield lag
+    print(lag.figures())
