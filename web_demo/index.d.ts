@@ -55,7 +55,7 @@ export interface SessionOptions {
   idle_data_timeout_s?: number;
   /** Largest data-channel message (bytes). Default 65536. */
   max_message_bytes?: number;
-  /** DATA frame size (bytes). Default 65536. */
+  /** DATA frame size (bytes): a relay forwards a frame only once it arrived whole. Default 16384. */
   data_frame_bytes?: number;
   /** Requests a peer may have open with us. Default 8. */
   max_inbound_requests?: number;
@@ -114,7 +114,7 @@ export interface ExchangeOptions {
   max_busy_backoff_s?: number;
   /** CDN refetches of a segment that failed its hash before it is given up. Default 3. */
   max_hash_retries?: number;
-  /** Withheld of a relayed segment until our copy verifies: one DATA frame. Default 65527. */
+  /** Withheld of a relayed segment until our copy verifies: its final DATA frame. Default 16375. */
   relay_holdback_bytes?: number;
   /** Verified segments kept (bytes). Default 256 MiB (engine: storeMaxBytes, 64 MiB). */
   store_max_bytes?: number;

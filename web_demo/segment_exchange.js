@@ -17,7 +17,7 @@
 
 import { segmentKey } from "./scheduler.js";
 import { RttEstimator, SegmentStore, ThroughputEstimator } from "./store.js";
-import { CloseCode, MAX_DATA_PAYLOAD_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
+import { CloseCode, DATA_HEADER_BYTES, DEFAULT_DATA_FRAME_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
 import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
 import { Offence, Outcome, Reputation, peerSubject, reputationRules } from "./exchange_reputation.js";
@@ -37,7 +37,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   busy_backoff_s: 0.5, // back-off after a BUSY without hint, or a request the session refused
   max_busy_backoff_s: 30.0, // a BUSY hint is obeyed up to this
   max_hash_retries: 3, // CDN refetches of a segment that failed its hash before giving up
-  relay_holdback_bytes: MAX_DATA_PAYLOAD_BYTES, // withheld of an unverified segment: one DATA frame
+  relay_holdback_bytes: DEFAULT_DATA_FRAME_BYTES - DATA_HEADER_BYTES, // withheld of an unverified segment: its final DATA frame (16375; docs/exchange.md, "Hold-back")
   store_max_bytes: 256 * 1024 * 1024, // verified segments kept (oldest out first, pinned never)
   ban_after_failures: 2, // hash failures a peer contributes to before it is banned
   penalty_s: 10.0, // a contributor to a failed segment is not asked for this long

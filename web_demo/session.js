@@ -24,6 +24,7 @@ import {
   AbortReason,
   CloseCode,
   DATA_HEADER_BYTES,
+  DEFAULT_DATA_FRAME_BYTES,
   FLAG_LEECH_ONLY,
   MAX_IDS_PER_MESSAGE,
   MAX_MESSAGE_BYTES,
@@ -49,7 +50,7 @@ export const DEFAULT_SESSION_CONFIG = Object.freeze({
   request_timeout_s: 4.0, // a backstop behind the scheduler's round-trip-aware stall timeout
   idle_data_timeout_s: 4.0,
   max_message_bytes: MAX_MESSAGE_BYTES,
-  data_frame_bytes: MAX_MESSAGE_BYTES,
+  data_frame_bytes: DEFAULT_DATA_FRAME_BYTES,
   max_inbound_requests: 8,
   max_outbound_requests: 8,
   recently_cancelled_keep: 64,

@@ -20,6 +20,9 @@ export const PEER_ID_BYTES = 20;
 export const MAX_MESSAGE_BYTES = 65536;
 export const DATA_HEADER_BYTES = 9;
 export const MAX_DATA_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - DATA_HEADER_BYTES;
+// Our DATA messages by default (session data_frame_bytes): a relay forwards a frame only once it
+// has arrived whole, so small frames let a segment flow through relays (docs/protocol.md §8).
+export const DEFAULT_DATA_FRAME_BYTES = 16 * 1024;
 export const MAX_HELLO_RANGES = 1024;
 export const MAX_HELLO_HAVE_SEGMENTS = 16384;
 export const MAX_FETCHING_ENTRIES = 256;

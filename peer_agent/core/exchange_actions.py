@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ids import SegmentId
-from .wire import MAX_DATA_PAYLOAD_BYTES, FetchingEntry
+from .wire import DATA_HEADER_BYTES, DEFAULT_DATA_FRAME_BYTES, FetchingEntry
+
+#: The default hold-back of a relay (``ExchangeConfig.relay_holdback_bytes``): the payload of
+#: one DATA frame of the default size (16375 bytes).
+RELAY_HOLDBACK_BYTES = DEFAULT_DATA_FRAME_BYTES - DATA_HEADER_BYTES
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,11 @@ class ExchangeConfig:
     max_busy_backoff_s: float = 30.0
     #: Refetches from the CDN of a segment that failed its hash before it is given up.
     max_hash_retries: int = 3
-    #: What a relay withholds of a segment until its own copy is verified: one whole DATA
-    #: frame at the largest message size.
-    relay_holdback_bytes: int = MAX_DATA_PAYLOAD_BYTES
+    #: What a relay withholds of a segment until its own copy is verified: its final DATA frame
+    #: (docs/protocol.md), one frame of the default size. Small, because every hop waits for
+    #: it: a 64 KiB frame was half of a 114 kB segment held per hop on the network bed
+    #: (docs/exchange.md, "Hold-back").
+    relay_holdback_bytes: int = RELAY_HOLDBACK_BYTES
     #: Verified segments kept for peers and the player (oldest evicted first).
     store_max_bytes: int = 256 * 1024 * 1024
     #: Hash failures before a ban, and the penalty window after each.

@@ -52,7 +52,7 @@ class SessionConfig:
     request_timeout_s: float = 4.0  # REQUEST sent, no RESPONSE/ABSENT/BUSY/ABORT yet
     idle_data_timeout_s: float = 4.0  # RESPONSE received, no DATA for this long
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES  # largest message we send (≤ 65536)
-    data_frame_bytes: int = wire.MAX_MESSAGE_BYTES  # DATA size incl. its 9-byte header
+    data_frame_bytes: int = wire.DEFAULT_DATA_FRAME_BYTES  # DATA size incl. its 9-byte header
     max_inbound_requests: int = wire.DEFAULT_MAX_CONCURRENT_REQUESTS  # over: automatic BUSY
     max_outbound_requests: int = wire.DEFAULT_MAX_CONCURRENT_REQUESTS  # over: UsageError
     recently_cancelled_keep: int = 64  # ids whose late frames are dropped silently

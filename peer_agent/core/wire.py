@@ -34,6 +34,9 @@ PEER_ID_BYTES = 20
 MAX_MESSAGE_BYTES = 65536
 DATA_HEADER_BYTES = 9  # type u8, request_id u32, offset u32
 MAX_DATA_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - DATA_HEADER_BYTES  # 65527
+#: Our DATA messages by default (``SessionConfig.data_frame_bytes``): a relay forwards a frame
+#: only once it has arrived whole, so small frames let a segment flow through relays.
+DEFAULT_DATA_FRAME_BYTES = 16 * 1024
 MAX_HELLO_RANGES = 1024
 MAX_HELLO_HAVE_SEGMENTS = 16384  # sum of the range counts in one HELLO
 MAX_FETCHING_ENTRIES = 256

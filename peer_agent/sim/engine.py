@@ -43,6 +43,7 @@ from collections.abc import Callable
 from ..core.capacity import upload_slots
 from ..core.cdn_phase import JOIN_RAMP, CdnFetchCounts
 from ..core.config import PlaybackConfig, SchedulerConfig
+from ..core.exchange_actions import RELAY_HOLDBACK_BYTES  # what a relay withholds until verified
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
 from ..core.scheduler import (
@@ -64,8 +65,6 @@ from .server_fetchers import ServerFetchers
 __all__ = ["RELAY_HOLDBACK_BYTES", "SimResult", "Simulation", "simulate"]
 
 RENDITION = 0
-#: What a relay withholds until its copy is verified: one DATA frame.
-RELAY_HOLDBACK_BYTES = 65_527
 _INF = math.inf
 _EMPTY: frozenset[str] = frozenset()
 # Kinds of visibility event: a FETCHING or a HAVE announcement reaches the neighbours.

@@ -6,6 +6,9 @@ import { createHash } from "node:crypto";
 import { test } from "node:test";
 
 import { P2PEngine } from "../../web_demo/engine.js";
+import { DEFAULT_EXCHANGE_CONFIG } from "../../web_demo/segment_exchange.js";
+
+const HOLDBACK = DEFAULT_EXCHANGE_CONFIG.relay_holdback_bytes;
 
 const ORIGIN = "http://origin.test/hls/live-ts";
 const MASTER = `${ORIGIN}/master.m3u8`;
@@ -44,7 +47,7 @@ const media = {
   addEventListener() {},
 };
 
-// Segment 3 is longer than the relay hold-back (one DATA frame, 65527 bytes), so part of it is
+// Segment 3 is longer than the relay hold-back (its final DATA frame, 16375 bytes), so part of it is
 // relayed before it verifies.
 const SIZE = (n) => (n === 3 ? 200_000 : 40_000);
 
@@ -260,7 +263,7 @@ test("cut-through relay: bytes flow as they arrive, the last frame only once our
     assert.equal(link.sent(), bytes.length);
     const last = link.calls.at(-1);
     assert.equal(last[2] + last[3], bytes.length);
-    assert.equal(last[3], 65_527); // the withheld last frame left after the hash check
+    assert.equal(last[3], HOLDBACK); // the withheld last frame left after the hash check
   } finally {
     engine.destroy();
   }
@@ -270,7 +273,7 @@ test("cut-through relay of a copy that fails its hash: never the last frame, ABO
   const { engine, link } = await relayScenario(true);
   try {
     assert.ok(engine.stats().hashFailures >= 1);
-    assert.equal(link.sent(), 200_000 - 65_527);
+    assert.equal(link.sent(), 200_000 - HOLDBACK);
     assert.deepEqual(link.calls.find((c) => c[0] === "abort"), ["abort", 5, 1]); // upstream failed
   } finally {
     engine.destroy();
