@@ -34,7 +34,7 @@ PLAYLIST = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n" + "".jo
 )
 SWARM_ID = hashlib.sha1(b"swarm").digest()
 SEGMENT = SegmentId(0, 3)
-DATA = bytes(range(256)) * 800  # 204,800 bytes: a little over three DATA frames
+DATA = bytes(range(256)) * 800  # 204,800 bytes: a little over twelve 16 KiB DATA frames
 NOW = 0.0
 HOLDBACK = ExchangeConfig().relay_holdback_bytes
 
