@@ -137,6 +137,24 @@ export function stallDueAt(check, lastByteAt) {
   return Math.min(lastByteAt + check.timeout_s, Math.max(check.late_from, lastByteAt + check.late_timeout_s));
 }
 
+// Whether a neighbour other than the transfer's peer, not avoided for the segment, has it and is
+// usable for the rest (rule 4's test): then the round-trip stretch of the stall timeout does not
+// apply (a cancel is no offence, and that neighbour can deliver in time).
+function otherHolderUsable(slot, transfer, remaining, view, peers, load, cfg) {
+  const key = segmentKey(slot.seg.segment);
+  const latestFinish = slot.deadline - cfg.deadline_margin_s;
+  return peers.some(
+    (p) =>
+      p.uploads &&
+      p.peer_id !== transfer.peer_id &&
+      !slot.avoid.has(p.peer_id) &&
+      p.have.has(key) &&
+      p.choked_until <= view.now &&
+      load.of(p.peer_id) < cfg.max_downloads_per_peer &&
+      view.now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish,
+  );
+}
+
 // Phase 1, a peer transfer in flight: keep it (null; its stall check, with the time it fires
 // unless a byte comes, goes to stallChecks) or cancel it and return the slot to plan again from
 // the byte it reached, without that peer.
@@ -155,7 +173,10 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, s
   const projected = now + remaining / transferRate;
   const lastCdnStart = slot.deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
   const base = cfg.peer_stall_timeout_s;
-  const stallTimeout = base + cfg.stall_timeout_rtts * peerRtt(peer, load.rttFallback);
+  let stretch = cfg.stall_timeout_rtts * peerRtt(peer, load.rttFallback);
+  // Another neighbour holds it and can deliver in time: no waiting longer.
+  if (stretch > 0 && otherHolderUsable(slot, transfer, remaining, view, peers, load, cfg)) stretch = 0;
+  const stallTimeout = base + stretch;
   const quiet = now - lastData;
   // The round-trip stretch never runs past the last moment the CDN can still make the deadline:
   // from then on, silence for the flat timeout is a stall.

@@ -12,8 +12,8 @@ Per segment, in playback order within the prefetch window:
 1. held, or being fetched from the CDN: nothing to do;
 2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s`` plus
    ``stall_timeout_rtts`` round trips (only the flat part once the CDN must start to make the
-   deadline), or if it is projected to finish too late while the CDN can still make the
-   deadline; the cancelled
+   deadline, or while another neighbour that has the segment is usable for the rest), or if it
+   is projected to finish too late while the CDN can still make the deadline; the cancelled
    segment is then planned again from the byte it reached (a Range resume);
 3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
@@ -312,6 +312,34 @@ class _Slot(NamedTuple):
     avoid: frozenset[str]
 
 
+def _other_holder_usable(
+    slot: _Slot,
+    transfer: TransferView,
+    remaining_bytes: int,
+    view: SchedulerView,
+    peers: dict[str, PeerView],
+    load: _Load,
+    config: SchedulerConfig,
+) -> bool:
+    """Whether a neighbour other than the transfer's peer, not avoided for the segment, has it
+    and is usable for the rest (rule 4's test): then the round-trip stretch of the stall timeout
+    does not apply (a cancel is no offence, and that neighbour can deliver in time)."""
+    sid = slot.seg.segment
+    others = [
+        p
+        for p in peers.values()
+        if p.uploads
+        and p.peer_id != transfer.peer_id
+        and p.peer_id not in slot.avoid
+        and sid in p.have
+    ]
+    if not others:
+        return False
+    latest_finish = slot.deadline - config.deadline_margin_s
+    terms = (view.now, remaining_bytes, latest_finish, load.per_peer, config, load.rtt_fallback_s)
+    return bool(_usable(others, *terms))
+
+
 def _check_transfer(
     slot: _Slot,
     transfer: TransferView,
@@ -343,7 +371,10 @@ def _check_transfer(
     last_cdn_start = slot.deadline - cdn_time_s(remaining, view, config)
     last_cdn_start -= config.deadline_margin_s
     base_s = config.peer_stall_timeout_s
-    stall_timeout_s = base_s + config.stall_timeout_rtts * _rtt_s(peer, load.rtt_fallback_s)
+    stretch_s = config.stall_timeout_rtts * _rtt_s(peer, load.rtt_fallback_s)
+    if stretch_s > 0 and _other_holder_usable(slot, transfer, remaining, view, peers, load, config):
+        stretch_s = 0.0  # another neighbour holds it and can deliver in time: no waiting longer
+    stall_timeout_s = base_s + stretch_s
     quiet_s = now - last_data
     # The round-trip stretch never runs past the last moment the CDN can still make the
     # deadline: from then on, silence for the flat timeout is a stall.
