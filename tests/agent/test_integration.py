@@ -56,16 +56,23 @@ def agent_config(url: str, tracker: str, **kw: Any) -> AgentConfig:
     return AgentConfig(url, tracker_url=tracker, swarm=SWARM, max_peers=4, **kw)
 
 
-async def run_agents(
+async def start_agents(
     configs: list[AgentConfig], stagger_s: float
-) -> tuple[list[Agent], list[dict[str, Any]]]:
+) -> tuple[list[Agent], list[asyncio.Task[dict[str, Any]]]]:
+    """Start an agent per config, ``stagger_s`` apart; their run tasks."""
     agents: list[Agent] = []
     tasks = []
     for cfg in configs:
-        a = Agent(cfg)
-        agents.append(a)
-        tasks.append(asyncio.create_task(a.run()))
+        agents.append(Agent(cfg))
+        tasks.append(asyncio.create_task(agents[-1].run()))
         await asyncio.sleep(stagger_s)
+    return agents, tasks
+
+
+async def run_agents(
+    configs: list[AgentConfig], stagger_s: float
+) -> tuple[list[Agent], list[dict[str, Any]]]:
+    agents, tasks = await start_agents(configs, stagger_s)
     return agents, list(await asyncio.gather(*tasks))
 
 
@@ -81,13 +88,7 @@ async def run_agents_until(
     least ``min_s`` passed after the last start (at most ``timeout_s``), then stop them all: a
     busy machine may take far longer than a quiet one to link and serve, so a run of fixed
     length could end before what is asserted had a chance to happen."""
-    agents: list[Agent] = []
-    tasks = []
-    for cfg in configs:
-        a = Agent(cfg)
-        agents.append(a)
-        tasks.append(asyncio.create_task(a.run()))
-        await asyncio.sleep(stagger_s)
+    agents, tasks = await start_agents(configs, stagger_s)
     loop = asyncio.get_running_loop()
     earliest = loop.time() - stagger_s + min_s
     with contextlib.suppress(TimeoutError):
