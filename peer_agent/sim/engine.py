@@ -786,6 +786,13 @@ class Simulation:
             )
             for f in viewer.transfers.values()
         ]
+        # The server's fetcher list goes into the view as it is built (a replace() per
+        # decision cost 5 % of a run); the list itself is re-picked at most every refresh_s.
+        fetchers: tuple[str, ...] = ()
+        fetchers_until = 0.0
+        if self.server_fetchers is not None:
+            fetchers = self.server_fetchers.lists(now, self.active).get(viewer.region, ())
+            fetchers_until = _INF
         view = SchedulerView(
             now=now,
             self_id=viewer.peer_id,
@@ -798,12 +805,9 @@ class Simulation:
             rate=1.0,
             connecting_until=viewer.connecting_until,
             swarm_size=len(self.viewers),
+            fetchers=fetchers,
+            fetchers_until=fetchers_until,
         )
-        if self.server_fetchers is not None:
-            lists = self.server_fetchers.lists(now, self.active)
-            view = dataclasses.replace(
-                view, fetchers=lists.get(viewer.region, ()), fetchers_until=math.inf
-            )
         decision = decide(view, self.sched_cfg, self.rng)
         self.decisions += 1
         for action in decision.actions:
