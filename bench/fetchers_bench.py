@@ -11,8 +11,13 @@ the bitrate, which therefore serve no uploads: docs/scheduling.md "Upload fan-ou
 per minute), beside today's pairing and election under the same mix (``free`` pairing, which
 chains the overlay by join time, and the local election), and without the mix under the
 ``free`` pairing. ``P2P_BENCH_FETCHERS_PEERS`` (comma-separated, default ``1000,10000``) adds
-the mix + churn rows (assignment, and today's pairing and election) at further sizes; a
-10,000-viewer run takes several CPU minutes.
+the mix + churn rows (assignment, and today's pairing and election) at further sizes, each row
+in its own process (``p2p-sim --json --progress``, so each has its own peak RSS); a
+10,000-viewer row takes several CPU minutes, a 100,000-viewer row (``P2P_BENCH_FETCHERS_PEERS=
+100000``) about half an hour or more. Each such row is written to ``results/fetchers_scale.json``
+as it goes (its last progress line every 10 simulated seconds, then its result), so a long run
+that is stopped keeps what it had; rows of other sizes and runs stay in that file.
+``P2P_BENCH_FLASH_PEERS=0`` skips the flash crowd.
 
 The flash crowd: ``P2P_BENCH_FLASH_PEERS`` viewers (default 10,000; 500 with --quick) join
 within 10 s of the first moment they can start 3 segments behind live, and play 60 s; with the
@@ -23,9 +28,13 @@ so read the ratios within this run.
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,6 +64,27 @@ COLUMNS = [
     "startup_s_median",
     "cpu_s",
 ]
+SCALE_COLUMNS = [
+    "run",
+    "peers",
+    "viewers_total",
+    "cdn_fetches_per_segment_steady",
+    "cdn_fetches_per_segment_join_ramp",
+    "cdn_fetches_join_ramp_per_viewer",
+    "offload_ratio",
+    "offload_target",
+    "stall_count",
+    "decisions",
+    "cpu_s",
+    "peak_rss_mib",
+]
+#: The Must show's rows at further sizes: mix + churn with the server's assignment (split
+#: pairing), and today's pairing and election (free pairing, local election) under the same mix.
+SCALE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "assign": ("mix + churn, server assignment", {"pairing": "split", "server_fetchers": 4}),
+    "today": ("mix + churn, today's pairing and election", {"pairing": "free"}),
+}
+ROOT = Path(__file__).resolve().parents[1]
 FLASH_COLUMNS = [
     "run",
     "peers",
@@ -109,13 +139,98 @@ def rows_for(peers: int) -> list[dict[str, Any]]:
     ]
 
 
-def scale_rows(peers: int) -> list[dict[str, Any]]:
+def scale_command(kind: str, peers: int) -> list[str]:
+    """The ``p2p-sim`` command of one scale row (``kind``: a key of ``SCALE_ROWS``)."""
+    scenario = BIG.with_overrides(peers=peers, **MIX, **SCALE_ROWS[kind][1])
+    flags = {
+        "peers": scenario.peers,
+        "segment-s": scenario.segment_s,
+        "latency-segments": scenario.latency_segments,
+        "duration-s": scenario.duration_s,
+        "join-over-s": scenario.join_over_s,
+        "tick-s": scenario.tick_s,
+        "low-uplink-fraction": scenario.low_uplink_fraction,
+        "churn-per-min": scenario.churn_per_min,
+        "pairing": scenario.pairing,
+        "server-fetchers": scenario.server_fetchers,
+        "seed": scenario.seed,
+    }
+    args = [sys.executable, "-m", "peer_agent.sim.cli", "--json", "--progress", "--live"]
+    for flag, value in flags.items():
+        args += [f"--{flag}", str(value)]
+    return args
+
+
+_PROGRESS = re.compile(
+    r"p2p-sim: t=(\S+) s viewers=(\d+) decisions=(\d+) cpu_s=(\S+) peak_rss_mib=(\S+)"
+)
+
+
+def _record(path: Path, key: str, row: dict[str, Any]) -> None:
+    """Replace ``key``'s row in the JSON file at ``path`` (other rows stay), atomically and
+    under a lock, so rows run at the same time by two commands both stay."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            rows = json.loads(path.read_text())["rows"]
+        except (OSError, ValueError, KeyError):
+            rows = {}
+        rows[key] = row
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        tmp.replace(path)
+
+
+def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
+    """One scale row in its own process, recorded in ``results`` as it goes: its last progress
+    line (``status: running``) every 10 simulated seconds, then its summary (``done``)."""
+    if peers < 2:
+        raise ValueError(f"a scale row needs >= 2 viewers, got {peers}")
+    name = SCALE_ROWS[kind][0]
+    key = f"{peers}/{kind}"
+    base = {"run": name, "peers": peers, "offload_target": round(0.95 * (peers - 1) / peers, 4)}
+    command = scale_command(kind, peers)
+    print(f"fetchers bench: {name} ({peers} viewers) ...", file=sys.stderr, flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    base["started"] = started
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        other: list[str] = []
+        for line in proc.stderr:
+            match = _PROGRESS.match(line)
+            if match is None:
+                other.append(line)
+                continue
+            print(f"fetchers bench: {name}: {line.strip()}", file=sys.stderr, flush=True)
+            t_s, viewers, decisions, cpu_s, rss = match.groups()
+            _record(
+                results,
+                key,
+                {
+                    **base,
+                    "status": "running",
+                    "t_s": float(t_s),
+                    "viewers": int(viewers),
+                    "decisions": int(decisions),
+                    "cpu_s": float(cpu_s),
+                    "peak_rss_mib": float(rss),
+                },
+            )
+        out = proc.stdout.read()
+    if proc.returncode != 0:
+        _record(results, key, {**base, "status": f"failed (exit {proc.returncode})"})
+        raise RuntimeError(f"{' '.join(command)} failed:\n{''.join(other)[-2000:]}")
+    row = {**base, "status": "done", "pairing": SCALE_ROWS[kind][1]["pairing"], **json.loads(out)}
+    _record(results, key, row)
+    return row
+
+
+def scale_rows(peers: int, results: Path) -> list[dict[str, Any]]:
     """The Must show's rows at a further size: mix + churn, assignment and today's."""
-    mixed = BIG.with_overrides(peers=peers, pairing="split", **MIX)
-    return [
-        _run("mix + churn, server assignment", mixed.with_overrides(server_fetchers=4)),
-        _run("mix + churn, today's pairing and election", mixed.with_overrides(pairing="free")),
-    ]
+    return [scale_row(kind, peers, results) for kind in SCALE_ROWS]
 
 
 def flash_rows(peers: int) -> list[dict[str, Any]]:
@@ -128,33 +243,42 @@ def flash_rows(peers: int) -> list[dict[str, Any]]:
     ]
 
 
-def _sizes(env: str, default: str) -> list[int]:
+def _sizes(env: str, default: str, *, zero: bool = False) -> list[int]:
+    """Viewer counts from ``env`` (comma-separated); ``zero``: a lone 0 means none."""
     raw = os.environ.get(env, default)
     try:
         sizes = [int(x) for x in raw.split(",") if x.strip()]
     except ValueError:
         raise SystemExit(f"{env} must be comma-separated viewer counts, got {raw!r}") from None
-    if any(n < 2 for n in sizes):
+    if zero and sizes == [0]:
+        return sizes
+    if not sizes or any(n < 2 for n in sizes):
         raise SystemExit(f"{env}: every size must be >= 2, got {raw!r}")
     return sizes
 
 
 def run(out_dir: Path, quick: bool = False) -> str:
     peers = 200 if quick else 1000
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = rows_for(peers)
+    scale: list[dict[str, Any]] = []
     for n in [] if quick else _sizes("P2P_BENCH_FETCHERS_PEERS", "1000,10000"):
         if n != peers:
-            rows += scale_rows(n)
-    flash_peers = 500 if quick else _sizes("P2P_BENCH_FLASH_PEERS", "10000")[0]
+            scale += scale_rows(n, out_dir / "fetchers_scale.json")
+    flash_peers = 500 if quick else _sizes("P2P_BENCH_FLASH_PEERS", "10000", zero=True)[0]
     flash = flash_rows(flash_peers) if flash_peers else []
     local, assigned = rows[0], rows[1]
     ratio = round(
         assigned["cdn_fetches_per_segment_steady"] / local["cdn_fetches_per_segment_steady"], 3
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "fetchers.json").write_text(
         json.dumps(
-            {"rows": rows, "flash": flash, "steady_fetches_ratio_assigned_vs_local": ratio},
+            {
+                "rows": rows,
+                "scale": scale,
+                "flash": flash,
+                "steady_fetches_ratio_assigned_vs_local": ratio,
+            },
             indent=1,
         )
         + "\n"
@@ -174,6 +298,15 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "",
         *_table(COLUMNS, rows),
     ]
+    if scale:
+        lines += [
+            "",
+            "The same mix + churn at further sizes, server assignment (split pairing) and today's "
+            "pairing and election (free pairing, local election), each row in its own process "
+            "(`p2p-sim --json`, commands in bench/fetchers_bench.py); peak RSS per process.",
+            "",
+            *_table(SCALE_COLUMNS, scale),
+        ]
     if flash:
         lines += [
             "",
@@ -186,5 +319,25 @@ def run(out_dir: Path, quick: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fetchers_bench",
+        description="The whole section (as `make bench` runs it), or with --row one scale row "
+        "in its own process, recorded in bench/results/fetchers_scale.json as it goes.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--row", choices=sorted(SCALE_ROWS), help="run this scale row only")
+    parser.add_argument("--peers", type=int, default=100_000, help="with --row: viewers")
+    args = parser.parse_args(argv)
+    results = Path(__file__).resolve().parent / "results"
+    if args.row is None:
+        print(run(results, quick=args.quick))
+        return
+    if args.peers < 2:
+        parser.error("--peers must be >= 2")
+    row = scale_row(args.row, args.peers, results / "fetchers_scale.json")
+    print("\n".join(_table(SCALE_COLUMNS, [row])))
+
+
 if __name__ == "__main__":
-    print(run(Path(__file__).resolve().parent / "results", quick="--quick" in sys.argv))
+    main()
