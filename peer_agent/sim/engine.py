@@ -85,6 +85,9 @@ class _Flow:
         "last_data_at",
         "live",
         "attached",
+        "rate",
+        "full",
+        "feed",
     )
 
     def __init__(
@@ -108,6 +111,13 @@ class _Flow:
         self.last_data_at: float | None = None
         self.live = False  # its first byte could have arrived: it shares the links
         self.attached = True
+        # Kept by events, read by the byte mover each tick (Simulation._move_bytes):
+        self.rate = 0.0  # bytes/s while live: its share of both links (and the CDN's egress)
+        # Where its bytes come from: ``full`` when the sender holds the whole segment (or is the
+        # CDN); else ``feed`` is the sender's own transfer of the segment, relayed cut-through
+        # (None: the sender has no transfer of it, nothing to pass on).
+        self.full = src is None or segment in src.have
+        self.feed: _Flow | None = None if self.full or src is None else src.transfers.get(segment)
 
     @property
     def reached(self) -> float:
@@ -279,6 +289,7 @@ class Simulation:
         self.flows: dict[_Flow, None] = {}  # insertion-ordered, so runs are deterministic
         self._pending_flows: list[_Flow] = []
         self._cdn_live = 0
+        self._cdn_share = _INF  # each live CDN flow's share of a capped CDN's egress
         self.decisions = 0
         #: Tracker pairings done, and viewers they examined in total (a sample each).
         self.pairings = 0
@@ -892,6 +903,7 @@ class Simulation:
             self.cdn_fetches_join_ramp[seq] = self.cdn_fetches_join_ramp.get(seq, 0) + 1
         self.flows[flow] = None
         self._pending_flows.append(flow)
+        self._feed_relays(viewer, segment, flow)
         self._announce_fetching(viewer, segment)
 
     def _start_peer(self, viewer: _Viewer, segment: SegmentId, peer_id: str, offset: int) -> None:
@@ -914,9 +926,48 @@ class Simulation:
         src.uploads[flow] = None
         self.flows[flow] = None
         self._pending_flows.append(flow)
+        self._feed_relays(viewer, segment, flow)
         self._announce_fetching(viewer, segment)
 
+    @staticmethod
+    def _feed_relays(viewer: _Viewer, segment: SegmentId, feed: _Flow | None) -> None:
+        """``viewer``'s own transfer of ``segment`` is now ``feed`` (None: it has none): what
+        its uploads of that segment relay cut-through."""
+        for g in viewer.uploads:
+            if not g.full and g.segment == segment:
+                g.feed = feed
+
+    def _rate(self, f: _Flow) -> float:
+        """A live flow's rate: its share of the receiver's downlink and of the sender's uplink
+        (or of the CDN's egress), the smaller."""
+        rate = self.sc.downlink_bytes_per_s / f.dst.downs
+        src = f.src
+        if src is None:
+            if self._cdn_share < rate:
+                rate = self._cdn_share
+        else:
+            up = src.uplink_bytes_per_s / src.ups
+            if up < rate:
+                rate = up
+        return rate
+
+    def _rerate(self, viewer: _Viewer) -> None:
+        """``viewer``'s count of live flows in or out changed: so did their shares."""
+        rate = self._rate
+        for f in viewer.transfers.values():
+            if f.live:
+                f.rate = rate(f)
+        for f in viewer.uploads:
+            if f.live:
+                f.rate = rate(f)
+
     def _move_bytes(self, dt: float) -> None:
+        """Move one tick of bytes on every live flow, in the order the flows started.
+
+        A flow's rate is kept by events (a flow going live or ending changes its endpoints'
+        shares, ``_rerate``) and where its bytes come from too (``_Flow.full``, ``feed``), so a
+        step here touches the flow and, for a relay, the transfer it relays; the bytes are
+        added to the viewers' totals when the flow ends (``_account``)."""
         sc = self.sc
         now = self.now
         still: list[_Flow] = []
@@ -925,51 +976,44 @@ class Simulation:
                 continue
             if f.data_from <= now:
                 f.live = True
-                f.dst.downs += 1
-                if f.src is None:
+                dst = f.dst
+                dst.downs += 1
+                src = f.src
+                if src is None:
                     self._cdn_live += 1
+                    if sc.cdn_bytes_per_s > 0:
+                        self._cdn_share = sc.cdn_bytes_per_s / self._cdn_live
                 else:
-                    f.src.ups += 1
+                    src.ups += 1
+                    self._rerate(src)
+                self._rerate(dst)
             else:
                 still.append(f)
         self._pending_flows = still
-        cdn_share = (
-            sc.cdn_bytes_per_s / self._cdn_live
-            if sc.cdn_bytes_per_s > 0 and self._cdn_live
-            else _INF
-        )
-        downlink = sc.downlink_bytes_per_s
+        if sc.cdn_bytes_per_s > 0:
+            # A capped CDN's egress is shared by all its live flows: every one's rate moves.
+            self._cdn_share = sc.cdn_bytes_per_s / self._cdn_live if self._cdn_live else _INF
+            for f in self.flows:
+                if f.live and f.src is None:
+                    f.rate = self._rate(f)
         holdback = RELAY_HOLDBACK_BYTES
         completed: list[_Flow] = []
         for f in self.flows:
             if not f.live:
                 continue
-            dst = f.dst
-            src = f.src
-            rate = downlink / dst.downs
             total = f.total
-            if src is None:
-                if cdn_share < rate:
-                    rate = cdn_share
+            if f.full:
                 available: float = total
             else:
-                up = src.uplink_bytes_per_s / src.ups
-                if up < rate:
-                    rate = up
-                segment = f.segment
-                if segment in src.have:
-                    available = total
-                else:
-                    # Cut-through: a relay passes bytes on as they arrive but withholds the last
-                    # frame until its own copy has matched its hash (docs/protocol.md,
-                    # "Relaying"), so nobody completes a segment its sender has not verified.
-                    upstream = src.transfers.get(segment)
-                    if upstream is not None:
-                        available = upstream.offset + upstream.received
-                        if total - holdback < available:
-                            available = total - holdback
-                    else:
-                        available = 0.0
+                # Cut-through: a relay passes bytes on as they arrive but withholds the last
+                # frame until its own copy has matched its hash (docs/protocol.md,
+                # "Relaying"), so nobody completes a segment its sender has not verified.
+                upstream = f.feed
+                if upstream is None:
+                    continue  # nothing to pass on
+                available = upstream.offset + upstream.received
+                if total - holdback < available:
+                    available = total - holdback
             # Data flows for the part of the tick after its first byte could arrive.
             if f.last_data_at is None:
                 step_s = now - f.data_from
@@ -979,7 +1023,7 @@ class Simulation:
                 step_s = dt
             received = f.received
             reached = f.offset + received
-            step = rate * step_s
+            step = f.rate * step_s
             room = available - reached
             if room < step:
                 step = room
@@ -987,11 +1031,6 @@ class Simulation:
                 continue
             f.received = received + step
             f.last_data_at = now
-            if src is None:
-                dst.bytes_cdn += step
-            else:
-                dst.bytes_p2p += step
-                src.bytes_up += step
             if reached + step >= total - 1e-6:
                 completed.append(f)
         for f in completed:
@@ -1017,6 +1056,10 @@ class Simulation:
         viewer.wants.discard(segment.sequence)
         viewer.fetching.discard(segment)
         viewer.segment_views.pop(segment.sequence, None)
+        for g in viewer.uploads:
+            if g.segment == segment:
+                g.full = True
+                g.feed = None
         self._announce(viewer, _HAVE, segment)
         seq = segment.sequence
         viewer.player.add_media(seq * self.sc.segment_s, self.sc.segment_s, self.now)
@@ -1033,20 +1076,36 @@ class Simulation:
             return
         flow.attached = False
         self.flows.pop(flow, None)
-        if flow.live:
-            flow.dst.downs -= 1
-            if flow.src is None:
-                self._cdn_live -= 1
-            else:
-                flow.src.ups -= 1
+        self._account(flow)
         dst = flow.dst
+        src = flow.src
         segment = flow.segment
         if dst.transfers.get(segment) is flow:
             del dst.transfers[segment]
             if segment.sequence in dst.known and segment not in dst.have:
                 dst.wants.add(segment.sequence)
-        if flow.src is not None:
-            flow.src.uploads.pop(flow, None)
+            self._feed_relays(dst, segment, None)
+        if src is not None:
+            src.uploads.pop(flow, None)
+        if flow.live:
+            dst.downs -= 1
+            self._rerate(dst)
+            if src is None:
+                self._cdn_live -= 1
+            else:
+                src.ups -= 1
+                self._rerate(src)
+
+    @staticmethod
+    def _account(flow: _Flow) -> None:
+        """Add what ``flow`` moved to its viewers' byte totals (once: when it ends, or at the
+        end of the run)."""
+        moved = flow.received
+        if flow.src is None:
+            flow.dst.bytes_cdn += moved
+        else:
+            flow.dst.bytes_p2p += moved
+            flow.src.bytes_up += moved
 
     def _drop_flow(self, flow: _Flow, *, mark: bool = True) -> None:
         """The receiver cancels: it keeps the bytes it has (a later fetch resumes there)."""
@@ -1080,6 +1139,9 @@ class Simulation:
     def _result(self) -> SimResult:
         for viewer in self.active:
             viewer.player.advance(self.now)
+        for flow in self.flows:
+            self._account(flow)
+        self.flows.clear()
         overlay = None
         if self.sc.p2p:
             overlay = self.overlay_stats(
