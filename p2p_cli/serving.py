@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -88,6 +90,40 @@ def bind_tcp(host: str, port: int, backlog: int = 1024) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+#: The line each server prints on stdout once its socket listens (p2p-signaling, p2p-origin,
+#: p2p-hashsvc): ``PROG listening on http://HOST:PORT ...``.
+_LISTENING_LINE = re.compile(r"^\S+ listening on http://(?:\[[^\]\s]*\]|[^\s:/\[]+):(\d+)", re.M)
+
+
+def listening_port(output: str) -> int | None:
+    """The port in a server's "listening on" line within ``output``, ``None`` before the line.
+
+    A parent that starts a server with ``--port 0`` learns its port this way: unlike picking a
+    free port first and handing it over, no other process can take the port in between."""
+    match = _LISTENING_LINE.search(output)
+    return int(match.group(1)) if match is not None else None
+
+
+class ChildStdout:
+    """A child process's stdout in an unlinked temporary file, readable while the child writes.
+
+    Pass :attr:`file` as the child's ``stdout``; :meth:`port` finds its "listening on" line.
+    Unlike a pipe, nothing has to drain it: a child that prints more than a pipe holds never
+    blocks. Reads use ``pread`` and leave the offset the child writes at alone."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), at the child's end)
+
+    def text(self, max_bytes: int = 1 << 16) -> str:
+        return os.pread(self.file.fileno(), max_bytes, 0).decode("utf-8", "replace")
+
+    def port(self) -> int | None:
+        return listening_port(self.text())
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @contextlib.contextmanager

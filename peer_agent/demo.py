@@ -49,7 +49,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from p2p_cli.serving import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, bind_tcp, error, listen_error
+from p2p_cli.serving import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ChildStdout,
+    bind_tcp,
+    error,
+    listen_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +98,6 @@ class DemoConfig:
     hls: dict[str, Any] = field(default_factory=lambda: {"liveSyncDurationCount": 3})
     startup_timeout_s: float = 120.0  # media generation on a first run takes a few seconds
     log_level: str = "warning"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def swarm_id_for(url: str) -> str:
@@ -180,12 +182,13 @@ class Demo:
 
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
-        host = config.host
         self.page_port = config.page_port  # the bound one once start() has run
-        self.origin_port = config.origin_port or free_port(host)
-        self.signaling_port = config.signaling_port or free_port(host)
-        self.origin_url = f"http://{host}:{self.origin_port}"
-        self.tracker_url = f"ws://{host}:{self.signaling_port}/announce"
+        # 0 (the default): the server binds a free port and says which in its "listening on"
+        # line; unlike a port found free here and handed over, no other process can take it
+        # in between. The bound ones once start() has run.
+        self.origin_port = config.origin_port
+        self.signaling_port = config.signaling_port
+        self._stdouts: list[ChildStdout] = []
         self._page_sock: socket.socket | None = None
         self.secret = secrets.token_urlsafe(32) if config.tokens else None
         self.token: str | None = None
@@ -193,6 +196,14 @@ class Demo:
         self.agent_procs: list[asyncio.subprocess.Process] = []
         self._page_server: uvicorn.Server | None = None
         self._page_task: asyncio.Task[None] | None = None
+
+    @property
+    def origin_url(self) -> str:
+        return f"http://{self.config.host}:{self.origin_port}"
+
+    @property
+    def tracker_url(self) -> str:
+        return f"ws://{self.config.host}:{self.signaling_port}/announce"
 
     @property
     def page_url(self) -> str:
@@ -233,16 +244,34 @@ class Demo:
             await self.stop()
             raise
 
-    async def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> Any:
+    async def _spawn(
+        self, argv: list[str], env: dict[str, str] | None = None, stdout: Any = None
+    ) -> Any:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children ourselves
         )
         self.procs.append(proc)
         return proc
+
+    async def _spawn_server(
+        self, argv: list[str], what: str, env: dict[str, str] | None = None
+    ) -> tuple[Any, int]:
+        """Start a server (its argv has ``--port``) and wait for the port it listens on."""
+        out = ChildStdout()
+        self._stdouts.append(out)
+        proc = await self._spawn(argv, env, out.file)
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while (port := out.port()) is None:
+            if proc.returncode is not None:
+                raise RuntimeError(f"{what} exited with status {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not say where it listens")
+            await asyncio.sleep(0.05)
+        return proc, port
 
     async def _wait_http(self, url: str, proc: Any, what: str) -> None:
         deadline = time.monotonic() + self.config.startup_timeout_s
@@ -277,7 +306,7 @@ class Demo:
             argv += ["--renditions", c.renditions]
         if c.fps:
             argv += ["--fps", str(c.fps)]
-        proc = await self._spawn(argv)
+        proc, self.origin_port = await self._spawn_server(argv, "the origin")
         await self._wait_http(f"{self.origin_url}/healthz", proc, "the origin")
 
     async def _start_signaling(self) -> None:
@@ -301,7 +330,7 @@ class Demo:
             env["P2P_SIGNALING_TOKEN_SECRET"] = self.secret
             swarms = [swarm_id_for(self.master_url(name)) for name in STREAM_NAMES]
             self.token = mint_join_token(self.secret, swarms, int(time.time()) + c.token_ttl_s)
-        proc = await self._spawn(argv, env)
+        proc, self.signaling_port = await self._spawn_server(argv, "the signaling server", env)
         url = f"http://{c.host}:{self.signaling_port}/healthz"
         await self._wait_http(url, proc, "the signaling server")
 
@@ -377,6 +406,9 @@ class Demo:
         if self._page_sock is not None:
             self._page_sock.close()
             self._page_sock = None
+        for out in self._stdouts:
+            out.close()
+        self._stdouts.clear()
 
 
 async def _terminate(procs: Sequence[Any], timeout_s: float = 8.0) -> None:

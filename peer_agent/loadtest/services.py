@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from p2p_cli.serving import ChildStdout
 
 from ..origin import MediaConfig, OriginConfig, Rendition, ShapingConfig, run_origin
 from ..sim.scenario import Scenario
@@ -29,12 +30,6 @@ START_TIMEOUT_S = 120.0
 
 class ServiceError(RuntimeError):
     """A server the load test needs did not start or cannot be reached."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def origin_config(scenario: Scenario, config: LoadTestConfig) -> OriginConfig:
@@ -100,11 +95,12 @@ async def origin(scenario: Scenario, config: LoadTestConfig) -> AsyncIterator[Or
 
 
 class Signaling:
-    """``p2p-signaling`` on a free loopback port, in a subprocess."""
+    """``p2p-signaling`` on a loopback port of its own choosing, in a subprocess."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0  # the bound one once start() has run; a restart keeps it
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stdout: ChildStdout | None = None
 
     @property
     def url(self) -> str:
@@ -114,10 +110,16 @@ class Signaling:
         exe = Path(sys.executable).with_name("p2p-signaling")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "signaling.cli"]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # First start: port 0, and the port it got from its "listening on" line (a port picked
+        # here and handed over could be taken by another process in between, and a connect
+        # test would then have taken that process for ours). A restart: the same port again.
+        if self._stdout is not None:
+            self._stdout.close()
+        self._stdout = ChildStdout()
         self.proc = subprocess.Popen(
             [*cmd, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=self._stdout.file,
         )
         # Generous: importing the server takes a few CPU seconds, which on a busy machine can
         # stretch past 15 s (a fixed 300 polls of 50 ms was not always enough).
@@ -125,7 +127,10 @@ class Signaling:
         while time.monotonic() < deadline_s:
             if self.proc.poll() is not None:
                 raise ServiceError(f"p2p-signaling exited with status {self.proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            port = self._stdout.port()
+            if port is not None:
+                # it prints the line once its socket listens: connections queue from then on
+                self.port = port
                 return
             await asyncio.sleep(0.05)
         self.proc.kill()
@@ -150,6 +155,9 @@ class Signaling:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc = None
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from peer_agent.agent.integrity import IntegrityConfig, Verdict
 from peer_agent.core.config import SchedulerConfig
 from peer_agent.core.events import DataReceived
 from peer_agent.core.session import SessionConfig
-from peer_agent.loadtest.services import Signaling, free_port
+from peer_agent.loadtest.services import Signaling
 from peer_agent.net.swarm import SwarmConfig
 from peer_agent.net.tracker import TrackerConfig
 from peer_agent.origin import MediaSet, run_origin
@@ -395,10 +396,13 @@ async def test_upload_cap_holds_over_webrtc(media: MediaSet, loop_lag: LoopLag) 
 
 
 async def test_unreachable_tracker_plays_from_the_cdn(media: MediaSet) -> None:
-    async with run_origin(origin_config(), media=media) as origin:
-        dead = f"ws://127.0.0.1:{free_port()}/announce"
-        cfg = agent_config(origin.url("hls/live-ts/master.m3u8"), dead, duration_s=4.0)
-        result = await Agent(cfg).run()
+    # a port bound (so no other process can take it) but not listening: connections are refused
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{held.getsockname()[1]}/announce"
+        async with run_origin(origin_config(), media=media) as origin:
+            cfg = agent_config(origin.url("hls/live-ts/master.m3u8"), dead, duration_s=4.0)
+            result = await Agent(cfg).run()
     assert result["stall_count"] == 0 and result["segments_played"] >= 3, result
     assert result["bytes_p2p"] == 0 and result["tracker_connects"] == 0
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import mimetypes
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,7 +37,8 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from peer_agent.demo import DemoConfig, free_port, run_demo
+from p2p_cli.serving import bind_tcp
+from peer_agent.demo import DemoConfig, run_demo
 from signaling.hashsvc import HashServiceConfig, run_hash_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -143,11 +145,13 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Starlette, port: int) -> AsyncIterator[str]:
-    server = _Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
+async def serve(app: Starlette, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on ``sock`` (a listening socket the caller bound, so that it knew the port
+    first and no other process could take it), or on a free port of its own."""
+    sock = sock if sock is not None else bind_tcp("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
@@ -157,6 +161,7 @@ async def serve(app: Starlette, port: int) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 def playing_past(t: float) -> Any:
@@ -187,7 +192,8 @@ async def events(page: Any, name: str) -> list[dict[str, Any]]:
 
 async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_path: Path) -> None:
     app = install_package(tmp_path)
-    port = free_port()
+    page_sock = bind_tcp("127.0.0.1", 0)  # the signaling server must allow its Origin
+    port = int(page_sock.getsockname()[1])
     log_a: list[str] = []
     log_b: list[str] = []
     config = DemoConfig(
@@ -196,7 +202,7 @@ async def test_installed_package_plays_with_p2p_via_import_map_and_bundle(tmp_pa
     async with run_demo(config) as demo, browser_context() as context:
         hashsvc = HashServiceConfig(allow_prefixes=(f"{demo.origin_url}/hls/",), port=0)
         doc: dict[str, Any] = {}  # config.json, read at request time
-        async with run_hash_service(hashsvc) as svc, serve(page_app(app, doc), port) as base:
+        async with run_hash_service(hashsvc) as svc, serve(page_app(app, doc), page_sock) as base:
             doc.update(
                 tracker=demo.tracker_url,
                 token=demo.token,
@@ -266,7 +272,7 @@ async def test_a_refused_origin_gets_the_origin_forbidden_error_event(tmp_path: 
     config = DemoConfig(page_port=0, agents=0, **DEMO_MEDIA)  # allows only the demo page
     async with run_demo(config) as demo, browser_context() as context:
         doc = {"tracker": demo.tracker_url, "token": demo.token, "url": demo.master_url("live-ts")}
-        async with serve(page_app(app, doc), free_port()) as base:
+        async with serve(page_app(app, doc)) as base:
             page = await open_demo_page(context, f"{base}/importmap.html", log)
             s = await wait_for(
                 page,

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from p2p_cli.serving import ChildStdout
 from peer_agent.net.swarm import swarm_id_for
 from signaling.tokens import verify_token
 
@@ -42,12 +43,6 @@ def run(module: str, *argv: str, env: dict[str, str] | None = None, timeout_s: f
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def taken_port() -> Iterator[int]:
     """A loopback port some other socket listens on."""
@@ -55,6 +50,37 @@ def taken_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         yield int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port bound but not listening: connections to it are refused, and no other
+    process can listen on it meanwhile (as it could on a port found free and let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+def start_server(
+    module: str, *argv: str, stdout: ChildStdout, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """``python -m module --port 0 argv``, and the port it reports in its "listening on" line
+    (no other process can take it between our choice and its bind: it chose)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *argv],
+        cwd=ROOT,
+        env={**ENV, **(env or {})},
+        stdout=stdout.file,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120.0  # imports alone take seconds on a busy machine
+    while (port := stdout.port()) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise AssertionError(f"{module} never said where it listens: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc, port
 
 
 def wait_http(url: str, proc: subprocess.Popen[str], timeout_s: float = 120.0) -> None:
@@ -96,21 +122,16 @@ def test_a_port_in_use_is_one_line_and_status_1(module: str, extra: list[str]) -
 
 @pytest.mark.slow
 def test_signaling_ctrl_c_exits_0_without_a_traceback() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signaling.cli", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stdout = ChildStdout()
+    proc, port = start_server("signaling.cli", "--log-level", "warning", stdout=stdout)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        out = stdout.text()
     finally:
         stop(proc)
+        stdout.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert f"p2p-signaling listening on http://127.0.0.1:{port}" in out
@@ -181,14 +202,12 @@ def test_agent_unknown_host_fails_at_once_without_retries() -> None:
 @pytest.fixture(scope="module")
 def origin_url() -> Iterator[str]:
     """A real p2p-origin (tiny media) in a subprocess."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "peer_agent.origin.cli", "--port", str(port),
-            "--segment-duration-s", "1", "--content-duration-s", "6", "--fps", "10",
-            "--renditions", "lo:128x72@60000", "--log-level", "warning",
-        ],
-        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    stdout = ChildStdout()
+    proc, port = start_server(
+        "peer_agent.origin.cli",
+        "--segment-duration-s", "1", "--content-duration-s", "6", "--fps", "10",
+        "--renditions", "lo:128x72@60000", "--log-level", "warning",
+        stdout=stdout,
     )  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout_s=120)
@@ -196,19 +215,19 @@ def origin_url() -> Iterator[str]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+        stdout.close()
 
 
 @pytest.fixture(scope="module")
 def token_tracker() -> Iterator[str]:
     """A real p2p-signaling that requires join tokens."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signaling.cli", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env={**ENV, "P2P_SIGNALING_TOKEN_SECRET": SECRET},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    stdout = ChildStdout()
+    proc, port = start_server(
+        "signaling.cli",
+        "--log-level",
+        "warning",
+        stdout=stdout,
+        env={"P2P_SIGNALING_TOKEN_SECRET": SECRET},
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
@@ -216,6 +235,7 @@ def token_tracker() -> Iterator[str]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+        stdout.close()
 
 
 def agent(origin_url: str, tracker: str, *extra: str, token: str | None = None):
@@ -236,8 +256,9 @@ def agent(origin_url: str, tracker: str, *extra: str, token: str | None = None):
 
 @pytest.mark.slow
 def test_agent_with_an_unreachable_tracker_warns_and_exits_1(origin_url: str) -> None:
-    tracker = f"ws://127.0.0.1:{free_port()}/announce"
-    code, out, err = agent(origin_url, tracker)
+    with refusing_port() as port:
+        tracker = f"ws://127.0.0.1:{port}/announce"
+        code, out, err = agent(origin_url, tracker)
     assert code == 1, err
     assert f"tracker {tracker}: cannot connect: connection refused" in err  # the warning
     assert f"never joined the swarm at the tracker {tracker}" in err

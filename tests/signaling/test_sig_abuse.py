@@ -16,7 +16,7 @@ from signaling.messages import id_hex
 from signaling.tokens import mint_token
 from tests.signaling.abuse_support import RawClient
 from tests.signaling.sig_support import connect, exchange_works, pid
-from tests.signaling_redis.redis_support import SignalingProcess, free_port
+from tests.signaling_redis.redis_support import SignalingProcess
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,7 @@ async def start_process() -> AsyncIterator[ProcessFactory]:
         # the tests' own /metrics polls are connections from 127.0.0.1: only the test of the
         # attempt budget sets it low
         env.setdefault("connect_rate_per_address_s", "1000")
-        proc = SignalingProcess(
-            free_port(), None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()}
-        )
+        proc = SignalingProcess(None, {f"P2P_SIGNALING_{k.upper()}": v for k, v in env.items()})
         started.append(proc)
         await proc.start()
         return proc

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from p2p_cli.serving import listening_port
 from signaling.cli import config_from_args, main
 from signaling.tokens import verify_token
 from tests.signaling.sig_support import connect, pid
@@ -63,12 +63,6 @@ def test_mint_token_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert grant.allows(swarm) and grant.expires_at_unix_s <= time.time() + 61
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout_s: float) -> None:
     """Poll ``url`` until it answers 200; fail at once if the process exited."""
     deadline = time.monotonic() + timeout_s
@@ -86,8 +80,9 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout_s: fl
 
 @pytest.mark.slow
 async def test_process_shuts_down_gracefully_on_sigterm() -> None:
-    port = free_port()
-    env = dict(os.environ, P2P_SIGNALING_PORT=str(port), P2P_SIGNALING_LOG_LEVEL="warning")
+    # port 0 from the environment; the port it got from its first line (a port found free here
+    # and handed over could be taken by another process in between)
+    env = dict(os.environ, P2P_SIGNALING_PORT="0", P2P_SIGNALING_LOG_LEVEL="warning")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--shutdown-grace-s", "2",
         cwd=ROOT, env=env,
@@ -97,6 +92,10 @@ async def test_process_shuts_down_gracefully_on_sigterm() -> None:
         # Generous bounds, as for the other CLI processes (tests/cli, tests/signaling_redis): on
         # a busy 2-core machine a start (imports included) can take longer than the 200 polls
         # (about 10 s) it was given here, after which the connects failed.
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 120.0)).decode()
+        port = listening_port(first)
+        assert port is not None and port != 0, first
         await wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, 120.0)
         url = f"ws://127.0.0.1:{port}/announce"
         clients = [await connect(url, f"c{n}") for n in range(3)]

@@ -14,7 +14,7 @@ import pytest
 
 from signaling.peerkey import derive_peer_id, proves, valid_peer_key
 from tests.signaling.sig_support import Client, ServerFactory, connect, exchange_works, pid
-from tests.signaling_redis.redis_support import SignalingProcess, free_port
+from tests.signaling_redis.redis_support import SignalingProcess
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[2] / "docs/vectors/signaling/peer_key.json").read_text()
@@ -54,7 +54,7 @@ async def refused_as_unproven(attacker: Client, **extra: str) -> None:
 
 
 async def test_attacker_after_a_restart_gets_nothing(tmp_path: Path) -> None:
-    node = SignalingProcess(free_port(), None, {})
+    node = SignalingProcess(None, {})
     await node.start()
     try:
         victim = await keyed(node.url, "victim")

@@ -10,7 +10,6 @@ import pytest
 from tests.signaling_redis.redis_support import (
     RedisServer,
     SignalingProcess,
-    free_port,
     require_redis_server,
 )
 
@@ -35,7 +34,7 @@ async def start_nodes(redis_server: RedisServer) -> AsyncIterator[NodeFactory]:
     started: list[SignalingProcess] = []
 
     async def start(count: int, **env: str) -> list[SignalingProcess]:
-        nodes = [SignalingProcess(free_port(), redis_server.url, env) for _ in range(count)]
+        nodes = [SignalingProcess(redis_server.url, env) for _ in range(count)]
         started.extend(nodes)
         await asyncio.gather(*(n.start() for n in nodes))
         total = len([n for n in started if n.proc is not None and n.proc.returncode is None])

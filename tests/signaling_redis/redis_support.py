@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from p2p_cli.serving import ChildStdout
+
 ROOT = Path(__file__).resolve().parents[2]
 SIGNALING_BIN = Path(sys.executable).parent / "p2p-signaling"
 
@@ -51,13 +53,42 @@ def require_redis_server() -> str:
 
 
 def free_port() -> int:
+    """A port free right now. Only for a server that cannot bind port 0 and report what it got
+    (redis-server): another process may take the port before the server binds it, so the caller
+    must notice that (see :meth:`RedisServer.start`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def _redis_pid(port: int) -> int | None:
+    """The process id of the redis-server answering on ``port`` (``INFO server``), or None."""
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock,
+    ):
+        sock.settimeout(2.0)
+        sock.sendall(b"INFO server\r\n")
+        reply = b""
+        while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        for line in reply.split(b"\r\n"):
+            if line.startswith(b"process_id:"):
+                return int(line.split(b":", 1)[1])
+    return None
+
+
 @dataclass
 class RedisServer:
+    """redis-server on a free loopback port. redis-server cannot bind port 0 and report it, so
+    :meth:`start` checks that the server answering is its own (by process id) and starts again
+    on another port when another process took the chosen one first: :attr:`port` and
+    :attr:`url` are known once it started (a node that must know them earlier goes through a
+    :class:`Front`)."""
+
     binary: str
     workdir: Path
     port: int = field(default_factory=free_port)
@@ -68,6 +99,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        for _attempt in range(5):
+            if self._start_once():
+                return
+            self.port = free_port()
+        raise RuntimeError("redis-server did not start on any of 5 ports")
+
+    def _start_once(self) -> bool:
+        """True once our own redis-server answers; False when it exited (the port was taken)."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--logfile", ""],
@@ -76,14 +115,13 @@ class RedisServer:
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False
+            if _redis_pid(self.port) == self.proc.pid:
+                return True
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
@@ -95,10 +133,15 @@ class RedisServer:
 
 @dataclass
 class SignalingProcess:
-    port: int
+    """``p2p-signaling`` in a subprocess. It binds port 0 (unless ``port`` is given) and
+    :meth:`start` reads the port it got from its "listening on" line: no other process can
+    take the port between the choice and the bind."""
+
     redis_url: str | None
     extra_env: dict[str, str]
+    port: int = 0
     proc: asyncio.subprocess.Process | None = None
+    _stdout: ChildStdout | None = None
 
     @property
     def url(self) -> str:
@@ -113,9 +156,19 @@ class SignalingProcess:
         args = [str(SIGNALING_BIN), "--host", "127.0.0.1", "--port", str(self.port)]
         if self.redis_url is not None:
             args += ["--redis-url", self.redis_url]
+        self._stdout = ChildStdout()
         self.proc = await asyncio.create_subprocess_exec(
-            *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=None
+            *args, cwd=ROOT, env=env, stdout=self._stdout.file, stderr=None
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120.0  # imports alone take seconds on a busy 2-core machine
+        while (port := self._stdout.port()) is None:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"p2p-signaling exited with {self.proc.returncode}")
+            if loop.time() > deadline:
+                raise AssertionError("p2p-signaling never said where it listens")
+            await asyncio.sleep(0.05)
+        self.port = port
         await self.wait_health(lambda h: h.get("status") in ("ok", "degraded"), 120.0)
 
     async def health(self) -> dict[str, Any]:
@@ -164,6 +217,9 @@ class SignalingProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
 
 
 class Front:

@@ -16,7 +16,6 @@ from tests.signaling_redis.redis_support import (
     Front,
     RedisServer,
     SignalingProcess,
-    free_port,
     require_redis_server,
 )
 
@@ -169,7 +168,7 @@ async def test_redis_stopped_and_restarted(
 
 
 async def test_alone_without_redis_url_runs_in_memory() -> None:
-    node = SignalingProcess(free_port(), None, {})
+    node = SignalingProcess(None, {})
     await node.start()
     try:
         health = await node.health()
@@ -182,7 +181,12 @@ async def test_alone_without_redis_url_runs_in_memory() -> None:
 @pytest.mark.slow
 async def test_starts_alone_when_redis_is_down_and_joins_when_it_comes(tmp_path: Path) -> None:
     redis_server = RedisServer(require_redis_server(), tmp_path)  # not started yet
-    node = SignalingProcess(free_port(), redis_server.url, {})
+    # The node must know Redis's address before Redis listens, and redis-server may have to
+    # move to another port if the one it was given is taken meanwhile: a front on a port bound
+    # now stands for it (closing connections until it has a backend).
+    redis_front = Front([])
+    await redis_front.start()
+    node = SignalingProcess(f"redis://127.0.0.1:{redis_front.port}/0", {})
     await node.start()
     try:
         health = await node.wait_health(lambda h: h["status"] == "degraded")
@@ -192,6 +196,7 @@ async def test_starts_alone_when_redis_is_down_and_joins_when_it_comes(tmp_path:
         await a.announce(SWARM)
         await exchange(b, [a])  # alone, it pairs its own peers
         redis_server.start()
+        redis_front.backends = [redis_server.port]
         await node.wait_health(lambda h: h["status"] == "ok" and h["peers"] == 2, 60.0)
         assert await node.metric("p2p_signaling_bus_dropped_total", kind="member") >= 2
         client = redis.Redis.from_url(redis_server.url)
@@ -202,4 +207,5 @@ async def test_starts_alone_when_redis_is_down_and_joins_when_it_comes(tmp_path:
         assert members == 2  # published once Redis answered
     finally:
         await node.stop()
+        await redis_front.stop()
         redis_server.stop()

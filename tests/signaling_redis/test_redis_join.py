@@ -17,7 +17,6 @@ from tests.signaling.sig_support import Client, connect, exchange_works, pid
 from tests.signaling_redis.redis_support import (
     RedisServer,
     SignalingProcess,
-    free_port,
 )
 
 pytestmark = pytest.mark.slow
@@ -97,7 +96,7 @@ async def lagging(redis_server: RedisServer) -> AsyncIterator[LaggingRedis]:
 
 
 async def two_nodes(proxy: LaggingRedis, **env: str) -> AsyncIterator[list[SignalingProcess]]:
-    nodes = [SignalingProcess(free_port(), proxy.url, env) for _ in range(2)]
+    nodes = [SignalingProcess(proxy.url, env) for _ in range(2)]
     try:
         await asyncio.gather(*(n.start() for n in nodes))
         for node in nodes:
