@@ -67,7 +67,7 @@ lint: install
 	$(PY) -m ruff format --check peer_agent signaling p2p_cli tests bench
 
 typecheck: install install-node
-	$(PY) -m mypy peer_agent signaling p2p_cli
+	$(PY) -m mypy peer_agent signaling p2p_cli bench
 	node_modules/.bin/tsc -p tests/ts/tsconfig.json
 
 # docs/api.md from the engine's TypeScript declarations (web_demo/index.d.ts).

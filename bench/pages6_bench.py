@@ -138,13 +138,14 @@ async def measure(
         cdn = int(b.get("cdn") or 0) - int(a.get("cdn") or 0)
         segment_bytes = int(b.get("p2p") or 0) + int(b.get("cdn") or 0)
         manifest = int(b.get("manifestBytes") or 0)
+        took_s = reached[i]  # a local, so that the None test narrows it
         rows.append(
             {
                 "page": i,
-                "neighbours_5_after_s": None if reached[i] is None else round(reached[i], 1),
+                "neighbours_5_after_s": None if took_s is None else round(took_s, 1),
                 "neighbours_5_after_possible_s": None
-                if reached[i] is None
-                else round(max(0.0, opened[i] + reached[i] - max(opened[i], all_open)), 1),
+                if took_s is None
+                else round(max(0.0, opened[i] + took_s - max(opened[i], all_open)), 1),
                 "neighbours_most": most[i],
                 "neighbours_end": b.get("peers"),
                 "swarm_size_end": b.get("swarmSize"),

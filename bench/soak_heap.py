@@ -57,7 +57,7 @@ def heap_groups(snapshot: dict[str, Any]) -> dict[str, tuple[int, int]]:
 def diff(
     before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], top: int
 ) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in set(before) | set(after):
         c0, s0 = before.get(key, (0, 0))
         c1, s1 = after.get(key, (0, 0))
