@@ -30,6 +30,26 @@ def run_queue_wait_s() -> float:
         return 0.0
 
 
+def cpu_run_and_wait_s() -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of this process's main thread so
+    far (Linux ``/proc/self/schedstat``; (0.0, 0.0) where it is missing)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            ran_ns, waited_ns = f.read().split()[:2]
+        return int(ran_ns) / 1e9, int(waited_ns) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
+def cpu_denied_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Between two :func:`cpu_run_and_wait_s` readings: the share of the time the main thread
+    wanted a CPU that it waited for one. The machine's load, whatever our own demand: about 0
+    on a quiet machine, 0.55 at load 8 on 2 cores, most of it at load 20."""
+    ran = after[0] - before[0]
+    waited = after[1] - before[1]
+    return waited / (ran + waited) if ran + waited > 0 else 0.0
+
+
 #: A stall is explained by starvation if the loop ran this late (seconds) shortly before it: the
 #: tests' scheduler margin (deadline_margin_s, 0.5 s) is gone.
 MIN_LAG_S = 0.5

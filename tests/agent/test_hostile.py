@@ -16,6 +16,7 @@ from peer_agent.hostile import Attack, HostileStats, make_hostile, run_rotating
 from peer_agent.origin import MediaSet, run_origin
 from tests.agent.conftest import origin_config
 from tests.agent.test_integration import FAST_CDN, SCHED, SWARM, signaling
+from tests.loop_lag import cpu_denied_share, cpu_run_and_wait_s
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +28,9 @@ STALLER_RUN_S = 16.0
 #: busy machine: two abandoned downloads refuse, and it abandons every one).
 STALLER_DEADLINE_S = 60.0
 HONEST = ("127.0.0.2", "127.0.0.3")
+#: bounded_harm: a run whose thread waited for a CPU this share of the time it wanted one (or
+#: more) shares too little CPU with its in-process attacker for the offload bound to be fair.
+STARVED_SHARE = 0.5
 ATTACKER = "127.0.0.9"
 
 
@@ -53,6 +57,9 @@ class Run:
     #: The honest agents' counters ``run_s`` after each one started, when the run went on past
     #: that (``until_refused``): the figures compared side by side with a run of ``run_s``.
     window: list[dict[str, Any]] | None = None
+    #: The share of the time the test's thread wanted a CPU that it waited for one
+    #: (tests/loop_lag.py cpu_denied_share): the machine's load during the run.
+    cpu_denied: float = 0.0
 
     @property
     def counted(self) -> list[dict[str, Any]]:
@@ -72,7 +79,10 @@ class Run:
 
     def figures(self) -> str:
         stalls = [s["stall_count"] for s in self.counted]
-        return f"offload {self.offload:.3f}, mean upload {self.upload_mean:.0f} B, stalls {stalls}"
+        return (
+            f"offload {self.offload:.3f}, mean upload {self.upload_mean:.0f} B, stalls {stalls}, "
+            f"denied a CPU {self.cpu_denied:.0%} of the time"
+        )
 
 
 async def counters_after(agent: Agent, delay_s: float) -> dict[str, Any]:
@@ -105,6 +115,7 @@ async def swarm_run(
     attacker's address, at most that long; the side-by-side figures are those at ``run_s``
     (``Run.window``)."""
     total_s = run_s if until_refused_s is None else max(run_s, until_refused_s)
+    cpu_before = cpu_run_and_wait_s()
     async with run_origin(origin_config(), media=media) as origin, signaling() as sig:
         url = origin.url("hls/live-ts/master.m3u8")
         tasks = []
@@ -139,7 +150,8 @@ async def swarm_run(
         # Player stalls are printed, not asserted: on a loaded machine (CI's 2 cores, busy) the
         # runs without an attacker stall too; what is bounded here is upload and offload.
         assert summary["segments_played"] > 0, summary
-    return Run(honest, summaries, stats, window)
+    denied = cpu_denied_share(cpu_before, cpu_run_and_wait_s())
+    return Run(honest, summaries, stats, window, denied)
 
 
 def refused_before_handshake(run: Run) -> int:
@@ -161,7 +173,12 @@ def within_bounds(run: Run, without: Run, *, upload: bool = True) -> bool:
 
 def pooled(first: Run, second: Run) -> Run:
     """Two runs of one scenario as one: their honest agents' bytes added up."""
-    return Run(first.honest + second.honest, first.counted + second.counted, first.stats)
+    return Run(
+        first.honest + second.honest,
+        first.counted + second.counted,
+        first.stats,
+        cpu_denied=min(first.cpu_denied, second.cpu_denied),
+    )
 
 
 async def bounded_harm(
@@ -182,7 +199,15 @@ async def bounded_harm(
     only when not ``upload``. Robust to a loaded machine: one 10-20 s pair varies by more than
     the bound without any attacker (two runs without one, minutes apart at load 28: the pair's
     offload 0.19 and 0.39), so a pair that misses is run once more, side by side again, and the
-    bounds apply to the bytes of both pairs pooled."""
+    bounds apply to the bytes of both pairs pooled.
+
+    The offload bound compares like with like only while the process gets the CPU it asks for:
+    the attacker is an agent in the test's own process (in the field it has a machine of its
+    own), so on a starved machine every CPU second it spends is taken from the honest pair's
+    pure-Python SCTP, and the pair's offload drops for the test's sake (misses seen at load
+    18-28). A pooled miss therefore fails unless both runs with the attacker waited for a CPU
+    at least STARVED_SHARE of the time they wanted one; then it is printed, not judged. On a
+    quiet machine (about 0) the bound holds as before; the upload bound is always judged."""
     if within_bounds(run, without, upload=upload):
         return
     print(f"{attack}: one pair missed (with: {run.figures()}; without: {without.figures()})")
@@ -192,7 +217,9 @@ async def bounded_harm(
     figures = f"pooled, with: {run.figures()}; without: {without.figures()}"
     if upload:
         assert run.upload_mean <= 2 * without.upload_mean, figures
-    assert run.offload >= without.offload - 0.10, figures
+    if run.offload < without.offload - 0.10:
+        assert run.cpu_denied >= STARVED_SHARE, figures
+        print(f"{attack}: offload bound missed on a starved machine, not judged ({figures})")
 
 
 async def test_request_flood_is_bounded(media: MediaSet) -> None:
