@@ -99,10 +99,11 @@ async def test_bandwidth_cap_paces_the_body(
     chunk = rate // 20
     assert elapsed >= 0.8 * (len(body) - chunk) / rate, elapsed
     assert origin.stats()["bytes_served"] == len(body)
-    # playlists are not paced
-    started = time.perf_counter()
-    await client.get("/hls/vod-byterange/hi/index.m3u8")
-    assert time.perf_counter() - started < 1.0
+    # Playlists are not paced, but a timing cannot show it here: a playlist (a few hundred
+    # bytes) is one pacing chunk, sent at once even when paced, so "within 1 s" only tested the
+    # machine's load. Which responses are shaped (paced, delayed, faulted) is one rule, shown
+    # by test_added_latency_delays_the_first_byte (an order, not a timing) and the fault tests.
+    assert (await client.get("/hls/vod-byterange/hi/index.m3u8")).status_code == 200
 
 
 async def test_total_egress_cap_is_shared(client: httpx.AsyncClient, media: MediaSet) -> None:
@@ -127,9 +128,17 @@ async def test_added_latency_delays_the_first_byte(client: httpx.AsyncClient) ->
         first = time.perf_counter() - started
         await response.aread()
     assert first >= 1.98
-    started = time.perf_counter()
-    await client.get("/hls/vod-ts/lo/index.m3u8")
-    assert time.perf_counter() - started < 1.0  # playlists are not delayed
+    # Playlists are not delayed: an order, not a timing (a "within 1 s" bound is a starved
+    # machine's to break). With a latency no busy machine comes near, a playlist asked for after
+    # a segment comes back while the segment still waits.
+    await control(client, latency_s=60.0)
+    segment = asyncio.ensure_future(client.get(SEGMENT, timeout=120.0))
+    try:
+        playlist = await client.get("/hls/vod-ts/lo/index.m3u8", timeout=30.0)
+        assert playlist.status_code == 200 and not segment.done()
+    finally:
+        segment.cancel()
+        await asyncio.gather(segment, return_exceptions=True)
 
 
 async def test_control_validation(client: httpx.AsyncClient, origin: RunningOrigin) -> None:
