@@ -43,6 +43,7 @@ from collections.abc import Callable
 from ..core.capacity import upload_slots
 from ..core.cdn_phase import JOIN_RAMP, CdnFetchCounts
 from ..core.config import PlaybackConfig, SchedulerConfig
+from ..core.election import election_key
 from ..core.exchange_actions import RELAY_HOLDBACK_BYTES  # what a relay withholds until verified
 from ..core.ids import SegmentId
 from ..core.playback import PlaybackModel
@@ -539,9 +540,71 @@ class Simulation:
             if flow.dst is a:
                 self._fail_flow(flow)
         for x, y in ((a, b), (b, a)):
-            x.neighbours.pop(y.peer_id, None)
+            nb = x.neighbours.pop(y.peer_id, None)
             x.peer_views = None
-            self._mark(x)
+            if nb is None or self._loss_matters(x, nb):
+                self._mark(x)
+
+    def _loss_matters(self, viewer: _Viewer, nb: _Neighbour) -> bool:
+        """Whether losing neighbour ``nb`` can change what ``viewer`` would decide (its
+        transfers over the link are dropped already, and a dropped transfer marks ``viewer``
+        itself). Live only (as in :meth:`_link`). A neighbour that never uploads is neither a
+        source nor counted in an election. An uploading one matters when ``viewer`` is left
+        alone (it waits for neighbours still connecting), when a transfer from a peer has had no
+        byte for ``peer_stall_timeout_s`` (a decision now may cancel it and re-plan its segment
+        among the neighbours left), or for a segment ``viewer`` wants
+        (listed, neither held nor fetched): when, as ``viewer`` sees it, the lost neighbour was
+        the only one uploading that has or fetches it and is not avoided for it (a wait for a
+        neighbour turns into an election), or it watches close by (has or fetches one of the
+        ``election_lookback_segments`` before it) with an election key below ``viewer``'s
+        (``viewer``'s election rank drops: its turn may come sooner). Otherwise every decision
+        it makes now plans with the same sources, ranks and load as its last, and the wake-up
+        that decision left stands."""
+        if not self.sc.live or not viewer.neighbours:
+            return True
+        # A transfer silent for the flat stall timeout could be cancelled by a decision now and
+        # its segment re-planned among the neighbours (the lost one no longer among them).
+        silent_since = self.now - self.sched_cfg.peer_stall_timeout_s
+        for flow in viewer.transfers.values():
+            if flow.src is not None:
+                last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
+                if last <= silent_since:
+                    return True
+        lost = nb.viewer
+        if not lost.uploads_allowed:
+            return False
+        have, fetching = lost.visible[nb.delay_class]
+        if not have and not fetching:
+            return False
+        segment_id = self.segment_id
+        lookback = self.sched_cfg.election_lookback_segments
+        for seq in viewer.wants:
+            sid = segment_id(seq)
+            if sid in have or sid in fetching:
+                if not self._other_source(viewer, sid):
+                    return True
+                continue
+            for k in range(1, min(lookback, seq) + 1):
+                earlier = segment_id(seq - k)
+                if earlier in have or earlier in fetching:
+                    if election_key(lost.peer_id, sid) < election_key(viewer.peer_id, sid):
+                        return True
+                    break
+        return False
+
+    @staticmethod
+    def _other_source(viewer: _Viewer, sid: SegmentId) -> bool:
+        """Whether a neighbour of ``viewer`` that uploads and is not avoided for ``sid`` has or
+        fetches it, as ``viewer`` sees it."""
+        avoid = viewer.avoid.get(sid, _EMPTY)
+        for pid, nb in viewer.neighbours.items():
+            src = nb.viewer
+            if not src.uploads_allowed or pid in avoid:
+                continue
+            have, fetching = src.visible[nb.delay_class]
+            if sid in have or sid in fetching:
+                return True
+        return False
 
     def overlay_stats(self, sources: int = 32) -> dict[str, float | int | None]:
         """The overlay now: median join-order distance of linked viewers, mean neighbours,
@@ -773,18 +836,53 @@ class Simulation:
     def _decide(self, viewer: _Viewer) -> None:
         sc = self.sc
         now = self.now
-        viewer.player.advance(now)
         viewer.dirty = False
-        playhead = viewer.player.playhead_s
-        first = int(playhead // sc.segment_s)
-        segments = self._segment_views(viewer, first)
-        if not segments:
+        view = self._view(viewer)
+        if view is None:
             viewer.stall_checks = []
             if sc.live:
                 self._wake(viewer, viewer.listing_at)
             else:
                 self._wake(viewer, now + self.sched_cfg.idle_recheck_s)
             return
+        decision = decide(view, self.sched_cfg, self.rng)
+        self.decisions += 1
+        for action in decision.actions:
+            if isinstance(action, CancelTransfer):
+                flow = viewer.transfers.get(action.segment)
+                if flow is not None:
+                    # This decision has re-planned the segment already: no second one for it.
+                    self._drop_flow(flow, mark=False)
+                    if action.peer_id is not None:
+                        self._set_avoid(viewer, action.segment, action.peer_id)
+            elif isinstance(action, FetchFromCdn):
+                self._start_cdn(viewer, action.segment, action.offset)
+            elif isinstance(action, FetchFromPeer):
+                self._start_peer(viewer, action.segment, action.peer_id, action.offset)
+        listing_at = viewer.listing_at if self.sc.live else _INF
+        if decision.stall_checks:
+            flows = viewer.transfers
+            viewer.stall_checks = [
+                (flows[c.segment], c) for c in decision.stall_checks if c.segment in flows
+            ]
+            flowing = decision.wake_at_flowing
+            viewer.wake_flowing = min(_INF if flowing is None else flowing, listing_at)
+        elif viewer.stall_checks:
+            viewer.stall_checks = []
+        wake_at = decision.wake_at if decision.wake_at is not None else _INF
+        self._wake(viewer, min(wake_at, listing_at))
+
+    def _view(self, viewer: _Viewer) -> SchedulerView | None:
+        """What ``viewer`` decides on now (its player advanced to now; segments behind it
+        pruned), or ``None`` when it has no segment to plan."""
+        sc = self.sc
+        now = self.now
+        viewer.player.advance(now)
+        playhead = viewer.player.playhead_s
+        first = int(playhead // sc.segment_s)
+        segments = self._segment_views(viewer, first)
+        if not segments:
+            return None
         transfers = [
             TransferView(
                 segment=f.segment,
@@ -819,32 +917,7 @@ class Simulation:
             fetchers=fetchers,
             fetchers_until=fetchers_until,
         )
-        decision = decide(view, self.sched_cfg, self.rng)
-        self.decisions += 1
-        for action in decision.actions:
-            if isinstance(action, CancelTransfer):
-                flow = viewer.transfers.get(action.segment)
-                if flow is not None:
-                    # This decision has re-planned the segment already: no second one for it.
-                    self._drop_flow(flow, mark=False)
-                    if action.peer_id is not None:
-                        self._set_avoid(viewer, action.segment, action.peer_id)
-            elif isinstance(action, FetchFromCdn):
-                self._start_cdn(viewer, action.segment, action.offset)
-            elif isinstance(action, FetchFromPeer):
-                self._start_peer(viewer, action.segment, action.peer_id, action.offset)
-        listing_at = viewer.listing_at if self.sc.live else _INF
-        if decision.stall_checks:
-            flows = viewer.transfers
-            viewer.stall_checks = [
-                (flows[c.segment], c) for c in decision.stall_checks if c.segment in flows
-            ]
-            flowing = decision.wake_at_flowing
-            viewer.wake_flowing = min(_INF if flowing is None else flowing, listing_at)
-        elif viewer.stall_checks:
-            viewer.stall_checks = []
-        wake_at = decision.wake_at if decision.wake_at is not None else _INF
-        self._wake(viewer, min(wake_at, listing_at))
+        return view
 
     def _set_avoid(self, viewer: _Viewer, segment: SegmentId, peer_id: str) -> None:
         viewer.avoid[segment] = viewer.avoid.get(segment, _EMPTY) | {peer_id}
