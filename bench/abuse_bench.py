@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from p2p_cli.serving import ChildStdout
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "docs" / "vectors" / "signaling" / "invalid.json"
 HOSTILE_ROUNDS = 4  # the target's rounds: growth per round after the first, rounds 2-4
@@ -53,12 +55,6 @@ SLOW_READERS = 200
 SLOW_SDP = "v=0 " + "a=x-pad:" + "0" * 12_000
 FLOOD_CONNS = 50
 MiB = 1 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_kib(pid: int) -> int:
@@ -78,14 +74,14 @@ def _pid(prefix: str, n: int) -> str:
 
 
 class Server:
-    """A `p2p-signaling` process on a free port."""
+    """A `p2p-signaling` process on a port of its choosing (port 0, then its listening line)."""
 
     def __init__(self, **env: str) -> None:
-        self.port = _free_port()
         full = dict(os.environ, P2P_SIGNALING_LOG_LEVEL="warning")
         full["P2P_SIGNALING_WS_PING_INTERVAL_S"] = "0"
         for key, value in env.items():
             full["P2P_SIGNALING_" + key.upper()] = value
+        self._stdout = ChildStdout()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -94,13 +90,18 @@ class Server:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.port),
+                "0",
             ],
             cwd=ROOT,
             env=full,
-            stdout=subprocess.DEVNULL,
+            stdout=self._stdout.file,
             stderr=subprocess.DEVNULL,
         )
+        try:
+            self.port = self._stdout.wait_port(self.proc, 60.0)
+        except RuntimeError:
+            self.stop()
+            raise
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -139,6 +140,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._stdout.close()
 
 
 # -- 1. hostile frames --------------------------------------------------------------------------

@@ -35,13 +35,14 @@ import random
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from p2p_cli.serving import ChildStdout
 
 ROOT = Path(__file__).resolve().parents[1]
 SWARM_SIZES = (2, 5, 10, 20, 50, 100, 200)
@@ -71,12 +72,6 @@ def _raise_nofile() -> None:
     target = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -349,22 +344,17 @@ def _read_json_line(proc: subprocess.Popen[str], key: str, timeout_s: float) -> 
 
 
 def _start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """redis-server on a free port: the tests' RedisServer, which checks that the server that
+    answers is its own and moves to another port if another process took the chosen one."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--logfile", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(200):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return proc, port
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
+    from tests.signaling_redis.redis_support import RedisServer
+
+    server = RedisServer(binary, tmp)
+    server.start()
+    assert server.proc is not None
+    return server.proc, server.port
 
 
 def _redis_used_bytes(env: dict[str, str]) -> int:
@@ -415,7 +405,6 @@ def run_size(
     redis: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(peers)
-    ports = [_free_port() for _ in range(servers)]
     env = dict(
         os.environ,
         P2P_SIGNALING_LOG_LEVEL="warning",
@@ -431,19 +420,22 @@ def run_size(
     if redis or servers > 1:
         redis_proc, redis_port = _start_redis(tmp)
         env["P2P_SIGNALING_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    # port 0 each, then the ports from their listening lines (no other process can take them)
+    outs = [ChildStdout() for _ in range(servers)]
     server_procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", "0"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=out.file,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for port in ports
+        for out in outs
     ]
     procs: list[subprocess.Popen[str]] = []
     try:
+        ports = [out.wait_port(sp, 120.0) for out, sp in zip(outs, server_procs, strict=True)]
         for port in ports:
             for _ in range(200):
                 try:
@@ -514,6 +506,8 @@ def run_size(
         if redis_proc is not None:
             redis_proc.kill()
             redis_proc.wait(10)
+        for out in outs:
+            out.close()
     elapsed = max(r["elapsed_s"] for r in results)
     same = [x for r in results for x in r["offer_latency_ms"]]
     cross = [x for r in results for x in r["cross_latency_ms"]]

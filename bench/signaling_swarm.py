@@ -35,6 +35,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from p2p_cli.serving import ChildStdout
+
 ROOT = Path(__file__).resolve().parents[1]
 INFO_HASH = "bench-one-swarm-0001"
 MEMBERS_PER_CONNECTION = 500
@@ -294,14 +296,6 @@ class _Load:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _read(proc: subprocess.Popen[str], key: str, timeout_s: float) -> dict[str, Any]:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
@@ -319,7 +313,6 @@ def _read(proc: subprocess.Popen[str], key: str, timeout_s: float) -> dict[str, 
 def server_row(members: int, tmp: Path, *, interval_s: float, window_s: float) -> dict[str, Any]:
     import httpx
 
-    port = _free_port()
     big = str(members * 4 + 1000)
     env = dict(
         os.environ,
@@ -338,12 +331,14 @@ def server_row(members: int, tmp: Path, *, interval_s: float, window_s: float) -
         P2P_SIGNALING_IDLE_TIMEOUT_S="600",
         P2P_SIGNALING_WS_PING_INTERVAL_S="0",
     )
+    stdout = ChildStdout()  # port 0, then the port from its listening line
     server = subprocess.Popen(
-        [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT, env=env, stdout=stdout.file, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     load: subprocess.Popen[str] | None = None
     try:
+        port = stdout.wait_port(server, 120.0)
         for _ in range(400):
             with contextlib.suppress(Exception):
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0)
@@ -378,6 +373,7 @@ def server_row(members: int, tmp: Path, *, interval_s: float, window_s: float) -
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+        stdout.close()
 
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v, 2)

@@ -19,8 +19,10 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -124,6 +126,18 @@ class ChildStdout:
 
     def close(self) -> None:
         self.file.close()
+
+    def wait_port(self, proc: subprocess.Popen[Any], timeout_s: float) -> int:
+        """Blocking: the port once ``proc`` (whose stdout is :attr:`file`) printed its line;
+        ``RuntimeError`` if it exits first or says nothing within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while (port := self.port()) is None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with status {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.args!r} did not say where it listens")
+            time.sleep(0.05)
+        return port
 
 
 @contextlib.contextmanager
