@@ -29,10 +29,12 @@ so read the ratios within this run.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -168,7 +170,8 @@ _PROGRESS = re.compile(
 
 def _record(path: Path, key: str, row: dict[str, Any]) -> None:
     """Replace ``key``'s row in the JSON file at ``path`` (other rows stay), atomically and
-    under a lock, so rows run at the same time by two commands both stay."""
+    under a lock, so rows run at the same time by two commands both stay. ``updated`` says
+    when: a row left ``running`` long after it was updated was killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -176,10 +179,17 @@ def _record(path: Path, key: str, row: dict[str, Any]) -> None:
             rows = json.loads(path.read_text())["rows"]
         except (OSError, ValueError, KeyError):
             rows = {}
-        rows[key] = row
+        rows[key] = {**row, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
         tmp.replace(path)
+
+
+def _die_with_parent() -> None:
+    """In the child: a SIGTERM when the bench process dies, so a stopped bench leaves no
+    simulator running (Linux; elsewhere stop both with Ctrl-C)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
@@ -194,22 +204,26 @@ def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
     print(f"fetchers bench: {name} ({peers} viewers) ...", file=sys.stderr, flush=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     base["started"] = started
+    last = base
     with subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         other: list[str] = []
-        for line in proc.stderr:
-            match = _PROGRESS.match(line)
-            if match is None:
-                other.append(line)
-                continue
-            print(f"fetchers bench: {name}: {line.strip()}", file=sys.stderr, flush=True)
-            t_s, viewers, decisions, cpu_s, rss = match.groups()
-            _record(
-                results,
-                key,
-                {
+        try:
+            for line in proc.stderr:
+                match = _PROGRESS.match(line)
+                if match is None:
+                    other.append(line)
+                    continue
+                print(f"fetchers bench: {name}: {line.strip()}", file=sys.stderr, flush=True)
+                t_s, viewers, decisions, cpu_s, rss = match.groups()
+                last = {
                     **base,
                     "status": "running",
                     "t_s": float(t_s),
@@ -217,11 +231,15 @@ def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
                     "decisions": int(decisions),
                     "cpu_s": float(cpu_s),
                     "peak_rss_mib": float(rss),
-                },
-            )
-        out = proc.stdout.read()
+                }
+                _record(results, key, last)
+            out = proc.stdout.read()
+        except BaseException:  # stopped (Ctrl-C): the row keeps its last progress
+            proc.kill()
+            _record(results, key, {**last, "status": "stopped"})
+            raise
     if proc.returncode != 0:
-        _record(results, key, {**base, "status": f"failed (exit {proc.returncode})"})
+        _record(results, key, {**last, "status": f"failed (exit {proc.returncode})"})
         raise RuntimeError(f"{' '.join(command)} failed:\n{''.join(other)[-2000:]}")
     row = {**base, "status": "done", "pairing": SCALE_ROWS[kind][1]["pairing"], **json.loads(out)}
     _record(results, key, row)

@@ -37,7 +37,8 @@ class ServerFetchers:
         self._picked_at = float("-inf")
         self._lists: dict[int, tuple[str, ...]] = {}
         self._keys: dict[str, int] = {}
-        #: Picks made (each reads every viewer).
+        #: Picks made. Each reads every viewer: O(N) once per ``refresh_s`` of simulated time,
+        #: about 15 ms at 33,000 viewers (0.2 % of such a run), so not kept incrementally.
         self.picks = 0
 
     def lists(self, now: float, viewers: Iterable[_Member]) -> dict[int, tuple[str, ...]]:

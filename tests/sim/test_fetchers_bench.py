@@ -4,6 +4,7 @@ as it goes. The figures are `make bench` output; these tests check the wiring on
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def test_scale_row_runs_the_same_scenario_in_its_own_process(
         assert row[key] == value, key
     assert row["status"] == "done" and row["cpu_s"] > 0 and row["peak_rss_mib"] > 0
     saved = json.loads(results.read_text())["rows"]
-    assert saved == {"7/other": {"run": "kept"}, f"30/{kind}": row}
+    assert set(saved) == {"7/other", f"30/{kind}"}
+    assert saved["7/other"]["run"] == "kept"
+    assert {k: v for k, v in saved[f"30/{kind}"].items() if k != "updated"} == row
     # Its progress lines were parsed (every 10 simulated seconds) and passed on.
     assert capsys.readouterr().err.count("p2p-sim: t=") == 12
 
@@ -55,3 +58,35 @@ def test_sizes_reject_bad_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit, match=">= 2"):
         fb._sizes("P2P_BENCH_FETCHERS_PEERS", "1000")
     assert fb._sizes("P2P_BENCH_FETCHERS_PEERS", "1000", zero=True) == [0]
+
+
+def test_a_stopped_row_keeps_its_last_progress_and_stops_its_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a long row: the row is recorded as stopped with its last progress line,
+    and its simulator process is killed, not left running."""
+    results = tmp_path / "scale.json"
+    pid_file = tmp_path / "pid"
+    child = (
+        "import os, sys, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "print('p2p-sim: t=10 s viewers=5 decisions=7 cpu_s=0.5 peak_rss_mib=30',"
+        " file=sys.stderr, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    monkeypatch.setattr(fb, "scale_command", lambda kind, peers: [sys.executable, "-c", child])
+    record = fb._record
+
+    def stop_after_progress(path: Path, key: str, row: dict[str, object]) -> None:
+        record(path, key, row)
+        if row["status"] == "running":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fb, "_record", stop_after_progress)
+    with pytest.raises(KeyboardInterrupt):
+        fb.scale_row("today", 30, results)
+    saved = json.loads(results.read_text())["rows"]["30/today"]
+    assert saved["status"] == "stopped"
+    assert (saved["t_s"], saved["viewers"], saved["decisions"]) == (10.0, 5, 7)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
