@@ -14,10 +14,12 @@ chains the overlay by join time, and the local election), and without the mix un
 the mix + churn rows (assignment, and today's pairing and election) at further sizes, each row
 in its own process (``p2p-sim --json --progress``, so each has its own peak RSS); a
 10,000-viewer row takes several CPU minutes, a 100,000-viewer row (``P2P_BENCH_FETCHERS_PEERS=
-100000``) about half an hour or more. Each such row is written to ``results/fetchers_scale.json``
+100000``, or ``python -m bench.fetchers_bench --row assign|today --peers 100000`` for one row
+alone) likely well over half an hour. Each such row is written to ``results/fetchers_scale.json``
 as it goes (its last progress line every 10 simulated seconds, then its result), so a long run
-that is stopped keeps what it had; rows of other sizes and runs stay in that file.
-``P2P_BENCH_FLASH_PEERS=0`` skips the flash crowd.
+that is stopped keeps what it had; rows of other sizes and runs stay in that file, and the
+section's table shows them all (``--table`` prints it). ``P2P_BENCH_FLASH_PEERS=0`` skips the
+flash crowd.
 
 The flash crowd: ``P2P_BENCH_FLASH_PEERS`` viewers (default 10,000; 500 with --quick) join
 within 10 s of the first moment they can start 3 segments behind live, and play 60 s; with the
@@ -69,6 +71,9 @@ COLUMNS = [
 SCALE_COLUMNS = [
     "run",
     "peers",
+    "status",
+    "t_s",
+    "viewers",
     "viewers_total",
     "cdn_fetches_per_segment_steady",
     "cdn_fetches_per_segment_join_ramp",
@@ -79,6 +84,7 @@ SCALE_COLUMNS = [
     "decisions",
     "cpu_s",
     "peak_rss_mib",
+    "updated",
 ]
 #: The Must show's rows at further sizes: mix + churn with the server's assignment (split
 #: pairing), and today's pairing and election (free pairing, local election) under the same mix.
@@ -241,7 +247,14 @@ def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         _record(results, key, {**last, "status": f"failed (exit {proc.returncode})"})
         raise RuntimeError(f"{' '.join(command)} failed:\n{''.join(other)[-2000:]}")
-    row = {**base, "status": "done", "pairing": SCALE_ROWS[kind][1]["pairing"], **json.loads(out)}
+    row = {
+        **base,
+        "status": "done",
+        "t_s": BIG.duration_s,
+        "viewers": peers,
+        "pairing": SCALE_ROWS[kind][1]["pairing"],
+        **json.loads(out),
+    }
     _record(results, key, row)
     return row
 
@@ -249,6 +262,37 @@ def scale_row(kind: str, peers: int, results: Path) -> dict[str, Any]:
 def scale_rows(peers: int, results: Path) -> list[dict[str, Any]]:
     """The Must show's rows at a further size: mix + churn, assignment and today's."""
     return [scale_row(kind, peers, results) for kind in SCALE_ROWS]
+
+
+def recorded_rows(results: Path) -> list[dict[str, Any]]:
+    """Every scale row recorded in ``results`` (this run's and earlier ones', e.g. a
+    100,000-viewer row run alone with ``--row``), by size, finished or not."""
+    try:
+        rows = json.loads(results.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []
+    order = list(SCALE_ROWS)
+
+    def rank(key: str) -> tuple[int, int]:
+        peers, _, kind = key.partition("/")
+        return (int(peers), order.index(kind) if kind in order else len(order))
+
+    return [rows[key] for key in sorted(rows, key=rank)]
+
+
+def scale_section(results: Path) -> list[str]:
+    rows = recorded_rows(results)
+    if not rows:
+        return []
+    return [
+        "The same mix + churn at further sizes, server assignment (split pairing) and today's "
+        "pairing and election (free pairing, local election), each row in its own process "
+        "(`p2p-sim --json --progress`; `python -m bench.fetchers_bench --row KIND --peers N` runs "
+        "one), every row recorded in bench/results/fetchers_scale.json, finished (`done`) or "
+        "not (`running` or `stopped` at t_s of 120 s: its figures so far); peak RSS per process.",
+        "",
+        *_table(SCALE_COLUMNS, rows),
+    ]
 
 
 def flash_rows(peers: int) -> list[dict[str, Any]]:
@@ -316,15 +360,9 @@ def run(out_dir: Path, quick: bool = False) -> str:
         "",
         *_table(COLUMNS, rows),
     ]
-    if scale:
-        lines += [
-            "",
-            "The same mix + churn at further sizes, server assignment (split pairing) and today's "
-            "pairing and election (free pairing, local election), each row in its own process "
-            "(`p2p-sim --json`, commands in bench/fetchers_bench.py); peak RSS per process.",
-            "",
-            *_table(SCALE_COLUMNS, scale),
-        ]
+    recorded = scale_section(out_dir / "fetchers_scale.json")
+    if recorded:
+        lines += ["", *recorded]
     if flash:
         lines += [
             "",
@@ -346,15 +384,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--row", choices=sorted(SCALE_ROWS), help="run this scale row only")
     parser.add_argument("--peers", type=int, default=100_000, help="with --row: viewers")
+    parser.add_argument(
+        "--table", action="store_true", help="print the recorded scale rows only, run nothing"
+    )
     args = parser.parse_args(argv)
     results = Path(__file__).resolve().parent / "results"
+    if args.table:
+        print("\n".join(scale_section(results / "fetchers_scale.json")))
+        return
     if args.row is None:
         print(run(results, quick=args.quick))
         return
     if args.peers < 2:
         parser.error("--peers must be >= 2")
-    row = scale_row(args.row, args.peers, results / "fetchers_scale.json")
-    print("\n".join(_table(SCALE_COLUMNS, [row])))
+    scale_row(args.row, args.peers, results / "fetchers_scale.json")
+    print("\n".join(scale_section(results / "fetchers_scale.json")))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,12 @@ def test_scale_row_runs_the_same_scenario_in_its_own_process(
     assert {k: v for k, v in saved[f"30/{kind}"].items() if k != "updated"} == row
     # Its progress lines were parsed (every 10 simulated seconds) and passed on.
     assert capsys.readouterr().err.count("p2p-sim: t=") == 12
+    # The section's table lists every recorded row, by size.
+    assert [r["run"] for r in fb.recorded_rows(results)] == ["kept", row["run"]]
+    assert any(
+        line.startswith(f"| {row['run']} | 30 | done | 120.0 | 30 |")
+        for line in fb.scale_section(results)
+    )
 
 
 def test_a_failing_row_is_recorded_and_raises(
