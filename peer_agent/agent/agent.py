@@ -68,6 +68,20 @@ __all__ = ["Agent", "exchange_config", "ice_servers_of", "make_ids"]
 
 logger = logging.getLogger(__name__)
 
+_LAG_PROBE_S = 0.1
+MAX_LAG_RECORDS = 4096
+
+
+def _run_queue_wait_s() -> float:
+    """Seconds this process's main thread spent runnable but waiting for a CPU (Linux; 0.0
+    where ``/proc/self/schedstat`` is missing)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 MAX_LINK_PATHS = 256  # links whose path the summary lists
 
 
@@ -125,6 +139,7 @@ class Agent:
             check=self._check,
             current_link=self._current_link,
             report=self._report_peer,
+            cdn_progress=self._cdn_progress if config.request_timeline else None,
         )
         self.links = self.glue.links
         self.manifest = self._new_manifest(config.manifest_url)
@@ -141,6 +156,11 @@ class Agent:
         #: CDN fetches started, by the scheduler's reason (``urgent``, ``elected``, ``assigned``,
         #: ``backup``), with ``_resume`` when the fetch resumed held bytes (a Range request).
         self.cdn_fetch_reasons: Counter[str] = Counter()
+        #: CDN fetches of urgent segments cancelled after a silence and started again
+        #: (docs/scheduling.md rule 1).
+        self.cdn_stall_cancels = 0
+        #: with ``request_timeline``: moments the loop ran late or the process waited for a CPU
+        self.lags: list[dict[str, float]] = []
         # Network path of each link when it opened: ICE candidate types and set-up time.
         self.link_paths: list[dict[str, Any]] = []
         self.latency_samples: list[float] = []
@@ -399,12 +419,32 @@ class Agent:
             if not self.timeline.ended:
                 self.spawn(self._refresh_loop())
             self.spawn(self._sample_loop())
+            if self.config.request_timeline:
+                self.spawn(self._lag_loop())
             if self.swarm is not None:
                 self.spawn(self._stats_loop())
             await self._main_loop()
         finally:
             await self._shutdown()
         return self.summary()
+
+    async def _lag_loop(self) -> None:
+        """For the timeline: each 0.1 s probe of the event loop that ran late, or during which
+        the process waited for a CPU (``/proc/self/schedstat``), by 0.1 s or more: a stall
+        after such a moment may be the machine's load rather than the scheduler's choice."""
+        loop = asyncio.get_running_loop()
+        waited = _run_queue_wait_s()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(_LAG_PROBE_S)
+            lag_s = loop.time() - before - _LAG_PROBE_S
+            now_waited = _run_queue_wait_s()
+            cpu_wait_s, waited = now_waited - waited, now_waited
+            if max(lag_s, cpu_wait_s) >= 0.1 and len(self.lags) < MAX_LAG_RECORDS:
+                t = round(self.now() - self.started_at, 3)
+                self.lags.append(
+                    {"t": t, "lag_s": round(lag_s, 3), "cpu_wait_s": round(cpu_wait_s, 3)}
+                )
 
     async def _main_loop(self) -> None:
         deadline = (
@@ -530,8 +570,14 @@ class Agent:
         decision = decide(view, self.config.scheduler, self.rng)
         self.decisions += 1
         for action in decision.actions:
-            if isinstance(action, CancelTransfer) and action.peer_id is not None:
-                self.requests.ended(action.segment, action.peer_id, f"cancel:{action.reason}", now)
+            if isinstance(action, CancelTransfer):
+                if action.peer_id is None:
+                    self.cdn_stall_cancels += 1
+                    if self.config.request_timeline:
+                        self.requests.note("cdn_cancel", action.segment, now)
+                else:
+                    outcome = f"cancel:{action.reason}"
+                    self.requests.ended(action.segment, action.peer_id, outcome, now)
         self.exchange.apply(decision.actions, now)
         started = []
         for action in decision.actions:
@@ -544,6 +590,20 @@ class Agent:
                 ):
                     resumed = "_resume" if transfer.offset > 0 else ""
                     self.cdn_fetch_reasons[action.reason + resumed] += 1
+                    if self.config.request_timeline:
+                        info = self.info(action.segment)
+                        ahead_s = 0.0 if info is None else info.start_s - view.playhead_s
+                        rate = view.cdn_throughput_bytes_per_s
+                        self.requests.note(
+                            "cdn",
+                            action.segment,
+                            now,
+                            reason=action.reason,
+                            offset=transfer.offset,
+                            ahead_s=round(ahead_s, 3),
+                            start_s=None if info is None else round(info.start_s, 3),
+                            cdn_rate=None if rate is None else round(rate),
+                        )
             elif isinstance(action, FetchFromPeer):
                 transfer = self.exchange.transfers.get(action.segment)
                 if (
@@ -592,8 +652,20 @@ class Agent:
     def _current_link(self, peer_id: str) -> Any:
         return None if self.swarm is None else self.swarm.links.get(peer_id)
 
+    def _cdn_progress(self, segment: SegmentId, event: str, now: float) -> None:
+        self.requests.note(f"cdn_{event}", segment, now)
+
     def _deliver(self, info: SegmentInfo) -> None:
         self.last_sequence_delivered = max(self.last_sequence_delivered, info.segment_id.sequence)
+        if self.config.request_timeline:
+            ahead_s = None if self.player is None else info.start_s - self.player.playhead_s
+            self.requests.note(
+                "delivered",
+                info.segment_id,
+                self.now(),
+                ahead_s=None if ahead_s is None else round(ahead_s, 3),
+                start_s=round(info.start_s, 3),
+            )
         if self.player is not None:
             self.player.add_media(info.start_s, info.duration_s, self.now())
 

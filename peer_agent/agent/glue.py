@@ -77,11 +77,14 @@ class ExchangeGlue:
         check: Callable[[SegmentInfo, bytes, int], Awaitable[Verdict]],
         current_link: Callable[[str], Any],
         report: Callable[[str, str], None] | None = None,
+        cdn_progress: Callable[[SegmentId, str, float], None] | None = None,
     ) -> None:
         self.exchange = exchange
         #: Called with (peer_id, reason) when the exchange bans or refuses a peer: the agent
         #: reports it to the tracker (docs/signaling.md, "Reports").
         self._report = report
+        #: Called with (segment, "first_byte" | "done" | "failed", now) for the timeline.
+        self._cdn_progress = cdn_progress
         self.cdn = cdn
         self.links = LinkTable(spawn)
         self._now = now
@@ -131,7 +134,13 @@ class ExchangeGlue:
             self.exchange.cdn_total(fetch_id, total, self._now())
             self.flush()
 
+        first = True
+
         def on_chunk(pos: int, data: bytes) -> None:
+            nonlocal first
+            if first and self._cdn_progress is not None:
+                self._cdn_progress(action.segment, "first_byte", self._now())
+            first = False
             self.exchange.cdn_data(fetch_id, pos, data, self._now())
             self.flush()
 
@@ -145,8 +154,12 @@ class ExchangeGlue:
             )
         except CdnError as exc:
             logger.warning("CDN fetch of %s failed: %s", action.segment, exc)
+            if self._cdn_progress is not None:
+                self._cdn_progress(action.segment, "failed", self._now())
             self.exchange.cdn_failed(fetch_id, self._now())
         else:
+            if self._cdn_progress is not None:
+                self._cdn_progress(action.segment, "done", self._now())
             self.exchange.cdn_done(fetch_id, result.total_bytes, result.elapsed_s, self._now())
         finally:
             self._cdn_tasks.pop(fetch_id, None)

@@ -36,6 +36,8 @@ class Reported(Protocol):
     inits_verified: int
     decisions: int
     cdn_fetch_reasons: Counter[str]
+    cdn_stall_cancels: int
+    lags: list[dict[str, float]]
     link_paths: list[dict[str, Any]]
     requests: RequestLog
     config: AgentConfig
@@ -144,6 +146,8 @@ def summary(agent: Reported) -> dict[str, Any]:
         # ... and by the scheduler's reason (urgent, elected, assigned, backup; _resume: a Range
         # request for the rest of a segment a peer transfer left partly held).
         "cdn_fetches_by_reason": dict(sorted(agent.cdn_fetch_reasons.items())),
+        # ... of which started again after a silent CDN fetch was cancelled (rule 1).
+        "cdn_stall_cancels": agent.cdn_stall_cancels,
         "start_sequence": counts.start_sequence,
         "last_sequence_played": agent.last_sequence_delivered
         if agent.last_sequence_delivered >= 0
@@ -162,7 +166,27 @@ def summary(agent: Reported) -> dict[str, Any]:
         "decisions": agent.decisions,
         # Downloads from peers: outcomes, first byte and completion times (docs/netbed.md).
         "peer_requests": agent.requests.summary(),
-        **({"request_timeline": agent.requests.records()} if agent.config.request_timeline else {}),
+        **(
+            {
+                "request_timeline": agent.requests.records(),
+                # CDN fetches started and segments delivered, and the player's stalls (seconds
+                # since the agent started; position_s: the playhead's media time).
+                "event_timeline": agent.requests.events(),
+                "lag_timeline": list(agent.lags),
+                "stall_timeline": [
+                    {
+                        "started_s": round(s.started_at - agent.started_at, 3),
+                        "ended_s": None
+                        if s.ended_at is None
+                        else round(s.ended_at - agent.started_at, 3),
+                        "position_s": round(s.position_s, 3),
+                    }
+                    for s in (player.stalls if player else [])
+                ],
+            }
+            if agent.config.request_timeline
+            else {}
+        ),
     }
 
 

@@ -66,6 +66,9 @@ class RequestLog:
         self.kinds: Counter[str] = Counter()
         self._first_byte_s: list[float] = []
         self._duration_s: list[float] = []
+        #: CDN fetches started and segments handed to the player, in order (bounded):
+        #: ``{"event": "cdn" | "delivered", "segment", "t", ...}``
+        self._events: list[dict[str, Any]] = []
 
     def restart(self, started_at: float) -> None:
         self._t0 = started_at
@@ -120,6 +123,22 @@ class RequestLog:
         self._closed.append(rec)
         if len(self._closed) > MAX_RECORDS:
             del self._closed[: len(self._closed) - MAX_RECORDS]
+
+    def note(self, event: str, segment: SegmentId, now: float, **fields: Any) -> None:
+        """One CDN fetch started (``cdn``) or segment handed to the player (``delivered``)."""
+        self._events.append(
+            {
+                "event": event,
+                "segment": [segment.rendition, segment.sequence],
+                "t": round(now - self._t0, 3),
+                **fields,
+            }
+        )
+        if len(self._events) > MAX_RECORDS:
+            del self._events[: len(self._events) - MAX_RECORDS]
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
 
     def summary(self) -> dict[str, Any]:
         return {

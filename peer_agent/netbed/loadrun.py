@@ -196,7 +196,7 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
     # Where the CDN bytes went: fetches by phase (join ramp, steady state) and, from agents that
     # report it, by the scheduler's reason (urgent, elected, assigned, backup; _resume: a Range
     # request after a peer transfer was given up).
-    for key in ("cdn_fetches_join_ramp", "cdn_fetches_steady", "cdn_resumes"):
+    for key in ("cdn_fetches_join_ramp", "cdn_fetches_steady", "cdn_resumes", "cdn_stall_cancels"):
         out[key] = sum(a.get(key) or 0 for a in ok)
     reasons: dict[str, int] = {}
     for a in ok:

@@ -47,3 +47,17 @@ def test_a_closed_peer_ends_its_requests_and_records_are_bounded() -> None:
         log.sent(SegmentId(1, n), "carol", "have", 0, ahead_s=1.0, now=3.0)
         log.ended(SegmentId(1, n), "carol", "completed", now=3.5)
     assert len(log.records()) == MAX_RECORDS
+
+
+def test_cdn_and_delivery_events_are_timed_and_bounded() -> None:
+    log = RequestLog(started_at=100.0)
+    log.note("cdn", S1, 101.25, reason="urgent", offset=0)
+    log.note("delivered", S1, 101.75)
+    assert log.events() == [
+        {"event": "cdn", "segment": [0, 1], "t": 1.25, "reason": "urgent", "offset": 0},
+        {"event": "delivered", "segment": [0, 1], "t": 1.75},
+    ]
+    for i in range(MAX_RECORDS + 5):
+        log.note("cdn_first_byte", S2, 102.0 + i)
+    events = log.events()
+    assert len(events) == MAX_RECORDS and events[0]["t"] == 7.0  # the oldest went first
