@@ -179,3 +179,33 @@ async def test_refresh_from_a_later_msn_is_followed_by_one_from_the_earlier(
     keys = set(agent.manifest.hashes)
     assert "seg-2.ts" in keys and "seg-3.ts" in keys, sorted(keys)
     assert agent.manifest.fetches == 3, agent.manifest.fetches
+
+
+async def test_a_refresh_just_done_from_a_later_msn_does_not_stand_for_an_earlier_one(
+    media: MediaSet,
+) -> None:
+    """Segment 3 was checked a moment ago (a fetch from MSN 3, done); segment 2, checked less
+    than a quarter second later, is not listed in that answer, so its own fetch from MSN 2 runs
+    at once instead of leaving it unverifiable (refetched whole from the CDN: a stall on a
+    lossy path); a check of segment 4 within the quarter second reuses the answer."""
+    async with run_origin(origin_config(), media=media) as origin:
+        agent = Agent(
+            AgentConfig(
+                origin.url("hls/vod-ts/master.m3u8"),
+                manifest_url=origin.url("hls/vod-ts/lo/manifest.json"),
+                cdn=FAST_CDN,
+            )
+        )
+        agent.attach(asyncio.get_running_loop())
+        try:
+            await agent.refresh_manifest()  # the whole manifest, once
+            agent.manifest.hashes.clear()
+            agent._manifest_refreshed_at = -1e9
+            await agent._refresh_manifest_soon(3)
+            assert "seg-2.ts" not in agent.manifest.hashes
+            await agent._refresh_manifest_soon(2)  # well within 0.25 s of the last
+            await agent._refresh_manifest_soon(4)  # covered by the answer from MSN 2
+        finally:
+            await agent.cdn.aclose()
+    assert "seg-2.ts" in agent.manifest.hashes, sorted(agent.manifest.hashes)
+    assert agent.manifest.fetches == 3, agent.manifest.fetches
