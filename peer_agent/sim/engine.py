@@ -485,7 +485,18 @@ class Simulation:
         pos = viewer.player.playhead_s
         seg = sc.segment_s
         region = viewer.region
-        others.sort(key=lambda v: (v.region != region, abs(v.player.playhead_s - pos) // seg))
+        # Same region first, then closest in playback, stable: the keys are computed in one
+        # pass and the sample sorted by them (no key function called per viewer); with one
+        # region every viewer is in it, and the order is by playback distance alone.
+        if sc.regions > 1:
+            region_keys = [
+                (v.region != region, abs(v.player.playhead_s - pos) // seg) for v in others
+            ]
+            order = sorted(range(len(others)), key=region_keys.__getitem__)
+        else:
+            keys = [abs(v.player.playhead_s - pos) // seg for v in others]
+            order = sorted(range(len(others)), key=keys.__getitem__)
+        others = [others[i] for i in order]
         for other in others:
             if want <= 0:
                 break
