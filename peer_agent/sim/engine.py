@@ -89,9 +89,6 @@ class _Flow:
         "rate",
         "full",
         "feed",
-        "order",
-        "wake",
-        "synced",
     )
 
     def __init__(
@@ -122,11 +119,6 @@ class _Flow:
         # (None: the sender has no transfer of it, nothing to pass on).
         self.full = src is None or segment in src.have
         self.feed: _Flow | None = None if self.full or src is None else src.transfers.get(segment)
-        self.order = 0  # when it started: the byte mover's order (Simulation._move_bytes)
-        # Asleep (wake > 0): it moves ``rate * tick_s`` each tick before tick ``wake``, added
-        # through tick ``synced`` so far (Simulation._sync).
-        self.wake = 0
-        self.synced = 0
 
     @property
     def reached(self) -> float:
@@ -257,10 +249,6 @@ class _Viewer:
 
 
 class Simulation:
-    #: Whether the byte mover lets a flow sleep through ticks it would move a whole step in
-    #: (adding them when read); False steps every live flow each tick. Same results either way.
-    flows_sleep = True
-
     def __init__(
         self,
         scenario: Scenario,
@@ -303,8 +291,6 @@ class Simulation:
         self._pending_flows: list[_Flow] = []
         self._cdn_live = 0
         self._cdn_share = _INF  # each live CDN flow's share of a capped CDN's egress
-        self._flow_order = itertools.count(1)
-        self._moved = 0  # the last tick whose bytes have moved
         self.decisions = 0
         #: Tracker pairings done, and viewers they examined in total (a sample each).
         self.pairings = 0
@@ -590,7 +576,7 @@ class Simulation:
         # A transfer silent for the flat stall timeout could be cancelled by a decision now and
         # its segment re-planned among the neighbours (the lost one no longer among them).
         silent_since = self.now - self.sched_cfg.peer_stall_timeout_s
-        for flow in map(self._progress, viewer.transfers.values()):
+        for flow in viewer.transfers.values():
             if flow.src is not None:
                 last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
                 if last <= silent_since:
@@ -781,13 +767,13 @@ class Simulation:
             else:
                 viewer.dirty = False
 
-    def _due_at(self, viewer: _Viewer) -> float:
+    @staticmethod
+    def _due_at(viewer: _Viewer) -> float:
         """When ``viewer``'s last decision asked to decide again, its stall checks moved to the
         last byte each transfer received (docs/scheduling.md, ``wake_at_flowing``)."""
         due_at = viewer.wake_flowing
         for flow, check in viewer.stall_checks:
             if flow.attached:
-                self._progress(flow)
                 last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
                 due_at = min(due_at, check.due_at(last))
         return due_at
@@ -908,7 +894,6 @@ class Simulation:
         segments = self._segment_views(viewer, first)
         if not segments:
             return None
-        progress = self._progress
         transfers = [
             TransferView(
                 segment=f.segment,
@@ -919,7 +904,7 @@ class Simulation:
                 total_bytes=f.total,
                 last_data_at=f.last_data_at,
             )
-            for f in map(progress, viewer.transfers.values())
+            for f in viewer.transfers.values()
         ]
         # The server's fetcher list goes into the view as it is built (a replace() per
         # decision cost 5 % of a run); the list itself is re-picked at most every refresh_s.
@@ -1000,7 +985,6 @@ class Simulation:
         self.cdn_fetches[seq] = self.cdn_fetches.get(seq, 0) + 1
         if viewer.cdn_fetch_counts.count(seq) == JOIN_RAMP:
             self.cdn_fetches_join_ramp[seq] = self.cdn_fetches_join_ramp.get(seq, 0) + 1
-        flow.order = next(self._flow_order)
         self.flows[flow] = None
         self._pending_flows.append(flow)
         self._feed_relays(viewer, segment, flow)
@@ -1024,20 +1008,17 @@ class Simulation:
         viewer.transfers[segment] = flow
         viewer.wants.discard(segment.sequence)
         src.uploads[flow] = None
-        flow.order = next(self._flow_order)
         self.flows[flow] = None
         self._pending_flows.append(flow)
         self._feed_relays(viewer, segment, flow)
         self._announce_fetching(viewer, segment)
 
-    def _feed_relays(self, viewer: _Viewer, segment: SegmentId, feed: _Flow | None) -> None:
+    @staticmethod
+    def _feed_relays(viewer: _Viewer, segment: SegmentId, feed: _Flow | None) -> None:
         """``viewer``'s own transfer of ``segment`` is now ``feed`` (None: it has none): what
         its uploads of that segment relay cut-through."""
         for g in viewer.uploads:
             if not g.full and g.segment == segment:
-                if g.wake:
-                    self._sync(g, self._moved)
-                    g.wake = 0
                 g.feed = feed
 
     def _rate(self, f: _Flow) -> float:
@@ -1056,47 +1037,17 @@ class Simulation:
 
     def _rerate_in(self, viewer: _Viewer) -> None:
         """``viewer``'s count of live flows in changed: so did their shares of its downlink."""
+        rate = self._rate
         for f in viewer.transfers.values():
             if f.live:
-                self._set_rate(f)
+                f.rate = rate(f)
 
     def _rerate_out(self, viewer: _Viewer) -> None:
         """``viewer``'s count of live flows out changed: so did their shares of its uplink."""
+        rate = self._rate
         for f in viewer.uploads:
             if f.live:
-                self._set_rate(f)
-
-    def _set_rate(self, f: _Flow) -> None:
-        rate = self._rate(f)
-        if rate != f.rate:
-            if f.wake:  # it slept at the old rate: add that, then move tick by tick again
-                self._sync(f, self._moved)
-                f.wake = 0
-            f.rate = rate
-
-    def _sync(self, f: _Flow, k: int) -> _Flow:
-        """Add the ticks a sleeping flow has moved through tick ``k`` (at most the tick before
-        it wakes): the same additions, in the same order, as if it had stepped each tick."""
-        done = f.synced
-        if not f.wake or done >= k:
-            return f
-        if k >= f.wake:
-            k = f.wake - 1
-        step = f.rate * self.sc.tick_s
-        received = f.received
-        for _ in range(k - done):
-            received += step
-        f.received = received
-        f.synced = k
-        f.last_data_at = self.t0 + k * self.sc.tick_s
-        return f
-
-    def _progress(self, f: _Flow) -> _Flow:
-        """``f`` with ``received`` and ``last_data_at`` as of the last tick that moved bytes:
-        read a flow's progress through this."""
-        if f.wake:
-            self._sync(f, self._moved)
-        return f
+                f.rate = rate(f)
 
     def _move_bytes(self, dt: float) -> None:
         """Move one tick of bytes on every live flow, in the order the flows started.
@@ -1105,8 +1056,7 @@ class Simulation:
         shares: ``_rerate_in``, ``_rerate_out``), and where its bytes come from too
         (``_Flow.full``, ``feed``), so a step here touches the flow and, for a relay, the
         transfer it relays; the bytes are added to the viewers' totals when the flow ends
-        (``_account``). A flow that moves a whole step sleeps through the ticks it surely
-        moves a whole step in too, added when read (``_sync``, ``_progress``)."""
+        (``_account``)."""
         sc = self.sc
         now = self.now
         still: list[_Flow] = []
@@ -1134,17 +1084,10 @@ class Simulation:
             self._cdn_share = sc.cdn_bytes_per_s / self._cdn_live if self._cdn_live else _INF
             for f in self.flows:
                 if f.live and f.src is None:
-                    self._set_rate(f)
+                    f.rate = self._rate(f)
         holdback = RELAY_HOLDBACK_BYTES
-        k = self.tick
         completed: list[_Flow] = []
         for f in self.flows:
-            wake = f.wake
-            if wake:
-                if wake > k:
-                    continue  # asleep: moving at its rate, added when read (_sync)
-                self._sync(f, k - 1)
-                f.wake = 0
             if not f.live:
                 continue
             total = f.total
@@ -1157,15 +1100,11 @@ class Simulation:
                 upstream = f.feed
                 if upstream is None:
                     continue  # nothing to pass on
-                if upstream.wake:
-                    # What it has reached in this tick if it moves before ``f``, else before.
-                    self._sync(upstream, k if upstream.order < f.order else k - 1)
                 available = upstream.offset + upstream.received
                 if total - holdback < available:
                     available = total - holdback
             # Data flows for the part of the tick after its first byte could arrive.
-            first = f.last_data_at is None
-            if first:
+            if f.last_data_at is None:
                 step_s = now - f.data_from
                 if dt <= step_s:
                     step_s = dt
@@ -1173,8 +1112,7 @@ class Simulation:
                 step_s = dt
             received = f.received
             reached = f.offset + received
-            full_step = f.rate * step_s
-            step = full_step
+            step = f.rate * step_s
             room = available - reached
             if room < step:
                 step = room
@@ -1184,15 +1122,6 @@ class Simulation:
             f.last_data_at = now
             if reached + step >= total - 1e-6:
                 completed.append(f)
-            elif step == full_step and not first and self.flows_sleep:
-                # It moves a whole step each tick until it nears what it may reach (what its
-                # sender had now: that only grows) or completes: sleep till a tick before.
-                limit = total - 1e-6 if available > total - 1e-6 else available
-                ticks = int((limit - (reached + step)) / step) - 1
-                if ticks > 0:
-                    f.wake = k + ticks + 1
-                    f.synced = k
-        self._moved = k
         for f in completed:
             self._complete(f)
 
@@ -1234,8 +1163,6 @@ class Simulation:
     def _detach(self, flow: _Flow) -> None:
         if not flow.attached:
             return
-        self._progress(flow)
-        flow.wake = 0
         flow.attached = False
         self.flows.pop(flow, None)
         self._account(flow)
@@ -1302,7 +1229,7 @@ class Simulation:
         for viewer in self.active:
             viewer.player.advance(self.now)
         for flow in self.flows:
-            self._account(self._progress(flow))
+            self._account(flow)
         self.flows.clear()
         overlay = None
         if self.sc.p2p:
