@@ -56,6 +56,7 @@ from ..core.scheduler import (
     SegmentView,
     StallCheck,
     TransferView,
+    Wait,
     decide,
 )
 from ..core.throughput import ThroughputEstimator
@@ -171,6 +172,7 @@ class _Viewer:
         "wake_tick",
         "stall_checks",
         "wake_flowing",
+        "electing",
         "slot",
         "downs",
         "ups",
@@ -232,6 +234,8 @@ class _Viewer:
         # The last decision's stall checks (per flow) and its wake-up without them.
         self.stall_checks: list[tuple[_Flow, StallCheck]] = []
         self.wake_flowing = _INF
+        # Sequences its last decision left waiting for their election turn (Wait not_elected).
+        self.electing: set[int] = set()
         self.slot = -1  # position in the simulation's list of active viewers
         self.downs = 0  # live flows into it
         self.ups = 0  # live flows out of it
@@ -575,12 +579,8 @@ class Simulation:
             return True
         # A transfer silent for the flat stall timeout could be cancelled by a decision now and
         # its segment re-planned among the neighbours (the lost one no longer among them).
-        silent_since = self.now - self.sched_cfg.peer_stall_timeout_s
-        for flow in viewer.transfers.values():
-            if flow.src is not None:
-                last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
-                if last <= silent_since:
-                    return True
+        if self._silent_transfer(viewer):
+            return True
         lost = nb.viewer
         if not lost.uploads_allowed:
             return False
@@ -670,9 +670,41 @@ class Simulation:
                 return True
         return False
 
-    def _wants_more(self, viewer: _Viewer) -> bool:
-        """Whether ``viewer`` has listed a segment it neither holds nor is fetching."""
-        return bool(viewer.wants)
+    def _completion_matters(self, viewer: _Viewer, flow: _Flow, playing: bool) -> bool:
+        """Whether ``viewer``, having just completed ``flow``, could act on a decision now.
+
+        Live, with every listed segment held or in flight, a decision could only re-check the
+        transfers in flight: that waits for its next wake-up (the checks of transfers it saw
+        are among them); its listing grows at a playlist refresh, which wakes it. Nor can it
+        act when the transfer came from a peer, its player played through (the deadlines its
+        last decision planned with stand), every segment it wants was waiting for its election
+        turn at its last decision (a completion moves neither the rank nor the turn: no
+        neighbour's announcements, no CDN estimate, no CDN load change), no other transfer
+        comes from that peer (whose measured rate just changed) and none has been silent for
+        the flat stall timeout."""
+        if not self.sc.live:
+            return True
+        wants = viewer.wants
+        if not wants:
+            return False
+        if flow.src is None or not playing or not wants <= viewer.electing:
+            return True
+        src = flow.src
+        for other in viewer.transfers.values():
+            if other.src is src:
+                return True
+        return self._silent_transfer(viewer)
+
+    def _silent_transfer(self, viewer: _Viewer) -> bool:
+        """Whether a transfer from a peer into ``viewer`` has had no byte for
+        ``peer_stall_timeout_s``: a decision now may cancel it (the stall rule's flat part)."""
+        silent_since = self.now - self.sched_cfg.peer_stall_timeout_s
+        for flow in viewer.transfers.values():
+            if flow.src is not None:
+                last = flow.last_data_at if flow.last_data_at is not None else flow.requested_at
+                if last <= silent_since:
+                    return True
+        return False
 
     def _churn_leave(self, viewer: _Viewer) -> None:
         if viewer.active:
@@ -851,6 +883,7 @@ class Simulation:
         view = self._view(viewer)
         if view is None:
             viewer.stall_checks = []
+            viewer.electing = set()
             if sc.live:
                 self._wake(viewer, viewer.listing_at)
             else:
@@ -858,8 +891,12 @@ class Simulation:
             return
         decision = decide(view, self.sched_cfg, self.rng)
         self.decisions += 1
+        electing = viewer.electing = set()
         for action in decision.actions:
-            if isinstance(action, CancelTransfer):
+            if isinstance(action, Wait):
+                if action.reason == "not_elected":
+                    electing.add(action.segment.sequence)
+            elif isinstance(action, CancelTransfer):
                 flow = viewer.transfers.get(action.segment)
                 if flow is not None:
                     # This decision has re-planned the segment already: no second one for it.
@@ -1151,13 +1188,13 @@ class Simulation:
                 g.feed = None
         self._announce(viewer, _HAVE, segment)
         seq = segment.sequence
-        viewer.player.add_media(seq * self.sc.segment_s, self.sc.segment_s, self.now)
+        player = viewer.player
+        # Playing through now: its playhead has moved with the clock since its last decision.
+        playing = player.playing and player.playhead_at(self.now) < player.buffered_until_s
+        player.add_media(seq * self.sc.segment_s, self.sc.segment_s, self.now)
         viewer.segments_played += 1
         self.plays[seq] = self.plays.get(seq, 0) + 1
-        # Live, with every listed segment held or in flight, a decision now could only re-check
-        # the transfers in flight: that waits for its next wake-up (the checks of transfers it
-        # saw are among them). Its listing grows at a playlist refresh, which wakes it.
-        if not self.sc.live or self._wants_more(viewer):
+        if not viewer.dirty and self._completion_matters(viewer, flow, playing and player.playing):
             self._mark(viewer)
 
     def _detach(self, flow: _Flow) -> None:

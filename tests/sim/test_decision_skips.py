@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from peer_agent.core.scheduler import Decision, Wait, decide
-from peer_agent.sim.engine import Simulation, _Neighbour, _Viewer
+from peer_agent.sim.engine import Simulation, _Flow, _Neighbour, _Viewer
 from peer_agent.sim.scenario import Scenario
 
 # The issue-16 bench scenario, small: splits happen while viewers join.
@@ -108,3 +108,53 @@ def test_a_lost_neighbour_skip_keeps_the_swarm_figures() -> None:
     assert abs(a.offload_ratio - b.offload_ratio) < 0.01
     assert abs(a.cdn_fetches - b.cdn_fetches) <= 0.05 * a.cdn_fetches
     assert b.stall_count == a.stall_count == 0
+
+
+class _CompletionChecked(Simulation):
+    """At each completion the rule lets pass without a decision, plans the viewer's decision
+    now and records whether it would act (anything but a wait)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__(scenario, per_peer=False)
+        self.skipped = 0
+        self.skipped_acting = 0
+        self.marked = 0
+        self.marked_acting = 0
+
+    def _completion_matters(self, viewer: _Viewer, flow: _Flow, playing: bool) -> bool:
+        matters = super()._completion_matters(viewer, flow, playing)
+        if viewer.wake_tick == self.tick + 1 or not viewer.wants:
+            return matters  # it decides in this tick anyway, or has nothing left to fetch
+        plan = _plan(self, viewer)
+        acts = plan is not None and any(not isinstance(a, Wait) for a in plan.actions)
+        if matters:
+            self.marked += 1
+            self.marked_acting += acts
+        else:
+            self.skipped += 1
+            self.skipped_acting += acts
+        return matters
+
+
+def test_a_completion_skips_only_decisions_that_would_not_act() -> None:
+    sim = _CompletionChecked(SWARM)
+    sim.run()
+    assert sim.skipped > 50  # the rule does skip
+    assert sim.skipped_acting == 0  # ... only decisions that would act on nothing
+    assert sim.marked_acting > 0  # the check can tell: some completions it keeps do act
+
+
+def test_a_completion_skip_keeps_every_figure() -> None:
+    """With every completion deciding (the rule before) and with the rule: a skipped decision
+    would only have waited and draws no random number, so the runs are the same."""
+
+    class _Always(Simulation):
+        def _completion_matters(self, viewer: _Viewer, flow: _Flow, playing: bool) -> bool:
+            return not self.sc.live or bool(viewer.wants)
+
+    before = _Always(SWARM, per_peer=False)
+    after = Simulation(SWARM, per_peer=False)
+    a, b = before.run().summary(), after.run().summary()
+    assert after.decisions < before.decisions
+    assert a.pop("decisions") > b.pop("decisions")
+    assert a == b
