@@ -157,6 +157,7 @@ class _Viewer:
         "fetching",
         "visible",
         "neighbours",
+        "listeners",
         "peer_views",
         "transfers",
         "uploads",
@@ -216,6 +217,9 @@ class _Viewer:
             (set(), set()) for _ in range(delay_classes)
         ]
         self.neighbours: dict[str, _Neighbour] = {}
+        # Its neighbours' viewers by delay class, in ``neighbours`` order: who sees its
+        # announcements after each delay (None: rebuild; reset when ``neighbours`` changes).
+        self.listeners: list[list[_Viewer]] | None = None
         self.peer_views: list[PeerView] | None = None
         self.transfers: dict[SegmentId, _Flow] = {}
         self.uploads: dict[_Flow, None] = {}  # ordered: deterministic
@@ -537,6 +541,7 @@ class Simulation:
         alone = not b.neighbours
         a.neighbours[b.peer_id] = _Neighbour(b, delay_class)
         b.neighbours[a.peer_id] = _Neighbour(a, delay_class)
+        a.listeners = b.listeners = None
         b.peer_views = None
         # A new neighbour can only make ``b`` act if it was waiting for its first one or the
         # newcomer has (or fetches) a segment ``b`` wants and is not fetching. Otherwise the
@@ -556,6 +561,7 @@ class Simulation:
                 self._fail_flow(flow)
         for x, y in ((a, b), (b, a)):
             nb = x.neighbours.pop(y.peer_id, None)
+            x.listeners = None
             x.peer_views = None
             if nb is None or self._loss_matters(x, nb):
                 self._mark(x)
@@ -727,11 +733,13 @@ class Simulation:
         for nb in viewer.neighbours.values():
             other = nb.viewer
             other.neighbours.pop(viewer.peer_id, None)
+            other.listeners = None
             other.peer_views = None
             self._mark(other)
             if other.active:
                 self.at(self.now + self.sc.connect_s, functools.partial(self._connect, other))
         viewer.neighbours.clear()
+        viewer.listeners = None
         viewer.peer_views = None
         viewer.segment_views.clear()
 
@@ -998,10 +1006,15 @@ class Simulation:
             fetching.add(segment)
         # Wake the neighbours that can act on it: they want the segment and are not fetching it.
         seq = segment.sequence
-        for nb in src.neighbours.values():
-            other = nb.viewer
-            if nb.delay_class == delay_class and not other.dirty and seq in other.wants:
-                self._mark(other)
+        listeners = src.listeners
+        if listeners is None:
+            listeners = src.listeners = [[] for _ in self.delays_s]
+            for nb in src.neighbours.values():
+                listeners[nb.delay_class].append(nb.viewer)
+        for other in listeners[delay_class]:
+            if not other.dirty and seq in other.wants:
+                other.dirty = True  # as _mark
+                self._dirty.append(other)
 
     def _announce_fetching(self, viewer: _Viewer, segment: SegmentId) -> None:
         if segment not in viewer.fetching and segment not in viewer.have:

@@ -1,5 +1,6 @@
-"""The byte mover keeps each flow's rate and source by events (engine._move_bytes): after every
-tick they must equal what the swarm's state gives when computed afresh."""
+"""The byte mover keeps each flow's rate and source by events (engine._move_bytes), and each
+viewer its neighbours by delay class (engine._show): after every tick they must equal what the
+swarm's state gives when computed afresh."""
 
 from __future__ import annotations
 
@@ -58,14 +59,21 @@ def _check_flows(sim: Simulation, seen: dict[str, int]) -> None:
     for v in sim.active:
         assert v.downs == downs.get(v.peer_id, 0)
         assert v.ups == ups.get(v.peer_id, 0)
+        if v.listeners is not None:  # who _show wakes: the neighbours, by delay class
+            seen["listeners"] += 1
+            fresh: list[list[object]] = [[] for _ in sim.delays_s]
+            for nb in v.neighbours.values():
+                fresh[nb.delay_class].append(nb.viewer)
+            assert v.listeners == fresh
 
 
 def test_rates_and_sources_kept_by_events_match_a_fresh_computation() -> None:
     sim = Simulation(BUSY, per_peer=True)
-    seen = {"cdn": 0, "full": 0, "relay": 0, "starved": 0}
+    seen = {"cdn": 0, "full": 0, "relay": 0, "starved": 0, "listeners": 0}
     sim.run(lambda s: _check_flows(s, seen), progress_every_s=BUSY.tick_s)
     # Every kind of flow was checked many times over.
     assert seen["cdn"] > 100 and seen["full"] > 100 and seen["relay"] > 100
+    assert seen["listeners"] > 1000
 
 
 @pytest.mark.parametrize("cdn_bytes_per_s", [0.0, 4_000_000.0])
