@@ -31,7 +31,7 @@ Per segment, in playback order within the prefetch window:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
@@ -103,7 +103,9 @@ class SchedulerView:
     segments: Sequence[SegmentView]
     have: Set[SegmentId] = frozenset()
     transfers: Sequence[TransferView] = ()
-    peers: Sequence[PeerView] = ()
+    #: The neighbours, or the same views keyed by ``peer_id`` (a dict a caller keeps across
+    #: decisions, so none rebuilds it: the simulator's). The order never matters.
+    peers: Sequence[PeerView] | Mapping[str, PeerView] = ()
     #: Measured CDN throughput in bytes/s (``None``: use ``assumed_cdn_bytes_per_s``).
     cdn_throughput_bytes_per_s: float | None = None
     #: Playback rate; deadlines are media distance divided by it.
@@ -317,7 +319,7 @@ def _other_holder_usable(
     transfer: TransferView,
     remaining_bytes: int,
     view: SchedulerView,
-    peers: dict[str, PeerView],
+    peers: Mapping[str, PeerView],
     load: _Load,
     config: SchedulerConfig,
 ) -> bool:
@@ -344,7 +346,7 @@ def _check_transfer(
     slot: _Slot,
     transfer: TransferView,
     view: SchedulerView,
-    peers: dict[str, PeerView],
+    peers: Mapping[str, PeerView],
     load: _Load,
     config: SchedulerConfig,
     actions: list[Action],
@@ -447,7 +449,7 @@ def _from_urgency_or_peers(
 
 
 def _local_rank(
-    sid: SegmentId, view: SchedulerView, peers: dict[str, PeerView], config: SchedulerConfig
+    sid: SegmentId, view: SchedulerView, peers: Mapping[str, PeerView], config: SchedulerConfig
 ) -> int:
     """Our rank in the local election (:func:`election.election_rank`) among ourselves and the
     uploading neighbours watching close by: those that have or fetch one of the
@@ -471,7 +473,7 @@ def _elect(
     slot: _Slot,
     urgent_at: float,
     view: SchedulerView,
-    peers: dict[str, PeerView],
+    peers: Mapping[str, PeerView],
     load: _Load,
     config: SchedulerConfig,
     actions: list[Action],
@@ -535,7 +537,14 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     rate = view.rate if view.rate > 0 else 1.0
     in_flight = {t.segment: t for t in view.transfers}
     self_id = view.self_id
-    peers = {p.peer_id: p for p in view.peers if p.peer_id != self_id}
+    given = view.peers
+    peers: Mapping[str, PeerView]
+    if isinstance(given, dict) and self_id not in given:
+        peers = given  # keyed by peer id already (read only here)
+    elif isinstance(given, Mapping):
+        peers = {pid: p for pid, p in given.items() if pid != self_id}
+    else:
+        peers = {p.peer_id: p for p in given if p.peer_id != self_id}
     load = _Load(view.transfers, peers.values())
     uploaders = [p for p in peers.values() if p.uploads]
     have = view.have

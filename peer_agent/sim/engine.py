@@ -127,7 +127,7 @@ class _Flow:
 
 
 class _Neighbour:
-    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view", "slot")
+    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view")
 
     def __init__(self, viewer: _Viewer, delay_class: int) -> None:
         self.viewer = viewer
@@ -135,7 +135,6 @@ class _Neighbour:
         self.estimator: ThroughputEstimator | None = None  # created at the first sample
         self.choked_until = 0.0
         self.view: PeerView | None = None  # cached; None: rebuild
-        self.slot = -1  # its position in the owner's cached list of peer views
 
 
 class _Viewer:
@@ -220,7 +219,9 @@ class _Viewer:
         # Its neighbours' viewers by delay class, in ``neighbours`` order: who sees its
         # announcements after each delay (None: rebuild; reset when ``neighbours`` changes).
         self.listeners: list[list[_Viewer]] | None = None
-        self.peer_views: list[PeerView] | None = None
+        # Its neighbours' views keyed by peer id, in ``neighbours`` order, as the scheduler
+        # takes them (None: rebuild); kept in step by links, splits, throughput and choke.
+        self.peer_views: dict[str, PeerView] | None = None
         self.transfers: dict[SegmentId, _Flow] = {}
         self.uploads: dict[_Flow, None] = {}  # ordered: deterministic
         self.partial: dict[SegmentId, int] = {}
@@ -524,7 +525,6 @@ class Simulation:
             self._link(viewer, partner)
             self.splits += 1
             want -= 2
-        viewer.peer_views = None
         self._mark(viewer)
 
     def _split_partner(self, viewer: _Viewer, full: _Viewer) -> _Viewer | None:
@@ -539,10 +539,13 @@ class Simulation:
         """Link newcomer ``a`` to ``b``."""
         delay_class = 0 if a.region == b.region else 1
         alone = not b.neighbours
-        a.neighbours[b.peer_id] = _Neighbour(b, delay_class)
-        b.neighbours[a.peer_id] = _Neighbour(a, delay_class)
+        nb_a = a.neighbours[b.peer_id] = _Neighbour(b, delay_class)
+        nb_b = b.neighbours[a.peer_id] = _Neighbour(a, delay_class)
         a.listeners = b.listeners = None
-        b.peer_views = None
+        if a.peer_views is not None:
+            a.peer_views[b.peer_id] = self._peer_view(nb_a)
+        if b.peer_views is not None:
+            b.peer_views[a.peer_id] = self._peer_view(nb_b)
         # A new neighbour can only make ``b`` act if it was waiting for its first one or the
         # newcomer has (or fetches) a segment ``b`` wants and is not fetching. Otherwise the
         # decision would act on nothing: the newcomer can only raise ``b``'s election rank,
@@ -562,7 +565,8 @@ class Simulation:
         for x, y in ((a, b), (b, a)):
             nb = x.neighbours.pop(y.peer_id, None)
             x.listeners = None
-            x.peer_views = None
+            if x.peer_views is not None:
+                x.peer_views.pop(y.peer_id, None)
             if nb is None or self._loss_matters(x, nb):
                 self._mark(x)
 
@@ -734,7 +738,8 @@ class Simulation:
             other = nb.viewer
             other.neighbours.pop(viewer.peer_id, None)
             other.listeners = None
-            other.peer_views = None
+            if other.peer_views is not None:
+                other.peer_views.pop(viewer.peer_id, None)
             self._mark(other)
             if other.active:
                 self.at(self.now + self.sc.connect_s, functools.partial(self._connect, other))
@@ -853,14 +858,12 @@ class Simulation:
             out.append(view)
         return out
 
-    def _peer_views(self, viewer: _Viewer) -> list[PeerView]:
+    def _peer_views(self, viewer: _Viewer) -> dict[str, PeerView]:
         views = viewer.peer_views
         if views is None:
-            views = []
-            for nb in viewer.neighbours.values():
-                nb.slot = len(views)
-                views.append(nb.view or self._peer_view(nb))
-            viewer.peer_views = views
+            views = viewer.peer_views = {
+                pid: nb.view or self._peer_view(nb) for pid, nb in viewer.neighbours.items()
+            }
         return views
 
     @staticmethod
@@ -879,10 +882,10 @@ class Simulation:
         return view
 
     def _peer_changed(self, viewer: _Viewer, nb: _Neighbour) -> None:
-        """``nb``'s throughput or choke changed: replace its view in ``viewer``'s list."""
+        """``nb``'s throughput or choke changed: replace its view in ``viewer``'s map."""
         view = self._peer_view(nb)
         if viewer.peer_views is not None:
-            viewer.peer_views[nb.slot] = view
+            viewer.peer_views[view.peer_id] = view
 
     def _decide(self, viewer: _Viewer) -> None:
         sc = self.sc

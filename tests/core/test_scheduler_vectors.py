@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from peer_agent.core.election import election_key, fnv1a32, rank_candidates
@@ -43,6 +45,25 @@ def test_decision_vector(case: dict) -> None:
     assert checks == case["expect"].get("stall_checks", [])
     flowing = case["expect"].get("wake_at_flowing", decision.wake_at)
     assert decision.wake_at_flowing == pytest.approx(flowing)
+
+
+@pytest.mark.parametrize("case", DECISIONS, ids=[c["name"] for c in DECISIONS])
+def test_decision_vector_with_peers_keyed(case: dict) -> None:
+    """The same vector with its neighbours keyed by peer id (as the simulator passes them),
+    in reverse order: the same decision, draw for draw."""
+    config = scheduler_config(case["config"])
+    listed = scheduler_view(case["input"])
+    expected = decide(listed, config, ScriptedRandom(case["random"]))
+    keyed = {p.peer_id: p for p in reversed(listed.peers)}
+    rng = ScriptedRandom(case["random"])
+    assert decide(dataclasses.replace(listed, peers=keyed), config, rng) == expected
+    assert rng.draws == []
+    # A mapping that holds our own id too: that entry is ignored, as in a list.
+    mine = dataclasses.replace(keyed[next(iter(keyed))], peer_id=listed.self_id) if keyed else None
+    if mine is not None:
+        with_self = {**keyed, listed.self_id: mine}
+        rng = ScriptedRandom(case["random"])
+        assert decide(dataclasses.replace(listed, peers=with_self), config, rng) == expected
 
 
 def test_vector_names_are_unique() -> None:

@@ -266,3 +266,40 @@ def test_split_pairing_keeps_the_overlay_small_world() -> None:
     assert split["neighbour_join_distance_median"] > 4 * free["neighbour_join_distance_median"]
     # Splitting keeps every viewer's degree: nobody is left with a free slot to refill.
     assert split["neighbours_mean"] >= free["neighbours_mean"]
+
+
+def test_kept_peer_views_match_the_neighbours() -> None:
+    """Each viewer's map of neighbour views, kept in step by links, splits, departures,
+    throughput samples and BUSY answers (not rebuilt per decision), holds exactly what a
+    rebuild from its neighbours would, in their order."""
+    sc = ISSUE_SCENARIO.with_overrides(
+        peers=120, duration_s=40.0, join_over_s=10.0, max_peers=6, pairing_sample=12,
+        churn_per_min=1.0, regions=2, seed=3,
+    )  # fmt: skip
+    sim = Simulation(sc)
+    checked = 0
+
+    def check(s: Simulation) -> None:
+        nonlocal checked
+        for v in s.active:
+            views = v.peer_views
+            if views is None:
+                continue
+            assert list(views) == list(v.neighbours)
+            for pid, view in views.items():
+                nb = v.neighbours[pid]
+                src = nb.viewer
+                est = nb.estimator
+                assert view.peer_id == pid == src.peer_id
+                assert (view.have, view.fetching) == src.visible[nb.delay_class]
+                assert view.have is src.visible[nb.delay_class][0]
+                assert view.throughput_bytes_per_s == (
+                    None if est is None else est.estimate_bytes_per_s
+                )
+                assert view.choked_until == nb.choked_until
+                assert view.uploads == src.uploads_allowed
+                checked += 1
+
+    sim.run(check, progress_every_s=0.5)
+    assert sim.splits > 0 and sim.departed  # links were split and viewers left
+    assert checked > 1000
