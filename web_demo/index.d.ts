@@ -23,6 +23,8 @@ export interface SchedulerOptions {
   peer_stall_timeout_s?: number;
   /** Round trips to the peer added to the stall timeout (docs/scheduling.md). Default 2. */
   stall_timeout_rtts?: number;
+  /** A CDN fetch of an urgent segment with no bytes this long (plus `cdn_latency_s` before its first byte) is cancelled and the rest fetched again, while a new request can still make the deadline (s; 0: never). Default 0.6. */
+  cdn_stall_timeout_s?: number;
   /** Throughput assumed for a peer never measured (bytes/s). Default 5e5. */
   untried_peer_bytes_per_s?: number;
   /** Concurrent downloads from peers. Default 6. */

@@ -12,6 +12,7 @@ export const DEFAULT_SCHEDULER_CONFIG = Object.freeze({
   assumed_cdn_bytes_per_s: 1_000_000.0,
   peer_stall_timeout_s: 1.5,
   stall_timeout_rtts: 2.0,
+  cdn_stall_timeout_s: 0.6,
   untried_peer_bytes_per_s: 500_000.0,
   max_downloads_from_peers: 6,
   max_downloads_per_peer: 2,
@@ -204,6 +205,33 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, s
   return { ...slot, offset: reached, avoid: new Set([...slot.avoid, transfer.peer_id]) };
 }
 
+// Phase 1, a CDN fetch in flight: keep it (null), or, once its segment is urgent and no byte has
+// come for cdn_stall_timeout_s (plus cdn_latency_s before the first), cancel it ("stalled") and
+// return the slot to fetch the rest from the CDN again at once (a new request from the byte it
+// reached: a TCP connection that lost its SYN or a tail packet stays silent for a retransmission
+// timeout, 1 s and more), provided a new fetch of the rest (cdnTime) can still make the deadline;
+// past that the fetch in flight is kept (on a starved machine restarts only add requests).
+function checkCdnTransfer(slot, transfer, view, load, cfg, actions, cdnChecks) {
+  const timeout = cfg.cdn_stall_timeout_s;
+  const total = transfer.total_bytes || slot.seg.size_bytes;
+  const reached = transfer.offset + transfer.received_bytes;
+  const remaining = total - reached;
+  if (timeout <= 0 || remaining <= 0) return null; // off, or every byte is in (being verified)
+  const quietFrom =
+    transfer.last_data_at == null ? transfer.started_at + cfg.cdn_latency_s : transfer.last_data_at;
+  const urgentAt = slot.deadline - urgentWindow(remaining, view, cfg);
+  const due = Math.max(urgentAt, quietFrom + timeout);
+  if (view.now < due) {
+    cdnChecks.push(due); // in wake_at only: bytes that keep coming move it later
+    return null;
+  }
+  // a new request could not make the deadline either: no restart storms
+  if (slot.deadline - view.now < cdnTime(remaining, view, cfg)) return null;
+  actions.push({ action: "cancel", segment: slot.seg.segment, peer_id: null, reason: "stalled" });
+  load.fromCdn--;
+  return { ...slot, offset: reached };
+}
+
 // Phase 2: an urgent segment goes to the CDN; otherwise a usable neighbour that has it (or is
 // fetching it) serves it, or we wait for one. Returns null when an action was planned, else the
 // time the segment turns urgent (the election decides).
@@ -326,8 +354,8 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
  *   fetchers (the signaling server's assignment: peer ids), fetchers_until (it holds until then) }
  * Returns { actions: [...], wake_at, stall_checks: [{segment, timeout_s, late_timeout_s,
  *   late_from}] (the peer transfers kept; wake_at includes each one's stallDueAt of its last
- *   byte), wake_at_flowing (wake_at without the stall checks: when to wake if every checked
- *   transfer keeps receiving bytes) }.
+ *   byte), wake_at_flowing (wake_at without the stall checks and the CDN silence checks: when
+ *   to wake if every checked transfer keeps receiving bytes) }.
  */
 export function decide(view, cfg, random) {
   const now = view.now;
@@ -338,6 +366,7 @@ export function decide(view, cfg, random) {
   const actions = [];
   const wakes = [now + cfg.idle_recheck_s];
   const stallChecks = [];
+  const cdnChecks = []; // when each CDN fetch kept turns silent-and-urgent if no byte comes
 
   const segments = [...view.segments].sort((a, b) => a.start_s - b.start_s);
   for (const seg of segments) {
@@ -352,7 +381,14 @@ export function decide(view, cfg, random) {
     let slot = { seg, ahead, deadline, offset: seg.partial_bytes || 0, avoid: seg.avoid || new Set() };
     const transfer = inFlight.get(key);
     if (transfer !== undefined) {
-      if (transfer.peer_id === null) continue; // the CDN is on it: nothing can do better
+      if (transfer.peer_id === null) {
+        const again = checkCdnTransfer(slot, transfer, view, load, cfg, actions, cdnChecks);
+        if (again === null) continue; // the CDN is on it: nothing can do better
+        const offset = again.offset;
+        actions.push({ action: "fetch_cdn", segment: seg.segment, offset, reason: "urgent" });
+        load.fromCdn++;
+        continue;
+      }
       slot = checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, stallChecks);
       if (slot === null) continue;
     }
@@ -361,7 +397,7 @@ export function decide(view, cfg, random) {
   }
   const soonest = now + cfg.min_recheck_s;
   const flowing = Math.max(Math.min(...wakes), soonest);
-  const wakeAt = Math.max(Math.min(flowing, ...stallChecks.map((c) => c.at)), soonest);
+  const wakeAt = Math.max(Math.min(flowing, ...stallChecks.map((c) => c.at), ...cdnChecks), soonest);
   const checks = stallChecks.map((c) => c.check);
   return { actions, wake_at: wakeAt, stall_checks: checks, wake_at_flowing: flowing };
 }

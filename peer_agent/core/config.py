@@ -35,6 +35,12 @@ class SchedulerConfig:
     #: deadline (docs/scheduling.md; 1 round trip was tried on the bed and cancelled three
     #: times as many silent downloads, with more stalls: docs/loadtest.md).
     stall_timeout_rtts: float = 2.0
+    #: A CDN fetch of an urgent segment that delivers no byte for this long is cancelled and
+    #: resumed from the byte it reached on a new request (0: never): on a lossy path a lost
+    #: SYN or a retransmission timeout holds a TCP connection silent for 1 s and more (on the
+    #: bed at 200 ms / 3 % loss, 3 of ~440 CDN fetches took 1.9-3.6 s against 0.4 s median,
+    #: and each made the player stall); a fresh request usually delivers in well under that.
+    cdn_stall_timeout_s: float = 0.6
     #: Throughput assumed for a peer never measured (the floor for untried peers), bytes/s.
     untried_peer_bytes_per_s: float = 500_000.0
     #: Downloads from peers in flight at once, in all and from any one peer.

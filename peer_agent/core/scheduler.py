@@ -186,10 +186,10 @@ class Decision:
     #: includes each one's stall check (``StallCheck.due_at`` of its last byte, as seen now).
     stall_checks: tuple[StallCheck, ...] = ()
     #: When to decide again if every checked transfer keeps receiving bytes: ``wake_at``
-    #: without the stall checks (never sooner than ``min_recheck_s``). A caller that knows when
-    #: each transfer last received a byte may wake at the earlier of this and each check's
-    #: ``due_at(last byte)`` instead of ``wake_at``: a transfer that keeps delivering then
-    #: wakes nobody.
+    #: without the stall checks and rule 1's CDN silence checks (never sooner than
+    #: ``min_recheck_s``). A caller that knows when each transfer last received a byte may
+    #: wake at the earlier of this and each check's ``due_at(last byte)`` instead of
+    #: ``wake_at``: a transfer that keeps delivering then wakes nobody.
     wake_at_flowing: float | None = None
 
 
@@ -395,6 +395,46 @@ def _check_transfer(
     return _Slot(slot.seg, slot.ahead_s, slot.deadline, reached, slot.avoid | {transfer.peer_id})
 
 
+def _check_cdn_transfer(
+    slot: _Slot,
+    transfer: TransferView,
+    view: SchedulerView,
+    load: _Load,
+    config: SchedulerConfig,
+    actions: list[Action],
+    cdn_checks: list[float],
+) -> _Slot | None:
+    """Phase 1, a CDN fetch in flight: keep it (``None``), or, once its segment is urgent and
+    no byte has come for ``cdn_stall_timeout_s`` (plus ``cdn_latency_s`` before the first),
+    cancel it (``stalled``) and return the slot to fetch the rest from the CDN again at once
+    (a new request from the byte it reached: on a lossy path a TCP connection that lost its
+    SYN or a tail packet stays silent for a retransmission timeout, 1 s and more), provided a
+    new fetch of the rest (``cdn_time_s``) can still make the deadline; past that the fetch in
+    flight is kept (on a starved machine every response is late, and restarts only add
+    requests)."""
+    timeout_s = config.cdn_stall_timeout_s
+    total = transfer.total_bytes or slot.seg.size_bytes
+    reached = transfer.offset + transfer.received_bytes
+    remaining = total - reached
+    if timeout_s <= 0 or remaining <= 0:
+        return None  # off, or every byte is in (being verified)
+    if transfer.last_data_at is None:  # the first byte takes the CDN's latency too
+        quiet_from = transfer.started_at + config.cdn_latency_s
+    else:
+        quiet_from = transfer.last_data_at
+    now = view.now
+    urgent_at = slot.deadline - urgent_window_s(remaining, view, config)
+    due = max(urgent_at, quiet_from + timeout_s)
+    if now < due:
+        cdn_checks.append(due)  # in wake_at only: bytes that keep coming move it later
+        return None
+    if slot.deadline - now < cdn_time_s(remaining, view, config):
+        return None  # a new request could not make the deadline either: no restart storms
+    actions.append(CancelTransfer(slot.seg.segment, None, "stalled"))
+    load.from_cdn -= 1
+    return _Slot(slot.seg, slot.ahead_s, slot.deadline, reached, slot.avoid)
+
+
 def _from_urgency_or_peers(
     slot: _Slot,
     view: SchedulerView,
@@ -552,6 +592,8 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
     actions: list[Action] = []
     wakes: list[float] = [now + config.idle_recheck_s]
     stall_checks: list[tuple[float, StallCheck]] = []
+    #: when each CDN fetch kept turns silent-and-urgent if no byte comes (rule 1)
+    cdn_checks: list[float] = []
 
     for seg in sorted(view.segments, key=_start_s):
         sid = seg.segment
@@ -566,7 +608,15 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
         transfer = in_flight.get(sid)
         if transfer is not None:
             if transfer.peer_id is None:
-                continue  # the CDN is on it: nothing can do better
+                replanned = _check_cdn_transfer(
+                    slot, transfer, view, load, config, actions, cdn_checks
+                )
+                if replanned is None:
+                    continue  # the CDN is on it: nothing can do better
+                slot = replanned
+                actions.append(FetchFromCdn(sid, slot.offset, "urgent"))
+                load.from_cdn += 1
+                continue
             replanned = _check_transfer(
                 slot, transfer, view, peers, load, config, actions, wakes, stall_checks
             )
@@ -579,7 +629,8 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
 
     soonest = now + config.min_recheck_s
     flowing = max(min(wakes), soonest)
-    if not stall_checks:
+    if not stall_checks and not cdn_checks:
         return Decision(tuple(actions), flowing, (), flowing)
-    wake_at = max(min(flowing, min(t for t, _ in stall_checks)), soonest)
+    checks_at = [t for t, _ in stall_checks]
+    wake_at = max(min(flowing, *checks_at, *cdn_checks), soonest)
     return Decision(tuple(actions), wake_at, tuple(c for _, c in stall_checks), flowing)
