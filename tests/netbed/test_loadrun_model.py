@@ -186,11 +186,13 @@ def test_bench_rows_judge_the_issue_targets() -> None:
             cdn_fetches_join_ramp=4,
             cdn_fetches_steady=2,
             cdn_resumes=1,
+            cdn_stall_cancels=2,
             cdn_fetches_by_reason={"assigned": 5, "urgent_resume": 1},
         ),
     )
     text = section([("a", counted)], "cmd")
-    assert "| a | round-trip aware | 4 | 2 | 1 | 5 | 1 |" in text
+    assert "| join_ramp | steady | resumes | silent_restarts | reason:assigned |" in text
+    assert "| a | round-trip aware | 4 | 2 | 1 | 2 | 5 | 1 |" in text
 
 
 def test_compare_tree_must_be_a_checkout(
