@@ -74,7 +74,7 @@ class ExchangeGlue:
         info: Callable[[SegmentId], SegmentInfo | None],
         deliver: Callable[[SegmentInfo], None],
         announce: Callable[[Announcement], None],
-        check: Callable[[SegmentInfo, bytes, int], Awaitable[Verdict]],
+        check: Callable[[SegmentInfo, bytes, int, bool], Awaitable[Verdict]],
         current_link: Callable[[str], Any],
         report: Callable[[str, str], None] | None = None,
         cdn_progress: Callable[[SegmentId, str, float], None] | None = None,
@@ -166,8 +166,8 @@ class ExchangeGlue:
         self.flush()
         self._wake()
 
-    async def _verify(self, action: Verify, info: SegmentInfo) -> None:
-        verdict = await self._check(info, action.data, action.total_bytes)
+    async def _verify(self, action: Verify, info: SegmentInfo, peer_bytes: bool) -> None:
+        verdict = await self._check(info, action.data, action.total_bytes, peer_bytes)
         if verdict is Verdict.MISMATCH:
             logger.warning("%s failed its hash", action.segment)
         self.exchange.verdict(action.segment, verdict, self._now())
@@ -209,7 +209,11 @@ class ExchangeGlue:
                 self.cdn_fetch_counts.count(action.segment.sequence)
                 self._cdn_tasks[action.fetch_id] = self._spawn(self._cdn_fetch(action, info))
             else:
-                self._spawn(self._verify(action, info))
+                # Only a peer's bytes need the manifest to list the segment: the CDN's are
+                # trusted when it does not (docs/exchange.md 6), so they wait for no refresh.
+                held = self.exchange.held.get(action.segment)
+                peer_bytes = held is None or any(p is not None for p in held.contributors)
+                self._spawn(self._verify(action, info, peer_bytes))
         elif isinstance(action, CancelCdn):
             task = self._cdn_tasks.pop(action.fetch_id, None)
             if task is not None:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from peer_agent.agent import intake
 from peer_agent.agent.config import AgentConfig
 from peer_agent.agent.integrity import (
     IntegrityConfig,
@@ -107,3 +108,23 @@ def test_an_upload_cap_below_the_bitrate_joins_leech_only() -> None:
     assert fan_out_config(low, 0) is low
     free = AgentConfig(url)
     assert fan_out_config(free, 2_000_000) is free  # no cap: unchanged
+
+
+async def test_check_waits_for_a_manifest_refresh_only_when_given_one() -> None:
+    """An unlisted segment is checked again after a refresh (peer bytes); without a refresh
+    (the CDN's bytes, trusted unlisted) the verdict comes at once, and a listed segment is
+    checked either way."""
+    data = b"segment bytes"
+    manifest = Manifest("http://o/hls/s/lo/manifest.json")
+    manifest.update(json.dumps({"seg-1.ts": hashlib.sha256(b"other").hexdigest()}))
+    refreshed: list[int] = []
+
+    async def refresh(msn: int) -> None:
+        refreshed.append(msn)
+        manifest.update(json.dumps({"seg-2.ts": hashlib.sha256(data).hexdigest()}))
+
+    assert await intake.check(manifest, info("seg-2.ts"), data, len(data), None) is Verdict.UNKNOWN
+    assert refreshed == []
+    assert await intake.check(manifest, info("seg-2.ts"), data, len(data), refresh) is Verdict.OK
+    assert refreshed == [1]
+    assert await intake.check(manifest, info(), data, len(data), None) is Verdict.MISMATCH
