@@ -144,6 +144,7 @@ export function stallDueAt(check, lastByteAt) {
 function otherHolderUsable(slot, transfer, remaining, view, peers, load, cfg) {
   const key = segmentKey(slot.seg.segment);
   const latestFinish = slot.deadline - cfg.deadline_margin_s;
+  const firstByteBy = latestFinish - cdnTime(remaining, view, cfg);
   return peers.some(
     (p) =>
       p.uploads &&
@@ -152,6 +153,7 @@ function otherHolderUsable(slot, transfer, remaining, view, peers, load, cfg) {
       p.have.has(key) &&
       p.choked_until <= view.now &&
       load.of(p.peer_id) < cfg.max_downloads_per_peer &&
+      view.now + peerRtt(p, load.rttFallback) <= firstByteBy &&
       view.now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish,
   );
 }
@@ -182,7 +184,10 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, s
   // The round-trip stretch never runs past the last moment the CDN can still make the deadline:
   // from then on, silence for the flat timeout is a stall.
   const stalled = quiet >= stallTimeout || (quiet >= base && now >= lastCdnStart);
-  const tooSlow = projected > slot.deadline - cfg.deadline_margin_s && now >= lastCdnStart;
+  // At the last moment the CDN can still make the deadline, a transfer that has not shown a single
+  // byte has nothing to project from (an untried peer's assumed rate is no evidence): too slow.
+  const late = projected > slot.deadline - cfg.deadline_margin_s || transfer.received_bytes === 0;
+  const tooSlow = late && now >= lastCdnStart;
   if (!(stalled || tooSlow)) {
     const check = {
       segment: slot.seg.segment,
@@ -249,9 +254,13 @@ function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes
   const urgentAt = slot.deadline - window;
   wakes.push(urgentAt);
   const latestFinish = slot.deadline - cfg.deadline_margin_s;
+  // the first byte must be able to come before the last moment the CDN can still make the
+  // deadline (a transfer without a byte then is given up): no request that cannot get one
+  const firstByteBy = latestFinish - cdnTime(remaining, view, cfg);
   const usable = (p) =>
     p.choked_until <= now &&
     load.of(p.peer_id) < cfg.max_downloads_per_peer &&
+    now + peerRtt(p, load.rttFallback) <= firstByteBy &&
     now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish;
 
   const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));

@@ -9,12 +9,15 @@ docs/scheduling.md; docs/vectors/scheduler/ holds cases both implementations pas
 
 Per segment, in playback order within the prefetch window:
 
-1. held, or being fetched from the CDN: nothing to do;
+1. held: nothing to do; being fetched from the CDN: nothing, unless the segment is urgent and
+   the fetch has been silent for ``cdn_stall_timeout_s`` (then it is fetched again, if a new
+   request can still make the deadline);
 2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s`` plus
    ``stall_timeout_rtts`` round trips (only the flat part once the CDN must start to make the
    deadline, or while another neighbour that has the segment is usable for the rest), or if it
-   is projected to finish too late while the CDN can still make the deadline; the cancelled
-   segment is then planned again from the byte it reached (a Range resume);
+   is projected to finish too late (or has shown no byte at all) once the CDN must start to
+   make the deadline; the cancelled segment is then planned again from the byte it reached (a
+   Range resume);
 3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
    throughput (untried peers count at ``untried_peer_bytes_per_s``), if it is projected to finish in
@@ -255,22 +258,25 @@ def _usable(
     peer_load: dict[str, int],
     config: SchedulerConfig,
     rtt_fallback_s: float,
+    first_byte_by: float,
 ) -> list[PeerView]:
     """Those of ``candidates`` (uploading, not avoided) that may be asked now and are projected
     to deliver by ``latest_finish`` (one round trip for the request, then the bytes at its
-    rate)."""
+    rate), their first byte by ``first_byte_by`` (the last moment the CDN can still make the
+    deadline: a transfer without a byte then is given up, so a request that cannot get one
+    by then is not made)."""
     untried = config.untried_peer_bytes_per_s
     max_per_peer = config.max_downloads_per_peer
-    return [
-        p
-        for p in candidates
-        if p.choked_until <= now
-        and peer_load.get(p.peer_id, 0) < max_per_peer
-        and now
-        + (p.rtt_s if p.rtt_s is not None else rtt_fallback_s)
-        + remaining_bytes / (p.throughput_bytes_per_s or untried)
-        <= latest_finish
-    ]
+    out = []
+    for p in candidates:
+        if p.choked_until > now or peer_load.get(p.peer_id, 0) >= max_per_peer:
+            continue
+        first_byte_at = now + (p.rtt_s if p.rtt_s is not None else rtt_fallback_s)
+        if first_byte_at > first_byte_by:
+            continue
+        if first_byte_at + remaining_bytes / (p.throughput_bytes_per_s or untried) <= latest_finish:
+            out.append(p)
+    return out
 
 
 @lru_cache(maxsize=1024)
@@ -338,8 +344,9 @@ def _other_holder_usable(
     if not others:
         return False
     latest_finish = slot.deadline - config.deadline_margin_s
+    first_byte_by = latest_finish - cdn_time_s(remaining_bytes, view, config)
     terms = (view.now, remaining_bytes, latest_finish, load.per_peer, config, load.rtt_fallback_s)
-    return bool(_usable(others, *terms))
+    return bool(_usable(others, *terms, first_byte_by))
 
 
 def _check_transfer(
@@ -381,7 +388,11 @@ def _check_transfer(
     # The round-trip stretch never runs past the last moment the CDN can still make the
     # deadline: from then on, silence for the flat timeout is a stall.
     stalled = quiet_s >= stall_timeout_s or (quiet_s >= base_s and now >= last_cdn_start)
-    too_slow = projected > slot.deadline - config.deadline_margin_s and now >= last_cdn_start
+    # At the last moment the CDN can still make the deadline, a transfer that has not shown a
+    # single byte has nothing to project from (an untried peer's assumed rate is no evidence):
+    # it is too slow, like one whose own rate misses the deadline.
+    late = projected > slot.deadline - config.deadline_margin_s or transfer.received_bytes == 0
+    too_slow = late and now >= last_cdn_start
     if not (stalled or too_slow):
         check = StallCheck(slot.seg.segment, stall_timeout_s, base_s, last_cdn_start)
         stall_checks.append((check.due_at(last_data), check))
@@ -468,10 +479,11 @@ def _from_urgency_or_peers(
     fetchers = [p for p in sources if sid in p.fetching]
     if load.from_peers < config.max_downloads_from_peers:
         reason = "have"
+        first_byte_by = latest_finish - cdn_time_s(remaining, view, config)
         terms = (now, remaining, latest_finish, load.per_peer, config, load.rtt_fallback_s)
-        candidates = _usable(holders, *terms)
+        candidates = _usable(holders, *terms, first_byte_by)
         if not candidates and config.cut_through:
-            candidates = _usable(fetchers, *terms)
+            candidates = _usable(fetchers, *terms, first_byte_by)
             reason = "cut_through"
         if candidates:
             chosen = _weighted_pick(candidates, config, rng)
