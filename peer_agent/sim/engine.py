@@ -38,7 +38,8 @@ import math
 import operator
 import random
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ..core.capacity import upload_slots
 from ..core.cdn_phase import JOIN_RAMP, CdnFetchCounts
@@ -72,6 +73,45 @@ _EMPTY: frozenset[str] = frozenset()
 # Kinds of visibility event: a FETCHING or a HAVE announcement reaches the neighbours.
 _FETCHING, _HAVE = 0, 1
 _JOIN_ORDER = operator.attrgetter("index")  # viewers decide in join order within a tick
+
+_T = TypeVar("_T")
+
+
+def _sample(rng: random.Random, population: Sequence[_T], k: int) -> list[_T]:
+    """``rng.sample(population, k)``, draw for draw, at about half the cost: CPython 3.11's
+    algorithm (a partial shuffle of a copy when the population is small against ``k``, else
+    ``k`` distinct positions, each drawn as ``getrandbits`` with rejection) with the draws
+    inline instead of two Python calls per draw. Pairing draws 256 of the swarm per newcomer
+    and 8 of a full neighbour's links per split: 10 million draws while 33,000 of 100,000
+    viewers join. tests/sim/test_simulator.py holds it to ``rng.sample``."""
+    n = len(population)
+    if not 0 <= k <= n:
+        raise ValueError(f"sample of {k} from {n}")
+    getrandbits = rng.getrandbits
+    setsize = 21
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    result: list[_T] = []
+    if n <= setsize:
+        pool = list(population)
+        for i in range(k):
+            m = n - i
+            bits = m.bit_length()
+            j = getrandbits(bits)
+            while j >= m:
+                j = getrandbits(bits)
+            result.append(pool[j])
+            pool[j] = pool[m - 1]
+        return result
+    bits = n.bit_length()
+    selected: set[int] = set()
+    for _ in range(k):
+        j = getrandbits(bits)
+        while j >= n or j in selected:  # out of range, or taken: draw again
+            j = getrandbits(bits)
+        selected.add(j)
+        result.append(population[j])
+    return result
 
 
 class _Flow:
@@ -477,16 +517,22 @@ class Simulation:
         split = sc.pairing == "split"
         pool = self.active
         if sc.pairing_sample and len(pool) > sc.pairing_sample:
-            sample = self.rng.sample(pool, sc.pairing_sample)
+            sample = _sample(self.rng, pool, sc.pairing_sample)
         else:
             sample = pool
-        others = [
-            v
-            for v in sample
-            if v is not viewer
-            and v.peer_id not in viewer.neighbours
-            and (split or len(v.neighbours) < sc.max_peers)
-        ]
+        linked = viewer.neighbours
+        if split and not linked:
+            # A newcomer's first pairing: nobody to skip but itself (and no peer id to read:
+            # at 100,000 viewers each is a cache miss).
+            others = [v for v in sample if v is not viewer]
+        else:
+            others = [
+                v
+                for v in sample
+                if v is not viewer
+                and v.peer_id not in linked
+                and (split or len(v.neighbours) < sc.max_peers)
+            ]
         if sample is pool:
             self.rng.shuffle(others)
         self.pairings += 1
@@ -530,7 +576,7 @@ class Simulation:
     def _split_partner(self, viewer: _Viewer, full: _Viewer) -> _Viewer | None:
         """A random neighbour of ``full`` not linked to ``viewer`` (at most 8 tried)."""
         ids = list(full.neighbours)
-        for pid in self.rng.sample(ids, min(8, len(ids))):
+        for pid in _sample(self.rng, ids, min(8, len(ids))):
             if pid not in viewer.neighbours:
                 return full.neighbours[pid].viewer
         return None

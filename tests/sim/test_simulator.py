@@ -303,3 +303,20 @@ def test_kept_peer_views_match_the_neighbours() -> None:
     sim.run(check, progress_every_s=0.5)
     assert sim.splits > 0 and sim.departed  # links were split and viewers left
     assert checked > 1000
+
+
+def test_pairing_samples_draw_as_random_sample() -> None:
+    """Pairing's inline sample draws what ``random.Random.sample`` draws (same picks, same
+    state after), for the swarm-sized and the neighbour-sized cases and the edges between."""
+    import random
+
+    from peer_agent.sim.engine import _sample
+
+    population = [f"sim-{i:016d}" for i in range(3000)]
+    for seed in range(1, 9):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        for n, k in ((3000, 256), (1045, 256), (1046, 256), (20, 8), (86, 8), (5, 5), (1, 0)):
+            assert _sample(ours, population[:n], k) == theirs.sample(population[:n], k)
+        assert ours.getstate() == theirs.getstate()
+    with pytest.raises(ValueError):
+        _sample(random.Random(1), population[:3], 4)
