@@ -257,7 +257,8 @@ class _Viewer:
         ]
         self.neighbours: dict[str, _Neighbour] = {}
         # Its neighbours' viewers by delay class, in ``neighbours`` order: who sees its
-        # announcements after each delay (None: rebuild; reset when ``neighbours`` changes).
+        # announcements after each delay (None: build at the next announcement; kept in step
+        # by links, splits and departures).
         self.listeners: list[list[_Viewer]] | None = None
         # Its neighbours' views keyed by peer id, in ``neighbours`` order, as the scheduler
         # takes them (None: rebuild); kept in step by links, splits, throughput and choke.
@@ -587,7 +588,10 @@ class Simulation:
         alone = not b.neighbours
         nb_a = a.neighbours[b.peer_id] = _Neighbour(b, delay_class)
         nb_b = b.neighbours[a.peer_id] = _Neighbour(a, delay_class)
-        a.listeners = b.listeners = None
+        if a.listeners is not None:
+            a.listeners[delay_class].append(b)
+        if b.listeners is not None:
+            b.listeners[delay_class].append(a)
         if a.peer_views is not None:
             a.peer_views[b.peer_id] = self._peer_view(nb_a)
         if b.peer_views is not None:
@@ -610,7 +614,8 @@ class Simulation:
                 self._fail_flow(flow)
         for x, y in ((a, b), (b, a)):
             nb = x.neighbours.pop(y.peer_id, None)
-            x.listeners = None
+            if nb is not None and x.listeners is not None:
+                x.listeners[nb.delay_class].remove(y)
             if x.peer_views is not None:
                 x.peer_views.pop(y.peer_id, None)
             if nb is None or self._loss_matters(x, nb):
@@ -782,8 +787,9 @@ class Simulation:
             self._fail_flow(flow)
         for nb in viewer.neighbours.values():
             other = nb.viewer
-            other.neighbours.pop(viewer.peer_id, None)
-            other.listeners = None
+            mine = other.neighbours.pop(viewer.peer_id, None)
+            if mine is not None and other.listeners is not None:
+                other.listeners[mine.delay_class].remove(viewer)
             if other.peer_views is not None:
                 other.peer_views.pop(viewer.peer_id, None)
             self._mark(other)

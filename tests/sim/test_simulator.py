@@ -269,9 +269,9 @@ def test_split_pairing_keeps_the_overlay_small_world() -> None:
 
 
 def test_kept_peer_views_match_the_neighbours() -> None:
-    """Each viewer's map of neighbour views, kept in step by links, splits, departures,
-    throughput samples and BUSY answers (not rebuilt per decision), holds exactly what a
-    rebuild from its neighbours would, in their order."""
+    """Each viewer's listeners by delay class and map of neighbour views, kept in step by
+    links, splits, departures, throughput samples and BUSY answers (not rebuilt per decision),
+    hold exactly what a rebuild from its neighbours would, in their order."""
     sc = ISSUE_SCENARIO.with_overrides(
         peers=120, duration_s=40.0, join_over_s=10.0, max_peers=6, pairing_sample=12,
         churn_per_min=1.0, regions=2, seed=3,
@@ -282,6 +282,11 @@ def test_kept_peer_views_match_the_neighbours() -> None:
     def check(s: Simulation) -> None:
         nonlocal checked
         for v in s.active:
+            if v.listeners is not None:
+                rebuilt: list[list] = [[] for _ in v.listeners]
+                for nb in v.neighbours.values():
+                    rebuilt[nb.delay_class].append(nb.viewer)
+                assert v.listeners == rebuilt
             views = v.peer_views
             if views is None:
                 continue
