@@ -159,6 +159,35 @@ def refused_before_handshake(run: Run) -> int:
     return sum(getattr(a.swarm, "pairings_refused", 0) for a in run.honest)
 
 
+@dataclasses.dataclass(frozen=True)
+class Charge:
+    """One hash failure an exchange charged (``SegmentExchange._charge_failure``)."""
+
+    peer_id: str
+    #: Banned at once as the sole contributor that vouched for its bytes (docs/exchange.md 6).
+    sole: bool
+    #: Whether the peer had vouched for its bytes of the failed copy (None: the copy was a
+    #: failed one kept for blame, judged once another copy verified).
+    vouched: bool | None
+
+
+def record_charges(agent: Agent) -> list[Charge]:
+    """Every hash failure ``agent``'s exchange charges from now on, with how it was charged."""
+    exchange = agent.exchange
+    charge = exchange._charge_failure
+    charges: list[Charge] = []
+
+    def recording(segment: Any, peers: list[str], sole: bool, now: float) -> None:
+        held = exchange.held.get(segment)
+        for pid in peers:
+            vouched = None if held is None else pid in held.vouched
+            charges.append(Charge(pid, sole, vouched))
+        charge(segment, peers, sole, now)
+
+    exchange._charge_failure = recording  # type: ignore[method-assign]
+    return charges
+
+
 def attacker_subjects(agent: Agent) -> tuple[float, bool]:
     """(refused until, banned) of the attacker's address on ``agent``."""
     rep = agent.exchange.reputation
@@ -328,6 +357,7 @@ async def test_id_rotation_gains_nothing(media: MediaSet) -> None:
         rotating = asyncio.create_task(run_rotating(attacker, RUN_S + 2.0))
         await asyncio.sleep(1.0)
         honest = [Agent(config(url, sig.url, a, 2 + i, RUN_S)) for i, a in enumerate(HONEST)]
+        charges = [record_charges(agent) for agent in honest]
         tasks = []
         for agent in honest:
             tasks.append(asyncio.create_task(agent.run()))
@@ -335,14 +365,21 @@ async def test_id_rotation_gains_nothing(media: MediaSet) -> None:
         summaries = await asyncio.gather(*tasks)
         rounds = await rotating
     assert len(rounds) >= 2, rounds  # it did rotate
-    for agent, summary in zip(honest, summaries, strict=True):
+    honest_ids = {agent.peer_id for agent in honest}
+    for agent, summary, charged in zip(honest, summaries, charges, strict=True):
         # Per honest viewer and attacker address (docs/exchange.md 8b), whatever the rotations.
         by_address = summary["hash_failures_by_address"]
         assert by_address.get(ATTACKER, 0) <= 2, (by_address, len(rounds))
-        # The other honest agent is never charged: a failed copy with several contributors
-        # charges only those whose bytes differ from the verified copy (docs/exchange.md 6), and
-        # these segments are smaller than the relay hold-back (no unverified byte is relayed).
-        assert all(by_address.get(a, 0) == 0 for a in HONEST), by_address
+        # The other honest agent is never banned at once for a failed copy: a copy with several
+        # contributors charges only those whose bytes differ from the verified copy, and one it
+        # alone supplied (CDN bytes aside) bans it only if it vouched for them
+        # (docs/exchange.md 6). An honest relay never vouches for a copy it has not verified
+        # (it holds back its last frame), but these segments (about 29 KB) are larger than the
+        # relay hold-back (16,375 bytes): their first ~12.7 KB pass on cut-through before its
+        # own check, and a downstream that cancelled it and completed from the CDN charges
+        # it a failure (not a ban), as the spec says; the other viewer's total bounds those.
+        honest_charges = [c for c in charged if c.peer_id in honest_ids]
+        assert all(not c.sole and not c.vouched for c in honest_charges), honest_charges
         assert summary["hash_failures"] <= 2, (summary["hash_failures"], agent.penalties.failures)
         assert summary["segments_played"] > 0, summary
     by_viewer = [s["hash_failures_by_address"] for s in summaries]
