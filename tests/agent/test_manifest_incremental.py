@@ -5,7 +5,9 @@ against the real test origin that fetches the manifest whole once, then only wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +157,10 @@ async def test_discovered_oversize_manifest_is_refused_loudly(media: MediaSet) -
     assert summary["ended"] and summary["stall_count"] == 0
 
 
-async def test_refresh_from_a_later_msn_is_followed_by_one_from_the_earlier(
-    media: MediaSet,
-) -> None:
-    """Segment 3 is checked first and starts a fetch from MSN 3; segment 2, checked while it
-    runs, is not listed in that answer, so its own fetch from MSN 2 follows at once."""
+@contextlib.asynccontextmanager
+async def _emptied_manifest(media: MediaSet) -> AsyncIterator[Agent]:
+    """An agent on the VOD stream whose manifest was fetched whole once and then emptied, with
+    no refresh in the last quarter second: each check of a segment must fetch from its MSN."""
     async with run_origin(origin_config(), media=media) as origin:
         agent = Agent(
             AgentConfig(
@@ -173,9 +174,18 @@ async def test_refresh_from_a_later_msn_is_followed_by_one_from_the_earlier(
             await agent.refresh_manifest()  # the whole manifest, once
             agent.manifest.hashes.clear()
             agent._manifest_refreshed_at = -1e9  # no refresh in the last quarter second
-            await asyncio.gather(agent._refresh_manifest_soon(3), agent._refresh_manifest_soon(2))
+            yield agent
         finally:
             await agent.cdn.aclose()
+
+
+async def test_refresh_from_a_later_msn_is_followed_by_one_from_the_earlier(
+    media: MediaSet,
+) -> None:
+    """Segment 3 is checked first and starts a fetch from MSN 3; segment 2, checked while it
+    runs, is not listed in that answer, so its own fetch from MSN 2 follows at once."""
+    async with _emptied_manifest(media) as agent:
+        await asyncio.gather(agent._refresh_manifest_soon(3), agent._refresh_manifest_soon(2))
     keys = set(agent.manifest.hashes)
     assert "seg-2.ts" in keys and "seg-3.ts" in keys, sorted(keys)
     assert agent.manifest.fetches == 3, agent.manifest.fetches
@@ -188,24 +198,10 @@ async def test_a_refresh_just_done_from_a_later_msn_does_not_stand_for_an_earlie
     than a quarter second later, is not listed in that answer, so its own fetch from MSN 2 runs
     at once instead of leaving it unverifiable (refetched whole from the CDN: a stall on a
     lossy path); a check of segment 4 within the quarter second reuses the answer."""
-    async with run_origin(origin_config(), media=media) as origin:
-        agent = Agent(
-            AgentConfig(
-                origin.url("hls/vod-ts/master.m3u8"),
-                manifest_url=origin.url("hls/vod-ts/lo/manifest.json"),
-                cdn=FAST_CDN,
-            )
-        )
-        agent.attach(asyncio.get_running_loop())
-        try:
-            await agent.refresh_manifest()  # the whole manifest, once
-            agent.manifest.hashes.clear()
-            agent._manifest_refreshed_at = -1e9
-            await agent._refresh_manifest_soon(3)
-            assert "seg-2.ts" not in agent.manifest.hashes
-            await agent._refresh_manifest_soon(2)  # well within 0.25 s of the last
-            await agent._refresh_manifest_soon(4)  # covered by the answer from MSN 2
-        finally:
-            await agent.cdn.aclose()
+    async with _emptied_manifest(media) as agent:
+        await agent._refresh_manifest_soon(3)
+        assert "seg-2.ts" not in agent.manifest.hashes
+        await agent._refresh_manifest_soon(2)  # well within 0.25 s of the last
+        await agent._refresh_manifest_soon(4)  # covered by the answer from MSN 2
     assert "seg-2.ts" in agent.manifest.hashes, sorted(agent.manifest.hashes)
     assert agent.manifest.fetches == 3, agent.manifest.fetches
