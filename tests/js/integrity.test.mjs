@@ -260,3 +260,34 @@ test("live manifests: a fetch in flight from a later MSN does not serve an earli
   assert.equal(await m.verify(0, { key: "seg-4.ts", msn: 4 }, bytes), Verdict.UNKNOWN);
   assert.equal(fetched.length, 3);
 });
+
+test("live manifests: a fetch done less than 250 ms ago from a later MSN does not serve an earlier segment", async () => {
+  // As the agent's test_a_refresh_just_done_from_a_later_msn_does_not_stand_for_an_earlier_one:
+  // segment 3 was checked a moment ago (a fetch from MSN 3, done); segment 2, checked within the
+  // quarter second, is not in that answer, so its own fetch from MSN 2 runs at once instead of
+  // leaving it unverifiable; segment 4, checked within the quarter second, reuses that answer.
+  const answers = new Map([
+    ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=3", JSON.stringify({ "seg-3.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=2", JSON.stringify({ "seg-2.ts": digest, "seg-3.ts": digest })],
+  ]);
+  const fetched = [];
+  const fetchFn = async (url) => {
+    fetched.push(url);
+    return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
+  };
+  const m = new Manifests({ fetchFn });
+  const manifest = m.add(0, "http://o/lo/manifest.json");
+  await m.refresh(manifest);
+  await new Promise((r) => setTimeout(r, 300)); // past the refresh spacing
+  assert.equal(await m.verify(0, { key: "seg-3.ts", msn: 3 }, bytes), Verdict.OK); // its fetch is done
+  assert.equal(manifest.expectedFor("seg-2.ts"), null);
+  assert.equal(await m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes), Verdict.OK); // well within 250 ms
+  assert.equal(await m.verify(0, { key: "seg-4.ts", msn: 4 }, bytes), Verdict.UNKNOWN); // covered by MSN 2's
+  assert.deepEqual(fetched, [
+    "http://o/lo/manifest.json",
+    "http://o/lo/manifest.json?from_msn=3",
+    "http://o/lo/manifest.json?from_msn=2",
+  ]);
+  assert.equal(m.fetches, 3);
+});
