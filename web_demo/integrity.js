@@ -257,12 +257,20 @@ export class Manifests {
   }
 
   /** Verdict for a whole segment of `rendition` ({key: URI as written, byteRange, msn}): its
-   * SHA-256 (the entries from its MSN on fetched once when it is not listed), or its size. */
-  async verify(rendition, target, bytes, expectedSize = null) {
+   * SHA-256 (the entries from its MSN on fetched once when it is not listed), or its size.
+   * With `wait` false (bytes the caller trusts unlisted: the CDN's alone, docs/exchange.md §6)
+   * an unlisted segment's verdict, unknown, comes at once and that fetch runs in the background,
+   * so the next peer-assisted segment finds its entry (as peer_agent/agent/agent.py's _check). */
+  async verify(rendition, target, bytes, expectedSize = null, { wait = true } = {}) {
     const manifest = this._byRendition.get(rendition) || new Manifest(null);
     let verdict = await manifest.verify(target, bytes, expectedSize);
     if (verdict === Verdict.UNKNOWN && manifest.url) {
-      await this.refresh(manifest, target.msn ?? null);
+      const refreshing = this.refresh(manifest, target.msn ?? null);
+      if (!wait) {
+        refreshing.catch(() => {}); // it reports through onWarning; nobody waits for it
+        return verdict;
+      }
+      await refreshing;
       verdict = await manifest.verify(target, bytes, expectedSize);
     }
     return verdict;

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { test } from "node:test";
 
 import { P2PEngine } from "../../web_demo/engine.js";
+import { Verdict } from "../../web_demo/integrity.js";
 import { DEFAULT_EXCHANGE_CONFIG } from "../../web_demo/segment_exchange.js";
 
 const HOLDBACK = DEFAULT_EXCHANGE_CONFIG.relay_holdback_bytes;
@@ -63,12 +64,21 @@ function frag(n) {
   return { sn: n, start: n * 2, duration: 2, relurl: `seg-${n}.ts`, url: `${ORIGIN}/lo/seg-${n}.ts`, baseurl: PLAYLIST, byteRange: [] };
 }
 
-async function setUp({ corrupt = new Set(), options = {} } = {}) {
+// `listed`: the segments the whole manifest lists; `held`: a promise that holds back every
+// incremental manifest answer (?from_msn=, listing every segment of the playlist) until it settles.
+async function setUp({ corrupt = new Set(), options = {}, count = 4, listed = null, held = null } = {}) {
   const requests = [];
+  const sequences = [...Array(count).keys()];
   globalThis.fetch = async (url) => {
     requests.push(String(url));
     if (String(url).endsWith("manifest.json")) {
-      const doc = Object.fromEntries([0, 1, 2, 3].map((n) => [`seg-${n}.ts`, sha(segment(n))]));
+      const doc = Object.fromEntries((listed ?? sequences).map((n) => [`seg-${n}.ts`, sha(segment(n))]));
+      return new Response(JSON.stringify(doc));
+    }
+    if (String(url).includes("manifest.json?from_msn=")) {
+      await held;
+      const from = Number(/from_msn=(\d+)/.exec(url)[1]);
+      const doc = Object.fromEntries(sequences.filter((n) => n >= from).map((n) => [`seg-${n}.ts`, sha(segment(n))]));
       return new Response(JSON.stringify(doc));
     }
     const n = Number(/seg-(\d+)/.exec(url)[1]);
@@ -83,7 +93,7 @@ async function setUp({ corrupt = new Set(), options = {} } = {}) {
   hls.trigger(Events.MANIFEST_LOADED, { url: MASTER, levels: [{ url: PLAYLIST }] });
   // hls.js: LEVEL_LOADED with the playlist as parsed, then LEVEL_UPDATED once it is aligned.
   for (const event of [Events.LEVEL_LOADED, Events.LEVEL_UPDATED]) {
-    hls.trigger(event, { level: 0, details: { url: PLAYLIST, live: true, fragments: [0, 1, 2, 3].map(frag) } });
+    hls.trigger(event, { level: 0, details: { url: PLAYLIST, live: true, fragments: sequences.map(frag) } });
   }
   while (engine.infoHash === null) await new Promise((r) => setTimeout(r, 1));
   return { engine, hls, requests };
@@ -294,6 +304,105 @@ test("the upload cap holds through the engine's one timer: a burst at once, the 
     assert.equal(engine.exchange.getTimer(), null);
     assert.equal(engine.exchange.bytesUploaded, 40_000);
   } finally {
+    engine.destroy();
+  }
+});
+
+// --- a segment the manifest does not list yet (docs/exchange.md §6: the CDN's bytes are trusted
+// unlisted; a peer's are checked once a manifest fetch from the segment's MSN lists them) -------
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+function gate() {
+  let open;
+  const promise = new Promise((r) => (open = r));
+  return { promise, open };
+}
+
+test("a segment of the CDN's bytes alone that the manifest does not list yet is handed over at once; the manifest fetch runs in the background", async () => {
+  const held = gate();
+  const { engine, requests } = await setUp({ listed: [0, 1], held: held.promise });
+  try {
+    while (engine.stats().manifestFetches < 1) await tick();
+    await new Promise((r) => setTimeout(r, 300)); // past the manifest fetch spacing (250 ms)
+    // Handed over while the fetch from MSN 2 is held (bounded wait, so a regression fails).
+    let result = null;
+    engine.requestFragment(frag(2)).promise.then((r) => (result = r), () => {});
+    for (let i = 0; i < 400 && result === null; i++) await tick();
+    assert.ok(result !== null, "segment 2 was handed over while its manifest fetch was held");
+    assert.deepEqual(result.data, segment(2));
+    assert.equal(result.source, "cdn");
+    // The fetch from MSN 2 was asked for, and is still held: the player did not wait for it.
+    assert.ok(requests.includes(`${ORIGIN}/lo/manifest.json?from_msn=2`), requests.join(" "));
+    let s = engine.stats();
+    assert.equal(s.manifestFetches, 1);
+    assert.equal(s.unverifiable, 0);
+    assert.equal(s.segmentsFromCdn >= 1 && s.segmentsFromPeers, 0);
+    assert.ok(engine.exchange.store.has("0/2"));
+    held.open();
+    while (engine.stats().manifestFetches < 2) await tick();
+    // The background fetch's answer is kept: a peer's copy of segment 2 would find its entry.
+    const m = engine.manifests;
+    assert.equal(await m.verify(0, { key: "seg-2.ts", msn: 2 }, segment(2)), Verdict.OK);
+    s = engine.stats();
+    assert.equal(s.manifestFetches, 2);
+    assert.equal(s.hashFailures, 0);
+  } finally {
+    held.open();
+    engine.destroy();
+  }
+});
+
+class UpstreamLink {
+  constructor() {
+    this.requests = [];
+    this.isClosed = false;
+    this.isOpen = true;
+    this.remotePeerId = "-PH0001-upstream0000";
+    this.session = { canRequest: true, stats: { payload_bytes_sent: 0 } };
+  }
+  request(segment, offset) {
+    this.requests.push([segment.sequence, offset]);
+    return this.requests.length; // request ids 1, 2, ...
+  }
+  cancel() {}
+  close() {}
+}
+
+test("a segment a peer sent that the manifest does not list yet waits for the manifest fetch, then verifies", async () => {
+  const held = gate();
+  const { engine, requests } = await setUp({ count: 8, listed: [0, 1, 2, 3, 4], held: held.promise });
+  try {
+    while (engine.stats().manifestFetches < 1) await tick();
+    await new Promise((r) => setTimeout(r, 300)); // past the manifest fetch spacing (250 ms)
+    const link = new UpstreamLink();
+    const segments = [5, 6, 7].map((n) => ({ rendition: 0, sequence: n }));
+    engine.onLinkEvent(link, { type: "HelloReceived", have: segments, fetching: [], leech_only: false });
+    await engine.requestFragment(frag(1)).promise; // the playhead at 2 s: 5 is prefetched from the peer
+    for (let i = 0; i < 100 && !link.requests.some(([n]) => n === 5); i++) await tick();
+    const id = link.requests.findIndex(([n]) => n === 5) + 1;
+    assert.ok(id > 0, `segment 5 was asked of the peer (${JSON.stringify(link.requests)})`);
+    const bytes = segment(5);
+    const seg = { rendition: 0, sequence: 5 };
+    engine.onLinkEvent(link, { type: "ResponseStarted", request_id: id, segment: seg, total_bytes: bytes.length });
+    engine.onLinkEvent(link, { type: "DataReceived", request_id: id, segment: seg, offset: 0, data: bytes });
+    engine.onLinkEvent(link, { type: "RequestCompleted", request_id: id, segment: seg, total_bytes: bytes.length });
+    for (let i = 0; i < 100 && !requests.includes(`${ORIGIN}/lo/manifest.json?from_msn=5`); i++) await tick();
+    assert.ok(requests.includes(`${ORIGIN}/lo/manifest.json?from_msn=5`), requests.join(" "));
+    // Held by the manifest fetch: not verified, not stored, not taken as unverifiable.
+    for (let i = 0; i < 10; i++) await tick();
+    assert.ok(!engine.exchange.store.has("0/5"));
+    assert.equal(engine.stats().unverifiable, 0);
+    held.open();
+    for (let i = 0; i < 100 && !engine.exchange.store.has("0/5"); i++) await tick();
+    assert.ok(engine.exchange.store.has("0/5"));
+    const s = engine.stats();
+    assert.equal(s.segmentsFromPeers, 1);
+    assert.equal(s.unverifiable, 0);
+    assert.equal(s.hashFailures, 0);
+    assert.equal(s.bytesFromPeers, bytes.length);
+  } finally {
+    held.open();
     engine.destroy();
   }
 });

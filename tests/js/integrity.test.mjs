@@ -291,3 +291,39 @@ test("live manifests: a fetch done less than 250 ms ago from a later MSN does no
   ]);
   assert.equal(m.fetches, 3);
 });
+
+test("a verify that does not wait (the CDN's bytes alone) answers at once; the fetch from its MSN runs in the background", async () => {
+  // docs/exchange.md §6: the CDN's bytes are trusted unlisted, so their verdict waits for no
+  // manifest fetch (as the agent's intake.check without a refresh); a peer's bytes still wait.
+  const answers = new Map([
+    ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
+    ["http://o/lo/manifest.json?from_msn=2", JSON.stringify({ "seg-2.ts": digest })],
+  ]);
+  const fetched = [];
+  let release;
+  const held = new Promise((r) => (release = r));
+  const fetchFn = async (url) => {
+    fetched.push(url);
+    if (url.includes("from_msn=")) await held; // the incremental answer comes when we say
+    return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
+  };
+  const m = new Manifests({ fetchFn });
+  const manifest = m.add(0, "http://o/lo/manifest.json");
+  await m.refresh(manifest);
+  await new Promise((r) => setTimeout(r, 300)); // past the refresh spacing
+  // unlisted: unknown at once, while the fetch from MSN 2 it started is still held
+  assert.equal(await m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes, null, { wait: false }), Verdict.UNKNOWN);
+  assert.deepEqual(fetched, ["http://o/lo/manifest.json", "http://o/lo/manifest.json?from_msn=2"]);
+  assert.equal(m.fetches, 1);
+  // a peer's copy of the same segment waits for that fetch (no second one) and verifies
+  const peerVerdict = m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes);
+  release();
+  assert.equal(await peerVerdict, Verdict.OK);
+  assert.equal(m.fetches, 2);
+  assert.equal(manifest.expectedFor("seg-2.ts"), digest);
+  // listed entries decide either way: a wrong copy is a mismatch without waiting too
+  const wrong = new TextEncoder().encode("other bytes");
+  assert.equal(await m.verify(0, { key: "seg-1.ts", msn: 1 }, wrong, null, { wait: false }), Verdict.MISMATCH);
+  assert.equal(await m.verify(0, { key: "seg-1.ts", msn: 1 }, bytes, null, { wait: false }), Verdict.OK);
+  assert.equal(fetched.length, 2);
+});
