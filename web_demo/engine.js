@@ -154,6 +154,7 @@ export class P2PEngine {
       cdnFallbacks: 0,
       bytesRejected: 0,
       bytesUploadedClosed: 0,
+      cdnStallCancels: 0, // CDN fetches of urgent segments given up as silent (rule 1)
     };
     this.perPeer = new Map(); // peer id -> {bytesDown, bytesUpClosed, links: Set, banned}
     this.history = [];
@@ -562,8 +563,15 @@ export class P2PEngine {
     };
     const decision = decide(view, this.schedulerConfig, this.random);
     this.counters.decisions += 1;
+    const cancelled = new Set(); // a fetch after a cancel of the same segment is a new one
     for (const a of decision.actions) {
-      if (a.action === "cancel" || (a.action !== "wait" && !this.exchange.transfers.has(segmentKey(a.segment)))) {
+      const key = segmentKey(a.segment);
+      if (a.action === "cancel") {
+        cancelled.add(key);
+        // a CDN fetch given up as silent, fetched again from the byte it reached (rule 1)
+        if (a.peer_id === null) this.counters.cdnStallCancels += 1;
+      }
+      if (a.action === "cancel" || (a.action !== "wait" && (!this.exchange.transfers.has(key) || cancelled.has(key)))) {
         const name = `${a.action}:${a.reason}`;
         this.actionCounts[name] = (this.actionCounts[name] || 0) + 1;
       }
@@ -882,6 +890,7 @@ export class P2PEngine {
       hashFailures: ex.hashFailures,
       unverifiable: ex.unverifiable,
       cdnFailures: ex.cdnFailures,
+      cdnStallCancels: c.cdnStallCancels,
       relaysAborted: ex.server.relaysAborted,
       busySent: ex.server.busySent,
       cdnFallbacks: c.cdnFallbacks,

@@ -325,6 +325,8 @@ export interface P2PEngineStats {
   unverifiable: number;
   /** CDN fetches that failed. */
   cdnFailures: number;
+  /** CDN fetches of urgent segments given up after cdn_stall_timeout_s without a byte and fetched again from the byte they reached (docs/scheduling.md, rule 1). */
+  cdnStallCancels: number;
   /** Relays ABORTed because our own copy failed or was dropped (UPSTREAM_FAILED). */
   relaysAborted: number;
   /** Requests answered BUSY because every upload slot was taken. */

@@ -406,3 +406,52 @@ test("a segment a peer sent that the manifest does not list yet waits for the ma
     engine.destroy();
   }
 });
+
+test("a CDN fetch of an urgent segment that goes silent is given up and the rest fetched again with a Range request (rule 1)", async () => {
+  // Every segment in the window is urgent (min_urgent_window_s), and a CDN fetch silent for
+  // 0.2 s is restarted while a new one can make the deadline: segment 2, 2 s ahead of the
+  // playhead, sends 10,000 bytes, then nothing (a TCP connection that lost a tail packet).
+  const options = { scheduler: { min_urgent_window_s: 10, cdn_stall_timeout_s: 0.2 } };
+  const { engine } = await setUp({ options });
+  const previous = globalThis.fetch;
+  const asked = [];
+  let silent = true;
+  globalThis.fetch = async (url, init = {}) => {
+    if (!String(url).endsWith("/seg-2.ts")) return previous(url, init);
+    const range = init.headers?.Range ?? null;
+    asked.push(range);
+    const bytes = segment(2);
+    if (silent) {
+      silent = false;
+      let controller;
+      const body = new ReadableStream({ start: (c) => (controller = c) });
+      controller.enqueue(bytes.subarray(0, 10_000)); // then silence
+      // as a browser's fetch: an abort errors the body being read
+      init.signal?.addEventListener("abort", () => controller.error(new DOMException("aborted", "AbortError")));
+      return new Response(body, { headers: { "Content-Length": String(bytes.length) } });
+    }
+    const from = Number(/^bytes=(\d+)-$/.exec(range)?.[1] ?? 0);
+    const rest = bytes.subarray(from);
+    return new Response(rest, { status: 206, headers: { "Content-Length": String(rest.length) } });
+  };
+  try {
+    await engine.requestFragment(frag(1)).promise; // the playhead at 2 s
+    // Segment 2 is prefetched (urgent): its first fetch goes silent after 10,000 bytes.
+    for (let i = 0; i < 400 && !engine.exchange.store.has("0/2"); i++) await tick();
+    assert.ok(engine.exchange.store.has("0/2"), `segment 2 was not fetched (${JSON.stringify(asked)})`);
+    const result = await engine.requestFragment(frag(2)).promise; // from the store now
+    assert.deepEqual(result.data, segment(2));
+    assert.deepEqual(asked, [null, "bytes=10000-"]); // resumed from the byte it reached
+    const s = engine.stats();
+    assert.equal(s.cdnStallCancels, 1);
+    assert.equal(s.actions["cancel:stalled"], 1);
+    // segments 1, 2 and 3 once each, and segment 2's second fetch (a new one, though planned
+    // with the cancel of the first in one decision)
+    assert.equal(s.actions["fetch_cdn:urgent"], 4);
+    assert.equal(s.hashFailures, 0);
+    assert.equal(s.cdnFailures, 0);
+  } finally {
+    globalThis.fetch = previous;
+    engine.destroy();
+  }
+});
