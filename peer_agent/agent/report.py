@@ -125,6 +125,11 @@ def summary(agent: Reported) -> dict[str, Any]:
         "manifest_bytes": agent.manifest.bytes_fetched,
         "manifest_rejected": dict(agent.manifest.rejected),
         "peers_banned": sorted(ex.penalties.banned),
+        # Why each was banned (the rule, and the subject whose points or failures tipped it:
+        # id:<peer>, addr:<IP>, cert:...), refusals decided, and offences recorded by kind.
+        "ban_reasons": dict(sorted(ex.ban_reasons.items())),
+        "refusals": ex.reputation.refusals,
+        "offences": {o.value: n for o, n in sorted(ex.reputation.offences.items(), key=str)},
         "peers_seen": len(ex.peers_seen),
         # Each link when it opened (at most 256): ICE candidate types of the nominated pair
         # (host/srflx/prflx/relay) and seconds from its creation to the peer's HELLO.
@@ -173,6 +178,19 @@ def summary(agent: Reported) -> dict[str, Any]:
                 # since the agent started; position_s: the playhead's media time).
                 "event_timeline": agent.requests.events(),
                 "lag_timeline": list(agent.lags),
+                # The newest offences (seconds since the agent started): peer, offence, outcome
+                # (none / refuse / ban), and the subject with the most points then.
+                "offence_timeline": [
+                    {
+                        "t_s": round(at - agent.started_at, 3),
+                        "peer": peer,
+                        "offence": offence,
+                        "outcome": outcome,
+                        "subject": subject,
+                        "points": round(points, 2) if points != float("inf") else None,
+                    }
+                    for at, peer, offence, outcome, subject, points in ex.offence_log
+                ],
                 "stall_timeline": [
                     {
                         "started_s": round(s.started_at - agent.started_at, 3),

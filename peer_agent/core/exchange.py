@@ -57,6 +57,10 @@ from .wire import FetchingEntry
 
 #: Peers whose identity keys are remembered at most (oldest HELLO first out).
 MAX_PEER_KEYS = 1024
+#: Offences kept in :attr:`SegmentExchange.offence_log` (newest last), and bans with their
+#: reason in :attr:`SegmentExchange.ban_reasons` (first ban of a peer id kept).
+MAX_OFFENCE_LOG = 256
+MAX_BAN_REASONS = 1024
 
 
 def proven_bad(bad: bytes, spans: Sequence[tuple[int, str | None]], good: bytes) -> list[str]:
@@ -107,6 +111,13 @@ class SegmentExchange:
         self.peer_rtts: dict[str, RttEstimator] = {}
         #: Peers suspected of stalling, judged once their links stay dead (exchange_stalls).
         self.stalls = StallWatch()
+        #: Why each banned peer id was banned (``"penalty points: stall (addr:10.0.0.1 6.0)"``,
+        #: ``"integrity failure"``, ...) and the newest offences with their outcome: what a
+        #: load test reports, never decided on.
+        self.ban_reasons: dict[str, str] = {}
+        self.offence_log: deque[tuple[float, str, str, str, str, float]] = deque(
+            maxlen=MAX_OFFENCE_LOG
+        )
         self.cdn_rate = ThroughputEstimator()
         self.peers_seen: set[str] = set()
         self._next_fetch_id = 1
@@ -188,11 +199,23 @@ class SegmentExchange:
         """``peer_id`` (on open ``link``, if known; ``keys``: a closed link's identity keys)
         misbehaved: points, and a refusal or ban."""
         subjects = (*self.subjects(peer_id, link), *keys)
-        outcome = self.reputation.record(subjects, offence, now)
+        outcome = self._record(peer_id, subjects, offence, now)
         if outcome is Outcome.BAN:
-            self._ban(peer_id, "penalty points", keys)
+            self._ban(peer_id, self._points_reason(offence), keys)
         elif outcome is Outcome.REFUSE:
             self._disconnect(peer_id, link, "refused for misbehaviour")
+
+    def _record(
+        self, peer_id: str, subjects: Sequence[str], offence: Offence, now: float
+    ) -> Outcome:
+        outcome = self.reputation.record(subjects, offence, now)
+        worst, points = self.reputation.last_worst
+        self.offence_log.append((now, peer_id, offence.value, outcome.value, worst, points))
+        return outcome
+
+    def _points_reason(self, offence: Offence) -> str:
+        worst, points = self.reputation.last_worst
+        return f"penalty points: {offence.value} ({worst} {points:.1f})"
 
     # -- the timeline -------------------------------------------------------------------------
 
@@ -547,11 +570,12 @@ class SegmentExchange:
             if sole and not (hit or banned):
                 self._ban(pid, "integrity failure")
             elif hit or banned or self.reputation.is_banned(self.subjects(pid)):
-                self._ban(pid, "repeated integrity failures")
+                worst = max(subjects, key=self.reputation.failures_of, default="")
+                self._ban(pid, f"repeated integrity failures ({worst})")
             elif subjects:  # points too, on the subjects not counted yet
-                outcome = self.reputation.record(subjects, Offence.HASH_FAILURE, now)
+                outcome = self._record(pid, subjects, Offence.HASH_FAILURE, now)
                 if outcome is Outcome.BAN:
-                    self._ban(pid, "penalty points")
+                    self._ban(pid, self._points_reason(Offence.HASH_FAILURE))
                 elif outcome is Outcome.REFUSE:
                     self._disconnect(pid, None, "refused for misbehaviour")
             self._add_avoid(segment, pid)
@@ -596,6 +620,8 @@ class SegmentExchange:
         self._resolve_blame(segment, data, now)
 
     def _ban(self, peer_id: str, reason: str, keys: Sequence[str] = ()) -> None:
+        if peer_id not in self.ban_reasons and len(self.ban_reasons) < MAX_BAN_REASONS:
+            self.ban_reasons[peer_id] = reason
         self.penalties.banned.add(peer_id)
         self.reputation.ban((*self.subjects(peer_id), *keys))
         self._disconnect(peer_id, None, reason)

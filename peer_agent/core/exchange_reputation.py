@@ -74,6 +74,9 @@ class Reputation:
         self.refusals = 0
         #: Times each offence was recorded.
         self.offences: dict[Offence, int] = {}
+        #: The subject with the most points after the last :meth:`record`, and those points
+        #: (what tipped a refusal or ban: reported, never decided on).
+        self.last_worst: tuple[str, float] = ("", 0.0)
 
     def _points(self, subject: _Subject, now: float) -> float:
         decayed = subject.points - self.rules.decay_points_per_s * max(0.0, now - subject.at)
@@ -84,9 +87,11 @@ class Reputation:
         self.offences[offence] = self.offences.get(offence, 0) + 1
         names = list(dict.fromkeys(subjects))
         if any(name in self.banned for name in names):
+            self.last_worst = (next(n for n in names if n in self.banned), float("inf"))
             return Outcome.BAN
         add = self.rules.points[offence]
         score = 0.0
+        worst = ""
         entries = []
         for name in names:
             entry = self._subjects.get(name)
@@ -95,8 +100,10 @@ class Reputation:
                 entry = self._subjects[name] = _Subject()
             entry.points = self._points(entry, now) + add
             entry.at = now
-            score = max(score, entry.points)
+            if entry.points > score or not worst:
+                score, worst = max(score, entry.points), name
             entries.append(entry)
+        self.last_worst = (worst, score)
         if score >= self.rules.ban_points:
             self.ban(names)
             return Outcome.BAN
@@ -131,6 +138,11 @@ class Reputation:
             for name, entry in self._subjects.items()
             if entry.failures and name.startswith(prefix)
         }
+
+    def failures_of(self, subject: str) -> int:
+        """Hash failures counted on one subject (0 if unknown)."""
+        entry = self._subjects.get(subject)
+        return entry.failures if entry is not None else 0
 
     def points_of(self, subject: str, now: float) -> float:
         """The decayed penalty points of one subject now (0 if unknown)."""

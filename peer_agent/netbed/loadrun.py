@@ -161,6 +161,20 @@ def request_kinds(agents: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def ban_kind(reason: str) -> str:
+    """A ban reason (``SegmentExchange.ban_reasons``) with its subject reduced to its kind:
+    ``"penalty points: stall (addr:turn)"`` (``addr:turn``: the bed's TURN relay address, which
+    every peer reached through the relay shares), ``(addr)``, ``(id)`` or ``(cert)``."""
+    rule, _, rest = reason.partition(" (")
+    if not rest:
+        return rule
+    subject = rest.split()[0].rstrip(")")
+    kind, _, value = subject.partition(":")
+    if kind == "addr" and value == PUB_ADDRESS:
+        kind = "addr:turn"
+    return f"{rule} ({kind})"
+
+
 def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [a for a in agents if "error" not in a]
     cdn = sum(a["bytes_cdn"] for a in ok)
@@ -184,6 +198,18 @@ def summarise(agents: list[dict[str, Any]]) -> dict[str, Any]:
     out["corrupt_played"] = 0 if sha256 else None
     out["unverifiable"] = sum(a.get("unverifiable", 0) for a in ok)
     out["peers_banned"] = sum(len(a.get("peers_banned", [])) for a in ok)
+    # Why (agents that report it): the rule and the kind of subject that tipped each ban. Every
+    # agent of the bed is honest, so each ban here is an honest peer banned.
+    by_reason: dict[str, int] = {}
+    offences: dict[str, int] = {}
+    for a in ok:
+        for reason in (a.get("ban_reasons") or {}).values():
+            by_reason[ban_kind(reason)] = by_reason.get(ban_kind(reason), 0) + 1
+        for name, count in (a.get("offences") or {}).items():
+            offences[name] = offences.get(name, 0) + count
+    out["peers_banned_by_reason"] = dict(sorted(by_reason.items()))
+    out["refusals"] = sum(a.get("refusals") or 0 for a in ok)
+    out["offences"] = dict(sorted(offences.items()))
     outcomes: dict[str, int] = {}
     for a in ok:
         for name, count in a.get("peer_requests", {}).get("outcomes", {}).items():

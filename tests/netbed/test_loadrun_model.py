@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from peer_agent.loadtest.cli import main as loadtest_main
+from peer_agent.netbed.bed import PUB_ADDRESS
 from peer_agent.netbed.loadrun import (
     NetworkProfile,
+    ban_kind,
     load_profile,
     path_type,
     request_kinds,
@@ -84,6 +86,43 @@ def test_summary_of_agent_records() -> None:
     # an agent without the manifest: whether a corrupt segment played cannot be told
     size_only = summarise([agent, dict(agent, integrity="size-only")])
     assert size_only["corrupt_played"] is None
+
+
+def test_bans_counted_by_rule_and_kind_of_subject() -> None:
+    """Every agent of the bed is honest: each ban is an honest peer banned, counted by the rule
+    and the kind of subject that tipped it (the bed's TURN relay address told apart)."""
+    base = {"bytes_cdn": 1, "bytes_p2p": 1, "stall_count": 0, "stall_s": 0.0}
+    base |= {"hash_failures": 0, "segments_played": 1, "startup_s": None}
+    a = dict(
+        base,
+        peers_banned=["p", "q"],
+        ban_reasons={
+            "p": f"penalty points: stall (addr:{PUB_ADDRESS} 6.1)",
+            "q": "penalty points: abandoned (id:q 6.0)",
+        },
+        refusals=2,
+        offences={"stall": 3, "abandoned": 2},
+    )
+    b = dict(
+        base,
+        peers_banned=["r"],
+        ban_reasons={"r": "penalty points: stall (addr:10.241.5.2 6.4)"},
+        refusals=1,
+        offences={"stall": 1},
+    )
+    old_tree = dict(base, peers_banned=["s"])  # a checkout that does not report reasons
+    out = summarise([a, b, old_tree])
+    assert out["peers_banned"] == 4
+    assert out["peers_banned_by_reason"] == {
+        "penalty points: abandoned (id)": 1,
+        "penalty points: stall (addr)": 1,
+        "penalty points: stall (addr:turn)": 1,
+    }
+    assert out["refusals"] == 3 and out["offences"] == {"abandoned": 2, "stall": 4}
+    assert ban_kind("integrity failure") == "integrity failure"
+    assert ban_kind("repeated integrity failures (cert:sha-256 AB)") == (
+        "repeated integrity failures (cert)"
+    )
 
 
 def test_request_kinds_from_timelines_or_summaries() -> None:
