@@ -33,7 +33,8 @@ export const MAX_EARLY_MESSAGES = 64;
 /**
  * What identifies the remote beyond its peer id, for bans that stick (docs/exchange.md §8b), as
  * peer_agent/net/rtc.py's remote_identity_keys: `addr:<IP>` of the remote candidate of the
- * selected ICE candidate pair (no port: ports are free), and `cert:<algorithm> <FINGERPRINT>` of
+ * selected ICE candidate pair (no port: ports are free; none for a `relay` candidate, whose
+ * address is the TURN server's, shared by every peer it relays), and `cert:<algorithm> <FINGERPRINT>` of
  * each DTLS certificate fingerprint the remote description announced (the DTLS handshake fails
  * unless the certificate matches). `stats`: an RTCStatsReport (or any iterable of stats
  * objects); `remoteSdp`: the remote description's SDP. Pure.
@@ -50,7 +51,8 @@ export function remoteIdentityKeys(stats, remoteSdp) {
   }
   const keys = [];
   const remote = pair !== undefined ? byId.get(pair.remoteCandidateId) : undefined;
-  const ip = remote !== undefined ? remote.address || remote.ip : undefined;
+  // A relay candidate's address is the TURN server's, shared by every peer it relays: no key.
+  const ip = remote !== undefined && remote.candidateType !== "relay" ? remote.address || remote.ip : undefined;
   if (ip) keys.push(`addr:${ip}`);
   for (const line of (remoteSdp || "").split(/\r?\n/)) {
     if (!line.startsWith("a=fingerprint:")) continue;

@@ -57,7 +57,7 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   points_request_after_have: 2.0, // a request for a segment the peer announced (refused BUSY(65535))
   points_absent_after_fetching: 1.0, // an ABSENT for a segment the peer announced FETCHING (not HAVE)
   stall_s: 1.0, // a peer download cancelled after this long without a byte makes it a stall suspect,
-  stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (RESPONSE or HAVE)
+  stall_rtts: 2.0, // ... plus this many measured round trips, if it owed bytes (it announced HAVE)
   stall_offence_s: 3.0, // a suspect's stall is an offence only after this long (+ stall_rtts) with no progress
   points_stall: 2.0, // a stall suspicion that matured (a session we closed TIMEOUT is none)
   points_abandoned: 3.0, // ... of a download abandoned while its link was alive (frames after its last byte, segment HAVE)
@@ -352,7 +352,7 @@ export class SegmentExchange {
     const link = nb.links[nb.links.length - 1];
     const held = this._heldFor(key, offset);
     const from = held.buf.length;
-    this.transfers.set(key, this._transfer(key, peerId, now, from, { link }));
+    this.transfers.set(key, this._transfer(key, peerId, now, from, { link, announced: nb.have.has(key) }));
     this._actions.push(act("request", { link, peer: peerId, segment: [...segment], offset: from }));
   }
 
@@ -370,7 +370,8 @@ export class SegmentExchange {
       last_data_at: null,
       received: 0,
       verifying: false, // every byte is held and being checked: the scheduler sees a CDN fetch
-      responded: false, // the peer answered the request (RESPONSE): it owes us the bytes
+      responded: false, // the peer answered the request (RESPONSE)
+      announced: false, // the peer had announced the segment HAVE when we asked: it owes us the bytes
       overtaken: false, // since its last byte a frame of the peer came on its link, the segment announced HAVE
       ...extra,
     };
@@ -409,12 +410,12 @@ export class SegmentExchange {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
       this._rateSample(t, now);
       const quietSince = t.last_data_at || t.started_at;
-      // it stopped sending: a stall suspect
-      if (now - quietSince >= this._stallS(t.peer_id) && this._owed(t)) {
-        this._suspectStall(t, quietSince, now);
-        // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than let
-        // their downstream blame us for our upstream's stall
-        this.server.abortRelays(key);
+      if (now - quietSince >= this._stallS(t.peer_id)) {
+        // it stopped sending what it held: a stall suspect
+        if (this._owed(t)) this._suspectStall(t, quietSince, now);
+        // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than
+        // leave their downstream waiting on our upstream's silence
+        if (t.responded || this._owed(t)) this.server.abortRelays(key);
       }
     }
   }
@@ -463,11 +464,13 @@ export class SegmentExchange {
     if (rate !== undefined && t.received > 0) rate.addSample(t.received, Math.max(1e-6, now - t.started_at));
   }
 
-  // Whether the peer owed us bytes: it answered the request, or announced the segment as HAVE (a
-  // relay still waiting for its own source is not stalling).
+  // Whether the peer owed us bytes it held: it had announced the segment HAVE (a verified copy)
+  // when we asked. A cut-through relay (the segment only FETCHING then) is not stalling even once
+  // it answered, or announced HAVE since (a control message goes out ahead of the DATA it
+  // queued): it passes on what its own source sends, and that source may be waiting out a lost
+  // packet (docs/exchange.md §8b).
   _owed(t) {
-    const nb = this.neighbours.get(t.peer_id);
-    return t.responded || (nb !== undefined && nb.have.has(t.key));
+    return t.announced;
   }
 
   // --- the CDN --------------------------------------------------------------------------------

@@ -357,7 +357,10 @@ class SegmentExchange:
         link = nb.links[-1]
         held = self._held_for(segment, offset)
         offset = len(held.buf)
-        self.transfers[segment] = Transfer(segment, peer_id, now, offset, link=link)
+        announced = segment in nb.have
+        self.transfers[segment] = Transfer(
+            segment, peer_id, now, offset, link=link, announced=announced
+        )
         self._actions.append(RequestPeer(link, peer_id, segment, offset))
 
     def request_sent(self, link: str, segment: SegmentId, request_id: int) -> None:
@@ -395,11 +398,13 @@ class SegmentExchange:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
             self._rate_sample(transfer, now)
             quiet_since = transfer.last_data_at or transfer.started_at
-            if now - quiet_since >= self._stall_s(transfer.peer_id) and self._owed(transfer):
-                self._suspect_stall(transfer, quiet_since, now)
-                # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather
-                # than let their downstream blame us for our upstream's stall.
-                self.server.abort_relays(segment)
+            if now - quiet_since >= self._stall_s(transfer.peer_id):
+                if self._owed(transfer):
+                    self._suspect_stall(transfer, quiet_since, now)
+                if transfer.responded or self._owed(transfer):
+                    # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence)
+                    # rather than leave their downstream waiting on our upstream's silence.
+                    self.server.abort_relays(segment)
 
     def _stall_s(self, peer_id: str) -> float:
         """Silence after which a cancelled download counts as a stall: ``stall_s`` plus
@@ -455,10 +460,12 @@ class SegmentExchange:
             rate.add_sample(transfer.received, max(1e-6, now - transfer.started_at))
 
     def _owed(self, transfer: Transfer) -> bool:
-        """Whether the peer owed us bytes: it answered the request, or announced the segment
-        as HAVE (a relay still waiting for its own source is not stalling)."""
-        nb = self.neighbours.get(transfer.peer_id) if transfer.peer_id is not None else None
-        return transfer.responded or (nb is not None and transfer.segment in nb.have)
+        """Whether the peer owed us bytes it held: it had announced the segment HAVE (a
+        verified copy) when we asked. A cut-through relay (the segment only FETCHING then) is
+        not stalling even once it answered, or announced HAVE since (a control message goes out
+        ahead of the DATA it queued): it passes on what its own source sends, and that source
+        may be waiting out a lost packet (docs/exchange.md 8b)."""
+        return transfer.announced
 
     # -- the CDN ------------------------------------------------------------------------------
 

@@ -93,9 +93,9 @@ class ExchangeConfig:
     points_absent_after_fetching: float = 1.0
     #: A peer download cancelled (or timed out) after this long without a byte (since the
     #: request or the last DATA), plus ``stall_rtts`` measured round trips to the peer, makes
-    #: the peer a stall suspect, if it owed us bytes: it had answered the request (RESPONSE)
-    #: or announced the segment as HAVE. A relay still waiting for its own source (FETCHING, no
-    #: RESPONSE) is not suspected.
+    #: the peer a stall suspect, if it owed us bytes: it had announced the segment HAVE when we
+    #: asked. A cut-through relay (FETCHING then), even one that answered, may be waiting for
+    #: its own source: it is not suspected.
     stall_s: float = 1.0
     stall_rtts: float = 2.0
     #: A suspect's stall counts as an offence only if the peer then shows no progress (no

@@ -3,17 +3,18 @@
 On a lossy path an honest peer's data channel goes quiet for whole seconds: SCTP recovers a lost
 packet after its retransmission timeout (at least 1 s, doubled on each further loss of the same
 packet), and until then every later message on the ordered channel waits behind it (head-of-line
-blocking). The scheduler cancels such a download long before that (it must leave the CDN time),
-so a cancel is not proof of a lie. A download from a peer that owed us bytes (it answered, or
-announced HAVE), cancelled or timed out after ``stall_s`` + ``stall_rtts`` round trips without a
-byte, makes the peer a *suspect*; the suspicion becomes a stall offence only when the peer shows
-no progress at all for ``stall_offence_s`` + ``stall_rtts`` round trips from its last byte:
-progress is a download from it completing, or frames of a request we had already given up
-arriving late (the bytes that were stuck behind a lost packet, which a stalling peer never sends).
-A peer's DATA for another request still in flight is not progress: a staller serves the first
-part of every segment. A suspicion is *abandoned* when the caller saw the link alive after the
-download's last byte (another frame of the peer arrived while it had announced the segment HAVE):
-its offence costs more (``points_abandoned``). docs/exchange.md, "Reputation".
+blocking). The scheduler cancels such a download long before that (it must leave the CDN time), so a
+cancel is not proof of a lie. A download from a peer that owed us bytes (it had announced the
+segment HAVE when we asked: a cut-through relay may be waiting for its own source), cancelled or
+timed out after ``stall_s`` + ``stall_rtts`` round trips without a byte, makes the peer a *suspect*;
+the suspicion becomes a stall offence only when the peer shows no progress at all for
+``stall_offence_s`` + ``stall_rtts`` round trips from its last byte: progress is a download from it
+completing, or frames of a request we had already given up arriving late (the bytes that were stuck
+behind a lost packet, which a stalling peer never sends). A peer's DATA for another request still in
+flight is not progress: a staller serves the first part of every segment. A suspicion is *abandoned*
+when the caller saw the link alive after the download's last byte (another frame of the peer arrived
+while it had announced the segment HAVE): its offence costs more (``points_abandoned``).
+docs/exchange.md, "Reputation".
 """
 
 from __future__ import annotations

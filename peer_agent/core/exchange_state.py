@@ -70,8 +70,11 @@ class Transfer:
     received: int = 0
     #: The bytes are complete and being checked: the scheduler sees it as a CDN fetch.
     verifying: bool = False
-    #: The peer answered the request (RESPONSE): it owes us the bytes.
+    #: The peer answered the request (RESPONSE).
     responded: bool = False
+    #: The peer had announced the segment HAVE when we asked: it owes us the bytes. A
+    #: cut-through relay passes on what its source sends (docs/exchange.md 8b).
+    announced: bool = False
     #: Since its last byte, another frame of the peer arrived on its link while the peer had
     #: announced the segment HAVE: nothing it sent of it is in flight (docs/exchange.md 8b).
     overtaken: bool = False

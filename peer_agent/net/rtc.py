@@ -171,7 +171,9 @@ def remote_identity_keys(pc: RTCPeerConnection) -> tuple[str, ...]:
     (docs/exchange.md, "Reputation"): ``addr:<IP>`` of the remote candidate of the pair aioice
     nominated (no port: ports are free), and ``cert:<algorithm> <fingerprint>`` of each DTLS
     certificate fingerprint its description announced (aiortc's DTLS handshake fails unless the
-    certificate matches them). Empty before ICE nominated a pair / before a remote description.
+    certificate matches them). No address for a remote ``relay`` candidate: that is the TURN
+    server's, shared by every peer it relays. Empty before ICE nominated a pair / before a
+    remote description.
     """
     keys: list[str] = []
     sctp = pc.sctp
@@ -179,7 +181,8 @@ def remote_identity_keys(pc: RTCPeerConnection) -> tuple[str, ...]:
     nominated = getattr(connection, "_nominated", None)
     if nominated:
         pair = nominated.get(1) or next(iter(nominated.values()))
-        keys.append(f"addr:{pair.remote_addr[0]}")
+        if pair.remote_candidate.type != "relay":
+            keys.append(f"addr:{pair.remote_addr[0]}")
     remote = pc.remoteDescription
     if remote is not None:
         for line in remote.sdp.splitlines():

@@ -5,12 +5,14 @@
 own tracker client and aiortc ``PeerLink``) with one link at most. When the first link has
 exchanged HELLOs over its data channel it prints one JSON line::
 
-    {"ok": true, "setup_s": 1.9, "local": "host", "remote": "srflx", "ice_servers": 2}
+    {"ok": true, "setup_s": 1.9, "local": "host", "remote": "srflx", "addr_keys": ["addr:..."],
+     "ice_servers": 2}
 
 (``setup_s``: from start, tracker connection and ICE requests included, to the peer's HELLO;
-``local``/``remote``: candidate types of the nominated pair), then keeps the link up until
-SIGTERM or ``--timeout-s``. Without a link by ``--timeout-s`` it prints ``{"ok": false, ...}``
-and exits 1.
+``local``/``remote``: candidate types of the nominated pair; ``addr_keys``: the remote address
+identity key the link gives the exchange, none for a remote relay candidate), then keeps the
+link up until SIGTERM or ``--timeout-s``. Without a link by ``--timeout-s`` it prints
+``{"ok": false, ...}`` and exits 1.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
             "setup_s": round(setup_s, 3),
             "local": types[0] if types else None,
             "remote": types[1] if types else None,
+            # the address key the exchange gets for bans (none for a remote relay candidate)
+            "addr_keys": [k for k in link.identity_keys() if k.startswith("addr:")],
         }
     grant = swarm.tracker.ice
     result["ice_servers"] = 0 if grant is None else len(grant.servers)

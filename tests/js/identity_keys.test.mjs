@@ -48,6 +48,22 @@ test("without a transport's selected pair: the nominated, succeeded pair; `ip` f
   assert.deepEqual(remoteIdentityKeys(stats, ""), ["addr:::1"]);
 });
 
+test("a relay remote candidate gives no address: it is the TURN server's, shared by every peer it relays", () => {
+  const relayed = report([
+    { id: "T01", type: "transport", selectedCandidatePairId: "CP1" },
+    { id: "CP1", type: "candidate-pair", remoteCandidateId: "RC1", nominated: true, state: "succeeded" },
+    { id: "RC1", type: "remote-candidate", address: "10.241.0.1", port: 49170, candidateType: "relay" },
+  ]);
+  assert.deepEqual(remoteIdentityKeys(relayed, SDP), ["cert:sha-256 AB:CD:EF:01", "cert:sha-1 12:34"]);
+  // the same address as a server-reflexive candidate is the peer's own: kept
+  const srflx = report([
+    { id: "T01", type: "transport", selectedCandidatePairId: "CP1" },
+    { id: "CP1", type: "candidate-pair", remoteCandidateId: "RC1", nominated: true, state: "succeeded" },
+    { id: "RC1", type: "remote-candidate", address: "10.241.0.1", port: 49170, candidateType: "srflx" },
+  ]);
+  assert.deepEqual(remoteIdentityKeys(srflx, ""), ["addr:10.241.0.1"]);
+});
+
 test("no pair (or no stats): the certificates only; nothing at all without an SDP", () => {
   assert.deepEqual(remoteIdentityKeys(report([{ id: "T01", type: "transport" }]), SDP), ["cert:sha-256 AB:CD:EF:01", "cert:sha-1 12:34"]);
   assert.deepEqual(remoteIdentityKeys([], undefined), []);

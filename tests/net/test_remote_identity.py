@@ -4,8 +4,10 @@ each peer on its own loopback address."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from peer_agent.core.events import HelloReceived
-from peer_agent.net.rtc import PeerLink
+from peer_agent.net.rtc import PeerLink, remote_identity_keys
 from tests.net.conftest import Recorder, ident, link_config
 
 
@@ -46,3 +48,24 @@ async def test_identity_keys_name_the_remote_address_and_its_certificate() -> No
     finally:
         await a.close()
         await b.close()
+
+
+def _nominated(remote_type: str, remote_ip: str) -> SimpleNamespace:
+    """The attributes remote_identity_keys reads of an aiortc RTCPeerConnection (pure shape:
+    a relayed pair needs coturn, which the bed's matrix test runs: tests/netbed/test_matrix)."""
+    candidate = SimpleNamespace(type=remote_type)
+    pair = SimpleNamespace(remote_candidate=candidate, remote_addr=(remote_ip, 49170))
+    connection = SimpleNamespace(_nominated={1: pair})
+    ice = SimpleNamespace(_connection=connection)
+    sctp = SimpleNamespace(transport=SimpleNamespace(transport=ice))
+    sdp = "v=0\r\na=fingerprint:sha-256 ab:cd\r\n"
+    return SimpleNamespace(sctp=sctp, remoteDescription=SimpleNamespace(sdp=sdp))
+
+
+def test_a_relay_remote_candidate_gives_no_address_key() -> None:
+    """A relay candidate's address is the TURN server's, shared by every peer it relays: their
+    offences would add up on it (docs/exchange.md 8b). A server-reflexive one is the peer's."""
+    relayed = remote_identity_keys(_nominated("relay", "10.241.0.1"))  # type: ignore[arg-type]
+    assert relayed == ("cert:sha-256 AB:CD",)
+    srflx = remote_identity_keys(_nominated("srflx", "10.241.0.9"))  # type: ignore[arg-type]
+    assert srflx == ("addr:10.241.0.9", "cert:sha-256 AB:CD")

@@ -137,6 +137,11 @@ def test_every_pair_connects_with_the_tracker_ice_servers(services: Services) ->
         assert all(s["ice_servers"] == 2 and s["ice_failures"] == 0 for s in sides), sides
         # relay checks start relay_check_delay_s late, so a direct pair wins when one works
         assert path_type(sides) == expected, (a, b, sides)
+        for side in sides:  # a relay candidate's address is coturn's, shared: no ban key
+            if side["remote"] == "relay":
+                assert side["addr_keys"] == [], side
+            else:
+                assert len(side["addr_keys"]) == 1 and side["addr_keys"] != [f"addr:{PUB_ADDRESS}"]
     # the probes delete their allocations on SIGTERM; stop() waits (bounded) until coturn has
     # logged each session's usage. Under CI load one allocation in 15 was once still open
     # (14 closed, 1 open): aioice's Connection.close() deletes only the TURN allocations of
