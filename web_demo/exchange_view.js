@@ -60,6 +60,7 @@ export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize =
     transfers,
     peers,
     cdn_throughput_bytes_per_s: ex.cdnRate.estimate,
+    cdn_tail_s: ex.cdnFetchTime.tail,
     connecting_until: connectingUntil,
     swarm_size: swarmSize,
   };

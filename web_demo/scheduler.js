@@ -74,24 +74,29 @@ export function electionRank(selfId, candidates, segment) {
 
 // -- the rules ----------------------------------------------------------------------------
 
+// Time the CDN needs to deliver `bytes`: at its mean rate, and never less than the tail of this
+// viewer's recent CDN fetches (view.cdn_tail_s, when measured).
 function cdnTime(bytes, view, cfg) {
   const rate = view.cdn_throughput_bytes_per_s || cfg.assumed_cdn_bytes_per_s;
-  return cfg.cdn_latency_s + bytes / rate;
+  const mean = cfg.cdn_latency_s + bytes / rate;
+  const tail = view.cdn_tail_s;
+  return tail == null || tail <= mean ? mean : tail;
 }
 
 function urgentWindow(bytes, view, cfg) {
   return Math.max(cfg.min_urgent_window_s, cdnTime(bytes, view, cfg) + cfg.deadline_margin_s);
 }
 
-const peerRate = (peer, cfg) => peer.throughput_bytes_per_s || cfg.untried_peer_bytes_per_s;
+// A peer's measured rate, else `untried` (load.untried: see inFlightLoad).
+const peerRate = (peer, untried) => peer.throughput_bytes_per_s || untried;
 
 // The measured round trip to a peer, else the fallback (the largest measured to any neighbour).
 const peerRtt = (peer, fallback) => (peer && peer.rtt_s != null ? peer.rtt_s : fallback);
 
-function weightedPick(peers, cfg, random) {
+function weightedPick(peers, untried, random) {
   const ordered = [...peers].sort((a, b) => (a.peer_id < b.peer_id ? -1 : a.peer_id > b.peer_id ? 1 : 0));
   if (ordered.length === 1) return ordered[0];
-  const weights = ordered.map((p) => peerRate(p, cfg));
+  const weights = ordered.map((p) => peerRate(p, untried));
   const target = random() * weights.reduce((a, b) => a + b, 0);
   let cumulative = 0;
   for (let i = 0; i < ordered.length; i++) {
@@ -114,7 +119,7 @@ function watchingClose(peer, earlier) {
 }
 
 // Downloads in flight during one decide() call, updated as actions are planned.
-function inFlightLoad(transfers, peers) {
+function inFlightLoad(transfers, peers, cfg, cdnBytesPerS) {
   const perPeer = new Map();
   let fromPeers = 0;
   let fromCdn = 0;
@@ -125,9 +130,14 @@ function inFlightLoad(transfers, peers) {
       fromPeers++;
     }
   }
+  // The largest measured round trip to any neighbour (0 when none is measured).
   let rttFallback = 0;
   for (const p of peers) if (p.rtt_s != null && p.rtt_s > rttFallback) rttFallback = p.rtt_s;
-  return { perPeer, fromPeers, fromCdn, rttFallback, of: (id) => perPeer.get(id) || 0 };
+  // The rate of an untried neighbour: untried_peer_bytes_per_s, but no more than the measured CDN
+  // rate (the CDN's path crosses the same access link; a peer's uplink is no wider than a CDN's).
+  const cdnRate = cdnBytesPerS;
+  const untried = cdnRate && cdnRate < cfg.untried_peer_bytes_per_s ? cdnRate : cfg.untried_peer_bytes_per_s;
+  return { perPeer, fromPeers, fromCdn, rttFallback, untried, of: (id) => perPeer.get(id) || 0 };
 }
 
 /**
@@ -154,7 +164,7 @@ function otherHolderUsable(slot, transfer, remaining, view, peers, load, cfg) {
       p.choked_until <= view.now &&
       load.of(p.peer_id) < cfg.max_downloads_per_peer &&
       view.now + peerRtt(p, load.rttFallback) <= firstByteBy &&
-      view.now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish,
+      view.now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, load.untried) <= latestFinish,
   );
 }
 
@@ -171,8 +181,8 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, s
   const peer = peers.find((p) => p.peer_id === transfer.peer_id);
   let transferRate;
   if (transfer.received_bytes > 0 && elapsed > 0) transferRate = transfer.received_bytes / elapsed;
-  else if (peer) transferRate = peerRate(peer, cfg);
-  else transferRate = cfg.untried_peer_bytes_per_s;
+  else if (peer) transferRate = peerRate(peer, load.untried);
+  else transferRate = load.untried;
   const projected = now + remaining / transferRate;
   const lastCdnStart = slot.deadline - cdnTime(remaining, view, cfg) - cfg.deadline_margin_s;
   const base = cfg.peer_stall_timeout_s;
@@ -261,7 +271,7 @@ function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes
     p.choked_until <= now &&
     load.of(p.peer_id) < cfg.max_downloads_per_peer &&
     now + peerRtt(p, load.rttFallback) <= firstByteBy &&
-    now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, cfg) <= latestFinish;
+    now + peerRtt(p, load.rttFallback) + remaining / peerRate(p, load.untried) <= latestFinish;
 
   const sources = peers.filter((p) => p.uploads && !avoid.has(p.peer_id));
   const holders = sources.filter((p) => p.have.has(key));
@@ -274,7 +284,7 @@ function fromUrgencyOrPeers(slot, view, peers, load, cfg, random, actions, wakes
       reason = "cut_through";
     }
     if (candidates.length > 0) {
-      const chosen = weightedPick(candidates, cfg, random);
+      const chosen = weightedPick(candidates, load.untried, random);
       actions.push({ action: "fetch_peer", segment: seg.segment, peer_id: chosen.peer_id, offset, reason });
       load.perPeer.set(chosen.peer_id, load.of(chosen.peer_id) + 1);
       load.fromPeers++;
@@ -359,7 +369,8 @@ function elect(slot, urgentAt, view, peers, load, cfg, actions, wakes) {
  *   known_since, partial_bytes, avoid: Set}], have: Set<key>, transfers: [{segment, peer_id
  *   (null = CDN), started_at, offset, received_bytes, total_bytes, last_data_at}], peers:
  *   [{peer_id, have: Set<key>, fetching: Set<key>, throughput_bytes_per_s, choked_until,
- *   uploads, rtt_s (null: unknown)}], cdn_throughput_bytes_per_s, connecting_until, swarm_size,
+ *   uploads, rtt_s (null: unknown)}], cdn_throughput_bytes_per_s, cdn_tail_s (null: not measured),
+ *   connecting_until, swarm_size,
  *   fetchers (the signaling server's assignment: peer ids), fetchers_until (it holds until then) }
  * Returns { actions: [...], wake_at, stall_checks: [{segment, timeout_s, late_timeout_s,
  *   late_from}] (the peer transfers kept; wake_at includes each one's stallDueAt of its last
@@ -371,7 +382,7 @@ export function decide(view, cfg, random) {
   const rate = view.rate > 0 ? view.rate : 1.0;
   const inFlight = new Map(view.transfers.map((t) => [segmentKey(t.segment), t]));
   const peers = view.peers.filter((p) => p.peer_id !== view.self_id);
-  const load = inFlightLoad(view.transfers, peers);
+  const load = inFlightLoad(view.transfers, peers, cfg, view.cdn_throughput_bytes_per_s);
   const actions = [];
   const wakes = [now + cfg.idle_recheck_s];
   const stallChecks = [];

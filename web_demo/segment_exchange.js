@@ -16,7 +16,7 @@
 // Uint8Array copies; close_link also carries a `reason` text).
 
 import { segmentKey } from "./scheduler.js";
-import { RttEstimator, SegmentStore, ThroughputEstimator } from "./store.js";
+import { FetchTimeEstimator, RttEstimator, SegmentStore, ThroughputEstimator } from "./store.js";
 import { CloseCode, DATA_HEADER_BYTES, DEFAULT_DATA_FRAME_BYTES, MAX_SEGMENT_BYTES } from "./wire.js";
 import { UploadServer, act } from "./exchange_serve.js";
 import { Held, Penalties, Verdict } from "./exchange_state.js";
@@ -171,6 +171,7 @@ export class SegmentExchange {
     this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
     this.stalls = new StallWatch(); // peers suspected of stalling, judged once their links stay dead
     this.cdnRate = new ThroughputEstimator();
+    this.cdnFetchTime = new FetchTimeEstimator(); // how long a CDN fetch may take here (cdn_tail_s)
     this._nextFetchId = 1;
     this.bytesCdn = 0;
     this.bytesP2p = 0;
@@ -509,6 +510,7 @@ export class SegmentExchange {
     const held = t && this.held.get(t.key);
     if (!t || !held || t.verifying) return;
     this.cdnRate.addSample(t.received, Math.max(1e-6, elapsedS));
+    this.cdnFetchTime.addSample(elapsedS);
     held.total = totalBytes;
     this.sizes.set(t.key, totalBytes);
     this._complete(t, held);

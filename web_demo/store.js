@@ -143,6 +143,38 @@ export class ThroughputEstimator {
   }
 }
 
+// How long a fetch on one path may take (as peer_agent/core/throughput.py's FetchTimeEstimator):
+// the smoothed duration of its recent fetches plus `deviations` times their smoothed deviation,
+// as TCP estimates its retransmission timeout (RFC 6298: gains 1/8 and 1/4, 4 deviations, the
+// first sample's deviation half of it). null until the first sample.
+export class FetchTimeEstimator {
+  constructor(gain = 0.125, deviationGain = 0.25, deviations = 4.0) {
+    if (!(gain > 0 && gain <= 1 && deviationGain > 0 && deviationGain <= 1)) throw new Error("gains must be in (0, 1]");
+    if (!(deviations >= 0)) throw new Error("deviations must be >= 0");
+    this._gain = gain;
+    this._deviationGain = deviationGain;
+    this._deviations = deviations;
+    this._smoothed = null;
+    this._deviation = 0;
+  }
+
+  addSample(durationS) {
+    if (!(durationS >= 0)) return; // negative or NaN: a clock that went backwards teaches nothing
+    if (this._smoothed === null) {
+      this._smoothed = durationS;
+      this._deviation = durationS / 2;
+      return;
+    }
+    const dg = this._deviationGain;
+    this._deviation = (1 - dg) * this._deviation + dg * Math.abs(this._smoothed - durationS);
+    this._smoothed = (1 - this._gain) * this._smoothed + this._gain * durationS;
+  }
+
+  get tail() {
+    return this._smoothed === null ? null : this._smoothed + this._deviations * this._deviation;
+  }
+}
+
 // Round trip to one peer: the smallest of its last `window` request -> RESPONSE delays (as
 // peer_agent/core/throughput.py's RttEstimator). null until the first sample.
 export class RttEstimator {

@@ -52,7 +52,7 @@ from .scheduler import (
 )
 from .scheduler import CancelTransfer, FetchFromCdn, FetchFromPeer, SchedulerView
 from .store import SegmentStore
-from .throughput import RttEstimator, ThroughputEstimator
+from .throughput import FetchTimeEstimator, RttEstimator, ThroughputEstimator
 from .wire import FetchingEntry
 
 #: Peers whose identity keys are remembered at most (oldest HELLO first out).
@@ -119,6 +119,8 @@ class SegmentExchange:
             maxlen=MAX_OFFENCE_LOG
         )
         self.cdn_rate = ThroughputEstimator()
+        #: How long a CDN fetch may take on this path (the scheduler's ``cdn_tail_s``).
+        self.cdn_fetch_time = FetchTimeEstimator()
         self.peers_seen: set[str] = set()
         self._next_fetch_id = 1
         self.bytes_cdn = 0
@@ -504,6 +506,7 @@ class SegmentExchange:
         if transfer is None or held is None or transfer.verifying:
             return
         self.cdn_rate.add_sample(transfer.received, max(1e-6, elapsed_s))
+        self.cdn_fetch_time.add_sample(elapsed_s)
         held.total = total_bytes
         self.sizes[transfer.segment] = total_bytes
         self._complete(transfer, held)

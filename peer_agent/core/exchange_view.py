@@ -124,6 +124,7 @@ def build_view(
         transfers=transfers,
         peers=peers,
         cdn_throughput_bytes_per_s=ex.cdn_rate.estimate_bytes_per_s,
+        cdn_tail_s=ex.cdn_fetch_time.tail_s,
         rate=1.0,
         connecting_until=connecting_until,
         swarm_size=swarm_size,

@@ -18,10 +18,11 @@ Per segment, in playback order within the prefetch window:
    is projected to finish too late (or has shown no byte at all) once the CDN must start to
    make the deadline; the cancelled segment is then planned again from the byte it reached (a
    Range resume);
-3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin): CDN;
+3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin; a CDN fetch is
+   planned at the mean CDN rate and never as shorter than the tail of recent ones): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
-   throughput (untried peers count at ``untried_peer_bytes_per_s``), if it is projected to finish in
-   time;
+   throughput (untried peers count at ``untried_peer_bytes_per_s``, but no faster than the
+   measured CDN rate), if it is projected to finish in time;
 5. a usable neighbour is fetching it: fetch from it (cut-through relay) on the same terms;
 6. a neighbour has or fetches it but none is usable now (busy, slots full, too slow for now):
    wait for it until the segment turns urgent;
@@ -111,6 +112,10 @@ class SchedulerView:
     peers: Sequence[PeerView] | Mapping[str, PeerView] = ()
     #: Measured CDN throughput in bytes/s (``None``: use ``assumed_cdn_bytes_per_s``).
     cdn_throughput_bytes_per_s: float | None = None
+    #: How long a CDN fetch may take on this path, from the tail of this viewer's own recent
+    #: CDN fetch durations (``FetchTimeEstimator``); ``None``: not measured. A CDN fetch is
+    #: never planned to take less.
+    cdn_tail_s: float | None = None
     #: Playback rate; deadlines are media distance divided by it.
     rate: float = 1.0
     #: Neighbours offered by the tracker are still connecting until this time: the election
@@ -200,9 +205,12 @@ class Decision:
 
 
 def cdn_time_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
-    """Time the CDN needs to deliver ``num_bytes``."""
+    """Time the CDN needs to deliver ``num_bytes``: at its mean rate, and never less than the
+    tail of this viewer's recent CDN fetches (``cdn_tail_s``, when measured)."""
     bps = view.cdn_throughput_bytes_per_s or config.assumed_cdn_bytes_per_s
-    return config.cdn_latency_s + num_bytes / bps
+    mean_s = config.cdn_latency_s + num_bytes / bps
+    tail_s = view.cdn_tail_s
+    return mean_s if tail_s is None or tail_s <= mean_s else tail_s
 
 
 def urgent_window_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
@@ -211,12 +219,8 @@ def urgent_window_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig
     )
 
 
-def _peer_rate(peer: PeerView, config: SchedulerConfig) -> float:
-    return (
-        peer.throughput_bytes_per_s
-        if peer.throughput_bytes_per_s
-        else config.untried_peer_bytes_per_s
-    )
+def _peer_rate(peer: PeerView, untried_bytes_per_s: float) -> float:
+    return peer.throughput_bytes_per_s if peer.throughput_bytes_per_s else untried_bytes_per_s
 
 
 def _rtt_s(peer: PeerView | None, fallback_s: float) -> float:
@@ -230,7 +234,9 @@ def _rtt_s(peer: PeerView | None, fallback_s: float) -> float:
 _peer_id = attrgetter("peer_id")
 
 
-def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSource) -> PeerView:
+def _weighted_pick(
+    peers: list[PeerView], untried_bytes_per_s: float, rng: RandomSource
+) -> PeerView:
     """Pick one of ``peers`` with probability proportional to its rate.
 
     Peers are ordered by id and one uniform draw ``u`` in [0, 1) picks the first peer whose
@@ -240,7 +246,7 @@ def _weighted_pick(peers: list[PeerView], config: SchedulerConfig, rng: RandomSo
     ordered = sorted(peers, key=_peer_id)
     if len(ordered) == 1:
         return ordered[0]
-    weights = [_peer_rate(p, config) for p in ordered]
+    weights = [_peer_rate(p, untried_bytes_per_s) for p in ordered]
     target = rng.random() * sum(weights)
     cumulative = 0.0
     for peer, weight in zip(ordered, weights, strict=True):
@@ -258,14 +264,14 @@ def _usable(
     peer_load: dict[str, int],
     config: SchedulerConfig,
     rtt_fallback_s: float,
+    untried: float,
     first_byte_by: float,
 ) -> list[PeerView]:
     """Those of ``candidates`` (uploading, not avoided) that may be asked now and are projected
     to deliver by ``latest_finish`` (one round trip for the request, then the bytes at its
     rate), their first byte by ``first_byte_by`` (the last moment the CDN can still make the
     deadline: a transfer without a byte then is given up, so a request that cannot get one
-    by then is not made)."""
-    untried = config.untried_peer_bytes_per_s
+    by then is not made); an untried peer counts at ``untried`` bytes/s."""
     max_per_peer = config.max_downloads_per_peer
     out = []
     for p in candidates:
@@ -290,9 +296,15 @@ def _earlier_ids(segment: SegmentId, lookback: int) -> tuple[SegmentId, ...]:
 class _Load:
     """Downloads in flight during one ``decide`` call, updated as actions are planned."""
 
-    __slots__ = ("per_peer", "from_peers", "from_cdn", "rtt_fallback_s")
+    __slots__ = ("per_peer", "from_peers", "from_cdn", "rtt_fallback_s", "untried_bytes_per_s")
 
-    def __init__(self, transfers: Sequence[TransferView], peers: Iterable[PeerView]) -> None:
+    def __init__(
+        self,
+        transfers: Sequence[TransferView],
+        peers: Iterable[PeerView],
+        config: SchedulerConfig,
+        cdn_bytes_per_s: float | None,
+    ) -> None:
         #: Downloads in flight per peer id (absent: none).
         per_peer: dict[str, int] = {}
         from_cdn = 0
@@ -308,6 +320,13 @@ class _Load:
         #: The largest measured round trip to any neighbour (0 when none is measured).
         rtts = [p.rtt_s for p in peers if p.rtt_s is not None]
         self.rtt_fallback_s = max(rtts) if rtts else 0.0
+        #: The rate of an untried neighbour: ``untried_peer_bytes_per_s``, but no more than
+        #: the measured CDN rate (the CDN's path crosses the same access link, and a peer's
+        #: uplink is no wider than a CDN's: on a path that has shown a slower rate, the
+        #: constant is no evidence).
+        untried = config.untried_peer_bytes_per_s
+        cdn_bps = cdn_bytes_per_s
+        self.untried_bytes_per_s = cdn_bps if cdn_bps and cdn_bps < untried else untried
 
 
 class _Slot(NamedTuple):
@@ -346,7 +365,7 @@ def _other_holder_usable(
     latest_finish = slot.deadline - config.deadline_margin_s
     first_byte_by = latest_finish - cdn_time_s(remaining_bytes, view, config)
     terms = (view.now, remaining_bytes, latest_finish, load.per_peer, config, load.rtt_fallback_s)
-    return bool(_usable(others, *terms, first_byte_by))
+    return bool(_usable(others, *terms, load.untried_bytes_per_s, first_byte_by))
 
 
 def _check_transfer(
@@ -373,9 +392,9 @@ def _check_transfer(
     if transfer.received_bytes > 0 and elapsed > 0:
         rate_bytes_per_s = transfer.received_bytes / elapsed
     elif peer is not None:
-        rate_bytes_per_s = _peer_rate(peer, config)
+        rate_bytes_per_s = _peer_rate(peer, load.untried_bytes_per_s)
     else:
-        rate_bytes_per_s = config.untried_peer_bytes_per_s
+        rate_bytes_per_s = load.untried_bytes_per_s
     projected = now + remaining / rate_bytes_per_s
     last_cdn_start = slot.deadline - cdn_time_s(remaining, view, config)
     last_cdn_start -= config.deadline_margin_s
@@ -480,13 +499,14 @@ def _from_urgency_or_peers(
     if load.from_peers < config.max_downloads_from_peers:
         reason = "have"
         first_byte_by = latest_finish - cdn_time_s(remaining, view, config)
+        untried = load.untried_bytes_per_s
         terms = (now, remaining, latest_finish, load.per_peer, config, load.rtt_fallback_s)
-        candidates = _usable(holders, *terms, first_byte_by)
+        candidates = _usable(holders, *terms, untried, first_byte_by)
         if not candidates and config.cut_through:
-            candidates = _usable(fetchers, *terms, first_byte_by)
+            candidates = _usable(fetchers, *terms, untried, first_byte_by)
             reason = "cut_through"
         if candidates:
-            chosen = _weighted_pick(candidates, config, rng)
+            chosen = _weighted_pick(candidates, untried, rng)
             actions.append(FetchFromPeer(sid, chosen.peer_id, slot.offset, reason))
             load.per_peer[chosen.peer_id] = load.per_peer.get(chosen.peer_id, 0) + 1
             load.from_peers += 1
@@ -597,7 +617,7 @@ def decide(view: SchedulerView, config: SchedulerConfig, rng: RandomSource) -> D
         peers = {pid: p for pid, p in given.items() if pid != self_id}
     else:
         peers = {p.peer_id: p for p in given if p.peer_id != self_id}
-    load = _Load(view.transfers, peers.values())
+    load = _Load(view.transfers, peers.values(), config, view.cdn_throughput_bytes_per_s)
     uploaders = [p for p in peers.values() if p.uploads]
     have = view.have
     playhead_s = view.playhead_s

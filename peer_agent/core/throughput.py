@@ -69,3 +69,49 @@ class RttEstimator:
     @property
     def rtt_s(self) -> float | None:
         return min(self._samples) if self._samples else None
+
+
+class FetchTimeEstimator:
+    """How long a fetch on one path may take: the smoothed duration of its recent fetches plus
+    ``deviations`` times their smoothed deviation, as TCP estimates its retransmission timeout
+    from round trips (RFC 6298: gains 1/8 and 1/4, 4 deviations, the first sample's deviation
+    half of it). ``None`` until the first sample.
+
+    The mean rate (:class:`ThroughputEstimator`) says how long a fetch takes on average; on a
+    lossy path a share of fetches wait for TCP's loss recovery and take several times that,
+    which the deviation term covers (docs/scheduling.md, "The CDN's tail").
+    """
+
+    __slots__ = ("_deviation_gain", "_deviation_s", "_deviations", "_gain", "_smoothed_s")
+
+    def __init__(
+        self, gain: float = 0.125, deviation_gain: float = 0.25, deviations: float = 4.0
+    ) -> None:
+        if not (0 < gain <= 1 and 0 < deviation_gain <= 1):
+            raise ValueError("gains must be in (0, 1]")
+        if deviations < 0:
+            raise ValueError("deviations must be >= 0")
+        self._gain = gain
+        self._deviation_gain = deviation_gain
+        self._deviations = deviations
+        self._smoothed_s: float | None = None
+        self._deviation_s = 0.0
+
+    def add_sample(self, duration_s: float) -> None:
+        """Record that one fetch took ``duration_s`` seconds (request to its last byte)."""
+        if not duration_s >= 0:  # negative or NaN: a clock that went backwards teaches nothing
+            return
+        smoothed = self._smoothed_s
+        if smoothed is None:
+            self._smoothed_s = duration_s
+            self._deviation_s = duration_s / 2
+            return
+        dg = self._deviation_gain
+        self._deviation_s = (1 - dg) * self._deviation_s + dg * abs(smoothed - duration_s)
+        self._smoothed_s = (1 - self._gain) * smoothed + self._gain * duration_s
+
+    @property
+    def tail_s(self) -> float | None:
+        if self._smoothed_s is None:
+            return None
+        return self._smoothed_s + self._deviations * self._deviation_s

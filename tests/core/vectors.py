@@ -93,6 +93,7 @@ def scheduler_view(d: dict[str, Any]) -> SchedulerView:
             for p in d["peers"]
         ],
         cdn_throughput_bytes_per_s=d["cdn_throughput_bytes_per_s"],
+        cdn_tail_s=d.get("cdn_tail_s"),
         rate=d["rate"],
         connecting_until=d["connecting_until"],
         swarm_size=d["swarm_size"],

@@ -1,0 +1,62 @@
+// The CDN's tail: the fetch-time estimator, the exchange feeding it from finished CDN fetches into
+// the scheduler's view (cdn_tail_s), and the urgent window that follows it (docs/scheduling.md,
+// "The CDN's tail"); the same figures as tests/core/test_cdn_tail.py.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { decide, schedulerConfig } from "../../web_demo/scheduler.js";
+import { SegmentExchange, exchangeConfig } from "../../web_demo/segment_exchange.js";
+import { FetchTimeEstimator } from "../../web_demo/store.js";
+
+const near = (a, b) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
+
+test("fetch time: smoothed duration plus four deviations (as the Python FetchTimeEstimator)", () => {
+  const est = new FetchTimeEstimator();
+  assert.equal(est.tail, null);
+  est.addSample(0.4);
+  near(est.tail, 1.2);
+  est.addSample(0.4);
+  near(est.tail, 1.0);
+  est.addSample(2.0);
+  near(est.tail, 0.6 + 4 * 0.5125);
+  est.addSample(-1);
+  est.addSample(NaN);
+  near(est.tail, 2.65);
+  assert.throws(() => new FetchTimeEstimator(0));
+  assert.throws(() => new FetchTimeEstimator(0.125, 0.25, -1));
+});
+
+test("the exchange feeds finished CDN fetches into the view", () => {
+  const ex = new SegmentExchange(exchangeConfig());
+  ex.setTimeline([1, 2].map((n) => ({ segment: [0, n], start_s: 2 * n, duration_s: 2, known_since: 0, range_bytes: null })));
+  assert.equal(ex.schedulerView(0, 0).cdn_tail_s, null);
+  ex.apply([{ action: "fetch_cdn", segment: [0, 1], offset: 0, reason: "elected" }], 0);
+  const fetch = ex.nextAction();
+  assert.equal(fetch.action, "fetch_cdn");
+  ex.cdnData(fetch.fetch_id, 0, new Uint8Array(1000), 0.2);
+  assert.equal(ex.schedulerView(0.2, 0).cdn_tail_s, null); // only finished fetches count
+  ex.cdnDone(fetch.fetch_id, 1000, 0.4, 0.4);
+  near(ex.schedulerView(0.5, 0).cdn_tail_s, 1.2);
+});
+
+test("the urgent window follows the tail and never shrinks below the mean-rate one", () => {
+  const view = (tail) => ({
+    now: 100,
+    self_id: "peer-ddddddddddddddd",
+    playhead_s: 40,
+    rate: 1,
+    segments: [{ segment: [0, 10], start_s: 41.6, duration_s: 2, size_bytes: 100000, known_since: 90, partial_bytes: 0, avoid: new Set() }],
+    have: new Set(),
+    transfers: [],
+    peers: [],
+    cdn_throughput_bytes_per_s: 1e6,
+    cdn_tail_s: tail,
+    connecting_until: 200, // no neighbour yet: the election waits, so only urgency fetches
+  });
+  const reasons = (tail) => decide(view(tail), schedulerConfig(), () => 0.5).actions.map((a) => a.reason);
+  // 1.6 s ahead; mean-rate window max(1.5, 0.2 + 1.0) = 1.5: not urgent yet
+  assert.deepEqual(reasons(null), ["connecting"]);
+  assert.deepEqual(reasons(0.4), ["connecting"]);
+  // a 0.7 s tail: window 1.7 s
+  assert.deepEqual(reasons(0.7), ["urgent"]);
+});
