@@ -581,7 +581,7 @@ class Agent:
                 if action.peer_id is None:
                     self.cdn_stall_cancels += 1
                     if self.config.request_timeline:
-                        self.requests.note("cdn_cancel", action.segment, now)
+                        self.requests.note("cdn_cancel", action.segment, now, reason=action.reason)
                 else:
                     outcome = f"cancel:{action.reason}"
                     self.requests.ended(action.segment, action.peer_id, outcome, now)
@@ -601,6 +601,7 @@ class Agent:
                         info = self.info(action.segment)
                         ahead_s = 0.0 if info is None else info.start_s - view.playhead_s
                         rate = view.cdn_throughput_bytes_per_s
+                        tail = view.cdn_tail_s
                         self.requests.note(
                             "cdn",
                             action.segment,
@@ -610,6 +611,7 @@ class Agent:
                             ahead_s=round(ahead_s, 3),
                             start_s=None if info is None else round(info.start_s, 3),
                             cdn_rate=None if rate is None else round(rate),
+                            cdn_tail_s=None if tail is None else round(tail, 3),
                         )
             elif isinstance(action, FetchFromPeer):
                 transfer = self.exchange.transfers.get(action.segment)
@@ -659,8 +661,8 @@ class Agent:
     def _current_link(self, peer_id: str) -> Any:
         return None if self.swarm is None else self.swarm.links.get(peer_id)
 
-    def _cdn_progress(self, segment: SegmentId, event: str, now: float) -> None:
-        self.requests.note(f"cdn_{event}", segment, now)
+    def _cdn_progress(self, segment: SegmentId, event: str, now: float, **fields: Any) -> None:
+        self.requests.note(f"cdn_{event}", segment, now, **fields)
 
     def _deliver(self, info: SegmentInfo) -> None:
         self.last_sequence_delivered = max(self.last_sequence_delivered, info.segment_id.sequence)

@@ -77,13 +77,14 @@ class ExchangeGlue:
         check: Callable[[SegmentInfo, bytes, int, bool], Awaitable[Verdict]],
         current_link: Callable[[str], Any],
         report: Callable[[str, str], None] | None = None,
-        cdn_progress: Callable[[SegmentId, str, float], None] | None = None,
+        cdn_progress: Callable[..., None] | None = None,
     ) -> None:
         self.exchange = exchange
         #: Called with (peer_id, reason) when the exchange bans or refuses a peer: the agent
         #: reports it to the tracker (docs/signaling.md, "Reports").
         self._report = report
-        #: Called with (segment, "first_byte" | "done" | "failed", now) for the timeline.
+        #: Called with (segment, "first_byte" | "done" | "failed", now) for the timeline ("done"
+        #: adds ``bytes`` and ``max_gap_s``, the longest wait between two chunks).
         self._cdn_progress = cdn_progress
         self.cdn = cdn
         self.links = LinkTable(spawn)
@@ -135,13 +136,19 @@ class ExchangeGlue:
             self.flush()
 
         first = True
+        last_chunk_at = 0.0
+        max_gap_s = 0.0
 
         def on_chunk(pos: int, data: bytes) -> None:
-            nonlocal first
+            nonlocal first, last_chunk_at, max_gap_s
+            now = self._now()
             if first and self._cdn_progress is not None:
-                self._cdn_progress(action.segment, "first_byte", self._now())
+                self._cdn_progress(action.segment, "first_byte", now)
+            elif not first:
+                max_gap_s = max(max_gap_s, now - last_chunk_at)
             first = False
-            self.exchange.cdn_data(fetch_id, pos, data, self._now())
+            last_chunk_at = now
+            self.exchange.cdn_data(fetch_id, pos, data, now)
             self.flush()
 
         try:
@@ -159,7 +166,10 @@ class ExchangeGlue:
             self.exchange.cdn_failed(fetch_id, self._now())
         else:
             if self._cdn_progress is not None:
-                self._cdn_progress(action.segment, "done", self._now())
+                gap = round(max_gap_s, 3)
+                self._cdn_progress(
+                    action.segment, "done", self._now(), bytes=len(result.data), max_gap_s=gap
+                )
             self.exchange.cdn_done(fetch_id, result.total_bytes, result.elapsed_s, self._now())
         finally:
             self._cdn_tasks.pop(fetch_id, None)
