@@ -221,7 +221,8 @@ function checkTransfer(slot, transfer, view, peers, load, cfg, actions, wakes, s
 }
 
 // Phase 1, a CDN fetch in flight: keep it (null), or, once its segment is urgent and no byte has
-// come for cdn_stall_timeout_s (plus cdn_latency_s before the first), cancel it ("stalled") and
+// come for cdn_stall_timeout_s (plus cdn_latency_s before the first), or it is too slow (below),
+// cancel it ("stalled", "too_slow") and
 // return the slot to fetch the rest from the CDN again at once (a new request from the byte it
 // reached: a TCP connection that lost its SYN or a tail packet stays silent for a retransmission
 // timeout, 1 s and more), provided a new fetch of the rest (cdnTime) can still make the deadline;
@@ -236,13 +237,30 @@ function checkCdnTransfer(slot, transfer, view, load, cfg, actions, cdnChecks) {
     transfer.last_data_at == null ? transfer.started_at + cfg.cdn_latency_s : transfer.last_data_at;
   const urgentAt = slot.deadline - urgentWindow(remaining, view, cfg);
   const due = Math.max(urgentAt, quietFrom + timeout);
-  if (view.now < due) {
+  let tooSlow = false;
+  const tail = view.cdn_tail_s;
+  if (tail != null) {
+    // Too slow: still delivering, but at its own rate so far it would finish past the deadline
+    // and take longer than this path's tail; judged once it has run for the timeout.
+    const judgedAt = Math.max(urgentAt, transfer.started_at + timeout);
+    const elapsed = view.now - transfer.started_at;
+    if (view.now < judgedAt) cdnChecks.push(judgedAt);
+    else if (transfer.received_bytes > 0) {
+      const projected = view.now + (remaining * elapsed) / transfer.received_bytes;
+      tooSlow = projected > slot.deadline && projected - transfer.started_at > tail;
+    }
+  }
+  if (view.now < due && !tooSlow) {
     cdnChecks.push(due); // in wake_at only: bytes that keep coming move it later
     return null;
   }
   // a new request could not make the deadline either: no restart storms
-  if (slot.deadline - view.now < cdnTime(remaining, view, cfg)) return null;
-  actions.push({ action: "cancel", segment: slot.seg.segment, peer_id: null, reason: "stalled" });
+  if (slot.deadline - view.now < cdnTime(remaining, view, cfg)) {
+    if (view.now < due) cdnChecks.push(due);
+    return null;
+  }
+  const reason = view.now >= due ? "stalled" : "too_slow";
+  actions.push({ action: "cancel", segment: slot.seg.segment, peer_id: null, reason });
   load.fromCdn--;
   return { ...slot, offset: reached };
 }

@@ -10,8 +10,9 @@ docs/scheduling.md; docs/vectors/scheduler/ holds cases both implementations pas
 Per segment, in playback order within the prefetch window:
 
 1. held: nothing to do; being fetched from the CDN: nothing, unless the segment is urgent and
-   the fetch has been silent for ``cdn_stall_timeout_s`` (then it is fetched again, if a new
-   request can still make the deadline);
+   the fetch has been silent for ``cdn_stall_timeout_s`` or, at its own rate, would finish past
+   the deadline and beyond this path's tail (then it is fetched again, if a new request can
+   still make the deadline);
 2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s`` plus
    ``stall_timeout_rtts`` round trips (only the flat part once the CDN must start to make the
    deadline, or while another neighbour that has the segment is usable for the rest), or if it
@@ -436,12 +437,12 @@ def _check_cdn_transfer(
 ) -> _Slot | None:
     """Phase 1, a CDN fetch in flight: keep it (``None``), or, once its segment is urgent and
     no byte has come for ``cdn_stall_timeout_s`` (plus ``cdn_latency_s`` before the first),
-    cancel it (``stalled``) and return the slot to fetch the rest from the CDN again at once
-    (a new request from the byte it reached: on a lossy path a TCP connection that lost its
-    SYN or a tail packet stays silent for a retransmission timeout, 1 s and more), provided a
-    new fetch of the rest (``cdn_time_s``) can still make the deadline; past that the fetch in
-    flight is kept (on a starved machine every response is late, and restarts only add
-    requests)."""
+    or it is too slow (below), cancel it (``stalled``, ``too_slow``) and return the slot to
+    fetch the rest from the CDN again at once (a new request from the byte it reached: on a
+    lossy path a TCP connection that lost its SYN or a tail packet stays silent for a
+    retransmission timeout, 1 s and more), provided a new fetch of the rest (``cdn_time_s``)
+    can still make the deadline; past that the fetch in flight is kept (on a starved machine
+    every response is late, and restarts only add requests)."""
     timeout_s = config.cdn_stall_timeout_s
     total = transfer.total_bytes or slot.seg.size_bytes
     reached = transfer.offset + transfer.received_bytes
@@ -455,12 +456,28 @@ def _check_cdn_transfer(
     now = view.now
     urgent_at = slot.deadline - urgent_window_s(remaining, view, config)
     due = max(urgent_at, quiet_from + timeout_s)
-    if now < due:
+    too_slow = False
+    tail_s = view.cdn_tail_s
+    if tail_s is not None:
+        # Too slow: still delivering, but at its own rate so far it would finish past the
+        # deadline and take longer than this path's tail (TCP recovering losses one
+        # retransmission timeout after another, never silent for the timeout); judged once it
+        # has run for the timeout (a new connection's slow start is no evidence).
+        judged_at = max(urgent_at, transfer.started_at + timeout_s)
+        elapsed = now - transfer.started_at
+        if now < judged_at:
+            cdn_checks.append(judged_at)
+        elif transfer.received_bytes > 0:
+            projected = now + remaining * elapsed / transfer.received_bytes
+            too_slow = projected > slot.deadline and projected - transfer.started_at > tail_s
+    if now < due and not too_slow:
         cdn_checks.append(due)  # in wake_at only: bytes that keep coming move it later
         return None
     if slot.deadline - now < cdn_time_s(remaining, view, config):
+        if now < due:
+            cdn_checks.append(due)
         return None  # a new request could not make the deadline either: no restart storms
-    actions.append(CancelTransfer(slot.seg.segment, None, "stalled"))
+    actions.append(CancelTransfer(slot.seg.segment, None, "stalled" if now >= due else "too_slow"))
     load.from_cdn -= 1
     return _Slot(slot.seg, slot.ahead_s, slot.deadline, reached, slot.avoid)
 

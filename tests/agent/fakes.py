@@ -38,6 +38,11 @@ class Faults:
     #: Stall the next N segment bodies after ``truncate_at`` bytes for ``stall_s``.
     stall_next: int = 0
     stall_s: float = 10.0
+    #: Send the next N segment bodies' first ``truncate_at`` bytes at once, then the rest
+    #: ``drip_bytes`` at a time every ``drip_every_s`` (slow, never silent for long).
+    drip_next: int = 0
+    drip_bytes: int = 1000
+    drip_every_s: float = 0.2
     #: Ignore Range headers (answer 200 with the whole body).
     ignore_range: bool = False
     #: Pace every segment body at this rate (0: as fast as possible).
@@ -122,13 +127,16 @@ def build_app(stream: SynthStream) -> Starlette:
             status = 206
             headers["content-range"] = f"bytes {first}-{last}/{len(data)}"
         headers["content-length"] = str(len(body))
-        truncate = stall = False
+        truncate = stall = drip = False
         if faults.truncate_next > 0:
             faults.truncate_next -= 1
             truncate = True
         elif faults.stall_next > 0:
             faults.stall_next -= 1
             stall = True
+        elif faults.drip_next > 0:
+            faults.drip_next -= 1
+            drip = True
 
         async def chunks() -> AsyncIterator[bytes]:
             cut = min(faults.truncate_at, len(body))
@@ -137,6 +145,15 @@ def build_app(stream: SynthStream) -> Starlette:
                 yield body[:cut]
                 if stall:
                     await asyncio.sleep(faults.stall_s)
+                return
+            if drip:
+                cut = min(faults.truncate_at, len(body))
+                stream.bytes_served += cut
+                yield body[:cut]
+                for i in range(cut, len(body), faults.drip_bytes):
+                    await asyncio.sleep(faults.drip_every_s)
+                    stream.bytes_served += len(body[i : i + faults.drip_bytes])
+                    yield body[i : i + faults.drip_bytes]
                 return
             for i in range(0, len(body), 16384):
                 stream.bytes_served += len(body[i : i + 16384])
