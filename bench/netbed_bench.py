@@ -93,8 +93,9 @@ def cdn_rows(name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
                 "join_ramp": r["cdn_fetches_join_ramp"],
                 "steady": r["cdn_fetches_steady"],
                 "resumes": r.get("cdn_resumes"),
-                # silent CDN fetches of urgent segments given up and fetched again (rule 1)
-                "silent_restarts": r.get("cdn_stall_cancels"),
+                # CDN fetches of urgent segments given up, silent or too slow, and fetched
+                # again (rule 1)
+                "restarts": r.get("cdn_stall_cancels"),
                 **{f"reason:{k}": v for k, v in sorted(reasons.items())},
             }
         )
@@ -177,8 +178,9 @@ def section(reports: list[tuple[str, dict[str, Any]]], command: str) -> str:
             *table(requests),
             "",
             "The P2P runs' CDN segment fetches: by phase, Range resumes after a peer transfer "
-            "was given up, silent fetches of urgent segments given up and fetched again "
-            "(docs/scheduling.md rule 1), and by the scheduler's reason (`_resume`: a resume):",
+            "was given up, fetches of urgent segments given up (silent, or too slow for this "
+            "viewer's CDN tail) and fetched again (docs/scheduling.md rule 1), and by the "
+            "scheduler's reason (`_resume`: a resume):",
             "",
             *table(cdn),
             "",

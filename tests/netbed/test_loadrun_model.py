@@ -230,7 +230,7 @@ def test_bench_rows_judge_the_issue_targets() -> None:
         ),
     )
     text = section([("a", counted)], "cmd")
-    assert "| join_ramp | steady | resumes | silent_restarts | reason:assigned |" in text
+    assert "| join_ramp | steady | resumes | restarts | reason:assigned |" in text
     assert "| a | round-trip aware | 4 | 2 | 1 | 2 | 5 | 1 |" in text
 
 
