@@ -74,13 +74,14 @@ export function electionRank(selfId, candidates, segment) {
 
 // -- the rules ----------------------------------------------------------------------------
 
-// Time the CDN needs to deliver `bytes`: at its mean rate, and never less than the tail of this
-// viewer's recent CDN fetches (view.cdn_tail_s, when measured).
+// Time the CDN needs to deliver `bytes`: the bytes at its mean rate, plus its latency or, when
+// larger, the tail of this viewer's recent CDN fetches' excess over their bytes at the mean rate
+// (view.cdn_tail_s, when measured).
 function cdnTime(bytes, view, cfg) {
   const rate = view.cdn_throughput_bytes_per_s || cfg.assumed_cdn_bytes_per_s;
-  const mean = cfg.cdn_latency_s + bytes / rate;
   const tail = view.cdn_tail_s;
-  return tail == null || tail <= mean ? mean : tail;
+  const extra = tail == null || tail < cfg.cdn_latency_s ? cfg.cdn_latency_s : tail;
+  return extra + bytes / rate;
 }
 
 function urgentWindow(bytes, view, cfg) {
@@ -238,16 +239,17 @@ function checkCdnTransfer(slot, transfer, view, load, cfg, actions, cdnChecks) {
   const urgentAt = slot.deadline - urgentWindow(remaining, view, cfg);
   const due = Math.max(urgentAt, quietFrom + timeout);
   let tooSlow = false;
-  const tail = view.cdn_tail_s;
-  if (tail != null) {
+  if (view.cdn_tail_s != null) {
     // Too slow: still delivering, but at its own rate so far it would finish past the deadline
-    // and take longer than this path's tail; judged once it has run for the timeout.
+    // and take longer than a fetch of its bytes is planned to (cdnTime, tail included); judged
+    // once it has run for the timeout.
     const judgedAt = Math.max(urgentAt, transfer.started_at + timeout);
     const elapsed = view.now - transfer.started_at;
     if (view.now < judgedAt) cdnChecks.push(judgedAt);
     else if (transfer.received_bytes > 0) {
       const projected = view.now + (remaining * elapsed) / transfer.received_bytes;
-      tooSlow = projected > slot.deadline && projected - transfer.started_at > tail;
+      const planned = cdnTime(total - transfer.offset, view, cfg);
+      tooSlow = projected > slot.deadline && projected - transfer.started_at > planned;
     }
   }
   if (view.now < due && !tooSlow) {

@@ -171,7 +171,7 @@ export class SegmentExchange {
     this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
     this.stalls = new StallWatch(); // peers suspected of stalling, judged once their links stay dead
     this.cdnRate = new ThroughputEstimator();
-    this.cdnFetchTime = new FetchTimeEstimator(); // how long a CDN fetch may take here (cdn_tail_s)
+    this.cdnFetchTime = new FetchTimeEstimator(); // a CDN fetch's excess over its bytes at the mean rate (cdn_tail_s)
     this._nextFetchId = 1;
     this.bytesCdn = 0;
     this.bytesP2p = 0;
@@ -510,7 +510,9 @@ export class SegmentExchange {
     const held = t && this.held.get(t.key);
     if (!t || !held || t.verifying) return;
     this.cdnRate.addSample(t.received, Math.max(1e-6, elapsedS));
-    this.cdnFetchTime.addSample(elapsedS);
+    const rate = this.cdnRate.estimate;
+    // the fetch's excess over its bytes at the mean rate (this fetch included)
+    if (rate) this.cdnFetchTime.addSample(Math.max(0, elapsedS - t.received / rate));
     held.total = totalBytes;
     this.sizes.set(t.key, totalBytes);
     this._complete(t, held);

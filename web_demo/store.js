@@ -143,10 +143,11 @@ export class ThroughputEstimator {
   }
 }
 
-// How long a fetch on one path may take (as peer_agent/core/throughput.py's FetchTimeEstimator):
-// the smoothed duration of its recent fetches plus `deviations` times their smoothed deviation,
-// as TCP estimates its retransmission timeout (RFC 6298: gains 1/8 and 1/4, 4 deviations, the
-// first sample's deviation half of it). null until the first sample.
+// A tail of one path's fetch times (as peer_agent/core/throughput.py's FetchTimeEstimator): the
+// smoothed value of its recent samples plus `deviations` times their smoothed deviation, as TCP
+// estimates its retransmission timeout (RFC 6298: gains 1/8 and 1/4, 4 deviations, the first
+// sample's deviation half of it). null until the first sample. The exchange feeds it each CDN
+// fetch's excess over its bytes at the mean rate (docs/scheduling.md, "The CDN's tail").
 export class FetchTimeEstimator {
   constructor(gain = 0.125, deviationGain = 0.25, deviations = 4.0) {
     if (!(gain > 0 && gain <= 1 && deviationGain > 0 && deviationGain <= 1)) throw new Error("gains must be in (0, 1]");

@@ -119,7 +119,8 @@ class SegmentExchange:
             maxlen=MAX_OFFENCE_LOG
         )
         self.cdn_rate = ThroughputEstimator()
-        #: How long a CDN fetch may take on this path (the scheduler's ``cdn_tail_s``).
+        #: How much longer than its bytes at the mean rate a CDN fetch may take on this path
+        #: (the scheduler's ``cdn_tail_s``).
         self.cdn_fetch_time = FetchTimeEstimator()
         self.peers_seen: set[str] = set()
         self._next_fetch_id = 1
@@ -506,7 +507,9 @@ class SegmentExchange:
         if transfer is None or held is None or transfer.verifying:
             return
         self.cdn_rate.add_sample(transfer.received, max(1e-6, elapsed_s))
-        self.cdn_fetch_time.add_sample(elapsed_s)
+        rate = self.cdn_rate.estimate_bytes_per_s
+        if rate:  # the fetch's excess over its bytes at the mean rate (this fetch included)
+            self.cdn_fetch_time.add_sample(max(0.0, elapsed_s - transfer.received / rate))
         held.total = total_bytes
         self.sizes[transfer.segment] = total_bytes
         self._complete(transfer, held)

@@ -11,7 +11,7 @@ Per segment, in playback order within the prefetch window:
 
 1. held: nothing to do; being fetched from the CDN: nothing, unless the segment is urgent and
    the fetch has been silent for ``cdn_stall_timeout_s`` or, at its own rate, would finish past
-   the deadline and beyond this path's tail (then it is fetched again, if a new request can
+   the deadline and take longer than planned (then it is fetched again, if a new request can
    still make the deadline);
 2. being fetched from a peer: cancel if no byte came for ``peer_stall_timeout_s`` plus
    ``stall_timeout_rtts`` round trips (only the flat part once the CDN must start to make the
@@ -20,7 +20,8 @@ Per segment, in playback order within the prefetch window:
    make the deadline; the cancelled segment is then planned again from the byte it reached (a
    Range resume);
 3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin; a CDN fetch is
-   planned at the mean CDN rate and never as shorter than the tail of recent ones): CDN;
+   planned at the mean CDN rate plus its latency or, when larger, the tail of recent fetches'
+   excess over that): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
    throughput (untried peers count at ``untried_peer_bytes_per_s``, but no faster than the
    measured CDN rate), if it is projected to finish in time;
@@ -113,9 +114,9 @@ class SchedulerView:
     peers: Sequence[PeerView] | Mapping[str, PeerView] = ()
     #: Measured CDN throughput in bytes/s (``None``: use ``assumed_cdn_bytes_per_s``).
     cdn_throughput_bytes_per_s: float | None = None
-    #: How long a CDN fetch may take on this path, from the tail of this viewer's own recent
-    #: CDN fetch durations (``FetchTimeEstimator``); ``None``: not measured. A CDN fetch is
-    #: never planned to take less.
+    #: How much longer than its bytes at the mean CDN rate a CDN fetch may take on this path:
+    #: the tail of this viewer's own recent CDN fetches' excess (``FetchTimeEstimator``);
+    #: ``None``: not measured. It stands for ``cdn_latency_s`` when larger.
     cdn_tail_s: float | None = None
     #: Playback rate; deadlines are media distance divided by it.
     rate: float = 1.0
@@ -206,12 +207,13 @@ class Decision:
 
 
 def cdn_time_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
-    """Time the CDN needs to deliver ``num_bytes``: at its mean rate, and never less than the
-    tail of this viewer's recent CDN fetches (``cdn_tail_s``, when measured)."""
+    """Time the CDN needs to deliver ``num_bytes``: the bytes at its mean rate, plus its
+    latency or, when larger, the tail of this viewer's recent CDN fetches' excess over their
+    bytes at the mean rate (``cdn_tail_s``, when measured)."""
     bps = view.cdn_throughput_bytes_per_s or config.assumed_cdn_bytes_per_s
-    mean_s = config.cdn_latency_s + num_bytes / bps
     tail_s = view.cdn_tail_s
-    return mean_s if tail_s is None or tail_s <= mean_s else tail_s
+    extra_s = config.cdn_latency_s if tail_s is None or tail_s < config.cdn_latency_s else tail_s
+    return extra_s + num_bytes / bps
 
 
 def urgent_window_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
@@ -457,19 +459,20 @@ def _check_cdn_transfer(
     urgent_at = slot.deadline - urgent_window_s(remaining, view, config)
     due = max(urgent_at, quiet_from + timeout_s)
     too_slow = False
-    tail_s = view.cdn_tail_s
-    if tail_s is not None:
+    if view.cdn_tail_s is not None:
         # Too slow: still delivering, but at its own rate so far it would finish past the
-        # deadline and take longer than this path's tail (TCP recovering losses one
-        # retransmission timeout after another, never silent for the timeout); judged once it
-        # has run for the timeout (a new connection's slow start is no evidence).
+        # deadline and take longer than a fetch of its bytes is planned to (``cdn_time_s``,
+        # tail included: TCP recovering losses one retransmission timeout after another, never
+        # silent for the timeout); judged once it has run for the timeout (a new connection's
+        # slow start is no evidence).
         judged_at = max(urgent_at, transfer.started_at + timeout_s)
         elapsed = now - transfer.started_at
         if now < judged_at:
             cdn_checks.append(judged_at)
         elif transfer.received_bytes > 0:
             projected = now + remaining * elapsed / transfer.received_bytes
-            too_slow = projected > slot.deadline and projected - transfer.started_at > tail_s
+            planned_s = cdn_time_s(total - transfer.offset, view, config)
+            too_slow = projected > slot.deadline and projected - transfer.started_at > planned_s
     if now < due and not too_slow:
         cdn_checks.append(due)  # in wake_at only: bytes that keep coming move it later
         return None

@@ -72,14 +72,15 @@ class RttEstimator:
 
 
 class FetchTimeEstimator:
-    """How long a fetch on one path may take: the smoothed duration of its recent fetches plus
+    """A tail of one path's fetch times: the smoothed value of its recent samples plus
     ``deviations`` times their smoothed deviation, as TCP estimates its retransmission timeout
     from round trips (RFC 6298: gains 1/8 and 1/4, 4 deviations, the first sample's deviation
     half of it). ``None`` until the first sample.
 
-    The mean rate (:class:`ThroughputEstimator`) says how long a fetch takes on average; on a
-    lossy path a share of fetches wait for TCP's loss recovery and take several times that,
-    which the deviation term covers (docs/scheduling.md, "The CDN's tail").
+    The exchange feeds it each CDN fetch's excess over its bytes at the mean rate
+    (:class:`ThroughputEstimator`): on a lossy path a share of fetches wait for TCP's loss
+    recovery and take far longer than the mean says, which the deviation term covers
+    (docs/scheduling.md, "The CDN's tail").
     """
 
     __slots__ = ("_deviation_gain", "_deviation_s", "_deviations", "_gain", "_smoothed_s")
@@ -98,7 +99,7 @@ class FetchTimeEstimator:
         self._deviation_s = 0.0
 
     def add_sample(self, duration_s: float) -> None:
-        """Record that one fetch took ``duration_s`` seconds (request to its last byte)."""
+        """Record one sample of ``duration_s`` seconds."""
         if not duration_s >= 0:  # negative or NaN: a clock that went backwards teaches nothing
             return
         smoothed = self._smoothed_s

@@ -1,6 +1,7 @@
-"""The CDN's tail: the fetch-time estimator, the exchange feeding it from finished CDN fetches
-into the scheduler's view (``cdn_tail_s``), and the urgent window that follows it
-(docs/scheduling.md, "The CDN's tail"). tests/js/cdn_tail.test.mjs checks the same figures."""
+"""The CDN's tail: the fetch-time estimator, the exchange feeding it each finished CDN fetch's
+excess over its bytes at the mean rate (the view's ``cdn_tail_s``), and the urgent window that
+follows it (docs/scheduling.md, "The CDN's tail"); tests/js/cdn_tail.test.mjs checks the same
+figures."""
 
 from __future__ import annotations
 
@@ -40,18 +41,35 @@ def test_tail_is_smoothed_duration_plus_four_deviations() -> None:
         FetchTimeEstimator(deviations=-1.0)
 
 
-def test_exchange_feeds_finished_cdn_fetches_into_the_view() -> None:
+def _fetch(ex: SegmentExchange, segment: SegmentId, at: float, elapsed_s: float) -> None:
+    ex.apply([FetchFromCdn(segment, 0, "elected")], at)
+    fetches = []
+    while (action := ex.next_action()) is not None:
+        if isinstance(action, FetchCdn):
+            fetches.append(action)
+    [fetch] = fetches
+    ex.cdn_data(fetch.fetch_id, 0, b"x" * 1000, at + elapsed_s / 2)
+    ex.cdn_done(fetch.fetch_id, 1000, elapsed_s, at + elapsed_s)
+
+
+def test_exchange_feeds_each_fetchs_excess_over_the_mean_rate_into_the_view() -> None:
     ex = SegmentExchange()
     segments = [SegmentId(0, n) for n in (1, 2)]
     ex.set_timeline([SegmentEntry(s, 2.0 * s.sequence, 2.0, 0.0) for s in segments])
-    assert ex.scheduler_view(0.0, 0.0).cdn_tail_s is None
-    ex.apply([FetchFromCdn(segments[0], 0, "elected")], 0.0)
-    fetch = ex.next_action()
-    assert isinstance(fetch, FetchCdn)
-    ex.cdn_data(fetch.fetch_id, 0, b"x" * 1000, 0.2)
-    assert ex.scheduler_view(0.2, 0.0).cdn_tail_s is None  # only finished fetches count
-    ex.cdn_done(fetch.fetch_id, 1000, 0.4, 0.4)
-    assert ex.scheduler_view(0.5, 0.0).cdn_tail_s == pytest.approx(1.2)
+    assert ex.scheduler_view(0.0, 0.0).cdn_tail_s is None  # only finished fetches count
+    # the first fetch is the mean rate: no excess
+    _fetch(ex, segments[0], 0.0, 0.4)
+    assert ex.scheduler_view(0.5, 0.0).cdn_tail_s == pytest.approx(0.0)
+    # a second, four times slower: its excess is what it took beyond 1,000 bytes at the new
+    # mean rate
+    _fetch(ex, segments[1], 1.0, 1.6)
+    rate = ex.cdn_rate.estimate_bytes_per_s
+    assert rate is not None and 1000 / 1.6 < rate < 1000 / 0.4
+    expected = FetchTimeEstimator()
+    expected.add_sample(0.0)
+    expected.add_sample(1.6 - 1000 / rate)
+    assert ex.scheduler_view(3.0, 0.0).cdn_tail_s == pytest.approx(expected.tail_s)
+    assert expected.tail_s is not None and expected.tail_s > 0
 
 
 def _view(tail_s: float | None) -> SchedulerView:
@@ -71,9 +89,9 @@ def test_urgent_window_follows_the_tail_and_never_shrinks() -> None:
     # mean rate: 0.1 + 100 kB / 1 MB/s = 0.2 s; window max(1.5, 1.2)
     assert cdn_time_s(100_000, _view(None), cfg) == pytest.approx(0.2)
     assert urgent_window_s(100_000, _view(None), cfg) == pytest.approx(1.5)
-    # a tail below the mean-rate time changes nothing (loopback, short paths)
-    assert urgent_window_s(100_000, _view(0.1), cfg) == pytest.approx(1.5)
+    # a tail below cdn_latency_s changes nothing (loopback, short paths)
+    assert cdn_time_s(100_000, _view(0.05), cfg) == pytest.approx(0.2)
     assert urgent_window_s(100_000, _view(0.4), cfg) == pytest.approx(1.5)
-    # a long tail is the time a CDN fetch is planned to take, plus the margin
-    assert cdn_time_s(100_000, _view(1.25), cfg) == pytest.approx(1.25)
-    assert urgent_window_s(100_000, _view(1.25), cfg) == pytest.approx(2.25)
+    # a long tail stands for the latency: the bytes at the mean rate plus the tail
+    assert cdn_time_s(100_000, _view(1.25), cfg) == pytest.approx(1.35)
+    assert urgent_window_s(100_000, _view(1.25), cfg) == pytest.approx(2.35)

@@ -1,5 +1,5 @@
-// The CDN's tail: the fetch-time estimator, the exchange feeding it from finished CDN fetches into
-// the scheduler's view (cdn_tail_s), and the urgent window that follows it (docs/scheduling.md,
+// The CDN's tail: the fetch-time estimator, the exchange feeding it each finished CDN fetch's excess
+// over its bytes at the mean rate (the view's cdn_tail_s), and the urgent window that follows it (docs/scheduling.md,
 // "The CDN's tail"); the same figures as tests/core/test_cdn_tail.py.
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -26,17 +26,29 @@ test("fetch time: smoothed duration plus four deviations (as the Python FetchTim
   assert.throws(() => new FetchTimeEstimator(0.125, 0.25, -1));
 });
 
-test("the exchange feeds finished CDN fetches into the view", () => {
+function fetchOnce(ex, segment, at, elapsedS) {
+  ex.apply([{ action: "fetch_cdn", segment, offset: 0, reason: "elected" }], at);
+  const fetches = [];
+  for (let a = ex.nextAction(); a !== null && a !== undefined; a = ex.nextAction()) if (a.action === "fetch_cdn") fetches.push(a);
+  assert.equal(fetches.length, 1);
+  ex.cdnData(fetches[0].fetch_id, 0, new Uint8Array(1000), at + elapsedS / 2);
+  ex.cdnDone(fetches[0].fetch_id, 1000, elapsedS, at + elapsedS);
+}
+
+test("the exchange feeds each CDN fetch's excess over the mean rate into the view", () => {
   const ex = new SegmentExchange(exchangeConfig());
   ex.setTimeline([1, 2].map((n) => ({ segment: [0, n], start_s: 2 * n, duration_s: 2, known_since: 0, range_bytes: null })));
-  assert.equal(ex.schedulerView(0, 0).cdn_tail_s, null);
-  ex.apply([{ action: "fetch_cdn", segment: [0, 1], offset: 0, reason: "elected" }], 0);
-  const fetch = ex.nextAction();
-  assert.equal(fetch.action, "fetch_cdn");
-  ex.cdnData(fetch.fetch_id, 0, new Uint8Array(1000), 0.2);
-  assert.equal(ex.schedulerView(0.2, 0).cdn_tail_s, null); // only finished fetches count
-  ex.cdnDone(fetch.fetch_id, 1000, 0.4, 0.4);
-  near(ex.schedulerView(0.5, 0).cdn_tail_s, 1.2);
+  assert.equal(ex.schedulerView(0, 0).cdn_tail_s, null); // only finished fetches count
+  fetchOnce(ex, [0, 1], 0, 0.4); // the first fetch is the mean rate: no excess
+  near(ex.schedulerView(0.5, 0).cdn_tail_s, 0);
+  fetchOnce(ex, [0, 2], 1, 1.6); // four times slower
+  const rate = ex.cdnRate.estimate;
+  assert.ok(1000 / 1.6 < rate && rate < 1000 / 0.4);
+  const expected = new FetchTimeEstimator();
+  expected.addSample(0);
+  expected.addSample(1.6 - 1000 / rate);
+  near(ex.schedulerView(3, 0).cdn_tail_s, expected.tail);
+  assert.ok(expected.tail > 0);
 });
 
 test("the urgent window follows the tail and never shrinks below the mean-rate one", () => {
@@ -54,9 +66,10 @@ test("the urgent window follows the tail and never shrinks below the mean-rate o
     connecting_until: 200, // no neighbour yet: the election waits, so only urgency fetches
   });
   const reasons = (tail) => decide(view(tail), schedulerConfig(), () => 0.5).actions.map((a) => a.reason);
-  // 1.6 s ahead; mean-rate window max(1.5, 0.2 + 1.0) = 1.5: not urgent yet
+  // 1.6 s ahead; mean-rate window max(1.5, 0.1 + 0.1 + 1.0) = 1.5: not urgent yet
   assert.deepEqual(reasons(null), ["connecting"]);
-  assert.deepEqual(reasons(0.4), ["connecting"]);
-  // a 0.7 s tail: window 1.7 s
+  assert.deepEqual(reasons(0.05), ["connecting"]); // below cdn_latency_s: the latency counts
+  assert.deepEqual(reasons(0.4), ["connecting"]); // 0.4 + 0.1 + 1.0 = 1.5
+  // a 0.7 s tail: window 0.7 + 0.1 + 1.0 = 1.8 s
   assert.deepEqual(reasons(0.7), ["urgent"]);
 });
