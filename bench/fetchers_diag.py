@@ -9,9 +9,10 @@ the reason (``assigned``, ``backup``, ``urgent``), whether the viewer is listed 
 segment, how far ahead of the playhead it was, how many of its neighbours really hold or fetch
 it and how many it sees doing so (announcements take half a round trip), the hops to the
 nearest viewer that holds or fetches it, the bytes it still missed (``held_back``: exactly the
-one frame a relay withholds until its own copy verifies) and the time since the segment's first
-CDN fetch. The summary counts them by reason for the whole run and for the segments the metric
-uses (those the whole swarm played), as ``cdn_fetches_per_segment_steady`` does.
+one frame a relay withholds until its own copy verifies), the time since the segment's first
+CDN fetch and, for a resume, the relay chain its missing bytes were to come through. The
+summary counts them by reason for the whole run and for the segments the metric uses (those the
+whole swarm played), as ``cdn_fetches_per_segment_steady`` does.
 
     .venv/bin/python -m bench.fetchers_diag --peers 100000 --out /tmp/diag.json
 
@@ -61,6 +62,32 @@ def _hops_to_copy(viewer: Any, sid: SegmentId, limit: int = 12) -> int | None:
             return None
         frontier = nxt
     return None
+
+
+def relay_chain(sim: Simulation, viewer: Any, sid: SegmentId, limit: int = 64) -> list[Any]:
+    """Where ``viewer``'s bytes of ``sid`` come from now, hop by hop: one ``[peer, source,
+    bytes reached, started at]`` per transfer, then how it ends: ``"cdn"``, ``"have"`` (the
+    source holds a verified copy), ``"none"`` (it has no transfer of it) or ``"loop"``."""
+    out: list[Any] = []
+    seen = set()
+    v = viewer
+    while len(out) < limit:
+        flow = v.transfers.get(sid)
+        if flow is None:
+            out.append("have" if sid in v.have else "none")
+            return out
+        if flow.src is None:
+            out.append("cdn")
+            return out
+        out.append(
+            [v.peer_id, flow.src.peer_id, int(flow.reached), round(flow.requested_at - sim.t0, 2)]
+        )
+        seen.add(v.peer_id)
+        v = flow.src
+        if v.peer_id in seen:
+            out.append("loop")
+            return out
+    return out
 
 
 class FetchProbe:
@@ -120,6 +147,9 @@ class FetchProbe:
                 "missing_bytes": size - action.offset,
                 "held_back": size - action.offset == RELAY_HOLDBACK_BYTES,
                 "since_first_cdn_fetch_s": round(view.now - first, 2),
+                # Where the bytes it missed were to come from (its transfer is still there: the
+                # decision's cancel is carried out after this).
+                "relay_chain": relay_chain(sim, viewer, sid) if action.offset else None,
             }
         )
 
