@@ -314,7 +314,7 @@ export class P2PEngine {
     if (playhead === null) return;
     const keep = (key) => this.exchange.transfers.has(key) || this.waiters.has(key);
     for (const key of this.playlists.forget(playhead - FORGET_BEHIND_S, keep)) this.timing.delete(key);
-    this.exchange.forgetBefore(playhead);
+    this.exchange.forgetBefore(playhead, nowS());
     this._drain();
   }
 

@@ -17,6 +17,7 @@ export const Offence = Object.freeze({
   PROTOCOL_ERROR: "protocol_error",
   UNKNOWN_REQUEST: "unknown_request",
   HASH_FAILURE: "hash_failure",
+  BROKEN_PROMISE: "broken_promise",
 });
 
 export const Outcome = Object.freeze({ NONE: "none", REFUSE: "refuse", BAN: "ban" });
@@ -36,6 +37,7 @@ export function reputationRules(cfg) {
       [Offence.PROTOCOL_ERROR]: cfg.points_protocol_error,
       [Offence.UNKNOWN_REQUEST]: cfg.points_unknown_request,
       [Offence.HASH_FAILURE]: cfg.points_hash_failure,
+      [Offence.BROKEN_PROMISE]: cfg.points_broken_promise,
     },
     decayPointsPerS: cfg.decay_points_per_s,
     refusePoints: cfg.refuse_points,

@@ -166,6 +166,10 @@ export interface ExchangeOptions {
   points_unknown_request?: number;
   /** Penalty points of a hash failure the peer contributed to. Default 3. */
   points_hash_failure?: number;
+  /** Penalty points of a broken promise: a cut-through download we gave up whose peer never announced the segment HAVE before the segment left what the exchange retains. Default 1. */
+  points_broken_promise?: number;
+  /** Open cut-through promises kept per peer id (the oldest dropped uncharged beyond). Default 64. */
+  max_promises_per_peer?: number;
   /** Points lost per second. Default 0.02. */
   decay_points_per_s?: number;
   /** Points at which a peer is disconnected and refused. Default 4. */

@@ -23,6 +23,7 @@ import { Held, Penalties, Verdict } from "./exchange_state.js";
 import { Offence, Outcome, Reputation, peerSubject, reputationRules } from "./exchange_reputation.js";
 import { buildView, helloState, sizeEstimate } from "./exchange_view.js";
 import { StallWatch } from "./exchange_stalls.js";
+import { PromiseBook } from "./exchange_promises.js";
 
 export { Verdict };
 
@@ -64,6 +65,8 @@ export const DEFAULT_EXCHANGE_CONFIG = Object.freeze({
   points_protocol_error: 4.0, // a session we closed PROTOCOL_ERROR or LIMIT_EXCEEDED
   points_unknown_request: 4.0, // a session we closed STATE_VIOLATION (data for an unknown id, ...)
   points_hash_failure: 3.0, // a hash failure the peer contributed to
+  points_broken_promise: 1.0, // a cut-through download we gave up whose peer never announced the segment HAVE before it left what we retain
+  max_promises_per_peer: 64, // open promises kept per peer id (the oldest dropped uncharged beyond)
   decay_points_per_s: 0.02, // points lost per second (never below 0)
   refuse_points: 4.0, // disconnect and refuse for refuse_s, doubled at each further refusal
   refuse_s: 30.0,
@@ -119,12 +122,13 @@ export function exchangeConfig(overrides = {}) {
   if (!(c.relay_holdback_bytes >= 1)) throw new Error("relay_holdback_bytes must be >= 1");
   if (!(c.max_hash_retries >= 0)) throw new Error("max_hash_retries must be >= 0");
   if (!(c.store_max_bytes > 0)) throw new Error("store_max_bytes must be positive");
+  if (!(c.max_promises_per_peer >= 1)) throw new Error("max_promises_per_peer must be >= 1");
   if (!(c.max_uploads_per_peer >= 1 && c.max_serves_per_segment >= 1)) {
     throw new Error("max_uploads_per_peer and max_serves_per_segment must be >= 1");
   }
   if (!(c.peer_window_s > 0 && c.peer_window_copies > 0)) throw new Error("peer_window_s and peer_window_copies must be positive");
   if (!(c.cap_backlog_s >= 0)) throw new Error("cap_backlog_s must be >= 0");
-  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_abandoned, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.decay_points_per_s];
+  const points = [c.points_absent_after_have, c.points_request_after_have, c.points_absent_after_fetching, c.points_stall, c.points_abandoned, c.points_protocol_error, c.points_unknown_request, c.points_hash_failure, c.points_broken_promise, c.decay_points_per_s];
   if (!points.every((p) => p >= 0)) throw new Error("penalty points and decay_points_per_s must be >= 0");
   if (!(c.stall_s > 0) || !(c.stall_offence_s > 0)) throw new Error("stall_s and stall_offence_s must be positive");
   if (!(c.stall_rtts >= 0)) throw new Error("stall_rtts must be >= 0");
@@ -170,6 +174,9 @@ export class SegmentExchange {
     this.peerRates = new Map(); // peer id -> ThroughputEstimator
     this.peerRtts = new Map(); // peer id -> RttEstimator (REQUEST -> RESPONSE delays)
     this.stalls = new StallWatch(); // peers suspected of stalling, judged once their links stay dead
+    // cut-through downloads we gave up, until the peer announces the segment HAVE or the segment
+    // leaves what we retain (a broken promise: docs/exchange.md §8b)
+    this.promises = new PromiseBook(this.config.max_promises_per_peer, MAX_PEER_KEYS);
     this.cdnRate = new ThroughputEstimator();
     this.cdnFetchTime = new FetchTimeEstimator(); // a CDN fetch's excess over its bytes at the mean rate (cdn_tail_s)
     this._nextFetchId = 1;
@@ -246,7 +253,7 @@ export class SegmentExchange {
   /** Drop partial segments (and their avoid lists) wholly behind the playhead or gone from the
    * timeline and not being downloaded; relays of them are aborted. Then every record of a
    * segment no longer retained (docs/exchange.md §3, "Bounds") goes. */
-  forgetBefore(playheadS) {
+  forgetBefore(playheadS, now) {
     for (const key of [...this.held.keys()]) {
       const entry = this._timeline.get(key);
       const gone = entry === undefined || entry.start_s + entry.duration_s < playheadS;
@@ -256,7 +263,8 @@ export class SegmentExchange {
       }
     }
     this.server.forgetSegments((key) => this._timeline.has(key));
-    this._prune(playheadS);
+    const retained = this._prune(playheadS);
+    if (retained !== null) this._judgePromises(retained, now);
   }
 
   /** Whether a segment's records are kept at `playheadS` (docs/exchange.md §3, "Bounds"); null:
@@ -286,7 +294,7 @@ export class SegmentExchange {
    * announced LOST). */
   _prune(playheadS) {
     const retained = this._retained(playheadS);
-    if (retained === null) return;
+    if (retained === null) return null;
     const lost = [];
     for (const key of this.store.keys()) {
       if (retained(key) || this.store.isPinned(key)) continue;
@@ -305,6 +313,7 @@ export class SegmentExchange {
     for (const nb of this.neighbours.values()) {
       for (const set of [nb.have, nb.fetching]) for (const key of [...set]) if (!retained(key)) set.delete(key);
     }
+    return retained;
   }
 
   /** The scheduler's size guess for a segment (docs/exchange.md §3). */
@@ -410,6 +419,7 @@ export class SegmentExchange {
     if (t.link !== null && t.request_id !== null) {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
       this._rateSample(t, now);
+      this._promise(t);
       const quietSince = t.last_data_at || t.started_at;
       if (now - quietSince >= this._stallS(t.peer_id)) {
         // it stopped sending what it held: a stall suspect
@@ -418,6 +428,23 @@ export class SegmentExchange {
         // leave their downstream waiting on our upstream's silence
         if (t.responded || this._owed(t)) this.server.abortRelays(key);
       }
+    }
+  }
+
+  // A download t we gave up (cancelled, timed out): if it was cut-through (the peer had not
+  // announced the segment HAVE when we asked) and the peer has not announced it HAVE since, the
+  // peer owes that HAVE before the segment leaves what we retain (docs/exchange.md §8b, "Broken
+  // promises").
+  _promise(t) {
+    if (t.announced || t.peer_id === null || t.link === null) return;
+    const nb = this.neighbours.get(t.peer_id);
+    if (nb !== undefined && nb.have.has(t.key)) return;
+    this.promises.promised(t.peer_id, t.key, this.linkKeys.get(t.link) ?? []);
+  }
+
+  _judgePromises(retained, now) {
+    for (const [peerId, , keys] of this.promises.broken(retained)) {
+      if (!this.penalties.isBanned(peerId)) this.offence(peerId, null, Offence.BROKEN_PROMISE, now, keys);
     }
   }
 
@@ -654,6 +681,7 @@ export class SegmentExchange {
 
   _ban(peerId, reason, keys = []) {
     this.penalties.banned.add(peerId);
+    this.promises.forget(peerId);
     this.reputation.ban([...this.subjects(peerId), ...keys]);
     this._disconnect(peerId, null, reason);
     // Its bytes are never checked again: every segment a banned peer id or a peer id of a banned
@@ -774,6 +802,7 @@ export class SegmentExchange {
       this._actions.push(act("close_link", { link, code: CloseCode.BANNED, reason: "banned" }));
       return;
     }
+    this.promises.kept(peerId, e.have.map((s) => segmentKey(arr(s))));
     const keys = this.linkKeys.get(link);
     if (keys !== undefined && keys.length) {
       this.peerKeys.delete(peerId);
@@ -798,6 +827,7 @@ export class SegmentExchange {
   }
 
   _onAvailability(peerId, e) {
+    if (e.type === "PeerHave") this.promises.kept(peerId, e.segments.map((s) => segmentKey(arr(s))));
     const nb = this.neighbours.get(peerId);
     if (nb === undefined) return;
     if (e.type === "PeerFetching") {
@@ -876,6 +906,7 @@ export class SegmentExchange {
         else if (fetching) this.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now);
       } else if (e.reason === "timeout") {
         this._rateSample(t, now);
+        this._promise(t);
         if (this._owed(t)) this._suspectStall(t, t.last_data_at || t.started_at, now);
       }
     }

@@ -509,7 +509,7 @@ class Agent:
                 playhead_s = self.player.playhead_s
                 self.timeline.forget_before(playhead_s - 60.0)
                 self.push_timeline()
-                self.exchange.forget_before(playhead_s)
+                self.exchange.forget_before(playhead_s, self.now())
                 self.flush()
                 if self.swarm is not None:
                     self.swarm.set_position(playhead_s)

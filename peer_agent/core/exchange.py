@@ -34,6 +34,7 @@ from .exchange_actions import (
     SegmentEntry,
     Verify,
 )
+from .exchange_promises import PromiseBook
 from .exchange_reputation import (
     CLOSE_OFFENCES,
     Offence,
@@ -111,6 +112,9 @@ class SegmentExchange:
         self.peer_rtts: dict[str, RttEstimator] = {}
         #: Peers suspected of stalling, judged once their links stay dead (exchange_stalls).
         self.stalls = StallWatch()
+        #: Cut-through downloads we gave up, until the peer announces the segment HAVE or the
+        #: segment leaves what we retain (a broken promise: docs/exchange.md 8b).
+        self.promises = PromiseBook(cfg.max_promises_per_peer, MAX_PEER_KEYS)
         #: Why each banned peer id was banned (``"penalty points: stall (addr:10.0.0.1 6.0)"``,
         #: ``"integrity failure"``, ...) and the newest offences with their outcome: what a
         #: load test reports, never decided on.
@@ -237,10 +241,11 @@ class SegmentExchange:
         """Whether a manifest is in use (else only sizes are checked: docs/exchange.md)."""
         self.sha256 = enabled
 
-    def forget_before(self, playhead_s: float) -> None:
+    def forget_before(self, playhead_s: float, now: float) -> None:
         """Drop partial segments (and their avoid lists) wholly behind the playhead or gone
         from the timeline and not being downloaded; relays of them are aborted. Then every
-        record of a segment no longer retained (docs/exchange.md, "Bounds") goes."""
+        record of a segment no longer retained (docs/exchange.md, "Bounds") goes, and the
+        cut-through promises of those segments still open are broken (an offence at ``now``)."""
         for segment in list(self.held):
             entry = self._timeline.get(segment)
             gone = entry is None or entry.start_s + entry.duration_s < playhead_s
@@ -248,7 +253,9 @@ class SegmentExchange:
                 self._drop_held(segment)
                 self.avoid.pop(segment, None)
         self.server.forget_segments(lambda s: s in self._timeline)
-        self._prune(playhead_s)
+        retained = self._prune(playhead_s)
+        if retained is not None:
+            self._judge_promises(retained, now)
 
     def _retained(self, playhead_s: float) -> Callable[[SegmentId], bool] | None:
         """docs/exchange.md, "Bounds": whether a segment's records are kept at ``playhead_s``
@@ -271,12 +278,12 @@ class SegmentExchange:
 
         return retained
 
-    def _prune(self, playhead_s: float) -> None:
+    def _prune(self, playhead_s: float) -> Callable[[SegmentId], bool] | None:
         """Drop every record of the segments no longer retained (the store's unpinned copies
-        announced LOST)."""
+        announced LOST); the retention rule (None: no timeline, nothing pruned)."""
         retained = self._retained(playhead_s)
         if retained is None:
-            return
+            return None
         lost = []
         for segment in list(self.store):
             if not retained(segment) and not self.store.is_pinned(segment):
@@ -296,6 +303,7 @@ class SegmentExchange:
         for nb in self.neighbours.values():
             nb.have.difference_update([s for s in nb.have if not retained(s)])
             nb.fetching.difference_update([s for s in nb.fetching if not retained(s)])
+        return retained
 
     def size_estimate(self, segment: SegmentId) -> int:
         """The scheduler's size guess (:func:`.exchange_view.size_estimate`)."""
@@ -400,6 +408,7 @@ class SegmentExchange:
         if transfer.link is not None and transfer.request_id is not None:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
             self._rate_sample(transfer, now)
+            self._promise(transfer)
             quiet_since = transfer.last_data_at or transfer.started_at
             if now - quiet_since >= self._stall_s(transfer.peer_id):
                 if self._owed(transfer):
@@ -408,6 +417,24 @@ class SegmentExchange:
                     # Our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence)
                     # rather than leave their downstream waiting on our upstream's silence.
                     self.server.abort_relays(segment)
+
+    def _promise(self, transfer: Transfer) -> None:
+        """A download we gave up (cancelled, timed out): if it was cut-through (the peer had
+        not announced the segment HAVE when we asked) and the peer has not announced it HAVE
+        since, the peer owes that HAVE before the segment leaves what we retain
+        (docs/exchange.md 8b, "Broken promises")."""
+        peer_id, link = transfer.peer_id, transfer.link
+        if transfer.announced or peer_id is None or link is None:
+            return
+        nb = self.neighbours.get(peer_id)
+        if nb is not None and transfer.segment in nb.have:
+            return
+        self.promises.promised(peer_id, transfer.segment, self.link_keys.get(link, ()))
+
+    def _judge_promises(self, retained: Callable[[SegmentId], bool], now: float) -> None:
+        for peer_id, _segment, keys in self.promises.broken(retained):
+            if not self.penalties.is_banned(peer_id):
+                self.offence(peer_id, None, Offence.BROKEN_PROMISE, now, keys=keys)
 
     def _stall_s(self, peer_id: str) -> float:
         """Silence after which a cancelled download counts as a stall: ``stall_s`` plus
@@ -636,6 +663,7 @@ class SegmentExchange:
         if peer_id not in self.ban_reasons and len(self.ban_reasons) < MAX_BAN_REASONS:
             self.ban_reasons[peer_id] = reason
         self.penalties.banned.add(peer_id)
+        self.promises.forget(peer_id)
         self.reputation.ban((*self.subjects(peer_id), *keys))
         self._disconnect(peer_id, None, reason)
         # Its bytes are never checked again: every segment a banned peer id or a peer id of a
@@ -719,6 +747,7 @@ class SegmentExchange:
         if self.refused(peer_id, link, now):
             self._actions.append(CloseLink(link, CloseCode.BANNED, "banned"))
             return
+        self.promises.kept(peer_id, event.have)
         keys = self.link_keys.get(link)
         if keys:
             self.peer_keys.pop(peer_id, None)
@@ -739,6 +768,8 @@ class SegmentExchange:
     def _on_availability(
         self, peer_id: str, event: ev.PeerHave | ev.PeerLost | ev.PeerFetching
     ) -> None:
+        if isinstance(event, ev.PeerHave):
+            self.promises.kept(peer_id, event.segments)
         nb = self.neighbours.get(peer_id)
         if nb is None:
             return
@@ -813,6 +844,7 @@ class SegmentExchange:
                     self.offence(pid, link, Offence.ABSENT_AFTER_FETCHING, now)
             elif event.reason == "timeout":
                 self._rate_sample(transfer, now)
+                self._promise(transfer)
                 if self._owed(transfer):
                     quiet_since = transfer.last_data_at or transfer.started_at
                     self._suspect_stall(transfer, quiet_since, now)

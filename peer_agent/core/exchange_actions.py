@@ -115,6 +115,13 @@ class ExchangeConfig:
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
     points_hash_failure: float = 3.0
+    #: ... of a broken promise: a cut-through download we gave up (cancelled, timed out) whose
+    #: peer then never announced the segment HAVE before it left what we retain (section 3,
+    #: "Bounds"). An honest relay's promise ends in HAVE, or in its ABORT (UPSTREAM_FAILED),
+    #: which opens none: four within the decay refuse, six ban (docs/exchange.md 8b).
+    points_broken_promise: float = 1.0
+    #: Open promises kept per peer id (the oldest dropped uncharged beyond).
+    max_promises_per_peer: int = 64
     #: Points fall by this much per second (never below 0).
     decay_points_per_s: float = 0.02
     #: At this many points the peer is disconnected and refused for ``refuse_s``, doubled at
@@ -138,6 +145,8 @@ class ExchangeConfig:
             raise ValueError("relay_holdback_bytes must be >= 1")
         if self.max_hash_retries < 0:
             raise ValueError("max_hash_retries must be >= 0")
+        if self.max_promises_per_peer < 1:
+            raise ValueError("max_promises_per_peer must be >= 1")
         if self.max_uploads_per_peer < 1 or self.max_serves_per_segment < 1:
             raise ValueError("max_uploads_per_peer and max_serves_per_segment must be >= 1")
         if self.peer_window_s <= 0 or self.peer_window_copies <= 0:
@@ -151,6 +160,7 @@ class ExchangeConfig:
             self.points_protocol_error,
             self.points_unknown_request,
             self.points_hash_failure,
+            self.points_broken_promise,
             self.decay_points_per_s,
         )
         if min(points) < 0:

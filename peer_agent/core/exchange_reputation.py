@@ -30,6 +30,7 @@ class Offence(enum.Enum):
     PROTOCOL_ERROR = "protocol_error"
     UNKNOWN_REQUEST = "unknown_request"
     HASH_FAILURE = "hash_failure"
+    BROKEN_PROMISE = "broken_promise"
 
 
 class Outcome(enum.Enum):
@@ -198,6 +199,7 @@ def reputation_rules(cfg: ExchangeConfig) -> ReputationRules:
             Offence.PROTOCOL_ERROR: cfg.points_protocol_error,
             Offence.UNKNOWN_REQUEST: cfg.points_unknown_request,
             Offence.HASH_FAILURE: cfg.points_hash_failure,
+            Offence.BROKEN_PROMISE: cfg.points_broken_promise,
         },
         decay_points_per_s=cfg.decay_points_per_s,
         refuse_points=cfg.refuse_points,

@@ -193,7 +193,7 @@ def apply_step(ex: SegmentExchange, step: dict[str, Any], blobs: dict[str, bytes
     elif kind == "timer":
         ex.handle_timer(now)
     elif kind == "forget":
-        ex.forget_before(step["playhead_s"])
+        ex.forget_before(step["playhead_s"], now)
     elif kind == "identity":
         ex.set_link_keys(step["link"], step["keys"])
     elif kind == "view":

@@ -66,7 +66,7 @@ def test_an_hour_of_live_keeps_records_to_the_window_and_margin() -> None:
         )
         _fetch_and_verify(ex, segment, now)
         playhead_s = max(0.0, now - 3 * SEG_S)
-        ex.forget_before(playhead_s)
+        ex.forget_before(playhead_s, now)
         lost += [s for a in _drain(ex) if isinstance(a, AnnounceLost) for s in a.segments]
         assert len(ex.store) <= bound
         assert len(ex.sizes) <= 2 * bound
@@ -89,10 +89,10 @@ def test_a_pinned_segment_stays_until_its_upload_ends() -> None:
     _drain(ex)
     ex.on_peer_event("L1", "bob", ev.SegmentRequested(request_id=1, segment=old, offset=0), 0.1)
     assert ex.store.is_pinned(old)
-    ex.forget_before(100.0)  # everything is behind: only the pinned copy survives
+    ex.forget_before(100.0, 1.0)  # everything is behind: only the pinned copy survives
     assert old in ex.store and not any(isinstance(a, AnnounceLost) for a in _drain(ex))
     ex.on_peer_event("L1", "bob", ev.RequestCancelled(request_id=1), 0.2)
-    ex.forget_before(100.0)
+    ex.forget_before(100.0, 1.0)
     assert old not in ex.store
     assert [a for a in _drain(ex) if isinstance(a, AnnounceLost)] == [AnnounceLost((old,))]
 
@@ -100,5 +100,5 @@ def test_a_pinned_segment_stays_until_its_upload_ends() -> None:
 def test_no_timeline_prunes_nothing() -> None:
     ex = SegmentExchange()
     ex.on_peer_event("L1", "c", _hello((SegmentId(0, 1),)), 0.0)
-    ex.forget_before(1e6)
+    ex.forget_before(1e6, 0.0)
     assert ex.neighbours["c"].have == {SegmentId(0, 1)}

@@ -43,7 +43,7 @@ test("an hour of live keeps the store and every per-segment record to the window
     ex.onPeerEvent("L1", "alice", { type: "PeerHave", segments: [wseg([0, last]), wseg([1, last])] }, now);
     ex.onPeerEvent("L1", "alice", { type: "PeerFetching", entries: [{ segment: wseg([1, last + 1]), expected_bytes: 900 }] }, now);
     fetchAndVerify(ex, [0, last], now);
-    ex.forgetBefore(Math.max(0, now - 3 * SEG_S));
+    ex.forgetBefore(Math.max(0, now - 3 * SEG_S), now);
     for (const a of drain(ex)) if (a.action === "announce_lost") lost += a.segments.length;
     assert.ok(ex.store.size <= bound, `store ${ex.store.size}`);
     assert.ok(ex.sizes.size <= 2 * bound, `sizes ${ex.sizes.size}`);
@@ -65,11 +65,11 @@ test("a pinned segment stays until its upload ends", () => {
   drain(ex);
   ex.onPeerEvent("L1", "bob", { type: "SegmentRequested", request_id: 1, segment: wseg([0, 0]), offset: 0 }, 0.1);
   assert.ok(ex.store.isPinned("0/0"));
-  ex.forgetBefore(100);
+  ex.forgetBefore(100, 1);
   assert.ok(ex.store.has("0/0"));
   assert.ok(!drain(ex).some((a) => a.action === "announce_lost"));
   ex.onPeerEvent("L1", "bob", { type: "RequestCancelled", request_id: 1 }, 0.2);
-  ex.forgetBefore(100);
+  ex.forgetBefore(100, 1);
   assert.ok(!ex.store.has("0/0"));
   assert.deepEqual(
     drain(ex).filter((a) => a.action === "announce_lost").map((a) => a.segments),

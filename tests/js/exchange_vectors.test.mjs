@@ -183,7 +183,7 @@ function applyStep(ex, step, blobs) {
       ex.handleTimer(now);
       return;
     case "forget":
-      ex.forgetBefore(step.playhead_s);
+      ex.forgetBefore(step.playhead_s, now);
       return;
     case "identity":
       ex.setLinkKeys(step.link, step.keys);
