@@ -419,9 +419,9 @@ export class SegmentExchange {
     if (t.link !== null && t.request_id !== null) {
       this._actions.push(act("cancel_request", { link: t.link, request_id: t.request_id }));
       this._rateSample(t, now);
-      this._promise(t);
       const quietSince = t.last_data_at || t.started_at;
       if (now - quietSince >= this._stallS(t.peer_id)) {
+        this._promise(t);
         // it stopped sending what it held: a stall suspect
         if (this._owed(t)) this._suspectStall(t, quietSince, now);
         // our relays of it starve too: ABORT them (UPSTREAM_FAILED, no offence) rather than
@@ -431,7 +431,8 @@ export class SegmentExchange {
     }
   }
 
-  // A download t we gave up (cancelled, timed out): if it was cut-through (the peer had not
+  // A download t we gave up silent (cancelled after stall_s and its round trips without a byte,
+  // or timed out): if it was cut-through (the peer had not
   // announced the segment HAVE when we asked) and the peer has not announced it HAVE since, the
   // peer owes that HAVE before the segment leaves what we retain (docs/exchange.md §8b, "Broken
   // promises").

@@ -408,9 +408,9 @@ class SegmentExchange:
         if transfer.link is not None and transfer.request_id is not None:
             self._actions.append(CancelRequest(transfer.link, transfer.request_id))
             self._rate_sample(transfer, now)
-            self._promise(transfer)
             quiet_since = transfer.last_data_at or transfer.started_at
             if now - quiet_since >= self._stall_s(transfer.peer_id):
+                self._promise(transfer)
                 if self._owed(transfer):
                     self._suspect_stall(transfer, quiet_since, now)
                 if transfer.responded or self._owed(transfer):
@@ -419,10 +419,11 @@ class SegmentExchange:
                     self.server.abort_relays(segment)
 
     def _promise(self, transfer: Transfer) -> None:
-        """A download we gave up (cancelled, timed out): if it was cut-through (the peer had
-        not announced the segment HAVE when we asked) and the peer has not announced it HAVE
-        since, the peer owes that HAVE before the segment leaves what we retain
-        (docs/exchange.md 8b, "Broken promises")."""
+        """A download we gave up silent (cancelled after ``stall_s`` and its round trips
+        without a byte, or timed out): if it was cut-through (the peer had not announced the
+        segment HAVE when we asked) and the peer has not announced it HAVE since, the peer
+        owes that HAVE before the segment leaves what we retain (docs/exchange.md 8b, "Broken
+        promises")."""
         peer_id, link = transfer.peer_id, transfer.link
         if transfer.announced or peer_id is None or link is None:
             return

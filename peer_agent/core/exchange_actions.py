@@ -115,7 +115,7 @@ class ExchangeConfig:
     points_protocol_error: float = 4.0
     points_unknown_request: float = 4.0
     points_hash_failure: float = 3.0
-    #: ... of a broken promise: a cut-through download we gave up (cancelled, timed out) whose
+    #: ... of a broken promise: a cut-through download we gave up silent (section 8b) whose
     #: peer then never announced the segment HAVE before it left what we retain (section 3,
     #: "Bounds"). An honest relay's promise ends in HAVE, or in its ABORT (UPSTREAM_FAILED),
     #: which opens none: four within the decay refuse, six ban (docs/exchange.md 8b).

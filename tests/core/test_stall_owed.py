@@ -222,3 +222,20 @@ def test_open_promises_are_bounded_per_peer() -> None:
     assert len(ex.promises) == 4
     ex.forget_before(1e6, 10.0)
     assert len(ex.promises) == 0 and ex.reputation.offences[Offence.BROKEN_PROMISE] == 4
+
+
+def test_a_relay_cancelled_while_its_bytes_still_came_promised_nothing() -> None:
+    """Too slow, not silent: a cut-through download cancelled 0.5 s after its last byte (short
+    of stall_s) opens no promise, even if the relay never announces the segment HAVE."""
+    ex = exchange()
+    join(ex, "L1", "slow", (), 0.0)
+    segment = SegmentId(0, 0)
+    ex.on_peer_event("L1", "slow", ev.PeerFetching((FetchingEntry(segment, 100_000),)), 0.0)
+    ex.apply([FetchFromPeer(segment, "slow", 0, "cut_through")], 0.0)
+    ex.request_sent("L1", segment, 1)
+    ex.on_peer_event("L1", "slow", ev.ResponseStarted(1, segment, 100_000), 0.2)
+    ex.on_peer_event("L1", "slow", ev.DataReceived(1, segment, 0, bytes(1000)), 1.5)
+    ex.apply([CancelTransfer(segment, "slow", "too_slow")], 2.0)
+    assert len(ex.promises) == 0
+    ex.forget_before(1e6, 60.0)
+    assert ex.reputation.offences == {}
