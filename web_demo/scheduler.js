@@ -74,10 +74,19 @@ export function electionRank(selfId, candidates, segment) {
 
 // -- the rules ----------------------------------------------------------------------------
 
-// Time the CDN needs to deliver `bytes`: the bytes at its mean rate, plus its latency or, when
-// larger, the tail of this viewer's recent CDN fetches' excess over their bytes at the mean rate
-// (view.cdn_tail_s, when measured).
+// Time the CDN needs to deliver `bytes` before the deadline margin: its latency and the bytes at
+// its mean rate, plus whatever of the tail of this viewer's recent CDN fetches' excess over their
+// bytes at the mean rate (view.cdn_tail_s, when measured) the margin does not cover already.
 function cdnTime(bytes, view, cfg) {
+  const rate = view.cdn_throughput_bytes_per_s || cfg.assumed_cdn_bytes_per_s;
+  const tail = view.cdn_tail_s;
+  const beyond = tail == null ? 0 : Math.max(0, tail - cfg.deadline_margin_s);
+  return cfg.cdn_latency_s + beyond + bytes / rate;
+}
+
+// How long a CDN fetch of `bytes` usually takes on this path: the bytes at the mean rate plus the
+// latency or, when larger, the tail of the excess (rule 1's too-slow test).
+function cdnPlanned(bytes, view, cfg) {
   const rate = view.cdn_throughput_bytes_per_s || cfg.assumed_cdn_bytes_per_s;
   const tail = view.cdn_tail_s;
   const extra = tail == null || tail < cfg.cdn_latency_s ? cfg.cdn_latency_s : tail;
@@ -241,14 +250,14 @@ function checkCdnTransfer(slot, transfer, view, load, cfg, actions, cdnChecks) {
   let tooSlow = false;
   if (view.cdn_tail_s != null) {
     // Too slow: still delivering, but at its own rate so far it would finish past the deadline
-    // and take longer than a fetch of its bytes is planned to (cdnTime, tail included); judged
+    // and take longer than a fetch of its bytes usually does (cdnPlanned, tail included); judged
     // once it has run for the timeout.
     const judgedAt = Math.max(urgentAt, transfer.started_at + timeout);
     const elapsed = view.now - transfer.started_at;
     if (view.now < judgedAt) cdnChecks.push(judgedAt);
     else if (transfer.received_bytes > 0) {
       const projected = view.now + (remaining * elapsed) / transfer.received_bytes;
-      const planned = cdnTime(total - transfer.offset, view, cfg);
+      const planned = cdnPlanned(total - transfer.offset, view, cfg);
       tooSlow = projected > slot.deadline && projected - transfer.started_at > planned;
     }
   }

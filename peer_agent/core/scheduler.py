@@ -20,8 +20,8 @@ Per segment, in playback order within the prefetch window:
    make the deadline; the cancelled segment is then planned again from the byte it reached (a
    Range resume);
 3. urgent (the deadline is closer than a CDN fetch of the rest plus the margin; a CDN fetch is
-   planned at the mean CDN rate plus its latency or, when larger, the tail of recent fetches'
-   excess over that): CDN;
+   planned at the mean CDN rate plus its latency, and plus whatever of the tail of recent
+   fetches' excess over that the margin does not cover): CDN;
 4. a usable neighbour has it: fetch from a neighbour picked at random weighted by its measured
    throughput (untried peers count at ``untried_peer_bytes_per_s``, but no faster than the
    measured CDN rate), if it is projected to finish in time;
@@ -116,7 +116,8 @@ class SchedulerView:
     cdn_throughput_bytes_per_s: float | None = None
     #: How much longer than its bytes at the mean CDN rate a CDN fetch may take on this path:
     #: the tail of this viewer's own recent CDN fetches' excess (``FetchTimeEstimator``);
-    #: ``None``: not measured. It stands for ``cdn_latency_s`` when larger.
+    #: ``None``: not measured. What of it ``deadline_margin_s`` does not cover lengthens a
+    #: planned CDN fetch; rule 1's too-slow test compares with it.
     cdn_tail_s: float | None = None
     #: Playback rate; deadlines are media distance divided by it.
     rate: float = 1.0
@@ -207,9 +208,19 @@ class Decision:
 
 
 def cdn_time_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
-    """Time the CDN needs to deliver ``num_bytes``: the bytes at its mean rate, plus its
-    latency or, when larger, the tail of this viewer's recent CDN fetches' excess over their
-    bytes at the mean rate (``cdn_tail_s``, when measured)."""
+    """Time the CDN needs to deliver ``num_bytes`` before the deadline margin: its latency and
+    the bytes at its mean rate, plus whatever of the tail of this viewer's recent CDN fetches'
+    excess over their bytes at the mean rate (``cdn_tail_s``, when measured) the margin
+    (``deadline_margin_s``) does not cover already."""
+    bps = view.cdn_throughput_bytes_per_s or config.assumed_cdn_bytes_per_s
+    tail_s = view.cdn_tail_s
+    beyond_s = 0.0 if tail_s is None else max(0.0, tail_s - config.deadline_margin_s)
+    return config.cdn_latency_s + beyond_s + num_bytes / bps
+
+
+def cdn_planned_s(num_bytes: int, view: SchedulerView, config: SchedulerConfig) -> float:
+    """How long a CDN fetch of ``num_bytes`` usually takes on this path: the bytes at the mean
+    rate plus the latency or, when larger, the tail of the excess (rule 1's too-slow test)."""
     bps = view.cdn_throughput_bytes_per_s or config.assumed_cdn_bytes_per_s
     tail_s = view.cdn_tail_s
     extra_s = config.cdn_latency_s if tail_s is None or tail_s < config.cdn_latency_s else tail_s
@@ -461,7 +472,7 @@ def _check_cdn_transfer(
     too_slow = False
     if view.cdn_tail_s is not None:
         # Too slow: still delivering, but at its own rate so far it would finish past the
-        # deadline and take longer than a fetch of its bytes is planned to (``cdn_time_s``,
+        # deadline and take longer than a fetch of its bytes usually does (``cdn_planned_s``,
         # tail included: TCP recovering losses one retransmission timeout after another, never
         # silent for the timeout); judged once it has run for the timeout (a new connection's
         # slow start is no evidence).
@@ -471,7 +482,7 @@ def _check_cdn_transfer(
             cdn_checks.append(judged_at)
         elif transfer.received_bytes > 0:
             projected = now + remaining * elapsed / transfer.received_bytes
-            planned_s = cdn_time_s(total - transfer.offset, view, config)
+            planned_s = cdn_planned_s(total - transfer.offset, view, config)
             too_slow = projected > slot.deadline and projected - transfer.started_at > planned_s
     if now < due and not too_slow:
         cdn_checks.append(due)  # in wake_at only: bytes that keep coming move it later

@@ -17,6 +17,7 @@ from peer_agent.core.scheduler import (
     FetchFromCdn,
     SchedulerView,
     SegmentView,
+    cdn_planned_s,
     cdn_time_s,
     urgent_window_s,
 )
@@ -84,14 +85,18 @@ def _view(tail_s: float | None) -> SchedulerView:
     )
 
 
-def test_urgent_window_follows_the_tail_and_never_shrinks() -> None:
+def test_urgent_window_grows_by_the_tail_beyond_the_margin_only() -> None:
     cfg = SchedulerConfig()
     # mean rate: 0.1 + 100 kB / 1 MB/s = 0.2 s; window max(1.5, 1.2)
     assert cdn_time_s(100_000, _view(None), cfg) == pytest.approx(0.2)
     assert urgent_window_s(100_000, _view(None), cfg) == pytest.approx(1.5)
-    # a tail below cdn_latency_s changes nothing (loopback, short paths)
-    assert cdn_time_s(100_000, _view(0.05), cfg) == pytest.approx(0.2)
-    assert urgent_window_s(100_000, _view(0.4), cfg) == pytest.approx(1.5)
-    # a long tail stands for the latency: the bytes at the mean rate plus the tail
-    assert cdn_time_s(100_000, _view(1.25), cfg) == pytest.approx(1.35)
-    assert urgent_window_s(100_000, _view(1.25), cfg) == pytest.approx(2.35)
+    # a tail within deadline_margin_s (1 s) changes nothing: the margin covers it
+    assert cdn_time_s(100_000, _view(0.9), cfg) == pytest.approx(0.2)
+    assert urgent_window_s(100_000, _view(1.0), cfg) == pytest.approx(1.5)
+    # beyond it, the rest lengthens the planned fetch
+    assert cdn_time_s(100_000, _view(1.9), cfg) == pytest.approx(1.1)
+    assert urgent_window_s(100_000, _view(1.9), cfg) == pytest.approx(2.1)
+    # rule 1's too-slow test compares with the usual fetch time: the tail for the latency
+    assert cdn_planned_s(100_000, _view(0.5), cfg) == pytest.approx(0.6)
+    assert cdn_planned_s(100_000, _view(0.05), cfg) == pytest.approx(0.2)
+    assert cdn_planned_s(100_000, _view(None), cfg) == pytest.approx(0.2)
