@@ -22,9 +22,13 @@ SCHED = SchedulerConfig(min_urgent_window_s=1.0, deadline_margin_s=0.5)
 SLOW_RETRY_CDN = CdnConfig(read_timeout_s=5.0, backoff_base_s=0.05, backoff_max_s=0.3)
 
 
-async def _play_with_one_silent_fetch(
-    scheduler: SchedulerConfig,
+async def _play_with_one_faulty_fetch(
+    scheduler: SchedulerConfig, *, drip: bool
 ) -> tuple[Agent, dict[str, Any], SynthStream]:
+    """Play 7 s of a live stream whose next segment request, 1 s after playback starts, sends
+    1,000 bytes and then either falls silent for 8 s (``drip`` False) or drips the rest, 1,000
+    bytes every 0.2 s (``drip`` True: 39 kB in 7.8 s, never silent for ``cdn_stall_timeout_s``,
+    far slower than the loopback fetches before it, which set the viewer's CDN tail)."""
     stream = SynthStream(segment_s=1.0, segment_bytes=40_000, window=6, preroll=6)
     async with serve(build_app(stream)) as base:
         config = AgentConfig(
@@ -33,23 +37,26 @@ async def _play_with_one_silent_fetch(
             cdn=SLOW_RETRY_CDN,
             latency_segments=3,
             duration_s=7.0,
+            request_timeline=drip,
         )
         agent = Agent(config)
         task = asyncio.create_task(agent.run())
         while agent.player is None or agent.player.started_at is None:
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
-        # The next segment request: 1,000 bytes, then silence for 8 s.
         stream.faults.truncate_at = 1_000
-        stream.faults.stall_s = 8.0
-        stream.faults.stall_next = 1
+        if drip:
+            stream.faults.drip_next = 1
+        else:
+            stream.faults.stall_s = 8.0
+            stream.faults.stall_next = 1
         result = await task
     return agent, result, stream
 
 
 async def test_silent_cdn_fetch_is_restarted_before_the_deadline() -> None:
     async with LoopLag() as lag:
-        agent, result, stream = await _play_with_one_silent_fetch(SCHED)
+        agent, result, stream = await _play_with_one_faulty_fetch(SCHED, drip=False)
     assert stream.faults.stall_next == 0, "the fault never bit"
     assert result["cdn_stall_cancels"] == 1, result
     # The silent segment was asked for twice: the second request resumed after its 1,000 bytes.
@@ -62,37 +69,10 @@ async def test_without_the_restart_the_silent_fetch_stalls_the_player() -> None:
     """The same fault with the rule off (``cdn_stall_timeout_s`` 0): the fetch waits for the
     fetcher's read timeout, past the deadline, and the player stalls (what the rule prevents)."""
     off = SchedulerConfig(min_urgent_window_s=1.0, deadline_margin_s=0.5, cdn_stall_timeout_s=0.0)
-    _, result, stream = await _play_with_one_silent_fetch(off)
+    _, result, stream = await _play_with_one_faulty_fetch(off, drip=False)
     assert stream.faults.stall_next == 0, "the fault never bit"
     assert result["cdn_stall_cancels"] == 0, result
     assert result["stall_count"] >= 1, result
-
-
-async def _play_with_one_slow_fetch(
-    scheduler: SchedulerConfig,
-) -> tuple[Agent, dict[str, Any], SynthStream]:
-    """As :func:`_play_with_one_silent_fetch`, but the next segment body drips: 1,000 bytes,
-    then 1,000 bytes every 0.2 s (39 kB in 7.8 s: never silent for ``cdn_stall_timeout_s``, far
-    slower than the loopback fetches before it, which set the viewer's CDN tail)."""
-    stream = SynthStream(segment_s=1.0, segment_bytes=40_000, window=6, preroll=6)
-    async with serve(build_app(stream)) as base:
-        config = AgentConfig(
-            base + "/live/index.m3u8",
-            scheduler=scheduler,
-            cdn=SLOW_RETRY_CDN,
-            latency_segments=3,
-            duration_s=7.0,
-            request_timeline=True,
-        )
-        agent = Agent(config)
-        task = asyncio.create_task(agent.run())
-        while agent.player is None or agent.player.started_at is None:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
-        stream.faults.truncate_at = 1_000
-        stream.faults.drip_next = 1
-        result = await task
-    return agent, result, stream
 
 
 async def test_slow_cdn_fetch_is_restarted_before_the_deadline() -> None:
@@ -100,7 +80,7 @@ async def test_slow_cdn_fetch_is_restarted_before_the_deadline() -> None:
     urgent (at its own rate it would end seconds past the deadline, far beyond the tail) and
     the rest fetched again on a new request, in time."""
     async with LoopLag() as lag:
-        agent, result, stream = await _play_with_one_slow_fetch(SCHED)
+        agent, result, stream = await _play_with_one_faulty_fetch(SCHED, drip=True)
     assert stream.faults.drip_next == 0, "the fault never bit"
     assert result["cdn_stall_cancels"] == 1, result
     cancels = [e for e in result["event_timeline"] if e["event"] == "cdn_cancel"]
@@ -113,7 +93,7 @@ async def test_slow_cdn_fetch_is_restarted_before_the_deadline() -> None:
 async def test_without_the_restart_the_slow_fetch_stalls_the_player() -> None:
     """The same drip with rule 1 off: the fetch is kept to its end, past the deadline."""
     off = SchedulerConfig(min_urgent_window_s=1.0, deadline_margin_s=0.5, cdn_stall_timeout_s=0.0)
-    _, result, stream = await _play_with_one_slow_fetch(off)
+    _, result, stream = await _play_with_one_faulty_fetch(off, drip=True)
     assert stream.faults.drip_next == 0, "the fault never bit"
     assert result["cdn_stall_cancels"] == 0, result
     assert result["stall_count"] >= 1, result

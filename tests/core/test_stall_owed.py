@@ -147,14 +147,22 @@ def test_honest_losses_of_peers_behind_one_shared_address_add_up_on_it() -> None
         assert refused == ([True] * 3 if shared else [False] * 3), (shared, ex.offence_log)
 
 
+def ask_cut_through(
+    ex: SegmentExchange, link: str, peer: str, segment: SegmentId, req: int, now: float
+) -> None:
+    """The peer announces ``segment`` FETCHING (100,000 bytes reached), we ask it (cut-through,
+    request ``req``) and it answers 0.2 s later."""
+    ex.on_peer_event(link, peer, ev.PeerFetching((FetchingEntry(segment, 100_000),)), now)
+    ex.apply([FetchFromPeer(segment, peer, 0, "cut_through")], now)
+    ex.request_sent(link, segment, req)
+    ex.on_peer_event(link, peer, ev.ResponseStarted(req, segment, 100_000), now + 0.2)
+
+
 def cut_through_attempt(ex: SegmentExchange, link: str, peer: str, seq: int, now: float) -> None:
     """The peer announces ``seq`` FETCHING, answers our request, and never sends a byte; we
     give up 2 s later."""
     segment = SegmentId(0, seq)
-    ex.on_peer_event(link, peer, ev.PeerFetching((FetchingEntry(segment, 100_000),)), now)
-    ex.apply([FetchFromPeer(segment, peer, 0, "cut_through")], now)
-    ex.request_sent(link, segment, seq + 1)
-    ex.on_peer_event(link, peer, ev.ResponseStarted(seq + 1, segment, 100_000), now + 0.2)
+    ask_cut_through(ex, link, peer, segment, seq + 1, now)
     ex.apply([CancelTransfer(segment, peer, "stalled")], now + 2.0)
 
 
@@ -230,10 +238,7 @@ def test_a_relay_cancelled_while_its_bytes_still_came_promised_nothing() -> None
     ex = exchange()
     join(ex, "L1", "slow", (), 0.0)
     segment = SegmentId(0, 0)
-    ex.on_peer_event("L1", "slow", ev.PeerFetching((FetchingEntry(segment, 100_000),)), 0.0)
-    ex.apply([FetchFromPeer(segment, "slow", 0, "cut_through")], 0.0)
-    ex.request_sent("L1", segment, 1)
-    ex.on_peer_event("L1", "slow", ev.ResponseStarted(1, segment, 100_000), 0.2)
+    ask_cut_through(ex, "L1", "slow", segment, 1, 0.0)
     ex.on_peer_event("L1", "slow", ev.DataReceived(1, segment, 0, bytes(1000)), 1.5)
     ex.apply([CancelTransfer(segment, "slow", "too_slow")], 2.0)
     assert len(ex.promises) == 0

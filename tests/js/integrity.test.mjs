@@ -229,7 +229,9 @@ test("live manifests: whole once, then only from the unlisted segment's MSN on; 
   assert.equal(manifest.expectedFor("seg-3.ts"), null);
 });
 
-test("live manifests: a fetch in flight from a later MSN does not serve an earlier segment; its own fetch follows", async () => {
+/** A live stream's manifests (segment 1 listed; MSN 3's answer lists 3, MSN 2's lists 2 and 3),
+ * each fetch answering after `delayMs`, refreshed once and then left past the refresh spacing. */
+async function laterMsnManifests(delayMs) {
   const answers = new Map([
     ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
     ["http://o/lo/manifest.json?from_msn=3", JSON.stringify({ "seg-3.ts": digest })],
@@ -238,13 +240,18 @@ test("live manifests: a fetch in flight from a later MSN does not serve an earli
   const fetched = [];
   const fetchFn = async (url) => {
     fetched.push(url);
-    await new Promise((r) => setTimeout(r, 20));
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
   };
   const m = new Manifests({ fetchFn });
   const manifest = m.add(0, "http://o/lo/manifest.json");
   await m.refresh(manifest);
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 300)); // past the refresh spacing
+  return { m, manifest, fetched };
+}
+
+test("live manifests: a fetch in flight from a later MSN does not serve an earlier segment; its own fetch follows", async () => {
+  const { m, fetched } = await laterMsnManifests(20);
   // segment 3 arrives first and starts a fetch from MSN 3; segment 2 arrives while it runs
   const [v3, v2] = await Promise.all([
     m.verify(0, { key: "seg-3.ts", msn: 3 }, bytes),
@@ -266,20 +273,7 @@ test("live manifests: a fetch done less than 250 ms ago from a later MSN does no
   // segment 3 was checked a moment ago (a fetch from MSN 3, done); segment 2, checked within the
   // quarter second, is not in that answer, so its own fetch from MSN 2 runs at once instead of
   // leaving it unverifiable; segment 4, checked within the quarter second, reuses that answer.
-  const answers = new Map([
-    ["http://o/lo/manifest.json", JSON.stringify({ "seg-1.ts": digest })],
-    ["http://o/lo/manifest.json?from_msn=3", JSON.stringify({ "seg-3.ts": digest })],
-    ["http://o/lo/manifest.json?from_msn=2", JSON.stringify({ "seg-2.ts": digest, "seg-3.ts": digest })],
-  ]);
-  const fetched = [];
-  const fetchFn = async (url) => {
-    fetched.push(url);
-    return new Response(answers.get(url) ?? "no", { status: answers.has(url) ? 200 : 404 });
-  };
-  const m = new Manifests({ fetchFn });
-  const manifest = m.add(0, "http://o/lo/manifest.json");
-  await m.refresh(manifest);
-  await new Promise((r) => setTimeout(r, 300)); // past the refresh spacing
+  const { m, manifest, fetched } = await laterMsnManifests(0);
   assert.equal(await m.verify(0, { key: "seg-3.ts", msn: 3 }, bytes), Verdict.OK); // its fetch is done
   assert.equal(manifest.expectedFor("seg-2.ts"), null);
   assert.equal(await m.verify(0, { key: "seg-2.ts", msn: 2 }, bytes), Verdict.OK); // well within 250 ms
