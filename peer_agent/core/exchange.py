@@ -492,11 +492,14 @@ class SegmentExchange:
 
     def _owed(self, transfer: Transfer) -> bool:
         """Whether the peer owed us bytes it held: it had announced the segment HAVE (a
-        verified copy) when we asked. A cut-through relay (the segment only FETCHING then) is
-        not stalling even once it answered, or announced HAVE since (a control message goes out
+        verified copy) when we asked, or the download was overtaken (a DATA frame of another
+        of our requests came after its last byte while the segment was in the peer's have
+        set: nothing it queued of it is in flight, and a verified copy waits on no source).
+        A cut-through relay (the segment only FETCHING when we asked) is otherwise not
+        stalling, even once it answered or announced HAVE since (a control message goes out
         ahead of the DATA it queued): it passes on what its own source sends, and that source
         may be waiting out a lost packet (docs/exchange.md 8b)."""
-        return transfer.announced
+        return transfer.announced or transfer.overtaken
 
     # -- the CDN ------------------------------------------------------------------------------
 
