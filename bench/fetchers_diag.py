@@ -154,10 +154,19 @@ class FetchProbe:
         )
 
 
-def run(peers: int, duration_s: float | None = None) -> dict[str, Any]:
+def run(
+    peers: int,
+    duration_s: float | None = None,
+    tick_s: float | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
     scenario = BIG.with_overrides(peers=peers, **MIX, **SCALE_ROWS["assign"][1])
+    if seed is not None:  # the row's is 1
+        scenario = scenario.with_overrides(seed=seed)
     if duration_s is not None:
         scenario = scenario.with_overrides(duration_s=duration_s)
+    if tick_s is not None:  # the row's is 0.1 s
+        scenario = scenario.with_overrides(tick_s=tick_s)
     sim = Simulation(scenario, per_peer=False)
     probe = FetchProbe(sim)
     setattr(engine, "decide", probe)  # noqa: B010 - the engine calls its module's ``decide``
@@ -191,9 +200,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--duration-s", type=float, default=None)
+    parser.add_argument(
+        "--tick-s", type=float, default=None, help="the simulator's tick (the row's: 0.1)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="the scenario's seed (the row's: 1)")
     parser.add_argument("--out", help="write every record as JSON here")
     args = parser.parse_args()
-    found = run(args.peers, args.duration_s)
+    found = run(args.peers, args.duration_s, args.tick_s, args.seed)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(found, f, indent=1)

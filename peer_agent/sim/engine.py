@@ -6,7 +6,12 @@ sender holds itself (cut-through relay); then every viewer that has something ne
 calls the core scheduler (:func:`peer_agent.core.scheduler.decide`) and carries out its actions.
 Players are the core's :class:`PlaybackModel`. Announcements (HAVE, FETCHING) reach neighbours
 after half a round trip. Every fetch is announced as FETCHING and relayed cut-through, with the
-last frame withheld until the relay's copy is verified.
+last frame withheld until the relay's copy is verified. Bytes move within a tick as on a clock:
+a transfer that completes part-way through a tick releases the frame its relays withheld half a
+round trip later, and they move it in the time the tick has left (and may complete and release
+the next hop in turn), so a release goes down a chain at a real relay's pace (half a round trip
+plus the frame at the link's rate per hop), not one hop per tick. Completions are recorded, and
+decisions taken, at the tick's end.
 
 Built to reach 100,000 viewers (docs/simulator.md, "How it reaches 100,000 viewers"):
 
@@ -125,6 +130,8 @@ class _Flow:
         "requested_at",
         "data_from",
         "last_data_at",
+        "frame_from",
+        "held_from",
         "live",
         "attached",
         "rate",
@@ -151,6 +158,12 @@ class _Flow:
         self.requested_at = now
         self.data_from = now + latency_s
         self.last_data_at: float | None = None
+        # A relay's last frame flows from here on: its sender's own copy verified, plus half a
+        # round trip (set when the sender completes; -inf: nothing withheld from it).
+        self.frame_from = -_INF
+        # When in the last tick it moved its bytes it stopped, held back by its sender (a cut-
+        # through relay's step that moved less than its rate allowed).
+        self.held_from = -_INF
         self.live = False  # its first byte could have arrived: it shares the links
         self.attached = True
         # Kept by events, read by the byte mover each tick (Simulation._move_bytes):
@@ -1191,12 +1204,21 @@ class Simulation:
                 if f.live and f.src is None:
                     f.rate = self._rate(f)
         holdback = RELAY_HOLDBACK_BYTES
-        completed: list[_Flow] = []
+        tick_start = now - dt
+        completed: list[tuple[_Flow, float]] = []  # with when in the tick each completed
         for f in self.flows:
             if not f.live:
                 continue
             total = f.total
             if f.full:
+                if f.frame_from > tick_start:
+                    # Its sender verified its copy lately: the withheld frame flows from
+                    # ``frame_from`` on, not from the tick's start.
+                    f_start = f.data_from if f.data_from > tick_start else tick_start
+                    done = self._release(f, f_start, now)
+                    if done is not None:
+                        completed.append((f, done))
+                    continue
                 available: float = total
             else:
                 # Cut-through: a relay passes bytes on as they arrive but withholds the last
@@ -1220,17 +1242,75 @@ class Simulation:
             step = f.rate * step_s
             room = available - reached
             if room < step:
+                if room <= 0:
+                    continue
                 step = room
-            if step <= 0:
+                f.held_from = now - step_s + room / f.rate
+            elif step <= 0:
                 continue
             f.received = received + step
             f.last_data_at = now
             if reached + step >= total - 1e-6:
-                completed.append(f)
-        for f in completed:
-            self._complete(f)
+                done = now - step_s + (total - reached) / f.rate
+                completed.append((f, done if done < now else now))
+        # A completion verifies the receiver's copy: each relay it feeds gets the withheld
+        # frame half a round trip later and, if that is within this tick, moves it for the
+        # time left (and may complete, releasing the next hop in turn). One tick per hop
+        # would be slower than a real relay (one-way delay + the frame at the link's rate).
+        i = 0
+        while i < len(completed):
+            f, done = completed[i]
+            i += 1
+            self._complete(f, done)
+            segment = f.segment
+            for g in f.dst.uploads:
+                if g.segment == segment and g.live and g.frame_from < now:
+                    if g.last_data_at != now:  # it waited all tick
+                        g_start = g.data_from if g.data_from > tick_start else tick_start
+                    elif g.held_from > tick_start:  # it moved until its sender held it back
+                        g_start = g.held_from
+                    else:
+                        continue  # it moved all tick: on from the next
+                    # Nor before its sender passed where it is (at its rate, ending at `done`).
+                    passed = done - (f.total - g.offset - g.received) / f.rate
+                    if g_start < passed:
+                        g_start = passed
+                    g_done = self._release(g, g_start, now)
+                    if g_done is not None:
+                        completed.append((g, g_done))
 
-    def _complete(self, flow: _Flow) -> None:
+    @staticmethod
+    def _release(f: _Flow, start: float, now: float) -> float | None:
+        """Move full flow ``f`` from ``start`` to ``now`` at its rate, its last frame not
+        before ``f.frame_from``; returns when it completed (None: not by ``now``)."""
+        rate = f.rate
+        if rate <= 0:
+            return None
+        total = f.total
+        offset = f.offset
+        reached = pos = offset + f.received
+        body_end = total - RELAY_HOLDBACK_BYTES
+        t = start
+        if pos < body_end:
+            t = start + (body_end - pos) / rate
+            if t >= now:
+                pos += (now - start) * rate
+                t = now
+            else:
+                pos = body_end
+        if t < f.frame_from:
+            t = f.frame_from
+        done = t + (total - pos) / rate
+        if t < now:
+            pos = total if done <= now else pos + (now - t) * rate
+        if pos > reached:
+            f.received = pos - offset
+            f.last_data_at = now
+        return done if done <= now else None
+
+    def _complete(self, flow: _Flow, done_at: float) -> None:
+        """``flow`` received its last byte at ``done_at`` (within this tick): the receiver's
+        copy verifies (the simulator takes no time to hash) and is recorded as of the tick."""
         viewer = flow.dst
         self._detach(flow)
         segment = flow.segment
@@ -1250,10 +1330,14 @@ class Simulation:
         viewer.wants.discard(segment.sequence)
         viewer.fetching.discard(segment)
         viewer.segment_views.pop(segment.sequence, None)
+        frame_from = done_at + self.delays_s[0]
         for g in viewer.uploads:
             if g.segment == segment:
                 g.full = True
                 g.feed = None
+                g.frame_from = (
+                    frame_from if g.dst.region == viewer.region else done_at + self.delays_s[1]
+                )
         self._announce(viewer, _HAVE, segment)
         seq = segment.sequence
         player = viewer.player
