@@ -176,7 +176,8 @@ export class Manifests {
     this._onChange = onChange;
     this._fetch = fetchFn || ((...args) => globalThis.fetch(...args));
     this._byRendition = new Map(); // rendition -> Manifest
-    this._refreshing = new Map(); // Manifest -> promise of the fetch in progress
+    this._refreshing = new Map(); // Manifest -> its latest fetch, until 250 ms after its answer
+    this._sent = 0; // fetches sent so far (each fetch's `serial`)
     this.fetches = 0;
     this.bytesFetched = 0;
     this.rejected = {};
@@ -209,23 +210,58 @@ export class Manifests {
     return null;
   }
 
-  /** Fetch `manifest` (from `msn` on once it is loaded). A fetch in progress, or one done less
-   * than 250 ms ago, serves a caller whose `msn` it covers; one from a later MSN does not list
-   * `msn`, so this caller's own fetch follows it at once. */
-  async refresh(manifest, msn = null) {
-    if (!manifest.url) return this._onChange();
+  /** Fetch `manifest` (from `msn` on once it is loaded); resolves to whether this call sent the
+   * fetch it waited for. A fetch in progress, or one answered less than 250 ms ago, serves a
+   * caller whose `msn` it covers; one from a later MSN does not list `msn`, so this caller's own
+   * fetch follows it at once. `fresh`: only a fetch sent after this call will do, still at most
+   * one per 250 ms: a shared answer may have been asked for before the origin published the
+   * segment (docs/exchange.md, section 12; as peer_agent/agent/agent.py). */
+  async refresh(manifest, msn = null, { fresh = false } = {}) {
+    if (!manifest.url) return this._unfollowed();
+    const covers = (entry) => entry.from === null || msn === null || entry.from <= msn;
+    if (fresh) {
+      const sent = this._sent;
+      for (let running; (running = this._refreshing.get(manifest)); ) {
+        await running.promise;
+        if (running.serial > sent && covers(running)) return false; // sent after this call
+        await running.released;
+      }
+      if (!manifest.url) return this._unfollowed();
+      await this._send(manifest, msn);
+      return true;
+    }
     const running = this._refreshing.get(manifest);
     if (running) {
-      const covers = (entry) => entry.from === null || msn === null || entry.from <= msn;
-      if (covers(running)) return running.promise;
       await running.promise;
+      if (covers(running)) return false;
       const next = this._refreshing.get(manifest);
-      if (next && next !== running && covers(next)) return next.promise;
-      if (!manifest.url) return this._onChange();
+      if (next && next !== running) {
+        await next.promise;
+        if (covers(next)) return false;
+      }
+      if (!manifest.url) return this._unfollowed();
     }
+    await this._send(manifest, msn);
+    return true;
+  }
+
+  _unfollowed() {
+    this._onChange();
+    return false;
+  }
+
+  /** One fetch of `manifest` from `msn` on; it stays the latest until 250 ms after its answer. */
+  _send(manifest, msn) {
     const url = manifest.urlFor(msn);
-    const entry = { from: manifest.loaded ? msn : null, promise: null };
-    const fetching = (async () => {
+    this._sent += 1;
+    let release;
+    const entry = {
+      from: manifest.loaded ? msn : null,
+      serial: this._sent,
+      promise: null,
+      released: new Promise((resolve) => (release = resolve)),
+    };
+    entry.promise = (async () => {
       try {
         // A from_msn answer may come from a CDN's cache (its URL names one segment's entry);
         // the whole manifest is fetched past any cache.
@@ -248,12 +284,12 @@ export class Manifests {
         this._onChange();
         setTimeout(() => { // at most one fetch per 250 ms for the MSNs this one covers
           if (this._refreshing.get(manifest) === entry) this._refreshing.delete(manifest);
+          release();
         }, 250);
       }
     })();
-    entry.promise = fetching;
     this._refreshing.set(manifest, entry);
-    return fetching;
+    return entry.promise;
   }
 
   /** Verdict for a whole segment of `rendition` ({key: URI as written, byteRange, msn}): its
@@ -265,13 +301,18 @@ export class Manifests {
     const manifest = this._byRendition.get(rendition) || new Manifest(null);
     let verdict = await manifest.verify(target, bytes, expectedSize);
     if (verdict === Verdict.UNKNOWN && manifest.url) {
-      const refreshing = this.refresh(manifest, target.msn ?? null);
+      const msn = target.msn ?? null;
+      const refreshing = this.refresh(manifest, msn);
       if (!wait) {
         refreshing.catch(() => {}); // it reports through onWarning; nobody waits for it
         return verdict;
       }
-      await refreshing;
+      const own = await refreshing;
       verdict = await manifest.verify(target, bytes, expectedSize);
+      if (verdict === Verdict.UNKNOWN && manifest.url && !own) {
+        await this.refresh(manifest, msn, { fresh: true }); // the shared answer may predate it
+        verdict = await manifest.verify(target, bytes, expectedSize);
+      }
     }
     return verdict;
   }

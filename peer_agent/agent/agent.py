@@ -176,6 +176,8 @@ class Agent:
         self._manifest_refreshed_at = -1e9
         #: the MSN the refresh in flight asked from (None: the whole manifest)
         self._manifest_refresh_from: int | None = None
+        #: refreshes sent so far
+        self._manifest_requests = 0
         self._refresh_interval_s = 1.0
 
     # -- the exchange's state, read-only views ------------------------------------------------
@@ -333,26 +335,60 @@ class Agent:
             logger.warning("manifest refresh failed: %s", exc)
         self._manifest_refreshed_at = self.now()
 
-    async def _refresh_manifest_soon(self, msn: int | None = None) -> None:
+    async def _refresh_manifest_soon(self, msn: int | None = None, fresh: bool = False) -> bool:
         """One manifest refresh at a time, at most every quarter second for the MSNs it
-        covers; waits for it. A refresh in flight, or done less than 0.25 s ago, from a later
-        MSN than ``msn`` does not list ``msn``: one from ``msn`` follows at once (an incremental
-        answer holds only its MSN on; as web_demo/integrity.js does). Without that, a segment
-        verified just after a later one found no entry, was taken as unverifiable and fetched
-        again whole from the CDN: two player stalls on the bed at 200 ms / 3 % loss."""
+        covers; waits for it and says whether this call sent it. A refresh in flight, or done
+        less than 0.25 s ago, from a later MSN than ``msn`` does not list ``msn``: one from
+        ``msn`` follows at once (an incremental answer holds only its MSN on; as
+        web_demo/integrity.js does). Without that, a segment verified just after a later one
+        found no entry, was taken as unverifiable and fetched again whole from the CDN: two
+        player stalls on the bed at 200 ms / 3 % loss.
+
+        ``fresh``: only the answer to a request sent after this call will do, sent no sooner
+        than 0.25 s after the latest answer. A shared answer (in flight or just done when a
+        segment was found unlisted) may have been asked for before the origin published that
+        segment: a segment still unlisted after it is checked once more against a fresh one
+        (docs/exchange.md, section 12)."""
+        if fresh:
+            return await self._fresh_manifest_refresh(msn)
         pending = self._manifest_refresh
         if pending is not None and not pending.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(pending)
             if self._manifest_covers(msn):
-                return
+                return False
         elif self.now() - self._manifest_refreshed_at < 0.25 and self._manifest_covers(msn):
-            return
-        if self._manifest_refresh is None or self._manifest_refresh.done():
-            self._manifest_refresh_from = msn if self.manifest.loaded else None
-            self._manifest_refresh = self.spawn(self.refresh_manifest(msn))
+            return False
+        own = self._manifest_refresh is None or self._manifest_refresh.done()
+        task = self._send_manifest_refresh(msn) if own else self._manifest_refresh
+        assert task is not None
         with contextlib.suppress(Exception):
-            await asyncio.shield(self._manifest_refresh)
+            await asyncio.shield(task)
+        return own
+
+    async def _fresh_manifest_refresh(self, msn: int | None) -> bool:
+        sent = self._manifest_requests
+        while True:
+            pending = self._manifest_refresh
+            if pending is not None and not pending.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
+                continue
+            if self._manifest_requests > sent and self._manifest_covers(msn):
+                return False  # another caller's request, sent after this call, answered it
+            wait = self._manifest_refreshed_at + 0.25 - self.now()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._send_manifest_refresh(msn))
+        return True
+
+    def _send_manifest_refresh(self, msn: int | None) -> asyncio.Task[None]:
+        self._manifest_refresh_from = msn if self.manifest.loaded else None
+        self._manifest_requests += 1
+        self._manifest_refresh = self.spawn(self.refresh_manifest(msn))
+        return self._manifest_refresh
 
     def _manifest_covers(self, msn: int | None) -> bool:
         """Whether the latest manifest refresh asked for every entry from ``msn`` on."""

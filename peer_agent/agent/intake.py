@@ -22,15 +22,23 @@ async def check(
     info: SegmentInfo,
     data: bytes,
     total_bytes: int | None,
-    refresh: Callable[[int], Awaitable[None]] | None,
+    refresh: Callable[[int, bool], Awaitable[bool]] | None,
 ) -> Verdict:
     """The verdict on a whole segment; an UNKNOWN one is checked again after a manifest
     refresh from the segment's MSN on (a live manifest grows behind the playlist), unless
-    ``refresh`` is ``None`` (nothing to wait for: bytes the caller trusts unlisted)."""
+    ``refresh`` is ``None`` (nothing to wait for: bytes the caller trusts unlisted).
+
+    ``refresh(msn, fresh)`` waits for an answer and says whether this call sent its request;
+    a shared one may have been asked for before the segment was published, so a segment it
+    does not list is checked once more against a fresh request (``fresh=True``)."""
     verdict = manifest.verify(info, data, total_bytes)
     if verdict is Verdict.UNKNOWN and manifest.url is not None and refresh is not None:
-        await refresh(info.segment_id.sequence)
+        msn = info.segment_id.sequence
+        own = await refresh(msn, False)
         verdict = manifest.verify(info, data, total_bytes)
+        if verdict is Verdict.UNKNOWN and manifest.url is not None and not own:
+            await refresh(msn, True)
+            verdict = manifest.verify(info, data, total_bytes)
     return verdict
 
 

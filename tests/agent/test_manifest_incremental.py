@@ -22,6 +22,9 @@ from peer_agent.agent.integrity import (
     ManifestRejected,
     incremental_manifest_url,
 )
+from peer_agent.agent.playlist import SegmentInfo
+from peer_agent.core.exchange_state import Verdict
+from peer_agent.core.ids import SegmentId
 from peer_agent.origin import MediaSet, run_origin
 from tests.agent.conftest import origin_config
 
@@ -205,3 +208,35 @@ async def test_a_refresh_just_done_from_a_later_msn_does_not_stand_for_an_earlie
         await agent._refresh_manifest_soon(4)  # covered by the answer from MSN 2
     assert "seg-2.ts" in agent.manifest.hashes, sorted(agent.manifest.hashes)
     assert agent.manifest.fetches == 3, agent.manifest.fetches
+
+
+async def test_a_shared_answer_that_predates_the_segment_is_followed_by_a_fresh_one(
+    media: MediaSet,
+) -> None:
+    """A peer's copy of segment 3 is checked a moment after a refresh from MSN 2 whose answer
+    (asked for, as far as the check can tell, before the origin published segment 3) did not
+    list it: the check reuses that answer first, then asks once more from MSN 3, no sooner than
+    a quarter second after the shared answer, and the copy verifies instead of being dropped
+    as unverifiable (the fresh-clone CI failure of test_four_agents_share_a_live_stream)."""
+    async with _emptied_manifest(media) as agent:
+        await agent._refresh_manifest_soon(2)
+        agent.manifest.hashes.clear()  # that answer predates segment 3 (and everything else)
+        url = agent.manifest.url
+        assert url is not None
+        data = (await agent.cdn.fetch(url.replace("manifest.json", "seg-3.ts"))).data
+        segment = SegmentInfo(
+            SegmentId(0, 3),
+            url.replace("manifest.json", "seg-3.ts"),
+            "seg-3.ts",
+            None,
+            1.0,
+            3.0,
+            False,
+            None,
+        )
+        shared_answer_at = agent._manifest_refreshed_at
+        verdict = await agent._check(segment, data, len(data), peer_bytes=True)
+        fresh_answer_at = agent._manifest_refreshed_at
+    assert verdict is Verdict.OK
+    assert agent.manifest.fetches == 3, agent.manifest.fetches  # whole, from 2, from 3
+    assert fresh_answer_at - shared_answer_at >= 0.25  # sent a quarter second after the last
