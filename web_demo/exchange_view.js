@@ -3,15 +3,23 @@
 //
 // View segments: every one the timeline lists that is not verified, not given up and not wholly
 // behind the playhead, with its size estimate, when it became known, the bytes already held and
-// the peers to avoid for it. Peers: every open neighbour with what it announced, its measured
-// throughput, and BUSY/penalty back-offs. Transfers: every download in flight (one whose bytes
-// are being verified counts as a CDN fetch: nothing is to be done about it). Pure functions.
+// the peers to avoid for it (those it failed with, and those we are relaying it to). Peers: every
+// open neighbour with what it announced, its measured throughput, and BUSY/penalty back-offs.
+// Transfers: every download in flight (one whose bytes are being verified counts as a CDN fetch:
+// nothing is to be done about it). Pure functions.
 
 import { segmentKey } from "./scheduler.js";
 import { MAX_FETCHING_ENTRIES, MAX_HELLO_HAVE_SEGMENTS, MAX_SEGMENT_BYTES } from "./wire.js";
 
 /** The scheduler's input (scheduler.js decide). */
 export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize = 0, rate = 1.0 } = {}) {
+  // The neighbours we relay each segment to: pulling it from one of them would close a loop (its
+  // bytes come from us), so they are avoided for it (docs/exchange.md §1).
+  const relayed = new Map();
+  for (const upload of ex.server.uploads.values()) {
+    if (!relayed.has(upload.key)) relayed.set(upload.key, new Set());
+    relayed.get(upload.key).add(upload.peerId);
+  }
   const segments = [];
   const recent = { mean: undefined }; // the mean of the last 20 known sizes, once per view
   for (const entry of ex.timeline()) {
@@ -25,7 +33,7 @@ export function buildView(ex, now, playheadS, { connectingUntil = 0, swarmSize =
       size_bytes: ex.sizeEstimate(key, recent),
       known_since: entry.known_since,
       partial_bytes: ex.held.get(key)?.buf.length || 0,
-      avoid: ex.avoid.get(key) || new Set(),
+      avoid: new Set([...(ex.avoid.get(key) || []), ...(relayed.get(key) || [])]),
     });
   }
   const peers = [];

@@ -2,9 +2,10 @@
 
 Segments: every one the timeline lists that is not verified, not given up and not wholly behind
 the playhead, with its size estimate, when it became known, the bytes already held and the peers
-to avoid for it. Peers: every open neighbour with what it announced, its measured throughput,
-and BUSY/penalty back-offs. Transfers: every download in flight (one whose bytes are being
-verified counts as a CDN fetch: nothing is to be done about it).
+to avoid for it (those it failed with, and those we are relaying it to). Peers: every open
+neighbour with what it announced, its measured throughput, and BUSY/penalty back-offs.
+Transfers: every download in flight (one whose bytes are being verified counts as a CDN fetch:
+nothing is to be done about it).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def build_view(
     fetchers: tuple[str, ...] = (),
     fetchers_until: float = 0.0,
 ) -> SchedulerView:
+    # The neighbours we relay each segment to: pulling it from one of them would close a loop
+    # (its bytes come from us), so they are avoided for it (docs/exchange.md §1).
+    relayed: dict[SegmentId, frozenset[str]] = {}
+    for upload in ex.server.uploads:
+        relayed[upload.segment] = relayed.get(upload.segment, frozenset()) | {upload.peer_id}
     segments = []
     for entry in ex.timeline():
         sid = entry.segment
@@ -81,7 +87,7 @@ def build_view(
                 size_bytes=ex.size_estimate(sid),
                 known_since=entry.known_since,
                 partial_bytes=len(held.buf) if held is not None else 0,
-                avoid=ex.avoid.get(sid, frozenset()),
+                avoid=ex.avoid.get(sid, frozenset()) | relayed.get(sid, frozenset()),
             )
         )
     peers = []

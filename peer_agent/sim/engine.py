@@ -1007,6 +1007,20 @@ class Simulation:
         segments = self._segment_views(viewer, first)
         if not segments:
             return None
+        if viewer.uploads:
+            # The neighbours it relays a segment to (not from a verified copy) are avoided for
+            # it: pulling the segment from one of them would close a loop (docs/exchange.md §1).
+            relayed: dict[SegmentId, frozenset[str]] = {}
+            for g in viewer.uploads:
+                if not g.full:
+                    relayed[g.segment] = relayed.get(g.segment, _EMPTY) | {g.dst.peer_id}
+            if relayed:
+                segments = [
+                    dataclasses.replace(v, avoid=v.avoid | relayed[v.segment])
+                    if v.segment in relayed
+                    else v
+                    for v in segments
+                ]
         transfers = [
             TransferView(
                 segment=f.segment,
