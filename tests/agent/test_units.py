@@ -111,20 +111,29 @@ def test_an_upload_cap_below_the_bitrate_joins_leech_only() -> None:
 
 
 async def test_check_waits_for_a_manifest_refresh_only_when_given_one() -> None:
-    """An unlisted segment is checked again after a refresh (peer bytes); without a refresh
+    """An unlisted segment is checked again after a refresh (peer bytes), and once more after a
+    fresh one when the first answer was shared (it may predate the segment); without a refresh
     (the CDN's bytes, trusted unlisted) the verdict comes at once, and a listed segment is
     checked either way."""
     data = b"segment bytes"
     manifest = Manifest("http://o/hls/s/lo/manifest.json")
     manifest.update(json.dumps({"seg-1.ts": hashlib.sha256(b"other").hexdigest()}))
-    refreshed: list[int] = []
+    refreshed: list[tuple[int, bool]] = []
+    own = False
 
-    async def refresh(msn: int) -> None:
-        refreshed.append(msn)
-        manifest.update(json.dumps({"seg-2.ts": hashlib.sha256(data).hexdigest()}))
+    async def refresh(msn: int, fresh: bool) -> bool:
+        refreshed.append((msn, fresh))
+        if fresh:  # only the answer to a request sent after the shared one lists it
+            manifest.update(json.dumps({"seg-2.ts": hashlib.sha256(data).hexdigest()}))
+        return own
 
     assert await intake.check(manifest, info("seg-2.ts"), data, len(data), None) is Verdict.UNKNOWN
     assert refreshed == []
     assert await intake.check(manifest, info("seg-2.ts"), data, len(data), refresh) is Verdict.OK
-    assert refreshed == [1]
+    assert refreshed == [(1, False), (1, True)]
+    own = True  # the check's own request did not list it: unknown, no second request
+    refreshed.clear()
+    verdict = await intake.check(manifest, info("seg-3.ts"), data, len(data), refresh)
+    assert verdict is Verdict.UNKNOWN
+    assert refreshed == [(1, False)]
     assert await intake.check(manifest, info(), data, len(data), None) is Verdict.MISMATCH
