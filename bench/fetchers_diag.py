@@ -38,6 +38,8 @@ from peer_agent.core.ids import SegmentId
 from peer_agent.core.scheduler import Decision, FetchFromCdn, PeerView, SchedulerView
 from peer_agent.sim import engine
 from peer_agent.sim.engine import Simulation
+from peer_agent.sim.results import SimResult
+from peer_agent.sim.scenario import Scenario
 
 
 def _holds(viewer: Any, sid: SegmentId) -> bool:
@@ -154,26 +156,38 @@ class FetchProbe:
         )
 
 
+def row_scenario(
+    peers: int,
+    duration_s: float | None = None,
+    tick_s: float | None = None,
+    seed: int | None = None,
+) -> Scenario:
+    """The assignment row's scenario at ``peers`` viewers (its seed is 1, its tick 0.1 s)."""
+    given = {"duration_s": duration_s, "tick_s": tick_s, "seed": seed}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    return BIG.with_overrides(peers=peers, **MIX, **SCALE_ROWS["assign"][1], **overrides)
+
+
+def run_probed(sim: Simulation, probe: Any) -> SimResult:
+    """Run ``sim`` with every decision through ``probe`` (which keeps the real one as
+    ``_decide``): the engine calls its module's ``decide``."""
+    setattr(engine, "decide", probe)  # noqa: B010
+    try:
+        return sim.run()
+    finally:
+        setattr(engine, "decide", probe._decide)  # noqa: B010
+
+
 def run(
     peers: int,
     duration_s: float | None = None,
     tick_s: float | None = None,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    scenario = BIG.with_overrides(peers=peers, **MIX, **SCALE_ROWS["assign"][1])
-    if seed is not None:  # the row's is 1
-        scenario = scenario.with_overrides(seed=seed)
-    if duration_s is not None:
-        scenario = scenario.with_overrides(duration_s=duration_s)
-    if tick_s is not None:  # the row's is 0.1 s
-        scenario = scenario.with_overrides(tick_s=tick_s)
+    scenario = row_scenario(peers, duration_s, tick_s, seed)
     sim = Simulation(scenario, per_peer=False)
     probe = FetchProbe(sim)
-    setattr(engine, "decide", probe)  # noqa: B010 - the engine calls its module's ``decide``
-    try:
-        result = sim.run()
-    finally:
-        setattr(engine, "decide", probe._decide)  # noqa: B010
+    result = run_probed(sim, probe)
     window = {seq for seq, n in sim.plays.items() if n >= scenario.peers}
     records = probe.records
 

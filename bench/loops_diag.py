@@ -31,7 +31,6 @@ from collections import Counter
 from typing import Any
 
 from bench import fetchers_diag
-from bench.fetchers_bench import BIG, MIX, SCALE_ROWS
 from peer_agent.core.config import SchedulerConfig
 from peer_agent.core.exchange_actions import RELAY_HOLDBACK_BYTES
 from peer_agent.core.ids import SegmentId
@@ -42,7 +41,6 @@ from peer_agent.core.scheduler import (
     FetchFromPeer,
     SchedulerView,
 )
-from peer_agent.sim import engine
 from peer_agent.sim.engine import Simulation
 
 CHAIN_LIMIT = 64
@@ -117,18 +115,10 @@ class LoopProbe(fetchers_diag.FetchProbe):
 
 
 def run(peers: int, seed: int | None = None, duration_s: float | None = None) -> dict[str, Any]:
-    scenario = BIG.with_overrides(peers=peers, **MIX, **SCALE_ROWS["assign"][1])
-    if seed is not None:
-        scenario = scenario.with_overrides(seed=seed)
-    if duration_s is not None:
-        scenario = scenario.with_overrides(duration_s=duration_s)
+    scenario = fetchers_diag.row_scenario(peers, duration_s, seed=seed)
     sim = Simulation(scenario, per_peer=False)
     probe = LoopProbe(sim)
-    setattr(engine, "decide", probe)  # noqa: B010 - the engine calls its module's ``decide``
-    try:
-        result = sim.run()
-    finally:
-        setattr(engine, "decide", probe._decide)  # noqa: B010
+    result = fetchers_diag.run_probed(sim, probe)
     steady = Counter(
         r["reason"] + (" (held-back frame)" if r["held_back"] else "") for r in probe.records
     )
