@@ -1,8 +1,10 @@
 """Browser (Chromium) <-> agent on the bed (root): web_demo's tracker/rtc code in a headless
 Chromium inside one peer namespace, the agent's probe in another, the servers on the public
-segment. Two pairs at once: browser behind a cone NAT <-> agent behind a symmetric NAT with
-ICE servers from the tracker (TURN credentials): relay; browser (cone) <-> agent (cone) with
-STUN only: server-reflexive (hole punching)."""
+segment. Issue 14's matrix, two pairs at a time: browser behind a cone NAT <-> agent behind a
+symmetric NAT with ICE servers from the tracker (TURN credentials): relay; browser (cone) <->
+agent (cone) with STUN only: server-reflexive (hole punching); then, with the tracker's ICE
+servers, no NAT on either side: host (a direct pair wins over the relay), and symmetric <->
+symmetric: relay."""
 
 from __future__ import annotations
 
@@ -15,18 +17,21 @@ import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peer_agent.netbed.bed import PUB_ADDRESS, NetBed, PeerSpec
 from peer_agent.netbed.turn import Coturn
-from tests.netbed.test_matrix import SIGNALING_PORT, TRACKER, path_type
+from tests.netbed.test_matrix import SIGNALING_PORT, TRACKER, path_type, probe_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("need_bed")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_PORT = 8081
 TIMEOUT_S = 60
+#: (browser host, agent host, page query, agent ICE flags, expected path type)
+Case = tuple[int, int, dict[str, str], list[str], str]
 
 
 @pytest.fixture
@@ -34,7 +39,8 @@ def bed_with_page() -> Iterator[tuple[NetBed, Coturn]]:
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("needs Debian's chromium")
     pytest.importorskip("playwright")
-    specs = [PeerSpec("cone"), PeerSpec("symmetric"), PeerSpec("cone"), PeerSpec("cone")]
+    kinds = ["cone", "symmetric", "cone", "cone", "none", "none", "symmetric", "symmetric"]
+    specs = [PeerSpec(kind) for kind in kinds]
     with NetBed(specs, seed=5) as bed, tempfile.TemporaryDirectory(prefix="p2pnb-page-") as root:
         shutil.copy(ROOT / "tests/netbed/page/bed.html", Path(root) / "bed.html")
         os.symlink(ROOT / "web_demo", Path(root) / "web_demo")
@@ -68,15 +74,10 @@ def bed_with_page() -> Iterator[tuple[NetBed, Coturn]]:
             turn.stop()
 
 
-def test_browser_and_agent_connect_across_nats(bed_with_page: tuple[NetBed, Coturn]) -> None:
-    bed, turn = bed_with_page
-    stun = turn.config.urls[0]
-    cases = [  # (browser host, agent host, page query, agent ICE flags, expected path)
-        (0, 1, {"from_tracker": "1"}, ["--ice-from-tracker"], "relay"),
-        (2, 3, {"ice": json.dumps([{"urls": stun}])}, ["--ice-server", stun], "srflx"),
-    ]
+def _run_pairs(bed: NetBed, cases: list[Case], first: int) -> list[dict[str, Any]]:
+    """Start every case's page and agent at once; their one-line JSON results, in order."""
     procs = []
-    for i, (browser, agent, query, flags, _) in enumerate(cases):
+    for i, (browser, agent, query, flags, _) in enumerate(cases, start=first):
         info_hash = (f"browser-{i}" + "-" * 20)[:20]
         params = urllib.parse.urlencode({"tracker": TRACKER, "ih": info_hash, **query})
         page = f"http://{PUB_ADDRESS}:{PAGE_PORT}/bed.html?{params}"
@@ -85,17 +86,31 @@ def test_browser_and_agent_connect_across_nats(bed_with_page: tuple[NetBed, Cotu
         agent_argv += [*flags, "--timeout-s", str(TIMEOUT_S)]
         procs.append(bed.popen(bed.hosts[browser].ns, probe, stdout=subprocess.PIPE, text=True))
         procs.append(bed.popen(bed.hosts[agent].ns, agent_argv, stdout=subprocess.PIPE, text=True))
-    results = []
-    for proc in procs:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        results.append(json.loads(line) if line.strip() else {"ok": False, "error": "no output"})
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.wait(timeout=15)
-    for i, (_, _, _, _, expected) in enumerate(cases):
-        browser_side, agent_side = results[2 * i], results[2 * i + 1]
-        assert browser_side["ok"] and agent_side["ok"], (expected, browser_side, agent_side)
-        assert path_type([browser_side, agent_side]) == expected, (browser_side, agent_side)
-    assert results[0]["ice_servers"] == 2 and results[0]["ice_failures"] == 0, results[0]
+    return probe_results(procs)
+
+
+def test_browser_and_agent_connect_across_nats(bed_with_page: tuple[NetBed, Coturn]) -> None:
+    bed, turn = bed_with_page
+    stun = turn.config.urls[0]
+    tracker: tuple[dict[str, str], list[str]] = ({"from_tracker": "1"}, ["--ice-from-tracker"])
+    rounds: list[list[Case]] = [  # (browser host, agent host, page query, agent flags, path)
+        [
+            (0, 1, *tracker, "relay"),  # cone <-> symmetric
+            (2, 3, {"ice": json.dumps([{"urls": stun}])}, ["--ice-server", stun], "srflx"),
+        ],
+        [
+            (4, 5, *tracker, "host"),  # no NAT on either side
+            (6, 7, *tracker, "relay"),  # symmetric <-> symmetric
+        ],
+    ]
+    first = 0
+    for cases in rounds:
+        results = _run_pairs(bed, cases, first)
+        first += len(cases)
+        for i, (_, _, query, _, expected) in enumerate(cases):
+            browser_side, agent_side = results[2 * i], results[2 * i + 1]
+            assert browser_side["ok"] and agent_side["ok"], (expected, browser_side, agent_side)
+            assert path_type([browser_side, agent_side]) == expected, (browser_side, agent_side)
+            if "from_tracker" in query:  # STUN + TURN with credentials from the tracker
+                assert browser_side["ice_servers"] == 2, browser_side
+                assert browser_side["ice_failures"] == 0, browser_side

@@ -84,6 +84,21 @@ def path_type(sides: list[dict[str, str]]) -> str:
     return "host"
 
 
+def probe_results(procs: list[subprocess.Popen[str]]) -> list[dict]:
+    """Each probe's one-line JSON result, in order (a probe that printed nothing: not ok); then
+    every probe is stopped."""
+    results = []
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        results.append(json.loads(line) if line.strip() else {"ok": False, "error": "no output"})
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=15)
+    return results
+
+
 def run_pairs(
     services: Services, tag: str, ice: list[str], timeout_s: float, relay_timeout_s: float
 ) -> list[dict]:
@@ -98,16 +113,7 @@ def run_pairs(
             argv = [sys.executable, "-m", "peer_agent.netbed.connect", TRACKER, info_hash]
             argv += [*ice, "--timeout-s", str(wait_s), "--seed", str(host.index)]
             procs.append(bed.popen(host.ns, argv, stdout=subprocess.PIPE, text=True))
-    results = []
-    for proc in procs:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        results.append(json.loads(line) if line.strip() else {"ok": False, "error": "no output"})
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.wait(timeout=15)
-    return results
+    return probe_results(procs)
 
 
 def test_stun_only_paths_and_which_pairs_need_the_relay(services: Services) -> None:
