@@ -654,10 +654,16 @@ export class P2PEngine {
     }
   }
 
+  /**
+   * A request goes only on the link the swarm keeps for the peer: a link drained to make room
+   * (docs/signaling.md, "Making room") or the duplicate of a doubled pair is closing, so it gets
+   * no new request; otherwise, as when the session cannot take one, it is not sent.
+   */
   _request(a, link) {
     const now = nowS();
     let id = null;
-    if (link?.isOpen && link.session.canRequest) {
+    const current = this.swarm ? this.swarm.links.get(a.peer) === link : true;
+    if (current && link?.isOpen && link.session.canRequest) {
       try {
         id = link.request(wireSeg(a.segment), a.offset);
       } catch (exc) {

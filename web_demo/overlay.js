@@ -4,7 +4,9 @@
 //
 // - admitOffer: answer an offer the tracker relayed? A member with a free slot answers; a full
 //   one answers only an offer whose `drop` names one of its links (the tracker splits that link
-//   for a newcomer) and closes that link; otherwise it refuses.
+//   for a newcomer) and drains that link; otherwise it refuses.
+// - drainDue: close a link drained that way now? Once no request is in flight on it in either
+//   direction and its send buffer is empty, or at max_s at the latest.
 // - Refill: after each announce, the next one is due in base_s * 2**streak seconds (at most
 //   max_s), streak counting announces in a row after which no link was added; null when full
 //   (the tracker's interval applies).
@@ -28,6 +30,20 @@ export function admitOffer(links, maxPeers, fromPeer, drop) {
   if (size < maxPeers) return { accept: true, drop: null, reason: "" };
   if (typeof drop === "string" && drop !== fromPeer && has(drop)) return { accept: true, drop, reason: "" };
   return { accept: false, drop: null, reason: "full" };
+}
+
+/**
+ * Whether to close now a link drained to make room (docs/signaling.md, "Making room"): `outbound`
+ * of our requests and `inbound` of the peer's are in flight on it, its data channel holds
+ * `bufferedBytes` unsent, and it has drained for `elapsedS` of at most `maxS` seconds (0: close
+ * at once). True: close it now.
+ */
+export function drainDue(outbound, inbound, bufferedBytes, elapsedS, maxS) {
+  if (!(outbound >= 0 && inbound >= 0 && bufferedBytes >= 0)) {
+    throw new RangeError("drainDue: request counts and bufferedBytes must be >= 0");
+  }
+  if (elapsedS >= maxS) return true;
+  return outbound === 0 && inbound === 0 && bufferedBytes === 0;
 }
 
 export class Refill {

@@ -3,8 +3,11 @@
 //
 // - announce with up to offers_per_announce fresh full-SDP offers, as many as free slots allow;
 // - answer relayed offers unless full or already linked to that peer; when full, answer an
-//   offer relayed with `drop` naming one of our links by closing that link (the tracker splits
-//   it for a newcomer: overlay.js admitOffer), and announce the "split" capability;
+//   offer relayed with `drop` naming one of our links by draining that link (the tracker splits
+//   it for a newcomer: overlay.js admitOffer), and announce the "split" capability. A drained
+//   link leaves swarm.links at once (no new request goes on it), its transfers in flight go on,
+//   and it is closed ("making room") once idle with an empty send buffer, or after
+//   split_drain_s at the latest (overlay.js drainDue);
 // - while neighbour slots are free, announce again with fresh offers after a backoff (overlay.js
 //   Refill: 2 s doubling to 30 s while no link is added), and announce (offers if slots are
 //   free) soon after the links changed, so the tracker's view of `connected` stays current;
@@ -27,7 +30,7 @@
 
 import { asciiBytes } from "./ids.js";
 import { PeerLink } from "./rtc.js";
-import { Refill, Refusals, SPLIT_CAP, admitOffer } from "./overlay.js";
+import { Refill, Refusals, SPLIT_CAP, admitOffer, drainDue } from "./overlay.js";
 import { TrackerClient } from "./tracker.js";
 import { CloseCode } from "./wire.js";
 
@@ -38,7 +41,21 @@ export const DEFAULT_SWARM_CONFIG = Object.freeze({
   make_room: true, // answer split offers when full (announce the "split" capability)
   offer_reserve_s: 10.0, // with refill: an offer unanswered this long is closed before the next announce
   refusals: { base_s: 30.0, max_s: 3600.0, max_peer_ids: 256 }, // after a BANNED close: no pairing with that peer id
+  split_drain_s: 5.0, // a link split to make room closes once idle with an empty send buffer, or after this (0: at once)
 });
+
+// A drained link is checked on each of its events and at least this often: its peer's requests
+// end when the app sends their last bytes and its send buffer empties, neither an event of the link.
+const DRAIN_CHECK_S = 0.1;
+
+/** [our requests, the peer's requests] in flight on a link, and the bytes its channel holds. */
+function linkLoad(link) {
+  const session = link.session;
+  if (!session) return [0, 0, 0];
+  const ch = link.channel;
+  const buffered = ch && ch.readyState === "open" ? ch.bufferedAmount : 0;
+  return [session.outboundRequests, session.inboundRequests, buffered];
+}
 
 export class Swarm {
   /**
@@ -49,6 +66,7 @@ export class Swarm {
    */
   constructor(opts) {
     this.config = Object.freeze({ ...DEFAULT_SWARM_CONFIG, ...(opts.config || {}) });
+    if (!(this.config.split_drain_s >= 0)) throw new RangeError("swarm: split_drain_s must be >= 0");
     this.infoHash = opts.infoHash;
     this.peerId = opts.peerId;
     this.links = new Map(); // remote peer_id -> PeerLink
@@ -87,6 +105,8 @@ export class Swarm {
     if (this.config.make_room) this.tracker.hints.caps = [...this.tracker.hints.caps, SPLIT_CAP];
     this._refill = this.config.refill ? new Refill(this.config.refill) : null;
     this.linksSplit = 0; // links closed to make room for a newcomer
+    this.linksDrainForced = 0; // of those, closed at split_drain_s with a transfer in flight
+    this._draining = new Map(); // drained link -> {check(), timer}
     this.refusals = new Refusals(this.config.refusals); // peer ids not paired with for now
     this.pairingsRefused = 0; // offers and answers left alone because their peer id was blocked
     this._clock = opts.clock || (() => performance.now() / 1000); // seconds
@@ -109,6 +129,8 @@ export class Swarm {
     if (this._stopping) return;
     this._stopping = true;
     this.tracker.stop();
+    for (const drain of this._draining.values()) clearTimeout(drain.timer); // closed below
+    this._draining.clear();
     for (const link of [...this._all]) link.close(CloseCode.GOING_AWAY, "leaving the swarm");
   }
 
@@ -200,6 +222,39 @@ export class Swarm {
       }
     }
     if (exposed) this._onEvent(link, event);
+    const drain = this._draining.get(link);
+    if (drain !== undefined) queueMicrotask(drain.check);
+  }
+
+  /**
+   * Close `link` (already out of this.links) once no request is in flight on it and its send
+   * buffer is empty, or after split_drain_s (docs/signaling.md, "Making room"): a cut transfer
+   * would orphan the cut-through subtree behind it.
+   */
+  _drain(link) {
+    this.linksSplit += 1;
+    const maxS = this.config.split_drain_s;
+    const started = this._clock();
+    const drain = { check: null, timer: null };
+    drain.check = () => {
+      if (this._draining.get(link) !== drain) return;
+      clearTimeout(drain.timer);
+      if (link.isClosed) {
+        this._draining.delete(link);
+        return;
+      }
+      const [outbound, inbound, buffered] = linkLoad(link);
+      const elapsed = this._clock() - started;
+      if (drainDue(outbound, inbound, buffered, elapsed, maxS)) {
+        this._draining.delete(link);
+        if (outbound || inbound || buffered) this.linksDrainForced += 1;
+        link.close(CloseCode.NORMAL, "making room");
+        return;
+      }
+      drain.timer = setTimeout(drain.check, Math.min(DRAIN_CHECK_S, maxS - elapsed) * 1000);
+    };
+    this._draining.set(link, drain);
+    drain.check();
   }
 
   _report(link, e) {
@@ -292,10 +347,7 @@ export class Swarm {
     }
     const link = this._newLink(peerId);
     if (existing !== undefined) existing.close(CloseCode.NORMAL, "duplicate link");
-    if (drop) {
-      this.linksSplit += 1;
-      drop.close(CloseCode.NORMAL, "making room");
-    }
+    if (drop) this._drain(drop);
     this._expose(peerId, link);
     this._linksChanged();
     const answer = await link.acceptOffer(offer.sdp, peerId);

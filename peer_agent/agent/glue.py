@@ -248,8 +248,10 @@ class ExchangeGlue:
 
     def _request(self, action: RequestPeer) -> None:
         """A request goes only on the link the swarm keeps for the peer: of two links to one
-        peer the swarm is closing one, and a request there would fail (and the peer be avoided
-        for the segment). Otherwise it is not sent, as when the session cannot take it."""
+        peer the swarm is closing one, and a link drained to make room (docs/signaling.md)
+        closes once its transfers end, so a request there would fail or hold the link open
+        (and the peer be avoided for the segment). Otherwise it is not sent, as when the
+        session cannot take it."""
         link = self.links.get(action.link)
         current = self._current_link(action.peer_id)
         if link is None or link is not current or not link.session.can_request:

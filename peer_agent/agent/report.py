@@ -163,10 +163,12 @@ def summary(agent: Reported) -> dict[str, Any]:
         "tracker_connects": _tracker_stat(agent, "connects"),
         "tracker_announce_replies": _tracker_stat(agent, "announce_replies"),
         # Connection churn: offers we made (each a new peer connection), offers we answered,
-        # and links we closed to make room for a newcomer (docs/signaling.md, "Making room").
+        # and links we closed to make room for a newcomer (docs/signaling.md, "Making room"),
+        # of which those closed at split_drain_s with a transfer still in flight.
         "tracker_offers_sent": _tracker_stat(agent, "offers_sent"),
         "tracker_answers_sent": _tracker_stat(agent, "answers_sent"),
         "links_split": getattr(agent.swarm, "links_split", None),
+        "links_drain_forced": getattr(agent.swarm, "links_drain_forced", None),
         "tracker_error": _tracker_error(agent),
         "decisions": agent.decisions,
         # Downloads from peers: outcomes, first byte and completion times (docs/netbed.md).

@@ -1,13 +1,15 @@
 """Overlay rules of a swarm member (docs/signaling.md, "Making room"; docs/scheduling.md,
 "Filling neighbour slots"). Pure: links, limits and counts come in as arguments.
 
-Two rules, shared with the browser (``web_demo/overlay.js``) through
+Rules shared with the browser (``web_demo/overlay.js``) through
 ``docs/vectors/signaling/overlay.json``:
 
 - :func:`admit_offer`: whether to answer an offer the tracker relayed, and which link to drop
   for it. A member with a free slot answers. A full member answers only an offer that carries
   ``drop`` naming one of its current links (the tracker is splitting that link: both of its ends
-  were asked to take the newcomer), and closes that link; otherwise it refuses.
+  were asked to take the newcomer), and drains that link; otherwise it refuses.
+- :func:`drain_due`: when to close a link drained that way: once no request is in flight on it
+  in either direction and its send buffer is empty, or at ``max_s`` at the latest.
 - :class:`Refill`: when to announce again while neighbour slots are free. After each announce
   the next one is due in ``base_s * 2**streak`` seconds (at most ``max_s``), where ``streak``
   counts announces in a row after which no link was added; a full member waits for the
@@ -45,6 +47,20 @@ def admit_offer(
     if drop is not None and drop != from_peer and drop in links:
         return Admission(True, drop=drop)
     return Admission(False, reason="full")
+
+
+def drain_due(
+    outbound: int, inbound: int, buffered_bytes: int, elapsed_s: float, max_s: float
+) -> bool:
+    """Whether to close now a link drained to make room (docs/signaling.md, "Making room"):
+    ``outbound`` of our requests and ``inbound`` of the peer's are in flight on it, its data
+    channel holds ``buffered_bytes`` unsent, and it has drained for ``elapsed_s`` of at most
+    ``max_s`` seconds (0: close at once). True: close it now."""
+    if outbound < 0 or inbound < 0 or buffered_bytes < 0:
+        raise ValueError("drain_due: request counts and buffered_bytes must be >= 0")
+    if elapsed_s >= max_s:
+        return True
+    return outbound == 0 and inbound == 0 and buffered_bytes == 0
 
 
 @dataclass(frozen=True)

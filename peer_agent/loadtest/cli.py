@@ -107,6 +107,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("neighbours_held_median", "peers", "neighbours held, median over agents"),
     ("links_opened_per_agent", "links", "peer connections opened per agent"),
     ("links_split", "links", "links closed to make room for a newcomer"),
+    ("links_drain_forced", "links", "of those, closed at split_drain_s mid-transfer"),
     ("worker_loop_lag_ms_p99", "ms", "event-loop lag of the worst worker (p99)"),
     ("busiest_worker_cpu_share", "0-1", "CPU share of the busiest worker process"),
     ("agents_per_core", "agents", "agents per CPU core used"),

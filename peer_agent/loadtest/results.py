@@ -177,6 +177,7 @@ def overlay_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         else None,
         "offers_sent_per_agent": round(_sum(rows, "tracker_offers_sent") / n, 2) if n else None,
         "links_split": _sum(rows, "links_split"),
+        "links_drain_forced": _sum(rows, "links_drain_forced"),
     }
 
 

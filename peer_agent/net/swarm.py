@@ -14,9 +14,12 @@ What the swarm does:
   (``max_peers`` minus links minus offers still waiting); an unanswered offer closes after
   ``offer_ttl_s``;
 - answers relayed offers unless full or already linked to that peer; when full, answers an
-  offer the tracker relayed with ``drop`` naming one of our links by closing that link first
-  (the tracker splits a link to make room for a newcomer: :func:`peer_agent.core.overlay.
-  admit_offer`), and announces the ``split`` capability so the tracker may do so;
+  offer the tracker relayed with ``drop`` naming one of our links by draining that link (the
+  tracker splits a link to make room for a newcomer: :func:`peer_agent.core.overlay.
+  admit_offer`), and announces the ``split`` capability so the tracker may do so. A drained
+  link leaves :attr:`Swarm.links` at once (no new request goes on it), its transfers in flight
+  go on, and it is closed ("making room") once idle with an empty send buffer, or after
+  ``split_drain_s`` at the latest (:func:`peer_agent.core.overlay.drain_due`);
 - while neighbour slots are free, announces again with fresh offers after a backoff
   (:class:`peer_agent.core.overlay.Refill`: 2 s doubling to 30 s while no link is added), not
   only every ``interval``; announces (without offers) soon after its set of links changed, so
@@ -65,6 +68,7 @@ from peer_agent.core.overlay import (
     RefusalConfig,
     Refusals,
     admit_offer,
+    drain_due,
 )
 from peer_agent.core.session import SessionConfig
 from peer_agent.net.rtc import MIB, HelloContent, LinkConfig, PeerLink
@@ -77,6 +81,11 @@ from peer_agent.net.tracker import (
 )
 
 logger = logging.getLogger(__name__)
+
+# A drained link is checked on each of its events and at least this often: its peer's requests
+# end when the app sends their last bytes and its send buffer empties, neither of which is an
+# event of the link.
+_DRAIN_CHECK_S = 0.1
 
 SWARM_ID_PREFIX = b"p2p-hls/1 "
 PEER_ID_PREFIX = "-PH0001-"
@@ -122,12 +131,17 @@ class SwarmConfig:
     offer_reserve_s: float = 10.0
     # After a link closed BANNED: how long not to pair with that peer id (30 s doubling to 1 h).
     refusals: RefusalConfig = field(default_factory=RefusalConfig)
+    # A link split to make room is drained: closed once no request is in flight on it and its
+    # send buffer is empty, or after this at the latest (0: at once). docs/signaling.md.
+    split_drain_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
             raise ValueError("max_peers must be >= 1")
         if not 0 <= self.offers_per_announce <= MAX_OFFERS_PER_ANNOUNCE:
             raise ValueError(f"offers_per_announce must be in 0..{MAX_OFFERS_PER_ANNOUNCE}")
+        if not self.split_drain_s >= 0:
+            raise ValueError("split_drain_s must be >= 0")
         self.link_config()  # validates the link options
 
     def link_config(self) -> LinkConfig:
@@ -195,6 +209,10 @@ class Swarm:
         self._refill = Refill(self.config.refill) if self.config.refill is not None else None
         #: Links closed to make room for a newcomer (split offers answered).
         self.links_split = 0
+        #: Of those, links closed at ``split_drain_s`` with a transfer still in flight.
+        self.links_drain_forced = 0
+        self._draining: dict[PeerLink, asyncio.Event] = {}  # drained link -> its wake-up
+        self._drain_tasks: set[asyncio.Task[None]] = set()
         #: Peer ids not paired with for now: a link to them closed BANNED.
         self.refusals = Refusals(self.config.refusals)
         #: Offers and answers left alone because their peer id was blocked that way.
@@ -211,6 +229,10 @@ class Swarm:
             return
         self._stopping = True
         await self.tracker.stop()
+        drains = list(self._drain_tasks)
+        for task in drains:  # their links are closed below with the others
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
         links = list(self._all)
         if links:
             closing = [link.close(CloseCode.GOING_AWAY, "leaving the swarm") for link in links]
@@ -308,6 +330,9 @@ class Swarm:
         exposed = link in self._exposed
         if isinstance(event, HelloReceived):
             self._greeted.add(link)
+        wake = self._draining.get(link)
+        if wake is not None:
+            wake.set()
         if isinstance(event, SessionClosed):
             opened = link in self._greeted
             self._greeted.discard(link)
@@ -341,6 +366,45 @@ class Swarm:
                     self.tracker.announce_now()
         if exposed:
             self._on_event(link, event)
+
+    def _drain(self, link: PeerLink) -> None:
+        """Close ``link`` (already out of :attr:`links`) once no request is in flight on it and
+        its send buffer is empty, or after ``split_drain_s`` (docs/signaling.md, "Making
+        room"): a cut transfer would orphan the cut-through subtree behind it."""
+        self.links_split += 1
+        wake = asyncio.Event()
+        self._draining[link] = wake
+        task = asyncio.get_running_loop().create_task(self._drain_link(link, wake))
+        self._drain_tasks.add(task)
+        task.add_done_callback(self._drain_tasks.discard)
+
+    async def _drain_link(self, link: PeerLink, wake: asyncio.Event) -> None:
+        max_s = self.config.split_drain_s
+        started = self._now()
+        try:
+            while not link.is_closed:
+                outbound, inbound, buffered = _link_load(link)
+                elapsed = self._now() - started
+                if drain_due(outbound, inbound, buffered, elapsed, max_s):
+                    if outbound or inbound or buffered:
+                        self.links_drain_forced += 1
+                        logger.debug(
+                            "swarm: closing split link %r at %.1f s: %d+%d requests, %d bytes",
+                            link,
+                            elapsed,
+                            outbound,
+                            inbound,
+                            buffered,
+                        )
+                    self._draining.pop(link, None)
+                    await link.close(CloseCode.NORMAL, "making room")
+                    return
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(_DRAIN_CHECK_S, max_s - elapsed)):
+                        await wake.wait()
+        finally:
+            self._draining.pop(link, None)
 
     def _drop_duplicate(self, link: PeerLink) -> None:
         # It stays exposed: the app, which may have seen its HELLO, gets its SessionClosed.
@@ -432,8 +496,7 @@ class Swarm:
             self._drop_duplicate(existing)
         if drop is not None:
             # Out of links now (its slot is the newcomer's); the app still gets its close.
-            self.links_split += 1
-            asyncio.ensure_future(drop.close(CloseCode.NORMAL, "making room"))
+            self._drain(drop)
         self._expose(peer_id, link)
         self._links_changed()
         answer = await link.accept_offer(offer.sdp, peer_id)
@@ -467,3 +530,15 @@ class Swarm:
         self._expose(peer_id, link)
         self._links_changed()
         await link.accept_answer(answer.sdp, peer_id)
+
+
+def _link_load(link: PeerLink) -> tuple[int, int, int]:
+    """Requests in flight on ``link`` (ours, the peer's) and the bytes its channel holds."""
+    if not link.has_session:
+        return 0, 0, 0
+    session = link.session
+    channel = link.channel
+    buffered = 0
+    if channel is not None and channel.readyState == "open":
+        buffered = channel.bufferedAmount
+    return session.outbound_requests, session.inbound_requests, buffered

@@ -317,3 +317,19 @@ async def test_the_agent_passes_the_trackers_swarm_size_to_the_scheduler(
     agent.config = dataclasses.replace(agent.config, scheduler_swarm_size=False)
     agent.decide(NOW)  # the default: not passed (it hurt real agents, issue 15)
     assert seen == [0, 1234, 0]
+
+
+async def test_no_new_request_goes_on_a_link_the_swarm_no_longer_keeps() -> None:
+    """A link drained to make room (docs/signaling.md, "Making room") left the swarm's links
+    but is still open: the glue sends no new request on it (``request_not_sent``)."""
+    relay = make_agent("relay")
+    up_link, relay_up = connect(
+        None, "up", relay, "relay", fetching=[wire.FetchingEntry(SEGMENT, len(DATA))]
+    )
+    assert relay.swarm is not None
+    del relay.swarm.links["up"]  # drained: open, no longer the link kept for the peer
+    relay.exchange.start_peer(SEGMENT, "up", 0, NOW)
+    relay.flush()
+    settle(up_link, relay_up)
+    assert [e for e in up_link.events if isinstance(e, SegmentRequested)] == []
+    assert relay_up.session.outbound_requests == 0 and not relay_up.is_closed

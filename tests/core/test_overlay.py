@@ -1,4 +1,5 @@
-"""docs/vectors/signaling/overlay.json: the member's overlay rules (admit_offer, Refill), the
+"""docs/vectors/signaling/overlay.json: the member's overlay rules (admit_offer, drain_due,
+Refill, Refusals), the
 same file web_demo/overlay.js is tested against."""
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from peer_agent.core.overlay import Refill, RefillConfig, RefusalConfig, Refusals, admit_offer
+from peer_agent.core.overlay import (
+    Refill,
+    RefillConfig,
+    RefusalConfig,
+    Refusals,
+    admit_offer,
+    drain_due,
+)
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "docs/vectors/signaling/overlay.json").read_text()
@@ -21,6 +29,20 @@ def test_admit_vectors(case: dict[str, Any]) -> None:
     got = admit_offer(case["links"], case["max_peers"], case["from_peer"], case["drop"])
     assert got.accept is case["accept"]
     assert got.drop == case["close"]
+
+
+@pytest.mark.parametrize("case", VECTORS["drain"], ids=lambda c: c["name"])
+def test_drain_vectors(case: dict[str, Any]) -> None:
+    got = drain_due(
+        case["outbound"], case["inbound"], case["buffered_bytes"], case["elapsed_s"], case["max_s"]
+    )
+    assert got is case["close"]
+
+
+def test_drain_due_refuses_negative_counts() -> None:
+    for args in ((-1, 0, 0), (0, -1, 0), (0, 0, -1)):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            drain_due(*args, 0.0, 5.0)
 
 
 @pytest.mark.parametrize("case", VECTORS["refill"], ids=lambda c: c["name"])

@@ -369,6 +369,42 @@ class UpstreamLink {
   close() {}
 }
 
+// The part of a Swarm the engine calls; `links`: the link it keeps per peer id.
+function fakeSwarm(links) {
+  const nop = () => {};
+  return {
+    links,
+    broadcastHave: nop,
+    broadcastFetching: nop,
+    broadcastLost: nop,
+    sendStats: nop,
+    setPosition: nop,
+    setUploadEnabled: nop,
+    stop: nop,
+    tracker: { swarmSize: 0, report: nop, setToken: nop },
+  };
+}
+
+test("a link the swarm no longer keeps for its peer (drained to make room) gets no new request", async () => {
+  const { engine } = await setUp({ count: 8 });
+  try {
+    const drained = new UpstreamLink();
+    drained.remotePeerId = "-PH0001-drained00000";
+    const current = new UpstreamLink();
+    engine.swarm = fakeSwarm(new Map([[current.remotePeerId, current]]));
+    const segments = [5, 6, 7].map((n) => ({ rendition: 0, sequence: n }));
+    engine.onLinkEvent(drained, { type: "HelloReceived", have: segments, fetching: [], leech_only: false });
+    engine.onLinkEvent(current, { type: "HelloReceived", have: segments, fetching: [], leech_only: false });
+    await engine.requestFragment(frag(1)).promise; // the playhead at 2 s: 5 is prefetched from a peer
+    for (let i = 0; i < 100 && !current.requests.some(([n]) => n === 5); i++) await tick();
+    assert.ok(current.requests.some(([n]) => n === 5), `segment 5 was asked of the current link (${JSON.stringify(current.requests)})`);
+    assert.deepEqual(drained.requests, []);
+  } finally {
+    engine.swarm = null;
+    engine.destroy();
+  }
+});
+
 test("a segment a peer sent that the manifest does not list yet waits for the manifest fetch, then verifies", async () => {
   const held = gate();
   const { engine, requests } = await setUp({ count: 8, listed: [0, 1, 2, 3, 4], held: held.promise });

@@ -488,3 +488,66 @@ test("swarm: after a link closed BANNED, no announce at once and no pairing with
   assert.equal(early, 1);
   assert.equal(swarm.refusals.blocked(other.remotePeerId, now), false);
 });
+
+test("swarm: a link split to make room drains (transfers go on) and closes once idle, or at split_drain_s, counted", async () => {
+  let now = 100;
+  const swarm = new Swarm({
+    trackerUrl: "ws://t/announce",
+    infoHash: IH,
+    peerId: ME,
+    onEvent: () => {},
+    hello: () => ({ have: [], fetching: [] }),
+    config: { max_peers: 2, split_drain_s: 5 },
+    clock: () => now,
+  });
+  swarm.tracker.announceNow = () => {};
+  const waitMs = (ms) => new Promise((r) => setTimeout(r, ms));
+  const busyLink = (peerId, outbound, inbound, buffered) => {
+    const link = { ...fakeLink(peerId), isClosed: false, closes: [] };
+    link.session = { outboundRequests: outbound, inboundRequests: inbound };
+    link.channel = { readyState: "open", bufferedAmount: buffered };
+    link.close = (code, reason) => {
+      link.closes.push([code, reason]);
+      link.isClosed = true;
+    };
+    swarm._all.add(link);
+    swarm._expose(peerId, link);
+    return link;
+  };
+  const split = async (newcomer, drop) => {
+    const fresh = { ...fakeLink(newcomer), isClosed: false, acceptOffer: async () => "answer" };
+    swarm._newLink = () => fresh;
+    assert.equal(await swarm._onOffer({ peer_id: newcomer, offer_id: newcomer, sdp: "v=0", drop }), "answer");
+  };
+  // The peer's request in flight: out of the links at once, not closed.
+  const a = busyLink("-PH0001-aaaaaaaaaaa1", 0, 1, 0);
+  const b = busyLink("-PH0001-bbbbbbbbbbb1", 1, 0, 0);
+  await split("-PH0001-newcomer0001", a.remotePeerId);
+  assert.deepEqual([swarm.links.has(a.remotePeerId), swarm.linksSplit, a.closes], [false, 1, []]);
+  // Its last bytes handed to the channel: still waits while the send buffer is not empty.
+  a.session.inboundRequests = 0;
+  a.channel.bufferedAmount = 4096;
+  swarm._onLinkEvent(a, { type: "DataReceived", request_id: 1, offset: 0, data: new Uint8Array(1) });
+  await waitMs(150);
+  assert.deepEqual(a.closes, []);
+  a.channel.bufferedAmount = 0; // the buffer empties (no event): the next check closes it
+  for (let i = 0; i < 50 && a.closes.length === 0; i++) await waitMs(20);
+  assert.deepEqual(a.closes, [[CloseCode.NORMAL, "making room"]]);
+  assert.equal(swarm.linksDrainForced, 0);
+  // Our own request never ends: closed at the bound, counted.
+  await split("-PH0001-newcomer0002", b.remotePeerId);
+  await waitMs(150);
+  assert.deepEqual(b.closes, []);
+  now += 5;
+  for (let i = 0; i < 50 && b.closes.length === 0; i++) await waitMs(20);
+  assert.deepEqual(b.closes, [[CloseCode.NORMAL, "making room"]]);
+  assert.deepEqual([swarm.linksSplit, swarm.linksDrainForced, swarm._draining.size], [2, 1, 0]);
+  // stop() closes a link still draining and ends its drain (no timer left behind).
+  const c = busyLink("-PH0001-ccccccccccc1", 1, 1, 0);
+  await split("-PH0001-newcomer0003", c.remotePeerId);
+  assert.equal(swarm._draining.size, 1);
+  swarm.tracker.stop = () => {};
+  swarm.stop();
+  assert.deepEqual([c.closes, swarm._draining.size], [[[CloseCode.GOING_AWAY, "leaving the swarm"]], 0]);
+  assert.throws(() => new Swarm({ trackerUrl: "ws://t/announce", infoHash: IH, peerId: ME, onEvent() {}, config: { split_drain_s: -1 } }), /split_drain_s/);
+});

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { Refill, Refusals, admitOffer } from "../../web_demo/overlay.js";
+import { Refill, Refusals, admitOffer, drainDue } from "../../web_demo/overlay.js";
 import { TrackerClient } from "../../web_demo/tracker.js";
 import { FakeSocket, fakeTracker } from "./fake_socket.mjs";
 
@@ -20,6 +20,16 @@ for (const c of VECTORS.admit) {
     assert.deepEqual(admitOffer(c.links, c.max_peers, c.from_peer, c.drop), got); // arrays too
   });
 }
+
+for (const c of VECTORS.drain) {
+  test(`drainDue: ${c.name}`, () => {
+    assert.equal(drainDue(c.outbound, c.inbound, c.buffered_bytes, c.elapsed_s, c.max_s), c.close);
+  });
+}
+
+test("drainDue: negative counts are refused", () => {
+  for (const [o, i, b] of [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]) assert.throws(() => drainDue(o, i, b, 0, 5), /must be >= 0/);
+});
 
 for (const c of VECTORS.refill) {
   test(`Refill: ${c.name}`, () => {

@@ -36,7 +36,12 @@ def test_overlay_figures_keep_an_agent_that_held_nobody() -> None:
     rows = [
         {"neighbours_held_median": 0, "link_paths": [], "tracker_offers_sent": 3, "links_split": 0},
         {"neighbours_held_median": 7.5, "link_paths": [{}] * 9, "tracker_offers_sent": 9},
-        {"neighbours_held_median": None, "link_paths": [{}], "links_split": 2},
+        {
+            "neighbours_held_median": None,
+            "link_paths": [{}],
+            "links_split": 2,
+            "links_drain_forced": 1,
+        },
     ]
     figures = overlay_figures(rows)
     assert figures["neighbours_held_min_agent"] == 0.0  # a 0 is a figure, not a missing one
@@ -44,6 +49,7 @@ def test_overlay_figures_keep_an_agent_that_held_nobody() -> None:
     assert figures["links_opened_per_agent"] == round(10 / 3, 2)
     assert figures["offers_sent_per_agent"] == 4.0
     assert figures["links_split"] == 2
+    assert figures["links_drain_forced"] == 1
 
 
 def test_loop_lag_figures_take_the_worst_worker() -> None:
@@ -60,9 +66,13 @@ def test_loop_lag_figures_take_the_worst_worker() -> None:
     assert loop_lag_figures([])["worker_loop_lag_ms_p99"] is None
 
 
-@pytest.mark.parametrize(("refill", "make_room"), [(True, True), (False, False)])
-def test_slot_filling_switches_reach_the_agents_swarm(refill: bool, make_room: bool) -> None:
-    config = LoadTestConfig(refill=refill, make_room=make_room)
+@pytest.mark.parametrize(
+    ("refill", "make_room", "split_drain_s"), [(True, True, 5.0), (False, False, 0.0)]
+)
+def test_slot_filling_switches_reach_the_agents_swarm(
+    refill: bool, make_room: bool, split_drain_s: float
+) -> None:
+    config = LoadTestConfig(refill=refill, make_room=make_room, split_drain_s=split_drain_s)
     spec = AgentSpec(
         index=0, slot=0, generation=0, kind=Kind.NORMAL, start_s=0.0, stop_s=10.0,
         leave=Leave.END, seed=1, worker=0,
@@ -72,3 +82,6 @@ def test_slot_filling_switches_reach_the_agents_swarm(refill: bool, make_room: b
     swarm = agent_config(job, spec).swarm
     assert swarm is not None
     assert (swarm.refill is not None) is refill and swarm.make_room is make_room
+    assert swarm.split_drain_s == split_drain_s
+    with pytest.raises(ValueError, match="split_drain_s"):
+        LoadTestConfig(split_drain_s=-1.0)

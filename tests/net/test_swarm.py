@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import random
@@ -10,7 +11,14 @@ from typing import Any
 import pytest
 
 from peer_agent.core.errors import CloseCode
-from peer_agent.core.events import HelloReceived, PeerHave, SessionClosed
+from peer_agent.core.events import (
+    HelloReceived,
+    PeerHave,
+    RequestCompleted,
+    ResponseStarted,
+    SegmentRequested,
+    SessionClosed,
+)
 from peer_agent.core.ids import SegmentId
 from peer_agent.core.overlay import RefillConfig
 from peer_agent.core.session import SessionConfig
@@ -219,6 +227,112 @@ async def test_full_member_answers_a_split_offer_by_closing_the_named_link() -> 
     finally:
         for swarm in (a, b, n):
             await swarm.stop()
+
+
+async def linked_full_pair(a: Swarm, b: Swarm, ra: Recorder, rb: Recorder) -> PeerLink:
+    """Link b -> a (a full with it) and wait for both HELLOs; return a's link to b."""
+    offer_b = (await b._make_offers())[0]
+    answer = await cross(b, a, offer_b)
+    assert answer is not None
+    await b._on_answer(RelayedAnswer(a.peer_id, offer_b[0], answer))
+    ab = a.links[b.peer_id]
+    await ra.wait_for(lambda: ra.of(HelloReceived, ab))
+    await rb.wait_for(lambda: rb.of(HelloReceived, b.links[a.peer_id]))
+    return ab
+
+
+async def split_offer(a: Swarm, n: Swarm, drop: Swarm) -> str:
+    """n's offer relayed to a with ``drop`` naming a's link to ``drop``; a's answer."""
+    offer_n = (await n._make_offers())[0]
+    answer = await a._on_offer(RelayedOffer(n.peer_id, offer_n[0], offer_n[1], drop=drop.peer_id))
+    assert answer is not None
+    return answer
+
+
+async def test_a_split_link_drains_a_transfer_in_flight_then_closes() -> None:
+    ra, rb, rn = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("drain-a", ra, max_peers=1, make_room=True)
+    b, n = manual_swarm("drain-b", rb), manual_swarm("drain-n", rn)
+    segment = SegmentId(0, 7)
+    body = bytes(range(256)) * 400  # 102,400 bytes
+    try:
+        ab = await linked_full_pair(a, b, ra, rb)
+        ba = b.links[a.peer_id]
+        request_id = ba.request(segment)  # b asks a: a request in flight on a's link to b
+        asked = await ra.wait_for(lambda: ra.of(SegmentRequested, ab))
+        ab.respond(asked[0].request_id, len(body))
+        ab.send_data(asked[0].request_id, 0, body[:40_000])
+        await rb.wait_for(lambda: rb.of(ResponseStarted, ba))
+        await split_offer(a, n, b)
+        assert list(a.links) == [n.peer_id] and a.links_split == 1
+        assert ab in a._draining and ab.is_open  # out of links, still open: it drains
+        assert ab.session.inbound_requests == 1
+        ab.send_data(asked[0].request_id, 40_000, body[40_000:])
+        done = await rb.wait_for(lambda: rb.of(RequestCompleted, ba))
+        assert done[0].request_id == request_id and done[0].data == body  # every byte
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, ab))
+        assert closed[0].reason == "making room" and not closed[0].by_remote
+        seen_by_b = await rb.wait_for(lambda: rb.of(SessionClosed, ba))
+        assert seen_by_b[0].reason == "making room" and seen_by_b[0].by_remote
+        assert a.links_drain_forced == 0 and a._draining == {}
+        async with asyncio.timeout(10):  # the drain ends with the link's teardown
+            await asyncio.gather(*list(a._drain_tasks))
+        assert not a._drain_tasks
+    finally:
+        for swarm in (a, b, n):
+            await swarm.stop()
+    assert not a._drain_tasks
+
+
+async def test_a_split_link_is_closed_at_split_drain_s_and_counted() -> None:
+    ra, rb, rn = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("bound-a", ra, max_peers=1, make_room=True, split_drain_s=0.5)
+    b, n = manual_swarm("bound-b", rb), manual_swarm("bound-n", rn)
+    try:
+        ab = await linked_full_pair(a, b, ra, rb)
+        ba = b.links[a.peer_id]
+        ab.request(SegmentId(0, 3))  # a asks b, which answers a part and then stalls
+        asked = await rb.wait_for(lambda: rb.of(SegmentRequested, ba))
+        ba.respond(asked[0].request_id, 50_000)
+        ba.send_data(asked[0].request_id, 0, bytes(10_000))
+        await ra.wait_for(lambda: ra.of(ResponseStarted, ab))
+        split_at = asyncio.get_running_loop().time()
+        await split_offer(a, n, b)
+        closed = await ra.wait_for(lambda: ra.of(SessionClosed, ab))
+        held_s = asyncio.get_running_loop().time() - split_at
+        assert closed[0].reason == "making room"
+        assert held_s >= 0.5  # kept until the bound, not closed at once
+        assert a.links_split == 1 and a.links_drain_forced == 1
+    finally:
+        for swarm in (a, b, n):
+            await swarm.stop()
+    assert not a._drain_tasks
+
+
+async def test_stop_closes_a_draining_link_and_ends_its_drain() -> None:
+    ra, rb, rn = Recorder(), Recorder(), Recorder()
+    a = manual_swarm("stopd-a", ra, max_peers=1, make_room=True, split_drain_s=60.0)
+    b, n = manual_swarm("stopd-b", rb), manual_swarm("stopd-n", rn)
+    try:
+        ab = await linked_full_pair(a, b, ra, rb)
+        ab.request(SegmentId(0, 4))  # never answered: the drain would wait for the bound
+        await rb.wait_for(lambda: rb.of(SegmentRequested, b.links[a.peer_id]))
+        await split_offer(a, n, b)
+        assert ab in a._draining and len(a._drain_tasks) == 1
+        await a.stop()
+        assert ab.is_closed and not a._drain_tasks and a._draining == {}
+        closed = ra.of(SessionClosed, ab)
+        assert closed[0].reason == "leaving the swarm" and a.links_drain_forced == 0
+    finally:
+        for swarm in (a, b, n):
+            await swarm.stop()
+
+
+def test_split_drain_s_is_checked() -> None:
+    with pytest.raises(ValueError, match="split_drain_s"):
+        SwarmConfig(split_drain_s=-1.0)
+    with pytest.raises(ValueError, match="split_drain_s"):
+        SwarmConfig(split_drain_s=float("nan"))
 
 
 async def test_make_room_off_refuses_split_offers() -> None:
