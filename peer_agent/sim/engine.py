@@ -34,6 +34,7 @@ the same scenario and seed give the same result.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import gc
@@ -180,7 +181,7 @@ class _Flow:
 
 
 class _Neighbour:
-    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view")
+    __slots__ = ("viewer", "delay_class", "estimator", "choked_until", "view", "draining")
 
     def __init__(self, viewer: _Viewer, delay_class: int) -> None:
         self.viewer = viewer
@@ -188,6 +189,7 @@ class _Neighbour:
         self.estimator: ThroughputEstimator | None = None  # created at the first sample
         self.choked_until = 0.0
         self.view: PeerView | None = None  # cached; None: rebuild
+        self.draining = False  # split: out of the views, closed once its transfers end
 
 
 class _Viewer:
@@ -358,8 +360,13 @@ class Simulation:
         #: Tracker pairings done, and viewers they examined in total (a sample each).
         self.pairings = 0
         self.pairing_examined = 0
-        #: Links the tracker split for newcomers (``pairing="split"``).
+        #: Links the tracker split for newcomers (``pairing="split"``); of those, the ones that
+        #: had a transfer in flight and drained, and the drains closed at the bound.
         self.splits = 0
+        self.split_drains = 0
+        self.split_drains_forced = 0
+        #: Every peer transfer's cut-through depth as it starts (:meth:`_cut_through_depth`).
+        self.cut_through_depths: collections.Counter[int | str] = collections.Counter()
         self.cdn_fetches: dict[int, int] = {}
         self.cdn_fetches_join_ramp: dict[int, int] = {}  # of cdn_fetches, the join-ramp ones
         self.plays: dict[int, int] = {}
@@ -580,7 +587,7 @@ class Simulation:
             partner = self._split_partner(viewer, other)
             if partner is None:
                 continue
-            self._unlink(other, partner)
+            self._split(other, partner)
             self._link(viewer, other)
             self._link(viewer, partner)
             self.splits += 1
@@ -591,7 +598,7 @@ class Simulation:
         """A random neighbour of ``full`` not linked to ``viewer`` (at most 8 tried)."""
         ids = list(full.neighbours)
         for pid in _sample(self.rng, ids, min(8, len(ids))):
-            if pid not in viewer.neighbours:
+            if pid not in viewer.neighbours and not full.neighbours[pid].draining:
                 return full.neighbours[pid].viewer
         return None
 
@@ -615,6 +622,41 @@ class Simulation:
         # so its pending wake-up is still early enough.
         if alone or not self.sc.live or self._offers(a, b, delay_class):
             self._mark(b)
+
+    def _split(self, a: _Viewer, b: _Viewer) -> None:
+        """The tracker splits the link ``a``-``b`` for a newcomer. Both ends drain it, as our
+        clients do (docs/signaling.md, "Making room"): it leaves their views at once (nothing
+        new is asked over it, and it counts in no election), the transfers over it go on, and
+        it closes once none is left, or after ``split_drain_s`` at the latest. Closing at once
+        (``split_drain_s`` 0) cut whole cut-through subtrees off their source while viewers
+        joined (docs/simulator.md, "Splits cut transfers")."""
+        if self.sc.split_drain_s <= 0 or not self._flows_between(a, b):
+            self._unlink(a, b)
+            return
+        for x, y in ((a, b), (b, a)):
+            nb = x.neighbours[y.peer_id]
+            nb.draining = True
+            nb.view = None
+            if x.peer_views is not None:
+                x.peer_views.pop(y.peer_id, None)
+            self._mark(x)
+        self.split_drains += 1
+        bound = functools.partial(self._drained, a, b, True)
+        self.at(self.now + self.sc.split_drain_s, bound)
+
+    @staticmethod
+    def _flows_between(a: _Viewer, b: _Viewer) -> bool:
+        return any(f.dst is b for f in a.uploads) or any(f.dst is a for f in b.uploads)
+
+    def _drained(self, a: _Viewer, b: _Viewer, bound: bool = False) -> None:
+        """Close the draining link ``a``-``b`` if nothing flows over it any more, or at the
+        bound whatever flows (counted)."""
+        nb = a.neighbours.get(b.peer_id)
+        if nb is None or not nb.draining:
+            return
+        if bound or not self._flows_between(a, b):
+            self.split_drains_forced += bound
+            self._unlink(a, b)
 
     def _unlink(self, a: _Viewer, b: _Viewer) -> None:
         """Close the link between ``a`` and ``b`` (split for a newcomer): transfers over it
@@ -684,7 +726,7 @@ class Simulation:
         avoid = viewer.avoid.get(sid, _EMPTY)
         for pid, nb in viewer.neighbours.items():
             src = nb.viewer
-            if not src.uploads_allowed or pid in avoid:
+            if not src.uploads_allowed or pid in avoid or nb.draining:
                 continue
             have, fetching = src.visible[nb.delay_class]
             if sid in have or sid in fetching:
@@ -729,6 +771,8 @@ class Simulation:
             "diameter_hops": diameter,
             "unreachable_max": unreached,
             "splits": self.splits,
+            "split_drains": self.split_drains,
+            "split_drains_forced": self.split_drains_forced,
         }
 
     def _offers(self, src: _Viewer, dst: _Viewer, delay_class: int) -> bool:
@@ -927,7 +971,9 @@ class Simulation:
         views = viewer.peer_views
         if views is None:
             views = viewer.peer_views = {
-                pid: nb.view or self._peer_view(nb) for pid, nb in viewer.neighbours.items()
+                pid: nb.view or self._peer_view(nb)
+                for pid, nb in viewer.neighbours.items()
+                if not nb.draining
             }
         return views
 
@@ -948,6 +994,8 @@ class Simulation:
 
     def _peer_changed(self, viewer: _Viewer, nb: _Neighbour) -> None:
         """``nb``'s throughput or choke changed: replace its view in ``viewer``'s map."""
+        if nb.draining:
+            return
         view = self._peer_view(nb)
         if viewer.peer_views is not None:
             viewer.peer_views[view.peer_id] = view
@@ -1136,6 +1184,7 @@ class Simulation:
             return
         total = self.size_of(segment.sequence)
         rtt = self.delays_s[nb.delay_class] * 2
+        self.cut_through_depths[self._cut_through_depth(src, segment)] += 1
         flow = _Flow(segment, src, viewer, offset, total, self.now, rtt)
         viewer.transfers[segment] = flow
         viewer.wants.discard(segment.sequence)
@@ -1144,6 +1193,29 @@ class Simulation:
         self._pending_flows.append(flow)
         self._feed_relays(viewer, segment, flow)
         self._announce_fetching(viewer, segment)
+
+    @staticmethod
+    def _cut_through_depth(src: _Viewer, segment: SegmentId) -> int | str:
+        """How many relays that have not verified ``segment`` stand between a new transfer of
+        it from ``src`` and a verified copy or the CDN, as the transfers are now (0: ``src``
+        holds it); ``"unanchored"`` when the chain ends at a viewer with no transfer of it,
+        ``"loop"`` when it runs in a circle."""
+        depth = 0
+        v = src
+        seen: set[int] = set()
+        while True:
+            if segment in v.have:
+                return depth
+            f = v.transfers.get(segment)
+            if f is None:
+                return "unanchored"
+            depth += 1
+            if f.src is None:
+                return depth
+            if v.index in seen:
+                return "loop"
+            seen.add(v.index)
+            v = f.src
 
     @staticmethod
     def _feed_relays(viewer: _Viewer, segment: SegmentId, feed: _Flow | None) -> None:
@@ -1379,6 +1451,9 @@ class Simulation:
             self._feed_relays(dst, segment, None)
         if src is not None:
             src.uploads.pop(flow, None)
+            nb = dst.neighbours.get(src.peer_id)
+            if nb is not None and nb.draining:
+                self.at(self.now, functools.partial(self._drained, src, dst))
         if flow.live:
             dst.downs -= 1
             self._rerate_in(dst)
@@ -1449,6 +1524,7 @@ class Simulation:
             cdn_fetches_join_ramp=self.cdn_fetches_join_ramp,
             decisions=self.decisions,
             per_peer=self.per_peer,
+            cut_through_depths=self.cut_through_depths,
         )
         return dataclasses.replace(result, overlay=overlay)
 

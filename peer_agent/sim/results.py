@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +41,8 @@ class SimResult:
     #: The overlay at the end (``Simulation.overlay_stats``): neighbour join-order distance
     #: median, mean neighbours, diameter in hops, splits; None without P2P.
     overlay: dict[str, float | int | None] | None = None
+    #: Peer transfers by cut-through depth as they started (:func:`cut_through_summary`).
+    cut_through: dict[str, int | None] | None = None
 
     def summary(self) -> dict[str, object]:
         return {
@@ -65,6 +67,7 @@ class SimResult:
             "segments_played": self.segments_played,
             "decisions": self.decisions,
             "overlay": self.overlay,
+            "cut_through": self.cut_through,
         }
 
 
@@ -95,6 +98,32 @@ class ViewerRecord(Protocol):
     def latency_samples(self) -> Sequence[float]: ...
 
 
+def cut_through_summary(depths: Mapping[int | str, int]) -> dict[str, int | None]:
+    """Peer transfers as they started, by cut-through depth (the relays between the new
+    transfer and a verified copy or the CDN that had not verified the segment yet): how many,
+    the median, 99th percentile and largest depth of those with a source, and how many had none
+    (``unanchored``: the chain ended at a viewer with no transfer of it) or ran in a ``loop``."""
+    anchored = sorted((d, n) for d, n in depths.items() if isinstance(d, int))
+    total = sum(n for _, n in anchored)
+
+    def quantile(q: float) -> int | None:
+        seen = 0
+        for d, n in anchored:
+            seen += n
+            if seen >= q * total:
+                return d
+        return None
+
+    return {
+        "transfers": sum(depths.values()),
+        "depth_p50": quantile(0.5),
+        "depth_p99": quantile(0.99),
+        "depth_max": anchored[-1][0] if anchored else None,
+        "unanchored": depths.get("unanchored", 0),
+        "loops": depths.get("loop", 0),
+    }
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -110,6 +139,7 @@ def build_result(
     decisions: int,
     cdn_fetches_join_ramp: dict[int, int] | None = None,
     per_peer: bool,
+    cut_through_depths: Mapping[int | str, int] | None = None,
 ) -> SimResult:
     viewers = list(everyone)
     bytes_cdn = sum(v.bytes_cdn for v in viewers)
@@ -170,4 +200,5 @@ def build_result(
         segments_played=sum(v.segments_played for v in viewers),
         decisions=decisions,
         by_peer=by_peer,
+        cut_through=None if cut_through_depths is None else cut_through_summary(cut_through_depths),
     )

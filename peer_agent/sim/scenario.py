@@ -81,6 +81,11 @@ class Scenario:
     #: as an event, so this is only a safety net (the agent's ``idle_recheck_s`` is 0.5 s);
     #: 0.5 reproduces the agent's cadence at a higher CPU cost.
     idle_recheck_s: float = 5.0
+    #: A link the tracker splits for a newcomer (``pairing="split"``) drains, as our clients
+    #: do (docs/signaling.md, "Making room"): nothing new is asked over it and it closes once
+    #: its transfers end, after this many seconds at the latest. 0 closes it at once (the
+    #: clients before 2026-12-03), cutting the transfers over it.
+    split_drain_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.peers < 1:
@@ -101,7 +106,12 @@ class Scenario:
             raise ValueError("pairing_sample must be >= 0")
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
-        for name in ("low_uplink_bytes_per_s", "cross_region_rtt_s", "uplink_bytes_per_s"):
+        for name in (
+            "low_uplink_bytes_per_s",
+            "cross_region_rtt_s",
+            "uplink_bytes_per_s",
+            "split_drain_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
