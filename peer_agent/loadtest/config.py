@@ -71,10 +71,6 @@ class LoadTestConfig:
     #: Answer the tracker's split offers when full (docs/signaling.md, "Making room"); off:
     #: full agents refuse every offer, as before issue 15.
     make_room: bool = True
-    #: A link split to make room is drained: closed once idle with an empty send buffer, or
-    #: after this many seconds at the latest (docs/signaling.md, "Making room"); 0: at once,
-    #: as before.
-    split_drain_s: float = 5.0
     #: Seconds between the workers' start and the first join (agents import aiortc first).
     start_delay_s: float = 3.0
     #: Progress and time-series sampling period (seconds).
@@ -96,8 +92,6 @@ class LoadTestConfig:
             raise ValueError("slow_upload_bytes_per_s and sample_interval_s must be positive")
         if self.max_peers is not None and self.max_peers < 1:
             raise ValueError("max_peers must be >= 1")
-        if not self.split_drain_s >= 0:
-            raise ValueError("split_drain_s must be >= 0")
         if self.rendition < 0 or self.start_delay_s < 0 or self.live_content_s <= 0:
             raise ValueError("rendition, start_delay_s must be >= 0; live_content_s positive")
 

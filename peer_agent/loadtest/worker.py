@@ -96,7 +96,7 @@ def agent_config(job: WorkerJob, spec: AgentSpec) -> AgentConfig:
         max_peers=max_peers,
         refill=RefillConfig() if cfg.refill else None,
         make_room=cfg.make_room,
-        split_drain_s=cfg.split_drain_s,
+        split_drain_s=sc.split_drain_s,  # the scenario's: the simulator compares the same
         close_timeout_s=0.5,
         stop_timeout_s=2.0,
         tracker=TrackerConfig(

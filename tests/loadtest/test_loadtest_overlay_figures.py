@@ -72,16 +72,16 @@ def test_loop_lag_figures_take_the_worst_worker() -> None:
 def test_slot_filling_switches_reach_the_agents_swarm(
     refill: bool, make_room: bool, split_drain_s: float
 ) -> None:
-    config = LoadTestConfig(refill=refill, make_room=make_room, split_drain_s=split_drain_s)
+    config = LoadTestConfig(refill=refill, make_room=make_room)
     spec = AgentSpec(
         index=0, slot=0, generation=0, kind=Kind.NORMAL, start_s=0.0, stop_s=10.0,
         leave=Leave.END, seed=1, worker=0,
     )  # fmt: skip
     job = WorkerJob(0, (spec,), "http://127.0.0.1:1/m.m3u8", "ws://127.0.0.1:1", 0.0,
-                    Scenario(), config)  # fmt: skip
+                    Scenario(split_drain_s=split_drain_s), config)  # fmt: skip
     swarm = agent_config(job, spec).swarm
     assert swarm is not None
     assert (swarm.refill is not None) is refill and swarm.make_room is make_room
     assert swarm.split_drain_s == split_drain_s
     with pytest.raises(ValueError, match="split_drain_s"):
-        LoadTestConfig(split_drain_s=-1.0)
+        Scenario(split_drain_s=-1.0)
