@@ -395,9 +395,13 @@ test("a link the swarm no longer keeps for its peer (drained to make room) gets 
     const segments = [5, 6, 7].map((n) => ({ rendition: 0, sequence: n }));
     engine.onLinkEvent(drained, { type: "HelloReceived", have: segments, fetching: [], leech_only: false });
     engine.onLinkEvent(current, { type: "HelloReceived", have: segments, fetching: [], leech_only: false });
-    await engine.requestFragment(frag(1)).promise; // the playhead at 2 s: 5 is prefetched from a peer
-    for (let i = 0; i < 100 && !current.requests.some(([n]) => n === 5); i++) await tick();
-    assert.ok(current.requests.some(([n]) => n === 5), `segment 5 was asked of the current link (${JSON.stringify(current.requests)})`);
+    await engine.requestFragment(frag(1)).promise; // the playhead at 2 s: 5-7 are prefetched from a peer
+    // Which of 5-7 go to a peer (and which, on a slow machine, to the CDN as urgent) is timing's;
+    // whatever goes to a peer goes to the current link, and the drained one gets nothing.
+    for (let i = 0; i < 100 && current.requests.length === 0; i++) await tick();
+    for (let i = 0; i < 10; i++) await tick();
+    assert.ok(current.requests.length > 0, "a segment was asked of the current link");
+    assert.ok(current.requests.every(([n]) => n >= 5 && n <= 7), JSON.stringify(current.requests));
     assert.deepEqual(drained.requests, []);
   } finally {
     engine.swarm = null;
