@@ -213,6 +213,12 @@ class LinkConfig:
     # After we close a session, wait this long for the peer to close the channel (so our CLOSE
     # is delivered) before tearing the connection down.
     close_timeout_s: float = 2.0
+    # A link closed while ICE gathers waits this long for gathering to end before closing the
+    # connection: aioice registers a TURN allocation only when gathering ends, and
+    # Connection.close() deletes only those it registered, so closing mid-gathering leaked the
+    # allocation on the TURN server (refreshed while the process lives). aioice gives up
+    # gathering after 5 s.
+    close_gather_wait_s: float = 6.0
     # Requested UDP receive buffer of aioice sockets (capped by net.core.rmem_max).
     udp_receive_buffer_bytes: int = 4 * MIB
     # Connectivity checks of pairs with a TURN relay candidate start this late, so a direct
@@ -227,8 +233,10 @@ class LinkConfig:
             raise ValueError("high_water_bytes must exceed low_water_bytes by >= 64 KiB")
         if self.relay_check_delay_s < 0:
             raise ValueError("relay_check_delay_s must be >= 0")
-        if self.offer_ttl_s <= 0 or self.close_timeout_s < 0:
-            raise ValueError("offer_ttl_s must be > 0 and close_timeout_s >= 0")
+        if self.offer_ttl_s <= 0 or self.close_timeout_s < 0 or self.close_gather_wait_s < 0:
+            raise ValueError(
+                "offer_ttl_s must be > 0, close_timeout_s and close_gather_wait_s >= 0"
+            )
 
 
 Role = Literal["offerer", "answerer"]
@@ -273,6 +281,9 @@ class PeerLink:
         self._ttl: asyncio.TimerHandle | None = None
         self._teardown_task: asyncio.Task[None] | None = None
         self._channel_closed = asyncio.Event()
+        self._gathering = 0  # setLocalDescription calls in progress (ICE gathering)
+        self._gathered = asyncio.Event()  # set whenever none is in progress
+        self._gathered.set()
         self.channel: RTCDataChannel | None = None
         raise_udp_receive_buffer(self.config.udp_receive_buffer_bytes)
         set_relay_check_delay(self.config.relay_check_delay_s)
@@ -319,8 +330,15 @@ class PeerLink:
     # --- signalling -------------------------------------------------------------------------
 
     async def _set_local(self, description: _SDP) -> str:
-        with ice_host_addresses(self.config.host_addresses):
-            await self.pc.setLocalDescription(description)
+        self._gathering += 1
+        self._gathered.clear()
+        try:
+            with ice_host_addresses(self.config.host_addresses):
+                await self.pc.setLocalDescription(description)
+        finally:
+            self._gathering -= 1
+            if self._gathering == 0:
+                self._gathered.set()
         local = self.pc.localDescription
         assert local is not None
         return str(local.sdp)
@@ -587,6 +605,11 @@ class PeerLink:
                         await self._channel_closed.wait()
             if channel is not None and channel.readyState not in ("closing", "closed"):
                 channel.close()
+            if not self._gathered.is_set():
+                # Let gathering end so that close() deletes its TURN allocation (LinkConfig).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.close_gather_wait_s):
+                        await self._gathered.wait()
             await self.pc.close()
         except Exception:
             logger.exception("link %r: teardown failed", self)

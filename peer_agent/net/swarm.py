@@ -118,7 +118,9 @@ class SwarmConfig:
     low_water_bytes: int = 256 * 1024  # bufferedAmountLowThreshold: flushing resumes here
     close_timeout_s: float = 2.0  # wait for the peer to read our CLOSE before tearing down
     udp_receive_buffer_bytes: int = 4 * MIB  # aioice UDP receive buffer (capped by rmem_max)
-    stop_timeout_s: float = 5.0  # stop(): longest wait for links to close
+    # stop(): longest wait for links to close (one still gathering first waits for that to end:
+    # LinkConfig.close_gather_wait_s)
+    stop_timeout_s: float = 8.0
     session: SessionConfig = field(default_factory=SessionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     # Announce while slots are free (RefillConfig(): 2 s doubling to 30 s); None: only every
@@ -188,6 +190,11 @@ class Swarm:
         self._pending_at: dict[str, float] = {}  # offer_id -> loop time it was made
         self._exposed: set[PeerLink] = set()
         self._all: set[PeerLink] = set()
+        # every link not yet torn down, in _all or already closing (an unused offer, a
+        # duplicate, a failed link): stop() waits for all of them, so a process that stops the
+        # swarm and exits has closed every connection and deleted its TURN allocations
+        self._unfinished: set[PeerLink] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # references to closes started here
         self._greeted: set[PeerLink] = set()  # links whose HELLO arrived (they opened)
         self._stopping = False
         self.tracker = TrackerClient(
@@ -233,14 +240,15 @@ class Swarm:
         for task in drains:  # their links are closed below with the others
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
-        links = list(self._all)
+        links = [link for link in self._unfinished if not link.closed.is_set()]
         if links:
             closing = [link.close(CloseCode.GOING_AWAY, "leaving the swarm") for link in links]
             try:
                 async with asyncio.timeout(self.config.stop_timeout_s):
                     await asyncio.gather(*closing, return_exceptions=True)
             except TimeoutError:
-                logger.warning("swarm: %d links did not close in time", len(self._all))
+                unfinished = sum(not link.closed.is_set() for link in links)
+                logger.warning("swarm: %d links did not close in time", unfinished)
 
     # --- app inputs -------------------------------------------------------------------------
 
@@ -306,6 +314,8 @@ class Swarm:
             remote_peer_id=remote_peer_id,
         )
         self._all.add(link)
+        self._unfinished = {other for other in self._unfinished if not other.closed.is_set()}
+        self._unfinished.add(link)
         return link
 
     def _current_link_config(self) -> LinkConfig:
@@ -406,9 +416,16 @@ class Swarm:
         finally:
             self._draining.pop(link, None)
 
+    def _close_later(
+        self, link: PeerLink, code: CloseCode = CloseCode.NORMAL, reason: str = ""
+    ) -> None:
+        task = asyncio.ensure_future(link.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _drop_duplicate(self, link: PeerLink) -> None:
         # It stays exposed: the app, which may have seen its HELLO, gets its SessionClosed.
-        asyncio.ensure_future(link.close(CloseCode.NORMAL, "duplicate link"))
+        self._close_later(link, CloseCode.NORMAL, "duplicate link")
 
     def _keep_new_link(self, new_offerer: str, old_offerer: str) -> bool:
         """Both sides of a doubled pair keep the link offered by the smaller peer_id."""
@@ -437,7 +454,7 @@ class Swarm:
             link = self._pending.pop(offer_id, None)
             if link is not None:
                 self._all.discard(link)
-                asyncio.ensure_future(link.close())
+                self._close_later(link)
 
     async def _make_offers(self) -> list[tuple[str, str]]:
         self.tracker.hints.connected = tuple(self.links)
