@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+import pytest
+
 from peer_agent.core.errors import CloseCode
 from peer_agent.core.events import (
     Event,
@@ -180,3 +182,10 @@ async def test_garbage_sdp_closes_the_link_without_raising() -> None:
     await answerer.closed.wait()
     closed = ev.of(SessionClosed)
     assert [e.code for e in closed] == [CloseCode.PROTOCOL_ERROR, CloseCode.PROTOCOL_ERROR]
+
+
+def test_link_config_refuses_negative_waits_and_a_zero_offer_ttl() -> None:
+    for bad in ({"offer_ttl_s": 0}, {"close_timeout_s": -1}, {"close_gather_wait_s": -1}):
+        with pytest.raises(ValueError, match="close_gather_wait_s >= 0"):
+            LinkConfig(**bad)
+    assert LinkConfig(close_timeout_s=0, close_gather_wait_s=0).close_gather_wait_s == 0
